@@ -1,0 +1,110 @@
+//! The behaviour every [`Broker`] must show, as one suite run against each implementation.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
+use crate::ids::{NodeId, RoomId};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(200);
+
+struct Recorder(Mutex<Sender<Envelope>>);
+
+impl BrokerSink for Recorder {
+    fn deliver(&self, envelope: &Envelope) {
+        let _ = self.0.lock().map(|tx| tx.send(envelope.clone()));
+    }
+}
+
+struct Node {
+    id: NodeId,
+    broker: Box<dyn Broker>,
+    received: Receiver<Envelope>,
+    _sink: Arc<dyn BrokerSink>,
+}
+
+impl Node {
+    fn new(make: &dyn Fn() -> Box<dyn Broker>) -> Self {
+        let (tx, received) = channel();
+        let sink: Arc<dyn BrokerSink> = Arc::new(Recorder(Mutex::new(tx)));
+        let broker = make();
+        broker.start(Arc::downgrade(&sink) as Weak<dyn BrokerSink>);
+        Self {
+            id: NodeId::random(),
+            broker,
+            received,
+            _sink: sink,
+        }
+    }
+
+    fn publish(&self, topic: &Topic, body: &str) {
+        self.broker.publish(Envelope {
+            origin: self.id.clone(),
+            topic: topic.clone(),
+            frame: Bytes::copy_from_slice(body.as_bytes()),
+        });
+    }
+
+    fn expect(&self, body: &str) -> Envelope {
+        let envelope = self
+            .received
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no delivery of {body:?}"));
+        assert_eq!(envelope.frame, body.as_bytes(), "unexpected delivery");
+        envelope
+    }
+
+    fn expect_nothing(&self) {
+        if let Ok(envelope) = self.received.recv_timeout(QUIET) {
+            panic!("unexpected delivery {:?}", envelope.frame);
+        }
+    }
+}
+
+/// Runs the suite. `make` builds a broker for a new node, connected to the same medium as the
+/// others; `settle` returns once every subscription change made so far is in effect.
+pub(crate) fn run(make: &dyn Fn() -> Box<dyn Broker>, settle: &dyn Fn()) {
+    let a = Node::new(make);
+    let b = Node::new(make);
+    let c = Node::new(make);
+    let room = Topic::Room(RoomId::from_trusted("conformance"));
+    assert_eq!(a.broker.status(), BrokerStatus::Connected);
+
+    // Reaches subscribed peers once, never the origin or unsubscribed nodes.
+    a.broker.subscribe(&room);
+    b.broker.subscribe(&room);
+    settle();
+    a.publish(&room, "one");
+    let envelope = b.expect("one");
+    assert_eq!(envelope.origin, a.id);
+    assert_eq!(envelope.topic, room);
+    a.expect_nothing();
+    c.expect_nothing();
+    b.expect_nothing();
+
+    // Order per origin and topic.
+    for i in 0..100 {
+        a.publish(&room, &format!("m{i}"));
+    }
+    for i in 0..100 {
+        b.expect(&format!("m{i}"));
+    }
+
+    // Subscriptions are sets.
+    b.broker.subscribe(&room);
+    b.broker.unsubscribe(&room);
+    settle();
+    a.publish(&room, "after unsubscribe");
+    b.expect_nothing();
+
+    // Other topics are independent.
+    c.broker.subscribe(&Topic::Broadcast);
+    settle();
+    b.publish(&Topic::Broadcast, "everyone");
+    c.expect("everyone");
+    a.expect_nothing();
+}

@@ -1,0 +1,82 @@
+//! Cross-node delivery. The hub publishes every room, user, channel and broadcast message to a
+//! [`Broker`] after delivering it locally, and subscribes to a topic only while it has a local
+//! member for it. The broker hands publications from *other* nodes to the hub's
+//! [`BrokerSink`]; a node never receives its own messages back.
+//!
+//! Implementations: [`LocalBroker`] (in-process; a lone node pays nothing) and, in cluster mode,
+//! a Redis broker. The hub never knows which one it talks to.
+
+mod local;
+
+use std::sync::Weak;
+
+use bytes::Bytes;
+
+use crate::ids::{ChannelId, NodeId, RoomId, UserId};
+pub use local::{LocalBroker, LocalBus};
+
+/// What a publication is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Every connection of every node.
+    Broadcast,
+    /// The members of a room.
+    Room(RoomId),
+    /// Every connection of a user.
+    User(UserId),
+    /// The subscribers of a channel.
+    Channel(ChannelId),
+}
+
+/// One publication between nodes.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The node that published it.
+    pub origin: NodeId,
+    /// Its address.
+    pub topic: Topic,
+    /// The complete WebSocket frame, encoded once by the origin; every node writes these very
+    /// bytes to its local recipients.
+    pub frame: Bytes,
+}
+
+/// Where a broker delivers publications from other nodes (the hub).
+pub trait BrokerSink: Send + Sync {
+    /// Delivers `envelope` to the local recipients of its topic.
+    fn deliver(&self, envelope: &Envelope);
+}
+
+/// Whether the broker currently reaches the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerStatus {
+    /// Publications flow to and from other nodes (always, for a lone node).
+    Connected,
+    /// Other nodes are unreachable; local delivery goes on.
+    Degraded,
+}
+
+/// Cross-node publish/subscribe.
+///
+/// Guarantees every implementation gives (checked by one conformance suite):
+/// - a publication reaches every other node subscribed to its topic, once, and never its origin;
+/// - publications of one origin on one topic arrive in the order they were published;
+/// - subscriptions are sets: subscribing twice then unsubscribing once leaves none;
+/// - no method blocks on the network; a broker that is down is `Degraded`, never an error.
+pub trait Broker: Send + Sync + 'static {
+    /// Starts delivering publications from other nodes to `sink`. Called once, by the hub.
+    fn start(&self, sink: Weak<dyn BrokerSink>);
+    /// Sends `envelope` to the other nodes subscribed to its topic.
+    fn publish(&self, envelope: Envelope);
+    /// Starts receiving publications on `topic`.
+    fn subscribe(&self, topic: &Topic);
+    /// Stops receiving publications on `topic`.
+    fn unsubscribe(&self, topic: &Topic);
+    /// Current reachability of the other nodes.
+    fn status(&self) -> BrokerStatus;
+    /// A short name for logs and `/stats` (`local`, `redis`).
+    fn name(&self) -> &'static str;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

@@ -1,0 +1,345 @@
+//! Configuration: raw settings from flags, env vars and a TOML file ([`raw`]) are merged and
+//! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
+
+mod raw;
+mod units;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::ids::NodeId;
+pub use raw::{Cli, LogFormat, RawSettings};
+pub use units::{ByteSize, DurationArg};
+
+/// The validated configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and process lifecycle.
+    pub server: ServerConfig,
+    /// Everything the hub and connections enforce.
+    pub hub: HubConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Listener and process lifecycle settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Time a client has to send its upgrade request.
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_timeout: Duration,
+}
+
+/// Settings of the hub and of every connection.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Heartbeat.
+    pub heartbeat: Heartbeat,
+    /// Close connections without client messages for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Period of the cleanup sweep.
+    pub cleanup_interval: Duration,
+    /// How long client ids are remembered for duplicate suppression.
+    pub dedup_window: Duration,
+}
+
+/// Resource limits, each enforced where the resource is taken.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections on this node.
+    pub max_connections: usize,
+    /// Most connections per user.
+    pub max_connections_per_user: usize,
+    /// Most rooms per connection.
+    pub max_rooms_per_connection: usize,
+    /// Largest client frame or message, in bytes.
+    pub max_frame_size: usize,
+    /// Longest `content`, in characters.
+    pub max_content_length: usize,
+    /// Longest room or channel name, in characters.
+    pub max_name_length: usize,
+    /// Outbound bytes queued per connection before it is dropped as a slow consumer.
+    pub max_queued_bytes: usize,
+    /// Per-user rate limit (`None`: unlimited).
+    pub rate: Option<RateLimit>,
+}
+
+/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained messages per second.
+    pub per_second: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// Heartbeat settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// Ping period.
+    pub interval: Duration,
+    /// Silence after which a connection is dead.
+    pub timeout: Duration,
+    /// Whether app-level `ping` frames are sent too.
+    pub app_ping: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directive.
+    pub filter: String,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The command line is malformed (or asked for `--help`/`--version`).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// The config file cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown or mistyped key.
+    #[error("invalid config file {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why, naming the key.
+        source: toml::de::Error,
+    },
+    /// A setting has a value that cannot work.
+    #[error(
+        "invalid setting `{setting}` (flag --{flag}, env {env}): {reason}",
+        flag = setting.replace('_', "-"),
+        env = setting.to_ascii_uppercase()
+    )]
+    Invalid {
+        /// The setting's name (TOML key).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the process's arguments, environment and config file.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// Loads the configuration from `args` (the first is the program name), the environment
+    /// and the config file they name.
+    pub fn load_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => RawSettings::default(),
+        };
+        Self::from_settings(cli.settings.or(file))
+    }
+
+    /// Validates raw settings, filling in defaults.
+    pub fn from_settings(raw: RawSettings) -> Result<Self, ConfigError> {
+        let duration = |value: Option<DurationArg>, default: u64| {
+            value.map_or(Duration::from_secs(default), |d| d.0)
+        };
+        let positive = |setting: &'static str, value: Duration| {
+            if value.is_zero() {
+                Err(ConfigError::invalid(setting, "must be greater than zero"))
+            } else {
+                Ok(value)
+            }
+        };
+        let at_least = |setting: &'static str, value: Option<usize>, default: usize, min: usize| {
+            let value = value.unwrap_or(default);
+            if value < min {
+                Err(ConfigError::invalid(
+                    setting,
+                    format!("must be at least {min}"),
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+
+        let host = raw.host.unwrap_or_else(|| "0.0.0.0".to_owned());
+        if host.trim().is_empty() {
+            return Err(ConfigError::invalid("host", "must not be empty"));
+        }
+        let node_id = match raw.node_id {
+            Some(id) => NodeId::parse(&id, 64)
+                .map_err(|e| ConfigError::invalid("node_id", e.to_string()))?,
+            None => NodeId::random(),
+        };
+
+        let interval = positive("heartbeat_interval", duration(raw.heartbeat_interval, 30))?;
+        let timeout = duration(raw.heartbeat_timeout, 60);
+        if timeout <= interval {
+            return Err(ConfigError::invalid(
+                "heartbeat_timeout",
+                format!(
+                    "must be greater than heartbeat_interval ({})",
+                    humantime::format_duration(interval)
+                ),
+            ));
+        }
+
+        let max_frame_size = byte_size("max_frame_size", raw.max_frame_size, 1 << 20, 125)?;
+        let max_frame_size = usize::try_from(max_frame_size)
+            .ok()
+            .filter(|&size| size <= 1 << 30)
+            .ok_or_else(|| ConfigError::invalid("max_frame_size", "must be at most 1GiB"))?;
+        let max_queued_bytes = byte_size("max_queued_bytes", raw.max_queued_bytes, 4 << 20, 0)?;
+        let max_queued_bytes = usize::try_from(max_queued_bytes)
+            .ok()
+            .filter(|&size| size >= 64 << 10)
+            .ok_or_else(|| ConfigError::invalid("max_queued_bytes", "must be at least 64KiB"))?;
+
+        let rate = match raw.rate_limit.unwrap_or(10) {
+            0 => None,
+            per_second => {
+                let burst = raw.rate_limit_burst.unwrap_or(per_second.saturating_mul(2));
+                if burst == 0 {
+                    return Err(ConfigError::invalid(
+                        "rate_limit_burst",
+                        "must be at least 1",
+                    ));
+                }
+                Some(RateLimit { per_second, burst })
+            }
+        };
+        let max_name_length = at_least("max_name_length", raw.max_name_length, 128, 1)?;
+        if max_name_length > 1024 {
+            return Err(ConfigError::invalid(
+                "max_name_length",
+                "must be at most 1024",
+            ));
+        }
+
+        Ok(Self {
+            server: ServerConfig {
+                host,
+                port: raw.port.unwrap_or(3000),
+                handshake_timeout: positive(
+                    "handshake_timeout",
+                    duration(raw.handshake_timeout, 10),
+                )?,
+                shutdown_timeout: positive("shutdown_timeout", duration(raw.shutdown_timeout, 10))?,
+            },
+            hub: HubConfig {
+                node_id,
+                limits: Limits {
+                    max_connections: at_least("max_connections", raw.max_connections, 10_000, 1)?,
+                    max_connections_per_user: at_least(
+                        "max_connections_per_user",
+                        raw.max_connections_per_user,
+                        5,
+                        1,
+                    )?,
+                    max_rooms_per_connection: at_least(
+                        "max_rooms_per_connection",
+                        raw.max_rooms_per_connection,
+                        100,
+                        1,
+                    )?,
+                    max_frame_size,
+                    max_content_length: at_least(
+                        "max_content_length",
+                        raw.max_content_length,
+                        10_000,
+                        1,
+                    )?,
+                    max_name_length,
+                    max_queued_bytes,
+                    rate,
+                },
+                heartbeat: Heartbeat {
+                    interval,
+                    timeout,
+                    app_ping: raw.app_heartbeat.unwrap_or(false),
+                },
+                idle_timeout: Some(duration(raw.idle_timeout, 300)).filter(|d| !d.is_zero()),
+                cleanup_interval: positive("cleanup_interval", duration(raw.cleanup_interval, 60))?,
+                dedup_window: duration(raw.dedup_window, 60),
+            },
+            log: LogConfig {
+                format: raw.log_format.unwrap_or_default(),
+                filter: raw.log_level.unwrap_or_else(|| "info".to_owned()),
+            },
+        })
+    }
+}
+
+impl Default for Config {
+    /// The documented defaults (with a random node id).
+    fn default() -> Self {
+        match Self::from_settings(RawSettings::default()) {
+            Ok(config) => config,
+            Err(e) => unreachable!("the defaults are valid: {e}"),
+        }
+    }
+}
+
+fn byte_size(
+    setting: &'static str,
+    value: Option<ByteSize>,
+    default: u64,
+    min: u64,
+) -> Result<u64, ConfigError> {
+    let value = value.map_or(default, |size| size.0);
+    if value < min {
+        return Err(ConfigError::invalid(
+            setting,
+            format!("must be at least {min} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+fn read_file(path: &PathBuf) -> Result<RawSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

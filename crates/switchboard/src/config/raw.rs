@@ -1,0 +1,126 @@
+//! Raw settings as given: command-line flags, environment variables and a TOML file, each field
+//! optional. One struct serves all three sources, so a setting has the same name everywhere:
+//! field `heartbeat_interval` is flag `--heartbeat-interval`, env var `HEARTBEAT_INTERVAL` and
+//! TOML key `heartbeat_interval`. Precedence: flag > env var > file > default.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use super::units::{ByteSize, DurationArg};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `switchboard` command line.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "A scalable WebSocket server")]
+pub struct Cli {
+    /// TOML configuration file (keys as the flags, with `_` for `-`); flags and environment
+    /// variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The settings.
+    #[command(flatten)]
+    pub settings: RawSettings,
+}
+
+macro_rules! settings {
+    ($( $(#[$meta:meta])* $name:ident : $ty:ty ),* $(,)?) => {
+        /// Every setting, unvalidated; `None` where the source did not give it.
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawSettings {
+            $( $(#[$meta])* pub $name: Option<$ty>, )*
+        }
+
+        impl RawSettings {
+            /// Takes each setting from `self`, or from `lower` where `self` lacks it.
+            pub fn or(self, lower: RawSettings) -> RawSettings {
+                RawSettings { $( $name: self.$name.or(lower.$name), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env, value_name = "ADDR")]
+    host: String,
+    /// Port to listen on; 0 picks a free port [default: 3000].
+    #[arg(long, env)]
+    port: u16,
+    /// This node's id, unique in a cluster [default: random].
+    #[arg(long, env)]
+    node_id: String,
+    /// Most WebSocket connections this node accepts; more get close 1013 [default: 10000].
+    #[arg(long, env, value_name = "N")]
+    max_connections: usize,
+    /// Most connections one user may hold; more get close 1013 [default: 5].
+    #[arg(long, env, value_name = "N")]
+    max_connections_per_user: usize,
+    /// Most rooms one connection may be in [default: 100].
+    #[arg(long, env, value_name = "N")]
+    max_rooms_per_connection: usize,
+    /// How often to send WebSocket pings [default: 30s].
+    #[arg(long, env, value_name = "DURATION")]
+    heartbeat_interval: DurationArg,
+    /// Close a connection after this long without any frame from the client [default: 60s].
+    #[arg(long, env, value_name = "DURATION")]
+    heartbeat_timeout: DurationArg,
+    /// Also send app-level `ping` frames (for clients that cannot see WebSocket pings)
+    /// [default: false].
+    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    app_heartbeat: bool,
+    /// How often the cleanup sweep runs [default: 60s].
+    #[arg(long, env, value_name = "DURATION")]
+    cleanup_interval: DurationArg,
+    /// Close connections with no client messages for this long; 0 disables [default: 5m].
+    #[arg(long, env, value_name = "DURATION")]
+    idle_timeout: DurationArg,
+    /// Messages per second per user; 0 disables rate limiting [default: 10].
+    #[arg(long, env, value_name = "N")]
+    rate_limit: u32,
+    /// Messages a user may send at once above the rate [default: 20].
+    #[arg(long, env, value_name = "N")]
+    rate_limit_burst: u32,
+    /// Largest WebSocket frame or message accepted from a client [default: 1MiB].
+    #[arg(long, env, value_name = "SIZE")]
+    max_frame_size: ByteSize,
+    /// Longest message `content`, in characters [default: 10000].
+    #[arg(long, env, value_name = "N")]
+    max_content_length: usize,
+    /// Longest room or channel name, in characters [default: 128].
+    #[arg(long, env, value_name = "N")]
+    max_name_length: usize,
+    /// Outbound bytes queued for one connection before it is dropped as a slow consumer
+    /// [default: 4MiB].
+    #[arg(long, env, value_name = "SIZE")]
+    max_queued_bytes: ByteSize,
+    /// How long a client `id` is remembered for duplicate suppression [default: 60s].
+    #[arg(long, env, value_name = "DURATION")]
+    dedup_window: DurationArg,
+    /// Time a client has to complete the HTTP upgrade request [default: 10s].
+    #[arg(long, env, value_name = "DURATION")]
+    handshake_timeout: DurationArg,
+    /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting
+    /// [default: 10s].
+    #[arg(long, env, value_name = "DURATION")]
+    shutdown_timeout: DurationArg,
+    /// Log format [default: text].
+    #[arg(long, env, value_enum)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `switchboard=debug`; RUST_LOG overrides it [default: info].
+    #[arg(long, env, value_name = "FILTER")]
+    log_level: String,
+}

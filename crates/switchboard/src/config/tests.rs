@@ -1,0 +1,154 @@
+use super::*;
+
+fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
+    Config::load_from(std::iter::once("switchboard").chain(args.iter().copied()))
+}
+
+fn invalid_setting(result: Result<Config, ConfigError>) -> &'static str {
+    match result {
+        Err(ConfigError::Invalid { setting, .. }) => setting,
+        other => panic!("expected an invalid setting, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_match_the_design() {
+    let config = Config::default();
+    assert_eq!(config.server.port, 3000);
+    assert_eq!(config.server.host, "0.0.0.0");
+    let limits = &config.hub.limits;
+    assert_eq!(limits.max_connections, 10_000);
+    assert_eq!(limits.max_connections_per_user, 5);
+    assert_eq!(limits.max_frame_size, 1 << 20);
+    assert_eq!(limits.max_content_length, 10_000);
+    assert_eq!(
+        limits.rate,
+        Some(RateLimit {
+            per_second: 10,
+            burst: 20
+        })
+    );
+    assert_eq!(config.hub.heartbeat.interval, Duration::from_secs(30));
+    assert_eq!(config.hub.heartbeat.timeout, Duration::from_secs(60));
+    assert_eq!(config.hub.cleanup_interval, Duration::from_secs(60));
+    assert_eq!(config.hub.idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn flags_set_every_kind_of_value() {
+    let config = from_args(&[
+        "--port",
+        "4000",
+        "--heartbeat-interval",
+        "5s",
+        "--heartbeat-timeout",
+        "12s",
+        "--max-frame-size",
+        "64KiB",
+        "--rate-limit",
+        "0",
+        "--app-heartbeat",
+        "--idle-timeout",
+        "0",
+        "--log-format",
+        "json",
+    ])
+    .unwrap();
+    assert_eq!(config.server.port, 4000);
+    assert_eq!(config.hub.heartbeat.interval, Duration::from_secs(5));
+    assert_eq!(config.hub.heartbeat.timeout, Duration::from_secs(12));
+    assert_eq!(config.hub.limits.max_frame_size, 64 << 10);
+    assert_eq!(config.hub.limits.rate, None);
+    assert!(config.hub.heartbeat.app_ping);
+    assert_eq!(config.hub.idle_timeout, None);
+    assert_eq!(config.log.format, LogFormat::Json);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let dir = std::env::temp_dir().join(format!("switchboard-config-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("switchboard.toml");
+    std::fs::write(
+        &path,
+        "port = 4100\nmax_connections = 7\nheartbeat_interval = \"10s\"\nmax_frame_size = 2048\n",
+    )
+    .unwrap();
+    let config = from_args(&["--config", path.to_str().unwrap(), "--port", "4200"]).unwrap();
+    assert_eq!(config.server.port, 4200);
+    assert_eq!(config.hub.limits.max_connections, 7);
+    assert_eq!(config.hub.heartbeat.interval, Duration::from_secs(10));
+    assert_eq!(config.hub.limits.max_frame_size, 2048);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn file_errors_name_the_key() {
+    let dir = std::env::temp_dir().join(format!("switchboard-config-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "prot = 3000\n").unwrap();
+    let error = from_args(&["--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(error.to_string().contains("prot"), "{error}");
+    std::fs::write(&path, "port = \"three thousand\"\n").unwrap();
+    let error = from_args(&["--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(error.to_string().contains("port"), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+    let error = from_args(&["--config", "/nonexistent/switchboard.toml"]).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+}
+
+#[test]
+fn invalid_values_name_the_setting() {
+    assert_eq!(
+        invalid_setting(from_args(&["--heartbeat-timeout", "30s"])),
+        "heartbeat_timeout"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--heartbeat-interval", "0s"])),
+        "heartbeat_interval"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--max-connections", "0"])),
+        "max_connections"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--max-frame-size", "100"])),
+        "max_frame_size"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--max-queued-bytes", "1KiB"])),
+        "max_queued_bytes"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--rate-limit-burst", "0"])),
+        "rate_limit_burst"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--node-id", "has space"])),
+        "node_id"
+    );
+    let message = from_args(&["--max-connections-per-user", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("--max-connections-per-user")
+            && message.contains("MAX_CONNECTIONS_PER_USER"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_flag_values_are_refused_by_the_parser() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--heartbeat-interval", "soon"],
+        &["--max-frame-size", "big"],
+        &["--log-format", "xml"],
+    ] {
+        let error = from_args(args).unwrap_err();
+        assert!(matches!(error, ConfigError::Cli(_)), "{args:?}");
+        assert!(error.to_string().contains(args[0]), "{error}");
+    }
+}

@@ -1,0 +1,307 @@
+//! The per-connection task: one task per connection does all of its I/O.
+//!
+//! Reading: the task waits for readiness and reads into a buffer owned by the worker thread
+//! (`READ_BUFFER`), decodes complete frames straight out of it and handles them before the
+//! next read. Only an incomplete frame's bytes are copied into the connection (the decoder's
+//! `partial`), so an idle connection owns no read buffer.
+//!
+//! Writing: everything queued on the outbox since the last write is taken at once and written
+//! with one vectored write (`writev`), the same shared frame buffers that were queued; a
+//! partial write keeps its place and waits for writability. Nothing is copied per recipient.
+//!
+//! Closing: a close request (from the hub, the heartbeat sweep, shutdown, or a protocol
+//! violation) queues a close frame behind what is to be flushed; the task then waits for the
+//! client's close frame, at most `CLOSE_TIMEOUT`. A close from the client is answered at once
+//! and the server closes TCP. EOF or an I/O error ends the task immediately.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
+
+use super::session::Session;
+use crate::hub::{CloseRequest, Taken};
+use crate::protocol::CloseCode;
+use crate::ws::decoder::{Decoder, Flow, Limits, Message};
+use crate::ws::frame::{self, OpCode};
+
+/// How long to wait for the client's close frame once ours is written.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Size of each worker thread's read buffer.
+const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+/// Rounds of read/write per poll before yielding to other tasks.
+const ROUNDS_PER_POLL: usize = 16;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER_SIZE].into_boxed_slice());
+}
+
+/// Marks the outbox as closing when the client started the close, so producers stop queueing.
+const PEER_CLOSED: CloseRequest = CloseRequest {
+    code: CloseCode::Normal,
+    reason: "closed by the client",
+    flush: true,
+};
+
+struct Driver<S> {
+    io: S,
+    decoder: Decoder,
+    session: Session,
+    /// Frames taken from the outbox, not yet fully written. The front one may be partly written.
+    pending: VecDeque<Bytes>,
+    /// Whether the front of `pending` has been partly written (it must then be finished).
+    front_started: bool,
+    /// Our close frame is in `pending` (or written); nothing more is taken from the outbox.
+    close_queued: bool,
+    /// The client sent its close frame (or EOF): after our close is written we are done.
+    peer_closed: bool,
+    /// Armed when the close starts; the connection is dropped when it fires.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// Runs a registered connection to its end, then leaves its rooms and unregisters it.
+pub(crate) async fn run<S>(io: S, session: Session)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = &session.hub().config().limits;
+    let decoder = Decoder::new(Limits {
+        max_frame: limits.max_frame_size,
+        max_message: limits.max_frame_size,
+    });
+    let mut driver = Driver {
+        io,
+        decoder,
+        session,
+        pending: VecDeque::new(),
+        front_started: false,
+        close_queued: false,
+        peer_closed: false,
+        deadline: None,
+    };
+    tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "connected");
+    poll_fn(|cx| driver.poll(cx)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), driver.io.shutdown()).await;
+    tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "disconnected");
+    driver.session.finish();
+}
+
+/// Answers a connection that was not admitted: a close frame with `code` and `reason`, then a
+/// short wait for the client's close.
+pub(crate) async fn refuse<S>(mut io: S, code: CloseCode, reason: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let close = frame::close_frame(code.as_u16(), reason);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        io.write_all(&close).await?;
+        io.flush().await?;
+        let mut sink = [0u8; 256];
+        while tokio::io::AsyncReadExt::read(&mut io, &mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+enum Step {
+    Progress,
+    Idle,
+    Done,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUNDS_PER_POLL {
+            let mut progress = false;
+            // Replies produced by a read are taken and written in the next round.
+            for step in [Self::poll_outbox, Self::poll_write, Self::poll_read] {
+                match step(self, cx) {
+                    Step::Done => return Poll::Ready(()),
+                    Step::Progress => progress = true,
+                    Step::Idle => {}
+                }
+            }
+            if self.close_queued && self.pending.is_empty() && self.peer_closed {
+                return Poll::Ready(());
+            }
+            if let Some(deadline) = &mut self.deadline {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Moves queued frames into `pending`; starts the close when one is requested.
+    fn poll_outbox(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.close_queued {
+            return Step::Idle;
+        }
+        let outbox = self.session.handle().outbox();
+        match outbox.poll_take(cx, &mut self.pending) {
+            Poll::Pending => Step::Idle,
+            Poll::Ready(Taken { close: None }) => Step::Progress,
+            Poll::Ready(Taken {
+                close: Some(request),
+            }) => {
+                let close = frame::close_frame(request.code.as_u16(), request.reason);
+                self.queue_close(close, request.flush);
+                Step::Progress
+            }
+        }
+    }
+
+    /// Queues our close frame, behind what is pending if `flush`, and arms the deadline.
+    fn queue_close(&mut self, close: Bytes, flush: bool) {
+        if self.close_queued {
+            return;
+        }
+        if !flush {
+            // A partly written frame must be finished, or the client would misread the stream.
+            let keep = usize::from(self.front_started);
+            self.pending.truncate(keep);
+        }
+        self.pending.push_back(close);
+        self.close_queued = true;
+        self.deadline = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.pending.is_empty() {
+            return Step::Idle;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let count = self.pending.len().min(MAX_IOVECS);
+        for (slice, frame) in slices.iter_mut().zip(self.pending.iter()) {
+            *slice = IoSlice::new(frame);
+        }
+        match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            Poll::Pending => Step::Idle,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
+            Poll::Ready(Ok(written)) => {
+                self.consume(written);
+                if self.pending.is_empty() && self.pending.capacity() > MAX_IOVECS {
+                    self.pending = VecDeque::new();
+                }
+                Step::Progress
+            }
+        }
+    }
+
+    /// Drops `written` bytes from the front of `pending`.
+    fn consume(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.pending.pop_front();
+                self.front_started = false;
+            } else {
+                front.advance(written);
+                self.front_started = true;
+                return;
+            }
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.peer_closed {
+            return Step::Idle;
+        }
+        READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => self.read_into(cx, &mut buffer),
+            // Only reachable if a handler polled another connection from inside a read.
+            Err(_) => self.read_into(cx, &mut vec![0; READ_BUFFER_SIZE]),
+        })
+    }
+
+    fn read_into(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Step {
+        let mut read = ReadBuf::new(buffer);
+        match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+            Poll::Pending => Step::Idle,
+            Poll::Ready(Err(_)) => Step::Done,
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                // EOF. After our close frame this is the normal end; before it, an abrupt one.
+                self.peer_closed = true;
+                if self.close_queued {
+                    Step::Progress
+                } else {
+                    Step::Done
+                }
+            }
+            Poll::Ready(Ok(())) => {
+                self.decode(read.filled_mut());
+                Step::Progress
+            }
+        }
+    }
+
+    fn decode(&mut self, input: &mut [u8]) {
+        let Self {
+            decoder,
+            session,
+            close_queued,
+            ..
+        } = self;
+        let now = session.hub().now_ms();
+        let closing = *close_queued;
+        let mut peer_close: Option<Bytes> = None;
+        let result = decoder.feed(input, &mut |message| {
+            let is_data = matches!(message, Message::Text(_) | Message::Binary(_));
+            session.handle().touch(now, is_data);
+            match message {
+                // Once closing, data is read (to reach the client's close) but not acted on.
+                Message::Text(_) | Message::Binary(_) if closing => {}
+                Message::Text(text) => session.on_text(text),
+                Message::Binary(_) => session.on_binary(),
+                Message::Ping(payload) => session.reply(frame::frame(OpCode::Pong, payload)),
+                Message::Pong(_) => {}
+                Message::Close(status) => {
+                    // Echo the client's code (RFC 6455 §5.5.1); an empty close gets 1000.
+                    let code = status.map_or(CloseCode::Normal.as_u16(), |(code, _)| code);
+                    peer_close = Some(frame::close_frame(code, ""));
+                    return Flow::Stop;
+                }
+            }
+            Flow::Continue
+        });
+        if let Some(close) = peer_close {
+            self.peer_closed = true;
+            let now = self.session.hub().now_ms();
+            self.session.handle().close(PEER_CLOSED, now);
+            self.queue_close(close, true);
+        } else if let Err(violation) = result {
+            // Fail the connection (RFC 6455 §7.1.7): send the close frame, read no further, and
+            // close TCP once it is written; the stream can no longer be parsed anyway.
+            tracing::debug!(conn = %self.session.handle().id(), %violation, "protocol violation");
+            let request = CloseRequest {
+                code: violation.close_code(),
+                reason: violation.close_reason(),
+                flush: true,
+            };
+            let now = self.session.hub().now_ms();
+            self.session.handle().close(request, now);
+            self.peer_closed = true;
+            self.queue_close(
+                frame::close_frame(request.code.as_u16(), request.reason),
+                true,
+            );
+        }
+    }
+}

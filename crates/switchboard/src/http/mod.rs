@@ -1,0 +1,30 @@
+//! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
+//! `/ws`, `/stats`, `/health` and `/ready`.
+
+mod status;
+mod ws;
+
+use axum::Router;
+use axum::routing::get;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) hub: Hub,
+    /// Connection tasks are spawned here, so shutdown can wait for them.
+    pub(crate) tasks: TaskTracker,
+}
+
+/// The routes of a node.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(ws::upgrade_or_landing))
+        .route("/ws", get(ws::upgrade))
+        .route("/stats", get(status::stats))
+        .route("/health", get(status::health))
+        .route("/ready", get(status::ready))
+        .with_state(state)
+}

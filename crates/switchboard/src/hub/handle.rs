@@ -1,0 +1,117 @@
+//! The hub's handle to one connection: its ids, its outbox and its activity clock. The hub's
+//! maps hold these; the socket and the per-connection protocol state live in the connection's
+//! task and are never reachable from here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::outbox::{CloseRequest, Outbox, Pushed};
+use crate::ids::{ConnId, UserId};
+
+/// A cheap, cloneable reference to a connection's shared half.
+#[derive(Clone)]
+pub(crate) struct ConnHandle(Arc<ConnShared>);
+
+pub(crate) struct ConnShared {
+    id: ConnId,
+    user: UserId,
+    outbox: Outbox,
+    /// Milliseconds (hub clock) when the connection was registered.
+    connected_at: u64,
+    /// Hub-clock ms of the last frame of any kind from the client (heartbeat liveness).
+    last_seen: AtomicU64,
+    /// Hub-clock ms of the last client message (idle timeout).
+    last_active: AtomicU64,
+    /// Hub-clock ms when a close was first requested; 0 while open.
+    closing_since: AtomicU64,
+}
+
+/// A snapshot of a connection, as the library API and the server API report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnInfo {
+    /// The connection's id.
+    pub connection_id: ConnId,
+    /// The user it belongs to.
+    pub user_id: UserId,
+    /// Milliseconds since the connection was registered.
+    pub connected_for_ms: u64,
+    /// Milliseconds since the client last sent a message.
+    pub idle_for_ms: u64,
+    /// Outbound bytes waiting to be written.
+    pub queued_bytes: usize,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(id: ConnId, user: UserId, now: u64) -> Self {
+        Self(Arc::new(ConnShared {
+            id,
+            user,
+            outbox: Outbox::default(),
+            connected_at: now,
+            last_seen: AtomicU64::new(now),
+            last_active: AtomicU64::new(now),
+            closing_since: AtomicU64::new(0),
+        }))
+    }
+
+    pub(crate) fn id(&self) -> ConnId {
+        self.0.id
+    }
+
+    pub(crate) fn user(&self) -> &UserId {
+        &self.0.user
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.0.outbox
+    }
+
+    /// Queues a frame, bounded by `limit` queued bytes.
+    pub(crate) fn push(&self, frame: &Bytes, limit: usize) -> Pushed {
+        self.0.outbox.push(frame, limit)
+    }
+
+    /// Requests a close at hub-clock time `now`; returns whether this request was the first.
+    pub(crate) fn close(&self, request: CloseRequest, now: u64) -> bool {
+        let first = self.0.outbox.close(request);
+        if first {
+            self.0.closing_since.store(now.max(1), Ordering::Relaxed);
+        }
+        first
+    }
+
+    /// Hub-clock ms since which the connection is closing, if it is.
+    pub(crate) fn closing_since(&self) -> Option<u64> {
+        Some(self.0.closing_since.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Records a frame from the client; `message` says whether it counts as activity.
+    pub(crate) fn touch(&self, now: u64, message: bool) {
+        self.0.last_seen.store(now, Ordering::Relaxed);
+        if message {
+            self.0.last_active.store(now, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn last_seen(&self) -> u64 {
+        self.0.last_seen.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_active(&self) -> u64 {
+        self.0.last_active.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn info(&self, now: u64) -> ConnInfo {
+        ConnInfo {
+            connection_id: self.0.id,
+            user_id: self.0.user.clone(),
+            connected_for_ms: now.saturating_sub(self.0.connected_at),
+            idle_for_ms: now.saturating_sub(self.last_active()),
+            queued_bytes: self.0.outbox.queued_bytes(),
+        }
+    }
+}

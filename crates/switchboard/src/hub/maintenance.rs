@@ -1,0 +1,174 @@
+//! Periodic work over all connections, done by a few sweeps instead of per-connection timers:
+//! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms, and
+//! rate sampling for `/stats`.
+//!
+//! The sweep tasks hold only a weak reference to the hub and end when it is dropped or when the
+//! cancellation token fires.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{CloseRequest, ConnHandle, Counters, Hub, HubInner};
+use crate::protocol::{CloseCode, ServerFrame, now_ms};
+use crate::ws::frame;
+
+/// A connection still registered this long after its close was requested is considered dead:
+/// its task should have ended within the close deadline.
+pub(super) const DEAD_AFTER_MS: u64 = 30_000;
+
+const HEARTBEAT_TIMEOUT: CloseRequest = CloseRequest {
+    code: CloseCode::Normal,
+    reason: "heartbeat timeout",
+    flush: false,
+};
+
+const IDLE_TIMEOUT: CloseRequest = CloseRequest {
+    code: CloseCode::Normal,
+    reason: "idle timeout",
+    flush: true,
+};
+
+/// What a heartbeat sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeartbeatReport {
+    pub(crate) pinged: usize,
+    pub(crate) timed_out: usize,
+}
+
+/// What a cleanup sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CleanupReport {
+    pub(crate) idle_closed: usize,
+    pub(crate) dead_removed: usize,
+    pub(crate) room_members_removed: usize,
+    pub(crate) empty_rooms_removed: usize,
+}
+
+impl Hub {
+    /// Spawns the sweeps on `tasks`; they stop when `cancel` fires or the hub is dropped.
+    pub(crate) fn spawn_maintenance(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let config = &self.inner.config;
+        let every = |period: Duration, sweep: fn(&Hub)| {
+            let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = ticker.tick() => {}
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    sweep(&Hub { inner });
+                }
+            });
+        };
+        every(config.heartbeat.interval, |hub| {
+            let report = hub.heartbeat_sweep();
+            if report.timed_out > 0 {
+                tracing::info!(timed_out = report.timed_out, "heartbeat sweep");
+            }
+        });
+        every(config.cleanup_interval, |hub| {
+            let report = hub.cleanup_sweep();
+            if report != CleanupReport::default() {
+                tracing::info!(
+                    idle_closed = report.idle_closed,
+                    dead_removed = report.dead_removed,
+                    room_members_removed = report.room_members_removed,
+                    empty_rooms_removed = report.empty_rooms_removed,
+                    "cleanup sweep"
+                );
+            } else {
+                tracing::debug!("cleanup sweep: nothing to do");
+            }
+        });
+        every(Duration::from_secs(1), |hub| {
+            hub.inner.rates.sample(&hub.inner.counters, hub.now_ms());
+        });
+    }
+
+    /// Pings every open connection and closes those silent for longer than the heartbeat
+    /// timeout.
+    pub(crate) fn heartbeat_sweep(&self) -> HeartbeatReport {
+        let heartbeat = self.inner.config.heartbeat;
+        let timeout = heartbeat.timeout.as_millis() as u64;
+        let now = self.now_ms();
+        let ping = frame::ping_frame();
+        let app_ping: Option<Bytes> = heartbeat.app_ping.then(|| {
+            ServerFrame::new("ping", serde_json::json!({ "timestamp": now_ms() })).encode()
+        });
+        let mut report = HeartbeatReport::default();
+        self.for_each_open(|handle| {
+            if now.saturating_sub(handle.last_seen()) >= timeout {
+                if handle.close(HEARTBEAT_TIMEOUT, now) {
+                    report.timed_out += 1;
+                }
+                return;
+            }
+            // Control frames are tiny and bounded by the sweep period, so the byte limit that
+            // protects against slow consumers still applies to them without special cases.
+            if self.deliver(handle, &ping) {
+                report.pinged += 1;
+            }
+            if let Some(app_ping) = &app_ping {
+                self.deliver(handle, app_ping);
+            }
+        });
+        Counters::add(
+            &self.inner.counters.heartbeat_timeouts,
+            report.timed_out as u64,
+        );
+        report
+    }
+
+    /// Closes idle connections, removes dead ones and empty rooms.
+    pub(crate) fn cleanup_sweep(&self) -> CleanupReport {
+        let now = self.now_ms();
+        let mut report = CleanupReport::default();
+        if let Some(idle) = self.inner.config.idle_timeout {
+            let idle = idle.as_millis() as u64;
+            self.for_each_open(|handle| {
+                if now.saturating_sub(handle.last_active()) >= idle
+                    && handle.close(IDLE_TIMEOUT, now)
+                {
+                    report.idle_closed += 1;
+                }
+            });
+        }
+        Counters::add(
+            &self.inner.counters.idle_timeouts,
+            report.idle_closed as u64,
+        );
+        let mut dead = Vec::new();
+        self.inner.conns.for_each(|_, handle| {
+            if handle
+                .closing_since()
+                .is_some_and(|since| now.saturating_sub(since) >= DEAD_AFTER_MS)
+            {
+                dead.push(handle.clone());
+            }
+        });
+        for handle in &dead {
+            tracing::warn!(conn = %handle.id(), user = %handle.user(), "removing a dead connection");
+            self.unregister(handle);
+        }
+        report.dead_removed = dead.len();
+        (report.room_members_removed, report.empty_rooms_removed) = self.purge_rooms();
+        report
+    }
+
+    fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
+        self.inner.conns.for_each(|_, handle| {
+            if handle.closing_since().is_none() {
+                visit(handle);
+            }
+        });
+    }
+}

@@ -1,0 +1,242 @@
+//! The hub: the node's registry of local connections, users and rooms, and the fan-out path.
+//!
+//! It holds only handles ([`ConnHandle`]: ids, a bounded outbox, activity clocks), never a
+//! socket. Every map is sharded ([`shard::Sharded`]); delivering to a room reads one shard and
+//! pushes one shared, pre-encoded frame onto each member's outbox, so there is no global lock
+//! and no per-recipient encoding on the fan-out path.
+//!
+//! Every message addressed to a room, user or everyone is delivered locally first and then
+//! published to the [`Broker`] for the other nodes; publications from other nodes come back
+//! through [`BrokerSink`] and are delivered locally only.
+//!
+//! [`Hub`] is a cheap cloneable handle; its public methods are the library API for sending to
+//! connections and querying the registry.
+
+mod handle;
+mod maintenance;
+mod outbox;
+mod registry;
+mod rooms;
+mod shard;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::broker::{Broker, BrokerSink, Envelope, Topic};
+use crate::config::HubConfig;
+use crate::ids::{ConnId, NodeId, RoomId, UserId};
+use crate::protocol::{CloseCode, ServerFrame};
+pub(crate) use handle::ConnHandle;
+pub use handle::ConnInfo;
+pub(crate) use outbox::{CloseRequest, Pushed, Taken};
+pub(crate) use registry::Registered;
+pub(crate) use rooms::Left;
+pub use rooms::RoomSummary;
+use shard::Sharded;
+pub(crate) use stats::Counters;
+pub use stats::StatsSnapshot;
+
+/// The node's hub. Clone it freely: every clone is the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    config: HubConfig,
+    /// Origin of the hub clock (tokio's, so tests can pause time).
+    epoch: tokio::time::Instant,
+    conns: Sharded<ConnId, ConnHandle>,
+    users: Sharded<UserId, registry::UserEntry>,
+    rooms: Sharded<RoomId, rooms::Room>,
+    conn_count: AtomicUsize,
+    user_count: AtomicUsize,
+    room_count: AtomicUsize,
+    counters: Counters,
+    rates: stats::Rates,
+    broker: Arc<dyn Broker>,
+    /// Set when the node starts shutting down; new connections are refused.
+    draining: AtomicBool,
+    /// Kept alive here; the broker holds only a weak reference.
+    _sink: Arc<dyn BrokerSink>,
+}
+
+/// The hub's face towards the broker.
+struct Sink(Weak<HubInner>);
+
+impl BrokerSink for Sink {
+    fn deliver(&self, envelope: &Envelope) {
+        if let Some(inner) = self.0.upgrade() {
+            Hub { inner }.deliver_local(&envelope.topic, &envelope.frame, None);
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with `config` that reaches other nodes through `broker`.
+    pub fn new(config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+        let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
+            let sink: Arc<dyn BrokerSink> = Arc::new(Sink(weak.clone()));
+            HubInner {
+                config,
+                epoch: tokio::time::Instant::now(),
+                conns: Sharded::new(),
+                users: Sharded::new(),
+                rooms: Sharded::new(),
+                conn_count: AtomicUsize::new(0),
+                user_count: AtomicUsize::new(0),
+                room_count: AtomicUsize::new(0),
+                counters: Counters::default(),
+                rates: stats::Rates::default(),
+                broker,
+                draining: AtomicBool::new(false),
+                _sink: sink,
+            }
+        });
+        inner.broker.start(Arc::downgrade(&inner._sink));
+        inner.broker.subscribe(&Topic::Broadcast);
+        Self { inner }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.config.node_id
+    }
+
+    /// The configuration the hub enforces.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Milliseconds on the hub clock (monotonic, from hub creation).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Sends a frame to every connection of every node. Returns the local recipients.
+    pub fn broadcast<P: Serialize>(&self, frame: &ServerFrame<'_, P>) -> usize {
+        self.publish(Topic::Broadcast, frame.encode(), None)
+    }
+
+    /// Sends a frame to every member of `room` on every node except connection `except`.
+    /// Returns the local recipients.
+    pub fn send_to_room<P: Serialize>(
+        &self,
+        room: &RoomId,
+        frame: &ServerFrame<'_, P>,
+        except: Option<ConnId>,
+    ) -> usize {
+        self.publish(Topic::Room(room.clone()), frame.encode(), except)
+    }
+
+    /// Sends a frame to every connection of `user` on every node. Returns the local recipients.
+    pub fn send_to_user<P: Serialize>(&self, user: &UserId, frame: &ServerFrame<'_, P>) -> usize {
+        self.publish(Topic::User(user.clone()), frame.encode(), None)
+    }
+
+    /// Sends a frame to one local connection. Returns whether it was queued.
+    pub fn send_to_connection<P: Serialize>(&self, id: ConnId, frame: &ServerFrame<'_, P>) -> bool {
+        let handle = self.inner.conns.read(&id).get(&id).cloned();
+        handle.is_some_and(|handle| self.deliver(&handle, &frame.encode()))
+    }
+
+    /// Delivers an encoded frame locally, then hands it to the broker for the other nodes.
+    pub(crate) fn publish(&self, topic: Topic, frame: Bytes, except: Option<ConnId>) -> usize {
+        let delivered = self.deliver_local(&topic, &frame, except);
+        self.inner.broker.publish(Envelope {
+            origin: self.node_id().clone(),
+            topic,
+            frame,
+        });
+        delivered
+    }
+
+    /// Delivers an encoded frame to the local recipients of `topic`.
+    fn deliver_local(&self, topic: &Topic, frame: &Bytes, except: Option<ConnId>) -> usize {
+        let delivered = match topic {
+            Topic::Broadcast => self.deliver_to_all(frame, except),
+            Topic::Room(room) => self.deliver_to_room(room, frame, except),
+            Topic::User(user) => self.deliver_to_user(user, frame),
+            Topic::Channel(_) => 0,
+        };
+        Counters::add(&self.inner.counters.messages_out, delivered as u64);
+        Counters::add(
+            &self.inner.counters.bytes_out,
+            (delivered * frame.len()) as u64,
+        );
+        delivered
+    }
+
+    /// Queues `frame` on one connection, counting a slow-consumer drop if it overflows.
+    pub(crate) fn deliver(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        match handle.push(frame, self.inner.config.limits.max_queued_bytes) {
+            Pushed::Queued => true,
+            Pushed::Overflow => {
+                handle.close(CloseRequest::SLOW_CONSUMER, self.now_ms());
+                Counters::add(&self.inner.counters.slow_consumers, 1);
+                tracing::info!(conn = %handle.id(), user = %handle.user(), "dropping slow consumer");
+                false
+            }
+            Pushed::Closed => false,
+        }
+    }
+
+    /// Starts the shutdown: refuses new connections and asks every connection to close with
+    /// 1001 after writing what is queued for it. Returns how many were asked.
+    pub fn shutdown(&self) -> usize {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let request = CloseRequest {
+            code: CloseCode::GoingAway,
+            reason: "server shutting down",
+            flush: true,
+        };
+        let now = self.now_ms();
+        let mut asked = 0;
+        self.inner.conns.for_each(|_, handle| {
+            if handle.close(request, now) {
+                asked += 1;
+            }
+        });
+        asked
+    }
+
+    /// Whether the hub is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// The node's statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        let inner = &self.inner;
+        inner.counters.snapshot(
+            &inner.rates,
+            stats::Gauges {
+                connections: inner.conn_count.load(Ordering::Relaxed),
+                rooms: inner.room_count.load(Ordering::Relaxed),
+                online_users: inner.user_count.load(Ordering::Relaxed),
+                channels: 0,
+                uptime_seconds: self.now_ms() / 1000,
+                node_id: self.node_id().to_string(),
+                broker: inner.broker.name(),
+                broker_status: inner.broker.status(),
+            },
+        )
+    }
+
+    /// The broker this hub publishes to.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,238 @@
+//! A connection's outbound queue: bounded in bytes, filled by any thread, drained by the
+//! connection's own task.
+//!
+//! Producers (room fan-out, broadcasts, the heartbeat sweep, the connection itself) push shared
+//! [`Bytes`]; a push is a short lock, a `VecDeque` push and at most one wake-up. The connection
+//! task takes everything queued in one go and writes it with one vectored write.
+//!
+//! Overflow policy: a push that would take the queue past its limit drops the whole queue and
+//! marks the connection to be closed with 1008 (slow consumer). Frames are never dropped
+//! selectively, so a client never sees a gap; it is disconnected instead. Close requests are
+//! not subject to the limit.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::protocol::CloseCode;
+
+/// A request to close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloseRequest {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: &'static str,
+    /// Whether frames already queued are still written before the close frame.
+    pub(crate) flush: bool,
+}
+
+impl CloseRequest {
+    pub(crate) const SLOW_CONSUMER: Self = Self {
+        code: CloseCode::Policy,
+        reason: "slow consumer: outbound queue full",
+        flush: false,
+    };
+}
+
+/// The outcome of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The frame is queued.
+    Queued,
+    /// The queue was full: it was dropped and the connection is being closed as a slow consumer.
+    Overflow,
+    /// The connection is closing; the frame was discarded.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// The connection task's waker, taken by the first push after the task went to sleep.
+    waker: Option<Waker>,
+    close: Option<CloseRequest>,
+}
+
+/// What the connection task found when it polled the outbox.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// A close was requested; frames moved out alongside it are to be written first only if
+    /// `flush` is set.
+    pub(crate) close: Option<CloseRequest>,
+}
+
+/// The outbound queue of one connection. Held by the connection's handle, shared by every
+/// producer; drained only by the connection's task.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+}
+
+impl Outbox {
+    /// Queues `frame` unless that would exceed `limit` queued bytes (see the overflow policy).
+    pub(crate) fn push(&self, frame: &Bytes, limit: usize) -> Pushed {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return Pushed::Closed;
+        }
+        let pushed = if state.bytes + frame.len() > limit {
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            state.close = Some(CloseRequest::SLOW_CONSUMER);
+            Pushed::Overflow
+        } else {
+            state.frames.push_back(frame.clone());
+            state.bytes += frame.len();
+            Pushed::Queued
+        };
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        pushed
+    }
+
+    /// Requests a close. The first request wins; returns whether this one did.
+    pub(crate) fn close(&self, request: CloseRequest) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        if !request.flush {
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+        }
+        state.close = Some(request);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Whether a close was requested.
+    #[cfg(test)]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.state.lock().close.is_some()
+    }
+
+    /// Bytes currently queued.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Moves every queued frame to the back of `out`. Ready when there were frames or a close
+    /// request; otherwise registers the task to be woken by the next push.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Taken> {
+        let mut state = self.state.lock();
+        if state.frames.is_empty() && state.close.is_none() {
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        if out.is_empty() {
+            std::mem::swap(out, &mut state.frames);
+        } else {
+            out.append(&mut state.frames);
+        }
+        // Leave no capacity behind: an idle connection holds no queue memory.
+        state.frames = VecDeque::new();
+        state.bytes = 0;
+        Poll::Ready(Taken { close: state.close })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct CountingWaker(AtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![0; len])
+    }
+
+    #[test]
+    fn takes_everything_queued_in_order_and_wakes_once() {
+        let outbox = Outbox::default();
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = VecDeque::new();
+        assert_eq!(outbox.poll_take(&mut cx, &mut out), Poll::Pending);
+        for len in [1, 2, 3] {
+            assert_eq!(outbox.push(&frame(len), 100), Pushed::Queued);
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one wake per batch");
+        assert_eq!(outbox.queued_bytes(), 6);
+        assert_eq!(
+            outbox.poll_take(&mut cx, &mut out),
+            Poll::Ready(Taken { close: None })
+        );
+        assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_drops_the_queue_and_closes_as_slow_consumer() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push(&frame(60), 100), Pushed::Queued);
+        assert_eq!(
+            outbox.push(&frame(40), 100),
+            Pushed::Queued,
+            "exactly at the limit"
+        );
+        assert_eq!(outbox.push(&frame(1), 100), Pushed::Overflow);
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.push(&frame(1), 100), Pushed::Closed);
+        let waker = Waker::noop();
+        let mut out = VecDeque::new();
+        let taken = outbox.poll_take(&mut Context::from_waker(waker), &mut out);
+        assert_eq!(
+            taken,
+            Poll::Ready(Taken {
+                close: Some(CloseRequest::SLOW_CONSUMER)
+            })
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn first_close_wins_and_flush_keeps_the_queue() {
+        let outbox = Outbox::default();
+        outbox.push(&frame(5), 100);
+        let shutdown = CloseRequest {
+            code: CloseCode::GoingAway,
+            reason: "bye",
+            flush: true,
+        };
+        assert!(outbox.close(shutdown));
+        assert!(!outbox.close(CloseRequest::SLOW_CONSUMER));
+        let mut out = VecDeque::new();
+        let taken = outbox.poll_take(&mut Context::from_waker(Waker::noop()), &mut out);
+        assert_eq!(
+            taken,
+            Poll::Ready(Taken {
+                close: Some(shutdown)
+            })
+        );
+        assert_eq!(out.len(), 1);
+    }
+}

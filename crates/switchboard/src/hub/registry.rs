@@ -1,0 +1,192 @@
+//! The connection registry ("pool"): connections by id, by user, and the whole node; admission
+//! against the node-wide and per-user connection limits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{ConnHandle, ConnInfo, Counters, Hub};
+use crate::broker::Topic;
+use crate::ids::{ConnId, UserId};
+use crate::limits::RateLimiter;
+use crate::protocol::CloseCode;
+
+/// A user's connections on this node and the rate limiter they share.
+pub(crate) struct UserEntry {
+    conns: Vec<ConnHandle>,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Why a connection was not admitted. Each maps to close 1013 with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("server at capacity")]
+    ServerFull,
+    #[error("too many connections for this user")]
+    UserFull,
+    #[error("server shutting down")]
+    Draining,
+}
+
+impl Refusal {
+    pub(crate) fn close_code(self) -> CloseCode {
+        match self {
+            Self::ServerFull | Self::UserFull => CloseCode::TryAgainLater,
+            Self::Draining => CloseCode::GoingAway,
+        }
+    }
+}
+
+/// An admitted connection.
+pub(crate) struct Registered {
+    pub(crate) handle: ConnHandle,
+    /// The user's shared rate limiter, when rate limiting is on.
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+}
+
+impl Hub {
+    /// Admits a new connection of `user`, or refuses it at a limit.
+    pub(crate) fn register(&self, user: UserId) -> Result<Registered, Refusal> {
+        let inner = &self.inner;
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        let limits = &inner.config.limits;
+        let admitted = inner
+            .conn_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limits.max_connections).then_some(n + 1)
+            });
+        if admitted.is_err() {
+            Counters::add(&inner.counters.connections_refused, 1);
+            return Err(Refusal::ServerFull);
+        }
+        let now = self.now_ms();
+        let handle = ConnHandle::new(ConnId::next(), user.clone(), now);
+        let limiter = {
+            let mut users = inner.users.write(&user);
+            let entry = users.entry(user.clone()).or_insert_with(|| {
+                inner.user_count.fetch_add(1, Ordering::Relaxed);
+                inner.broker.subscribe(&Topic::User(user.clone()));
+                UserEntry {
+                    conns: Vec::new(),
+                    limiter: limits
+                        .rate
+                        .map(|rate| Arc::new(RateLimiter::new(rate, now))),
+                }
+            });
+            if entry.conns.len() >= limits.max_connections_per_user {
+                // The entry existed (it has connections), so nothing to undo but the count.
+                drop(users);
+                inner.conn_count.fetch_sub(1, Ordering::AcqRel);
+                Counters::add(&inner.counters.connections_refused, 1);
+                return Err(Refusal::UserFull);
+            }
+            entry.conns.push(handle.clone());
+            entry.limiter.clone()
+        };
+        inner
+            .conns
+            .write(&handle.id())
+            .insert(handle.id(), handle.clone());
+        Counters::add(&inner.counters.connections_opened, 1);
+        Ok(Registered { handle, limiter })
+    }
+
+    /// Removes a connection from the registry. Idempotent. The caller leaves its rooms first.
+    pub(crate) fn unregister(&self, handle: &ConnHandle) {
+        let inner = &self.inner;
+        if inner
+            .conns
+            .write(&handle.id())
+            .remove(&handle.id())
+            .is_none()
+        {
+            return;
+        }
+        inner.conn_count.fetch_sub(1, Ordering::AcqRel);
+        let user = handle.user();
+        let mut users = inner.users.write(user);
+        if let Some(entry) = users.get_mut(user) {
+            entry.conns.retain(|c| c.id() != handle.id());
+            if entry.conns.is_empty() {
+                users.remove(user);
+                inner.user_count.fetch_sub(1, Ordering::Relaxed);
+                inner.broker.unsubscribe(&Topic::User(user.clone()));
+            }
+        }
+    }
+
+    pub(crate) fn deliver_to_user(&self, user: &UserId, frame: &Bytes) -> usize {
+        let users = self.inner.users.read(user);
+        let Some(entry) = users.get(user) else {
+            return 0;
+        };
+        entry
+            .conns
+            .iter()
+            .filter(|handle| self.deliver(handle, frame))
+            .count()
+    }
+
+    pub(crate) fn deliver_to_all(&self, frame: &Bytes, except: Option<ConnId>) -> usize {
+        let mut delivered = 0;
+        self.inner.conns.for_each(|id, handle| {
+            if Some(*id) != except && self.deliver(handle, frame) {
+                delivered += 1;
+            }
+        });
+        delivered
+    }
+
+    /// A connection on this node, by id.
+    pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
+        let now = self.now_ms();
+        self.inner.conns.read(&id).get(&id).map(|h| h.info(now))
+    }
+
+    /// A user's connections on this node.
+    pub fn user_connections(&self, user: &UserId) -> Vec<ConnInfo> {
+        let now = self.now_ms();
+        let users = self.inner.users.read(user);
+        users
+            .get(user)
+            .map(|entry| entry.conns.iter().map(|h| h.info(now)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every connection on this node.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let now = self.now_ms();
+        let mut all = Vec::new();
+        self.inner.conns.for_each(|_, h| all.push(h.info(now)));
+        all
+    }
+
+    /// Users with at least one connection on this node.
+    pub fn online_users(&self) -> Vec<UserId> {
+        let mut all = Vec::new();
+        self.inner.users.for_each(|user, _| all.push(user.clone()));
+        all
+    }
+
+    /// Closes every connection of `user` on this node with `code` and `reason`. Returns how
+    /// many were closed.
+    pub fn disconnect_user(&self, user: &UserId, code: CloseCode, reason: &'static str) -> usize {
+        let handles: Vec<ConnHandle> = self
+            .inner
+            .users
+            .read(user)
+            .get(user)
+            .map(|entry| entry.conns.clone())
+            .unwrap_or_default();
+        let request = super::CloseRequest {
+            code,
+            reason,
+            flush: true,
+        };
+        let now = self.now_ms();
+        handles.iter().filter(|h| h.close(request, now)).count()
+    }
+}

@@ -1,0 +1,201 @@
+//! Rooms: membership by connection, with a per-user count so that `user_joined` and `user_left`
+//! describe users (a user with two tabs in a room is one member). A room exists while it has a
+//! member: it is created by the first join and removed with the last leave.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{ConnHandle, ConnInfo, Hub};
+use crate::broker::Topic;
+use crate::ids::{ConnId, RoomId, UserId};
+
+/// Most members listed in a `room_joined` reply; `memberCount` is always exact.
+pub(crate) const MAX_MEMBERS_LISTED: usize = 1000;
+
+#[derive(Default)]
+pub(crate) struct Room {
+    members: HashMap<ConnId, ConnHandle>,
+    /// Connections per user in this room.
+    users: HashMap<UserId, u32>,
+}
+
+/// The outcome of a join.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    /// Whether the connection was not a member before (false: nothing changed).
+    pub(crate) new: bool,
+    /// Whether it is the user's first connection in the room (others see `user_joined`).
+    pub(crate) first_of_user: bool,
+    /// The room's users, at most [`MAX_MEMBERS_LISTED`].
+    pub(crate) members: Vec<UserId>,
+    /// The number of distinct users in the room.
+    pub(crate) member_count: usize,
+}
+
+/// The outcome of a leave.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// The connection was not a member.
+    NotMember,
+    /// The connection left.
+    Left {
+        /// Whether it was the user's last connection in the room (others see `user_left`).
+        last_of_user: bool,
+    },
+}
+
+/// A room as listed by the library and server APIs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummary {
+    /// The room.
+    pub room: RoomId,
+    /// Distinct users in the room.
+    pub members: usize,
+    /// Connections in the room.
+    pub connections: usize,
+}
+
+impl Hub {
+    /// Adds `conn` to `room`, creating the room (and subscribing the broker) on first join.
+    pub(crate) fn join_room(&self, room: &RoomId, conn: &ConnHandle) -> Joined {
+        let inner = &self.inner;
+        let mut rooms = inner.rooms.write(room);
+        let entry = rooms.entry(room.clone()).or_insert_with(|| {
+            inner.room_count.fetch_add(1, Ordering::Relaxed);
+            inner.broker.subscribe(&Topic::Room(room.clone()));
+            Room::default()
+        });
+        let new = entry.members.insert(conn.id(), conn.clone()).is_none();
+        let mut first_of_user = false;
+        if new {
+            let count = entry.users.entry(conn.user().clone()).or_insert(0);
+            *count += 1;
+            first_of_user = *count == 1;
+        }
+        Joined {
+            new,
+            first_of_user,
+            members: entry
+                .users
+                .keys()
+                .take(MAX_MEMBERS_LISTED)
+                .cloned()
+                .collect(),
+            member_count: entry.users.len(),
+        }
+    }
+
+    /// Removes `conn` from `room`, deleting the room (and unsubscribing) when it empties.
+    pub(crate) fn leave_room(&self, room: &RoomId, conn: &ConnHandle) -> Left {
+        let inner = &self.inner;
+        let mut rooms = inner.rooms.write(room);
+        let Entry::Occupied(mut entry) = rooms.entry(room.clone()) else {
+            return Left::NotMember;
+        };
+        if entry.get_mut().members.remove(&conn.id()).is_none() {
+            return Left::NotMember;
+        }
+        let users = &mut entry.get_mut().users;
+        let last_of_user = match users.get_mut(conn.user()) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            _ => {
+                users.remove(conn.user());
+                true
+            }
+        };
+        if entry.get().members.is_empty() {
+            entry.remove();
+            inner.room_count.fetch_sub(1, Ordering::Relaxed);
+            inner.broker.unsubscribe(&Topic::Room(room.clone()));
+        }
+        Left::Left { last_of_user }
+    }
+
+    pub(crate) fn deliver_to_room(
+        &self,
+        room: &RoomId,
+        frame: &Bytes,
+        except: Option<ConnId>,
+    ) -> usize {
+        let rooms = self.inner.rooms.read(room);
+        let Some(entry) = rooms.get(room) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (id, handle) in &entry.members {
+            if Some(*id) != except && self.deliver(handle, frame) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Every room on this node with its member counts.
+    pub fn rooms(&self) -> Vec<RoomSummary> {
+        let mut all = Vec::new();
+        self.inner.rooms.for_each(|room, entry| {
+            all.push(RoomSummary {
+                room: room.clone(),
+                members: entry.users.len(),
+                connections: entry.members.len(),
+            });
+        });
+        all
+    }
+
+    /// The distinct users in `room` on this node.
+    pub fn room_members(&self, room: &RoomId) -> Vec<UserId> {
+        let rooms = self.inner.rooms.read(room);
+        rooms
+            .get(room)
+            .map(|entry| entry.users.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The connections in `room` on this node.
+    pub fn room_connections(&self, room: &RoomId) -> Vec<ConnInfo> {
+        let now = self.now_ms();
+        let rooms = self.inner.rooms.read(room);
+        rooms
+            .get(room)
+            .map(|entry| entry.members.values().map(|h| h.info(now)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes connections that are no longer registered from every room, and rooms left
+    /// empty. Returns (members removed, rooms removed).
+    pub(crate) fn purge_rooms(&self) -> (usize, usize) {
+        let inner = &self.inner;
+        let (mut members_removed, mut rooms_removed) = (0, 0);
+        inner.rooms.retain(|room, entry| {
+            let before = entry.members.len();
+            entry
+                .members
+                .retain(|id, _| inner.conns.read(id).contains_key(id));
+            if entry.members.len() != before {
+                members_removed += before - entry.members.len();
+                let mut users: HashMap<UserId, u32> = HashMap::new();
+                for handle in entry.members.values() {
+                    *users.entry(handle.user().clone()).or_insert(0) += 1;
+                }
+                entry.users = users;
+            }
+            let keep = !entry.members.is_empty();
+            if !keep {
+                rooms_removed += 1;
+                inner.room_count.fetch_sub(1, Ordering::Relaxed);
+                inner.broker.unsubscribe(&Topic::Room(room.clone()));
+            }
+            keep
+        });
+        (members_removed, rooms_removed)
+    }
+}

@@ -1,0 +1,247 @@
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use super::registry::Refusal;
+use super::*;
+use crate::broker::{LocalBroker, LocalBus};
+use crate::config::Config;
+
+fn config() -> HubConfig {
+    let mut config = Config::default().hub;
+    config.limits.max_connections = 3;
+    config.limits.max_connections_per_user = 2;
+    config.limits.max_queued_bytes = 64 << 10;
+    config
+}
+
+fn hub() -> Hub {
+    Hub::new(config(), Arc::new(LocalBroker::standalone()))
+}
+
+fn user(name: &str) -> UserId {
+    UserId::from_trusted(name)
+}
+
+fn room(name: &str) -> RoomId {
+    RoomId::from_trusted(name)
+}
+
+/// Everything queued on `handle`, and the close request if any.
+fn drain(handle: &ConnHandle) -> (Vec<Bytes>, Option<CloseRequest>) {
+    let mut out = VecDeque::new();
+    match handle
+        .outbox()
+        .poll_take(&mut Context::from_waker(Waker::noop()), &mut out)
+    {
+        Poll::Ready(Taken { close }) => (out.into(), close),
+        Poll::Pending => (Vec::new(), None),
+    }
+}
+
+#[test]
+fn admission_enforces_node_and_user_limits_at_their_edges() {
+    let hub = hub();
+    let a1 = hub.register(user("a")).unwrap();
+    let _a2 = hub.register(user("a")).unwrap();
+    assert_eq!(hub.register(user("a")).err(), Some(Refusal::UserFull));
+    let _b = hub.register(user("b")).unwrap();
+    assert_eq!(hub.register(user("c")).err(), Some(Refusal::ServerFull));
+    assert_eq!(hub.stats().connections, 3);
+    assert_eq!(hub.stats().online_users, 2);
+    assert_eq!(hub.stats().connections_refused, 2);
+    hub.unregister(&a1.handle);
+    hub.unregister(&a1.handle);
+    assert_eq!(hub.stats().connections, 2);
+    assert!(hub.register(user("c")).is_ok(), "a freed slot is reusable");
+}
+
+#[test]
+fn users_share_one_rate_limiter() {
+    let hub = hub();
+    let a1 = hub.register(user("a")).unwrap();
+    let a2 = hub.register(user("a")).unwrap();
+    assert!(Arc::ptr_eq(
+        a1.limiter.as_ref().unwrap(),
+        a2.limiter.as_ref().unwrap()
+    ));
+}
+
+#[test]
+fn rooms_track_users_and_disappear_when_empty() {
+    let hub = hub();
+    let a1 = hub.register(user("a")).unwrap().handle;
+    let a2 = hub.register(user("a")).unwrap().handle;
+    let b = hub.register(user("b")).unwrap().handle;
+    let general = room("general");
+    let joined = hub.join_room(&general, &a1);
+    assert!(joined.new && joined.first_of_user);
+    assert_eq!(joined.member_count, 1);
+    let again = hub.join_room(&general, &a1);
+    assert!(!again.new && !again.first_of_user);
+    let second_tab = hub.join_room(&general, &a2);
+    assert!(second_tab.new && !second_tab.first_of_user);
+    assert_eq!(hub.join_room(&general, &b).members.len(), 2);
+    assert_eq!(hub.stats().rooms, 1);
+    assert_eq!(
+        hub.rooms(),
+        vec![RoomSummary {
+            room: general.clone(),
+            members: 2,
+            connections: 3
+        }]
+    );
+    assert_eq!(
+        hub.leave_room(&general, &a1),
+        Left::Left {
+            last_of_user: false
+        }
+    );
+    assert_eq!(hub.leave_room(&general, &a1), Left::NotMember);
+    assert_eq!(
+        hub.leave_room(&general, &a2),
+        Left::Left { last_of_user: true }
+    );
+    hub.leave_room(&general, &b);
+    assert_eq!(hub.stats().rooms, 0);
+    assert!(hub.rooms().is_empty());
+}
+
+#[test]
+fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
+    let hub = hub();
+    let a = hub.register(user("a")).unwrap().handle;
+    let b = hub.register(user("b")).unwrap().handle;
+    let c = hub.register(user("c")).unwrap().handle;
+    let general = room("general");
+    for h in [&a, &b, &c] {
+        hub.join_room(&general, h);
+    }
+    let frame = ServerFrame::new("message", serde_json::json!({"content": "hi"})).room("general");
+    assert_eq!(hub.send_to_room(&general, &frame, Some(a.id())), 2);
+    assert!(drain(&a).0.is_empty());
+    let (to_b, _) = drain(&b);
+    let (to_c, _) = drain(&c);
+    assert_eq!(to_b.len(), 1);
+    assert_eq!(
+        to_b[0].as_ptr(),
+        to_c[0].as_ptr(),
+        "one buffer for every recipient"
+    );
+    assert_eq!(hub.stats().messages_out, 2);
+}
+
+#[test]
+fn a_full_queue_drops_the_slow_consumer_only() {
+    let hub = hub();
+    let slow = hub.register(user("slow")).unwrap().handle;
+    let fast = hub.register(user("fast")).unwrap().handle;
+    let general = room("general");
+    hub.join_room(&general, &slow);
+    hub.join_room(&general, &fast);
+    let big = "x".repeat(10_000);
+    let frame = ServerFrame::new("message", serde_json::json!({ "content": big }));
+    for _ in 0..10 {
+        hub.send_to_room(&general, &frame, None);
+        drain(&fast);
+    }
+    let (queued, close) = drain(&slow);
+    assert!(queued.is_empty(), "the overflowing queue is dropped");
+    assert_eq!(close, Some(CloseRequest::SLOW_CONSUMER));
+    assert!(!fast.outbox().is_closing());
+    assert_eq!(hub.stats().slow_consumers_dropped, 1);
+}
+
+#[test]
+fn send_to_user_reaches_all_of_the_users_connections() {
+    let hub = hub();
+    let a1 = hub.register(user("a")).unwrap().handle;
+    let a2 = hub.register(user("a")).unwrap().handle;
+    let b = hub.register(user("b")).unwrap().handle;
+    let frame = ServerFrame::new("notification", serde_json::json!({}));
+    assert_eq!(hub.send_to_user(&user("a"), &frame), 2);
+    assert_eq!(drain(&a1).0.len() + drain(&a2).0.len(), 2);
+    assert!(drain(&b).0.is_empty());
+    assert_eq!(hub.broadcast(&frame), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_sweep_pings_then_times_out_silent_connections() {
+    let hub = hub();
+    let quiet = hub.register(user("quiet")).unwrap().handle;
+    let chatty = hub.register(user("chatty")).unwrap().handle;
+    let report = hub.heartbeat_sweep();
+    assert_eq!(report.pinged, 2);
+    assert_eq!(drain(&quiet).0, vec![crate::ws::frame::ping_frame()]);
+    tokio::time::advance(Duration::from_secs(59)).await;
+    chatty.touch(hub.now_ms(), false);
+    assert_eq!(hub.heartbeat_sweep().timed_out, 0);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let report = hub.heartbeat_sweep();
+    assert_eq!(report.timed_out, 1, "silent for exactly the timeout");
+    assert!(quiet.outbox().is_closing());
+    assert!(!chatty.outbox().is_closing());
+    assert_eq!(hub.stats().heartbeat_timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_closes_idle_and_removes_dead_connections() {
+    let hub = hub();
+    let idle = hub.register(user("idle")).unwrap().handle;
+    let active = hub.register(user("active")).unwrap().handle;
+    hub.join_room(&room("r"), &idle);
+    tokio::time::advance(Duration::from_secs(299)).await;
+    active.touch(hub.now_ms(), true);
+    idle.touch(hub.now_ms(), false);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let report = hub.cleanup_sweep();
+    assert_eq!(
+        report.idle_closed, 1,
+        "pongs alone do not count as activity"
+    );
+    assert_eq!(drain(&idle).1.map(|c| c.reason), Some("idle timeout"));
+    // The idle connection's task never ends (there is none): after the dead deadline the sweep
+    // removes it from the registry and from its room.
+    tokio::time::advance(Duration::from_millis(maintenance::DEAD_AFTER_MS)).await;
+    let report = hub.cleanup_sweep();
+    assert_eq!(report.dead_removed, 1);
+    assert_eq!(report.room_members_removed, 1);
+    assert_eq!(report.empty_rooms_removed, 1);
+    assert_eq!(hub.stats().connections, 1);
+    assert_eq!(hub.stats().rooms, 0);
+}
+
+#[test]
+fn shutdown_asks_everyone_to_go_away_and_refuses_newcomers() {
+    let hub = hub();
+    let a = hub.register(user("a")).unwrap().handle;
+    assert_eq!(hub.shutdown(), 1);
+    assert_eq!(drain(&a).1.map(|c| c.code), Some(CloseCode::GoingAway));
+    assert_eq!(hub.register(user("b")).err(), Some(Refusal::Draining));
+}
+
+#[test]
+fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
+    let bus = LocalBus::new();
+    let hub_a = Hub::new(config(), Arc::new(bus.broker()));
+    let hub_b = Hub::new(config(), Arc::new(bus.broker()));
+    let on_a = hub_a.register(user("a")).unwrap().handle;
+    let on_b = hub_b.register(user("b")).unwrap().handle;
+    let general = room("general");
+    hub_a.join_room(&general, &on_a);
+    hub_b.join_room(&general, &on_b);
+    let frame = ServerFrame::new("message", serde_json::json!({"content": "x"}));
+    assert_eq!(hub_a.send_to_room(&general, &frame, Some(on_a.id())), 0);
+    assert!(drain(&on_a).0.is_empty(), "no echo to the origin");
+    assert_eq!(drain(&on_b).0.len(), 1);
+    hub_b.leave_room(&general, &on_b);
+    hub_a.send_to_room(&general, &frame, None);
+    assert!(
+        drain(&on_b).0.is_empty(),
+        "unsubscribed after the last local member left"
+    );
+    hub_a.broadcast(&frame);
+    assert_eq!(drain(&on_b).0.len(), 1);
+    assert_eq!(hub_a.send_to_user(&user("b"), &frame), 0);
+    assert_eq!(drain(&on_b).0.len(), 1);
+}

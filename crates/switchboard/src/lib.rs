@@ -1,0 +1,48 @@
+//! # Switchboard
+//!
+//! A scalable WebSocket server: rooms, pub/sub channels, presence and broadcast, on one node
+//! with no dependencies or on many nodes sharing a broker. This crate is both the
+//! `switchboard` binary and a library to embed the same hub in an axum/tokio application.
+//!
+//! ## How a message flows
+//!
+//! ```text
+//!  client ──frame──▶ connection task ──────────▶ session ──▶ hub ──▶ outboxes ──▶ connection tasks ──writev──▶ clients
+//!                    (driver: read into a        (parse,     (rooms,  (bounded,    (each drains its
+//!                     per-thread buffer,          validate,   users;   shared       whole queue in one
+//!                     decode frames)              rate limit) sharded) `Bytes`)     vectored write)
+//!                                                               │  ▲
+//!                                                      publish  ▼  │ deliver (other nodes' messages)
+//!                                                              broker
+//! ```
+//!
+//! A message is encoded once into a complete WebSocket frame; every recipient's outbox holds
+//! a reference to the same buffer.
+//!
+//! ## Modules
+//!
+//! - [`config`]: flags, env vars and TOML into a validated [`config::Config`].
+//! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding, codes.
+//! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
+//! - `connection`: the per-connection task (driver) and protocol state (session).
+//! - [`hub`]: registry of local connections, users and rooms; the fan-out path; sweeps.
+//! - [`broker`]: cross-node publish/subscribe (in-process now, Redis in cluster mode).
+//! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`.
+//! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod http;
+pub mod hub;
+pub mod ids;
+mod limits;
+pub mod protocol;
+pub mod server;
+pub mod switchboard;
+mod ws;
+
+pub use config::Config;
+pub use hub::Hub;
+pub use server::Server;
+pub use switchboard::Switchboard;

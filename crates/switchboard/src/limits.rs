@@ -1,0 +1,98 @@
+//! The per-user rate limiter: a token bucket shared by all of a user's connections on a node.
+
+use parking_lot::Mutex;
+
+use crate::config::RateLimit;
+
+/// A token bucket refilled at `per_second` tokens a second up to `burst` tokens. Time is passed
+/// in (milliseconds on any monotonic clock), which keeps it pure and testable.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    rate: RateLimit,
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: RateLimit, now_ms: u64) -> Self {
+        Self {
+            rate,
+            tokens: f64::from(rate.burst),
+            last_ms: now_ms,
+        }
+    }
+
+    /// Takes one token, or says after how many milliseconds one will be available.
+    pub(crate) fn try_take(&mut self, now_ms: u64) -> Result<(), u64> {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        let per_ms = f64::from(self.rate.per_second) / 1000.0;
+        self.tokens = (self.tokens + elapsed as f64 * per_ms).min(f64::from(self.rate.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / per_ms).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// A [`TokenBucket`] behind a lock, shared by a user's connections.
+#[derive(Debug)]
+pub(crate) struct RateLimiter(Mutex<TokenBucket>);
+
+impl RateLimiter {
+    pub(crate) fn new(rate: RateLimit, now_ms: u64) -> Self {
+        Self(Mutex::new(TokenBucket::new(rate, now_ms)))
+    }
+
+    pub(crate) fn try_take(&self, now_ms: u64) -> Result<(), u64> {
+        self.0.lock().try_take(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: RateLimit = RateLimit {
+        per_second: 10,
+        burst: 20,
+    };
+
+    #[test]
+    fn allows_the_burst_then_refuses_with_retry_after() {
+        let mut bucket = TokenBucket::new(RATE, 0);
+        for _ in 0..20 {
+            assert_eq!(bucket.try_take(0), Ok(()));
+        }
+        assert_eq!(bucket.try_take(0), Err(100));
+        assert_eq!(bucket.try_take(40), Err(60));
+    }
+
+    #[test]
+    fn refills_at_the_rate_and_caps_at_the_burst() {
+        let mut bucket = TokenBucket::new(RATE, 0);
+        for _ in 0..20 {
+            bucket.try_take(0).unwrap();
+        }
+        assert_eq!(bucket.try_take(100), Ok(()), "one token after 100 ms");
+        assert!(bucket.try_take(100).is_err());
+        // A long pause refills to the burst, not beyond.
+        for _ in 0..20 {
+            assert_eq!(bucket.try_take(60_000), Ok(()));
+        }
+        assert!(bucket.try_take(60_000).is_err());
+    }
+
+    #[test]
+    fn sustained_rate_is_exactly_the_limit() {
+        let mut bucket = TokenBucket::new(RATE, 0);
+        let accepted = (0..=10_000u64)
+            .step_by(10)
+            .filter(|&t| bucket.try_take(t).is_ok())
+            .count();
+        // 20 of burst plus 10 a second for 10 seconds.
+        assert_eq!(accepted, 120);
+    }
+}

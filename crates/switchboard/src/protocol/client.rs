@@ -1,0 +1,309 @@
+//! Parsing of client frames: `{ "type": …, "payload": { … }, "id": … }` (DESIGN.md §2).
+//!
+//! Parsing borrows from the frame's text wherever it can (`&RawValue` for payloads that are
+//! forwarded untouched, `Cow<str>` for strings). Every failure becomes a [`Rejection`] carrying
+//! the error code to send back and, when it could be read, the client's `id`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::ErrorCode;
+use crate::ids::RoomId;
+
+/// Limits applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    /// Longest room or channel name, in characters.
+    pub max_name_chars: usize,
+    /// Longest `content`, in characters (for non-string content: characters of its JSON text).
+    pub max_content_chars: usize,
+}
+
+/// Longest accepted client `id`, in bytes of its JSON text.
+pub const MAX_ID_LEN: usize = 128;
+
+/// One parsed client frame.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// The client's `id` (a JSON string or number, echoed back verbatim), if any.
+    pub id: Option<&'a RawValue>,
+    /// What the client asks for.
+    pub command: Command<'a>,
+}
+
+/// A client request, one variant per message type of DESIGN.md §2.
+#[derive(Debug)]
+pub enum Command<'a> {
+    /// `join_room {room}`.
+    JoinRoom {
+        /// The room to join.
+        room: RoomId,
+    },
+    /// `leave_room {room}`.
+    LeaveRoom {
+        /// The room to leave.
+        room: RoomId,
+    },
+    /// `message {room, content, …}`: `payload` is what recipients get (all fields but `room`).
+    Message {
+        /// The room addressed.
+        room: RoomId,
+        /// The forwarded payload.
+        payload: Box<RawValue>,
+    },
+    /// `broadcast {content, …}`: the payload is forwarded as sent.
+    Broadcast {
+        /// The forwarded payload.
+        payload: &'a RawValue,
+    },
+    /// `ping {timestamp?}`: answered with a `pong` carrying the same payload.
+    Ping {
+        /// The payload to echo, if any.
+        payload: Option<&'a RawValue>,
+    },
+    /// `pong`: an answer to a server `ping`.
+    Pong,
+    /// Any other type: handled by a registered custom handler, or refused as `UNKNOWN_TYPE`.
+    Other {
+        /// The message type.
+        kind: Cow<'a, str>,
+        /// The payload, if any.
+        payload: Option<&'a RawValue>,
+    },
+}
+
+/// A frame that cannot be processed, and what to answer.
+#[derive(Debug, Clone)]
+pub struct Rejection<'a> {
+    /// The error code to send.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: Cow<'static, str>,
+    /// The client's `id`, when the frame was readable far enough to find it.
+    pub id: Option<&'a RawValue>,
+}
+
+impl Rejection<'_> {
+    fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            id: None,
+        }
+    }
+}
+
+/// The outer object; fields are kept raw so that a wrong `type` still lets us echo the `id`.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RoomPayload<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ContentPayload<'a> {
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+/// Parses one text frame.
+pub fn parse<'a>(text: &'a str, limits: &ParseLimits) -> Result<Inbound<'a>, Rejection<'a>> {
+    if !text.trim_start().starts_with('{') {
+        let code = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => ErrorCode::InvalidMessage,
+            Err(_) => ErrorCode::InvalidJson,
+        };
+        return Err(Rejection::new(code, "a frame must be one JSON object"));
+    }
+    let envelope: Envelope<'a> = serde_json::from_str(text).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => ErrorCode::InvalidMessage,
+            _ => ErrorCode::InvalidJson,
+        };
+        Rejection::new(code, e.to_string())
+    })?;
+    let id = envelope.id.filter(|raw| !is_null(raw));
+    let with_id = |mut rejection: Rejection<'a>| {
+        rejection.id = id;
+        rejection
+    };
+    if let Some(raw) = id {
+        let text = raw.get();
+        let is_string_or_number =
+            text.starts_with('"') || text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        if !is_string_or_number || text.len() > MAX_ID_LEN {
+            return Err(Rejection::new(
+                ErrorCode::InvalidMessage,
+                format!("id must be a string or a number of at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+    }
+    let kind: Cow<'a, str> = envelope
+        .kind
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .ok_or_else(|| {
+            with_id(Rejection::new(
+                ErrorCode::InvalidMessage,
+                "missing or non-string \"type\"",
+            ))
+        })?;
+    let payload = envelope.payload.filter(|raw| !is_null(raw));
+    let command = command(kind, payload, limits).map_err(with_id)?;
+    Ok(Inbound { id, command })
+}
+
+fn command<'a>(
+    kind: Cow<'a, str>,
+    payload: Option<&'a RawValue>,
+    limits: &ParseLimits,
+) -> Result<Command<'a>, Rejection<'a>> {
+    Ok(match &*kind {
+        "join_room" => Command::JoinRoom {
+            room: room(required(payload)?, limits)?,
+        },
+        "leave_room" => Command::LeaveRoom {
+            room: room(required(payload)?, limits)?,
+        },
+        "message" => {
+            let fields: RawFields<'a> = field(required(payload)?)?;
+            let room_name: Cow<'_, str> = field(fields.require("room")?)?;
+            check_content(fields.require("content")?, limits)?;
+            Command::Message {
+                room: room_name_to_id(&room_name, limits)?,
+                payload: RawValue::from_string(fields.to_json_without("room")).map_err(|e| {
+                    Rejection::new(ErrorCode::InvalidMessage, format!("payload: {e}"))
+                })?,
+            }
+        }
+        "broadcast" => {
+            let payload = required(payload)?;
+            let ContentPayload { content } = field(payload)?;
+            check_content(content, limits)?;
+            Command::Broadcast { payload }
+        }
+        "ping" => Command::Ping { payload },
+        "pong" => Command::Pong,
+        _ => Command::Other { kind, payload },
+    })
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+fn required(payload: Option<&RawValue>) -> Result<&RawValue, Rejection<'static>> {
+    payload.ok_or_else(|| Rejection::new(ErrorCode::InvalidMessage, "missing \"payload\""))
+}
+
+fn field<'a, T: Deserialize<'a>>(payload: &'a RawValue) -> Result<T, Rejection<'static>> {
+    serde_json::from_str(payload.get())
+        .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("payload: {e}")))
+}
+
+fn room(payload: &RawValue, limits: &ParseLimits) -> Result<RoomId, Rejection<'static>> {
+    let RoomPayload { room } = field(payload)?;
+    room_name_to_id(&room, limits)
+}
+
+fn room_name_to_id(name: &str, limits: &ParseLimits) -> Result<RoomId, Rejection<'static>> {
+    RoomId::parse(name, limits.max_name_chars)
+        .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("room: {e}")))
+}
+
+/// Checks that `content` is at most `max_content_chars` characters.
+fn check_content(content: &RawValue, limits: &ParseLimits) -> Result<(), Rejection<'static>> {
+    let raw = content.get();
+    let chars = match serde_json::from_str::<Cow<'_, str>>(raw) {
+        Ok(text) => text.chars().count(),
+        Err(_) => raw.chars().count(),
+    };
+    if chars > limits.max_content_chars {
+        return Err(Rejection::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "content is {chars} characters; the limit is {}",
+                limits.max_content_chars
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An object's fields in order, values kept as raw JSON.
+struct RawFields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawFields<'a> {
+    fn require(&self, name: &'static str) -> Result<&'a RawValue, Rejection<'static>> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::InvalidMessage,
+                    format!("payload: missing field `{name}`"),
+                )
+            })
+    }
+
+    /// The object without the field `name`, as JSON text; other fields keep their order and
+    /// their exact text.
+    fn to_json_without(&self, name: &str) -> String {
+        let capacity = self
+            .0
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        for (key, value) in self.0.iter().filter(|(key, _)| key != name) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            // Keys came out of JSON, so re-encoding them cannot fail.
+            out.push_str(&serde_json::to_string(key).unwrap_or_default());
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -1,0 +1,124 @@
+use super::*;
+
+const LIMITS: ParseLimits = ParseLimits {
+    max_name_chars: 16,
+    max_content_chars: 10,
+};
+
+fn ok(text: &str) -> Inbound<'_> {
+    parse(text, &LIMITS).unwrap()
+}
+
+fn code(text: &str) -> ErrorCode {
+    parse(text, &LIMITS).unwrap_err().code
+}
+
+#[test]
+fn join_and_leave_carry_a_validated_room() {
+    let Command::JoinRoom { room } =
+        ok(r#"{"type":"join_room","payload":{"room":"general"}}"#).command
+    else {
+        panic!("not a join");
+    };
+    assert_eq!(room.as_str(), "general");
+    assert!(matches!(
+        ok(r#"{"type":"leave_room","payload":{"room":"general"}}"#).command,
+        Command::LeaveRoom { .. }
+    ));
+}
+
+#[test]
+fn message_payload_is_forwarded_without_the_room() {
+    let inbound = ok(
+        r#"{"type":"message","payload":{"room":"r","content":"Hi","meta":{"a":[1, 2]}},"id":"m1"}"#,
+    );
+    assert_eq!(inbound.id.unwrap().get(), r#""m1""#);
+    let Command::Message { room, payload } = inbound.command else {
+        panic!("not a message");
+    };
+    assert_eq!(room.as_str(), "r");
+    assert_eq!(payload.get(), r#"{"content":"Hi","meta":{"a":[1, 2]}}"#);
+}
+
+#[test]
+fn escaped_strings_are_decoded() {
+    let Command::JoinRoom { room } =
+        ok(r#"{"type":"join_room","payload":{"room":"caf\u00e9"}}"#).command
+    else {
+        panic!("not a join");
+    };
+    assert_eq!(room.as_str(), "café");
+}
+
+#[test]
+fn syntax_errors_are_invalid_json() {
+    for text in ["", "{", "{\"type\":", "not json", "{\"type\":\"ping\",}"] {
+        assert_eq!(code(text), ErrorCode::InvalidJson, "{text:?}");
+    }
+}
+
+#[test]
+fn wrong_shapes_are_invalid_message() {
+    for text in [
+        "[1,2]",
+        "\"join_room\"",
+        "42",
+        "{}",
+        r#"{"type":7}"#,
+        r#"{"type":"join_room"}"#,
+        r#"{"type":"join_room","payload":{}}"#,
+        r#"{"type":"join_room","payload":{"room":5}}"#,
+        r#"{"type":"join_room","payload":"general"}"#,
+        r#"{"type":"join_room","payload":{"room":""}}"#,
+        r#"{"type":"join_room","payload":{"room":"has space"}}"#,
+        r#"{"type":"join_room","payload":{"room":"seventeen-chars-x"}}"#,
+        r#"{"type":"message","payload":{"room":"r"}}"#,
+        r#"{"type":"message","payload":{"content":"x"}}"#,
+        r#"{"type":"broadcast","payload":{}}"#,
+        r#"{"type":"ping","id":{"nested":true}}"#,
+    ] {
+        assert_eq!(code(text), ErrorCode::InvalidMessage, "{text}");
+    }
+}
+
+#[test]
+fn the_id_is_echoed_even_when_the_rest_is_wrong() {
+    let rejection = parse(r#"{"type":9,"id":"abc"}"#, &LIMITS).unwrap_err();
+    assert_eq!(rejection.id.unwrap().get(), r#""abc""#);
+    let rejection = parse(r#"{"type":"join_room","payload":{},"id":17}"#, &LIMITS).unwrap_err();
+    assert_eq!(rejection.id.unwrap().get(), "17");
+}
+
+#[test]
+fn content_length_is_counted_in_characters_at_the_limit() {
+    let at_limit = r#"{"type":"broadcast","payload":{"content":"éééééééééé"}}"#;
+    assert!(matches!(ok(at_limit).command, Command::Broadcast { .. }));
+    let over = r#"{"type":"broadcast","payload":{"content":"ééééééééééé"}}"#;
+    assert_eq!(code(over), ErrorCode::MessageTooLarge);
+    let over_object = r#"{"type":"message","payload":{"room":"r","content":{"k":"vvvvvv"}}}"#;
+    assert_eq!(code(over_object), ErrorCode::MessageTooLarge);
+}
+
+#[test]
+fn unknown_types_are_left_to_the_caller() {
+    let Command::Other { kind, payload } = ok(r#"{"type":"typing","payload":{"on":true}}"#).command
+    else {
+        panic!("not other");
+    };
+    assert_eq!(kind, "typing");
+    assert_eq!(payload.unwrap().get(), r#"{"on":true}"#);
+}
+
+#[test]
+fn ping_keeps_its_payload_and_null_means_absent() {
+    let Command::Ping { payload } = ok(r#"{"type":"ping","payload":{"timestamp":5}}"#).command
+    else {
+        panic!("not ping");
+    };
+    assert_eq!(payload.unwrap().get(), r#"{"timestamp":5}"#);
+    let Command::Ping { payload } = ok(r#"{"type":"ping","payload":null,"id":null}"#).command
+    else {
+        panic!("not ping");
+    };
+    assert!(payload.is_none());
+}

@@ -1,0 +1,151 @@
+//! The standalone server: binds the listener, accepts connections and serves each with hyper
+//! (HTTP/1.1 with upgrades) over the [`Switchboard`] router, and shuts down gracefully.
+//!
+//! Shutdown: stop accepting, close every WebSocket with 1001 (after flushing what is queued
+//! for it), let HTTP connections finish their request, and wait for all of it at most the
+//! configured deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::{Config, ServerConfig};
+use crate::hub::Hub;
+use crate::switchboard::Switchboard;
+
+/// Largest HTTP request head accepted (request line and headers).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address, as configured.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    switchboard: Switchboard,
+}
+
+impl Server {
+    /// Binds the listener and builds the hub. Must be called inside a tokio runtime.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let address = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| ServerError::Bind { address, source })?;
+        let switchboard = Switchboard::builder(config.hub).build();
+        Ok(Self {
+            listener,
+            config: config.server,
+            switchboard,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.config.port)))
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        self.switchboard.hub()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully. Returns whether every
+    /// connection closed within the deadline.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> bool {
+        let Self {
+            listener,
+            config,
+            switchboard,
+        } = self;
+        let router = switchboard.router();
+        let cancel = switchboard.cancel_token().clone();
+        let tasks = switchboard.tasks().clone();
+        tracing::info!(
+            address = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            node = %switchboard.hub().node_id(),
+            "switchboard listening"
+        );
+        tokio::pin!(shutdown);
+        let mut accept_errors = 0u32;
+        loop {
+            let (stream, _peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => {
+                        accept_errors = 0;
+                        accepted
+                    }
+                    Err(error) => {
+                        // Out of file descriptors or memory: back off instead of spinning.
+                        if accept_errors == 0 {
+                            tracing::warn!(%error, "accept failed");
+                        }
+                        accept_errors = accept_errors.saturating_add(1);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let cancel = cancel.clone();
+            let handshake_timeout = config.handshake_timeout;
+            tasks.spawn(async move {
+                serve_http(stream, service, handshake_timeout, cancel).await;
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down");
+        let clean = switchboard.shutdown(config.shutdown_timeout).await;
+        if clean {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::warn!(
+                deadline = ?config.shutdown_timeout,
+                "shutdown deadline passed with connections still open"
+            );
+        }
+        clean
+    }
+}
+
+async fn serve_http(
+    stream: TcpStream,
+    service: TowerToHyperService<axum::Router>,
+    handshake_timeout: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
