@@ -9,10 +9,12 @@
 //! with one vectored write (`writev`), the same shared frame buffers that were queued; a
 //! partial write keeps its place and waits for writability. Nothing is copied per recipient.
 //!
-//! Closing: a close request (from the hub, the heartbeat sweep, shutdown, or a protocol
-//! violation) queues a close frame behind what is to be flushed; the task then waits for the
-//! client's close frame, at most `CLOSE_TIMEOUT`. A close from the client is answered at once
-//! and the server closes TCP. EOF or an I/O error ends the task immediately.
+//! Closing: a graceful close request (shutdown, idle timeout, admission) queues a close frame
+//! behind what is queued and then waits for the client's close frame, at most
+//! `CLOSE_TIMEOUT`. An abortive one (heartbeat timeout, slow consumer) drops what is queued,
+//! tries the close frame and ends. A close from the client is answered at once and the server
+//! closes TCP; so is a protocol violation (RFC 6455 §7.1.7). EOF or an I/O error ends the task
+//! immediately.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -49,7 +51,7 @@ thread_local! {
 const PEER_CLOSED: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
     reason: "closed by the client",
-    flush: true,
+    graceful: true,
 };
 
 struct Driver<S> {
@@ -62,8 +64,9 @@ struct Driver<S> {
     front_started: bool,
     /// Our close frame is in `pending` (or written); nothing more is taken from the outbox.
     close_queued: bool,
-    /// The client sent its close frame (or EOF): after our close is written we are done.
-    peer_closed: bool,
+    /// Once our close frame is written the connection is done: the client already closed (or
+    /// sent EOF, or broke the protocol), or the close is abortive. Nothing more is read.
+    finish_after_close: bool,
     /// Armed when the close starts; the connection is dropped when it fires.
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -85,7 +88,7 @@ where
         pending: VecDeque::new(),
         front_started: false,
         close_queued: false,
-        peer_closed: false,
+        finish_after_close: false,
         deadline: None,
     };
     tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "connected");
@@ -130,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     Step::Idle => {}
                 }
             }
-            if self.close_queued && self.pending.is_empty() && self.peer_closed {
+            if self.close_queued && self.pending.is_empty() && self.finish_after_close {
                 return Poll::Ready(());
             }
             if let Some(deadline) = &mut self.deadline {
@@ -159,18 +162,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 close: Some(request),
             }) => {
                 let close = frame::close_frame(request.code.as_u16(), request.reason);
-                self.queue_close(close, request.flush);
+                self.finish_after_close |= !request.graceful;
+                self.queue_close(close, request.graceful);
                 Step::Progress
             }
         }
     }
 
-    /// Queues our close frame, behind what is pending if `flush`, and arms the deadline.
-    fn queue_close(&mut self, close: Bytes, flush: bool) {
+    /// Queues our close frame, behind what is pending if `keep_pending`, and arms the deadline.
+    fn queue_close(&mut self, close: Bytes, keep_pending: bool) {
         if self.close_queued {
             return;
         }
-        if !flush {
+        if !keep_pending {
             // A partly written frame must be finished, or the client would misread the stream.
             let keep = usize::from(self.front_started);
             self.pending.truncate(keep);
@@ -221,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Step {
-        if self.peer_closed {
+        if self.finish_after_close {
             return Step::Idle;
         }
         READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
@@ -238,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Poll::Ready(Err(_)) => Step::Done,
             Poll::Ready(Ok(())) if read.filled().is_empty() => {
                 // EOF. After our close frame this is the normal end; before it, an abrupt one.
-                self.peer_closed = true;
+                self.finish_after_close = true;
                 if self.close_queued {
                     Step::Progress
                 } else {
@@ -282,7 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Flow::Continue
         });
         if let Some(close) = peer_close {
-            self.peer_closed = true;
+            self.finish_after_close = true;
             let now = self.session.hub().now_ms();
             self.session.handle().close(PEER_CLOSED, now);
             self.queue_close(close, true);
@@ -293,11 +297,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let request = CloseRequest {
                 code: violation.close_code(),
                 reason: violation.close_reason(),
-                flush: true,
+                graceful: true,
             };
             let now = self.session.hub().now_ms();
             self.session.handle().close(request, now);
-            self.peer_closed = true;
+            self.finish_after_close = true;
             self.queue_close(
                 frame::close_frame(request.code.as_u16(), request.reason),
                 true,

@@ -23,13 +23,13 @@ pub(super) const DEAD_AFTER_MS: u64 = 30_000;
 const HEARTBEAT_TIMEOUT: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
     reason: "heartbeat timeout",
-    flush: false,
+    graceful: false,
 };
 
 const IDLE_TIMEOUT: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
     reason: "idle timeout",
-    flush: true,
+    graceful: true,
 };
 
 /// What a heartbeat sweep did.

@@ -196,7 +196,7 @@ impl Hub {
         let request = CloseRequest {
             code: CloseCode::GoingAway,
             reason: "server shutting down",
-            flush: true,
+            graceful: true,
         };
         let now = self.now_ms();
         let mut asked = 0;

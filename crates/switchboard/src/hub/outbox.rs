@@ -23,15 +23,17 @@ use crate::protocol::CloseCode;
 pub(crate) struct CloseRequest {
     pub(crate) code: CloseCode,
     pub(crate) reason: &'static str,
-    /// Whether frames already queued are still written before the close frame.
-    pub(crate) flush: bool,
+    /// Graceful: frames already queued are written first, then the close frame, then the
+    /// client's close is awaited. Abortive (`false`): queued frames are dropped, the close
+    /// frame is tried, and the connection is dropped without waiting (dead or stuck peers).
+    pub(crate) graceful: bool,
 }
 
 impl CloseRequest {
     pub(crate) const SLOW_CONSUMER: Self = Self {
         code: CloseCode::Policy,
         reason: "slow consumer: outbound queue full",
-        flush: false,
+        graceful: false,
     };
 }
 
@@ -59,7 +61,7 @@ struct State {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Taken {
     /// A close was requested; frames moved out alongside it are to be written first only if
-    /// `flush` is set.
+    /// the close is graceful.
     pub(crate) close: Option<CloseRequest>,
 }
 
@@ -101,7 +103,7 @@ impl Outbox {
         if state.close.is_some() {
             return false;
         }
-        if !request.flush {
+        if !request.graceful {
             state.frames = VecDeque::new();
             state.bytes = 0;
         }
@@ -215,13 +217,13 @@ mod tests {
     }
 
     #[test]
-    fn first_close_wins_and_flush_keeps_the_queue() {
+    fn first_close_wins_and_a_graceful_close_keeps_the_queue() {
         let outbox = Outbox::default();
         outbox.push(&frame(5), 100);
         let shutdown = CloseRequest {
             code: CloseCode::GoingAway,
             reason: "bye",
-            flush: true,
+            graceful: true,
         };
         assert!(outbox.close(shutdown));
         assert!(!outbox.close(CloseRequest::SLOW_CONSUMER));

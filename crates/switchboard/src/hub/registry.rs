@@ -184,7 +184,7 @@ impl Hub {
         let request = super::CloseRequest {
             code,
             reason,
-            flush: true,
+            graceful: true,
         };
         let now = self.now_ms();
         handles.iter().filter(|h| h.close(request, now)).count()

@@ -1,0 +1,412 @@
+//! Shared harness for the integration tests: a real server on an ephemeral port, real
+//! WebSocket clients (tokio-tungstenite, an independent implementation), raw sockets for
+//! misbehaving clients, and plain HTTP.
+//!
+//! Waiting is always for an event, bounded by `WAIT`; "nothing arrived" is proven with a
+//! barrier (a `ping` whose `pong` must be the next frame), never with a sleep.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard::config::RawSettings;
+use switchboard::{Config, Hub, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for any single expected event.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<bool>>,
+}
+
+impl TestServer {
+    /// Starts a server with default settings.
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Starts a server on 127.0.0.1:0 with settings adjusted by `configure`.
+    pub async fn with(configure: impl FnOnce(&mut RawSettings)) -> Self {
+        let mut raw = RawSettings {
+            host: Some("127.0.0.1".into()),
+            port: Some(0),
+            ..RawSettings::default()
+        };
+        configure(&mut raw);
+        let config = Config::from_settings(raw).expect("valid test config");
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.local_addr();
+        let hub = server.hub().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// Connects `user` on `/`.
+    pub async fn connect(&self, user: &str) -> Client {
+        Client::connect(&self.url(&format!("/?userId={user}"))).await
+    }
+
+    /// Connects `user` and joins `room`, consuming `connect` and `room_joined`.
+    pub async fn member(&self, user: &str, room: &str) -> Client {
+        let mut client = self.connect(user).await;
+        client.join(room).await;
+        client
+    }
+
+    /// Triggers graceful shutdown and waits for it; returns whether it was clean.
+    pub async fn shutdown(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    /// Fetches `/stats` as JSON.
+    pub async fn stats(&self) -> Value {
+        let (status, body) = http_get(self.addr, "/stats").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A WebSocket client speaking protocol v1.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `connect` frame's payload.
+    pub connect: Value,
+    barrier: u64,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed { code: u16, reason: String },
+    Dropped,
+}
+
+impl Client {
+    /// Connects and reads the `connect` frame.
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect failed");
+        let mut client = Self {
+            ws,
+            connect: Value::Null,
+            barrier: 0,
+        };
+        let frame = client.recv().await;
+        assert_eq!(frame["type"], "connect", "first frame: {frame}");
+        client.connect = frame["payload"].clone();
+        client
+    }
+
+    pub fn user_id(&self) -> &str {
+        self.connect["userId"].as_str().unwrap()
+    }
+
+    pub fn connection_id(&self) -> &str {
+        self.connect["connectionId"].as_str().unwrap()
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends `{type, payload}`.
+    pub async fn send_type(&mut self, kind: &str, payload: Value) {
+        self.send(json!({ "type": kind, "payload": payload })).await;
+    }
+
+    /// The next protocol frame (text), answering nothing itself; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("websocket error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("closed while waiting for a frame: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame, which must have type `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "unexpected frame {frame}");
+        frame
+    }
+
+    /// The next frame, which must be an error with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let frame = self.expect("error").await;
+        assert_eq!(frame["payload"]["code"], code, "{frame}");
+        frame
+    }
+
+    /// Joins `room` and returns the `room_joined` frame.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send_type("join_room", json!({ "room": room })).await;
+        self.expect("room_joined").await
+    }
+
+    /// Proves that nothing else is queued for this client: sends a `ping` and requires its
+    /// `pong` to be the very next frame.
+    pub async fn expect_nothing_pending(&mut self) {
+        self.barrier += 1;
+        let stamp = self.barrier;
+        self.send_type("ping", json!({ "barrier": stamp })).await;
+        let frame = self.recv().await;
+        assert_eq!(
+            frame["type"], "pong",
+            "expected nothing pending, got {frame}"
+        );
+        assert_eq!(frame["payload"]["barrier"], stamp);
+    }
+
+    /// Waits for the connection to end, skipping frames, and says how.
+    pub async fn ended(&mut self) -> Ended {
+        Self::ended_stream(&mut self.ws).await
+    }
+
+    /// Waits for `ws` to end, skipping frames, and says how.
+    pub async fn ended_stream(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ended {
+        loop {
+            match tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("timed out waiting for the connection to end")
+            {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Ended::Closed {
+                        code: code.into(),
+                        reason: reason.to_string(),
+                    };
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Ended::Closed {
+                        code: 1005,
+                        reason: String::new(),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Ended::Dropped,
+            }
+        }
+    }
+
+    /// Waits for a close frame and returns its code.
+    pub async fn close_code(&mut self) -> u16 {
+        match self.ended().await {
+            Ended::Closed { code, .. } => code,
+            Ended::Dropped => panic!("connection dropped without a close frame"),
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, at most `WAIT`. For state the server
+/// changes after a client can observe anything (such as cleanup after a disconnect).
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `GET path` over a fresh connection; returns the status and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends a raw HTTP request and reads the whole response.
+pub async fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("HTTP response timed out")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A raw TCP connection that has completed the WebSocket handshake and then does only what the
+/// test tells it to: it does not answer pings and may never read.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Read the response head byte by byte so no frame bytes are consumed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
+                .await
+                .expect("handshake timed out")
+                .unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Self { stream }
+    }
+
+    /// Sends one masked frame with `opcode` and `payload`.
+    pub async fn send_frame(&mut self, first_byte: u8, payload: &[u8]) {
+        self.stream
+            .write_all(&masked_frame(first_byte, payload))
+            .await
+            .unwrap();
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_frame_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one server frame: (first byte, payload).
+    pub async fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        tokio::time::timeout(WAIT, async {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).await?;
+            let len = match head[1] & 0x7F {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.stream.read_exact(&mut b).await?;
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.stream.read_exact(&mut b).await?;
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload).await?;
+            std::io::Result::Ok((head[0], payload))
+        })
+        .await
+        .expect("timed out reading a frame")
+        .expect("connection ended")
+    }
+
+    /// Reads frames until a close frame; returns its code (or `None` on EOF first).
+    pub async fn read_close(&mut self) -> Option<u16> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, async {
+                let mut head = [0u8; 2];
+                self.stream.read_exact(&mut head).await?;
+                let mut payload = vec![0u8; usize::from(head[1] & 0x7F)];
+                if head[1] & 0x7F >= 126 {
+                    let extra = if head[1] & 0x7F == 126 { 2 } else { 8 };
+                    let mut b = vec![0u8; extra];
+                    self.stream.read_exact(&mut b).await?;
+                    let len = b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+                    payload = vec![0u8; len as usize];
+                }
+                self.stream.read_exact(&mut payload).await?;
+                std::io::Result::Ok((head[0], payload))
+            })
+            .await
+            .expect("timed out waiting for close");
+            match frame {
+                Ok((0x88, payload)) if payload.len() >= 2 => {
+                    return Some(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+                Ok((0x88, _)) => return Some(1005),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// A client frame: `first_byte` (FIN, RSV, opcode), masked `payload`.
+pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![first_byte];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}

@@ -1,0 +1,103 @@
+//! Heartbeat and idle handling over real connections, with short intervals.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RawClient, TestServer};
+use serde_json::json;
+
+fn fast_heartbeat(s: &mut switchboard::config::RawSettings) {
+    s.heartbeat_interval = Some("100ms".parse().unwrap());
+    s.heartbeat_timeout = Some("400ms".parse().unwrap());
+}
+
+#[tokio::test]
+async fn the_server_sends_websocket_pings_every_interval() {
+    let server = TestServer::with(fast_heartbeat).await;
+    let mut raw = RawClient::connect(server.addr, "/?userId=a").await;
+    let (first, _) = raw.read_frame().await;
+    assert_eq!(first, 0x81, "connect");
+    let (ping, payload) = raw.read_frame().await;
+    assert_eq!(ping, 0x89);
+    assert!(payload.is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_terminated_and_cleaned_up() {
+    let server = TestServer::with(fast_heartbeat).await;
+    let mut watcher = server.member("watcher", "general").await;
+    let mut silent = RawClient::connect(server.addr, "/?userId=silent").await;
+    silent
+        .send_frame(
+            0x81,
+            br#"{"type":"join_room","payload":{"room":"general"}}"#,
+        )
+        .await;
+    watcher.expect("user_joined").await;
+    // The raw client never answers the pings: it is closed and leaves the room. The watcher
+    // keeps reading meanwhile, which is when tungstenite answers pings.
+    let (close, notice) = tokio::join!(silent.read_close(), watcher.expect("user_left"));
+    assert_eq!(close, Some(1000));
+    assert_eq!(notice["userId"], "silent");
+    assert_eq!(server.stats().await["heartbeatTimeouts"], 1);
+    // The watcher answers pings (tungstenite does) and stays connected all along.
+    watcher.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn pongs_keep_a_connection_alive() {
+    let server = TestServer::with(fast_heartbeat).await;
+    let mut client = server.connect("alive").await;
+    // Several timeouts long; tungstenite answers every ping while we wait for frames.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while tokio::time::Instant::now() < until {
+        client.expect_nothing_pending().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.stats().await["heartbeatTimeouts"], 0);
+}
+
+#[tokio::test]
+async fn app_heartbeat_sends_ping_frames_too() {
+    let server = TestServer::with(|s| {
+        fast_heartbeat(s);
+        s.app_heartbeat = Some(true);
+    })
+    .await;
+    let mut client = server.connect("a").await;
+    let ping = client.expect("ping").await;
+    assert!(ping["payload"]["timestamp"].as_u64().unwrap() > 0);
+    client.send_type("pong", ping["payload"].clone()).await;
+    client.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_by_the_cleanup_sweep() {
+    let server = TestServer::with(|s| {
+        s.idle_timeout = Some("300ms".parse().unwrap());
+        s.cleanup_interval = Some("100ms".parse().unwrap());
+    })
+    .await;
+    let mut idle = server.connect("idle").await;
+    let mut busy = server.connect("busy").await;
+    let closed = tokio::spawn(async move { idle.ended().await });
+    // Keep `busy` active well past the idle timeout.
+    let until = tokio::time::Instant::now() + Duration::from_millis(900);
+    while tokio::time::Instant::now() < until {
+        busy.send_type("ping", json!({})).await;
+        busy.expect("pong").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        closed.await.unwrap(),
+        common::Ended::Closed {
+            code: 1000,
+            reason: "idle timeout".into()
+        }
+    );
+    busy.expect_nothing_pending().await;
+    assert_eq!(server.stats().await["idleTimeouts"], 1);
+}

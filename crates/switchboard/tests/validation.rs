@@ -1,0 +1,251 @@
+//! Bad input over real connections: every kind gets its error code and the connection keeps
+//! working; limits are tested at their edges; ids are acknowledged and deduplicated.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{RawClient, TestServer};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn malformed_frames_get_their_codes_and_the_connection_survives() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("alice").await;
+    for (text, code) in [
+        ("{not json", "INVALID_JSON"),
+        ("", "INVALID_JSON"),
+        ("[1,2,3]", "INVALID_MESSAGE"),
+        ("{}", "INVALID_MESSAGE"),
+        (r#"{"type": 42}"#, "INVALID_MESSAGE"),
+        (
+            r#"{"type":"join_room","payload":{"room":7}}"#,
+            "INVALID_MESSAGE",
+        ),
+        (
+            r#"{"type":"join_room","payload":"general"}"#,
+            "INVALID_MESSAGE",
+        ),
+        (r#"{"type":"join_room"}"#, "INVALID_MESSAGE"),
+        (
+            r#"{"type":"message","payload":{"room":"general"}}"#,
+            "INVALID_MESSAGE",
+        ),
+        (r#"{"type":"teleport","payload":{}}"#, "UNKNOWN_TYPE"),
+    ] {
+        client.send_text(text).await;
+        let error = client.expect_error(code).await;
+        assert!(!error["payload"]["message"].as_str().unwrap().is_empty());
+    }
+    client.join("general").await;
+}
+
+#[tokio::test]
+async fn binary_frames_are_refused_with_invalid_message() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("alice").await;
+    client
+        .ws
+        .send(Message::binary(br#"{"type":"ping"}"#.to_vec()))
+        .await
+        .unwrap();
+    client.expect_error("INVALID_MESSAGE").await;
+    client.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn errors_echo_the_client_id() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("alice").await;
+    client.send(json!({"type": "nope", "id": 99})).await;
+    let error = client.expect_error("UNKNOWN_TYPE").await;
+    assert_eq!(error["id"], 99);
+    assert_eq!(error["payload"]["id"], 99);
+}
+
+#[tokio::test]
+async fn room_names_are_checked_for_length_and_charset() {
+    let server = TestServer::with(|s| s.max_name_length = Some(16)).await;
+    let mut client = server.connect("alice").await;
+    client.join(&"r".repeat(16)).await;
+    client.join("chat:l/2024_v1").await;
+    for bad in [
+        "r".repeat(17),
+        String::new(),
+        "has space".into(),
+        "star*".into(),
+        "quo\"te".into(),
+    ] {
+        client.send_type("join_room", json!({ "room": bad })).await;
+        client.expect_error("INVALID_MESSAGE").await;
+    }
+}
+
+#[tokio::test]
+async fn content_length_is_enforced_at_its_edge() {
+    let server = TestServer::with(|s| s.max_content_length = Some(100)).await;
+    let mut alice = server.member("alice", "general").await;
+    let mut bob = server.member("bob", "general").await;
+    alice.expect("user_joined").await;
+    alice
+        .send_type(
+            "message",
+            json!({"room": "general", "content": "é".repeat(100)}),
+        )
+        .await;
+    assert_eq!(
+        bob.expect("message").await["payload"]["content"],
+        "é".repeat(100)
+    );
+    alice
+        .send_type(
+            "message",
+            json!({"room": "general", "content": "é".repeat(101)}),
+        )
+        .await;
+    alice.expect_error("MESSAGE_TOO_LARGE").await;
+    alice
+        .send_type("broadcast", json!({"content": "x".repeat(101)}))
+        .await;
+    alice.expect_error("MESSAGE_TOO_LARGE").await;
+    bob.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn frames_over_the_size_limit_close_with_1009_at_the_edge() {
+    let server = TestServer::with(|s| {
+        s.max_frame_size = Some("64KiB".parse().unwrap());
+        s.max_content_length = Some(1_000_000);
+    })
+    .await;
+    // Exactly at the limit: accepted (as an unknown type, which proves it was parsed).
+    let mut client = server.connect("alice").await;
+    let filler = 65536 - r#"{"type":"big","payload":""}"#.len();
+    let at_limit = format!(r#"{{"type":"big","payload":"{}"}}"#, "x".repeat(filler));
+    assert_eq!(at_limit.len(), 65536);
+    client.send_text(&at_limit).await;
+    client.expect_error("UNKNOWN_TYPE").await;
+
+    // One byte over: refused from the frame header alone, before the payload is sent.
+    let mut raw = RawClient::connect(server.addr, "/?userId=bob").await;
+    let frame = common::masked_frame(0x81, &vec![b'x'; 65537]);
+    raw.send_frame_bytes(&frame[..14]).await;
+    assert_eq!(raw.read_close().await, Some(1009));
+    client.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_with_retry_after_then_recovers() {
+    let server = TestServer::with(|s| {
+        s.rate_limit = Some(5);
+        s.rate_limit_burst = Some(5);
+    })
+    .await;
+    let mut client = server.connect("alice").await;
+    for i in 0..5 {
+        client.send(json!({"type": "ping", "id": i})).await;
+        client.expect("pong").await;
+        client.expect("ack").await;
+    }
+    client.send(json!({"type": "ping", "id": "over"})).await;
+    let error = client.expect_error("RATE_LIMITED").await;
+    assert_eq!(error["id"], "over");
+    let retry_after = error["payload"]["retryAfter"].as_u64().unwrap();
+    assert!((1..=200).contains(&retry_after), "retryAfter {retry_after}");
+    assert_eq!(server.stats().await["rateLimited"], 1);
+    // A second connection of the same user shares the bucket.
+    let mut second = server.connect("alice").await;
+    second.send_type("ping", json!({})).await;
+    second.expect_error("RATE_LIMITED").await;
+    // Waiting as long as the server said is enough.
+    tokio::time::sleep(std::time::Duration::from_millis(retry_after)).await;
+    client.send_type("ping", json!({})).await;
+    client.expect("pong").await;
+}
+
+#[tokio::test]
+async fn ids_are_acked_and_duplicates_are_not_redelivered() {
+    let server = TestServer::start().await;
+    let mut alice = server.member("alice", "general").await;
+    let mut bob = server.member("bob", "general").await;
+    alice.expect("user_joined").await;
+    let message =
+        json!({"type": "message", "payload": {"room": "general", "content": "once"}, "id": "m-1"});
+    alice.send(message.clone()).await;
+    let ack = alice.expect("ack").await;
+    assert_eq!(ack["payload"]["id"], "m-1");
+    assert_eq!(ack["id"], "m-1");
+    bob.expect("message").await;
+    alice.send(message).await;
+    assert_eq!(alice.expect("ack").await["payload"]["id"], "m-1");
+    bob.expect_nothing_pending().await;
+    // A different id is a different message; a failed frame is not remembered.
+    alice
+        .send(json!({"type": "message", "payload": {"room": "general", "content": "twice"}, "id": "m-2"}))
+        .await;
+    alice.expect("ack").await;
+    bob.expect("message").await;
+    alice
+        .send(json!({"type": "leave_room", "payload": {"room": "nowhere"}, "id": "l-1"}))
+        .await;
+    alice.expect_error("NOT_IN_ROOM").await;
+    alice
+        .send(json!({"type": "leave_room", "payload": {"room": "nowhere"}, "id": "l-1"}))
+        .await;
+    alice.expect_error("NOT_IN_ROOM").await;
+}
+
+#[tokio::test]
+async fn ids_are_forgotten_after_the_dedup_window() {
+    let server = TestServer::with(|s| s.dedup_window = Some("200ms".parse().unwrap())).await;
+    let mut alice = server.member("alice", "general").await;
+    let mut bob = server.member("bob", "general").await;
+    alice.expect("user_joined").await;
+    let message =
+        json!({"type": "message", "payload": {"room": "general", "content": "hi"}, "id": 1});
+    alice.send(message.clone()).await;
+    alice.expect("ack").await;
+    bob.expect("message").await;
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    alice.send(message).await;
+    alice.expect("ack").await;
+    bob.expect("message").await;
+}
+
+#[tokio::test]
+async fn app_level_ping_is_answered_with_the_same_payload() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("alice").await;
+    client
+        .send(json!({"type": "ping", "payload": {"timestamp": 1234}, "id": "p"}))
+        .await;
+    let pong = client.expect("pong").await;
+    assert_eq!(pong["payload"], json!({"timestamp": 1234}));
+    assert_eq!(pong["id"], "p");
+    client.expect("ack").await;
+    client.send_type("ping", serde_json::Value::Null).await;
+    assert_eq!(client.expect("pong").await["payload"], json!({}));
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_1002_and_invalid_utf8_with_1007() {
+    let server = TestServer::start().await;
+    let mut raw = RawClient::connect(server.addr, "/?userId=a").await;
+    // An unmasked frame.
+    raw.send_frame_bytes(&[0x81, 0x02, b'h', b'i']).await;
+    assert_eq!(raw.read_close().await, Some(1002));
+
+    let mut raw = RawClient::connect(server.addr, "/?userId=b").await;
+    raw.send_frame(0x81, &[0xC3, 0x28]).await;
+    assert_eq!(raw.read_close().await, Some(1007));
+
+    let mut raw = RawClient::connect(server.addr, "/?userId=c").await;
+    raw.send_frame(0xC1, b"{}").await;
+    assert_eq!(
+        raw.read_close().await,
+        Some(1002),
+        "RSV1 without an extension"
+    );
+}
