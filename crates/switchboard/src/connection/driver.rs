@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
 use super::session::Session;
-use crate::hub::{CloseRequest, Taken};
+use crate::hub::{CloseRequest, Hub, Taken};
 use crate::protocol::CloseCode;
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
 use crate::ws::frame::{self, OpCode};
@@ -67,6 +67,8 @@ struct Driver<S> {
     /// Once our close frame is written the connection is done: the client already closed (or
     /// sent EOF, or broke the protocol), or the close is abortive. Nothing more is read.
     finish_after_close: bool,
+    /// An abortive close: the close frame gets one write attempt, then the connection is dropped.
+    abort: bool,
     /// Armed when the close starts; the connection is dropped when it fires.
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -76,11 +78,7 @@ pub(crate) async fn run<S>(io: S, session: Session)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = &session.hub().config().limits;
-    let decoder = Decoder::new(Limits {
-        max_frame: limits.max_frame_size,
-        max_message: limits.max_frame_size,
-    });
+    let decoder = Decoder::new(decoder_limits(session.hub()));
     let mut driver = Driver {
         io,
         decoder,
@@ -89,6 +87,7 @@ where
         front_started: false,
         close_queued: false,
         finish_after_close: false,
+        abort: false,
         deadline: None,
     };
     tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "connected");
@@ -98,21 +97,41 @@ where
     driver.session.finish();
 }
 
-/// Answers a connection that was not admitted: a close frame with `code` and `reason`, then a
-/// short wait for the client's close.
-pub(crate) async fn refuse<S>(mut io: S, code: CloseCode, reason: &str)
+/// Answers a connection that was not admitted: a close frame with `code` and `reason`, then
+/// waits (at most `CLOSE_TIMEOUT`) for the client's close frame or EOF, and closes TCP.
+pub(crate) async fn refuse<S>(mut io: S, code: CloseCode, reason: &str, limits: Limits)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let close = frame::close_frame(code.as_u16(), reason);
+    let mut decoder = Decoder::new(limits);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         io.write_all(&close).await?;
         io.flush().await?;
-        let mut sink = [0u8; 256];
-        while tokio::io::AsyncReadExt::read(&mut io, &mut sink).await? > 0 {}
-        std::io::Result::Ok(())
+        let mut buffer = [0u8; 1024];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut io, &mut buffer).await?;
+            let mut closed = n == 0;
+            let flow = decoder.feed(&mut buffer[..n], &mut |message| {
+                closed |= matches!(message, Message::Close(_));
+                Flow::Continue
+            });
+            if closed || flow.is_err() {
+                return std::io::Result::Ok(());
+            }
+        }
     })
     .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+/// The decoder limits a hub's configuration sets.
+pub(crate) fn decoder_limits(hub: &Hub) -> Limits {
+    let limits = &hub.config().limits;
+    Limits {
+        max_frame: limits.max_frame_size,
+        max_message: limits.max_frame_size,
+    }
 }
 
 enum Step {
@@ -163,6 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }) => {
                 let close = frame::close_frame(request.code.as_u16(), request.reason);
                 self.finish_after_close |= !request.graceful;
+                self.abort |= !request.graceful;
                 self.queue_close(close, request.graceful);
                 Step::Progress
             }
@@ -194,6 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             *slice = IoSlice::new(frame);
         }
         match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            Poll::Pending if self.abort => Step::Done,
             Poll::Pending => Step::Idle,
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
             Poll::Ready(Ok(written)) => {

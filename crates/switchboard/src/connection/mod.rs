@@ -27,7 +27,8 @@ where
         }
         Err(refusal) => {
             tracing::debug!(%user, %refusal, "connection refused");
-            driver::refuse(io, refusal.close_code(), &refusal.to_string()).await;
+            let limits = driver::decoder_limits(&hub);
+            driver::refuse(io, refusal.close_code(), &refusal.to_string(), limits).await;
         }
     }
 }

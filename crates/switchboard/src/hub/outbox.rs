@@ -129,9 +129,13 @@ impl Outbox {
 
     /// Moves every queued frame to the back of `out`. Ready when there were frames or a close
     /// request; otherwise registers the task to be woken by the next push.
+    ///
+    /// While `out` still holds unwritten frames only a close request is taken: the queue then
+    /// keeps filling towards its limit, which is what bounds a consumer that stopped reading.
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Taken> {
         let mut state = self.state.lock();
-        if state.frames.is_empty() && state.close.is_none() {
+        let take_frames = out.is_empty() && !state.frames.is_empty();
+        if !take_frames && state.close.is_none() {
             if !state
                 .waker
                 .as_ref()
@@ -141,13 +145,8 @@ impl Outbox {
             }
             return Poll::Pending;
         }
-        if out.is_empty() {
-            std::mem::swap(out, &mut state.frames);
-        } else {
-            out.append(&mut state.frames);
-        }
         // Leave no capacity behind: an idle connection holds no queue memory.
-        state.frames = VecDeque::new();
+        out.append(&mut std::mem::take(&mut state.frames));
         state.bytes = 0;
         Poll::Ready(Taken { close: state.close })
     }
@@ -236,5 +235,29 @@ mod tests {
             })
         );
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_taken_while_the_previous_batch_is_unwritten() {
+        let outbox = Outbox::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = VecDeque::new();
+        outbox.push(&frame(10), 100);
+        assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
+        outbox.push(&frame(20), 100);
+        assert_eq!(outbox.poll_take(&mut cx, &mut out), Poll::Pending);
+        assert_eq!(
+            outbox.queued_bytes(),
+            20,
+            "the queue keeps counting towards its limit"
+        );
+        assert_eq!(outbox.push(&frame(81), 100), Pushed::Overflow);
+        assert_eq!(
+            outbox.poll_take(&mut cx, &mut out),
+            Poll::Ready(Taken {
+                close: Some(CloseRequest::SLOW_CONSUMER)
+            }),
+            "a close is seen even while blocked"
+        );
     }
 }

@@ -212,27 +212,30 @@ impl Client {
         Self::ended_stream(&mut self.ws).await
     }
 
-    /// Waits for `ws` to end, skipping frames, and says how.
+    /// Waits for `ws` to end, skipping frames, and says how. After a close frame it keeps
+    /// polling until the stream ends, which is when tungstenite sends its close reply: the
+    /// close handshake completes as with any well-behaved client.
     pub async fn ended_stream(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ended {
+        let mut ended = None;
         loop {
-            match tokio::time::timeout(WAIT, ws.next())
+            let next = tokio::time::timeout(WAIT, ws.next())
                 .await
-                .expect("timed out waiting for the connection to end")
-            {
-                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
-                    return Ended::Closed {
-                        code: code.into(),
-                        reason: reason.to_string(),
-                    };
-                }
-                Some(Ok(Message::Close(None))) => {
-                    return Ended::Closed {
-                        code: 1005,
-                        reason: String::new(),
-                    };
+                .expect("timed out waiting for the connection to end");
+            match next {
+                Some(Ok(Message::Close(frame))) => {
+                    ended.get_or_insert(match frame {
+                        Some(CloseFrame { code, reason }) => Ended::Closed {
+                            code: code.into(),
+                            reason: reason.to_string(),
+                        },
+                        None => Ended::Closed {
+                            code: 1005,
+                            reason: String::new(),
+                        },
+                    });
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Ended::Dropped,
+                Some(Err(_)) | None => return ended.unwrap_or(Ended::Dropped),
             }
         }
     }
