@@ -249,3 +249,32 @@ async fn protocol_violations_close_with_1002_and_invalid_utf8_with_1007() {
         "RSV1 without an extension"
     );
 }
+
+#[tokio::test]
+async fn replies_queued_before_a_violation_are_written_before_the_close() {
+    let server = TestServer::start().await;
+    let mut raw = RawClient::connect(server.addr, "/?userId=a").await;
+    let (connect, _) = raw.read_frame().await;
+    assert_eq!(connect, 0x81);
+    let mut bytes = common::masked_frame(0x81, br#"{"type":"ping","payload":{"n":1}}"#);
+    bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+    raw.send_frame_bytes(&bytes).await;
+    let (opcode, payload) = raw.read_frame().await;
+    assert_eq!(opcode, 0x81);
+    let pong: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(raw.read_close().await, Some(1002));
+}
+
+#[tokio::test]
+async fn the_echo_endpoint_is_off_by_default_and_echoes_when_on() {
+    let server = TestServer::start().await;
+    let (status, _) = common::http_get(server.addr, "/echo").await;
+    assert_eq!(status, 404);
+    let server = TestServer::with(|s| s.echo_endpoint = Some(true)).await;
+    let mut raw = RawClient::connect(server.addr, "/echo").await;
+    raw.send_frame(0x81, b"not even json").await;
+    assert_eq!(raw.read_frame().await, (0x81, b"not even json".to_vec()));
+    raw.send_frame(0x82, &[0, 1, 2]).await;
+    assert_eq!(raw.read_frame().await, (0x82, vec![0, 1, 2]));
+}

@@ -1,4 +1,4 @@
-//! Configuration: raw settings from flags, env vars and a TOML file ([`raw`]) are merged and
+//! Configuration: raw settings from flags, env vars and a TOML file ([`RawSettings`]) are merged and
 //! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
 
 mod raw;
@@ -53,6 +53,8 @@ pub struct HubConfig {
     pub cleanup_interval: Duration,
     /// How long client ids are remembered for duplicate suppression.
     pub dedup_window: Duration,
+    /// Whether `/echo` echoes messages back (conformance testing only).
+    pub echo_endpoint: bool,
 }
 
 /// Resource limits, each enforced where the resource is taken.
@@ -294,6 +296,7 @@ impl Config {
                 idle_timeout: Some(duration(raw.idle_timeout, 300)).filter(|d| !d.is_zero()),
                 cleanup_interval: positive("cleanup_interval", duration(raw.cleanup_interval, 60))?,
                 dedup_window: duration(raw.dedup_window, 60),
+                echo_endpoint: raw.echo_endpoint.unwrap_or(false),
             },
             log: LogConfig {
                 format: raw.log_format.unwrap_or_default(),

@@ -117,6 +117,11 @@ settings! {
     /// [default: 10s].
     #[arg(long, env, value_name = "DURATION")]
     shutdown_timeout: DurationArg,
+    /// Serve an echo endpoint on `/echo` that returns every message as sent, for conformance
+    /// testing (Autobahn) [default: false].
+    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    echo_endpoint: bool,
     /// Log format [default: text].
     #[arg(long, env, value_enum)]
     log_format: LogFormat,

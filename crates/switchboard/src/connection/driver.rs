@@ -69,6 +69,8 @@ struct Driver<S> {
     finish_after_close: bool,
     /// An abortive close: the close frame gets one write attempt, then the connection is dropped.
     abort: bool,
+    /// The reply to the client's close frame, sent instead of the close request's own frame.
+    close_reply: Option<Bytes>,
     /// Armed when the close starts; the connection is dropped when it fires.
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -88,6 +90,7 @@ where
         close_queued: false,
         finish_after_close: false,
         abort: false,
+        close_reply: None,
         deadline: None,
     };
     tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "connected");
@@ -180,7 +183,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Poll::Ready(Taken {
                 close: Some(request),
             }) => {
-                let close = frame::close_frame(request.code.as_u16(), request.reason);
+                let close = self
+                    .close_reply
+                    .take()
+                    .unwrap_or_else(|| frame::close_frame(request.code.as_u16(), request.reason));
                 self.finish_after_close |= !request.graceful;
                 self.abort |= !request.graceful;
                 self.queue_close(close, request.graceful);
@@ -294,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 // Once closing, data is read (to reach the client's close) but not acted on.
                 Message::Text(_) | Message::Binary(_) if closing => {}
                 Message::Text(text) => session.on_text(text),
-                Message::Binary(_) => session.on_binary(),
+                Message::Binary(data) => session.on_binary(data),
                 Message::Ping(payload) => session.reply(frame::frame(OpCode::Pong, payload)),
                 Message::Pong(_) => {}
                 Message::Close(status) => {
@@ -306,27 +312,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             Flow::Continue
         });
-        if let Some(close) = peer_close {
+        // Both closes go through the outbox, so replies queued before them are written first.
+        let now = self.session.hub().now_ms();
+        if let Some(reply) = peer_close {
             self.finish_after_close = true;
-            let now = self.session.hub().now_ms();
+            self.close_reply = Some(reply);
             self.session.handle().close(PEER_CLOSED, now);
-            self.queue_close(close, true);
         } else if let Err(violation) = result {
             // Fail the connection (RFC 6455 §7.1.7): send the close frame, read no further, and
             // close TCP once it is written; the stream can no longer be parsed anyway.
             tracing::debug!(conn = %self.session.handle().id(), %violation, "protocol violation");
+            self.finish_after_close = true;
             let request = CloseRequest {
                 code: violation.close_code(),
                 reason: violation.close_reason(),
                 graceful: true,
             };
-            let now = self.session.hub().now_ms();
-            self.session.handle().close(request, now);
-            self.finish_after_close = true;
-            self.queue_close(
-                frame::close_frame(request.code.as_u16(), request.reason),
-                true,
-            );
+            if !self.session.handle().close(request, now) {
+                // Another close was requested first; its frame carries that close's code.
+                tracing::debug!(conn = %self.session.handle().id(), "already closing");
+            }
         }
     }
 }

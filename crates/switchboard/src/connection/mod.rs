@@ -15,15 +15,24 @@ use crate::hub::{Hub, Registered};
 use crate::ids::UserId;
 use session::Session;
 
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Protocol v1 (DESIGN.md §2).
+    Protocol,
+    /// Every message is sent back as it came (`/echo`, for conformance testing).
+    Echo,
+}
+
 /// Serves an upgraded connection of `user` until it ends: registers it with the hub (or
 /// refuses it with close 1013 at capacity), then runs its task.
-pub(crate) async fn serve<S>(io: S, hub: Hub, user: UserId)
+pub(crate) async fn serve<S>(io: S, hub: Hub, user: UserId, mode: Mode)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match hub.register(user.clone()) {
         Ok(Registered { handle, limiter }) => {
-            driver::run(io, Session::start(hub, handle, limiter)).await;
+            driver::run(io, Session::start(hub, handle, limiter, mode)).await;
         }
         Err(refusal) => {
             tracing::debug!(%user, %refusal, "connection refused");

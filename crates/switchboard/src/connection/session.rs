@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::Mode;
 use super::dedup::DedupWindow;
 use crate::broker::Topic;
 use crate::hub::{ConnHandle, Counters, Hub};
@@ -19,6 +20,7 @@ use crate::limits::RateLimiter;
 use crate::protocol::{
     self, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection, ServerFrame,
 };
+use crate::ws::frame::{self, OpCode};
 
 pub(crate) struct Session {
     hub: Hub,
@@ -27,6 +29,7 @@ pub(crate) struct Session {
     /// Rooms this connection is in (at most `max_rooms_per_connection`, so a scan is cheap).
     rooms: Vec<RoomId>,
     dedup: DedupWindow,
+    mode: Mode,
 }
 
 #[derive(Serialize)]
@@ -56,15 +59,24 @@ struct MemberEvent<'a> {
 }
 
 impl Session {
-    /// Starts the session of a registered connection: sends `connect`.
-    pub(crate) fn start(hub: Hub, handle: ConnHandle, limiter: Option<Arc<RateLimiter>>) -> Self {
+    /// Starts the session of a registered connection: sends `connect` (protocol mode).
+    pub(crate) fn start(
+        hub: Hub,
+        handle: ConnHandle,
+        limiter: Option<Arc<RateLimiter>>,
+        mode: Mode,
+    ) -> Self {
         let session = Self {
             hub,
             handle,
             limiter,
             rooms: Vec::new(),
             dedup: DedupWindow::default(),
+            mode,
         };
+        if mode == Mode::Echo {
+            return session;
+        }
         let config = session.hub.config();
         let payload = ConnectPayload {
             connection_id: session.handle.id(),
@@ -89,6 +101,10 @@ impl Session {
         let counters = self.hub.counters();
         Counters::add(&counters.messages_in, 1);
         Counters::add(&counters.bytes_in, text.len() as u64);
+        if self.mode == Mode::Echo {
+            self.reply(frame::frame(OpCode::Text, text.as_bytes()));
+            return;
+        }
         let limits = &self.hub.config().limits;
         let parse_limits = ParseLimits {
             max_name_chars: limits.max_name_length,
@@ -116,8 +132,12 @@ impl Session {
     }
 
     /// Handles one binary message: the protocol is JSON text only.
-    pub(crate) fn on_binary(&mut self) {
+    pub(crate) fn on_binary(&mut self, data: &[u8]) {
         Counters::add(&self.hub.counters().messages_in, 1);
+        if self.mode == Mode::Echo {
+            self.reply(frame::frame(OpCode::Binary, data));
+            return;
+        }
         if self.take_token(None) {
             self.error(
                 ErrorCode::InvalidMessage,

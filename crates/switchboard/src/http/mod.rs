@@ -1,5 +1,5 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/stats`, `/health` and `/ready`.
+//! `/ws`, `/stats`, `/health` and `/ready`; `/echo` when enabled.
 
 mod status;
 mod ws;
@@ -20,11 +20,14 @@ pub(crate) struct AppState {
 
 /// The routes of a node.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
         .route("/stats", get(status::stats))
         .route("/health", get(status::health))
-        .route("/ready", get(status::ready))
-        .with_state(state)
+        .route("/ready", get(status::ready));
+    if state.hub.config().echo_endpoint {
+        router = router.route("/echo", get(ws::echo));
+    }
+    router.with_state(state)
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use super::AppState;
-use crate::connection::{self, Prefixed};
+use crate::connection::{self, Mode, Prefixed};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::ws::handshake::{self, HandshakeError};
@@ -39,15 +39,33 @@ pub(super) async fn upgrade_or_landing(
             "Switchboard is running. Connect a WebSocket client to ws://<this host>/?userId=<id>\n",
         )
             .into_response(),
-        _ => upgrade(state, params, request).await,
+        _ => upgrade_to(state, params, request, Mode::Protocol),
     }
 }
 
-/// `GET /ws` (and `/`): the WebSocket endpoint.
+/// `GET /ws`: the WebSocket endpoint.
 pub(super) async fn upgrade(
+    state: State<AppState>,
+    params: Query<ConnectParams>,
+    request: Request,
+) -> Response {
+    upgrade_to(state, params, request, Mode::Protocol)
+}
+
+/// `GET /echo` (when enabled): a WebSocket that echoes every message.
+pub(super) async fn echo(
+    state: State<AppState>,
+    params: Query<ConnectParams>,
+    request: Request,
+) -> Response {
+    upgrade_to(state, params, request, Mode::Echo)
+}
+
+fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
     mut request: Request,
+    mode: Mode,
 ) -> Response {
     let upgrade = match handshake::check(request.method(), request.headers()) {
         Ok(upgrade) => upgrade,
@@ -86,7 +104,7 @@ pub(super) async fn upgrade(
     let hub = state.hub.clone();
     state.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run_upgraded(upgraded, hub, user).await,
+            Ok(upgraded) => run_upgraded(upgraded, hub, user, mode).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),
         }
     });
@@ -104,18 +122,18 @@ pub(super) async fn upgrade(
     response
 }
 
-async fn run_upgraded(upgraded: hyper::upgrade::Upgraded, hub: Hub, user: UserId) {
+async fn run_upgraded(upgraded: hyper::upgrade::Upgraded, hub: Hub, user: UserId, mode: Mode) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
             // Latency matters more than packet count for a message server.
             let _ = stream.set_nodelay(true);
             if parts.read_buf.is_empty() {
-                connection::serve(stream, hub, user).await;
+                connection::serve(stream, hub, user, mode).await;
             } else {
-                connection::serve(Prefixed::new(parts.read_buf, stream), hub, user).await;
+                connection::serve(Prefixed::new(parts.read_buf, stream), hub, user, mode).await;
             }
         }
-        Err(upgraded) => connection::serve(TokioIo::new(upgraded), hub, user).await,
+        Err(upgraded) => connection::serve(TokioIo::new(upgraded), hub, user, mode).await,
     }
 }

@@ -1,7 +1,7 @@
 //! The hub: the node's registry of local connections, users and rooms, and the fan-out path.
 //!
-//! It holds only handles ([`ConnHandle`]: ids, a bounded outbox, activity clocks), never a
-//! socket. Every map is sharded ([`shard::Sharded`]); delivering to a room reads one shard and
+//! It holds only handles (`ConnHandle`: ids, a bounded outbox, activity clocks), never a
+//! socket. Every map is sharded (`shard::Sharded`); delivering to a room reads one shard and
 //! pushes one shared, pre-encoded frame onto each member's outbox, so there is no global lock
 //! and no per-recipient encoding on the fan-out path.
 //!

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check: formatting, clippy with warnings as errors, the whole test suite (unit,
+# integration against real servers, doc tests), and the Autobahn conformance suite.
+# Set SKIP_AUTOBAHN=1 to leave out the conformance run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
+  echo "== autobahn conformance"
+  scripts/autobahn.sh target/autobahn
+fi
+echo "== all checks passed"
