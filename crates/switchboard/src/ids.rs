@@ -27,6 +27,9 @@ pub enum NameError {
     InvalidChar,
 }
 
+/// The longest name any configuration allows (`max_name_length` is at most this).
+pub const MAX_NAME_CHARS: usize = 1024;
+
 /// Checks a room, channel or user name: 1..=`max_chars` characters, each a Unicode letter or
 /// digit or one of `_ - . : @ / + = # | ~`. Whitespace, quotes, control characters and `*`
 /// (reserved for channel patterns) are refused.
@@ -89,6 +92,14 @@ macro_rules! name_id {
                 &self.0
             }
         }
+
+        /// Deserialized names are validated like parsed ones, up to [`MAX_NAME_CHARS`].
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+                Self::parse(&name, MAX_NAME_CHARS).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -124,6 +135,91 @@ impl NodeId {
     /// A fresh random node id of 8 lowercase hex digits.
     pub fn random() -> Self {
         Self(Arc::from(format!("{:08x}", fastrand::u32(..))))
+    }
+}
+
+impl ChannelId {
+    /// Whether this is a presence watch channel, `presence:USER`.
+    pub fn watched_user(&self) -> Option<&str> {
+        self.0.strip_prefix(PRESENCE_PREFIX)
+    }
+}
+
+/// Channels named `presence:USER` carry USER's presence changes; clients cannot publish to them.
+pub const PRESENCE_PREFIX: &str = "presence:";
+
+/// A channel pattern: a prefix followed by `*` (`room:*`, `user:*`, or `*` for every channel).
+/// It matches every channel whose name starts with the prefix.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelPrefix(Arc<str>);
+
+impl ChannelPrefix {
+    /// Parses `prefix*`; the prefix may be empty and must otherwise use the name characters.
+    pub fn parse(pattern: &str, max_chars: usize) -> Result<Self, NameError> {
+        let Some(prefix) = pattern.strip_suffix('*') else {
+            return Err(NameError::InvalidChar);
+        };
+        if !prefix.is_empty() {
+            validate_name(prefix, max_chars)?;
+        }
+        Ok(Self(Arc::from(prefix)))
+    }
+
+    /// Whether `channel` matches.
+    pub fn matches(&self, channel: &ChannelId) -> bool {
+        channel.as_str().starts_with(&*self.0)
+    }
+
+    /// The prefix, without the `*`.
+    pub fn prefix(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}*", self.0)
+    }
+}
+
+impl fmt::Debug for ChannelPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", format!("{self}"))
+    }
+}
+
+/// What a subscription is for: one channel, or every channel matching a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChannelSpec {
+    /// One channel.
+    Exact(ChannelId),
+    /// Every channel starting with a prefix.
+    Prefix(ChannelPrefix),
+}
+
+impl ChannelSpec {
+    /// Parses a channel name, or a pattern when it ends with `*`.
+    pub fn parse(spec: &str, max_chars: usize) -> Result<Self, NameError> {
+        if spec.ends_with('*') {
+            ChannelPrefix::parse(spec, max_chars).map(Self::Prefix)
+        } else {
+            ChannelId::parse(spec, max_chars).map(Self::Exact)
+        }
+    }
+}
+
+impl Serialize for ChannelSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for ChannelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(channel) => fmt::Display::fmt(channel, f),
+            Self::Prefix(prefix) => fmt::Display::fmt(prefix, f),
+        }
     }
 }
 
@@ -219,6 +315,35 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(ConnId::parse(&a.to_string()), Some(a));
         assert_eq!(ConnId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn channel_specs_are_names_or_prefix_patterns() {
+        let exact = ChannelSpec::parse("user:123", 128).unwrap();
+        assert_eq!(
+            exact,
+            ChannelSpec::Exact(ChannelId::from_trusted("user:123"))
+        );
+        let ChannelSpec::Prefix(prefix) = ChannelSpec::parse("room:*", 128).unwrap() else {
+            panic!("not a pattern");
+        };
+        assert!(prefix.matches(&ChannelId::from_trusted("room:general")));
+        assert!(!prefix.matches(&ChannelId::from_trusted("user:1")));
+        assert_eq!(prefix.to_string(), "room:*");
+        assert!(
+            ChannelPrefix::parse("*", 128)
+                .unwrap()
+                .matches(&ChannelId::from_trusted("x"))
+        );
+        assert!(
+            ChannelSpec::parse("ro*m", 128).is_err(),
+            "* only at the end"
+        );
+        assert!(ChannelSpec::parse("a b*", 128).is_err());
+        assert_eq!(
+            ChannelId::from_trusted("presence:alice").watched_user(),
+            Some("alice")
+        );
     }
 
     #[test]

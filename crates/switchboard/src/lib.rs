@@ -25,7 +25,10 @@
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding, codes.
 //! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
 //! - `connection`: the per-connection task (driver) and protocol state (session).
-//! - [`hub`]: registry of local connections, users and rooms; the fan-out path; sweeps.
+//! - [`hub`]: registry of local connections, users, rooms and channels; the fan-out path;
+//!   presence; sweeps.
+//! - [`presence`]: the presence model (status, metadata, last seen).
+//! - [`handlers`]: application hooks: custom message types, connect/disconnect.
 //! - [`broker`]: cross-node publish/subscribe (in-process now, Redis in cluster mode).
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`.
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
@@ -33,10 +36,12 @@
 pub mod broker;
 pub mod config;
 mod connection;
+pub mod handlers;
 mod http;
 pub mod hub;
 pub mod ids;
 mod limits;
+pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod switchboard;

@@ -48,7 +48,7 @@ impl Server {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-        let switchboard = Switchboard::builder(config.hub).build();
+        let switchboard = Switchboard::builder(config.hub).api(config.api).build();
         Ok(Self {
             listener,
             config: config.server,

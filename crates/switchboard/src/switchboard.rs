@@ -9,10 +9,13 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use serde_json::Value;
+
 use crate::broker::{Broker, LocalBroker};
-use crate::config::HubConfig;
+use crate::config::{ApiConfig, HubConfig};
+use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
-use crate::hub::Hub;
+use crate::hub::{ConnInfo, Hub};
 
 /// A Switchboard instance: the hub, its background sweeps and its connection tasks.
 ///
@@ -20,6 +23,7 @@ use crate::hub::Hub;
 /// gracefully.
 pub struct Switchboard {
     hub: Hub,
+    api: ApiConfig,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -27,10 +31,44 @@ pub struct Switchboard {
 /// Builds a [`Switchboard`].
 pub struct Builder {
     config: HubConfig,
+    api: ApiConfig,
     broker: Option<Arc<dyn Broker>>,
+    extensions: Extensions,
 }
 
 impl Builder {
+    /// Settings of the server HTTP API under `/api` (default: open, with a warning).
+    pub fn api(mut self, api: ApiConfig) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Handles client messages of type `kind` (any type the protocol does not define) with
+    /// `handler`, which may reply, send to rooms, broadcast, or refuse with an error code.
+    /// Handlers run on the connection's task and must not block.
+    pub fn on_message(
+        mut self,
+        kind: impl Into<String>,
+        handler: impl Fn(&MessageContext<'_>, &Value) -> Result<(), Reject> + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions
+            .messages
+            .insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Calls `hook` when a connection has been admitted, before its `connect` frame is sent.
+    pub fn on_connect(mut self, hook: impl Fn(&ConnInfo) + Send + Sync + 'static) -> Self {
+        self.extensions.on_connect.push(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` when a connection has closed and left its rooms.
+    pub fn on_disconnect(mut self, hook: impl Fn(&ConnInfo) + Send + Sync + 'static) -> Self {
+        self.extensions.on_disconnect.push(Arc::new(hook));
+        self
+    }
+
     /// Uses `broker` to reach other nodes (default: none, a standalone node).
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
@@ -42,11 +80,21 @@ impl Builder {
         let broker = self
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));
-        let hub = Hub::new(self.config, broker);
+        let hub = Hub::new(self.config, broker, self.extensions);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         hub.spawn_maintenance(&tasks, &cancel);
-        Switchboard { hub, tasks, cancel }
+        if self.api.key.is_none() {
+            tracing::warn!(
+                "the server API (/api) has no key: anyone who can reach it can use it; set --api-key"
+            );
+        }
+        Switchboard {
+            hub,
+            api: self.api,
+            tasks,
+            cancel,
+        }
     }
 }
 
@@ -55,7 +103,9 @@ impl Switchboard {
     pub fn builder(config: HubConfig) -> Builder {
         Builder {
             config,
+            api: ApiConfig::default(),
             broker: None,
+            extensions: Extensions::default(),
         }
     }
 
@@ -64,12 +114,13 @@ impl Switchboard {
         &self.hub
     }
 
-    /// The WebSocket endpoint (`/`, `/ws`) and the HTTP routes (`/stats`, `/health`, `/ready`),
-    /// ready to be served or merged into an application's router.
+    /// The WebSocket endpoint (`/`, `/ws`) and the HTTP routes (`/stats`, `/health`, `/ready`,
+    /// the server API under `/api`), ready to be served or merged into an application's router.
     pub fn router(&self) -> Router {
         http::router(AppState {
             hub: self.hub.clone(),
             tasks: self.tasks.clone(),
+            api_key: self.api.key.clone().map(Arc::from),
         })
     }
 

@@ -73,7 +73,8 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
             tokio::task::yield_now().await;
         }
     });
-    // The reader gets every message, and the stalled client's departure somewhere among them.
+    // The reader gets every message, and the stalled client's departure (offline presence,
+    // then user_left) somewhere among them.
     let (mut messages, mut left) = (0, 0);
     while messages < count || left == 0 {
         let frame = reader.recv().await;
@@ -83,6 +84,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
                 assert_eq!(frame["userId"], "stalled");
                 left += 1;
             }
+            "presence" => assert_eq!(frame["payload"]["status"], "offline"),
             other => panic!("unexpected {other}"),
         }
     }

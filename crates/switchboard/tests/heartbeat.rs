@@ -39,8 +39,10 @@ async fn a_silent_connection_is_terminated_and_cleaned_up() {
     watcher.expect("user_joined").await;
     // The raw client never answers the pings: it is closed and leaves the room. The watcher
     // keeps reading meanwhile, which is when tungstenite answers pings.
-    let (close, notice) = tokio::join!(silent.read_close(), watcher.expect("user_left"));
+    let (close, offline) = tokio::join!(silent.read_close(), watcher.expect("presence"));
     assert_eq!(close, Some(1000));
+    assert_eq!(offline["payload"]["status"], "offline");
+    let notice = watcher.expect("user_left").await;
     assert_eq!(notice["userId"], "silent");
     assert_eq!(server.stats().await["heartbeatTimeouts"], 1);
     // The watcher answers pings (tungstenite does) and stays connected all along.
@@ -78,6 +80,7 @@ async fn app_heartbeat_sends_ping_frames_too() {
 async fn idle_connections_are_closed_by_the_cleanup_sweep() {
     let server = TestServer::with(|s| {
         s.idle_timeout = Some("300ms".parse().unwrap());
+        s.away_timeout = Some("200ms".parse().unwrap());
         s.cleanup_interval = Some("100ms".parse().unwrap());
     })
     .await;

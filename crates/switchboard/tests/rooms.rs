@@ -120,6 +120,11 @@ async fn disconnecting_leaves_every_room() {
     alice.expect("user_joined").await;
     alice.expect("user_joined").await;
     drop(bob);
+    // One offline presence (not one per shared room), then user_left for each room.
+    assert_eq!(
+        alice.expect("presence").await["payload"]["status"],
+        "offline"
+    );
     for _ in 0..2 {
         let notice = alice.expect("user_left").await;
         assert_eq!(notice["userId"], "bob");

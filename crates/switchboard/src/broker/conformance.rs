@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
-use crate::ids::{NodeId, RoomId};
+use crate::ids::{ChannelId, ChannelPrefix, NodeId, RoomId};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(200);
@@ -99,6 +99,21 @@ pub(crate) fn run(make: &dyn Fn() -> Box<dyn Broker>, settle: &dyn Fn()) {
     b.broker.unsubscribe(&room);
     settle();
     a.publish(&room, "after unsubscribe");
+    b.expect_nothing();
+
+    // A pattern subscription receives matching channels, once even with an exact one too.
+    let pattern = Topic::ChannelPattern(ChannelPrefix::parse("news:*", 64).unwrap());
+    let sports = Topic::Channel(ChannelId::from_trusted("news:sports"));
+    b.broker.subscribe(&pattern);
+    b.broker.subscribe(&sports);
+    settle();
+    a.publish(&sports, "goal");
+    b.expect("goal");
+    b.expect_nothing();
+    a.publish(
+        &Topic::Channel(ChannelId::from_trusted("weather:rain")),
+        "rain",
+    );
     b.expect_nothing();
 
     // Other topics are independent.

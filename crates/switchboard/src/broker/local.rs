@@ -70,7 +70,9 @@ impl Broker for LocalBroker {
             .members
             .read()
             .iter()
-            .filter(|m| !Arc::ptr_eq(m, me) && m.topics.lock().contains(&envelope.topic))
+            .filter(|m| {
+                !Arc::ptr_eq(m, me) && m.topics.lock().iter().any(|t| t.covers(&envelope.topic))
+            })
             .filter_map(|m| m.sink.get().and_then(Weak::upgrade))
             .collect();
         for sink in sinks {

@@ -12,7 +12,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 
-use crate::ids::{ChannelId, NodeId, RoomId, UserId};
+use crate::ids::{ChannelId, ChannelPrefix, NodeId, RoomId, UserId};
 pub use local::{LocalBroker, LocalBus};
 
 /// What a publication is addressed to.
@@ -26,6 +26,19 @@ pub enum Topic {
     User(UserId),
     /// The subscribers of a channel.
     Channel(ChannelId),
+    /// Subscriptions only: every channel matching a pattern. Publications are always addressed
+    /// to a [`Topic::Channel`]; a node subscribed to a matching pattern receives them.
+    ChannelPattern(ChannelPrefix),
+}
+
+impl Topic {
+    /// Whether a node subscribed to `self` receives a publication addressed to `target`.
+    pub fn covers(&self, target: &Topic) -> bool {
+        match (self, target) {
+            (Self::ChannelPattern(prefix), Self::Channel(channel)) => prefix.matches(channel),
+            _ => self == target,
+        }
+    }
 }
 
 /// One publication between nodes.

@@ -21,6 +21,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Everything the hub and connections enforce.
     pub hub: HubConfig,
+    /// The server HTTP API.
+    pub api: ApiConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -38,6 +40,30 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// Settings of the server HTTP API (`/api/...`).
+#[derive(Clone, Default)]
+pub struct ApiConfig {
+    /// The key callers must present; `None` leaves the API open.
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// Pub/sub channel settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PubSubConfig {
+    /// Whether clients may subscribe to patterns such as `room:*`.
+    pub client_patterns: bool,
+    /// Whether a publisher subscribed to the channel receives its own publication.
+    pub deliver_to_publisher: bool,
+}
+
 /// Settings of the hub and of every connection.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -47,6 +73,10 @@ pub struct HubConfig {
     pub limits: Limits,
     /// Heartbeat.
     pub heartbeat: Heartbeat,
+    /// Pub/sub channels.
+    pub pubsub: PubSubConfig,
+    /// Inactivity after which a user is `away`.
+    pub away_timeout: Duration,
     /// Close connections without client messages for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Period of the cleanup sweep.
@@ -66,6 +96,10 @@ pub struct Limits {
     pub max_connections_per_user: usize,
     /// Most rooms per connection.
     pub max_rooms_per_connection: usize,
+    /// Most channel subscriptions per connection.
+    pub max_channels_per_connection: usize,
+    /// Largest presence metadata, in bytes of JSON.
+    pub max_presence_metadata: usize,
     /// Largest client frame or message, in bytes.
     pub max_frame_size: usize,
     /// Longest `content`, in characters.
@@ -244,10 +278,27 @@ impl Config {
             }
         };
         let max_name_length = at_least("max_name_length", raw.max_name_length, 128, 1)?;
-        if max_name_length > 1024 {
+        let idle_timeout = Some(duration(raw.idle_timeout, 300)).filter(|d| !d.is_zero());
+        let away_timeout = positive("away_timeout", duration(raw.away_timeout, 120))?;
+        if idle_timeout.is_some_and(|idle| away_timeout >= idle) {
+            return Err(ConfigError::invalid(
+                "away_timeout",
+                "must be shorter than idle_timeout, or users would be closed before going away",
+            ));
+        }
+        let max_presence_metadata =
+            byte_size("max_presence_metadata", raw.max_presence_metadata, 1024, 2)?;
+        let max_presence_metadata = usize::try_from(max_presence_metadata)
+            .ok()
+            .filter(|&size| size <= 64 << 10)
+            .ok_or_else(|| {
+                ConfigError::invalid("max_presence_metadata", "must be at most 64KiB")
+            })?;
+        let api_key = raw.api_key.filter(|key| !key.is_empty());
+        if max_name_length > crate::ids::MAX_NAME_CHARS {
             return Err(ConfigError::invalid(
                 "max_name_length",
-                "must be at most 1024",
+                format!("must be at most {}", crate::ids::MAX_NAME_CHARS),
             ));
         }
 
@@ -277,6 +328,13 @@ impl Config {
                         100,
                         1,
                     )?,
+                    max_channels_per_connection: at_least(
+                        "max_channels_per_connection",
+                        raw.max_channels_per_connection,
+                        100,
+                        1,
+                    )?,
+                    max_presence_metadata,
                     max_frame_size,
                     max_content_length: at_least(
                         "max_content_length",
@@ -293,11 +351,17 @@ impl Config {
                     timeout,
                     app_ping: raw.app_heartbeat.unwrap_or(false),
                 },
-                idle_timeout: Some(duration(raw.idle_timeout, 300)).filter(|d| !d.is_zero()),
+                pubsub: PubSubConfig {
+                    client_patterns: raw.allow_client_patterns.unwrap_or(false),
+                    deliver_to_publisher: raw.deliver_to_publisher.unwrap_or(true),
+                },
+                away_timeout,
+                idle_timeout,
                 cleanup_interval: positive("cleanup_interval", duration(raw.cleanup_interval, 60))?,
                 dedup_window: duration(raw.dedup_window, 60),
                 echo_endpoint: raw.echo_endpoint.unwrap_or(false),
             },
+            api: ApiConfig { key: api_key },
             log: LogConfig {
                 format: raw.log_format.unwrap_or_default(),
                 filter: raw.log_level.unwrap_or_else(|| "info".to_owned()),

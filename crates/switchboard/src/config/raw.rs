@@ -107,6 +107,28 @@ settings! {
     /// [default: 4MiB].
     #[arg(long, env, value_name = "SIZE")]
     max_queued_bytes: ByteSize,
+    /// Most pub/sub channels one connection may subscribe to [default: 100].
+    #[arg(long, env, value_name = "N")]
+    max_channels_per_connection: usize,
+    /// Let clients subscribe to channel patterns such as `room:*` [default: false].
+    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    allow_client_patterns: bool,
+    /// Deliver a client's publication back to it when it is subscribed to the channel
+    /// [default: true].
+    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    deliver_to_publisher: bool,
+    /// A user none of whose connections sent a message for this long is `away` [default: 2m].
+    #[arg(long, env, value_name = "DURATION")]
+    away_timeout: DurationArg,
+    /// Largest presence metadata, in bytes of JSON [default: 1KiB].
+    #[arg(long, env, value_name = "SIZE")]
+    max_presence_metadata: ByteSize,
+    /// Key the server HTTP API (`/api/...`) requires as `Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`; without it the API is open (a warning is logged) [default: none].
+    #[arg(long, env, value_name = "KEY", hide_env_values = true)]
+    api_key: String,
     /// How long a client `id` is remembered for duplicate suppression [default: 60s].
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,

@@ -50,7 +50,7 @@ thread_local! {
 /// Marks the outbox as closing when the client started the close, so producers stop queueing.
 const PEER_CLOSED: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
-    reason: "closed by the client",
+    reason: std::borrow::Cow::Borrowed("closed by the client"),
     graceful: true,
 };
 
@@ -186,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let close = self
                     .close_reply
                     .take()
-                    .unwrap_or_else(|| frame::close_frame(request.code.as_u16(), request.reason));
+                    .unwrap_or_else(|| frame::close_frame(request.code.as_u16(), &request.reason));
                 self.finish_after_close |= !request.graceful;
                 self.abort |= !request.graceful;
                 self.queue_close(close, request.graceful);
@@ -325,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.finish_after_close = true;
             let request = CloseRequest {
                 code: violation.close_code(),
-                reason: violation.close_reason(),
+                reason: std::borrow::Cow::Borrowed(violation.close_reason()),
                 graceful: true,
             };
             if !self.session.handle().close(request, now) {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::hub::{Hub, Registered};
+use crate::hub::Hub;
 use crate::ids::UserId;
 use session::Session;
 
@@ -31,8 +31,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match hub.register(user.clone()) {
-        Ok(Registered { handle, limiter }) => {
-            driver::run(io, Session::start(hub, handle, limiter, mode)).await;
+        Ok(handle) => {
+            let hooks = hub.extensions().clone();
+            for hook in &hooks.on_connect {
+                hook(&handle.info(hub.now_ms()));
+            }
+            driver::run(io, Session::start(hub.clone(), handle.clone(), mode)).await;
+            for hook in &hooks.on_disconnect {
+                hook(&handle.info(hub.now_ms()));
+            }
         }
         Err(refusal) => {
             tracing::debug!(%user, %refusal, "connection refused");

@@ -1,11 +1,10 @@
 //! The protocol state of one connection and what each client message does.
 //!
 //! A `Session` lives inside its connection's task; nothing else can reach it. It knows which
-//! rooms the connection is in, which ids it has processed, and the user's rate limiter. It
-//! never touches the socket: replies go through the connection's own outbox, so they are
+//! rooms and channels the connection is in and which ids it has processed; the user's rate
+//! limiter and presence are shared with the user's other connections through `UserState`.
+//! It never touches the socket: replies go through the connection's own outbox, so they are
 //! written in order with everything else and count against the same byte limit.
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -14,41 +13,46 @@ use serde_json::value::RawValue;
 use super::Mode;
 use super::dedup::DedupWindow;
 use crate::broker::Topic;
-use crate::hub::{ConnHandle, Counters, Hub};
-use crate::ids::{RoomId, UserId};
-use crate::limits::RateLimiter;
+use crate::handlers::MessageContext;
+use crate::hub::{ConnHandle, Counters, Hub, Publication, publish_frame};
+use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
+use crate::presence::Presence;
 use crate::protocol::{
-    self, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection, ServerFrame,
+    self, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection, ServerFrame, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
 
 pub(crate) struct Session {
     hub: Hub,
     handle: ConnHandle,
-    limiter: Option<Arc<RateLimiter>>,
     /// Rooms this connection is in (at most `max_rooms_per_connection`, so a scan is cheap).
     rooms: Vec<RoomId>,
+    /// Channels and patterns this connection subscribes to (at most
+    /// `max_channels_per_connection`).
+    channels: Vec<ChannelSpec>,
     dedup: DedupWindow,
     mode: Mode,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Member<'a> {
-    user_id: &'a UserId,
-}
+/// A refused command: the code and message of the `error` frame.
+type Refused = (ErrorCode, String);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RoomJoinedPayload<'a> {
     room: &'a RoomId,
-    members: Vec<Member<'a>>,
+    members: Vec<Presence>,
     member_count: usize,
 }
 
 #[derive(Serialize)]
 struct RoomPayload<'a> {
     room: &'a RoomId,
+}
+
+#[derive(Serialize)]
+struct ChannelPayload<'a> {
+    channel: &'a ChannelSpec,
 }
 
 #[derive(Serialize)]
@@ -60,17 +64,12 @@ struct MemberEvent<'a> {
 
 impl Session {
     /// Starts the session of a registered connection: sends `connect` (protocol mode).
-    pub(crate) fn start(
-        hub: Hub,
-        handle: ConnHandle,
-        limiter: Option<Arc<RateLimiter>>,
-        mode: Mode,
-    ) -> Self {
+    pub(crate) fn start(hub: Hub, handle: ConnHandle, mode: Mode) -> Self {
         let session = Self {
             hub,
             handle,
-            limiter,
             rooms: Vec::new(),
+            channels: Vec::new(),
             dedup: DedupWindow::default(),
             mode,
         };
@@ -109,6 +108,7 @@ impl Session {
         let parse_limits = ParseLimits {
             max_name_chars: limits.max_name_length,
             max_content_chars: limits.max_content_length,
+            max_metadata_bytes: limits.max_presence_metadata,
         };
         let parsed = protocol::parse(text, &parse_limits);
         let id = match &parsed {
@@ -122,8 +122,12 @@ impl Session {
                 ..
             })
         );
-        if !answers_server && !self.take_token(id) {
-            return;
+        if !answers_server {
+            if !self.take_token(id) {
+                return;
+            }
+            self.hub
+                .user_active(self.handle.user(), self.handle.user_state());
         }
         match parsed {
             Ok(inbound) => self.on_inbound(inbound),
@@ -149,7 +153,7 @@ impl Session {
 
     /// Takes a rate-limit token, answering `RATE_LIMITED` when there is none.
     fn take_token(&mut self, id: Option<&RawValue>) -> bool {
-        let Some(limiter) = &self.limiter else {
+        let Some(limiter) = &self.handle.user_state().limiter else {
             return true;
         };
         match limiter.try_take(self.hub.now_ms()) {
@@ -186,11 +190,7 @@ impl Session {
         }
     }
 
-    fn execute(
-        &mut self,
-        command: Command<'_>,
-        id: Option<&RawValue>,
-    ) -> Result<(), (ErrorCode, String)> {
+    fn execute(&mut self, command: Command<'_>, id: Option<&RawValue>) -> Result<(), Refused> {
         match command {
             Command::JoinRoom { room } => self.join(room, id),
             Command::LeaveRoom { room } => self.leave(&room, id),
@@ -215,6 +215,22 @@ impl Session {
                 self.hub.publish(Topic::Broadcast, frame, None);
                 Ok(())
             }
+            Command::Subscribe { channel } => self.subscribe(channel, id),
+            Command::Unsubscribe { channel } => {
+                if let Some(index) = self.channels.iter().position(|c| c == &channel) {
+                    self.channels.swap_remove(index);
+                    self.hub.unsubscribe_conn(&channel, &self.handle);
+                }
+                self.reply_with(id, "unsubscribed", &ChannelPayload { channel: &channel });
+                Ok(())
+            }
+            Command::Publish { channel, data } => self.publish(channel, data),
+            Command::Presence { status, metadata } => {
+                let user = self.handle.user();
+                self.hub
+                    .set_presence(user, self.handle.user_state(), status, metadata);
+                Ok(())
+            }
             Command::Ping { payload } => {
                 let payload = payload.map_or("{}", RawValue::get);
                 let payload = RawValue::from_string(payload.to_owned())
@@ -223,14 +239,11 @@ impl Session {
                 Ok(())
             }
             Command::Pong => Ok(()),
-            Command::Other { kind, .. } => Err((
-                ErrorCode::UnknownType,
-                format!("unknown message type {kind:?}"),
-            )),
+            Command::Other { kind, payload } => self.custom(&kind, payload, id),
         }
     }
 
-    fn join(&mut self, room: RoomId, id: Option<&RawValue>) -> Result<(), (ErrorCode, String)> {
+    fn join(&mut self, room: RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
         let max = self.hub.config().limits.max_rooms_per_connection;
         if !self.rooms.contains(&room) && self.rooms.len() >= max {
             return Err((
@@ -239,13 +252,13 @@ impl Session {
             ));
         }
         let joined = self.hub.join_room(&room, &self.handle);
+        if joined.new {
+            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
+            self.rooms.push(room.clone());
+        }
         let payload = RoomJoinedPayload {
             room: &room,
-            members: joined
-                .members
-                .iter()
-                .map(|user_id| Member { user_id })
-                .collect(),
+            members: self.hub.presence_of(&joined.members),
             member_count: joined.member_count,
         };
         self.reply(
@@ -255,17 +268,13 @@ impl Session {
                 .reply_to(id)
                 .encode(),
         );
-        if joined.new {
-            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
-            self.rooms.push(room.clone());
-        }
         if joined.first_of_user {
             self.announce("user_joined", room);
         }
         Ok(())
     }
 
-    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<(), (ErrorCode, String)> {
+    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
         let Some(index) = self.rooms.iter().position(|r| r == room) else {
             return Err(not_in_room(room));
         };
@@ -308,12 +317,100 @@ impl Session {
             .publish(Topic::Room(room), frame, Some(self.handle.id()));
     }
 
-    /// Ends the session: leaves every room (announcing it) and unregisters the connection.
+    fn subscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) -> Result<(), Refused> {
+        let config = self.hub.config();
+        if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
+            return Err((
+                ErrorCode::Forbidden,
+                "pattern subscriptions are not allowed for clients".to_owned(),
+            ));
+        }
+        let max = config.limits.max_channels_per_connection;
+        if !self.channels.contains(&channel) {
+            if self.channels.len() >= max {
+                return Err((
+                    ErrorCode::LimitExceeded,
+                    format!("a connection may subscribe to at most {max} channels"),
+                ));
+            }
+            self.hub.subscribe_conn(&channel, &self.handle);
+            self.channels.push(channel.clone());
+        }
+        self.reply_with(id, "subscribed", &ChannelPayload { channel: &channel });
+        // A presence watcher starts from the watched user's current presence.
+        if let ChannelSpec::Exact(exact) = &channel {
+            if let Some(watched) = exact.watched_user() {
+                if let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS) {
+                    let presence = self.hub.presence().get(&user);
+                    self.reply(
+                        ServerFrame::new("presence", &presence)
+                            .user(user.as_str())
+                            .stamped()
+                            .encode(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, channel: ChannelId, data: &RawValue) -> Result<(), Refused> {
+        if channel.watched_user().is_some() {
+            return Err((
+                ErrorCode::Forbidden,
+                "presence channels carry presence updates only".to_owned(),
+            ));
+        }
+        let publication = Publication {
+            channel,
+            user_id: Some(self.handle.user().clone()),
+            timestamp: now_ms(),
+            data: serde_json::from_str(data.get())
+                .map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))?,
+        };
+        let except = (!self.hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
+        self.hub
+            .publish_to_channel(&publication, publish_frame(&publication), except);
+        Ok(())
+    }
+
+    fn custom(
+        &mut self,
+        kind: &str,
+        payload: Option<&RawValue>,
+        id: Option<&RawValue>,
+    ) -> Result<(), Refused> {
+        let Some(handler) = self.hub.extensions().messages.get(kind).cloned() else {
+            return Err((
+                ErrorCode::UnknownType,
+                format!("unknown message type {kind:?}"),
+            ));
+        };
+        let payload = match payload {
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))?,
+            None => serde_json::Value::Null,
+        };
+        let context = MessageContext {
+            hub: &self.hub,
+            conn: &self.handle,
+            rooms: &self.rooms,
+            id,
+            kind,
+        };
+        handler(&context, &payload).map_err(|reject| (reject.code(), reject.message().to_owned()))
+    }
+
+    /// Ends the session: unsubscribes every channel, unregisters the connection (the user goes
+    /// offline if it was their last) and leaves every room (announcing it).
     pub(crate) fn finish(mut self) {
+        for channel in std::mem::take(&mut self.channels) {
+            self.hub.unsubscribe_conn(&channel, &self.handle);
+        }
+        self.hub.unregister(&self.handle);
         for room in std::mem::take(&mut self.rooms) {
             self.leave_hub_room(room);
         }
-        self.hub.unregister(&self.handle);
     }
 
     fn reject(&self, rejection: &Rejection<'_>) {
@@ -329,15 +426,23 @@ impl Session {
         self.reply(frame);
     }
 
+    /// Replies `{type: kind, payload}` carrying the client's `id`.
+    fn reply_with<P: Serialize>(&self, id: Option<&RawValue>, kind: &str, payload: &P) {
+        self.reply(
+            ServerFrame::new(kind, payload)
+                .stamped()
+                .reply_to(id)
+                .encode(),
+        );
+    }
+
     /// Queues a frame for this connection only.
     pub(crate) fn reply(&self, frame: Bytes) {
-        if self.hub.deliver(&self.handle, &frame) {
-            Counters::add(&self.hub.counters().messages_out, 1);
-        }
+        self.hub.deliver_counted(&self.handle, &frame);
     }
 }
 
-fn not_in_room(room: &RoomId) -> (ErrorCode, String) {
+fn not_in_room(room: &RoomId) -> Refused {
     (
         ErrorCode::NotInRoom,
         format!("not a member of room {:?}", room.as_str()),

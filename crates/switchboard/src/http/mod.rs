@@ -1,8 +1,11 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/stats`, `/health` and `/ready`; `/echo` when enabled.
+//! `/ws`, `/stats`, `/health`, `/ready`, the server API under `/api`; `/echo` when enabled.
 
+mod api;
 mod status;
 mod ws;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
@@ -16,6 +19,8 @@ pub(crate) struct AppState {
     pub(crate) hub: Hub,
     /// Connection tasks are spawned here, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// The key the server API requires, if any.
+    pub(crate) api_key: Option<Arc<str>>,
 }
 
 /// The routes of a node.
@@ -29,5 +34,9 @@ pub(crate) fn router(state: AppState) -> Router {
     if state.hub.config().echo_endpoint {
         router = router.route("/echo", get(ws::echo));
     }
-    router.with_state(state)
+    let body_limit = state.hub.config().limits.max_frame_size;
+    router
+        .merge(api::routes(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state)
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::UserState;
 use super::outbox::{CloseRequest, Outbox, Pushed};
 use crate::ids::{ConnId, UserId};
 
@@ -18,6 +19,8 @@ pub(crate) struct ConnHandle(Arc<ConnShared>);
 pub(crate) struct ConnShared {
     id: ConnId,
     user: UserId,
+    /// Shared by all of the user's connections on this node.
+    user_state: Arc<UserState>,
     outbox: Outbox,
     /// Milliseconds (hub clock) when the connection was registered.
     connected_at: u64,
@@ -46,10 +49,11 @@ pub struct ConnInfo {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(id: ConnId, user: UserId, now: u64) -> Self {
+    pub(crate) fn new(id: ConnId, user: UserId, user_state: Arc<UserState>, now: u64) -> Self {
         Self(Arc::new(ConnShared {
             id,
             user,
+            user_state,
             outbox: Outbox::default(),
             connected_at: now,
             last_seen: AtomicU64::new(now),
@@ -64,6 +68,10 @@ impl ConnHandle {
 
     pub(crate) fn user(&self) -> &UserId {
         &self.0.user
+    }
+
+    pub(crate) fn user_state(&self) -> &Arc<UserState> {
+        &self.0.user_state
     }
 
     pub(crate) fn outbox(&self) -> &Outbox {

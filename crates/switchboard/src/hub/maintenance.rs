@@ -22,13 +22,13 @@ pub(super) const DEAD_AFTER_MS: u64 = 30_000;
 
 const HEARTBEAT_TIMEOUT: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
-    reason: "heartbeat timeout",
+    reason: std::borrow::Cow::Borrowed("heartbeat timeout"),
     graceful: false,
 };
 
 const IDLE_TIMEOUT: CloseRequest = CloseRequest {
     code: CloseCode::Normal,
-    reason: "idle timeout",
+    reason: std::borrow::Cow::Borrowed("idle timeout"),
     graceful: true,
 };
 
@@ -46,6 +46,7 @@ pub(crate) struct CleanupReport {
     pub(crate) dead_removed: usize,
     pub(crate) room_members_removed: usize,
     pub(crate) empty_rooms_removed: usize,
+    pub(crate) offline_forgotten: usize,
 }
 
 impl Hub {
@@ -83,10 +84,19 @@ impl Hub {
                     dead_removed = report.dead_removed,
                     room_members_removed = report.room_members_removed,
                     empty_rooms_removed = report.empty_rooms_removed,
+                    offline_forgotten = report.offline_forgotten,
                     "cleanup sweep"
                 );
             } else {
                 tracing::debug!("cleanup sweep: nothing to do");
+            }
+        });
+        let away_period =
+            (config.away_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
+        every(away_period, |hub| {
+            let changed = hub.away_sweep();
+            if changed > 0 {
+                tracing::debug!(users = changed, "away sweep");
             }
         });
         every(Duration::from_secs(1), |hub| {
@@ -146,12 +156,14 @@ impl Hub {
             &self.inner.counters.idle_timeouts,
             report.idle_closed as u64,
         );
-        let mut dead = Vec::new();
-        self.inner.conns.for_each(|_, handle| {
-            if handle
+        let is_dead = |handle: &ConnHandle| {
+            handle
                 .closing_since()
                 .is_some_and(|since| now.saturating_sub(since) >= DEAD_AFTER_MS)
-            {
+        };
+        let mut dead = Vec::new();
+        self.inner.conns.for_each(|_, handle| {
+            if is_dead(handle) {
                 dead.push(handle.clone());
             }
         });
@@ -160,7 +172,8 @@ impl Hub {
             self.unregister(handle);
         }
         report.dead_removed = dead.len();
-        (report.room_members_removed, report.empty_rooms_removed) = self.purge_rooms();
+        (report.room_members_removed, report.empty_rooms_removed) = self.purge_rooms(is_dead);
+        report.offline_forgotten = self.purge_offline();
         report
     }
 

@@ -12,28 +12,37 @@
 //! [`Hub`] is a cheap cloneable handle; its public methods are the library API for sending to
 //! connections and querying the registry.
 
+mod channels;
 mod handle;
 mod maintenance;
 mod outbox;
+mod presence;
 mod registry;
 mod rooms;
 mod shard;
 mod stats;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::broker::{Broker, BrokerSink, Envelope, Topic};
 use crate::config::HubConfig;
-use crate::ids::{ConnId, NodeId, RoomId, UserId};
-use crate::protocol::{CloseCode, ServerFrame};
+use crate::handlers::Extensions;
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId, UserId};
+use crate::presence::Presence;
+use crate::protocol::{CloseCode, ServerFrame, now_ms};
+pub(crate) use channels::publish_frame;
+pub use channels::{PubSub, Publication, PublishError, Subscription};
 pub(crate) use handle::ConnHandle;
 pub use handle::ConnInfo;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
-pub(crate) use registry::Registered;
+pub(crate) use presence::UserState;
+pub use presence::{PresenceView, PresenceWatch};
 pub(crate) use rooms::Left;
 pub use rooms::RoomSummary;
 use shard::Sharded;
@@ -48,14 +57,27 @@ pub struct Hub {
 
 struct HubInner {
     config: HubConfig,
+    /// Application handlers and hooks, fixed at build time.
+    extensions: Extensions,
     /// Origin of the hub clock (tokio's, so tests can pause time).
     epoch: tokio::time::Instant,
+    /// Epoch milliseconds at `epoch`.
+    started_epoch_ms: u64,
     conns: Sharded<ConnId, ConnHandle>,
     users: Sharded<UserId, registry::UserEntry>,
     rooms: Sharded<RoomId, rooms::Room>,
+    channels: Sharded<ChannelId, channels::Subscribers>,
+    /// Pattern subscriptions; few (clients need a permission), so one lock.
+    patterns: RwLock<HashMap<ChannelPrefix, channels::Subscribers>>,
+    /// The last presence of users who went offline, for a while (see `purge_offline`).
+    offline: Sharded<UserId, Presence>,
+    presence_handlers: RwLock<Vec<(u64, presence::PresenceHandler)>>,
     conn_count: AtomicUsize,
     user_count: AtomicUsize,
     room_count: AtomicUsize,
+    channel_count: AtomicUsize,
+    /// Ids of application handlers.
+    next_id: AtomicU64,
     counters: Counters,
     rates: stats::Rates,
     broker: Arc<dyn Broker>,
@@ -71,25 +93,42 @@ struct Sink(Weak<HubInner>);
 impl BrokerSink for Sink {
     fn deliver(&self, envelope: &Envelope) {
         if let Some(inner) = self.0.upgrade() {
-            Hub { inner }.deliver_local(&envelope.topic, &envelope.frame, None);
+            let hub = Hub { inner };
+            match &envelope.topic {
+                Topic::Channel(channel) => {
+                    let delivered = hub.deliver_remote_publication(channel, &envelope.frame);
+                    Counters::add(&hub.inner.counters.messages_out, delivered as u64);
+                }
+                topic => {
+                    hub.deliver_local(topic, &envelope.frame, None);
+                }
+            }
         }
     }
 }
 
 impl Hub {
     /// A hub with `config` that reaches other nodes through `broker`.
-    pub fn new(config: HubConfig, broker: Arc<dyn Broker>) -> Self {
+    pub(crate) fn new(config: HubConfig, broker: Arc<dyn Broker>, extensions: Extensions) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
             let sink: Arc<dyn BrokerSink> = Arc::new(Sink(weak.clone()));
             HubInner {
                 config,
+                extensions,
                 epoch: tokio::time::Instant::now(),
+                started_epoch_ms: now_ms(),
                 conns: Sharded::new(),
                 users: Sharded::new(),
                 rooms: Sharded::new(),
+                channels: Sharded::new(),
+                patterns: RwLock::new(HashMap::new()),
+                offline: Sharded::new(),
+                presence_handlers: RwLock::new(Vec::new()),
                 conn_count: AtomicUsize::new(0),
                 user_count: AtomicUsize::new(0),
                 room_count: AtomicUsize::new(0),
+                channel_count: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
                 counters: Counters::default(),
                 rates: stats::Rates::default(),
                 broker,
@@ -121,6 +160,15 @@ impl Hub {
         &self.inner.counters
     }
 
+    pub(crate) fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
+    }
+
+    /// A fresh id for an application handler.
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Sends a frame to every connection of every node. Returns the local recipients.
     pub fn broadcast<P: Serialize>(&self, frame: &ServerFrame<'_, P>) -> usize {
         self.publish(Topic::Broadcast, frame.encode(), None)
@@ -145,7 +193,7 @@ impl Hub {
     /// Sends a frame to one local connection. Returns whether it was queued.
     pub fn send_to_connection<P: Serialize>(&self, id: ConnId, frame: &ServerFrame<'_, P>) -> bool {
         let handle = self.inner.conns.read(&id).get(&id).cloned();
-        handle.is_some_and(|handle| self.deliver(&handle, &frame.encode()))
+        handle.is_some_and(|handle| self.deliver_counted(&handle, &frame.encode()))
     }
 
     /// Delivers an encoded frame locally, then hands it to the broker for the other nodes.
@@ -165,7 +213,8 @@ impl Hub {
             Topic::Broadcast => self.deliver_to_all(frame, except),
             Topic::Room(room) => self.deliver_to_room(room, frame, except),
             Topic::User(user) => self.deliver_to_user(user, frame),
-            Topic::Channel(_) => 0,
+            // Publications go through `publish_to_channel` (local) and the sink (remote).
+            Topic::Channel(_) | Topic::ChannelPattern(_) => 0,
         };
         Counters::add(&self.inner.counters.messages_out, delivered as u64);
         Counters::add(
@@ -173,6 +222,16 @@ impl Hub {
             (delivered * frame.len()) as u64,
         );
         delivered
+    }
+
+    /// Queues `frame` on one connection and counts it as sent.
+    pub(crate) fn deliver_counted(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        let queued = self.deliver(handle, frame);
+        if queued {
+            Counters::add(&self.inner.counters.messages_out, 1);
+            Counters::add(&self.inner.counters.bytes_out, frame.len() as u64);
+        }
+        queued
     }
 
     /// Queues `frame` on one connection, counting a slow-consumer drop if it overflows.
@@ -195,13 +254,13 @@ impl Hub {
         self.inner.draining.store(true, Ordering::SeqCst);
         let request = CloseRequest {
             code: CloseCode::GoingAway,
-            reason: "server shutting down",
+            reason: std::borrow::Cow::Borrowed("server shutting down"),
             graceful: true,
         };
         let now = self.now_ms();
         let mut asked = 0;
         self.inner.conns.for_each(|_, handle| {
-            if handle.close(request, now) {
+            if handle.close(request.clone(), now) {
                 asked += 1;
             }
         });
@@ -222,7 +281,7 @@ impl Hub {
                 connections: inner.conn_count.load(Ordering::Relaxed),
                 rooms: inner.room_count.load(Ordering::Relaxed),
                 online_users: inner.user_count.load(Ordering::Relaxed),
-                channels: 0,
+                channels: self.channel_count(),
                 uptime_seconds: self.now_ms() / 1000,
                 node_id: self.node_id().to_string(),
                 broker: inner.broker.name(),

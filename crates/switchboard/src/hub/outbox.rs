@@ -10,6 +10,7 @@
 //! selectively, so a client never sees a gap; it is disconnected instead. Close requests are
 //! not subject to the limit.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
@@ -19,10 +20,10 @@ use parking_lot::Mutex;
 use crate::protocol::CloseCode;
 
 /// A request to close a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CloseRequest {
     pub(crate) code: CloseCode,
-    pub(crate) reason: &'static str,
+    pub(crate) reason: Cow<'static, str>,
     /// Graceful: frames already queued are written first, then the close frame, then the
     /// client's close is awaited. Abortive (`false`): queued frames are dropped, the close
     /// frame is tried, and the connection is dropped without waiting (dead or stuck peers).
@@ -32,7 +33,7 @@ pub(crate) struct CloseRequest {
 impl CloseRequest {
     pub(crate) const SLOW_CONSUMER: Self = Self {
         code: CloseCode::Policy,
-        reason: "slow consumer: outbound queue full",
+        reason: Cow::Borrowed("slow consumer: outbound queue full"),
         graceful: false,
     };
 }
@@ -148,7 +149,9 @@ impl Outbox {
         // Leave no capacity behind: an idle connection holds no queue memory.
         out.append(&mut std::mem::take(&mut state.frames));
         state.bytes = 0;
-        Poll::Ready(Taken { close: state.close })
+        Poll::Ready(Taken {
+            close: state.close.clone(),
+        })
     }
 }
 
@@ -221,10 +224,10 @@ mod tests {
         outbox.push(&frame(5), 100);
         let shutdown = CloseRequest {
             code: CloseCode::GoingAway,
-            reason: "bye",
+            reason: Cow::Borrowed("bye"),
             graceful: true,
         };
-        assert!(outbox.close(shutdown));
+        assert!(outbox.close(shutdown.clone()));
         assert!(!outbox.close(CloseRequest::SLOW_CONSUMER));
         let mut out = VecDeque::new();
         let taken = outbox.poll_take(&mut Context::from_waker(Waker::noop()), &mut out);

@@ -6,16 +6,15 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{ConnHandle, ConnInfo, Counters, Hub};
+use super::{ConnHandle, ConnInfo, Counters, Hub, UserState};
 use crate::broker::Topic;
 use crate::ids::{ConnId, UserId};
-use crate::limits::RateLimiter;
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, now_ms};
 
-/// A user's connections on this node and the rate limiter they share.
+/// A user's connections on this node and the state they share.
 pub(crate) struct UserEntry {
-    conns: Vec<ConnHandle>,
-    limiter: Option<Arc<RateLimiter>>,
+    pub(super) conns: Vec<ConnHandle>,
+    pub(super) state: Arc<UserState>,
 }
 
 /// Why a connection was not admitted. Each maps to close 1013 with a reason.
@@ -38,16 +37,10 @@ impl Refusal {
     }
 }
 
-/// An admitted connection.
-pub(crate) struct Registered {
-    pub(crate) handle: ConnHandle,
-    /// The user's shared rate limiter, when rate limiting is on.
-    pub(crate) limiter: Option<Arc<RateLimiter>>,
-}
-
 impl Hub {
-    /// Admits a new connection of `user`, or refuses it at a limit.
-    pub(crate) fn register(&self, user: UserId) -> Result<Registered, Refusal> {
+    /// Admits a new connection of `user`, or refuses it at a limit. A user's first connection
+    /// makes them online.
+    pub(crate) fn register(&self, user: UserId) -> Result<ConnHandle, Refusal> {
         let inner = &self.inner;
         if self.is_draining() {
             return Err(Refusal::Draining);
@@ -63,17 +56,15 @@ impl Hub {
             return Err(Refusal::ServerFull);
         }
         let now = self.now_ms();
-        let handle = ConnHandle::new(ConnId::next(), user.clone(), now);
-        let limiter = {
+        let (handle, first) = {
             let mut users = inner.users.write(&user);
+            let first = !users.contains_key(&user);
             let entry = users.entry(user.clone()).or_insert_with(|| {
                 inner.user_count.fetch_add(1, Ordering::Relaxed);
                 inner.broker.subscribe(&Topic::User(user.clone()));
                 UserEntry {
                     conns: Vec::new(),
-                    limiter: limits
-                        .rate
-                        .map(|rate| Arc::new(RateLimiter::new(rate, now))),
+                    state: Arc::new(UserState::new(limits.rate, now)),
                 }
             });
             if entry.conns.len() >= limits.max_connections_per_user {
@@ -83,18 +74,27 @@ impl Hub {
                 Counters::add(&inner.counters.connections_refused, 1);
                 return Err(Refusal::UserFull);
             }
+            let state = entry.state.clone();
+            let handle = ConnHandle::new(ConnId::next(), user.clone(), state, now);
             entry.conns.push(handle.clone());
-            entry.limiter.clone()
+            (handle, first)
         };
         inner
             .conns
             .write(&handle.id())
             .insert(handle.id(), handle.clone());
         Counters::add(&inner.counters.connections_opened, 1);
-        Ok(Registered { handle, limiter })
+        if first {
+            inner.offline.write(&user).remove(&user);
+            let presence = handle.user_state().presence.lock().view(&user, now_ms());
+            self.publish_presence(handle.user_state(), presence);
+        }
+        Ok(handle)
     }
 
-    /// Removes a connection from the registry. Idempotent. The caller leaves its rooms first.
+    /// Removes a connection from the registry. Idempotent. When it was the user's last one
+    /// the user goes offline: their rooms and watchers get an `offline` presence. The caller
+    /// leaves the connection's rooms afterwards, so `user_left` follows the presence frame.
     pub(crate) fn unregister(&self, handle: &ConnHandle) {
         let inner = &self.inner;
         if inner
@@ -108,14 +108,25 @@ impl Hub {
         inner.conn_count.fetch_sub(1, Ordering::AcqRel);
         let user = handle.user();
         let mut users = inner.users.write(user);
-        if let Some(entry) = users.get_mut(user) {
-            entry.conns.retain(|c| c.id() != handle.id());
-            if entry.conns.is_empty() {
-                users.remove(user);
-                inner.user_count.fetch_sub(1, Ordering::Relaxed);
-                inner.broker.unsubscribe(&Topic::User(user.clone()));
-            }
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        entry.conns.retain(|c| c.id() != handle.id());
+        if !entry.conns.is_empty() {
+            return;
         }
+        let Some(entry) = users.remove(user) else {
+            return;
+        };
+        drop(users);
+        inner.user_count.fetch_sub(1, Ordering::Relaxed);
+        inner.broker.unsubscribe(&Topic::User(user.clone()));
+        let presence = entry.state.presence.lock().disconnected(user, now_ms());
+        inner
+            .offline
+            .write(user)
+            .insert(user.clone(), presence.clone());
+        self.publish_presence(&entry.state, presence);
     }
 
     pub(crate) fn deliver_to_user(&self, user: &UserId, frame: &Bytes) -> usize {
@@ -173,7 +184,12 @@ impl Hub {
 
     /// Closes every connection of `user` on this node with `code` and `reason`. Returns how
     /// many were closed.
-    pub fn disconnect_user(&self, user: &UserId, code: CloseCode, reason: &'static str) -> usize {
+    pub fn disconnect_user(
+        &self,
+        user: &UserId,
+        code: CloseCode,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> usize {
         let handles: Vec<ConnHandle> = self
             .inner
             .users
@@ -183,10 +199,13 @@ impl Hub {
             .unwrap_or_default();
         let request = super::CloseRequest {
             code,
-            reason,
+            reason: reason.into(),
             graceful: true,
         };
         let now = self.now_ms();
-        handles.iter().filter(|h| h.close(request, now)).count()
+        handles
+            .iter()
+            .filter(|h| h.close(request.clone(), now))
+            .count()
     }
 }

@@ -73,6 +73,7 @@ impl Hub {
         let new = entry.members.insert(conn.id(), conn.clone()).is_none();
         let mut first_of_user = false;
         if new {
+            conn.user_state().add_room(room);
             let count = entry.users.entry(conn.user().clone()).or_insert(0);
             *count += 1;
             first_of_user = *count == 1;
@@ -100,6 +101,7 @@ impl Hub {
         if entry.get_mut().members.remove(&conn.id()).is_none() {
             return Left::NotMember;
         }
+        conn.user_state().remove_room(room);
         let users = &mut entry.get_mut().users;
         let last_of_user = match users.get_mut(conn.user()) {
             Some(count) if *count > 1 => {
@@ -170,24 +172,37 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Removes connections that are no longer registered from every room, and rooms left
-    /// empty. Returns (members removed, rooms removed).
-    pub(crate) fn purge_rooms(&self) -> (usize, usize) {
+    /// Adds the connections in `room` to `into`.
+    pub(crate) fn collect_room_members(
+        &self,
+        room: &RoomId,
+        into: &mut HashMap<ConnId, ConnHandle>,
+    ) {
+        if let Some(entry) = self.inner.rooms.read(room).get(room) {
+            into.extend(entry.members.iter().map(|(id, h)| (*id, h.clone())));
+        }
+    }
+
+    /// Removes the connections for which `dead` holds from every room, and rooms left empty.
+    /// Returns (members removed, rooms removed).
+    pub(crate) fn purge_rooms(&self, dead: impl Fn(&ConnHandle) -> bool) -> (usize, usize) {
         let inner = &self.inner;
         let (mut members_removed, mut rooms_removed) = (0, 0);
         inner.rooms.retain(|room, entry| {
-            let before = entry.members.len();
-            entry
-                .members
-                .retain(|id, _| inner.conns.read(id).contains_key(id));
-            if entry.members.len() != before {
-                members_removed += before - entry.members.len();
-                let mut users: HashMap<UserId, u32> = HashMap::new();
-                for handle in entry.members.values() {
-                    *users.entry(handle.user().clone()).or_insert(0) += 1;
+            entry.members.retain(|_, handle| {
+                if !dead(handle) {
+                    return true;
                 }
-                entry.users = users;
-            }
+                members_removed += 1;
+                handle.user_state().remove_room(room);
+                match entry.users.get_mut(handle.user()) {
+                    Some(count) if *count > 1 => *count -= 1,
+                    _ => {
+                        entry.users.remove(handle.user());
+                    }
+                }
+                false
+            });
             let keep = !entry.members.is_empty();
             if !keep {
                 rooms_removed += 1;

@@ -15,11 +15,15 @@ fn config() -> HubConfig {
     config
 }
 
-fn hub() -> Hub {
-    Hub::new(config(), Arc::new(LocalBroker::standalone()))
+pub(super) fn hub() -> Hub {
+    Hub::new(
+        config(),
+        Arc::new(LocalBroker::standalone()),
+        Extensions::default(),
+    )
 }
 
-fn user(name: &str) -> UserId {
+pub(super) fn user(name: &str) -> UserId {
     UserId::from_trusted(name)
 }
 
@@ -28,7 +32,7 @@ fn room(name: &str) -> RoomId {
 }
 
 /// Everything queued on `handle`, and the close request if any.
-fn drain(handle: &ConnHandle) -> (Vec<Bytes>, Option<CloseRequest>) {
+pub(super) fn drain(handle: &ConnHandle) -> (Vec<Bytes>, Option<CloseRequest>) {
     let mut out = VecDeque::new();
     match handle
         .outbox()
@@ -50,8 +54,8 @@ fn admission_enforces_node_and_user_limits_at_their_edges() {
     assert_eq!(hub.stats().connections, 3);
     assert_eq!(hub.stats().online_users, 2);
     assert_eq!(hub.stats().connections_refused, 2);
-    hub.unregister(&a1.handle);
-    hub.unregister(&a1.handle);
+    hub.unregister(&a1);
+    hub.unregister(&a1);
     assert_eq!(hub.stats().connections, 2);
     assert!(hub.register(user("c")).is_ok(), "a freed slot is reusable");
 }
@@ -61,18 +65,16 @@ fn users_share_one_rate_limiter() {
     let hub = hub();
     let a1 = hub.register(user("a")).unwrap();
     let a2 = hub.register(user("a")).unwrap();
-    assert!(Arc::ptr_eq(
-        a1.limiter.as_ref().unwrap(),
-        a2.limiter.as_ref().unwrap()
-    ));
+    assert!(Arc::ptr_eq(a1.user_state(), a2.user_state()));
+    assert!(a1.user_state().limiter.is_some());
 }
 
 #[test]
 fn rooms_track_users_and_disappear_when_empty() {
     let hub = hub();
-    let a1 = hub.register(user("a")).unwrap().handle;
-    let a2 = hub.register(user("a")).unwrap().handle;
-    let b = hub.register(user("b")).unwrap().handle;
+    let a1 = hub.register(user("a")).unwrap();
+    let a2 = hub.register(user("a")).unwrap();
+    let b = hub.register(user("b")).unwrap();
     let general = room("general");
     let joined = hub.join_room(&general, &a1);
     assert!(joined.new && joined.first_of_user);
@@ -110,9 +112,9 @@ fn rooms_track_users_and_disappear_when_empty() {
 #[test]
 fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
     let hub = hub();
-    let a = hub.register(user("a")).unwrap().handle;
-    let b = hub.register(user("b")).unwrap().handle;
-    let c = hub.register(user("c")).unwrap().handle;
+    let a = hub.register(user("a")).unwrap();
+    let b = hub.register(user("b")).unwrap();
+    let c = hub.register(user("c")).unwrap();
     let general = room("general");
     for h in [&a, &b, &c] {
         hub.join_room(&general, h);
@@ -134,8 +136,8 @@ fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
 #[test]
 fn a_full_queue_drops_the_slow_consumer_only() {
     let hub = hub();
-    let slow = hub.register(user("slow")).unwrap().handle;
-    let fast = hub.register(user("fast")).unwrap().handle;
+    let slow = hub.register(user("slow")).unwrap();
+    let fast = hub.register(user("fast")).unwrap();
     let general = room("general");
     hub.join_room(&general, &slow);
     hub.join_room(&general, &fast);
@@ -155,9 +157,9 @@ fn a_full_queue_drops_the_slow_consumer_only() {
 #[test]
 fn send_to_user_reaches_all_of_the_users_connections() {
     let hub = hub();
-    let a1 = hub.register(user("a")).unwrap().handle;
-    let a2 = hub.register(user("a")).unwrap().handle;
-    let b = hub.register(user("b")).unwrap().handle;
+    let a1 = hub.register(user("a")).unwrap();
+    let a2 = hub.register(user("a")).unwrap();
+    let b = hub.register(user("b")).unwrap();
     let frame = ServerFrame::new("notification", serde_json::json!({}));
     assert_eq!(hub.send_to_user(&user("a"), &frame), 2);
     assert_eq!(drain(&a1).0.len() + drain(&a2).0.len(), 2);
@@ -168,8 +170,8 @@ fn send_to_user_reaches_all_of_the_users_connections() {
 #[tokio::test(start_paused = true)]
 async fn heartbeat_sweep_pings_then_times_out_silent_connections() {
     let hub = hub();
-    let quiet = hub.register(user("quiet")).unwrap().handle;
-    let chatty = hub.register(user("chatty")).unwrap().handle;
+    let quiet = hub.register(user("quiet")).unwrap();
+    let chatty = hub.register(user("chatty")).unwrap();
     let report = hub.heartbeat_sweep();
     assert_eq!(report.pinged, 2);
     assert_eq!(drain(&quiet).0, vec![crate::ws::frame::ping_frame()]);
@@ -187,8 +189,8 @@ async fn heartbeat_sweep_pings_then_times_out_silent_connections() {
 #[tokio::test(start_paused = true)]
 async fn cleanup_closes_idle_and_removes_dead_connections() {
     let hub = hub();
-    let idle = hub.register(user("idle")).unwrap().handle;
-    let active = hub.register(user("active")).unwrap().handle;
+    let idle = hub.register(user("idle")).unwrap();
+    let active = hub.register(user("active")).unwrap();
     hub.join_room(&room("r"), &idle);
     tokio::time::advance(Duration::from_secs(299)).await;
     active.touch(hub.now_ms(), true);
@@ -199,7 +201,10 @@ async fn cleanup_closes_idle_and_removes_dead_connections() {
         report.idle_closed, 1,
         "pongs alone do not count as activity"
     );
-    assert_eq!(drain(&idle).1.map(|c| c.reason), Some("idle timeout"));
+    assert_eq!(
+        drain(&idle).1.map(|c| c.reason),
+        Some("idle timeout".into())
+    );
     // The idle connection's task never ends (there is none): after the dead deadline the sweep
     // removes it from the registry and from its room.
     tokio::time::advance(Duration::from_millis(maintenance::DEAD_AFTER_MS)).await;
@@ -214,7 +219,7 @@ async fn cleanup_closes_idle_and_removes_dead_connections() {
 #[test]
 fn shutdown_asks_everyone_to_go_away_and_refuses_newcomers() {
     let hub = hub();
-    let a = hub.register(user("a")).unwrap().handle;
+    let a = hub.register(user("a")).unwrap();
     assert_eq!(hub.shutdown(), 1);
     assert_eq!(drain(&a).1.map(|c| c.code), Some(CloseCode::GoingAway));
     assert_eq!(hub.register(user("b")).err(), Some(Refusal::Draining));
@@ -223,10 +228,10 @@ fn shutdown_asks_everyone_to_go_away_and_refuses_newcomers() {
 #[test]
 fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
     let bus = LocalBus::new();
-    let hub_a = Hub::new(config(), Arc::new(bus.broker()));
-    let hub_b = Hub::new(config(), Arc::new(bus.broker()));
-    let on_a = hub_a.register(user("a")).unwrap().handle;
-    let on_b = hub_b.register(user("b")).unwrap().handle;
+    let hub_a = Hub::new(config(), Arc::new(bus.broker()), Extensions::default());
+    let hub_b = Hub::new(config(), Arc::new(bus.broker()), Extensions::default());
+    let on_a = hub_a.register(user("a")).unwrap();
+    let on_b = hub_b.register(user("b")).unwrap();
     let general = room("general");
     hub_a.join_room(&general, &on_a);
     hub_b.join_room(&general, &on_b);

@@ -12,15 +12,19 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::ErrorCode;
-use crate::ids::RoomId;
+use crate::ids::{ChannelId, ChannelSpec, RoomId};
+use crate::presence::Status;
 
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLimits {
     /// Longest room or channel name, in characters.
     pub max_name_chars: usize,
-    /// Longest `content`, in characters (for non-string content: characters of its JSON text).
+    /// Longest `content` or publication `data`, in characters (for non-string values:
+    /// characters of their JSON text).
     pub max_content_chars: usize,
+    /// Largest presence metadata, in bytes of JSON text.
+    pub max_metadata_bytes: usize,
 }
 
 /// Longest accepted client `id`, in bytes of its JSON text.
@@ -59,6 +63,30 @@ pub enum Command<'a> {
     Broadcast {
         /// The forwarded payload.
         payload: &'a RawValue,
+    },
+    /// `subscribe {channel}`: a channel name, or a pattern ending in `*`.
+    Subscribe {
+        /// The channel or pattern.
+        channel: ChannelSpec,
+    },
+    /// `unsubscribe {channel}`.
+    Unsubscribe {
+        /// The channel or pattern.
+        channel: ChannelSpec,
+    },
+    /// `publish {channel, data}`: subscribers get `data` as the payload of a `publish` frame.
+    Publish {
+        /// The channel.
+        channel: ChannelId,
+        /// The published data.
+        data: &'a RawValue,
+    },
+    /// `presence {status, metadata?}`.
+    Presence {
+        /// The status the user chooses.
+        status: Status,
+        /// New metadata, when given.
+        metadata: Option<Box<RawValue>>,
     },
     /// `ping {timestamp?}`: answered with a `pong` carrying the same payload.
     Ping {
@@ -118,6 +146,27 @@ struct RoomPayload<'a> {
 struct ContentPayload<'a> {
     #[serde(borrow)]
     content: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct ChannelPayload<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct PublishPayload<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct PresencePayload<'a> {
+    status: Status,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
 }
 
 /// Parses one text frame.
@@ -195,6 +244,39 @@ fn command<'a>(
             check_content(content, limits)?;
             Command::Broadcast { payload }
         }
+        "subscribe" => Command::Subscribe {
+            channel: channel_spec(required(payload)?, limits)?,
+        },
+        "unsubscribe" => Command::Unsubscribe {
+            channel: channel_spec(required(payload)?, limits)?,
+        },
+        "publish" => {
+            let PublishPayload { channel, data } = field(required(payload)?)?;
+            let channel = ChannelId::parse(&channel, limits.max_name_chars)
+                .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("channel: {e}")))?;
+            check_content(data, limits)?;
+            Command::Publish { channel, data }
+        }
+        "presence" => {
+            let PresencePayload { status, metadata } = field(required(payload)?)?;
+            let metadata = metadata.filter(|raw| !is_null(raw));
+            if let Some(raw) = metadata {
+                if raw.get().len() > limits.max_metadata_bytes {
+                    return Err(Rejection::new(
+                        ErrorCode::MessageTooLarge,
+                        format!(
+                            "metadata is {} bytes; the limit is {}",
+                            raw.get().len(),
+                            limits.max_metadata_bytes
+                        ),
+                    ));
+                }
+            }
+            Command::Presence {
+                status,
+                metadata: metadata.map(|raw| raw.to_owned()),
+            }
+        }
         "ping" => Command::Ping { payload },
         "pong" => Command::Pong,
         _ => Command::Other { kind, payload },
@@ -219,12 +301,21 @@ fn room(payload: &RawValue, limits: &ParseLimits) -> Result<RoomId, Rejection<'s
     room_name_to_id(&room, limits)
 }
 
+fn channel_spec(
+    payload: &RawValue,
+    limits: &ParseLimits,
+) -> Result<ChannelSpec, Rejection<'static>> {
+    let ChannelPayload { channel } = field(payload)?;
+    ChannelSpec::parse(&channel, limits.max_name_chars)
+        .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("channel: {e}")))
+}
+
 fn room_name_to_id(name: &str, limits: &ParseLimits) -> Result<RoomId, Rejection<'static>> {
     RoomId::parse(name, limits.max_name_chars)
         .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("room: {e}")))
 }
 
-/// Checks that `content` is at most `max_content_chars` characters.
+/// Checks that `content` (or `data`) is at most `max_content_chars` characters.
 fn check_content(content: &RawValue, limits: &ParseLimits) -> Result<(), Rejection<'static>> {
     let raw = content.get();
     let chars = match serde_json::from_str::<Cow<'_, str>>(raw) {

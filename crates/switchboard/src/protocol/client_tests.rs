@@ -3,6 +3,7 @@ use super::*;
 const LIMITS: ParseLimits = ParseLimits {
     max_name_chars: 16,
     max_content_chars: 10,
+    max_metadata_bytes: 20,
 };
 
 fn ok(text: &str) -> Inbound<'_> {
@@ -121,4 +122,55 @@ fn ping_keeps_its_payload_and_null_means_absent() {
         panic!("not ping");
     };
     assert!(payload.is_none());
+}
+
+#[test]
+fn channel_commands_take_names_and_patterns() {
+    let Command::Subscribe { channel } =
+        ok(r#"{"type":"subscribe","payload":{"channel":"room:*"}}"#).command
+    else {
+        panic!("not subscribe");
+    };
+    assert!(matches!(channel, ChannelSpec::Prefix(_)));
+    let Command::Publish { channel, data } =
+        ok(r#"{"type":"publish","payload":{"channel":"event:login","data":{"u":1}}}"#).command
+    else {
+        panic!("not publish");
+    };
+    assert_eq!(channel.as_str(), "event:login");
+    assert_eq!(data.get(), r#"{"u":1}"#);
+    assert_eq!(
+        code(r#"{"type":"publish","payload":{"channel":"room:*","data":1}}"#),
+        ErrorCode::InvalidMessage,
+        "no publishing to a pattern"
+    );
+    assert_eq!(
+        code(r#"{"type":"publish","payload":{"channel":"c"}}"#),
+        ErrorCode::InvalidMessage
+    );
+    assert_eq!(
+        code(r#"{"type":"publish","payload":{"channel":"c","data":"12345678901"}}"#),
+        ErrorCode::MessageTooLarge
+    );
+}
+
+#[test]
+fn presence_takes_a_status_and_bounded_metadata() {
+    let Command::Presence { status, metadata } =
+        ok(r#"{"type":"presence","payload":{"status":"away","metadata":{"d":"web"}}}"#).command
+    else {
+        panic!("not presence");
+    };
+    assert_eq!(status, Status::Away);
+    assert_eq!(metadata.unwrap().get(), r#"{"d":"web"}"#);
+    assert_eq!(
+        code(r#"{"type":"presence","payload":{"status":"busy"}}"#),
+        ErrorCode::InvalidMessage
+    );
+    assert_eq!(
+        code(
+            r#"{"type":"presence","payload":{"status":"online","metadata":{"k":"1234567890123"}}}"#
+        ),
+        ErrorCode::MessageTooLarge
+    );
 }

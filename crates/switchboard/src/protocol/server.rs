@@ -70,6 +70,12 @@ impl<'a, P: Serialize> ServerFrame<'a, P> {
         self
     }
 
+    /// Sets `timestamp` to `epoch_ms`.
+    pub fn at(mut self, epoch_ms: u64) -> Self {
+        self.timestamp = Some(epoch_ms);
+        self
+    }
+
     /// Sets `id` (the client's id this frame answers), when there is one.
     pub fn reply_to(mut self, id: Option<&'a RawValue>) -> Self {
         self.id = id;

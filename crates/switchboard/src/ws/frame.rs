@@ -220,6 +220,16 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     frame(OpCode::Close, &payload)
 }
 
+/// The payload of a complete server frame built by this module (its header skipped).
+pub(crate) fn server_payload(frame: &[u8]) -> &[u8] {
+    let header = match frame.get(1).map(|b| b & 0x7F) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    frame.get(header..).unwrap_or_default()
+}
+
 /// The heartbeat Ping frame (empty payload), shared by every connection.
 pub(crate) fn ping_frame() -> Bytes {
     Bytes::from_static(&[0x89, 0x00])
@@ -313,6 +323,14 @@ mod tests {
             assert_eq!(frame.len(), header_len + len);
             assert_eq!(frame[0], 0x81);
             assert_eq!(&frame[header_len..], &payload[..]);
+        }
+    }
+
+    #[test]
+    fn server_payload_skips_each_header_size() {
+        for len in [0, 125, 126, 65536] {
+            let payload = vec![b'p'; len];
+            assert_eq!(server_payload(&frame(OpCode::Text, &payload)), &payload[..]);
         }
     }
 

@@ -1,0 +1,357 @@
+//! The server HTTP API for backends (`/api/...`): publish to rooms, channels, users and
+//! everyone; list rooms and members; read presence; disconnect users. JSON in and out, behind
+//! an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) when one is configured.
+//!
+//! Errors are `{"error": {"code": "...", "message": "..."}}` with the matching HTTP status.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::hub::{Hub, PublishError};
+use crate::ids::{ChannelId, NameError, RoomId, UserId};
+use crate::protocol::{CloseCode, ServerFrame};
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ApiError {
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the body is larger than the limit")]
+    TooLarge,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "INVALID_JSON"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The `/api` routes.
+pub(super) fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/broadcast", post(broadcast))
+        .route("/api/rooms", get(rooms))
+        .route("/api/rooms/{room}/messages", post(room_message))
+        .route("/api/rooms/{room}/members", get(room_members))
+        .route("/api/channels/{channel}/publish", post(publish))
+        .route("/api/users/{user}/messages", post(user_message))
+        .route("/api/users/{user}/presence", get(user_presence))
+        .route("/api/users/{user}/disconnect", post(disconnect))
+        .route("/api/presence", get(online))
+        .route_layer(middleware::from_fn_with_state(state, require_key))
+}
+
+async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_key {
+        if !presented_key(request.headers()).is_some_and(|key| keys_match(key, expected)) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+    if let Some(value) = headers.get("x-api-key") {
+        return Some(value.as_bytes());
+    }
+    let authorization = headers.get(header::AUTHORIZATION)?.as_bytes();
+    authorization.strip_prefix(b"Bearer ")
+}
+
+/// Compares in time that depends only on the lengths, so the key cannot be guessed byte by
+/// byte from response times.
+fn keys_match(given: &[u8], expected: &str) -> bool {
+    let expected = expected.as_bytes();
+    let diff = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0 && given.len() == expected.len()
+}
+
+/// Body of the message-sending endpoints.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SendBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    payload: Box<RawValue>,
+    user_id: Option<String>,
+}
+
+/// Body of the publish endpoint.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PublishBody {
+    data: Box<RawValue>,
+    user_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    reason: Option<String>,
+}
+
+/// Types with protocol meaning that the API must not impersonate.
+const RESERVED_TYPES: &[&str] = &[
+    "connect",
+    "ack",
+    "error",
+    "ping",
+    "pong",
+    "presence",
+    "publish",
+    "room_joined",
+    "room_left",
+    "user_joined",
+    "user_left",
+    "subscribed",
+    "unsubscribed",
+];
+
+fn body<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+        _ => ApiError::InvalidRequest(rejection.body_text()),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::InvalidJson(e.to_string()),
+    })
+}
+
+fn name<T>(
+    what: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, NameError>,
+) -> Result<T, ApiError> {
+    parse(value).map_err(|e| ApiError::InvalidRequest(format!("{what}: {e}")))
+}
+
+fn room(hub: &Hub, value: &str) -> Result<RoomId, ApiError> {
+    let max = hub.config().limits.max_name_length;
+    name("room", value, |v| RoomId::parse(v, max))
+}
+
+fn user(hub: &Hub, value: &str) -> Result<UserId, ApiError> {
+    let max = hub.config().limits.max_name_length;
+    name("user", value, |v| UserId::parse(v, max))
+}
+
+fn sender(hub: &Hub, user_id: Option<&str>) -> Result<Option<UserId>, ApiError> {
+    user_id.map(|id| user(hub, id)).transpose()
+}
+
+fn message_type<'a>(kind: Option<&'a str>, default: &'a str) -> Result<&'a str, ApiError> {
+    let kind = kind.unwrap_or(default);
+    let valid = !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+    if !valid {
+        return Err(ApiError::InvalidRequest(
+            "type: 1 to 64 of A-Z a-z 0-9 _ - . :".to_owned(),
+        ));
+    }
+    if RESERVED_TYPES.contains(&kind) {
+        return Err(ApiError::Forbidden(format!(
+            "type {kind:?} is reserved by the protocol"
+        )));
+    }
+    Ok(kind)
+}
+
+fn frame<'a>(
+    kind: &'a str,
+    payload: &'a RawValue,
+    sender: Option<&'a UserId>,
+) -> ServerFrame<'a, &'a RawValue> {
+    let frame = ServerFrame::new(kind, payload).stamped();
+    match sender {
+        Some(user) => frame.user(user.as_str()),
+        None => frame,
+    }
+}
+
+fn recipients(count: usize) -> ApiResult {
+    Ok(Json(json!({ "recipients": count })))
+}
+
+async fn broadcast(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> ApiResult {
+    let request: SendBody = body(raw)?;
+    let hub = &state.hub;
+    let kind = message_type(request.kind.as_deref(), "broadcast")?;
+    let sender = sender(hub, request.user_id.as_deref())?;
+    recipients(hub.broadcast(&frame(kind, &request.payload, sender.as_ref())))
+}
+
+async fn room_message(
+    State(state): State<AppState>,
+    Path(room_name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let hub = &state.hub;
+    let room = room(hub, &room_name)?;
+    let request: SendBody = body(raw)?;
+    let kind = message_type(request.kind.as_deref(), "message")?;
+    let sender = sender(hub, request.user_id.as_deref())?;
+    let frame = frame(kind, &request.payload, sender.as_ref()).room(room.as_str());
+    recipients(hub.send_to_room(&room, &frame, None))
+}
+
+async fn user_message(
+    State(state): State<AppState>,
+    Path(user_name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let hub = &state.hub;
+    let target = user(hub, &user_name)?;
+    let request: SendBody = body(raw)?;
+    let kind = message_type(request.kind.as_deref(), "message")?;
+    let sender = sender(hub, request.user_id.as_deref())?;
+    recipients(hub.send_to_user(&target, &frame(kind, &request.payload, sender.as_ref())))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let hub = &state.hub;
+    let max = hub.config().limits.max_name_length;
+    name("channel", &channel, |v| ChannelId::parse(v, max))?;
+    let request: PublishBody = body(raw)?;
+    let sender = sender(hub, request.user_id.as_deref())?;
+    let data: Value = serde_json::from_str(request.data.get())
+        .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    match hub.pubsub().publish_as(&channel, &data, sender.as_ref()) {
+        Ok(count) => recipients(count),
+        Err(PublishError::Reserved) => Err(ApiError::Forbidden(
+            "presence channels carry presence updates only".to_owned(),
+        )),
+        Err(error) => Err(ApiError::InvalidRequest(error.to_string())),
+    }
+}
+
+async fn rooms(State(state): State<AppState>) -> ApiResult {
+    let mut rooms = state.hub.rooms();
+    rooms.sort_by(|a, b| a.room.cmp(&b.room));
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+async fn room_members(State(state): State<AppState>, Path(room_name): Path<String>) -> ApiResult {
+    let hub = &state.hub;
+    let room = room(hub, &room_name)?;
+    let mut members = hub.room_members(&room);
+    if members.is_empty() {
+        return Err(ApiError::NotFound(format!("no room {room_name:?}")));
+    }
+    members.sort();
+    Ok(Json(
+        json!({ "room": room, "members": hub.presence_of(&members) }),
+    ))
+}
+
+async fn user_presence(State(state): State<AppState>, Path(user_name): Path<String>) -> ApiResult {
+    let hub = &state.hub;
+    let user = user(hub, &user_name)?;
+    Ok(Json(json!(hub.presence().get(&user))))
+}
+
+async fn online(State(state): State<AppState>) -> ApiResult {
+    let mut users = state.hub.presence().online_users();
+    users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn disconnect(
+    State(state): State<AppState>,
+    Path(user_name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let hub = &state.hub;
+    let target = user(hub, &user_name)?;
+    let request: DisconnectBody = match &raw {
+        Ok(bytes) if bytes.is_empty() => DisconnectBody::default(),
+        _ => body(raw)?,
+    };
+    let reason = match request.reason {
+        Some(reason) => reason.chars().take(120).collect::<String>(),
+        None => "disconnected by the server".to_owned(),
+    };
+    let closed = hub.disconnect_user(&target, CloseCode::Policy, reason);
+    Ok(Json(json!({ "disconnected": closed })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_only_exactly() {
+        assert!(keys_match(b"secret", "secret"));
+        assert!(!keys_match(b"secreT", "secret"));
+        assert!(!keys_match(b"secret1", "secret"));
+        assert!(!keys_match(b"secre", "secret"));
+        assert!(!keys_match(b"", "secret"));
+    }
+
+    #[test]
+    fn message_types_are_checked() {
+        assert_eq!(message_type(None, "message").unwrap(), "message");
+        assert_eq!(
+            message_type(Some("announcement"), "x").unwrap(),
+            "announcement"
+        );
+        assert!(matches!(
+            message_type(Some("ack"), "x"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            message_type(Some("a b"), "x"),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            message_type(Some(""), "x"),
+            Err(ApiError::InvalidRequest(_))
+        ));
+    }
+}

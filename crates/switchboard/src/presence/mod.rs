@@ -1,0 +1,185 @@
+//! Presence: whether a user is `online`, `away` or `offline`, with optional metadata and the
+//! time they were last seen. Per user, across all of the user's connections.
+//!
+//! The rules (DESIGN.md §2, README "Presence"):
+//! - a user with at least one connection is `online`, or `away` once none of their connections
+//!   has sent a message for the away timeout; a message makes them `online` again;
+//! - a `presence` frame may set `away` or `offline` ("appear offline") explicitly; that choice
+//!   sticks until the user sets `online`, which returns to the automatic rule;
+//! - a user with no connection is `offline`; closing one of two tabs changes nothing.
+//!
+//! This module holds the pure state machine; the hub stores one [`PresenceState`] per user and
+//! pushes a `presence` frame whenever [`PresenceState::view`] changes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::UserId;
+
+/// A user's presence status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Connected and active.
+    Online,
+    /// Connected but inactive, or set away by the user.
+    Away,
+    /// Not connected, or set to appear offline.
+    Offline,
+}
+
+/// A user's presence as clients and the APIs see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    /// The user.
+    pub user_id: UserId,
+    /// The status.
+    pub status: Status,
+    /// Metadata the user attached with a `presence` frame (such as `{"device":"mobile"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Arc<RawValue>>,
+    /// Milliseconds since the epoch when the user was last active (or disconnected).
+    pub last_seen: u64,
+}
+
+/// Metadata compared by its JSON text.
+#[derive(Debug, Clone)]
+struct Metadata(Arc<RawValue>);
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl PartialEq for Presence {
+    fn eq(&self, other: &Self) -> bool {
+        self.user_id == other.user_id
+            && self.status == other.status
+            && self.last_seen == other.last_seen
+            && self.metadata.as_ref().map(|m| m.get()) == other.metadata.as_ref().map(|m| m.get())
+    }
+}
+
+/// The mutable presence of one connected user (last activity is tracked by the hub).
+#[derive(Debug)]
+pub(crate) struct PresenceState {
+    /// Set by a `presence` frame with `away` or `offline`; cleared by `online`.
+    chosen: Option<Status>,
+    /// Set by the away sweep, cleared by activity.
+    idle: bool,
+    metadata: Option<Metadata>,
+}
+
+impl PresenceState {
+    /// A user who just connected: online.
+    pub(crate) fn connected() -> Self {
+        Self {
+            chosen: None,
+            idle: false,
+            metadata: None,
+        }
+    }
+
+    /// The status others see.
+    pub(crate) fn status(&self) -> Status {
+        match (self.chosen, self.idle) {
+            (Some(chosen), _) => chosen,
+            (None, true) => Status::Away,
+            (None, false) => Status::Online,
+        }
+    }
+
+    /// The presence of `user`, last active at `last_seen` (epoch ms), as others see it.
+    pub(crate) fn view(&self, user: &UserId, last_seen: u64) -> Presence {
+        Presence {
+            user_id: user.clone(),
+            status: self.status(),
+            metadata: self.metadata.as_ref().map(|m| m.0.clone()),
+            last_seen,
+        }
+    }
+
+    /// The user sent a message. Returns whether the visible presence changed.
+    pub(crate) fn active(&mut self) -> bool {
+        std::mem::replace(&mut self.idle, false) && self.chosen.is_none()
+    }
+
+    /// None of the user's connections has been active for the away timeout. Returns whether
+    /// the visible presence changed.
+    pub(crate) fn went_idle(&mut self) -> bool {
+        !std::mem::replace(&mut self.idle, true) && self.chosen.is_none()
+    }
+
+    /// A `presence` frame: `online` returns to automatic status, `away`/`offline` stick;
+    /// metadata replaces the previous metadata when given. Returns whether the visible presence
+    /// changed.
+    pub(crate) fn set(&mut self, status: Status, metadata: Option<Arc<RawValue>>) -> bool {
+        let before = (self.status(), self.metadata.clone());
+        self.chosen = (status != Status::Online).then_some(status);
+        self.idle = false;
+        if let Some(metadata) = metadata {
+            self.metadata = Some(Metadata(metadata));
+        }
+        before != (self.status(), self.metadata.clone())
+    }
+
+    /// The user's last connection closed at `now_epoch_ms`: their final, offline presence.
+    pub(crate) fn disconnected(&self, user: &UserId, now_epoch_ms: u64) -> Presence {
+        Presence {
+            status: Status::Offline,
+            ..self.view(user, now_epoch_ms)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(text: &str) -> Option<Arc<RawValue>> {
+        Some(Arc::from(RawValue::from_string(text.to_owned()).unwrap()))
+    }
+
+    #[test]
+    fn connected_users_are_online_until_idle_and_back_on_activity() {
+        let mut state = PresenceState::connected();
+        assert_eq!(state.status(), Status::Online);
+        assert!(state.went_idle());
+        assert!(!state.went_idle(), "already away");
+        assert_eq!(state.status(), Status::Away);
+        assert!(state.active());
+        assert!(!state.active(), "already online");
+        assert_eq!(state.view(&UserId::from_trusted("u"), 6).last_seen, 6);
+    }
+
+    #[test]
+    fn a_chosen_status_sticks_through_activity_and_idleness() {
+        let mut state = PresenceState::connected();
+        assert!(state.set(Status::Offline, None));
+        assert_eq!(state.status(), Status::Offline);
+        assert!(!state.active());
+        assert!(!state.went_idle());
+        assert_eq!(state.status(), Status::Offline);
+        assert!(state.set(Status::Online, None));
+        assert_eq!(state.status(), Status::Online);
+    }
+
+    #[test]
+    fn metadata_changes_are_changes_and_repeats_are_not() {
+        let mut state = PresenceState::connected();
+        assert!(state.set(Status::Online, meta(r#"{"device":"web"}"#)));
+        assert!(!state.set(Status::Online, meta(r#"{"device":"web"}"#)));
+        assert!(
+            !state.set(Status::Online, None),
+            "no metadata keeps the old"
+        );
+        assert!(state.set(Status::Online, meta(r#"{"device":"ios"}"#)));
+        let presence = state.disconnected(&UserId::from_trusted("u"), 9);
+        assert_eq!(presence.status, Status::Offline);
+        assert_eq!(presence.metadata.unwrap().get(), r#"{"device":"ios"}"#);
+    }
+}
