@@ -271,6 +271,30 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     .await
 }
 
+/// `METHOD path` with a JSON body and extra headers; returns the status and the body as JSON
+/// (`Value::Null` when it is not JSON).
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let (status, text) = http_request(addr, &request).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// Sends a raw HTTP request and reads the whole response.
 pub async fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
