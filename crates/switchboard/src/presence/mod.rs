@@ -8,8 +8,8 @@
 //!   sticks until the user sets `online`, which returns to the automatic rule;
 //! - a user with no connection is `offline`; closing one of two tabs changes nothing.
 //!
-//! This module holds the pure state machine; the hub stores one [`PresenceState`] per user and
-//! pushes a `presence` frame whenever [`PresenceState::view`] changes.
+//! This module holds the pure state machine; the hub stores one `PresenceState` per user and
+//! pushes a `presence` frame whenever `PresenceState::view` changes.
 
 use std::sync::Arc;
 
