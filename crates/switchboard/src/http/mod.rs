@@ -2,6 +2,7 @@
 //! `/ws`, `/stats`, `/health`, `/ready`, the server API under `/api`; `/echo` when enabled.
 
 mod api;
+mod assets;
 mod status;
 mod ws;
 

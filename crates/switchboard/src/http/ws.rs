@@ -27,18 +27,14 @@ pub(super) struct ConnectParams {
     user_id: Option<String>,
 }
 
-/// `GET /`: the WebSocket endpoint, or a short text for a plain browser visit.
+/// `GET /`: the WebSocket endpoint, or the landing page for a plain browser visit.
 pub(super) async fn upgrade_or_landing(
     state: State<AppState>,
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
     match handshake::check(request.method(), request.headers()) {
-        Err(HandshakeError::NotUpgrade) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "Switchboard is running. Connect a WebSocket client to ws://<this host>/?userId=<id>\n",
-        )
-            .into_response(),
+        Err(HandshakeError::NotUpgrade) => super::assets::landing(),
         _ => upgrade_to(state, params, request, Mode::Protocol),
     }
 }
