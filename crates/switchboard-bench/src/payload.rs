@@ -1,0 +1,176 @@
+//! The JSON of protocol v1, as far as the load tool needs it, without a JSON parser on the hot
+//! path.
+//!
+//! Owns: the client frames the tool sends (`join_room`, stamped `message` and `broadcast`), the
+//! send-time stamp `t=<ns>;` embedded in `content`, and the cheap byte-level checks applied to
+//! server frames (which type is it, where is the stamp). Does not own framing (`ws`).
+
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The server frames a scenario counts as deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// Room messages (`fanout`).
+    Message,
+    /// Broadcasts (`broadcast`).
+    Broadcast,
+}
+
+impl Kind {
+    /// The value of the frame's `type` field.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch on CLOCK_REALTIME, the clock every process of a run shares.
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Whether a server frame's JSON has `"type":"<name>"`.
+///
+/// Switchboard writes `type` first, so the check is a prefix comparison; other servers get a
+/// search of the first 64 bytes.
+pub(crate) fn has_type(json: &[u8], name: &str) -> bool {
+    const OPEN: &[u8] = b"{\"type\":\"";
+    let name = name.as_bytes();
+    let prefixed = json.len() > OPEN.len() + name.len()
+        && json.starts_with(OPEN)
+        && json[OPEN.len()..].starts_with(name)
+        && json[OPEN.len() + name.len()] == b'"';
+    prefixed || {
+        let head = &json[..json.len().min(64)];
+        let mut needle = Vec::with_capacity(name.len() + 10);
+        needle.extend_from_slice(b"\"type\":\"");
+        needle.extend_from_slice(name);
+        needle.push(b'"');
+        head.windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+/// The send time stamped in a frame, in ns: the digits of the first `t=<digits>;` in it.
+pub(crate) fn find_stamp(json: &[u8]) -> Option<u64> {
+    let mut rest = json;
+    while let Some(at) = rest.windows(2).position(|w| w == b"t=") {
+        rest = &rest[at + 2..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if (1..=20).contains(&digits) && rest.get(digits) == Some(&b';') {
+            let text = std::str::from_utf8(&rest[..digits]).ok()?;
+            return text.parse().ok();
+        }
+    }
+    None
+}
+
+/// `{"type":"join_room","payload":{"room":"<room>"}}`. Room names made by the tool need no
+/// escaping.
+pub(crate) fn join_room(room: &str) -> String {
+    format!(r#"{{"type":"join_room","payload":{{"room":"{room}"}}}}"#)
+}
+
+/// Writes stamped client frames (`message` to a room, or `broadcast`) of a fixed content size.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamped {
+    /// The JSON up to the opening quote of `content`'s value.
+    prefix: String,
+    /// Content bytes wanted, stamp included.
+    size: usize,
+}
+
+impl Stamped {
+    /// Messages to `room`, or broadcasts when `room` is `None`, with `size`-byte contents.
+    pub(crate) fn new(room: Option<&str>, size: usize) -> Self {
+        let prefix = match room {
+            Some(room) => {
+                format!(r#"{{"type":"message","payload":{{"room":"{room}","content":""#)
+            }
+            None => r#"{"type":"broadcast","payload":{"content":""#.to_owned(),
+        };
+        Self { prefix, size }
+    }
+
+    /// Replaces `out` with the JSON of one frame stamped `stamp_ns`. The content is
+    /// `t=<stamp_ns>;` padded with `x` to the configured size (never cut below the stamp).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, stamp_ns: u64) {
+        out.clear();
+        out.extend_from_slice(self.prefix.as_bytes());
+        let start = out.len();
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "t={stamp_ns};");
+        let written = out.len() - start;
+        out.resize(start + written.max(self.size), b'x');
+        out.extend_from_slice(b"\"}}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_recognised_by_prefix_or_near_the_start() {
+        let msg = br#"{"type":"message","room":"r","payload":{"content":"hi"}}"#;
+        assert!(has_type(msg, "message"));
+        assert!(!has_type(msg, "broadcast"));
+        assert!(!has_type(br#"{"type":"messages"}"#, "message"));
+        assert!(has_type(br#"{"room":"r","type":"message"}"#, "message"));
+        assert!(!has_type(
+            br#"{"type":"user_joined","room":"r"}"#,
+            "message"
+        ));
+        assert!(!has_type(b"", "message"));
+    }
+
+    #[test]
+    fn stamps_round_trip_through_server_frames() {
+        let mut out = Vec::new();
+        Stamped::new(Some("room-1"), 64).write(&mut out, 1_732_000_000_123_456_789);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let content = json["payload"]["content"].as_str().unwrap();
+        assert_eq!(content.len(), 64);
+        assert!(content.starts_with("t=1732000000123456789;xxx"));
+        assert_eq!(json["payload"]["room"], "room-1");
+        let delivered = format!(
+            r#"{{"type":"message","room":"room-1","userId":"pub-0","timestamp":1732000000123,"payload":{{"content":"{content}"}}}}"#
+        );
+        assert_eq!(
+            find_stamp(delivered.as_bytes()),
+            Some(1_732_000_000_123_456_789)
+        );
+    }
+
+    #[test]
+    fn small_sizes_keep_the_whole_stamp_and_broadcasts_have_no_room() {
+        let mut out = Vec::new();
+        Stamped::new(None, 1).write(&mut out, 42);
+        assert_eq!(
+            out,
+            br#"{"type":"broadcast","payload":{"content":"t=42;"}}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn stamps_need_digits_and_a_semicolon() {
+        assert_eq!(find_stamp(b"t=;t=12"), None);
+        assert_eq!(find_stamp(b"at=x t=7;"), Some(7));
+        assert_eq!(find_stamp(b"no stamp"), None);
+        assert_eq!(find_stamp(b"t=123456789012345678901;"), None);
+    }
+
+    #[test]
+    fn join_room_is_valid_json() {
+        let json: serde_json::Value = serde_json::from_str(&join_room("room-7")).unwrap();
+        assert_eq!(json["type"], "join_room");
+        assert_eq!(json["payload"]["room"], "room-7");
+    }
+}
