@@ -16,6 +16,8 @@ struct ServerMemory {
     rss_before: Option<u64>,
     rss_after_open: Option<u64>,
     rss_after_hold: Option<u64>,
+    /// After every connection closed: what the server kept.
+    rss_after_close: Option<u64>,
     /// `rss_after_open - rss_before`.
     rss_delta: Option<i64>,
     /// `rss_delta` over this server's share of the connections (connected / servers).
@@ -71,6 +73,7 @@ pub(crate) async fn run(args: &IdleArgs) -> Result<Outcome, RunError> {
     let tally = workers.tally().await?;
     let server_stats = run.server_stats().await;
     workers.close().await?;
+    let rss_after_close = run.probe.server_rss();
 
     let servers = run.probe.servers().len().max(1) as f64;
     let share = opened.connected as f64 / servers;
@@ -89,6 +92,7 @@ pub(crate) async fn run(args: &IdleArgs) -> Result<Outcome, RunError> {
                 rss_before: rss_before[i],
                 rss_after_open: rss_after_open[i],
                 rss_after_hold: rss_after_hold[i],
+                rss_after_close: rss_after_close[i],
                 rss_delta: delta,
                 bytes_per_connection: delta
                     .filter(|_| share > 0.0)
