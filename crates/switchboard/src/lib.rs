@@ -29,11 +29,14 @@
 //!   presence; sweeps.
 //! - [`presence`]: the presence model (status, metadata, last seen).
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
-//! - [`broker`]: cross-node publish/subscribe (in-process now, Redis in cluster mode).
+//! - [`broker`]: cross-node publish/subscribe (in-process, or Redis in cluster mode).
+//! - [`cluster`]: cluster membership: a replica of the other nodes' users, rooms and presence;
+//!   Redis-backed in cluster mode (the same object is the Redis broker).
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`.
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod handlers;

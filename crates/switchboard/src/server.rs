@@ -24,6 +24,9 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// Cluster mode could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -48,7 +51,12 @@ impl Server {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-        let switchboard = Switchboard::builder(config.hub).api(config.api).build();
+        let mut builder = Switchboard::builder(config.hub).api(config.api);
+        if let Some(cluster) = &config.cluster {
+            builder = builder.redis(cluster)?;
+            tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis");
+        }
+        let switchboard = builder.build();
         Ok(Self {
             listener,
             config: config.server,

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use serde_json::Value;
 
 use crate::broker::{Broker, LocalBroker};
+use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
@@ -33,6 +34,8 @@ pub struct Builder {
     config: HubConfig,
     api: ApiConfig,
     broker: Option<Arc<dyn Broker>>,
+    membership: Option<Arc<dyn Membership>>,
+    redis: Option<Arc<RedisCluster>>,
     extensions: Extensions,
 }
 
@@ -69,10 +72,22 @@ impl Builder {
         self
     }
 
-    /// Uses `broker` to reach other nodes (default: none, a standalone node).
+    /// Uses `broker` to reach other nodes (default: none, a standalone node). Membership stays
+    /// node-local; use [`Builder::redis`] for a full cluster.
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
         self
+    }
+
+    /// Joins the cluster that shares the Redis at `config.url`: publications, presence and
+    /// membership become cluster-wide. Nothing connects until [`Builder::build`]; an
+    /// unreachable Redis is retried with backoff while the node serves local traffic.
+    pub fn redis(mut self, config: &RedisConfig) -> Result<Self, ClusterError> {
+        let cluster = Arc::new(RedisCluster::new(config, self.config.node_id.clone())?);
+        self.broker = Some(cluster.clone());
+        self.membership = Some(cluster.clone());
+        self.redis = Some(cluster);
+        Ok(self)
     }
 
     /// Builds the instance and starts its sweeps. Must be called inside a tokio runtime.
@@ -80,10 +95,14 @@ impl Builder {
         let broker = self
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));
-        let hub = Hub::new(self.config, broker, self.extensions);
+        let membership = self.membership.unwrap_or_else(|| Arc::new(NoPeers));
+        let hub = Hub::new(self.config, broker, membership, self.extensions);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         hub.spawn_maintenance(&tasks, &cancel);
+        if let Some(redis) = &self.redis {
+            redis.spawn(&tasks, &cancel);
+        }
         if self.api.key.is_none() {
             tracing::warn!(
                 "the server API (/api) has no key: anyone who can reach it can use it; set --api-key"
@@ -105,6 +124,8 @@ impl Switchboard {
             config,
             api: ApiConfig::default(),
             broker: None,
+            membership: None,
+            redis: None,
             extensions: Extensions::default(),
         }
     }

@@ -96,6 +96,10 @@ impl Broker for LocalBroker {
         BrokerStatus::Connected
     }
 
+    fn settled(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "local"
     }

@@ -75,6 +75,7 @@ pub enum BrokerStatus {
 /// - a publication reaches every other node subscribed to its topic, once, and never its origin;
 /// - publications of one origin on one topic arrive in the order they were published;
 /// - subscriptions are sets: subscribing twice then unsubscribing once leaves none;
+/// - a publication matching both an exact and a pattern subscription arrives once;
 /// - no method blocks on the network; a broker that is down is `Degraded`, never an error.
 pub trait Broker: Send + Sync + 'static {
     /// Starts delivering publications from other nodes to `sink`. Called once, by the hub.
@@ -87,6 +88,9 @@ pub trait Broker: Send + Sync + 'static {
     fn unsubscribe(&self, topic: &Topic);
     /// Current reachability of the other nodes.
     fn status(&self) -> BrokerStatus;
+    /// Whether every subscription change made so far is in effect (publications on those
+    /// topics will be received).
+    fn settled(&self) -> bool;
     /// A short name for logs and `/stats` (`local`, `redis`).
     fn name(&self) -> &'static str;
 }

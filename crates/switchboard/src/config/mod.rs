@@ -23,6 +23,8 @@ pub struct Config {
     pub hub: HubConfig,
     /// The server HTTP API.
     pub api: ApiConfig,
+    /// Cluster mode (`None`: a lone node).
+    pub cluster: Option<crate::cluster::RedisConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -295,6 +297,34 @@ impl Config {
                 ConfigError::invalid("max_presence_metadata", "must be at most 64KiB")
             })?;
         let api_key = raw.api_key.filter(|key| !key.is_empty());
+        let cluster = match raw.redis_url.filter(|url| !url.is_empty()) {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(ConfigError::invalid(
+                        "redis_url",
+                        "must start with redis:// (or rediss://)",
+                    ));
+                }
+                let prefix = raw
+                    .redis_prefix
+                    .unwrap_or_else(|| "switchboard:".to_owned());
+                crate::cluster::check_prefix(&prefix)
+                    .map_err(|reason| ConfigError::invalid("redis_prefix", reason))?;
+                let node_ttl = duration(raw.node_ttl, 15);
+                if node_ttl < Duration::from_secs(1) || node_ttl > Duration::from_secs(600) {
+                    return Err(ConfigError::invalid(
+                        "node_ttl",
+                        "must be between 1s and 10m",
+                    ));
+                }
+                Some(crate::cluster::RedisConfig {
+                    url,
+                    prefix,
+                    node_ttl,
+                })
+            }
+        };
         if max_name_length > crate::ids::MAX_NAME_CHARS {
             return Err(ConfigError::invalid(
                 "max_name_length",
@@ -362,6 +392,7 @@ impl Config {
                 echo_endpoint: raw.echo_endpoint.unwrap_or(false),
             },
             api: ApiConfig { key: api_key },
+            cluster,
             log: LogConfig {
                 format: raw.log_format.unwrap_or_default(),
                 filter: raw.log_level.unwrap_or_else(|| "info".to_owned()),

@@ -129,6 +129,18 @@ settings! {
     /// `X-API-Key: KEY`; without it the API is open (a warning is logged) [default: none].
     #[arg(long, env, value_name = "KEY", hide_env_values = true)]
     api_key: String,
+    /// Join the cluster sharing this Redis, e.g. `redis://127.0.0.1:6379`; without it the
+    /// node runs alone and touches no network [default: none].
+    #[arg(long, env, value_name = "URL")]
+    redis_url: String,
+    /// Prefix of every Redis key and channel, so clusters can share one Redis
+    /// [default: switchboard:].
+    #[arg(long, env, value_name = "PREFIX")]
+    redis_prefix: String,
+    /// A node that has not refreshed its liveness for this long is dead: its users go offline
+    /// on the other nodes [default: 15s].
+    #[arg(long, env, value_name = "DURATION")]
+    node_ttl: DurationArg,
     /// How long a client `id` is remembered for duplicate suppression [default: 60s].
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,

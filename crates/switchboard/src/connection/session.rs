@@ -14,7 +14,7 @@ use super::Mode;
 use super::dedup::DedupWindow;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{ConnHandle, Counters, Hub, Publication, publish_frame};
+use crate::hub::{ConnHandle, Counters, Hub, MemberEvent, Publication, publish_frame};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
 use crate::presence::Presence;
 use crate::protocol::{
@@ -53,13 +53,6 @@ struct RoomPayload<'a> {
 #[derive(Serialize)]
 struct ChannelPayload<'a> {
     channel: &'a ChannelSpec,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MemberEvent<'a> {
-    user_id: &'a UserId,
-    room: &'a RoomId,
 }
 
 impl Session {

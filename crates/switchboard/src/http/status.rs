@@ -1,16 +1,34 @@
 //! `/stats`, `/health` and `/ready`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::broker::BrokerStatus;
-use crate::hub::StatsSnapshot;
 
-pub(super) async fn stats(State(state): State<AppState>) -> Json<StatsSnapshot> {
-    Json(state.hub.stats())
+#[derive(Deserialize)]
+pub(super) struct StatsQuery {
+    scope: Option<String>,
+}
+
+/// `GET /stats` (this node) and `GET /stats?scope=cluster` (every live node).
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    Query(query): Query<StatsQuery>,
+) -> Response {
+    match query.scope.as_deref() {
+        None | Some("node") => Json(state.hub.stats()).into_response(),
+        Some("cluster") => Json(state.hub.cluster_stats()).into_response(),
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "INVALID_REQUEST", "message": format!("unknown scope {other:?}: use node or cluster")}})),
+        )
+            .into_response(),
+    }
 }
 
 /// Liveness: the process answers.

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::{ConnHandle, Counters, Hub, HubInner};
 use crate::broker::Topic;
+use crate::cluster::Event;
 use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, UserId};
 use crate::protocol::{ServerFrame, now_ms};
 use crate::ws::frame;
@@ -133,11 +134,24 @@ impl Hub {
     fn channel_created(&self, topic: &Topic) {
         self.inner.channel_count.fetch_add(1, Ordering::Relaxed);
         self.inner.broker.subscribe(topic);
+        self.announce_channel(topic, true);
     }
 
     fn channel_removed(&self, topic: &Topic) {
         self.inner.channel_count.fetch_sub(1, Ordering::Relaxed);
         self.inner.broker.unsubscribe(topic);
+        self.announce_channel(topic, false);
+    }
+
+    fn announce_channel(&self, topic: &Topic, present: bool) {
+        self.announce(|| Event::Channel {
+            channel: match topic {
+                Topic::ChannelPattern(prefix) => prefix.to_string(),
+                Topic::Channel(channel) => channel.to_string(),
+                other => format!("{other:?}"),
+            },
+            present,
+        });
     }
 
     /// Adds the connections subscribed to `channel` (exactly or by pattern) to `into`.

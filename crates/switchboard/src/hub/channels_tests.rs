@@ -95,8 +95,18 @@ fn library_publish_refuses_bad_and_reserved_channels() {
 fn publications_cross_hubs_on_a_bus_with_handlers_on_both_sides() {
     let bus = crate::broker::LocalBus::new();
     let config = crate::config::Config::default().hub;
-    let hub_a = Hub::new(config.clone(), Arc::new(bus.broker()), Default::default());
-    let hub_b = Hub::new(config, Arc::new(bus.broker()), Default::default());
+    let hub_a = Hub::new(
+        config.clone(),
+        Arc::new(bus.broker()),
+        Arc::new(crate::cluster::NoPeers),
+        Default::default(),
+    );
+    let hub_b = Hub::new(
+        config,
+        Arc::new(bus.broker()),
+        Arc::new(crate::cluster::NoPeers),
+        Default::default(),
+    );
     let on_b = hub_b.register(user("b")).unwrap();
     hub_b.subscribe_conn(&exact("event:login"), &on_b);
     let seen: Arc<Mutex<Vec<Publication>>> = Arc::default();

@@ -13,6 +13,7 @@
 //! connections and querying the registry.
 
 mod channels;
+mod cluster;
 mod handle;
 mod maintenance;
 mod outbox;
@@ -31,6 +32,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::broker::{Broker, BrokerSink, Envelope, Topic};
+use crate::cluster::{Event, Membership, MembershipSink, Replica};
 use crate::config::HubConfig;
 use crate::handlers::Extensions;
 use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId, UserId};
@@ -38,13 +40,14 @@ use crate::presence::Presence;
 use crate::protocol::{CloseCode, ServerFrame, now_ms};
 pub(crate) use channels::publish_frame;
 pub use channels::{PubSub, Publication, PublishError, Subscription};
+pub use cluster::ClusterStats;
 pub(crate) use handle::ConnHandle;
 pub use handle::ConnInfo;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
 pub(crate) use presence::UserState;
 pub use presence::{PresenceView, PresenceWatch};
-pub(crate) use rooms::Left;
 pub use rooms::RoomSummary;
+pub(crate) use rooms::{Left, MemberEvent};
 use shard::Sharded;
 pub(crate) use stats::Counters;
 pub use stats::StatsSnapshot;
@@ -81,10 +84,14 @@ struct HubInner {
     counters: Counters,
     rates: stats::Rates,
     broker: Arc<dyn Broker>,
+    membership: Arc<dyn Membership>,
+    /// Whether there are other nodes (the membership has a replica); a lone node skips every
+    /// announcement.
+    clustered: bool,
     /// Set when the node starts shutting down; new connections are refused.
     draining: AtomicBool,
-    /// Kept alive here; the broker holds only a weak reference.
-    _sink: Arc<dyn BrokerSink>,
+    /// Kept alive here; the broker and membership hold only weak references.
+    _sink: Arc<Sink>,
 }
 
 /// The hub's face towards the broker.
@@ -108,10 +115,16 @@ impl BrokerSink for Sink {
 }
 
 impl Hub {
-    /// A hub with `config` that reaches other nodes through `broker`.
-    pub(crate) fn new(config: HubConfig, broker: Arc<dyn Broker>, extensions: Extensions) -> Self {
+    /// A hub with `config` that reaches other nodes through `broker` and learns about them
+    /// through `membership`.
+    pub(crate) fn new(
+        config: HubConfig,
+        broker: Arc<dyn Broker>,
+        membership: Arc<dyn Membership>,
+        extensions: Extensions,
+    ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
-            let sink: Arc<dyn BrokerSink> = Arc::new(Sink(weak.clone()));
+            let sink = Arc::new(Sink(weak.clone()));
             HubInner {
                 config,
                 extensions,
@@ -132,11 +145,16 @@ impl Hub {
                 counters: Counters::default(),
                 rates: stats::Rates::default(),
                 broker,
+                clustered: membership.replica().is_some(),
+                membership,
                 draining: AtomicBool::new(false),
                 _sink: sink,
             }
         });
-        inner.broker.start(Arc::downgrade(&inner._sink));
+        let broker_sink: Arc<dyn BrokerSink> = inner._sink.clone();
+        inner.broker.start(Arc::downgrade(&broker_sink));
+        let membership_sink: Arc<dyn MembershipSink> = inner._sink.clone();
+        inner.membership.start(Arc::downgrade(&membership_sink));
         inner.broker.subscribe(&Topic::Broadcast);
         Self { inner }
     }
@@ -162,6 +180,21 @@ impl Hub {
 
     pub(crate) fn extensions(&self) -> &Extensions {
         &self.inner.extensions
+    }
+
+    /// Tells the other nodes about a change; a lone node does nothing, not even build it.
+    pub(crate) fn announce(&self, event: impl FnOnce() -> Event) {
+        if self.inner.clustered {
+            self.inner.membership.announce(event());
+        }
+    }
+
+    /// Reads the replica of the other nodes, if there are any.
+    pub(crate) fn with_replica<T>(&self, read: impl FnOnce(&Replica) -> T) -> Option<T> {
+        self.inner
+            .membership
+            .replica()
+            .map(|replica| read(&replica.read()))
     }
 
     /// A fresh id for an application handler.
@@ -286,6 +319,7 @@ impl Hub {
                 node_id: self.node_id().to_string(),
                 broker: inner.broker.name(),
                 broker_status: inner.broker.status(),
+                broker_settled: inner.broker.settled(),
             },
         )
     }

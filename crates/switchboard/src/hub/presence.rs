@@ -63,7 +63,7 @@ impl UserState {
         }
     }
 
-    fn rooms(&self) -> Vec<RoomId> {
+    pub(super) fn rooms(&self) -> Vec<RoomId> {
         self.rooms.lock().keys().cloned().collect()
     }
 }
@@ -75,7 +75,7 @@ impl Hub {
     }
 
     /// The current presence of a connected user.
-    fn view(&self, user: &UserId, state: &UserState) -> Presence {
+    pub(super) fn view(&self, user: &UserId, state: &UserState) -> Presence {
         let last_seen = self.epoch_ms(state.last_active.load(Ordering::Relaxed));
         state.presence.lock().view(user, last_seen)
     }
@@ -84,7 +84,7 @@ impl Hub {
     pub(crate) fn user_active(&self, user: &UserId, state: &UserState) {
         state.last_active.store(self.now_ms(), Ordering::Relaxed);
         if state.idle.swap(false, Ordering::AcqRel) && state.presence.lock().active() {
-            self.publish_presence(state, self.view(user, state));
+            self.presence_changed(state, self.view(user, state));
         }
     }
 
@@ -100,7 +100,7 @@ impl Hub {
         state.idle.store(false, Ordering::Release);
         let changed = state.presence.lock().set(status, metadata.map(Arc::from));
         if changed {
-            self.publish_presence(state, self.view(user, state));
+            self.presence_changed(state, self.view(user, state));
         }
     }
 
@@ -121,23 +121,39 @@ impl Hub {
         for (user, state) in went_away {
             if state.presence.lock().went_idle() {
                 changed += 1;
-                self.publish_presence(&state, self.view(&user, &state));
+                self.presence_changed(&state, self.view(&user, &state));
             }
         }
         changed
     }
 
-    /// Pushes `presence` to the user's rooms and watchers (each connection once) and to the
-    /// registered handlers.
-    pub(crate) fn publish_presence(&self, state: &UserState, presence: Presence) {
+    /// A presence change on this node: shown to this node's clients in the user's rooms (here
+    /// and, for rooms the user is in on other nodes, their local members) and announced to the
+    /// other nodes, which show it to theirs.
+    pub(crate) fn presence_changed(&self, state: &UserState, presence: Presence) {
+        let mut rooms = state.rooms();
+        if let Some(remote) = self.with_replica(|replica| replica.user_rooms(&presence.user_id)) {
+            for room in remote {
+                if !rooms.contains(&room) {
+                    rooms.push(room);
+                }
+            }
+        }
+        self.deliver_presence(&presence, &rooms);
+        self.announce(|| crate::cluster::Event::Presence(presence.clone()));
+    }
+
+    /// Shows `presence` to this node's connections in `rooms` and watching the user (each
+    /// connection once), and to the registered handlers.
+    pub(super) fn deliver_presence(&self, presence: &Presence, rooms: &[RoomId]) {
         let user = &presence.user_id;
-        let frame = ServerFrame::new("presence", &presence)
+        let frame = ServerFrame::new("presence", presence)
             .user(user.as_str())
             .stamped()
             .encode();
         let mut recipients: HashMap<ConnId, ConnHandle> = HashMap::new();
-        for room in state.rooms() {
-            self.collect_room_members(&room, &mut recipients);
+        for room in rooms {
+            self.collect_room_members(room, &mut recipients);
         }
         let watch = ChannelId::from_trusted(format!("{PRESENCE_PREFIX}{user}"));
         self.collect_channel_subscribers(&watch, &mut recipients);
@@ -154,8 +170,17 @@ impl Hub {
             .map(|(_, handler)| handler.clone())
             .collect();
         for handler in handlers {
-            handler(&presence);
+            handler(presence);
         }
+    }
+
+    /// The state of a user connected to this node.
+    pub(super) fn local_user_state(&self, user: &UserId) -> Option<Arc<UserState>> {
+        self.inner
+            .users
+            .read(user)
+            .get(user)
+            .map(|entry| entry.state.clone())
     }
 
     /// Forgets offline users last seen longer ago than the retention. Returns how many.
@@ -194,17 +219,16 @@ pub struct PresenceWatch {
 }
 
 impl PresenceView<'_> {
-    /// A user's presence: their current one when connected, else `offline` with the time they
-    /// were last seen (0 when never seen or forgotten).
+    /// A user's presence: their current one when connected (here, or in a cluster on another
+    /// node), else `offline` with the time they were last seen (0 when never seen or
+    /// forgotten).
     pub fn get(&self, user: &UserId) -> Presence {
         let inner = &self.hub.inner;
-        let state = inner
-            .users
-            .read(user)
-            .get(user)
-            .map(|entry| entry.state.clone());
-        if let Some(state) = state {
+        if let Some(state) = self.hub.local_user_state(user) {
             return self.hub.view(user, &state);
+        }
+        if let Some(presence) = self.hub.remote_presence(user) {
+            return presence;
         }
         inner
             .offline
@@ -219,17 +243,23 @@ impl PresenceView<'_> {
             })
     }
 
-    /// Every connected user (online or away) with their presence.
+    /// Every connected user (online or away, on any node) with their presence.
     pub fn online_users(&self) -> Vec<Presence> {
         let mut states = Vec::new();
         self.hub
             .inner
             .users
             .for_each(|user, entry| states.push((user.clone(), entry.state.clone())));
-        states
+        let mut users: Vec<Presence> = states
             .iter()
             .map(|(user, state)| self.hub.view(user, state))
-            .collect()
+            .collect();
+        if let Some(remote) = self.hub.with_replica(|replica| replica.users()) {
+            let local: std::collections::HashSet<UserId> =
+                states.into_iter().map(|(user, _)| user).collect();
+            users.extend(remote.into_iter().filter(|p| !local.contains(&p.user_id)));
+        }
+        users
     }
 
     /// Calls `handler` with every presence change of any user, until the returned watch is

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::{ConnHandle, ConnInfo, Counters, Hub, UserState};
 use crate::broker::Topic;
+use crate::cluster::Event;
 use crate::ids::{ConnId, UserId};
 use crate::protocol::{CloseCode, now_ms};
 
@@ -56,7 +57,10 @@ impl Hub {
             return Err(Refusal::ServerFull);
         }
         let now = self.now_ms();
-        let (handle, first) = {
+        let elsewhere = self
+            .with_replica(|replica| replica.user_connections(&user) as usize)
+            .unwrap_or(0);
+        let (handle, first, count) = {
             let mut users = inner.users.write(&user);
             let first = !users.contains_key(&user);
             let entry = users.entry(user.clone()).or_insert_with(|| {
@@ -67,7 +71,7 @@ impl Hub {
                     state: Arc::new(UserState::new(limits.rate, now)),
                 }
             });
-            if entry.conns.len() >= limits.max_connections_per_user {
+            if entry.conns.len() + elsewhere >= limits.max_connections_per_user {
                 // The entry existed (it has connections), so nothing to undo but the count.
                 drop(users);
                 inner.conn_count.fetch_sub(1, Ordering::AcqRel);
@@ -77,17 +81,21 @@ impl Hub {
             let state = entry.state.clone();
             let handle = ConnHandle::new(ConnId::next(), user.clone(), state, now);
             entry.conns.push(handle.clone());
-            (handle, first)
+            (handle, first, entry.conns.len() as u32)
         };
         inner
             .conns
             .write(&handle.id())
             .insert(handle.id(), handle.clone());
         Counters::add(&inner.counters.connections_opened, 1);
-        if first {
+        self.announce(|| Event::User {
+            user: user.clone(),
+            count,
+        });
+        if first && elsewhere == 0 {
             inner.offline.write(&user).remove(&user);
             let presence = handle.user_state().presence.lock().view(&user, now_ms());
-            self.publish_presence(handle.user_state(), presence);
+            self.presence_changed(handle.user_state(), presence);
         }
         Ok(handle)
     }
@@ -112,7 +120,12 @@ impl Hub {
             return;
         };
         entry.conns.retain(|c| c.id() != handle.id());
-        if !entry.conns.is_empty() {
+        let count = entry.conns.len() as u32;
+        self.announce(|| Event::User {
+            user: user.clone(),
+            count,
+        });
+        if count > 0 {
             return;
         }
         let Some(entry) = users.remove(user) else {
@@ -121,12 +134,16 @@ impl Hub {
         drop(users);
         inner.user_count.fetch_sub(1, Ordering::Relaxed);
         inner.broker.unsubscribe(&Topic::User(user.clone()));
+        if self.user_connection_count(user) > 0 {
+            // Still connected to another node: no offline presence.
+            return;
+        }
         let presence = entry.state.presence.lock().disconnected(user, now_ms());
         inner
             .offline
             .write(user)
             .insert(user.clone(), presence.clone());
-        self.publish_presence(&entry.state, presence);
+        self.presence_changed(&entry.state, presence);
     }
 
     pub(crate) fn deliver_to_user(&self, user: &UserId, frame: &Bytes) -> usize {

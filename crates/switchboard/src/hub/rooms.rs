@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{ConnHandle, ConnInfo, Hub};
 use crate::broker::Topic;
+use crate::cluster::Event;
 use crate::ids::{ConnId, RoomId, UserId};
 
 /// Most members listed in a `room_joined` reply; `memberCount` is always exact.
@@ -21,6 +22,24 @@ pub(crate) struct Room {
     members: HashMap<ConnId, ConnHandle>,
     /// Connections per user in this room.
     users: HashMap<UserId, u32>,
+}
+
+impl Room {
+    pub(super) fn has_user(&self, user: &UserId) -> bool {
+        self.users.contains_key(user)
+    }
+
+    pub(super) fn users(&self) -> impl Iterator<Item = (&UserId, &u32)> {
+        self.users.iter()
+    }
+}
+
+/// Payload of `user_joined` and `user_left`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MemberEvent<'a> {
+    pub(crate) user_id: &'a UserId,
+    pub(crate) room: &'a RoomId,
 }
 
 /// The outcome of a join.
@@ -76,18 +95,37 @@ impl Hub {
             conn.user_state().add_room(room);
             let count = entry.users.entry(conn.user().clone()).or_insert(0);
             *count += 1;
-            first_of_user = *count == 1;
+            let count = *count;
+            first_of_user = count == 1 && !self.in_room_elsewhere(room, conn.user());
+            self.announce(|| Event::Member {
+                room: room.clone(),
+                user: conn.user().clone(),
+                count,
+            });
         }
+        let mut members: Vec<UserId> = entry
+            .users
+            .keys()
+            .take(MAX_MEMBERS_LISTED)
+            .cloned()
+            .collect();
+        let mut member_count = entry.users.len();
+        // Members on other nodes count too (each user once).
+        self.with_replica(|replica| {
+            for user in replica.room_users(room) {
+                if !entry.users.contains_key(&user) {
+                    member_count += 1;
+                    if members.len() < MAX_MEMBERS_LISTED {
+                        members.push(user);
+                    }
+                }
+            }
+        });
         Joined {
             new,
             first_of_user,
-            members: entry
-                .users
-                .keys()
-                .take(MAX_MEMBERS_LISTED)
-                .cloned()
-                .collect(),
-            member_count: entry.users.len(),
+            members,
+            member_count,
         }
     }
 
@@ -103,16 +141,22 @@ impl Hub {
         }
         conn.user_state().remove_room(room);
         let users = &mut entry.get_mut().users;
-        let last_of_user = match users.get_mut(conn.user()) {
+        let remaining = match users.get_mut(conn.user()) {
             Some(count) if *count > 1 => {
                 *count -= 1;
-                false
+                *count
             }
             _ => {
                 users.remove(conn.user());
-                true
+                0
             }
         };
+        self.announce(|| Event::Member {
+            room: room.clone(),
+            user: conn.user().clone(),
+            count: remaining,
+        });
+        let last_of_user = remaining == 0 && !self.in_room_elsewhere(room, conn.user());
         if entry.get().members.is_empty() {
             entry.remove();
             inner.room_count.fetch_sub(1, Ordering::Relaxed);
@@ -153,13 +197,30 @@ impl Hub {
         all
     }
 
-    /// The distinct users in `room` on this node.
+    /// The distinct users in `room`, on this node and (in a cluster) on every other node.
     pub fn room_members(&self, room: &RoomId) -> Vec<UserId> {
-        let rooms = self.inner.rooms.read(room);
-        rooms
+        let mut members: Vec<UserId> = self
+            .inner
+            .rooms
+            .read(room)
             .get(room)
             .map(|entry| entry.users.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.add_remote_members(room, &mut members);
+        members
+    }
+
+    /// Adds the users in `room` on other nodes that are not in `members` yet.
+    pub(crate) fn add_remote_members(&self, room: &RoomId, members: &mut Vec<UserId>) {
+        self.with_replica(|replica| {
+            let known: std::collections::HashSet<UserId> = members.iter().cloned().collect();
+            members.extend(
+                replica
+                    .room_users(room)
+                    .into_iter()
+                    .filter(|user| !known.contains(user)),
+            );
+        });
     }
 
     /// The connections in `room` on this node.
@@ -195,12 +256,21 @@ impl Hub {
                 }
                 members_removed += 1;
                 handle.user_state().remove_room(room);
-                match entry.users.get_mut(handle.user()) {
-                    Some(count) if *count > 1 => *count -= 1,
+                let remaining = match entry.users.get_mut(handle.user()) {
+                    Some(count) if *count > 1 => {
+                        *count -= 1;
+                        *count
+                    }
                     _ => {
                         entry.users.remove(handle.user());
+                        0
                     }
-                }
+                };
+                self.announce(|| Event::Member {
+                    room: room.clone(),
+                    user: handle.user().clone(),
+                    count: remaining,
+                });
                 false
             });
             let keep = !entry.members.is_empty();

@@ -118,6 +118,8 @@ pub struct StatsSnapshot {
     pub broker: &'static str,
     /// The broker's state.
     pub broker_status: BrokerStatus,
+    /// Whether every broker subscription change is in effect.
+    pub broker_settled: bool,
 }
 
 /// The live gauges that go into a snapshot next to the counters.
@@ -130,6 +132,7 @@ pub(crate) struct Gauges {
     pub(crate) node_id: String,
     pub(crate) broker: &'static str,
     pub(crate) broker_status: BrokerStatus,
+    pub(crate) broker_settled: bool,
 }
 
 impl Counters {
@@ -157,6 +160,7 @@ impl Counters {
             node_id: gauges.node_id,
             broker: gauges.broker,
             broker_status: gauges.broker_status,
+            broker_settled: gauges.broker_settled,
         }
     }
 }

@@ -19,6 +19,7 @@ pub(super) fn hub() -> Hub {
     Hub::new(
         config(),
         Arc::new(LocalBroker::standalone()),
+        Arc::new(crate::cluster::NoPeers),
         Extensions::default(),
     )
 }
@@ -228,8 +229,18 @@ fn shutdown_asks_everyone_to_go_away_and_refuses_newcomers() {
 #[test]
 fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
     let bus = LocalBus::new();
-    let hub_a = Hub::new(config(), Arc::new(bus.broker()), Extensions::default());
-    let hub_b = Hub::new(config(), Arc::new(bus.broker()), Extensions::default());
+    let hub_a = Hub::new(
+        config(),
+        Arc::new(bus.broker()),
+        Arc::new(crate::cluster::NoPeers),
+        Extensions::default(),
+    );
+    let hub_b = Hub::new(
+        config(),
+        Arc::new(bus.broker()),
+        Arc::new(crate::cluster::NoPeers),
+        Extensions::default(),
+    );
     let on_a = hub_a.register(user("a")).unwrap();
     let on_b = hub_b.register(user("b")).unwrap();
     let general = room("general");

@@ -31,7 +31,7 @@ pub enum Status {
 }
 
 /// A user's presence as clients and the APIs see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Presence {
     /// The user.
@@ -39,7 +39,7 @@ pub struct Presence {
     /// The status.
     pub status: Status,
     /// Metadata the user attached with a `presence` frame (such as `{"device":"mobile"}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Arc<RawValue>>,
     /// Milliseconds since the epoch when the user was last active (or disconnected).
     pub last_seen: u64,

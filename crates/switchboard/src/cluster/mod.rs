@@ -1,0 +1,64 @@
+//! Cluster membership: what the other nodes hold (users, room members, channels, presence), so
+//! that member lists, presence and `user_joined`/`user_left` are cluster-wide, and what this
+//! node tells them about itself.
+//!
+//! The hub reads a local [`Replica`] of the other nodes (synchronously, no network on the
+//! message path) and announces its own changes as [`Event`]s with absolute counts. A lone node
+//! uses [`NoPeers`], which has no replica and drops announcements: it pays nothing. In cluster
+//! mode [`RedisCluster`] keeps the replica current from a cluster event channel, stores each
+//! node's state in a Redis hash with per-node liveness keys, and reaps nodes that die.
+
+mod redis;
+pub mod replica;
+
+use std::sync::Weak;
+
+use parking_lot::RwLock;
+
+pub(crate) use redis::check_prefix;
+pub use redis::{ClusterError, RedisCluster, RedisConfig};
+pub use replica::{Change, Event, Replica, Snapshot};
+
+/// Cluster membership as the hub sees it.
+///
+/// Guarantees: `announce` never blocks; announcements of one node reach the others in order;
+/// a node that stops announcing liveness is reaped within a bounded time, its users' departures
+/// reaching every other node's sink as [`Change`]s.
+pub trait Membership: Send + Sync + 'static {
+    /// Starts delivering the other nodes' changes to `sink`. Called once, by the hub.
+    fn start(&self, sink: Weak<dyn MembershipSink>);
+    /// Tells the other nodes about a change on this node.
+    fn announce(&self, event: Event);
+    /// The replica of the other nodes; `None` for a lone node.
+    fn replica(&self) -> Option<&RwLock<Replica>>;
+    /// The latest statistics each other live node published (JSON objects as in `/stats`).
+    fn peer_stats(&self) -> Vec<serde_json::Value>;
+}
+
+/// Where membership changes from other nodes go (the hub).
+pub trait MembershipSink: Send + Sync {
+    /// Announces `changes` to this node's clients.
+    fn changes(&self, changes: Vec<Change>);
+    /// Everything this node holds, to rewrite its state after a broker outage.
+    fn snapshot(&self) -> Snapshot;
+    /// This node's statistics, published with its liveness.
+    fn stats(&self) -> serde_json::Value;
+}
+
+/// Membership of a node without peers.
+#[derive(Debug, Default)]
+pub struct NoPeers;
+
+impl Membership for NoPeers {
+    fn start(&self, _sink: Weak<dyn MembershipSink>) {}
+
+    fn announce(&self, _event: Event) {}
+
+    fn replica(&self) -> Option<&RwLock<Replica>> {
+        None
+    }
+
+    fn peer_stats(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,242 @@
+//! Names and encodings in Redis: pub/sub channel per topic, keys per node, the envelope of a
+//! publication, and the fields of a node's state hash. Every name starts with the configured
+//! prefix, so several clusters can share one Redis.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::broker::Topic;
+use crate::cluster::Snapshot;
+use crate::ids::{ChannelId, ChannelPrefix, MAX_NAME_CHARS, NodeId, RoomId, UserId};
+use crate::presence::Presence;
+
+/// Version byte of the publication envelope.
+const ENVELOPE_VERSION: u8 = 1;
+
+/// Redis names for one cluster prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The pub/sub channel of a topic (patterns: see [`Keys::pattern`]).
+    pub(super) fn channel(&self, topic: &Topic) -> String {
+        let p = &self.prefix;
+        match topic {
+            Topic::Broadcast => format!("{p}b"),
+            Topic::Room(room) => format!("{p}r:{room}"),
+            Topic::User(user) => format!("{p}u:{user}"),
+            Topic::Channel(channel) => format!("{p}c:{channel}"),
+            Topic::ChannelPattern(prefix) => self.pattern(prefix),
+        }
+    }
+
+    /// The `PSUBSCRIBE` pattern of a channel pattern. Names cannot contain glob characters,
+    /// and the prefix is checked for them at start, so nothing needs escaping.
+    pub(super) fn pattern(&self, prefix: &ChannelPrefix) -> String {
+        format!("{}c:{}*", self.prefix, prefix.prefix())
+    }
+
+    /// The topic a pub/sub channel carries, for channels this node subscribes to.
+    pub(super) fn topic(&self, channel: &str) -> Option<Topic> {
+        let rest = channel.strip_prefix(&self.prefix)?;
+        if rest == "b" {
+            return Some(Topic::Broadcast);
+        }
+        let (kind, name) = rest.split_once(':')?;
+        Some(match kind {
+            "r" => Topic::Room(RoomId::parse(name, MAX_NAME_CHARS).ok()?),
+            "u" => Topic::User(UserId::parse(name, MAX_NAME_CHARS).ok()?),
+            "c" => Topic::Channel(ChannelId::parse(name, MAX_NAME_CHARS).ok()?),
+            _ => return None,
+        })
+    }
+
+    /// The channel of membership events.
+    pub(super) fn events(&self) -> String {
+        format!("{}cluster", self.prefix)
+    }
+
+    /// The set of node ids that have registered.
+    pub(super) fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// A node's liveness key (expires unless refreshed; its value is the node's stats).
+    pub(super) fn alive(&self, node: &NodeId) -> String {
+        format!("{}alive:{node}", self.prefix)
+    }
+
+    /// A node's state hash.
+    pub(super) fn state(&self, node: &NodeId) -> String {
+        format!("{}state:{node}", self.prefix)
+    }
+
+    /// The lock a node takes to reap a dead node.
+    pub(super) fn reap(&self, node: &NodeId) -> String {
+        format!("{}reap:{node}", self.prefix)
+    }
+}
+
+/// Encodes a publication: version, origin, then the frame bytes as the origin framed them.
+pub(super) fn encode_envelope(origin: &NodeId, frame: &[u8]) -> Bytes {
+    let origin = origin.as_str().as_bytes();
+    let mut out = BytesMut::with_capacity(2 + origin.len() + frame.len());
+    out.put_u8(ENVELOPE_VERSION);
+    out.put_u8(origin.len().min(255) as u8);
+    out.put_slice(&origin[..origin.len().min(255)]);
+    out.put_slice(frame);
+    out.freeze()
+}
+
+/// Decodes a publication into (origin, frame).
+pub(super) fn decode_envelope(payload: &[u8]) -> Option<(&str, &[u8])> {
+    let [ENVELOPE_VERSION, len, rest @ ..] = payload else {
+        return None;
+    };
+    let len = usize::from(*len);
+    let origin = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((origin, &rest[len..]))
+}
+
+/// State hash fields: `u:USER` (connections), `m:ROOM\nUSER` (connections in the room),
+/// `c:CHANNEL` (subscribed), `p:USER` (presence JSON). Names cannot contain a newline.
+pub(super) fn user_field(user: &UserId) -> String {
+    format!("u:{user}")
+}
+
+pub(super) fn member_field(room: &RoomId, user: &UserId) -> String {
+    format!("m:{room}\n{user}")
+}
+
+pub(super) fn channel_field(channel: &str) -> String {
+    format!("c:{channel}")
+}
+
+pub(super) fn presence_field(user: &UserId) -> String {
+    format!("p:{user}")
+}
+
+/// Every field of a snapshot, for rewriting a node's hash.
+pub(super) fn snapshot_fields(snapshot: &Snapshot) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for (user, count) in &snapshot.users {
+        fields.push((user_field(user), count.to_string()));
+    }
+    for ((room, user), count) in &snapshot.members {
+        fields.push((member_field(room, user), count.to_string()));
+    }
+    for channel in &snapshot.channels {
+        fields.push((channel_field(channel), "1".to_owned()));
+    }
+    for (user, presence) in &snapshot.presence {
+        if let Ok(json) = serde_json::to_string(presence) {
+            fields.push((presence_field(user), json));
+        }
+    }
+    fields
+}
+
+/// Reads a node's hash back; fields that do not parse are skipped.
+pub(super) fn parse_snapshot(fields: HashMap<String, String>) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for (field, value) in fields {
+        let Some((kind, name)) = field.split_once(':') else {
+            continue;
+        };
+        match kind {
+            "u" => {
+                if let (Ok(user), Ok(count)) = (UserId::parse(name, MAX_NAME_CHARS), value.parse())
+                {
+                    snapshot.users.insert(user, count);
+                }
+            }
+            "m" => {
+                let Some((room, user)) = name.split_once('\n') else {
+                    continue;
+                };
+                if let (Ok(room), Ok(user), Ok(count)) = (
+                    RoomId::parse(room, MAX_NAME_CHARS),
+                    UserId::parse(user, MAX_NAME_CHARS),
+                    value.parse(),
+                ) {
+                    snapshot.members.insert((room, user), count);
+                }
+            }
+            "c" => {
+                snapshot.channels.insert(name.to_owned());
+            }
+            "p" => {
+                if let Ok(presence) = serde_json::from_str::<Presence>(&value) {
+                    snapshot.presence.insert(presence.user_id.clone(), presence);
+                }
+            }
+            _ => {}
+        }
+    }
+    snapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::Status;
+
+    #[test]
+    fn channels_round_trip_to_topics() {
+        let keys = Keys::new("sb:");
+        for topic in [
+            Topic::Broadcast,
+            Topic::Room(RoomId::from_trusted("general")),
+            Topic::User(UserId::from_trusted("user:1")),
+            Topic::Channel(ChannelId::from_trusted("event:login")),
+        ] {
+            assert_eq!(keys.topic(&keys.channel(&topic)), Some(topic));
+        }
+        assert_eq!(keys.topic("other:r:x"), None, "another cluster's prefix");
+        let prefix = ChannelPrefix::parse("room:*", 64).unwrap();
+        assert_eq!(keys.pattern(&prefix), "sb:c:room:*");
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        let node = NodeId::from_trusted("node-1");
+        let encoded = encode_envelope(&node, b"\x81\x02hi");
+        assert_eq!(
+            decode_envelope(&encoded),
+            Some(("node-1", &b"\x81\x02hi"[..]))
+        );
+        assert_eq!(decode_envelope(b"\x02\x01a"), None, "unknown version");
+        assert_eq!(decode_envelope(b"\x01\x09ab"), None, "truncated");
+    }
+
+    #[test]
+    fn snapshots_round_trip_through_hash_fields() {
+        let mut snapshot = Snapshot::default();
+        let alice = UserId::from_trusted("alice");
+        snapshot.users.insert(alice.clone(), 2);
+        snapshot
+            .members
+            .insert((RoomId::from_trusted("chat:1"), alice.clone()), 1);
+        snapshot.channels.insert("room:*".into());
+        snapshot.presence.insert(
+            alice.clone(),
+            Presence {
+                user_id: alice,
+                status: Status::Away,
+                metadata: None,
+                last_seen: 7,
+            },
+        );
+        let fields: HashMap<String, String> = snapshot_fields(&snapshot).into_iter().collect();
+        assert_eq!(parse_snapshot(fields), snapshot);
+    }
+}

@@ -1,0 +1,304 @@
+//! Cluster mode over Redis: one [`RedisCluster`] per node is both its [`Broker`] (publications
+//! to other nodes over Redis pub/sub) and its [`Membership`] (state and liveness in Redis keys,
+//! changes on a cluster event channel).
+//!
+//! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
+//! and one subscribing connection per node, whatever the number of rooms or clients. The node
+//! subscribes to a topic's Redis channel only while it has a local member (the hub
+//! reference-counts); the wanted set lives here, so after a reconnect everything is
+//! resubscribed.
+//!
+//! Failure model: nothing here blocks the hub. Publications and announcements go through a
+//! bounded queue to the publisher task; when Redis is unreachable they are dropped (at-most-once
+//! delivery across outages) and counted, the node reports `Degraded`, logs the outage once, and
+//! reconnects with backoff. On reconnect it rewrites its state hash from the hub, announces it,
+//! reloads the other nodes' state, and resubscribes.
+
+mod keys;
+mod tasks;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Event, Membership, MembershipSink, Replica};
+use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
+use crate::ids::NodeId;
+use keys::Keys;
+
+/// Most publications and announcements queued for Redis; beyond, they are dropped.
+const OUTGOING_CAPACITY: usize = 65_536;
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel, so several clusters can share one Redis.
+    pub prefix: String,
+    /// A node that has not refreshed its liveness key for this long is dead.
+    pub node_ttl: Duration,
+}
+
+/// Why cluster mode could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Redis URL is not valid.
+    #[error("invalid Redis URL: {0}")]
+    Url(#[source] redis::RedisError),
+}
+
+/// A membership event as published on the cluster channel.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announcement {
+    origin: NodeId,
+    event: Event,
+}
+
+/// What the publisher task sends to Redis.
+enum Outgoing {
+    /// A publication to the other nodes.
+    Publish { channel: String, payload: Bytes },
+    /// A membership change: written to the node's hash and announced.
+    Announce(Event),
+    /// Rewrite the node's whole hash from the hub and announce a reload.
+    Rewrite,
+}
+
+/// Redis channels and patterns this node wants to receive, and the changes the subscriber
+/// task has not applied yet.
+#[derive(Debug, Default)]
+struct Wanted {
+    channels: HashSet<String>,
+    patterns: HashSet<String>,
+    changes: Vec<SubscriptionChange>,
+}
+
+/// One (un)subscription for the subscriber task to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SubscriptionChange {
+    Subscribe(String),
+    Unsubscribe(String),
+    PSubscribe(String),
+    PUnsubscribe(String),
+}
+
+struct Shared {
+    node: NodeId,
+    keys: Keys,
+    client: redis::Client,
+    ttl: Duration,
+    replica: RwLock<Replica>,
+    broker_sink: OnceLock<Weak<dyn BrokerSink>>,
+    membership_sink: OnceLock<Weak<dyn MembershipSink>>,
+    wanted: Mutex<Wanted>,
+    /// Woken when `wanted` changes; the subscriber task then (un)subscribes the difference.
+    wanted_changed: Notify,
+    /// The subscriber's subscriptions equal `wanted`.
+    settled: AtomicBool,
+    subscriber: tasks::Link,
+    publisher: tasks::Link,
+    /// Sender side of the publisher task's queue (the task holds the receiver).
+    outgoing: mpsc::Sender<Outgoing>,
+    receiver: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// The publishing connection, shared with the tasks that read.
+    connection: Mutex<Option<ConnectionManager>>,
+    peer_stats: Mutex<Vec<serde_json::Value>>,
+    dropped: AtomicU64,
+}
+
+/// Cluster mode over Redis: this node's [`Broker`] and [`Membership`].
+pub struct RedisCluster {
+    shared: Arc<Shared>,
+}
+
+impl RedisCluster {
+    /// Prepares cluster mode for node `node`; nothing touches the network until
+    /// [`RedisCluster::spawn`].
+    pub fn new(config: &RedisConfig, node: NodeId) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(ClusterError::Url)?;
+        let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
+        let mut wanted = Wanted::default();
+        wanted.channels.insert(Keys::new(&config.prefix).events());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                node,
+                keys: Keys::new(&config.prefix),
+                client,
+                ttl: config.node_ttl,
+                replica: RwLock::new(Replica::default()),
+                broker_sink: OnceLock::new(),
+                membership_sink: OnceLock::new(),
+                wanted: Mutex::new(wanted),
+                wanted_changed: Notify::new(),
+                settled: AtomicBool::new(false),
+                subscriber: tasks::Link::new("subscriber"),
+                publisher: tasks::Link::new("publisher"),
+                outgoing,
+                receiver: Mutex::new(Some(receiver)),
+                connection: Mutex::new(None),
+                peer_stats: Mutex::new(Vec::new()),
+                dropped: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Starts the subscriber, publisher and liveness tasks on `tasks`; they stop with `cancel`.
+    pub fn spawn(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        if let Some(receiver) = self.shared.receiver.lock().take() {
+            tasks.spawn(tasks::publisher(
+                self.shared.clone(),
+                receiver,
+                cancel.clone(),
+            ));
+            tasks.spawn(tasks::subscriber(self.shared.clone(), cancel.clone()));
+            tasks.spawn(tasks::liveness(self.shared.clone(), cancel.clone()));
+        }
+    }
+
+    /// Publications and announcements dropped because Redis was unreachable.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn queue(&self, item: Outgoing) {
+        if self.outgoing.try_send(item).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn want(&self, topic: &Topic, add: bool) {
+        let name = self.keys.channel(topic);
+        let pattern = matches!(topic, Topic::ChannelPattern(_));
+        let mut wanted = self.wanted.lock();
+        let set = if pattern {
+            &mut wanted.patterns
+        } else {
+            &mut wanted.channels
+        };
+        let changed = if add {
+            set.insert(name.clone())
+        } else {
+            set.remove(&name)
+        };
+        if changed {
+            wanted.changes.push(match (pattern, add) {
+                (false, true) => SubscriptionChange::Subscribe(name),
+                (false, false) => SubscriptionChange::Unsubscribe(name),
+                (true, true) => SubscriptionChange::PSubscribe(name),
+                (true, false) => SubscriptionChange::PUnsubscribe(name),
+            });
+        }
+        drop(wanted);
+        if changed {
+            self.settled.store(false, Ordering::Release);
+            self.wanted_changed.notify_one();
+        }
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.connection.lock().clone()
+    }
+
+    fn membership_sink(&self) -> Option<Arc<dyn MembershipSink>> {
+        self.membership_sink.get().and_then(Weak::upgrade)
+    }
+
+    fn broker_sink(&self) -> Option<Arc<dyn BrokerSink>> {
+        self.broker_sink.get().and_then(Weak::upgrade)
+    }
+
+    /// Applies replica changes and hands them to the hub.
+    fn announce_changes(&self, changes: Vec<super::Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.membership_sink() {
+            sink.changes(changes);
+        }
+    }
+}
+
+impl Broker for RedisCluster {
+    fn start(&self, sink: Weak<dyn BrokerSink>) {
+        let _ = self.shared.broker_sink.set(sink);
+    }
+
+    fn publish(&self, envelope: Envelope) {
+        let shared = &self.shared;
+        shared.queue(Outgoing::Publish {
+            channel: shared.keys.channel(&envelope.topic),
+            payload: keys::encode_envelope(&envelope.origin, &envelope.frame),
+        });
+    }
+
+    fn subscribe(&self, topic: &Topic) {
+        self.shared.want(topic, true);
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        self.shared.want(topic, false);
+    }
+
+    fn status(&self) -> BrokerStatus {
+        let shared = &self.shared;
+        if shared.subscriber.is_up() && shared.publisher.is_up() {
+            BrokerStatus::Connected
+        } else {
+            BrokerStatus::Degraded
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.shared.subscriber.is_up() && self.shared.settled.load(Ordering::Acquire)
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+impl Membership for RedisCluster {
+    fn start(&self, sink: Weak<dyn MembershipSink>) {
+        let _ = self.shared.membership_sink.set(sink);
+    }
+
+    fn announce(&self, event: Event) {
+        self.shared.queue(Outgoing::Announce(event));
+    }
+
+    fn replica(&self) -> Option<&RwLock<Replica>> {
+        Some(&self.shared.replica)
+    }
+
+    fn peer_stats(&self) -> Vec<serde_json::Value> {
+        self.shared.peer_stats.lock().clone()
+    }
+}
+
+/// Checks that a key prefix is usable: the name characters only, so it needs no escaping in
+/// `PSUBSCRIBE` patterns.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() > 64 {
+        return Err("must be at most 64 characters".to_owned());
+    }
+    if prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.:{}".contains(c))
+    {
+        Ok(())
+    } else {
+        Err("may contain only ASCII letters, digits and _ - . : { }".to_owned())
+    }
+}

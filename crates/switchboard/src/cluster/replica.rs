@@ -1,0 +1,366 @@
+//! This node's copy of what the *other* nodes hold: their users (with connection counts), room
+//! memberships, channels and the latest presence of their users. Pure data: events and
+//! snapshots go in, the changes this node must announce to its own clients come out.
+//!
+//! Every fact is keyed by node and carries an absolute count, so applying an event twice, or a
+//! snapshot after events, converges to the same state.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NodeId, RoomId, UserId};
+use crate::presence::{Presence, Status};
+
+/// A change one node announces to the others. Counts are absolute (the node's new total).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Event {
+    /// The node has `count` connections of `user` (0: none left).
+    User {
+        /// The user.
+        user: UserId,
+        /// Their connections on the node.
+        count: u32,
+    },
+    /// The node has `count` connections of `user` in `room` (0: the user left it there).
+    Member {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+        /// Their connections in the room on the node.
+        count: u32,
+    },
+    /// The node has (or no longer has) a subscriber for a channel or pattern.
+    Channel {
+        /// The channel name, or a pattern ending in `*`.
+        channel: String,
+        /// Whether the node has a subscriber.
+        present: bool,
+    },
+    /// A user's presence changed on the node.
+    Presence(Presence),
+    /// The node rewrote its whole state (after a reconnect): reload it.
+    Reload,
+    /// The node is gone (it stopped refreshing its liveness key).
+    Dead {
+        /// The dead node.
+        node: NodeId,
+    },
+}
+
+/// Everything one node holds, as stored in its Redis hash.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Connections per user.
+    pub users: HashMap<UserId, u32>,
+    /// Connections per user per room.
+    pub members: HashMap<(RoomId, UserId), u32>,
+    /// Channels and patterns with a subscriber.
+    pub channels: HashSet<String>,
+    /// The presence of each connected user.
+    pub presence: HashMap<UserId, Presence>,
+}
+
+/// What a replica change means for this node's clients. The hub still checks its own local
+/// state (a user who left a room remotely may still be in it here).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// `user` is no longer in `room` on any other node.
+    Left {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+    },
+    /// `user` is now in `room` on another node, and was in it on no other node before.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+    },
+    /// A user's presence as another node reports it. An `offline` presence means the user has
+    /// no connection on any other node.
+    Presence {
+        /// The presence.
+        presence: Presence,
+        /// The user's rooms on other nodes.
+        rooms: Vec<RoomId>,
+    },
+}
+
+/// The replica.
+#[derive(Debug, Default)]
+pub struct Replica {
+    nodes: HashMap<NodeId, Snapshot>,
+    /// (room, user) -> number of nodes where the user is in the room.
+    members: HashMap<RoomId, HashMap<UserId, u32>>,
+    /// user -> rooms (with the number of nodes where the user is in each).
+    user_rooms: HashMap<UserId, HashMap<RoomId, u32>>,
+    /// user -> connections over all other nodes.
+    users: HashMap<UserId, u32>,
+    /// channel -> number of nodes subscribed.
+    channels: HashMap<String, u32>,
+    /// The latest presence each user's nodes reported.
+    presence: HashMap<UserId, Presence>,
+}
+
+impl Replica {
+    /// Applies an event from `origin`. Membership events change nothing visible: the origin
+    /// announces joins and departures to the room itself. Presence events are delivered by
+    /// every node to its own clients, so they come back as a [`Change`].
+    pub fn apply(&mut self, origin: &NodeId, event: Event) -> Vec<Change> {
+        match event {
+            Event::User { user, count } => {
+                self.set_user(origin, &user, count);
+                if self.user_connections(&user) == 0 {
+                    self.presence.remove(&user);
+                }
+            }
+            Event::Member { room, user, count } => {
+                self.set_member(origin, room, user, count, &mut Vec::new());
+            }
+            Event::Channel { channel, present } => self.set_channel(origin, channel, present),
+            Event::Presence(presence) => {
+                let rooms = self.user_rooms(&presence.user_id);
+                let user = presence.user_id.clone();
+                if presence.status == Status::Offline {
+                    self.node(origin).presence.remove(&user);
+                    if self.user_connections(&user) == 0 {
+                        self.presence.remove(&user);
+                    }
+                } else {
+                    self.node(origin)
+                        .presence
+                        .insert(user.clone(), presence.clone());
+                    self.presence.insert(user, presence.clone());
+                }
+                return vec![Change::Presence { presence, rooms }];
+            }
+            Event::Reload => {}
+            Event::Dead { node } => return self.replace(&node, None),
+        }
+        Vec::new()
+    }
+
+    /// Replaces everything `node` holds (`None`: the node is gone) and says what changed for
+    /// clients: users no longer connected anywhere else go offline (announced first), then
+    /// room departures and arrivals.
+    pub fn replace(&mut self, node: &NodeId, snapshot: Option<Snapshot>) -> Vec<Change> {
+        let gone = snapshot.is_none();
+        let new = snapshot.unwrap_or_default();
+        let old = self.nodes.get(node).cloned().unwrap_or_default();
+        let mut changes = Vec::new();
+        for (room, user) in old.members.keys() {
+            if !new.members.contains_key(&(room.clone(), user.clone())) {
+                self.set_member(node, room.clone(), user.clone(), 0, &mut changes);
+            }
+        }
+        let mut offline = Vec::new();
+        for user in old.users.keys() {
+            if new.users.contains_key(user) {
+                continue;
+            }
+            self.set_user(node, user, 0);
+            if self.user_connections(user) == 0 {
+                let last = self
+                    .presence
+                    .remove(user)
+                    .or_else(|| old.presence.get(user).cloned());
+                offline.push(Change::Presence {
+                    presence: Presence {
+                        user_id: user.clone(),
+                        status: Status::Offline,
+                        metadata: last.as_ref().and_then(|p| p.metadata.clone()),
+                        last_seen: last.map_or(0, |p| p.last_seen),
+                    },
+                    rooms: Vec::new(),
+                });
+            }
+        }
+        for channel in old.channels.difference(&new.channels) {
+            self.set_channel(node, channel.clone(), false);
+        }
+        for (user, count) in &new.users {
+            self.set_user(node, user, *count);
+        }
+        for ((room, user), count) in &new.members {
+            self.set_member(node, room.clone(), user.clone(), *count, &mut changes);
+        }
+        for channel in &new.channels {
+            self.set_channel(node, channel.clone(), true);
+        }
+        for (user, presence) in new.presence {
+            self.node(node)
+                .presence
+                .insert(user.clone(), presence.clone());
+            self.presence.insert(user, presence);
+        }
+        if gone {
+            self.nodes.remove(node);
+        }
+        offline.append(&mut changes);
+        offline
+    }
+
+    fn node(&mut self, node: &NodeId) -> &mut Snapshot {
+        self.nodes.entry(node.clone()).or_default()
+    }
+
+    /// Sets the node's count for a user.
+    fn set_user(&mut self, node: &NodeId, user: &UserId, count: u32) {
+        let state = self.node(node);
+        let previous = if count == 0 {
+            state.presence.remove(user);
+            state.users.remove(user).unwrap_or(0)
+        } else {
+            state.users.insert(user.clone(), count).unwrap_or(0)
+        };
+        let total = self.users.entry(user.clone()).or_insert(0);
+        *total = (*total + count).saturating_sub(previous);
+        if *total == 0 {
+            self.users.remove(user);
+        }
+    }
+
+    fn set_member(
+        &mut self,
+        node: &NodeId,
+        room: RoomId,
+        user: UserId,
+        count: u32,
+        changes: &mut Vec<Change>,
+    ) {
+        let key = (room.clone(), user.clone());
+        let state = self.node(node);
+        let was = if count == 0 {
+            state.members.remove(&key).is_some()
+        } else {
+            state.members.insert(key, count).is_some()
+        };
+        let is = count > 0;
+        if was == is {
+            return;
+        }
+        let nodes = self
+            .members
+            .entry(room.clone())
+            .or_default()
+            .entry(user.clone())
+            .or_insert(0);
+        if is {
+            *nodes += 1;
+        } else {
+            *nodes = nodes.saturating_sub(1);
+        }
+        let nodes = *nodes;
+        let user_rooms = self.user_rooms.entry(user.clone()).or_default();
+        user_rooms.insert(room.clone(), nodes);
+        if nodes == 0 {
+            user_rooms.remove(&room);
+            if user_rooms.is_empty() {
+                self.user_rooms.remove(&user);
+            }
+            if let Some(users) = self.members.get_mut(&room) {
+                users.remove(&user);
+                if users.is_empty() {
+                    self.members.remove(&room);
+                }
+            }
+            changes.push(Change::Left { room, user });
+        } else if is && nodes == 1 {
+            changes.push(Change::Joined { room, user });
+        }
+    }
+
+    fn set_channel(&mut self, node: &NodeId, channel: String, present: bool) {
+        let state = self.node(node);
+        let changed = if present {
+            state.channels.insert(channel.clone())
+        } else {
+            state.channels.remove(&channel)
+        };
+        if !changed {
+            return;
+        }
+        let count = self.channels.entry(channel.clone()).or_insert(0);
+        if present {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.channels.remove(&channel);
+            }
+        }
+    }
+
+    /// Whether `user` is in `room` on another node.
+    pub fn in_room(&self, room: &RoomId, user: &UserId) -> bool {
+        self.members
+            .get(room)
+            .is_some_and(|users| users.contains_key(user))
+    }
+
+    /// The users in `room` on other nodes.
+    pub fn room_users(&self, room: &RoomId) -> Vec<UserId> {
+        self.members
+            .get(room)
+            .map(|users| users.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The rooms `user` is in on other nodes.
+    pub fn user_rooms(&self, user: &UserId) -> Vec<RoomId> {
+        self.user_rooms
+            .get(user)
+            .map(|rooms| rooms.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `user`'s connections on other nodes.
+    pub fn user_connections(&self, user: &UserId) -> u32 {
+        self.users.get(user).copied().unwrap_or(0)
+    }
+
+    /// The latest presence of a user connected to another node.
+    pub fn presence(&self, user: &UserId) -> Option<Presence> {
+        self.presence.get(user).cloned()
+    }
+
+    /// Every user connected to another node, with the latest presence known (online when none
+    /// was reported yet).
+    pub fn users(&self) -> Vec<Presence> {
+        self.users
+            .keys()
+            .map(|user| {
+                self.presence.get(user).cloned().unwrap_or(Presence {
+                    user_id: user.clone(),
+                    status: Status::Online,
+                    metadata: None,
+                    last_seen: 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Rooms with a member on another node.
+    pub fn rooms(&self) -> impl Iterator<Item = &RoomId> {
+        self.members.keys()
+    }
+
+    /// Channels and patterns with a subscriber on another node.
+    pub fn channels(&self) -> impl Iterator<Item = &String> {
+        self.channels.keys()
+    }
+
+    /// The other nodes this replica has heard of.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes.keys()
+    }
+}
+
+#[cfg(test)]
+#[path = "replica_tests.rs"]
+mod tests;

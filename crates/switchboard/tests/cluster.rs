@@ -1,0 +1,304 @@
+//! Cluster mode with real parts: a redis-server child process and several Switchboard nodes,
+//! driven by real WebSocket clients. A client on node A and a client on node B must behave as
+//! if they were on one server.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{Client, TestServer, http_json};
+use serde_json::json;
+use switchboard::broker::BrokerStatus;
+use switchboard::ids::{RoomId, UserId};
+use switchboard::presence::Status;
+
+/// Starts a node of the cluster on `redis` with `prefix`.
+async fn node(redis: &RedisServer, name: &str) -> TestServer {
+    node_with(redis, name, |_| {}).await
+}
+
+async fn node_with(
+    redis: &RedisServer,
+    name: &str,
+    configure: impl FnOnce(&mut switchboard::config::RawSettings),
+) -> TestServer {
+    let url = redis.url();
+    let server = TestServer::with(|s| {
+        s.redis_url = Some(url);
+        s.node_id = Some(name.into());
+        s.node_ttl = Some("2s".parse().unwrap());
+        s.rate_limit = Some(0);
+        configure(s);
+    })
+    .await;
+    settled(&server).await;
+    server
+}
+
+/// Waits until the node's broker is connected and every subscription is in effect.
+async fn settled(server: &TestServer) {
+    common::wait_until("the broker is connected and settled", || {
+        let stats = server.hub.stats();
+        stats.broker_status == BrokerStatus::Connected && stats.broker_settled
+    })
+    .await;
+}
+
+/// Waits until `server` knows `user` is in `room` (through the other nodes' announcements).
+async fn sees_member(server: &TestServer, room: &str, user: &str) {
+    let room = RoomId::from_trusted(room);
+    let user = UserId::from_trusted(user);
+    common::wait_until("the member is known cluster-wide", || {
+        server.hub.room_members(&room).contains(&user)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn room_messages_and_member_notices_cross_nodes() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut alice = a.member("alice", "general").await;
+    settled(&a).await;
+    sees_member(&b, "general", "alice").await;
+    let mut bob = b.connect("bob").await;
+    let joined = bob.join("general").await;
+    settled(&b).await;
+    let notice = alice.expect("user_joined").await;
+    assert_eq!(notice["userId"], "bob");
+    assert_eq!(
+        joined["payload"]["memberCount"], 2,
+        "alice on the other node counts"
+    );
+
+    alice
+        .send(json!({"type": "message", "payload": {"room": "general", "content": "hi from A"}, "id": 1}))
+        .await;
+    let message = bob.expect("message").await;
+    assert_eq!(message["userId"], "alice");
+    assert_eq!(message["payload"]["content"], "hi from A");
+    alice.expect("ack").await;
+    alice.expect_nothing_pending().await;
+
+    bob.send_type(
+        "message",
+        json!({"room": "general", "content": "hi from B"}),
+    )
+    .await;
+    assert_eq!(
+        alice.expect("message").await["payload"]["content"],
+        "hi from B"
+    );
+    bob.expect_nothing_pending().await;
+
+    bob.send_type("leave_room", json!({"room": "general"}))
+        .await;
+    bob.expect("room_left").await;
+    assert_eq!(alice.expect("user_left").await["userId"], "bob");
+}
+
+#[tokio::test]
+async fn broadcast_users_channels_and_the_api_work_from_any_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let c = node(&redis, "c").await;
+    let mut on_a = a.connect("dana").await;
+    let mut on_b = b.connect("dana").await;
+    let mut other = c.connect("erin").await;
+    on_b.send_type("subscribe", json!({"channel": "event:deploy"}))
+        .await;
+    on_b.expect("subscribed").await;
+    for node in [&a, &b, &c] {
+        settled(node).await;
+    }
+
+    // Broadcast from a client on C reaches every node.
+    other
+        .send_type("broadcast", json!({"content": "everyone"}))
+        .await;
+    for client in [&mut on_a, &mut on_b, &mut other] {
+        assert_eq!(
+            client.expect("broadcast").await["payload"]["content"],
+            "everyone"
+        );
+    }
+    // The server API on C reaches both of dana's connections, on A and B.
+    let (status, _) = http_json(
+        c.addr,
+        "POST",
+        "/api/users/dana/messages",
+        Some(&json!({"type": "notification", "payload": {"n": 1}})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    on_a.expect("notification").await;
+    on_b.expect("notification").await;
+    other.expect_nothing_pending().await;
+    // A channel publication from A reaches the subscriber on B, once.
+    on_a.send_type(
+        "publish",
+        json!({"channel": "event:deploy", "data": {"v": 2}}),
+    )
+    .await;
+    assert_eq!(on_b.expect("publish").await["payload"], json!({"v": 2}));
+    on_b.expect_nothing_pending().await;
+    // So does a library publication on C.
+    c.hub
+        .pubsub()
+        .publish("event:deploy", &json!({"v": 3}))
+        .unwrap();
+    assert_eq!(on_b.expect("publish").await["payload"], json!({"v": 3}));
+}
+
+#[tokio::test]
+async fn presence_and_member_lists_are_cluster_wide() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut watcher = b.connect("watcher").await;
+    watcher
+        .send_type("subscribe", json!({"channel": "presence:alice"}))
+        .await;
+    watcher.expect("subscribed").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+
+    let mut alice = a.member("alice", "general").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+    let alice_id = UserId::from_trusted("alice");
+    common::wait_until("B sees alice online", || {
+        b.hub.presence().get(&alice_id).status == Status::Online
+    })
+    .await;
+    alice
+        .send_type(
+            "presence",
+            json!({"status": "away", "metadata": {"where": "lunch"}}),
+        )
+        .await;
+    let away = watcher.expect("presence").await;
+    assert_eq!(away["payload"]["status"], "away");
+    assert_eq!(away["payload"]["metadata"]["where"], "lunch");
+
+    sees_member(&b, "general", "alice").await;
+    let mut bob = b.connect("bob").await;
+    let joined = bob.join("general").await;
+    let members = joined["payload"]["members"].as_array().unwrap();
+    let alice_entry = members.iter().find(|m| m["userId"] == "alice").unwrap();
+    assert_eq!(
+        alice_entry["status"], "away",
+        "a member on another node, with presence"
+    );
+
+    let online: Vec<String> = b
+        .hub
+        .presence()
+        .online_users()
+        .iter()
+        .map(|p| p.user_id.to_string())
+        .collect();
+    assert!(online.contains(&"alice".to_owned()) && online.contains(&"bob".to_owned()));
+
+    drop(alice);
+    let offline = watcher.expect("presence").await;
+    assert_eq!(offline["payload"]["status"], "offline");
+}
+
+#[tokio::test]
+async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut observer = a.member("observer", "general").await;
+    let tab_a = a.member("carol", "general").await;
+    observer.expect("user_joined").await;
+    settled(&a).await;
+    sees_member(&b, "general", "carol").await;
+    let tab_b = b.member("carol", "general").await;
+    settled(&b).await;
+    // The second tab, on another node, is not a new member.
+    observer.expect_nothing_pending().await;
+    drop(tab_a);
+    common::wait_until("the first tab is gone", || a.hub.stats().connections == 1).await;
+    observer.expect_nothing_pending().await;
+    assert_eq!(
+        a.hub.presence().get(&UserId::from_trusted("carol")).status,
+        Status::Online
+    );
+    drop(tab_b);
+    assert_eq!(
+        observer.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+    assert_eq!(observer.expect("user_left").await["userId"], "carol");
+}
+
+#[tokio::test]
+async fn max_connections_per_user_holds_cluster_wide() {
+    let redis = RedisServer::start();
+    let a = node_with(&redis, "a", |s| s.max_connections_per_user = Some(2)).await;
+    let b = node_with(&redis, "b", |s| s.max_connections_per_user = Some(2)).await;
+    let _first = a.connect("frank").await;
+    let _second = b.connect("frank").await;
+    let frank = UserId::from_trusted("frank");
+    common::wait_until("each node counts the other's connection", || {
+        a.hub.user_connection_count(&frank) == 2 && b.hub.user_connection_count(&frank) == 2
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(a.url("/?userId=frank"))
+        .await
+        .unwrap();
+    assert_eq!(
+        Client::ended_stream(&mut ws).await,
+        common::Ended::Closed {
+            code: 1013,
+            reason: "too many connections for this user".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn cluster_stats_add_up_every_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let _x = a.member("x", "shared").await;
+    let _y = b.member("y", "shared").await;
+    let _z = b.member("z", "only-b").await;
+    let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
+    assert_eq!(stats["connections"], 1, "without a scope: this node");
+    let addr = a.addr;
+    common::wait_until_async("cluster totals include node B", || async move {
+        let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
+        body["connections"] == 3 && body["rooms"] == 2 && body["onlineUsers"] == 3
+    })
+    .await;
+    let (_, cluster) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
+    assert_eq!(cluster["nodeCount"], 2);
+    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 2);
+    let (status, _) = http_json(a.addr, "GET", "/stats?scope=galaxy", None, &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn clusters_with_different_prefixes_share_one_redis_without_mixing() {
+    let redis = RedisServer::start();
+    let blue = node_with(&redis, "blue", |s| s.redis_prefix = Some("blue:".into())).await;
+    let green = node_with(&redis, "green", |s| s.redis_prefix = Some("green:".into())).await;
+    let mut on_blue = blue.connect("u1").await;
+    let mut on_green = green.connect("u2").await;
+    on_blue
+        .send_type("broadcast", json!({"content": "blue only"}))
+        .await;
+    on_blue.expect("broadcast").await;
+    on_green.expect_nothing_pending().await;
+}
