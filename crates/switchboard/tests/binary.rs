@@ -5,95 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::{BIN, Running, command, wait_for_log};
 use common::{Client, Ended, RawClient};
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// A running binary and its log lines (JSON), read on a thread.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    logs: std::sync::mpsc::Receiver<Value>,
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("PORT")
-        .env_remove("HOST")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Starts the binary on 127.0.0.1 and an ephemeral port with JSON logs, and waits until it
-/// logs that it listens.
-fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
-    let mut base = vec!["--host", "127.0.0.1", "--log-format", "json"];
-    base.extend_from_slice(args);
-    let mut cmd = command(&base);
-    if !args.contains(&"--port") && !envs.iter().any(|(k, _)| *k == "PORT") {
-        cmd.arg("--port").arg("0");
-    }
-    cmd.envs(envs.iter().copied());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, logs) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let listening = wait_for_log(&logs, "switchboard listening");
-    let addr = listening["fields"]["address"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Running { child, addr, logs }
-}
-
-fn wait_for_log(logs: &std::sync::mpsc::Receiver<Value>, message: &str) -> Value {
-    let deadline = Instant::now() + common::WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = logs
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line {message:?}"));
-        if line["fields"]["message"] == message {
-            return line;
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Runs the binary expecting it to fail at start; returns its stderr.
 fn fails_to_start(args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -108,11 +24,11 @@ fn fails_to_start(args: &[&str], envs: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_in_time() {
-    let mut server = start(&["--shutdown-timeout", "3s"], &[]);
+    let mut server = Running::start(&["--shutdown-timeout", "3s"], &[]);
     let mut alice = Client::connect(&format!("ws://{}/?userId=alice", server.addr)).await;
     alice.join("general").await;
     let mut bob = Client::connect(&format!("ws://{}/ws?userId=bob", server.addr)).await;
-    sigterm(&server.child);
+    server.terminate();
     for client in [&mut alice, &mut bob] {
         assert_eq!(
             client.ended().await,
@@ -122,7 +38,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_in_time() {
             }
         );
     }
-    let status = wait_exit(&mut server.child, Duration::from_secs(3));
+    let status = server.wait_exit(Duration::from_secs(3));
     assert!(status.success(), "{status}");
     assert!(
         tokio::net::TcpStream::connect(server.addr).await.is_err(),
@@ -133,12 +49,12 @@ async fn sigterm_closes_clients_with_1001_and_exits_in_time() {
 
 #[tokio::test]
 async fn a_client_that_ignores_the_close_does_not_hold_up_the_exit() {
-    let mut server = start(&["--shutdown-timeout", "1s"], &[]);
+    let mut server = Running::start(&["--shutdown-timeout", "1s"], &[]);
     // Never reads, never answers the close.
     let _stuck = RawClient::connect(server.addr, "/?userId=stuck").await;
     let started = Instant::now();
-    sigterm(&server.child);
-    wait_exit(&mut server.child, Duration::from_secs(4));
+    server.terminate();
+    server.wait_exit(Duration::from_secs(4));
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -152,7 +68,7 @@ async fn settings_come_from_env_vars_and_a_toml_file() {
         "heartbeat_interval = \"7s\"\nheartbeat_timeout = \"20s\"\nnode_id = \"from-file\"\n",
     )
     .unwrap();
-    let server = start(
+    let server = Running::start(
         &["--config", file.to_str().unwrap()],
         &[("NODE_ID", "from-env"), ("PORT", "0")],
     );
@@ -161,13 +77,6 @@ async fn settings_come_from_env_vars_and_a_toml_file() {
     assert_eq!(client.connect["node"], "from-env", "env beats the file");
     drop(server);
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -233,7 +142,7 @@ fn help_lists_every_setting() {
 
 #[tokio::test]
 async fn debug_logs_record_connects_joins_and_disconnects_as_json() {
-    let server = start(&["--log-level", "switchboard=debug"], &[]);
+    let server = Running::start(&["--log-level", "switchboard=debug"], &[]);
     let mut client = Client::connect(&format!("ws://{}/?userId=logged", server.addr)).await;
     let connected = wait_for_log(&server.logs, "connected");
     assert_eq!(connected["fields"]["user"], "logged");

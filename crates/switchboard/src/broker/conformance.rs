@@ -22,19 +22,19 @@ impl BrokerSink for Recorder {
 
 struct Node {
     id: NodeId,
-    broker: Box<dyn Broker>,
+    broker: Arc<dyn Broker>,
     received: Receiver<Envelope>,
     _sink: Arc<dyn BrokerSink>,
 }
 
 impl Node {
-    fn new(make: &dyn Fn() -> Box<dyn Broker>) -> Self {
+    fn new(make: &dyn Fn() -> (NodeId, Arc<dyn Broker>)) -> Self {
         let (tx, received) = channel();
         let sink: Arc<dyn BrokerSink> = Arc::new(Recorder(Mutex::new(tx)));
-        let broker = make();
+        let (id, broker) = make();
         broker.start(Arc::downgrade(&sink) as Weak<dyn BrokerSink>);
         Self {
-            id: NodeId::random(),
+            id,
             broker,
             received,
             _sink: sink,
@@ -65,14 +65,32 @@ impl Node {
     }
 }
 
-/// Runs the suite. `make` builds a broker for a new node, connected to the same medium as the
-/// others; `settle` returns once every subscription change made so far is in effect.
-pub(crate) fn run(make: &dyn Fn() -> Box<dyn Broker>, settle: &dyn Fn()) {
+/// Waits until every broker's subscription changes are in effect.
+fn settle(nodes: &[&Node]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !nodes.iter().all(|node| node.broker.settled()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "brokers did not settle"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs the suite. `make` builds a broker for a new node (and says the node's id), connected
+/// to the same medium as the others.
+pub(crate) fn run(make: &dyn Fn() -> (NodeId, Arc<dyn Broker>)) {
     let a = Node::new(make);
     let b = Node::new(make);
     let c = Node::new(make);
+    let settle = || settle(&[&a, &b, &c]);
+    settle();
     let room = Topic::Room(RoomId::from_trusted("conformance"));
-    assert_eq!(a.broker.status(), BrokerStatus::Connected);
+    let deadline = std::time::Instant::now() + WAIT;
+    while a.broker.status() != BrokerStatus::Connected {
+        assert!(std::time::Instant::now() < deadline, "never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     // Reaches subscribed peers once, never the origin or unsubscribed nodes.
     a.broker.subscribe(&room);

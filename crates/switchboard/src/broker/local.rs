@@ -121,6 +121,6 @@ mod tests {
     #[test]
     fn local_bus_conforms() {
         let bus = LocalBus::new();
-        conformance::run(&|| Box::new(bus.broker()), &|| {});
+        conformance::run(&|| (crate::ids::NodeId::random(), Arc::new(bus.broker())));
     }
 }

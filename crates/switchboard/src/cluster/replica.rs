@@ -169,6 +169,13 @@ impl Replica {
                     .presence
                     .remove(user)
                     .or_else(|| old.presence.get(user).cloned());
+                // Shown in the rooms the user was in there, before the departures.
+                let rooms = old
+                    .members
+                    .keys()
+                    .filter(|(_, member)| member == user)
+                    .map(|(room, _)| room.clone())
+                    .collect();
                 offline.push(Change::Presence {
                     presence: Presence {
                         user_id: user.clone(),
@@ -176,7 +183,7 @@ impl Replica {
                         metadata: last.as_ref().and_then(|p| p.metadata.clone()),
                         last_seen: last.map_or(0, |p| p.last_seen),
                     },
-                    rooms: Vec::new(),
+                    rooms,
                 });
             }
         }

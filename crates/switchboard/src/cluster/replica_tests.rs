@@ -99,7 +99,8 @@ fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere
     let changes = replica.apply(&node("alive"), Event::Dead { node: dead.clone() });
     assert_eq!(changes.len(), 2, "{changes:?}");
     match &changes[0] {
-        Change::Presence { presence, .. } => {
+        Change::Presence { presence, rooms } => {
+            assert_eq!(rooms, &[room("general")], "shown where the user was");
             assert_eq!(presence.user_id, user("only-there"));
             assert_eq!(presence.status, Status::Offline);
             assert_eq!(presence.last_seen, 5, "the last known presence is kept");

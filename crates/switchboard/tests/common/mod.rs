@@ -7,6 +7,7 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;

@@ -16,6 +16,8 @@
 
 mod keys;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -73,20 +73,26 @@ impl Link {
         self.state.load(Ordering::Acquire) == UP
     }
 
-    fn up(&self) {
-        if self.state.swap(UP, Ordering::AcqRel) == DOWN {
+    /// Marks the link up; returns whether that was news worth a log line.
+    fn up(&self) -> bool {
+        let recovered = self.state.swap(UP, Ordering::AcqRel) == DOWN;
+        if recovered {
             tracing::info!(connection = self.what, "Redis reachable again");
         }
+        recovered
     }
 
-    fn down(&self, error: &dyn std::fmt::Display) {
-        if self.state.swap(DOWN, Ordering::AcqRel) != DOWN {
+    /// Marks the link down; logs (and returns true) only on the first failure of an outage.
+    fn down(&self, error: &dyn std::fmt::Display) -> bool {
+        let news = self.state.swap(DOWN, Ordering::AcqRel) != DOWN;
+        if news {
             tracing::warn!(
                 connection = self.what,
                 %error,
                 "Redis unreachable: serving local traffic only, retrying with backoff"
             );
         }
+        news
     }
 }
 
@@ -106,6 +112,7 @@ pub(super) async fn publisher(
         if received == 0 {
             return;
         }
+        let fresh = shared.connection().is_none();
         let Some(mut connection) = publishing_connection(&shared).await else {
             // At-most-once across outages: what was queued while Redis is away is dropped.
             shared
@@ -116,6 +123,11 @@ pub(super) async fn publisher(
             continue;
         };
         let mut pipe = redis::pipe();
+        if fresh {
+            // Nothing this node announces may reach the others before it is registered, or
+            // they would take it for a dead node.
+            register(&shared, &mut pipe);
+        }
         for item in batch.drain(..) {
             add_to_pipeline(&shared, &mut pipe, item);
         }
@@ -196,6 +208,7 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Outgoing) 
                 return;
             };
             let fields = keys::snapshot_fields(&sink.snapshot());
+            register(shared, pipe);
             pipe.del(&state).ignore();
             for chunk in fields.chunks(1000) {
                 pipe.hset_multiple(&state, chunk).ignore();
@@ -204,6 +217,23 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Outgoing) 
             announce(shared, pipe, Event::Reload);
         }
     }
+}
+
+/// Sets this node's liveness key (its value: the node's stats) and adds it to the node set.
+fn register(shared: &Shared, pipe: &mut redis::Pipeline) {
+    let stats = shared
+        .membership_sink()
+        .map(|sink| sink.stats().to_string())
+        .unwrap_or_default();
+    let keys = &shared.keys;
+    pipe.cmd("SET")
+        .arg(keys.alive(&shared.node))
+        .arg(stats)
+        .arg("PX")
+        .arg(shared.ttl.as_millis() as u64)
+        .ignore()
+        .sadd(keys.nodes(), shared.node.as_str())
+        .ignore();
 }
 
 fn set_or_delete(pipe: &mut redis::Pipeline, key: &str, field: String, count: u32) {
@@ -403,25 +433,11 @@ pub(super) async fn liveness(shared: Arc<Shared>, cancel: CancellationToken) {
         let Some(mut connection) = shared.connection() else {
             continue;
         };
-        let stats = shared
-            .membership_sink()
-            .map(|sink| sink.stats().to_string())
-            .unwrap_or_default();
-        let keys = &shared.keys;
-        let ttl_ms = shared.ttl.as_millis() as u64;
-        let heartbeat = redis::pipe()
-            .cmd("SET")
-            .arg(keys.alive(&shared.node))
-            .arg(stats)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore()
-            .sadd(keys.nodes(), shared.node.as_str())
-            .ignore()
-            .pexpire(keys.state(&shared.node), state_ttl_ms(&shared))
-            .ignore()
-            .query_async::<()>(&mut connection)
-            .await;
+        let mut pipe = redis::pipe();
+        register(&shared, &mut pipe);
+        pipe.pexpire(shared.keys.state(&shared.node), state_ttl_ms(&shared))
+            .ignore();
+        let heartbeat = pipe.query_async::<()>(&mut connection).await;
         if heartbeat.is_ok() {
             let _ = refresh_peers(&shared, &mut connection).await;
         }
@@ -508,4 +524,23 @@ async fn reap(
     let changes = shared.replica.write().replace(node, None);
     shared.announce_changes(changes);
     Ok(())
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::Link;
+
+    #[test]
+    fn an_outage_is_logged_once_and_its_end_once() {
+        let link = Link::new("test");
+        assert!(!link.is_up());
+        assert!(link.down(&"refused"), "the first failure is news");
+        for _ in 0..100 {
+            assert!(!link.down(&"refused"), "repeated failures are not");
+        }
+        assert!(link.up(), "recovery is news");
+        assert!(!link.up());
+        assert!(link.is_up());
+        assert!(link.down(&"reset"), "a new outage is news again");
+    }
 }
