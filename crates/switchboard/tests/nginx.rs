@@ -1,0 +1,158 @@
+//! A real nginx (Debian package) in front of three nodes, configured from deploy/nginx.conf as
+//! a user would deploy it: a client through nginx talks to a client on a direct node.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{Client, TestServer};
+use serde_json::json;
+use switchboard::broker::BrokerStatus;
+
+struct Nginx {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs nginx with deploy/nginx.conf, its upstreams pointed at `nodes` and its listener at a
+/// free port; returns it and that port.
+fn start_nginx(nodes: &[&TestServer]) -> (Nginx, u16) {
+    let shipped = include_str!("../../../deploy/nginx.conf");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = shipped.replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    for (i, node) in nodes.iter().enumerate() {
+        config = config.replace(
+            &format!("server 127.0.0.1:300{};", i + 1),
+            &format!("server {};", node.addr),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("sb-nginx-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Keep every file nginx writes inside the test's directory.
+    let paths = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|kind| format!("{kind}_temp_path {};", dir.join(kind).display()))
+        .collect::<Vec<_>>()
+        .join("\n    ");
+    config = config.replacen(
+        "http {",
+        &format!("http {{\n    access_log off;\n    {paths}"),
+        1,
+    );
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, config).unwrap();
+    let globals = format!(
+        "daemon off; master_process on; pid {}; error_log {} warn;",
+        dir.join("nginx.pid").display(),
+        dir.join("error.log").display()
+    );
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-g")
+        .arg(globals)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nginx must be installed for this test (.ci/run installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Nginx { child, dir }, port)
+}
+
+async fn node(redis: &RedisServer, name: &str) -> TestServer {
+    let url = redis.url();
+    let server = TestServer::with(|s| {
+        s.redis_url = Some(url);
+        s.node_id = Some(name.into());
+    })
+    .await;
+    settled(&server).await;
+    server
+}
+
+async fn settled(server: &TestServer) {
+    common::wait_until("the broker is connected and settled", || {
+        let stats = server.hub.stats();
+        stats.broker_status == BrokerStatus::Connected && stats.broker_settled
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
+    let redis = RedisServer::start();
+    let nodes = [
+        node(&redis, "node-1").await,
+        node(&redis, "node-2").await,
+        node(&redis, "node-3").await,
+    ];
+    let (_nginx, port) = start_nginx(&[&nodes[0], &nodes[1], &nodes[2]]);
+
+    let mut alice = Client::connect(&format!("ws://127.0.0.1:{port}/?userId=alice")).await;
+    let behind = alice.connect["node"].as_str().unwrap().to_owned();
+    // Sticky: the same client address reaches the same node again.
+    let again = Client::connect(&format!("ws://127.0.0.1:{port}/ws?userId=alice")).await;
+    assert_eq!(again.connect["node"], behind.as_str());
+    drop(again);
+
+    // Bob connects straight to a node other than alice's.
+    let direct = nodes.iter().find(|n| n.hub.node_id().as_str() != behind).unwrap();
+    let mut bob = direct.connect("bob").await;
+    bob.join("general").await;
+    settled(direct).await;
+    common::wait_until("alice's node knows bob is in the room", || {
+        let alice_node = nodes.iter().find(|n| n.hub.node_id().as_str() == behind).unwrap();
+        alice_node
+            .hub
+            .room_members(&switchboard::ids::RoomId::from_trusted("general"))
+            .iter()
+            .any(|u| u.as_str() == "bob")
+    })
+    .await;
+    let joined = alice.join("general").await;
+    assert_eq!(joined["payload"]["memberCount"], 2);
+    for node in &nodes {
+        settled(node).await;
+    }
+    assert_eq!(bob.expect("user_joined").await["userId"], "alice");
+
+    alice
+        .send_type("message", json!({"room": "general", "content": "through nginx"}))
+        .await;
+    let message = bob.expect("message").await;
+    assert_eq!((message["userId"].as_str(), message["payload"]["content"].as_str()), (Some("alice"), Some("through nginx")));
+    bob.send_type("message", json!({"room": "general", "content": "direct"})).await;
+    assert_eq!(alice.expect("message").await["payload"]["content"], "direct");
+
+    // Plain HTTP goes through as well; every node shows up in the cluster statistics once
+    // each has published its liveness.
+    let through: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::wait_until_async("the cluster statistics list three nodes", || async move {
+        let (status, body) = common::http_get(through, "/stats?scope=cluster").await;
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && stats["nodeCount"] == 3
+    })
+    .await;
+}
