@@ -7,6 +7,12 @@ use switchboard::config::{ConfigError, LogConfig, LogFormat};
 use switchboard::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc: smaller idle connections than glibc malloc and memory returned to the OS after
+/// load (BENCHMARKS.md, "Idle memory").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::load() {

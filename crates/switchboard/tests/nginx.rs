@@ -118,12 +118,18 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
     drop(again);
 
     // Bob connects straight to a node other than alice's.
-    let direct = nodes.iter().find(|n| n.hub.node_id().as_str() != behind).unwrap();
+    let direct = nodes
+        .iter()
+        .find(|n| n.hub.node_id().as_str() != behind)
+        .unwrap();
     let mut bob = direct.connect("bob").await;
     bob.join("general").await;
     settled(direct).await;
     common::wait_until("alice's node knows bob is in the room", || {
-        let alice_node = nodes.iter().find(|n| n.hub.node_id().as_str() == behind).unwrap();
+        let alice_node = nodes
+            .iter()
+            .find(|n| n.hub.node_id().as_str() == behind)
+            .unwrap();
         alice_node
             .hub
             .room_members(&switchboard::ids::RoomId::from_trusted("general"))
@@ -139,12 +145,25 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
     assert_eq!(bob.expect("user_joined").await["userId"], "alice");
 
     alice
-        .send_type("message", json!({"room": "general", "content": "through nginx"}))
+        .send_type(
+            "message",
+            json!({"room": "general", "content": "through nginx"}),
+        )
         .await;
     let message = bob.expect("message").await;
-    assert_eq!((message["userId"].as_str(), message["payload"]["content"].as_str()), (Some("alice"), Some("through nginx")));
-    bob.send_type("message", json!({"room": "general", "content": "direct"})).await;
-    assert_eq!(alice.expect("message").await["payload"]["content"], "direct");
+    assert_eq!(
+        (
+            message["userId"].as_str(),
+            message["payload"]["content"].as_str()
+        ),
+        (Some("alice"), Some("through nginx"))
+    );
+    bob.send_type("message", json!({"room": "general", "content": "direct"}))
+        .await;
+    assert_eq!(
+        alice.expect("message").await["payload"]["content"],
+        "direct"
+    );
 
     // Plain HTTP goes through as well; every node shows up in the cluster statistics once
     // each has published its liveness.

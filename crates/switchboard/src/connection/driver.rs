@@ -18,7 +18,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -54,7 +54,7 @@ const PEER_CLOSED: CloseRequest = CloseRequest {
     graceful: true,
 };
 
-struct Driver<S> {
+pub(crate) struct Driver<S> {
     io: S,
     decoder: Decoder,
     session: Session,
@@ -69,35 +69,48 @@ struct Driver<S> {
     finish_after_close: bool,
     /// An abortive close: the close frame gets one write attempt, then the connection is dropped.
     abort: bool,
-    /// The reply to the client's close frame, sent instead of the close request's own frame.
-    close_reply: Option<Bytes>,
+    /// The code to echo in reply to the client's close frame, sent instead of the close
+    /// request's own frame.
+    close_reply: Option<u16>,
     /// Armed when the close starts; the connection is dropped when it fires.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-/// Runs a registered connection to its end, then leaves its rooms and unregisters it.
-pub(crate) async fn run<S>(io: S, session: Session)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let decoder = Decoder::new(decoder_limits(session.hub()));
-    let mut driver = Driver {
-        io,
-        decoder,
-        session,
-        pending: VecDeque::new(),
-        front_started: false,
-        close_queued: false,
-        finish_after_close: false,
-        abort: false,
-        close_reply: None,
-        deadline: None,
-    };
-    tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "connected");
-    poll_fn(|cx| driver.poll(cx)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), driver.io.shutdown()).await;
-    tracing::debug!(conn = %driver.session.handle().id(), user = %driver.session.handle().user(), "disconnected");
-    driver.session.finish();
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// The task of a registered connection. The driver is the task's whole future (no async fn
+    /// around it, whose arguments would be stored next to it): an idle connection's task is
+    /// this struct and nothing more.
+    pub(crate) fn new(io: S, session: Session) -> Self {
+        Self {
+            decoder: Decoder::new(decoder_limits(session.hub())),
+            io,
+            session,
+            pending: VecDeque::new(),
+            front_started: false,
+            close_queued: false,
+            finish_after_close: false,
+            abort: false,
+            close_reply: None,
+            deadline: None,
+        }
+    }
+}
+
+/// Runs the connection to its end; then leaves its rooms and unregisters it.
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let driver = self.get_mut();
+        if driver.poll_until_done(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // One try at a clean shutdown (a FIN for TCP, close_notify for TLS), no waiting: the
+        // socket is dropped next.
+        let _ = Pin::new(&mut driver.io).poll_shutdown(cx);
+        driver.session.finish();
+        Poll::Ready(())
+    }
 }
 
 /// Answers a connection that was not admitted: a close frame with `code` and `reason`, then
@@ -111,7 +124,8 @@ where
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         io.write_all(&close).await?;
         io.flush().await?;
-        let mut buffer = [0u8; 1024];
+        // On the heap: a buffer held across an await would grow every connection's task.
+        let mut buffer = vec![0u8; 1024];
         loop {
             let n = tokio::io::AsyncReadExt::read(&mut io, &mut buffer).await?;
             let mut closed = n == 0;
@@ -144,7 +158,7 @@ enum Step {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_until_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;
             // Replies produced by a read are taken and written in the next round.
@@ -183,10 +197,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Poll::Ready(Taken {
                 close: Some(request),
             }) => {
-                let close = self
-                    .close_reply
-                    .take()
-                    .unwrap_or_else(|| frame::close_frame(request.code.as_u16(), &request.reason));
+                let close = match self.close_reply.take() {
+                    Some(code) => frame::close_frame(code, ""),
+                    None => frame::close_frame(request.code.as_u16(), &request.reason),
+                };
                 self.finish_after_close |= !request.graceful;
                 self.abort |= !request.graceful;
                 self.queue_close(close, request.graceful);
@@ -292,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         } = self;
         let now = session.hub().now_ms();
         let closing = *close_queued;
-        let mut peer_close: Option<Bytes> = None;
+        let mut peer_close: Option<u16> = None;
         let result = decoder.feed(input, &mut |message| {
             let is_data = matches!(message, Message::Text(_) | Message::Binary(_));
             session.handle().touch(now, is_data);
@@ -305,8 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Message::Pong(_) => {}
                 Message::Close(status) => {
                     // Echo the client's code (RFC 6455 §5.5.1); an empty close gets 1000.
-                    let code = status.map_or(CloseCode::Normal.as_u16(), |(code, _)| code);
-                    peer_close = Some(frame::close_frame(code, ""));
+                    peer_close = Some(status.map_or(CloseCode::Normal.as_u16(), |(code, _)| code));
                     return Flow::Stop;
                 }
             }

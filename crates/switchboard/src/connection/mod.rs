@@ -5,6 +5,7 @@ mod dedup;
 mod driver;
 mod session;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,27 +25,39 @@ pub(crate) enum Mode {
     Echo,
 }
 
-/// Serves an upgraded connection of `user` until it ends: registers it with the hub (or
-/// refuses it with close 1013 at capacity), then runs its task.
-pub(crate) async fn serve<S>(io: S, hub: Hub, user: UserId, mode: Mode)
+/// An upgraded connection's task: a registered connection's driver, or the refusal of one
+/// that was not admitted (boxed: rare, and it must not grow every connection's task).
+pub(crate) enum Connection<S> {
+    Open(driver::Driver<S>),
+    Refused(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// Admits an upgraded connection of `user` (or refuses it with close 1013 at capacity) and
+/// returns the future that serves it until it ends.
+pub(crate) fn serve<S>(io: S, hub: Hub, user: UserId, mode: Mode) -> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match hub.register(user.clone()) {
-        Ok(handle) => {
-            let hooks = hub.extensions().clone();
-            for hook in &hooks.on_connect {
-                hook(&handle.info(hub.now_ms()));
-            }
-            driver::run(io, Session::start(hub.clone(), handle.clone(), mode)).await;
-            for hook in &hooks.on_disconnect {
-                hook(&handle.info(hub.now_ms()));
-            }
-        }
+        Ok(handle) => Connection::Open(driver::Driver::new(io, Session::start(hub, handle, mode))),
         Err(refusal) => {
             tracing::debug!(%user, %refusal, "connection refused");
             let limits = driver::decoder_limits(&hub);
-            driver::refuse(io, refusal.close_code(), &refusal.to_string(), limits).await;
+            let reason = refusal.to_string();
+            Connection::Refused(Box::pin(async move {
+                driver::refuse(io, refusal.close_code(), &reason, limits).await;
+            }))
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Connection<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Self::Open(driver) => Pin::new(driver).poll(cx),
+            Self::Refused(refusal) => refusal.as_mut().poll(cx),
         }
     }
 }
@@ -104,5 +117,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::driver::Driver;
+    use tokio::net::TcpStream;
+
+    /// An idle connection must cost at most 2 KiB (DESIGN.md §5.5); its task is the largest
+    /// part, and its size is fixed at compile time, so it is guarded here. The task is this
+    /// future plus tokio's task header and trailer.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let driver = size_of::<Driver<TcpStream>>();
+        let task = size_of::<super::Connection<TcpStream>>();
+        assert!(driver <= 256, "Driver<TcpStream> grew to {driver} bytes");
+        assert!(task <= 256, "Connection<TcpStream> grew to {task} bytes");
     }
 }

@@ -56,8 +56,14 @@ struct ChannelPayload<'a> {
 }
 
 impl Session {
-    /// Starts the session of a registered connection: sends `connect` (protocol mode).
+    /// Starts the session of a registered connection: runs the application's connect hooks,
+    /// then sends `connect` (protocol mode).
     pub(crate) fn start(hub: Hub, handle: ConnHandle, mode: Mode) -> Self {
+        tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
+        let now = hub.now_ms();
+        for hook in &hub.extensions().on_connect {
+            hook(&handle.info(now));
+        }
         let session = Self {
             hub,
             handle,
@@ -247,6 +253,7 @@ impl Session {
         let joined = self.hub.join_room(&room, &self.handle);
         if joined.new {
             tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
+            self.rooms.reserve_exact(1);
             self.rooms.push(room.clone());
         }
         let payload = RoomJoinedPayload {
@@ -395,14 +402,20 @@ impl Session {
     }
 
     /// Ends the session: unsubscribes every channel, unregisters the connection (the user goes
-    /// offline if it was their last) and leaves every room (announcing it).
-    pub(crate) fn finish(mut self) {
+    /// offline if it was their last), leaves every room (announcing it), and runs the
+    /// application's disconnect hooks.
+    pub(crate) fn finish(&mut self) {
+        tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "disconnected");
         for channel in std::mem::take(&mut self.channels) {
             self.hub.unsubscribe_conn(&channel, &self.handle);
         }
         self.hub.unregister(&self.handle);
         for room in std::mem::take(&mut self.rooms) {
             self.leave_hub_room(room);
+        }
+        let now = self.hub.now_ms();
+        for hook in &self.hub.extensions().on_disconnect {
+            hook(&self.handle.info(now));
         }
     }
 

@@ -6,6 +6,10 @@
 //! boxing and no buffer kept by the HTTP layer. Other streams (TLS, custom servers) run through
 //! hyper's upgraded I/O.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +19,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use super::AppState;
-use crate::connection::{self, Mode, Prefixed};
+use crate::connection::{self, Connection, Mode, Prefixed};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::ws::handshake::{self, HandshakeError};
@@ -100,7 +104,7 @@ fn upgrade_to(
     let hub = state.hub.clone();
     state.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run_upgraded(upgraded, hub, user, mode).await,
+            Ok(upgraded) => serve_upgraded(upgraded, hub, user, mode).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),
         }
     });
@@ -118,18 +122,56 @@ fn upgrade_to(
     response
 }
 
-async fn run_upgraded(upgraded: hyper::upgrade::Upgraded, hub: Hub, user: UserId, mode: Mode) {
+/// The future that serves one upgraded connection: the bare-socket path inline, since nearly
+/// every connection takes it, any other stream boxed.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the large variant is the common one; boxing it would cost every connection an allocation"
+)]
+enum ServeUpgraded {
+    Tcp(Connection<TcpStream>),
+    Other(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl Future for ServeUpgraded {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Self::Tcp(connection) => Pin::new(connection).poll(cx),
+            Self::Other(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+fn serve_upgraded(
+    upgraded: hyper::upgrade::Upgraded,
+    hub: Hub,
+    user: UserId,
+    mode: Mode,
+) -> ServeUpgraded {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
             // Latency matters more than packet count for a message server.
             let _ = stream.set_nodelay(true);
-            if parts.read_buf.is_empty() {
-                connection::serve(stream, hub, user, mode).await;
-            } else {
-                connection::serve(Prefixed::new(parts.read_buf, stream), hub, user, mode).await;
+            // hyper's leftover bytes are a view into its whole read buffer (8 KiB or more):
+            // copy out what the client sent ahead, and free the buffer before the connection
+            // settles in for hours.
+            let read_ahead = (!parts.read_buf.is_empty())
+                .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
+            drop(parts.read_buf);
+            match read_ahead {
+                None => ServeUpgraded::Tcp(connection::serve(stream, hub, user, mode)),
+                Some(prefix) => {
+                    let io = Prefixed::new(prefix, stream);
+                    ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
+                }
             }
         }
-        Err(upgraded) => connection::serve(TokioIo::new(upgraded), hub, user, mode).await,
+        Err(upgraded) => {
+            let io = TokioIo::new(upgraded);
+            ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
+        }
     }
 }

@@ -34,8 +34,9 @@ pub(crate) struct UserState {
     /// Mirrors the presence state's idleness, so a message checks it without a lock.
     idle: AtomicBool,
     pub(crate) presence: Mutex<PresenceState>,
-    /// Rooms the user is in on this node, with the number of their connections in each.
-    rooms: Mutex<HashMap<RoomId, u32>>,
+    /// Rooms the user is in on this node, with the number of their connections in each; a
+    /// short list, kept at its exact size (most users are in a room or two).
+    rooms: Mutex<Vec<(RoomId, u32)>>,
 }
 
 impl UserState {
@@ -45,26 +46,38 @@ impl UserState {
             last_active: AtomicU64::new(now),
             idle: AtomicBool::new(false),
             presence: Mutex::new(PresenceState::connected()),
-            rooms: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(Vec::new()),
         }
     }
 
     pub(crate) fn add_room(&self, room: &RoomId) {
-        *self.rooms.lock().entry(room.clone()).or_insert(0) += 1;
+        let mut rooms = self.rooms.lock();
+        match rooms.iter_mut().find(|(r, _)| r == room) {
+            Some((_, count)) => *count += 1,
+            None => {
+                rooms.reserve_exact(1);
+                rooms.push((room.clone(), 1));
+            }
+        }
     }
 
     pub(crate) fn remove_room(&self, room: &RoomId) {
         let mut rooms = self.rooms.lock();
-        if let Some(count) = rooms.get_mut(room) {
-            *count -= 1;
-            if *count == 0 {
-                rooms.remove(room);
+        if let Some(index) = rooms.iter().position(|(r, _)| r == room) {
+            rooms[index].1 -= 1;
+            if rooms[index].1 == 0 {
+                rooms.swap_remove(index);
+                rooms.shrink_to_fit();
             }
         }
     }
 
     pub(super) fn rooms(&self) -> Vec<RoomId> {
-        self.rooms.lock().keys().cloned().collect()
+        self.rooms
+            .lock()
+            .iter()
+            .map(|(room, _)| room.clone())
+            .collect()
     }
 }
 

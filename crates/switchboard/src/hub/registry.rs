@@ -80,6 +80,8 @@ impl Hub {
             }
             let state = entry.state.clone();
             let handle = ConnHandle::new(ConnId::next(), user.clone(), state, now);
+            // Most users hold one connection: no spare capacity.
+            entry.conns.reserve_exact(1);
             entry.conns.push(handle.clone());
             (handle, first, entry.conns.len() as u32)
         };
@@ -120,6 +122,7 @@ impl Hub {
             return;
         };
         entry.conns.retain(|c| c.id() != handle.id());
+        entry.conns.shrink_to_fit();
         let count = entry.conns.len() as u32;
         self.announce(|| Event::User {
             user: user.clone(),
