@@ -48,7 +48,7 @@ impl Server {
     /// Binds the listener and builds the hub. Must be called inside a tokio runtime.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         let address = format!("{}:{}", config.server.host, config.server.port);
-        let listener = TcpListener::bind(&address)
+        let listener = listen(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
         let mut builder = Switchboard::builder(config.hub).api(config.api);
@@ -133,6 +133,36 @@ impl Server {
         }
         clean
     }
+}
+
+/// Backlog of pending connections. `TcpListener::bind` uses 128, which overflows (SYN retries,
+/// a second of delay) when hundreds of clients reconnect at once; the kernel caps this at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `address` (a host name or IP, and a port) with [`LISTEN_BACKLOG`].
+async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host resolves to no address",
+        )
+    }))
 }
 
 async fn serve_http(

@@ -28,6 +28,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
+use super::Stream;
 use super::session::Session;
 use crate::hub::{CloseRequest, Hub, Taken};
 use crate::protocol::CloseCode;
@@ -76,7 +77,7 @@ pub(crate) struct Driver<S> {
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<S: Stream> Driver<S> {
     /// The task of a registered connection. The driver is the task's whole future (no async fn
     /// around it, whose arguments would be stored next to it): an idle connection's task is
     /// this struct and nothing more.
@@ -97,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 }
 
 /// Runs the connection to its end; then leaves its rooms and unregisters it.
-impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
+impl<S: Stream> Future for Driver<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -105,9 +106,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
         if driver.poll_until_done(cx).is_pending() {
             return Poll::Pending;
         }
-        // One try at a clean shutdown (a FIN for TCP, close_notify for TLS), no waiting: the
-        // socket is dropped next.
-        let _ = Pin::new(&mut driver.io).poll_shutdown(cx);
+        // One try at a clean shutdown where the stream needs one (TLS: close_notify), no
+        // waiting. A plain TCP socket needs none: closing it sends the FIN.
+        if S::SHUTDOWN_BEFORE_CLOSE {
+            let _ = Pin::new(&mut driver.io).poll_shutdown(cx);
+        }
         driver.session.finish();
         Poll::Ready(())
     }
@@ -157,7 +160,7 @@ enum Step {
     Done,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<S: Stream> Driver<S> {
     fn poll_until_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;

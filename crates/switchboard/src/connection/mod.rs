@@ -25,6 +25,26 @@ pub(crate) enum Mode {
     Echo,
 }
 
+/// A byte stream a connection runs on.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Whether the stream needs a shutdown before it is dropped (TLS sends close_notify); a
+    /// plain TCP socket sends its FIN on close and saves the syscall.
+    const SHUTDOWN_BEFORE_CLOSE: bool = true;
+}
+
+impl Stream for tokio::net::TcpStream {
+    const SHUTDOWN_BEFORE_CLOSE: bool = false;
+}
+
+impl<S: Stream> Stream for Prefixed<S> {
+    const SHUTDOWN_BEFORE_CLOSE: bool = S::SHUTDOWN_BEFORE_CLOSE;
+}
+
+impl Stream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
+#[cfg(test)]
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Stream for tokio::io::Join<R, W> {}
+
 /// An upgraded connection's task: a registered connection's driver, or the refusal of one
 /// that was not admitted (boxed: rare, and it must not grow every connection's task).
 pub(crate) enum Connection<S> {
@@ -36,7 +56,7 @@ pub(crate) enum Connection<S> {
 /// returns the future that serves it until it ends.
 pub(crate) fn serve<S>(io: S, hub: Hub, user: UserId, mode: Mode) -> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Stream + Send + 'static,
 {
     match hub.register(user.clone()) {
         Ok(handle) => Connection::Open(driver::Driver::new(io, Session::start(hub, handle, mode))),
@@ -51,7 +71,7 @@ where
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Future for Connection<S> {
+impl<S: Stream> Future for Connection<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

@@ -160,21 +160,26 @@ impl Hub {
     /// connection once), and to the registered handlers.
     pub(super) fn deliver_presence(&self, presence: &Presence, rooms: &[RoomId]) {
         let user = &presence.user_id;
-        let frame = ServerFrame::new("presence", presence)
-            .user(user.as_str())
-            .stamped()
-            .encode();
         let mut recipients: HashMap<ConnId, ConnHandle> = HashMap::new();
         for room in rooms {
             self.collect_room_members(room, &mut recipients);
         }
-        let watch = ChannelId::from_trusted(format!("{PRESENCE_PREFIX}{user}"));
-        self.collect_channel_subscribers(&watch, &mut recipients);
-        let delivered = recipients
-            .values()
-            .filter(|handle| self.deliver(handle, &frame))
-            .count();
-        Counters::add(&self.inner.counters.messages_out, delivered as u64);
+        if self.channel_count() > 0 {
+            let watch = ChannelId::from_trusted(format!("{PRESENCE_PREFIX}{user}"));
+            self.collect_channel_subscribers(&watch, &mut recipients);
+        }
+        // Most connects and disconnects have nobody to tell: no frame to encode then.
+        if !recipients.is_empty() {
+            let frame = ServerFrame::new("presence", presence)
+                .user(user.as_str())
+                .stamped()
+                .encode();
+            let delivered = recipients
+                .values()
+                .filter(|handle| self.deliver(handle, &frame))
+                .count();
+            Counters::add(&self.inner.counters.messages_out, delivered as u64);
+        }
         let handlers: Vec<PresenceHandler> = self
             .inner
             .presence_handlers
