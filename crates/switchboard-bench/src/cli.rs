@@ -125,6 +125,11 @@ pub(crate) struct FanoutArgs {
     /// Publishers per room (members of the room too; they receive each other's messages).
     #[arg(long, default_value_t = 1)]
     pub(crate) publishers: u64,
+    /// Slow consumers: extra connections (connection `k` joins room `k mod R`) that stop
+    /// reading once joined. They are not counted as recipients; the server should drop them
+    /// without the others noticing.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) stalled: u64,
     /// Message load.
     #[command(flatten)]
     pub(crate) load: Load,

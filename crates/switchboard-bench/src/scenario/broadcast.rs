@@ -45,6 +45,7 @@ pub(crate) async fn run(args: &BroadcastArgs) -> Result<Outcome, RunError> {
             user: "bc-0".into(),
             room: None,
         }],
+        stalled: Vec::new(),
         recipients: n,
     };
     let (figures, workers) = messages::execute(&mut run, &args.load, plan).await?;

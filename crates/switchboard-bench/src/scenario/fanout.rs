@@ -19,6 +19,7 @@ struct Record {
     rooms: u64,
     subscribers: u64,
     publishers: u64,
+    stalled: u64,
     rate: f64,
     duration_s: f64,
     warmup_s: f64,
@@ -51,10 +52,17 @@ pub(crate) async fn run(args: &FanoutArgs) -> Result<Outcome, RunError> {
             room: Some(room_name(j % rooms)),
         })
         .collect();
+    let stalled = (0..args.stalled)
+        .map(|k| PublisherSpec {
+            user: format!("stalled-{k}"),
+            room: Some(room_name(k % rooms)),
+        })
+        .collect();
     let plan = Plan {
         kind: Kind::Message,
         receivers,
         publishers,
+        stalled,
         recipients: subs + pubs - 1,
     };
     let (figures, workers) = messages::execute(&mut run, &args.load, plan).await?;
@@ -68,6 +76,7 @@ pub(crate) async fn run(args: &FanoutArgs) -> Result<Outcome, RunError> {
         rooms,
         subscribers: subs,
         publishers: pubs,
+        stalled: args.stalled,
         rate: args.load.rate,
         duration_s: args.load.duration,
         warmup_s: args.load.warmup,

@@ -46,6 +46,8 @@ pub(super) struct Plan {
     pub(super) kind: Kind,
     pub(super) receivers: Vec<PoolSpec>,
     pub(super) publishers: Vec<PublisherSpec>,
+    /// Connections that join like publishers but never read (slow consumers).
+    pub(super) stalled: Vec<PublisherSpec>,
     /// Connections that receive each message.
     pub(super) recipients: u64,
 }
@@ -152,7 +154,13 @@ pub(super) async fn execute(
     for (index, spec) in plan.publishers.iter().enumerate() {
         conns.push(open_publisher(run, &local, spec, index as u64).await?);
     }
-    let connections = opened.connected + conns.len() as u64;
+    // Held open, never read, until everything is closed.
+    let mut stalled = Vec::with_capacity(plan.stalled.len());
+    for (index, spec) in plan.stalled.iter().enumerate() {
+        let index = (plan.publishers.len() + index) as u64;
+        stalled.push(open_publisher(run, &local, spec, index).await?);
+    }
+    let connections = opened.connected + conns.len() as u64 + stalled.len() as u64;
 
     let t0 = Instant::now() + START_DELAY;
     let measure_from = t0 + Duration::from_secs_f64(load.warmup);
