@@ -17,7 +17,7 @@ server() {
   local port=$1; shift
   target/release/switchboard --host 127.0.0.1 --port "$port" --rate-limit 0 \
     --max-connections 200000 --max-connections-per-user 100000 \
-    --max-queued-bytes 64MiB --log-level warn "$@" &
+    --max-queued-bytes 64MiB --log-level error "$@" >>"${TMPDIR:-/tmp}/switchboard-bench-server.log" 2>&1 &
   echo $!
 }
 

@@ -90,6 +90,10 @@ pub(crate) struct Load {
     /// Measure the latency of every delivery.
     #[arg(long)]
     pub(crate) sample_all: bool,
+    /// Server URL the publishers (and stalled connections) use instead of the `--url` list,
+    /// e.g. one node of a cluster while the receivers are on the others.
+    #[arg(long)]
+    pub(crate) publisher_url: Option<String>,
 }
 
 impl Load {

@@ -23,6 +23,7 @@ use crate::measure::{ClientCpu, Reading};
 use crate::payload::{self, Kind, Stamped};
 use crate::pool::{Closed, PoolSpec};
 use crate::shared::{Shared, Tally};
+use crate::target::Target;
 use crate::worker::Workers;
 
 /// How long after setup the publishers start.
@@ -150,15 +151,20 @@ pub(super) async fn execute(
         });
     }
     let local = Arc::new(Shared::new(Some(plan.kind), load.sample_every()));
+    let publisher_target = match &load.publisher_url {
+        Some(url) => Some(Target::resolve(url).await?),
+        None => None,
+    };
+    let publisher_target = publisher_target.as_ref();
     let mut conns = Vec::with_capacity(plan.publishers.len());
     for (index, spec) in plan.publishers.iter().enumerate() {
-        conns.push(open_publisher(run, &local, spec, index as u64).await?);
+        conns.push(open_publisher(run, publisher_target, &local, spec, index as u64).await?);
     }
     // Held open, never read, until everything is closed.
     let mut stalled = Vec::with_capacity(plan.stalled.len());
     for (index, spec) in plan.stalled.iter().enumerate() {
         let index = (plan.publishers.len() + index) as u64;
-        stalled.push(open_publisher(run, &local, spec, index).await?);
+        stalled.push(open_publisher(run, publisher_target, &local, spec, index).await?);
     }
     let connections = opened.connected + conns.len() as u64 + stalled.len() as u64;
 
@@ -241,11 +247,15 @@ fn deadline(run: &Run, load: &Load) -> f64 {
 
 async fn open_publisher(
     run: &Run,
+    publisher_target: Option<&Target>,
     local: &Shared,
     spec: &PublisherSpec,
     index: u64,
 ) -> Result<Conn, RunError> {
-    let target = &run.targets[index as usize % run.targets.len()];
+    let target = match publisher_target {
+        Some(target) => target,
+        None => &run.targets[index as usize % run.targets.len()],
+    };
     let dial = Dial {
         target,
         source: None,

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Runs the cluster measurements recorded in BENCHMARKS.md ("Cluster") on this machine and
+# appends their JSON lines to docs/bench/cluster.jsonl:
+#
+#   cross   cross-node fan-out: publishers on node A, subscribers on nodes B and C (3 nodes,
+#           one Redis), against the same load on one node without Redis;
+#   scale   six nodes and one Redis holding 100 000 connections: idle memory per node, one
+#           broadcast to everyone (time until the last connection has it), room messages
+#           whose rooms have members on every node.
+#
+#   scripts/bench_cluster.sh [cross|scale|all]
+#
+# Every process it starts (redis-server, the nodes) is stopped by PID when it ends. The Redis
+# CPU of each run is read from /proc and printed after the run's JSON line. Needs: cargo,
+# redis-server.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+cargo build --release --quiet -p switchboard -p switchboard-bench
+BENCH=target/release/switchboard-bench
+OUT=docs/bench
+LOG="${TMPDIR:-/tmp}/switchboard-bench-cluster.log"
+REDIS_PORT=39400
+mkdir -p "$OUT"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "port $1 did not open" >&2
+  return 1
+}
+
+start_redis() {
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --maxclients 1000 >>"$LOG" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  wait_port "$REDIS_PORT"
+}
+
+# node PORT [extra flags...]: starts one node and sets NODE_PID.
+node() {
+  local port=$1; shift
+  target/release/switchboard --host 127.0.0.1 --port "$port" --rate-limit 0 \
+    --max-connections 19900 --max-connections-per-user 100000 --max-queued-bytes 64MiB \
+    --log-level error --node-id "n$port" "$@" >>"$LOG" 2>&1 &
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  wait_port "$port"
+}
+
+# Redis CPU time in seconds (utime + stime) so far.
+redis_cpu() {
+  local hz; hz=$(getconf CLK_TCK)
+  awk -v hz="$hz" '{ print ($14 + $15) / hz }' "/proc/$REDIS_PID/stat"
+}
+
+# bench LABEL-SUFFIX ARGS...: runs the tool, tags and keeps its JSON line, prints Redis CPU.
+bench() {
+  local before after
+  before=$( [ -n "${REDIS_PID:-}" ] && redis_cpu || echo 0 )
+  "$BENCH" "$@" | grep '^{' | tee -a "$OUT/cluster.jsonl"
+  after=$( [ -n "${REDIS_PID:-}" ] && redis_cpu || echo 0 )
+  echo "redis cpu: $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f s", a - b }')"
+}
+
+cross() {
+  local load=(fanout --rooms 10 --subscribers 100 --publishers 1 --rate 100 --duration 10
+              --warmup 2 --size 64)
+  REDIS_PID=""
+  node 39410
+  bench "${load[@]}" --label "single node, no Redis" --url ws://127.0.0.1:39410/ \
+    --server-pid "$NODE_PID"
+  cleanup
+
+  start_redis
+  local pids=()
+  for port in 39411 39412 39413; do
+    node "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT"
+    pids+=(--server-pid "$NODE_PID")
+  done
+  bench "${load[@]}" --label "3 nodes: publishers on A, subscribers on B and C" \
+    --publisher-url ws://127.0.0.1:39411/ --url ws://127.0.0.1:39412/ \
+    --url ws://127.0.0.1:39413/ "${pids[@]}"
+  cleanup
+}
+
+scale() {
+  start_redis
+  local urls=() pids=()
+  for port in 39421 39422 39423 39424 39425 39426; do
+    node "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT"
+    urls+=(--url "ws://127.0.0.1:$port/")
+    pids+=(--server-pid "$NODE_PID")
+  done
+  # 1001 rooms: coprime with 6 nodes, so every room has members on every node.
+  bench idle --connections 100000 --rooms 1001 --hold 2 --concurrency 400 \
+    --label "6 nodes, 100k idle connections" "${urls[@]}" "${pids[@]}"
+  bench broadcast --connections 100000 --rate 1 --duration 3 --warmup 1 --sample-all \
+    --drain 20 --concurrency 400 --label "6 nodes, broadcast to 100k" "${urls[@]}" "${pids[@]}"
+  bench fanout --rooms 1001 --subscribers 99 --publishers 1 --rate 1 --duration 5 \
+    --warmup 1 --sample-all --concurrency 400 \
+    --label "6 nodes, 1001 rooms x 100 members on every node" "${urls[@]}" "${pids[@]}"
+  cleanup
+}
+
+case "${1:-all}" in
+  cross) cross ;;
+  scale) scale ;;
+  all) cross; scale ;;
+  *) echo "usage: $0 [cross|scale|all]" >&2; exit 2 ;;
+esac
