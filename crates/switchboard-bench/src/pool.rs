@@ -29,8 +29,15 @@ pub(crate) fn room_name(r: u64) -> String {
     format!("room-{r}")
 }
 
+/// The server connection `g` of a run with `rooms` rooms uses, out of `servers`: consecutive
+/// blocks of `rooms` connections go to the servers in turn, so that the members of every room
+/// (`g mod rooms`) are spread over all servers and each server holds an equal share.
+pub(crate) fn server_index(g: u64, rooms: u64, servers: usize) -> usize {
+    ((g / rooms.max(1)) % servers as u64) as usize
+}
+
 /// A slice of a run's connections. Connection `g` (for `g` in `first..first + count`) is user
-/// `{user_prefix}{g}`, connects to `urls[g % urls.len()]` and, when `rooms > 0`, joins room
+/// `{user_prefix}{g}`, connects to `urls[server_index(g, rooms, urls.len())]` and, when `rooms > 0`, joins room
 /// `g % rooms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PoolSpec {
@@ -137,7 +144,7 @@ impl Pool {
                     return;
                 };
                 let user = format!("{prefix}{g}");
-                let target = &targets[(g % targets.len() as u64) as usize];
+                let target = &targets[server_index(g, rooms, targets.len())];
                 let dial = Dial {
                     target,
                     source,
@@ -233,4 +240,20 @@ async fn open_one(
         conn.join(&room_name(dial.index % rooms), shared).await?;
     }
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_index;
+
+    #[test]
+    fn every_room_spans_every_server_in_equal_shares() {
+        let (rooms, servers) = (10, 3);
+        let mut per_room = [[0u32; 3]; 10];
+        for g in 0..rooms * 30 {
+            per_room[(g % rooms) as usize][server_index(g, rooms, servers)] += 1;
+        }
+        assert!(per_room.iter().all(|counts| counts == &[10, 10, 10]));
+        assert_eq!(server_index(5, 0, 2), 1);
+    }
 }
