@@ -7,7 +7,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::{RawClient, TestServer, http_get};
+use common::redis::RedisServer;
+use common::{RawClient, TestServer, http_get, http_json};
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::protocol::ServerFrame;
@@ -447,4 +448,64 @@ async fn the_dashboard_is_served_with_its_live_counters() {
     assert!(!body.contains("http://") && !body.contains("https://"));
     let (_, landing) = http_get(server.addr, "/").await;
     assert!(landing.contains("href=\"/dashboard\""));
+}
+
+/// A cluster node on `redis`, settled.
+async fn cluster_node(redis: &RedisServer, name: &str) -> TestServer {
+    let url = redis.url();
+    let server = TestServer::with(|s| {
+        s.redis_url = Some(url);
+        s.node_id = Some(name.into());
+        s.node_ttl = Some("2s".parse().unwrap());
+    })
+    .await;
+    common::wait_until("the broker is settled", || {
+        let stats = server.hub.stats();
+        stats.broker_status == switchboard::broker::BrokerStatus::Connected && stats.broker_settled
+    })
+    .await;
+    server
+}
+
+#[tokio::test]
+async fn a_cluster_node_reports_the_cluster_and_top_rooms_over_every_node() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a").await;
+    let b = cluster_node(&redis, "b").await;
+    let _x = a.member("x", "shared").await;
+    let _y = b.member("y", "shared").await;
+    let _y2 = b.member("y", "b-only").await;
+    let _z = b.member("z", "b-only").await;
+    let _w = b.member("w", "b-only").await;
+    let _v = a.member("v", "a-only").await;
+    let addr = a.addr;
+    common::wait_until_async("node A sees node B's rooms", || async move {
+        let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
+        body["nodeCount"] == 2 && body["topRooms"].as_array().is_some_and(|r| r.len() == 3)
+    })
+    .await;
+    let (_, cluster) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
+    assert_eq!(
+        cluster["topRooms"],
+        json!([
+            {"room": "b-only", "members": 3},
+            {"room": "shared", "members": 2},
+            {"room": "a-only", "members": 1},
+        ])
+    );
+    // Without a scope: this node's rooms only.
+    let (_, node) = http_json(addr, "GET", "/stats", None, &[]).await;
+    assert_eq!(
+        node["topRooms"],
+        json!([{"room": "a-only", "members": 1}, {"room": "shared", "members": 1}])
+    );
+    let metrics = scrape(&a).await;
+    assert_eq!(metrics.value("switchboard_cluster_nodes", &[]), 2.0);
+    assert_eq!(
+        metrics.value(
+            "switchboard_broker_state",
+            &[("broker", "redis"), ("state", "connected")]
+        ),
+        1.0
+    );
 }
