@@ -32,7 +32,9 @@
 //! - [`broker`]: cross-node publish/subscribe (in-process, or Redis in cluster mode).
 //! - [`cluster`]: cluster membership: a replica of the other nodes' users, rooms and presence;
 //!   Redis-backed in cluster mode (the same object is the Redis broker).
-//! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`.
+//! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
+//! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`,
+//!   `/dashboard`.
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 
 pub mod broker;
@@ -44,6 +46,7 @@ mod http;
 pub mod hub;
 pub mod ids;
 mod limits;
+pub mod metrics;
 pub mod presence;
 pub mod protocol;
 pub mod server;

@@ -14,7 +14,7 @@ use super::Mode;
 use super::dedup::DedupWindow;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{ConnHandle, Counters, Hub, MemberEvent, Publication, publish_frame};
+use crate::hub::{ConnHandle, Counters, Hub, InKind, MemberEvent, Publication, publish_frame};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
 use crate::presence::Presence;
 use crate::protocol::{
@@ -97,9 +97,9 @@ impl Session {
     /// Handles one text message.
     pub(crate) fn on_text(&mut self, text: &str) {
         let counters = self.hub.counters();
-        Counters::add(&counters.messages_in, 1);
         Counters::add(&counters.bytes_in, text.len() as u64);
         if self.mode == Mode::Echo {
+            counters.count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Text, text.as_bytes()));
             return;
         }
@@ -110,10 +110,11 @@ impl Session {
             max_metadata_bytes: limits.max_presence_metadata,
         };
         let parsed = protocol::parse(text, &parse_limits);
-        let id = match &parsed {
-            Ok(inbound) => inbound.id,
-            Err(rejection) => rejection.id,
+        let (id, kind) = match &parsed {
+            Ok(inbound) => (inbound.id, InKind::of(&inbound.command)),
+            Err(rejection) => (rejection.id, InKind::Invalid),
         };
+        counters.count_in(kind);
         let answers_server = matches!(
             parsed,
             Ok(Inbound {
@@ -136,11 +137,12 @@ impl Session {
 
     /// Handles one binary message: the protocol is JSON text only.
     pub(crate) fn on_binary(&mut self, data: &[u8]) {
-        Counters::add(&self.hub.counters().messages_in, 1);
         if self.mode == Mode::Echo {
+            self.hub.counters().count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Binary, data));
             return;
         }
+        self.hub.counters().count_in(InKind::Invalid);
         if self.take_token(None) {
             self.error(
                 ErrorCode::InvalidMessage,

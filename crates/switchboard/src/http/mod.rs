@@ -1,5 +1,6 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/stats`, `/health`, `/ready`, the server API under `/api`; `/echo` when enabled.
+//! `/ws`, `/stats`, `/health`, `/ready`, `/metrics`, `/dashboard`, the server API under `/api`;
+//! `/echo` when enabled.
 
 mod api;
 mod assets;
@@ -31,7 +32,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/stats", get(status::stats))
         .route("/health", get(status::health))
-        .route("/ready", get(status::ready));
+        .route("/ready", get(status::ready))
+        .route("/metrics", get(status::metrics))
+        .route("/dashboard", get(assets::dashboard));
     if state.hub.config().echo_endpoint {
         router = router.route("/echo", get(ws::echo));
     }

@@ -1,8 +1,8 @@
-//! `/stats`, `/health` and `/ready`.
+//! `/stats`, `/health`, `/ready` and `/metrics`.
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,6 +28,17 @@ pub(super) async fn stats(
             Json(json!({"error": {"code": "INVALID_REQUEST", "message": format!("unknown scope {other:?}: use node or cluster")}})),
         )
             .into_response(),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition, read from the hub's counters now.
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    match crate::metrics::render(&state.hub) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 

@@ -8,12 +8,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ConnHandle, Counters, Hub, HubInner};
+use super::{ConnHandle, Hub, HubInner, Target};
 use crate::broker::Topic;
 use crate::cluster::Event;
 use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, UserId};
@@ -220,12 +221,9 @@ impl Hub {
         frame: Bytes,
         except: Option<ConnId>,
     ) -> usize {
+        let accepted = Instant::now();
         let (delivered, handlers) = self.deliver_to_channel(&publication.channel, &frame, except);
-        Counters::add(&self.inner.counters.messages_out, delivered as u64);
-        Counters::add(
-            &self.inner.counters.bytes_out,
-            (delivered * frame.len()) as u64,
-        );
+        self.fanned_out(accepted, Target::Channel, delivered, frame.len());
         for handler in handlers {
             handler(publication);
         }
@@ -239,7 +237,9 @@ impl Hub {
 
     /// Delivers a publication that came from another node.
     pub(crate) fn deliver_remote_publication(&self, channel: &ChannelId, frame: &Bytes) -> usize {
+        let accepted = Instant::now();
         let (delivered, handlers) = self.deliver_to_channel(channel, frame, None);
+        self.fanned_out(accepted, Target::Channel, delivered, frame.len());
         if !handlers.is_empty() {
             match serde_json::from_slice::<Publication>(frame::server_payload(frame)) {
                 Ok(publication) => handlers.iter().for_each(|handler| handler(&publication)),

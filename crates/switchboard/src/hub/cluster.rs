@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::{Counters, Hub, Sink};
+use super::{Hub, RoomMembers, Sink, TOP_ROOMS, Target};
 use crate::cluster::{Change, MembershipSink, Snapshot};
 use crate::ids::{ConnId, RoomId, UserId};
 use crate::presence::{Presence, Status};
@@ -60,6 +60,8 @@ pub struct ClusterStats {
     pub node_count: usize,
     /// Every live node's own statistics, this one first.
     pub nodes: Vec<serde_json::Value>,
+    /// The rooms with the most distinct users over the cluster, most first (ties by name).
+    pub top_rooms: Vec<RoomMembers>,
 }
 
 impl Hub {
@@ -118,7 +120,7 @@ impl Hub {
             .values()
             .filter(|handle| self.deliver(handle, &frame))
             .count();
-        Counters::add(&self.inner.counters.messages_out, delivered as u64);
+        self.inner.counters.count_out(Target::Room, delivered);
     }
 
     fn has_local_member(&self, room: &RoomId, user: &UserId) -> bool {
@@ -205,7 +207,15 @@ impl Hub {
             messages_out_per_sec: local.messages_out_per_sec + rate("messagesOutPerSec"),
             node_count: nodes.len(),
             nodes,
+            top_rooms: self.cluster_top_rooms(TOP_ROOMS),
         }
+    }
+
+    /// How many live nodes the cluster has, this one included; `None` on a lone node.
+    pub fn cluster_node_count(&self) -> Option<usize> {
+        self.inner
+            .clustered
+            .then(|| self.inner.membership.peer_stats().len() + 1)
     }
 
     /// How many connections `user` has, on this node and (in a cluster) on the others.

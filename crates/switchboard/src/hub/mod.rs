@@ -15,6 +15,7 @@
 mod channels;
 mod cluster;
 mod handle;
+mod latency;
 mod maintenance;
 mod outbox;
 mod presence;
@@ -26,6 +27,7 @@ mod stats;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -43,14 +45,18 @@ pub use channels::{PubSub, Publication, PublishError, Subscription};
 pub use cluster::ClusterStats;
 pub(crate) use handle::ConnHandle;
 pub use handle::ConnInfo;
+pub(crate) use latency::LatencySnapshot;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
 pub(crate) use presence::UserState;
 pub use presence::{PresenceView, PresenceWatch};
 pub use rooms::RoomSummary;
 pub(crate) use rooms::{Left, MemberEvent};
 use shard::Sharded;
-pub(crate) use stats::Counters;
-pub use stats::StatsSnapshot;
+pub(crate) use stats::{Counters, EXPORTED_COUNTERS, InKind, Target};
+pub use stats::{RoomMembers, StatsSnapshot};
+
+/// How many rooms `/stats` lists in `topRooms`.
+pub const TOP_ROOMS: usize = 10;
 
 /// The node's hub. Clone it freely: every clone is the same hub.
 #[derive(Clone)]
@@ -103,8 +109,7 @@ impl BrokerSink for Sink {
             let hub = Hub { inner };
             match &envelope.topic {
                 Topic::Channel(channel) => {
-                    let delivered = hub.deliver_remote_publication(channel, &envelope.frame);
-                    Counters::add(&hub.inner.counters.messages_out, delivered as u64);
+                    hub.deliver_remote_publication(channel, &envelope.frame);
                 }
                 topic => {
                     hub.deliver_local(topic, &envelope.frame, None);
@@ -240,28 +245,44 @@ impl Hub {
         delivered
     }
 
-    /// Delivers an encoded frame to the local recipients of `topic`.
+    /// Delivers an encoded frame to the local recipients of `topic`, recording the fan-out's
+    /// latency.
     fn deliver_local(&self, topic: &Topic, frame: &Bytes, except: Option<ConnId>) -> usize {
-        let delivered = match topic {
-            Topic::Broadcast => self.deliver_to_all(frame, except),
-            Topic::Room(room) => self.deliver_to_room(room, frame, except),
-            Topic::User(user) => self.deliver_to_user(user, frame),
+        let accepted = Instant::now();
+        let (delivered, target) = match topic {
+            Topic::Broadcast => (self.deliver_to_all(frame, except), Target::Broadcast),
+            Topic::Room(room) => (self.deliver_to_room(room, frame, except), Target::Room),
+            Topic::User(user) => (self.deliver_to_user(user, frame), Target::User),
             // Publications go through `publish_to_channel` (local) and the sink (remote).
-            Topic::Channel(_) | Topic::ChannelPattern(_) => 0,
+            Topic::Channel(_) | Topic::ChannelPattern(_) => return 0,
         };
-        Counters::add(&self.inner.counters.messages_out, delivered as u64);
-        Counters::add(
-            &self.inner.counters.bytes_out,
-            (delivered * frame.len()) as u64,
-        );
+        self.fanned_out(accepted, target, delivered, frame.len());
         delivered
+    }
+
+    /// Counts a fan-out of a `frame_len`-byte frame to `delivered` local connections, and its
+    /// latency since `accepted` when it reached anyone.
+    pub(crate) fn fanned_out(
+        &self,
+        accepted: Instant,
+        target: Target,
+        delivered: usize,
+        frame_len: usize,
+    ) {
+        if delivered == 0 {
+            return;
+        }
+        let counters = &self.inner.counters;
+        counters.fanout_latency.observe(accepted.elapsed());
+        counters.count_out(target, delivered);
+        Counters::add(&counters.bytes_out, (delivered * frame_len) as u64);
     }
 
     /// Queues `frame` on one connection and counts it as sent.
     pub(crate) fn deliver_counted(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
         let queued = self.deliver(handle, frame);
         if queued {
-            Counters::add(&self.inner.counters.messages_out, 1);
+            self.inner.counters.count_out(Target::Reply, 1);
             Counters::add(&self.inner.counters.bytes_out, frame.len() as u64);
         }
         queued
@@ -308,20 +329,26 @@ impl Hub {
     /// The node's statistics.
     pub fn stats(&self) -> StatsSnapshot {
         let inner = &self.inner;
-        inner.counters.snapshot(
-            &inner.rates,
-            stats::Gauges {
-                connections: inner.conn_count.load(Ordering::Relaxed),
-                rooms: inner.room_count.load(Ordering::Relaxed),
-                online_users: inner.user_count.load(Ordering::Relaxed),
-                channels: self.channel_count(),
-                uptime_seconds: self.now_ms() / 1000,
-                node_id: self.node_id().to_string(),
-                broker: inner.broker.name(),
-                broker_status: inner.broker.status(),
-                broker_settled: inner.broker.settled(),
-            },
-        )
+        inner
+            .counters
+            .snapshot(&inner.rates, self.gauges(self.top_rooms(TOP_ROOMS)))
+    }
+
+    /// The node's live gauges; `top_rooms` is passed in because it costs a pass over the rooms.
+    pub(crate) fn gauges(&self, top_rooms: Vec<RoomMembers>) -> stats::Gauges {
+        let inner = &self.inner;
+        stats::Gauges {
+            connections: inner.conn_count.load(Ordering::Relaxed),
+            rooms: inner.room_count.load(Ordering::Relaxed),
+            online_users: inner.user_count.load(Ordering::Relaxed),
+            channels: self.channel_count(),
+            uptime_seconds: self.now_ms() / 1000,
+            node_id: self.node_id().to_string(),
+            broker: inner.broker.name(),
+            broker_status: inner.broker.status(),
+            broker_settled: inner.broker.settled(),
+            top_rooms,
+        }
     }
 
     /// The broker this hub publishes to.

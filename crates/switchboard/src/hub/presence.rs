@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 
-use super::{ConnHandle, Counters, Hub, HubInner};
+use super::{ConnHandle, Hub, HubInner, Target};
 use crate::config::RateLimit;
 use crate::ids::{ChannelId, ConnId, PRESENCE_PREFIX, RoomId, UserId};
 use crate::limits::RateLimiter;
@@ -178,7 +178,7 @@ impl Hub {
                 .values()
                 .filter(|handle| self.deliver(handle, &frame))
                 .count();
-            Counters::add(&self.inner.counters.messages_out, delivered as u64);
+            self.inner.counters.count_out(Target::Presence, delivered);
         }
         let handlers: Vec<PresenceHandler> = self
             .inner

@@ -2,14 +2,15 @@
 //! describe users (a user with two tabs in a room is one member). A room exists while it has a
 //! member: it is created by the first join and removed with the last leave.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{ConnHandle, ConnInfo, Hub};
+use super::{ConnHandle, ConnInfo, Hub, RoomMembers};
 use crate::broker::Topic;
 use crate::cluster::Event;
 use crate::ids::{ConnId, RoomId, UserId};
@@ -197,6 +198,42 @@ impl Hub {
         all
     }
 
+    /// The `n` rooms on this node with the most members (distinct users), most first; rooms
+    /// with as many members are ordered by name. One pass over the rooms, one shard read lock
+    /// at a time; only rooms that enter the running top `n` are cloned.
+    pub fn top_rooms(&self, n: usize) -> Vec<RoomMembers> {
+        let mut top = TopRooms::new(n);
+        self.inner.rooms.for_each(|room, entry| {
+            top.offer(room, entry.users.len());
+        });
+        top.into_sorted()
+    }
+
+    /// [`top_rooms`](Self::top_rooms) over the whole cluster: a user in a room on two nodes
+    /// counts once. On a lone node, the same as `top_rooms`.
+    pub fn cluster_top_rooms(&self, n: usize) -> Vec<RoomMembers> {
+        let mut members: HashMap<RoomId, HashSet<UserId>> = HashMap::new();
+        self.inner.rooms.for_each(|room, entry| {
+            members
+                .entry(room.clone())
+                .or_default()
+                .extend(entry.users.keys().cloned());
+        });
+        self.with_replica(|replica| {
+            for room in replica.rooms() {
+                members
+                    .entry(room.clone())
+                    .or_default()
+                    .extend(replica.room_users(room));
+            }
+        });
+        let mut top = TopRooms::new(n);
+        for (room, users) in &members {
+            top.offer(room, users.len());
+        }
+        top.into_sorted()
+    }
+
     /// The distinct users in `room`, on this node and (in a cluster) on every other node.
     pub fn room_members(&self, room: &RoomId) -> Vec<UserId> {
         let mut members: Vec<UserId> = self
@@ -282,5 +319,81 @@ impl Hub {
             keep
         });
         (members_removed, rooms_removed)
+    }
+}
+
+/// The running top `n` rooms of a pass: a min-heap whose root is the weakest room kept.
+struct TopRooms {
+    n: usize,
+    /// Ordered by (members, reversed name): the greatest is the best room.
+    heap: BinaryHeap<Reverse<(usize, Reverse<RoomId>)>>,
+}
+
+impl TopRooms {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            heap: BinaryHeap::with_capacity(n + 1),
+        }
+    }
+
+    /// Considers `room` with `members`; clones it only if it enters the top `n`.
+    fn offer(&mut self, room: &RoomId, members: usize) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() == self.n {
+            let Some(Reverse((weakest, Reverse(name)))) = self.heap.peek() else {
+                return;
+            };
+            if members < *weakest || (members == *weakest && room >= name) {
+                return;
+            }
+            self.heap.pop();
+        }
+        self.heap.push(Reverse((members, Reverse(room.clone()))));
+    }
+
+    /// The rooms kept, best first.
+    fn into_sorted(self) -> Vec<RoomMembers> {
+        // Ascending order of `Reverse(key)` is descending order of the key: best first.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse((members, Reverse(room)))| RoomMembers { room, members })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod top_rooms_tests {
+    use super::*;
+
+    fn top(n: usize, rooms: &[(&str, usize)]) -> Vec<(String, usize)> {
+        let mut top = TopRooms::new(n);
+        for (room, members) in rooms {
+            top.offer(&RoomId::from_trusted(*room), *members);
+        }
+        top.into_sorted()
+            .into_iter()
+            .map(|r| (r.room.as_str().to_owned(), r.members))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_largest_rooms_most_first_and_ties_by_name() {
+        let rooms = [("d", 1), ("b", 5), ("a", 2), ("c", 5), ("e", 9), ("f", 2)];
+        assert_eq!(
+            top(4, &rooms),
+            vec![
+                ("e".into(), 9),
+                ("b".into(), 5),
+                ("c".into(), 5),
+                ("a".into(), 2)
+            ]
+        );
+        assert_eq!(top(10, &rooms).len(), 6);
+        assert_eq!(top(0, &rooms), vec![]);
+        assert_eq!(top(3, &[]), vec![]);
     }
 }

@@ -1,19 +1,25 @@
 //! Counters and the `/stats` snapshot. Counters are relaxed atomics bumped once per event or
 //! once per fan-out (never once per recipient); rates are sampled once a second by the
-//! maintenance task.
+//! maintenance task. `/metrics` reads the same counters at scrape time (see
+//! [`EXPORTED_COUNTERS`]), so nothing is counted twice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::latency::FanoutLatency;
 use crate::broker::BrokerStatus;
+use crate::ids::RoomId;
+use crate::protocol::Command;
 
 /// Event counters of one node.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) messages_in: AtomicU64,
-    pub(crate) messages_out: AtomicU64,
+    /// Client messages received, by [`InKind`].
+    messages_in: [AtomicU64; InKind::ALL.len()],
+    /// Frames queued to connections, by [`Target`].
+    messages_out: [AtomicU64; Target::ALL.len()],
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) connections_opened: AtomicU64,
@@ -23,15 +29,189 @@ pub(crate) struct Counters {
     pub(crate) errors_sent: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) fanout_latency: FanoutLatency,
 }
+
+/// A plain event counter as `/metrics` exposes it.
+pub(crate) struct ExportedCounter {
+    /// The metric name after the `switchboard_` prefix.
+    pub(crate) name: &'static str,
+    /// The metric's help text.
+    pub(crate) help: &'static str,
+    /// The counter.
+    pub(crate) counter: fn(&Counters) -> &AtomicU64,
+}
+
+/// Every plain counter `/metrics` exposes: exposing a new counter is one line here (kept one
+/// line each, as a table, by `rustfmt::skip`).
+#[rustfmt::skip]
+pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
+    ExportedCounter { name: "bytes_in_total", help: "Payload bytes received in client text messages.", counter: |c| &c.bytes_in },
+    ExportedCounter { name: "bytes_out_total", help: "Bytes of frames queued to connections.", counter: |c| &c.bytes_out },
+    ExportedCounter { name: "connections_opened_total", help: "WebSocket connections accepted.", counter: |c| &c.connections_opened },
+    ExportedCounter { name: "connections_refused_total", help: "WebSocket connections refused at capacity.", counter: |c| &c.connections_refused },
+    ExportedCounter { name: "slow_consumers_dropped_total", help: "Connections dropped because their outbound queue overflowed.", counter: |c| &c.slow_consumers },
+    ExportedCounter { name: "rate_limited_total", help: "Client frames refused by the rate limiter.", counter: |c| &c.rate_limited },
+    ExportedCounter { name: "errors_sent_total", help: "error frames sent to clients.", counter: |c| &c.errors_sent },
+    ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
+    ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
+];
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts one client message of `kind`.
+    pub(crate) fn count_in(&self, kind: InKind) {
+        Self::add(&self.messages_in[kind as usize], 1);
+    }
+
+    /// Counts `n` frames queued to connections by one send to `target`.
+    pub(crate) fn count_out(&self, target: Target, n: usize) {
+        if n > 0 {
+            Self::add(&self.messages_out[target as usize], n as u64);
+        }
+    }
+
+    /// Client messages received of `kind`.
+    pub(crate) fn messages_in(&self, kind: InKind) -> u64 {
+        Self::get(&self.messages_in[kind as usize])
+    }
+
+    /// Frames queued for sends to `target`.
+    pub(crate) fn messages_out(&self, target: Target) -> u64 {
+        Self::get(&self.messages_out[target as usize])
+    }
+
+    fn messages_in_total(&self) -> u64 {
+        self.messages_in.iter().map(Self::get).sum()
+    }
+
+    fn messages_out_total(&self) -> u64 {
+        self.messages_out.iter().map(Self::get).sum()
+    }
+}
+
+/// What a client message was, for counting: its protocol type, or why it had none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InKind {
+    JoinRoom,
+    LeaveRoom,
+    Message,
+    Broadcast,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Presence,
+    Ping,
+    Pong,
+    /// A type handled by an application handler, or an unknown one.
+    Custom,
+    /// Not a valid protocol message (bad JSON, bad fields, a binary frame).
+    Invalid,
+    /// A message to the `/echo` endpoint.
+    Echo,
+}
+
+impl InKind {
+    /// Every kind, in index order.
+    pub(crate) const ALL: [InKind; 13] = [
+        Self::JoinRoom,
+        Self::LeaveRoom,
+        Self::Message,
+        Self::Broadcast,
+        Self::Subscribe,
+        Self::Unsubscribe,
+        Self::Publish,
+        Self::Presence,
+        Self::Ping,
+        Self::Pong,
+        Self::Custom,
+        Self::Invalid,
+        Self::Echo,
+    ];
+
+    /// The kind of a parsed command.
+    pub(crate) fn of(command: &Command<'_>) -> Self {
+        match command {
+            Command::JoinRoom { .. } => Self::JoinRoom,
+            Command::LeaveRoom { .. } => Self::LeaveRoom,
+            Command::Message { .. } => Self::Message,
+            Command::Broadcast { .. } => Self::Broadcast,
+            Command::Subscribe { .. } => Self::Subscribe,
+            Command::Unsubscribe { .. } => Self::Unsubscribe,
+            Command::Publish { .. } => Self::Publish,
+            Command::Presence { .. } => Self::Presence,
+            Command::Ping { .. } => Self::Ping,
+            Command::Pong => Self::Pong,
+            Command::Other { .. } => Self::Custom,
+        }
+    }
+
+    /// The `type` label in `/metrics`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::JoinRoom => "join_room",
+            Self::LeaveRoom => "leave_room",
+            Self::Message => "message",
+            Self::Broadcast => "broadcast",
+            Self::Subscribe => "subscribe",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Publish => "publish",
+            Self::Presence => "presence",
+            Self::Ping => "ping",
+            Self::Pong => "pong",
+            Self::Custom => "custom",
+            Self::Invalid => "invalid",
+            Self::Echo => "echo",
+        }
+    }
+}
+
+/// Whom a send addressed, for counting outbound frames. A frame is counted once per fan-out
+/// with its recipient count, so the label comes from the send, not from the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The members of a room (messages, `user_joined`/`user_left`, server API room sends).
+    Room,
+    /// The connections of one user.
+    User,
+    /// Every connection.
+    Broadcast,
+    /// The subscribers of a channel or pattern.
+    Channel,
+    /// Presence updates to rooms and watchers.
+    Presence,
+    /// One connection: replies (`room_joined`, `ack`, `error`, `pong`, …) and direct sends.
+    Reply,
+}
+
+impl Target {
+    /// Every target, in index order.
+    pub(crate) const ALL: [Target; 6] = [
+        Self::Room,
+        Self::User,
+        Self::Broadcast,
+        Self::Channel,
+        Self::Presence,
+        Self::Reply,
+    ];
+
+    /// The `target` label in `/metrics`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Room => "room",
+            Self::User => "user",
+            Self::Broadcast => "broadcast",
+            Self::Channel => "channel",
+            Self::Presence => "presence",
+            Self::Reply => "reply",
+        }
     }
 }
 
@@ -52,8 +232,8 @@ impl Rates {
     /// Records the counters at hub-clock time `now_ms` and updates the rates.
     pub(crate) fn sample(&self, counters: &Counters, now_ms: u64) {
         let mut state = self.0.lock();
-        let messages_in = Counters::get(&counters.messages_in);
-        let messages_out = Counters::get(&counters.messages_out);
+        let messages_in = counters.messages_in_total();
+        let messages_out = counters.messages_out_total();
         let elapsed = now_ms.saturating_sub(state.last_ms);
         if elapsed > 0 {
             let per_sec = |now: u64, last: u64| (now - last) as f64 * 1000.0 / elapsed as f64;
@@ -120,6 +300,18 @@ pub struct StatsSnapshot {
     pub broker_status: BrokerStatus,
     /// Whether every broker subscription change is in effect.
     pub broker_settled: bool,
+    /// The rooms with the most members, most first (ties by name), at most
+    /// [`TOP_ROOMS`](crate::hub::TOP_ROOMS).
+    pub top_rooms: Vec<RoomMembers>,
+}
+
+/// A room and its number of distinct users, as listed in `topRooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomMembers {
+    /// The room.
+    pub room: RoomId,
+    /// Distinct users in the room.
+    pub members: usize,
 }
 
 /// The live gauges that go into a snapshot next to the counters.
@@ -133,6 +325,7 @@ pub(crate) struct Gauges {
     pub(crate) broker: &'static str,
     pub(crate) broker_status: BrokerStatus,
     pub(crate) broker_settled: bool,
+    pub(crate) top_rooms: Vec<RoomMembers>,
 }
 
 impl Counters {
@@ -143,8 +336,8 @@ impl Counters {
             rooms: gauges.rooms,
             online_users: gauges.online_users,
             channels: gauges.channels,
-            messages_in: Self::get(&self.messages_in),
-            messages_out: Self::get(&self.messages_out),
+            messages_in: self.messages_in_total(),
+            messages_out: self.messages_out_total(),
             messages_in_per_sec,
             messages_out_per_sec,
             bytes_in: Self::get(&self.bytes_in),
@@ -161,6 +354,7 @@ impl Counters {
             broker: gauges.broker,
             broker_status: gauges.broker_status,
             broker_settled: gauges.broker_settled,
+            top_rooms: gauges.top_rooms,
         }
     }
 }

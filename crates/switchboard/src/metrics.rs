@@ -1,0 +1,253 @@
+//! Prometheus metrics of a hub (`GET /metrics`).
+//!
+//! Nothing here counts anything: [`HubCollector`] is a [`prometheus`] collector that reads
+//! the hub's own counters (the relaxed atomics behind `/stats`), gauges and fan-out latency
+//! histogram when it is scraped, so the hot path pays nothing for the exposition. Every name
+//! starts with `switchboard_`; the README lists them. A library user can register a
+//! `HubCollector` in their own [`prometheus::Registry`] instead of mounting `/metrics`.
+
+use std::collections::HashMap;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::broker::BrokerStatus;
+use crate::hub::{Counters, EXPORTED_COUNTERS, Hub, InKind, LatencySnapshot, Target};
+
+/// Prefix of every metric name.
+const PREFIX: &str = "switchboard_";
+
+/// The content type of the text exposition.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// A [`Collector`] of one hub's metrics, read at collection time.
+pub struct HubCollector {
+    hub: Hub,
+    descs: Vec<Desc>,
+}
+
+impl HubCollector {
+    /// A collector of `hub`'s metrics.
+    pub fn new(hub: Hub) -> Self {
+        // The descriptors are derived from a first collection, so they always match it (the
+        // set of families depends only on whether the hub is clustered, fixed at start).
+        let descs = families(&hub)
+            .iter()
+            .filter_map(|family| {
+                let labels = family
+                    .get_metric()
+                    .first()
+                    .map(|metric| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .map(|pair| pair.name().to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Desc::new(
+                    family.name().to_owned(),
+                    family.help().to_owned(),
+                    labels,
+                    HashMap::new(),
+                )
+                .ok()
+            })
+            .collect();
+        Self { hub, descs }
+    }
+}
+
+impl Collector for HubCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        families(&self.hub)
+    }
+}
+
+/// The hub's metrics in the Prometheus text exposition format.
+pub fn render(hub: &Hub) -> Result<String, prometheus::Error> {
+    let mut buffer = Vec::new();
+    TextEncoder::new().encode(&families(hub), &mut buffer)?;
+    String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
+}
+
+/// Every metric family of `hub`, read now.
+fn families(hub: &Hub) -> Vec<MetricFamily> {
+    let gauges = hub.gauges(Vec::new());
+    let counters = hub.counters();
+    let mut families = vec![
+        gauge(
+            "connections",
+            "Open WebSocket connections.",
+            gauges.connections as f64,
+        ),
+        gauge(
+            "rooms",
+            "Rooms with at least one member.",
+            gauges.rooms as f64,
+        ),
+        gauge(
+            "online_users",
+            "Distinct users with at least one connection.",
+            gauges.online_users as f64,
+        ),
+        gauge(
+            "channels",
+            "Pub/sub channels and patterns with at least one subscriber.",
+            gauges.channels as f64,
+        ),
+        gauge(
+            "uptime_seconds",
+            "Seconds since the node started.",
+            gauges.uptime_seconds as f64,
+        ),
+        family(
+            "messages_in_total",
+            "Client messages received, by protocol type (invalid: unparsable or binary).",
+            MetricType::COUNTER,
+            InKind::ALL
+                .iter()
+                .map(|kind| counter_metric(&[("type", kind.label())], counters.messages_in(*kind)))
+                .collect(),
+        ),
+        family(
+            "messages_out_total",
+            "Frames queued to connections, by whom the send addressed.",
+            MetricType::COUNTER,
+            Target::ALL
+                .iter()
+                .map(|target| {
+                    counter_metric(
+                        &[("target", target.label())],
+                        counters.messages_out(*target),
+                    )
+                })
+                .collect(),
+        ),
+        broker_state(hub),
+        latency_family(&counters.fanout_latency.snapshot()),
+    ];
+    families.extend(EXPORTED_COUNTERS.iter().map(|exported| {
+        family(
+            exported.name,
+            exported.help,
+            MetricType::COUNTER,
+            vec![counter_metric(
+                &[],
+                Counters::get((exported.counter)(counters)),
+            )],
+        )
+    }));
+    if let Some(nodes) = hub.cluster_node_count() {
+        families.push(gauge(
+            "cluster_nodes",
+            "Live nodes in the cluster, this one included.",
+            nodes as f64,
+        ));
+    }
+    families
+}
+
+/// `switchboard_broker_state{broker, state}`: 1 for the broker's current state, 0 for the other.
+fn broker_state(hub: &Hub) -> MetricFamily {
+    let broker = hub.broker();
+    let current = broker.status();
+    let metrics = [BrokerStatus::Connected, BrokerStatus::Degraded]
+        .into_iter()
+        .map(|status| {
+            let state = match status {
+                BrokerStatus::Connected => "connected",
+                BrokerStatus::Degraded => "degraded",
+            };
+            gauge_metric(
+                &[("broker", broker.name()), ("state", state)],
+                f64::from(u8::from(status == current)),
+            )
+        })
+        .collect();
+    family(
+        "broker_state",
+        "The broker's state: 1 for the current one (connected, degraded), 0 for the other.",
+        MetricType::GAUGE,
+        metrics,
+    )
+}
+
+fn latency_family(snapshot: &LatencySnapshot) -> MetricFamily {
+    let mut histogram = Histogram::default();
+    histogram.set_sample_count(snapshot.count);
+    histogram.set_sample_sum(snapshot.sum_seconds);
+    histogram.set_bucket(
+        snapshot
+            .cumulative
+            .iter()
+            .map(|(bound, count)| {
+                let mut bucket = Bucket::default();
+                bucket.set_upper_bound(*bound);
+                bucket.set_cumulative_count(*count);
+                bucket
+            })
+            .collect(),
+    );
+    let mut metric = Metric::default();
+    metric.set_histogram(histogram);
+    family(
+        "fanout_latency_seconds",
+        "Time from the hub accepting a frame for delivery to its push onto the last local recipient's queue.",
+        MetricType::HISTOGRAM,
+        vec![metric],
+    )
+}
+
+fn gauge(name: &str, help: &str, value: f64) -> MetricFamily {
+    family(
+        name,
+        help,
+        MetricType::GAUGE,
+        vec![gauge_metric(&[], value)],
+    )
+}
+
+fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(format!("{PREFIX}{name}"));
+    family.set_help(help.to_owned());
+    family.set_field_type(kind);
+    family.set_metric(metrics);
+    family
+}
+
+fn counter_metric(labels: &[(&str, &str)], value: u64) -> Metric {
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = Metric::from_label(label_pairs(labels));
+    metric.set_counter(counter);
+    metric
+}
+
+fn gauge_metric(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::from_label(label_pairs(labels));
+    metric.set_gauge(gauge);
+    metric
+}
+
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect()
+}
