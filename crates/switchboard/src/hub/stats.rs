@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub(crate) errors_sent: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
 }
 
 impl Counters {
@@ -110,6 +111,9 @@ pub struct StatsSnapshot {
     pub heartbeat_timeouts: u64,
     /// Connections closed for inactivity.
     pub idle_timeouts: u64,
+    /// Connections refused for their token: 401 at the upgrade, or close 1008 for a bad
+    /// `auth` frame or none before the deadline.
+    pub auth_failures: u64,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// This node's id.
@@ -156,6 +160,7 @@ impl Counters {
             errors_sent: Self::get(&self.errors_sent),
             heartbeat_timeouts: Self::get(&self.heartbeat_timeouts),
             idle_timeouts: Self::get(&self.idle_timeouts),
+            auth_failures: Self::get(&self.auth_failures),
             uptime_seconds: gauges.uptime_seconds,
             node_id: gauges.node_id,
             broker: gauges.broker,
