@@ -23,7 +23,12 @@ fn now() -> u64 {
 
 /// An HS256 token for `sub` with `extra` claims, valid for a minute.
 fn token(sub: &str, extra: Value) -> String {
-    sign_with(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), sub, extra)
+    sign_with(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        sub,
+        extra,
+    )
 }
 
 fn sign_with(algorithm: Algorithm, key: &EncodingKey, sub: &str, extra: Value) -> String {
@@ -43,7 +48,11 @@ async fn hs256_server(configure: impl FnOnce(&mut RawSettings)) -> TestServer {
 }
 
 /// Sends a WebSocket upgrade with `headers` and returns the status and body.
-async fn upgrade_status(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+async fn upgrade_status(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -59,17 +68,24 @@ async fn upgrade_status(server: &TestServer, path: &str, headers: &[(&str, &str)
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte))
-            .await
-            .expect("response timed out")
-            .unwrap();
+        tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte),
+        )
+        .await
+        .expect("response timed out")
+        .unwrap();
         head.push(byte[0]);
     }
     let head = String::from_utf8(head).unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     let length = head
         .lines()
-        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
         .and_then(|n| n.trim().parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; length];
@@ -181,11 +197,21 @@ async fn bad_tokens_at_the_upgrade_get_401_and_are_counted() {
     ];
     for (bad, reason) in cases {
         let (status, body) = upgrade_status(&server, &format!("/?token={bad}"), &[]).await;
-        assert_eq!((status, body.as_str()), (401, &*format!("invalid token: {reason}")));
+        assert_eq!(
+            (status, body.as_str()),
+            (401, &*format!("invalid token: {reason}"))
+        );
     }
-    let (status, body) =
-        upgrade_status(&server, "/", &[("Authorization", &format!("Bearer {expired}"))]).await;
-    assert_eq!((status, body.as_str()), (401, "invalid token: token expired"));
+    let (status, body) = upgrade_status(
+        &server,
+        "/",
+        &[("Authorization", &format!("Bearer {expired}"))],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "invalid token: token expired")
+    );
     let stats = server.stats().await;
     assert_eq!(stats["authFailures"], cases.len() + 1);
     assert_eq!(stats["connections"], 0);
@@ -228,7 +254,11 @@ async fn without_an_auth_frame_the_connection_closes_at_the_deadline() {
             reason: "authentication timed out".to_owned()
         }
     );
-    assert!(started.elapsed() >= timeout, "closed after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= timeout,
+        "closed after {:?}",
+        started.elapsed()
+    );
     assert_eq!(server.stats().await["authFailures"], 1);
 }
 
@@ -277,14 +307,28 @@ async fn rs256_and_es256_tokens_verify_with_a_public_key_file() {
 
     let dir = temp_dir();
     let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
-    let rsa_public = rsa_key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let rsa_public = rsa_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let rsa_private = rsa_key.to_pkcs8_pem(LineEnding::LF).unwrap();
     let ec_key = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let ec_public = ec_key.public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let ec_public = ec_key
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let ec_private = ec_key.to_pkcs8_pem(LineEnding::LF).unwrap();
     let cases = [
-        (Algorithm::RS256, rsa_public, EncodingKey::from_rsa_pem(rsa_private.as_bytes())),
-        (Algorithm::ES256, ec_public, EncodingKey::from_ec_pem(ec_private.as_bytes())),
+        (
+            Algorithm::RS256,
+            rsa_public,
+            EncodingKey::from_rsa_pem(rsa_private.as_bytes()),
+        ),
+        (
+            Algorithm::ES256,
+            ec_public,
+            EncodingKey::from_ec_pem(ec_private.as_bytes()),
+        ),
     ];
     for (algorithm, public, private) in cases {
         let path = dir.join(format!("{algorithm:?}.pem"));
@@ -301,17 +345,23 @@ async fn rs256_and_es256_tokens_verify_with_a_public_key_file() {
             json!({}),
         );
         let (status, body) = upgrade_status(&server, &format!("/?token={confused}"), &[]).await;
-        assert_eq!((status, body.as_str()), (401, "invalid token: wrong algorithm"));
+        assert_eq!(
+            (status, body.as_str()),
+            (401, "invalid token: wrong algorithm")
+        );
     }
     // ES256 with another key: the signature does not verify.
     let other = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
     let path = dir.join("ES256.pem");
     let server = TestServer::with(|raw| raw.jwt_public_key = Some(path.clone())).await;
-    let other = EncodingKey::from_ec_pem(other.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes())
-        .unwrap();
+    let other =
+        EncodingKey::from_ec_pem(other.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
     let forged = sign_with(Algorithm::ES256, &other, "frank", json!({}));
     let (status, body) = upgrade_status(&server, &format!("/?token={forged}"), &[]).await;
-    assert_eq!((status, body.as_str()), (401, "invalid token: invalid signature"));
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "invalid token: invalid signature")
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -359,15 +409,21 @@ async fn forbidden_channel_actions_and_broadcasts_reach_nobody() {
     let server = hs256_server(|_| {}).await;
     let mut watcher = watcher(&server).await;
     for channel in ["news:1", "chat:1", "other"] {
-        watcher.send_type("subscribe", json!({ "channel": channel })).await;
+        watcher
+            .send_type("subscribe", json!({ "channel": channel }))
+            .await;
         watcher.expect("subscribed").await;
     }
     let claims = json!({"channels": {"subscribe": ["news:*"], "publish": ["chat:*"]}});
     let mut limited = with_token(&server, &token("limited", claims)).await;
 
-    limited.send_type("subscribe", json!({"channel": "other"})).await;
+    limited
+        .send_type("subscribe", json!({"channel": "other"}))
+        .await;
     limited.expect_error("FORBIDDEN").await;
-    limited.send_type("subscribe", json!({"channel": "news:1"})).await;
+    limited
+        .send_type("subscribe", json!({"channel": "news:1"}))
+        .await;
     limited.expect("subscribed").await;
 
     limited
@@ -380,13 +436,17 @@ async fn forbidden_channel_actions_and_broadcasts_reach_nobody() {
         .await;
     assert_eq!(watcher.expect("publish").await["payload"], "yes");
 
-    limited.send_type("broadcast", json!({"content": "all"})).await;
+    limited
+        .send_type("broadcast", json!({"content": "all"}))
+        .await;
     limited.expect_error("FORBIDDEN").await;
     watcher.expect_nothing_pending().await;
     limited.expect_nothing_pending().await;
 
     // The watcher may broadcast; everyone gets it.
-    watcher.send_type("broadcast", json!({"content": "hi"})).await;
+    watcher
+        .send_type("broadcast", json!({"content": "hi"}))
+        .await;
     watcher.expect("broadcast").await;
     limited.expect("broadcast").await;
 }
@@ -402,7 +462,8 @@ async fn a_plain_token_may_chat_in_any_room_but_not_use_channels_or_broadcast() 
     bob.send_type("message", json!({"room": "anything", "content": "hi"}))
         .await;
     assert_eq!(alice.expect("message").await["payload"]["content"], "hi");
-    bob.send_type("subscribe", json!({"channel": "user:alice"})).await;
+    bob.send_type("subscribe", json!({"channel": "user:alice"}))
+        .await;
     bob.expect_error("FORBIDDEN").await;
     bob.send_type("broadcast", json!({"content": "x"})).await;
     bob.expect_error("FORBIDDEN").await;
@@ -415,9 +476,15 @@ async fn origin_allowlist_applies_to_upgrades_that_carry_an_origin() {
         raw.allowed_origins = Some("https://app.example, http://localhost:5173".to_owned());
     })
     .await;
-    let (status, _) = upgrade_status(&server, "/?userId=a", &[("Origin", "https://app.example")]).await;
+    let (status, _) =
+        upgrade_status(&server, "/?userId=a", &[("Origin", "https://app.example")]).await;
     assert_eq!(status, 101);
-    let (status, _) = upgrade_status(&server, "/?userId=a", &[("Origin", "HTTP://LOCALHOST:5173")]).await;
+    let (status, _) = upgrade_status(
+        &server,
+        "/?userId=a",
+        &[("Origin", "HTTP://LOCALHOST:5173")],
+    )
+    .await;
     assert_eq!(status, 101);
     let (status, body) =
         upgrade_status(&server, "/?userId=a", &[("Origin", "https://evil.example")]).await;
@@ -436,13 +503,23 @@ async fn the_admin_key_guards_stats_but_not_health() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "UNAUTHORIZED");
     let wrong = [("Authorization", "Bearer admin-secreT")];
-    assert_eq!(http_json(server.addr, "GET", "/stats", None, &wrong).await.0, 401);
+    assert_eq!(
+        http_json(server.addr, "GET", "/stats", None, &wrong)
+            .await
+            .0,
+        401
+    );
     let bearer = [("Authorization", "Bearer admin-secret")];
     let (status, body) = http_json(server.addr, "GET", "/stats", None, &bearer).await;
     assert_eq!(status, 200);
     assert_eq!(body["authFailures"], 0);
     let header = [("X-API-Key", "admin-secret")];
-    assert_eq!(http_json(server.addr, "GET", "/stats", None, &header).await.0, 200);
+    assert_eq!(
+        http_json(server.addr, "GET", "/stats", None, &header)
+            .await
+            .0,
+        200
+    );
     for open in ["/health", "/ready"] {
         let request = format!("GET {open} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert_eq!(http_request(server.addr, &request).await.0, 200, "{open}");
@@ -451,7 +528,8 @@ async fn the_admin_key_guards_stats_but_not_health() {
 
 #[tokio::test]
 async fn shutdown_closes_connections_still_waiting_to_authenticate_with_1001() {
-    let server = hs256_server(|raw| raw.auth_timeout = Some(DurationArg(Duration::from_secs(60)))).await;
+    let server =
+        hs256_server(|raw| raw.auth_timeout = Some(DurationArg(Duration::from_secs(60)))).await;
     let mut client = pending(&server).await;
     // Proves the connection is being served (waiting for auth) before shutting down.
     client.send_type("ping", json!({})).await;

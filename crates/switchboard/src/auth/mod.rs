@@ -144,7 +144,10 @@ impl JwtConfig {
             _ => algorithm == Algorithm::EdDSA,
         };
         if !fits {
-            return Err(KeyError::Mismatch { algorithm, key: kind });
+            return Err(KeyError::Mismatch {
+                algorithm,
+                key: kind,
+            });
         }
         Ok(Self::new(key, algorithm))
     }
@@ -194,18 +197,22 @@ impl JwtConfig {
     }
 
     /// Verifies `token` and reads the identity and permissions from its claims.
-    pub(crate) fn verify(&self, token: &str, max_name_chars: usize) -> Result<Identity, TokenError> {
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        max_name_chars: usize,
+    ) -> Result<Identity, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
         // Decoded as JSON first, so that a claim of the wrong shape (after the signature
         // verified) is told apart from a token that is not JSON at all.
-        let data =
-            jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
-                .map_err(TokenError::from_jwt)?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map_err(TokenError::from_jwt)?;
         let claims: Claims =
             serde_json::from_value(data.claims).map_err(TokenError::InvalidClaims)?;
-        let user = UserId::parse(&claims.sub, max_name_chars).map_err(TokenError::InvalidSubject)?;
+        let user =
+            UserId::parse(&claims.sub, max_name_chars).map_err(TokenError::InvalidSubject)?;
         let grants = claims
             .grants
             .into_grants()

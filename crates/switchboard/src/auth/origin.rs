@@ -71,7 +71,8 @@ mod tests {
 
     #[test]
     fn exact_origins_match_without_case() {
-        let list = OriginAllowlist::parse(" https://App.example.com , http://localhost:5173").unwrap();
+        let list =
+            OriginAllowlist::parse(" https://App.example.com , http://localhost:5173").unwrap();
         assert!(list.allows(b"https://app.example.com"));
         assert!(list.allows(b"HTTPS://APP.EXAMPLE.COM"));
         assert!(list.allows(b"http://localhost:5173"));
@@ -82,9 +83,21 @@ mod tests {
 
     #[test]
     fn entries_must_be_origins() {
-        assert_eq!(OriginAllowlist::parse("*").unwrap_err(), OriginError::Wildcard);
-        assert_eq!(OriginAllowlist::parse(" , ").unwrap_err(), OriginError::Empty);
-        for bad in ["example.com", "https://example.com/", "https://a.com/path", "://x", "https://"] {
+        assert_eq!(
+            OriginAllowlist::parse("*").unwrap_err(),
+            OriginError::Wildcard
+        );
+        assert_eq!(
+            OriginAllowlist::parse(" , ").unwrap_err(),
+            OriginError::Empty
+        );
+        for bad in [
+            "example.com",
+            "https://example.com/",
+            "https://a.com/path",
+            "://x",
+            "https://",
+        ] {
             assert_eq!(
                 OriginAllowlist::parse(bad).unwrap_err(),
                 OriginError::NotAnOrigin(bad.to_owned()),

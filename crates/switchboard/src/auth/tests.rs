@@ -37,13 +37,22 @@ fn a_valid_token_gives_the_subject() {
 fn time_claims_are_checked_with_the_leeway() {
     let config = hs256();
     let expired = sign(&json!({"sub": "a", "exp": now() - LEEWAY_SECONDS - 5}));
-    assert!(matches!(verify(&config, &expired), Err(TokenError::Expired)));
+    assert!(matches!(
+        verify(&config, &expired),
+        Err(TokenError::Expired)
+    ));
     let within_leeway = sign(&json!({"sub": "a", "exp": now() - LEEWAY_SECONDS + 5}));
     assert!(verify(&config, &within_leeway).is_ok());
     let early = sign(&json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}));
-    assert!(matches!(verify(&config, &early), Err(TokenError::NotYetValid)));
+    assert!(matches!(
+        verify(&config, &early),
+        Err(TokenError::NotYetValid)
+    ));
     let no_exp = sign(&json!({"sub": "a"}));
-    assert!(matches!(verify(&config, &no_exp), Err(TokenError::MissingClaim(_))));
+    assert!(matches!(
+        verify(&config, &no_exp),
+        Err(TokenError::MissingClaim(_))
+    ));
 }
 
 #[test]
@@ -51,9 +60,15 @@ fn forged_and_malformed_tokens_are_refused() {
     let config = hs256();
     let other = JwtConfig::secret(b"another secret", None).unwrap();
     let token = sign(&json!({"sub": "a", "exp": now() + 60}));
-    assert!(matches!(verify(&other, &token), Err(TokenError::InvalidSignature)));
+    assert!(matches!(
+        verify(&other, &token),
+        Err(TokenError::InvalidSignature)
+    ));
     for bad in ["", "abc", "a.b.c", "e30.e30.", "\u{0}.\u{0}.\u{0}"] {
-        assert!(matches!(verify(&config, bad), Err(TokenError::Malformed(_))), "{bad:?}");
+        assert!(
+            matches!(verify(&config, bad), Err(TokenError::Malformed(_))),
+            "{bad:?}"
+        );
     }
     let hs512 = encode(
         &Header::new(Algorithm::HS512),
@@ -61,7 +76,10 @@ fn forged_and_malformed_tokens_are_refused() {
         &EncodingKey::from_secret(SECRET),
     )
     .unwrap();
-    assert!(matches!(verify(&config, &hs512), Err(TokenError::WrongAlgorithm)));
+    assert!(matches!(
+        verify(&config, &hs512),
+        Err(TokenError::WrongAlgorithm)
+    ));
 }
 
 #[test]
@@ -83,9 +101,16 @@ fn issuer_and_audience_are_required_when_configured() {
     let good = sign(&json!({"sub": "a", "exp": now() + 60, "iss": "auth.example", "aud": "chat"}));
     assert!(verify(&config, &good).is_ok());
     let wrong_iss = sign(&json!({"sub": "a", "exp": now() + 60, "iss": "x", "aud": "chat"}));
-    assert!(matches!(verify(&config, &wrong_iss), Err(TokenError::WrongIssuer)));
-    let wrong_aud = sign(&json!({"sub": "a", "exp": now() + 60, "iss": "auth.example", "aud": "x"}));
-    assert!(matches!(verify(&config, &wrong_aud), Err(TokenError::WrongAudience)));
+    assert!(matches!(
+        verify(&config, &wrong_iss),
+        Err(TokenError::WrongIssuer)
+    ));
+    let wrong_aud =
+        sign(&json!({"sub": "a", "exp": now() + 60, "iss": "auth.example", "aud": "x"}));
+    assert!(matches!(
+        verify(&config, &wrong_aud),
+        Err(TokenError::WrongAudience)
+    ));
     // Without a configured audience, a token's `aud` is not checked.
     assert!(verify(&hs256(), &wrong_aud).is_ok());
 }
@@ -94,18 +119,33 @@ fn issuer_and_audience_are_required_when_configured() {
 fn bad_subjects_and_claims_are_refused() {
     let config = hs256();
     let spaced = sign(&json!({"sub": "has space", "exp": now() + 60}));
-    assert!(matches!(verify(&config, &spaced), Err(TokenError::InvalidSubject(_))));
+    assert!(matches!(
+        verify(&config, &spaced),
+        Err(TokenError::InvalidSubject(_))
+    ));
     let long = sign(&json!({"sub": "a".repeat(129), "exp": now() + 60}));
-    assert!(matches!(verify(&config, &long), Err(TokenError::InvalidSubject(_))));
+    assert!(matches!(
+        verify(&config, &long),
+        Err(TokenError::InvalidSubject(_))
+    ));
     let rooms = sign(&json!({"sub": "a", "exp": now() + 60, "rooms": "general"}));
-    assert!(matches!(verify(&config, &rooms), Err(TokenError::InvalidClaims(_))));
+    assert!(matches!(
+        verify(&config, &rooms),
+        Err(TokenError::InvalidClaims(_))
+    ));
     let pattern = sign(&json!({"sub": "a", "exp": now() + 60, "rooms": ["a*b"]}));
-    assert!(matches!(verify(&config, &pattern), Err(TokenError::InvalidGrant(_))));
+    assert!(matches!(
+        verify(&config, &pattern),
+        Err(TokenError::InvalidGrant(_))
+    ));
 }
 
 #[test]
 fn keys_and_algorithms_must_fit() {
-    assert!(matches!(JwtConfig::secret(b"", None), Err(KeyError::EmptySecret)));
+    assert!(matches!(
+        JwtConfig::secret(b"", None),
+        Err(KeyError::EmptySecret)
+    ));
     assert!(matches!(
         JwtConfig::secret(SECRET, Some("RS256")),
         Err(KeyError::Mismatch { .. })
@@ -114,7 +154,12 @@ fn keys_and_algorithms_must_fit() {
         JwtConfig::secret(SECRET, Some("none")),
         Err(KeyError::UnknownAlgorithm(_))
     ));
-    assert_eq!(JwtConfig::secret(SECRET, Some("HS512")).unwrap().algorithm(), "HS512");
+    assert_eq!(
+        JwtConfig::secret(SECRET, Some("HS512"))
+            .unwrap()
+            .algorithm(),
+        "HS512"
+    );
     assert!(matches!(
         JwtConfig::public_key_pem(b"not a key", None),
         Err(KeyError::NotAPublicKey(_))

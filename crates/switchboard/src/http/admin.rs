@@ -21,7 +21,11 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
 }
 
 /// Refuses requests that do not present the admin key with 401.
-async fn require_admin_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_admin_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if keys::authorized(request.headers(), state.auth.admin_key.as_deref()) {
         return next.run(request).await;
     }
