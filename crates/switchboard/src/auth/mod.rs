@@ -3,8 +3,8 @@
 //!
 //! Authentication is on exactly when a JWT key is configured ([`AuthConfig::jwt`]). A token
 //! is verified once, when the connection presents it (at the upgrade or in its `auth` frame);
-//! the identity is the `sub` claim and the permissions come from the other claims
-//! ([`grants`]). This module does no I/O: `http::ws` and `connection::authenticate` present the
+//! the identity is the `sub` claim and the permissions come from the other claims (`grants`:
+//! `rooms`, `channels`, `broadcast`). This module does no I/O: `http::ws` and `connection::authenticate` present the
 //! tokens, the session enforces the grants.
 
 mod grants;
@@ -30,7 +30,7 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const LEEWAY_SECONDS: u64 = 30;
 
 /// Who may connect, from where, and who may read the node's statistics.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthConfig {
     /// Token verification; `None` leaves authentication off (`?userId=` is the identity).
     pub jwt: Option<Arc<JwtConfig>>,
@@ -42,12 +42,23 @@ pub struct AuthConfig {
     pub admin_key: Option<Arc<str>>,
 }
 
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("jwt", &self.jwt)
+            .field("timeout", &self.timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
 impl Default for AuthConfig {
-    /// Authentication off, every origin, no admin key, a 10 s `auth` deadline.
+    /// Authentication off, every origin, no admin key, a 5 s `auth` deadline.
     fn default() -> Self {
         Self {
             jwt: None,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
             allowed_origins: None,
             admin_key: None,
         }

@@ -12,7 +12,9 @@ use crate::auth::{AuthConfig, JwtConfig, KeyError};
 const MAX_AUTH_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) fn from_raw(raw: &RawSettings) -> Result<AuthConfig, ConfigError> {
-    let timeout = raw.auth_timeout.map_or(Duration::from_secs(5), |d| d.0);
+    let timeout = raw
+        .auth_timeout
+        .map_or(AuthConfig::default().timeout, |d| d.0);
     if timeout.is_zero() || timeout > MAX_AUTH_TIMEOUT {
         return Err(ConfigError::invalid(
             "auth_timeout",

@@ -154,7 +154,8 @@ fn admit(
         return Ok(Admission::Known(Peer { user, grants: None }));
     };
     let token = match super::keys::bearer(headers) {
-        Some(bearer) => Some(std::str::from_utf8(bearer).unwrap_or("\u{0}")),
+        // A header that is not UTF-8 is no JWT: verified as the empty token, it is refused.
+        Some(bearer) => Some(std::str::from_utf8(bearer).unwrap_or_default()),
         None => params.token.as_deref().filter(|token| !token.is_empty()),
     };
     let Some(token) = token else {
