@@ -3,6 +3,8 @@
 //! (`FORBIDDEN`, with proof that nothing reached the room or channel), the origin allowlist
 //! and the admin key.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::PathBuf;
