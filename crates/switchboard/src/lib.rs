@@ -21,6 +21,7 @@
 //!
 //! ## Modules
 //!
+//! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
 //! - [`config`]: flags, env vars and TOML into a validated [`config::Config`].
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding, codes.
 //! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
@@ -37,6 +38,7 @@
 //!   `/dashboard`.
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 
+pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;

@@ -51,7 +51,9 @@ impl Server {
         let listener = listen(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-        let mut builder = Switchboard::builder(config.hub).api(config.api);
+        let mut builder = Switchboard::builder(config.hub)
+            .api(config.api)
+            .auth(config.auth);
         if let Some(cluster) = &config.cluster {
             builder = builder.redis(cluster)?;
             tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis");

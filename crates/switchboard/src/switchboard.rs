@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use serde_json::Value;
 
+use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig};
@@ -25,6 +26,7 @@ use crate::hub::{ConnInfo, Hub};
 pub struct Switchboard {
     hub: Hub,
     api: ApiConfig,
+    auth: AuthConfig,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -33,6 +35,7 @@ pub struct Switchboard {
 pub struct Builder {
     config: HubConfig,
     api: ApiConfig,
+    auth: AuthConfig,
     broker: Option<Arc<dyn Broker>>,
     membership: Option<Arc<dyn Membership>>,
     redis: Option<Arc<RedisCluster>>,
@@ -43,6 +46,13 @@ impl Builder {
     /// Settings of the server HTTP API under `/api` (default: open, with a warning).
     pub fn api(mut self, api: ApiConfig) -> Self {
         self.api = api;
+        self
+    }
+
+    /// Authentication (JWT on connect, permissions from claims), the origin allowlist and
+    /// the admin key (default: authentication off, every origin, `/stats` open).
+    pub fn auth(mut self, auth: AuthConfig) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -108,9 +118,14 @@ impl Builder {
                 "the server API (/api) has no key: anyone who can reach it can use it; set --api-key"
             );
         }
+        match &self.auth.jwt {
+            Some(jwt) => tracing::info!(algorithm = jwt.algorithm(), "authentication on (JWT)"),
+            None => tracing::info!("authentication off: clients choose their userId"),
+        }
         Switchboard {
             hub,
             api: self.api,
+            auth: self.auth,
             tasks,
             cancel,
         }
@@ -123,6 +138,7 @@ impl Switchboard {
         Builder {
             config,
             api: ApiConfig::default(),
+            auth: AuthConfig::default(),
             broker: None,
             membership: None,
             redis: None,
@@ -142,6 +158,8 @@ impl Switchboard {
             hub: self.hub.clone(),
             tasks: self.tasks.clone(),
             api_key: self.api.key.clone().map(Arc::from),
+            auth: self.auth.clone(),
+            shutdown: self.cancel.clone(),
         })
     }
 

@@ -97,6 +97,41 @@ fn invalid_settings_fail_at_start_naming_the_setting() {
     assert!(stderr.contains("--max-frame-size"), "{stderr}");
     let stderr = fails_to_start(&["--config", "/nonexistent.toml"], &[]);
     assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+    let stderr = fails_to_start(&[], &[("ALLOWED_ORIGINS", "*")]);
+    assert!(stderr.contains("ALLOWED_ORIGINS"), "{stderr}");
+    let stderr = fails_to_start(&["--jwt-public-key", "/nonexistent.pem"], &[]);
+    assert!(
+        stderr.contains("--jwt-public-key") && stderr.contains("/nonexistent.pem"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn authentication_settings_come_from_env_vars() {
+    let secret = "binary-test-secret";
+    let server = Running::start(
+        &[],
+        &[
+            ("JWT_SECRET", secret),
+            ("ADMIN_KEY", "admin"),
+            ("ALLOWED_ORIGINS", "https://app.example"),
+        ],
+    );
+    let claims =
+        serde_json::json!({"sub": "zoe", "exp": jsonwebtoken::get_current_timestamp() + 60});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let client = Client::connect(&format!("ws://{}/?userId=x&token={token}", server.addr)).await;
+    assert_eq!(client.user_id(), "zoe");
+    let (status, _) = common::http_json(server.addr, "GET", "/stats", None, &[]).await;
+    assert_eq!(status, 401);
+    let key = [("X-API-Key", "admin")];
+    let (status, stats) = common::http_json(server.addr, "GET", "/stats", None, &key).await;
+    assert_eq!((status, stats["connections"].as_u64()), (200, Some(1)));
 }
 
 #[test]
@@ -135,6 +170,12 @@ fn help_lists_every_setting() {
         "--max-content-length",
         "--shutdown-timeout",
         "--log-format",
+        "--jwt-secret",
+        "--jwt-public-key",
+        "--jwt-algorithm",
+        "--auth-timeout",
+        "--allowed-origins",
+        "--admin-key",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

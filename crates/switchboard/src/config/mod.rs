@@ -1,6 +1,7 @@
 //! Configuration: raw settings from flags, env vars and a TOML file ([`RawSettings`]) are merged and
 //! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
 
+mod auth;
 mod raw;
 mod units;
 
@@ -23,6 +24,8 @@ pub struct Config {
     pub hub: HubConfig,
     /// The server HTTP API.
     pub api: ApiConfig,
+    /// Authentication, origins and the admin key.
+    pub auth: crate::auth::AuthConfig,
     /// Cluster mode (`None`: a lone node).
     pub cluster: Option<crate::cluster::RedisConfig>,
     /// Logging.
@@ -233,6 +236,7 @@ impl Config {
             }
         };
 
+        let auth = auth::from_raw(&raw)?;
         let host = raw.host.unwrap_or_else(|| "0.0.0.0".to_owned());
         if host.trim().is_empty() {
             return Err(ConfigError::invalid("host", "must not be empty"));
@@ -392,6 +396,7 @@ impl Config {
                 echo_endpoint: raw.echo_endpoint.unwrap_or(false),
             },
             api: ApiConfig { key: api_key },
+            auth,
             cluster,
             log: LogConfig {
                 format: raw.log_format.unwrap_or_default(),

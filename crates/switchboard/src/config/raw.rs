@@ -141,6 +141,35 @@ settings! {
     /// on the other nodes [default: 15s].
     #[arg(long, env, value_name = "DURATION")]
     node_ttl: DurationArg,
+    /// Turn authentication on with this HS256 shared secret: every connection needs a JWT
+    /// [default: none].
+    #[arg(long, env, value_name = "SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Turn authentication on with this PEM public key (RSA, EC or Ed25519) [default: none].
+    #[arg(long, env, value_name = "FILE")]
+    jwt_public_key: std::path::PathBuf,
+    /// The one algorithm tokens may use, e.g. HS256, RS256, ES256 [default: HS256 with a
+    /// secret, else from the key's type].
+    #[arg(long, env, value_name = "ALG")]
+    jwt_algorithm: String,
+    /// Require this `iss` claim [default: not checked].
+    #[arg(long, env, value_name = "ISSUER")]
+    jwt_issuer: String,
+    /// Require this `aud` claim [default: not checked].
+    #[arg(long, env, value_name = "AUDIENCE")]
+    jwt_audience: String,
+    /// How long a connection without a token at the upgrade has to send its `auth` frame
+    /// [default: 5s].
+    #[arg(long, env, value_name = "DURATION")]
+    auth_timeout: DurationArg,
+    /// Comma-separated origins browsers may connect from, e.g.
+    /// `https://app.example.com,http://localhost:5173` [default: any].
+    #[arg(long, env, value_name = "ORIGINS")]
+    allowed_origins: String,
+    /// Key that `/stats` requires as `Authorization: Bearer KEY` or `X-API-Key: KEY`
+    /// [default: none, open].
+    #[arg(long, env, value_name = "KEY", hide_env_values = true)]
+    admin_key: String,
     /// How long a client `id` is remembered for duplicate suppression [default: 60s].
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,

@@ -152,3 +152,62 @@ fn malformed_flag_values_are_refused_by_the_parser() {
         assert!(error.to_string().contains(args[0]), "{error}");
     }
 }
+
+#[test]
+fn authentication_is_off_without_a_key() {
+    let config = Config::default();
+    assert!(config.auth.jwt.is_none());
+    assert_eq!(config.auth.timeout, Duration::from_secs(5));
+    assert!(config.auth.allowed_origins.is_none() && config.auth.admin_key.is_none());
+    let config = from_args(&["--jwt-secret", "s3cret", "--auth-timeout", "2s"]).unwrap();
+    assert_eq!(
+        config.auth.jwt.as_ref().map(|jwt| jwt.algorithm()),
+        Some("HS256")
+    );
+    assert_eq!(config.auth.timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn invalid_auth_settings_name_the_setting() {
+    let dir = std::env::temp_dir().join(format!("switchboard-config-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    let key = key.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--jwt-secret", "s", "--jwt-public-key", key],
+            "jwt_public_key",
+        ),
+        (&["--jwt-public-key", key], "jwt_public_key"),
+        (
+            &["--jwt-public-key", "/nonexistent/key.pem"],
+            "jwt_public_key",
+        ),
+        (&["--jwt-secret", ""], "jwt_secret"),
+        (
+            &["--jwt-secret", "s", "--jwt-algorithm", "RS256"],
+            "jwt_algorithm",
+        ),
+        (
+            &["--jwt-secret", "s", "--jwt-algorithm", "none"],
+            "jwt_algorithm",
+        ),
+        (&["--jwt-issuer", "me"], "jwt_issuer"),
+        (&["--jwt-audience", "app"], "jwt_audience"),
+        (&["--jwt-algorithm", "HS256"], "jwt_algorithm"),
+        (&["--auth-timeout", "0s"], "auth_timeout"),
+        (&["--auth-timeout", "301s"], "auth_timeout"),
+        (&["--allowed-origins", "*"], "allowed_origins"),
+        (
+            &["--allowed-origins", "https://a.example/"],
+            "allowed_origins",
+        ),
+        (&["--allowed-origins", ""], "allowed_origins"),
+    ];
+    for (args, setting) in cases {
+        assert_eq!(invalid_setting(from_args(args)), *setting, "{args:?}");
+    }
+    assert!(from_args(&["--auth-timeout", "300s"]).is_ok());
+    std::fs::remove_dir_all(dir).unwrap();
+}

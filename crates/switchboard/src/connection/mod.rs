@@ -1,6 +1,8 @@
-//! One WebSocket connection after the upgrade: admission, the session (protocol state and
-//! message handling) and the driver (the task that does the connection's I/O).
+//! One WebSocket connection after the upgrade: authentication when the token comes in an
+//! `auth` frame, admission, the session (protocol state and message handling) and the driver
+//! (the task that does the connection's I/O).
 
+mod authenticate;
 mod dedup;
 mod driver;
 mod session;
@@ -12,9 +14,28 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::auth::{Grants, Identity};
 use crate::hub::Hub;
 use crate::ids::UserId;
+pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
+
+/// Who a connection is, known at the upgrade or from its `auth` frame.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) user: UserId,
+    /// What the connection may do; `None` when authentication is off (everything).
+    pub(crate) grants: Option<Box<Grants>>,
+}
+
+impl From<Identity> for Peer {
+    fn from(identity: Identity) -> Self {
+        Self {
+            user: identity.user,
+            grants: Some(Box::new(identity.grants)),
+        }
+    }
+}
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,16 +73,19 @@ pub(crate) enum Connection<S> {
     Refused(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
-/// Admits an upgraded connection of `user` (or refuses it with close 1013 at capacity) and
+/// Admits an upgraded connection of `peer` (or refuses it with close 1013 at capacity) and
 /// returns the future that serves it until it ends.
-pub(crate) fn serve<S>(io: S, hub: Hub, user: UserId, mode: Mode) -> Connection<S>
+pub(crate) fn serve<S>(io: S, hub: Hub, peer: Peer, mode: Mode) -> Connection<S>
 where
     S: Stream + Send + 'static,
 {
-    match hub.register(user.clone()) {
-        Ok(handle) => Connection::Open(driver::Driver::new(io, Session::start(hub, handle, mode))),
+    match hub.register(peer.user.clone()) {
+        Ok(handle) => {
+            let session = Session::start(hub, handle, mode, peer.grants);
+            Connection::Open(driver::Driver::new(io, session))
+        }
         Err(refusal) => {
-            tracing::debug!(%user, %refusal, "connection refused");
+            tracing::debug!(user = %peer.user, %refusal, "connection refused");
             let limits = driver::decoder_limits(&hub);
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::Mode;
 use super::dedup::DedupWindow;
+use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
 use crate::hub::{ConnHandle, Counters, Hub, InKind, MemberEvent, Publication, publish_frame};
@@ -32,6 +33,9 @@ pub(crate) struct Session {
     channels: Vec<ChannelSpec>,
     dedup: DedupWindow,
     mode: Mode,
+    /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
+    /// connection's task.
+    grants: Option<Box<Grants>>,
 }
 
 /// A refused command: the code and message of the `error` frame.
@@ -58,7 +62,12 @@ struct ChannelPayload<'a> {
 impl Session {
     /// Starts the session of a registered connection: runs the application's connect hooks,
     /// then sends `connect` (protocol mode).
-    pub(crate) fn start(hub: Hub, handle: ConnHandle, mode: Mode) -> Self {
+    pub(crate) fn start(
+        hub: Hub,
+        handle: ConnHandle,
+        mode: Mode,
+        grants: Option<Box<Grants>>,
+    ) -> Self {
         tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
         let now = hub.now_ms();
         for hook in &hub.extensions().on_connect {
@@ -71,6 +80,7 @@ impl Session {
             channels: Vec::new(),
             dedup: DedupWindow::default(),
             mode,
+            grants,
         };
         if mode == Mode::Echo {
             return session;
@@ -192,6 +202,7 @@ impl Session {
     }
 
     fn execute(&mut self, command: Command<'_>, id: Option<&RawValue>) -> Result<(), Refused> {
+        self.authorize(&command)?;
         match command {
             Command::JoinRoom { room } => self.join(room, id),
             Command::LeaveRoom { room } => self.leave(&room, id),
@@ -240,8 +251,47 @@ impl Session {
                 Ok(())
             }
             Command::Pong => Ok(()),
+            Command::Auth { .. } => Err((
+                ErrorCode::InvalidMessage,
+                if self.grants.is_some() {
+                    "this connection is already authenticated"
+                } else {
+                    "authentication is off on this server"
+                }
+                .to_owned(),
+            )),
             Command::Other { kind, payload } => self.custom(&kind, payload, id),
         }
+    }
+
+    /// Refuses with `FORBIDDEN` what the connection's token does not grant, before anything
+    /// reaches a room or channel.
+    fn authorize(&self, command: &Command<'_>) -> Result<(), Refused> {
+        let Some(grants) = &self.grants else {
+            return Ok(());
+        };
+        let allowed = match command {
+            Command::JoinRoom { room } => grants.may_join(room),
+            Command::Message { room, .. } => grants.may_message(room),
+            Command::Subscribe { channel } => grants.may_subscribe(channel),
+            Command::Publish { channel, .. } => grants.may_publish(channel),
+            Command::Broadcast { .. } => grants.may_broadcast(),
+            _ => true,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let what = match command {
+            Command::JoinRoom { room } => format!("join room {room}"),
+            Command::Message { room, .. } => format!("send messages to room {room}"),
+            Command::Subscribe { channel } => format!("subscribe to {channel}"),
+            Command::Publish { channel, .. } => format!("publish to {channel}"),
+            _ => "broadcast".to_owned(),
+        };
+        Err((
+            ErrorCode::Forbidden,
+            format!("your token does not allow you to {what}"),
+        ))
     }
 
     fn join(&mut self, room: RoomId, id: Option<&RawValue>) -> Result<(), Refused> {

@@ -1,9 +1,12 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/stats`, `/health`, `/ready`, `/metrics`, `/dashboard`, the server API under `/api`;
+//! `/ws`, `/health`, `/ready`, `/dashboard`, the admin routes (`/stats`, `/metrics`), the server
+//! API under `/api`;
 //! `/echo` when enabled.
 
+mod admin;
 mod api;
 mod assets;
+mod keys;
 mod status;
 mod ws;
 
@@ -11,8 +14,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::AuthConfig;
 use crate::hub::Hub;
 
 /// What the handlers share.
@@ -23,6 +28,11 @@ pub(crate) struct AppState {
     pub(crate) tasks: TaskTracker,
     /// The key the server API requires, if any.
     pub(crate) api_key: Option<Arc<str>>,
+    /// Token verification, origins and the admin key.
+    pub(crate) auth: AuthConfig,
+    /// Cancelled when the instance shuts down; connections still waiting for their `auth`
+    /// frame (not yet in the hub) close with 1001 then.
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// The routes of a node.
@@ -30,11 +40,10 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
-        .route("/stats", get(status::stats))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready))
-        .route("/metrics", get(status::metrics))
-        .route("/dashboard", get(assets::dashboard));
+        .route("/dashboard", get(assets::dashboard))
+        .merge(admin::routes(state.clone()));
     if state.hub.config().echo_endpoint {
         router = router.route("/echo", get(ws::echo));
     }

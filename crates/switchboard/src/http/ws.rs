@@ -1,5 +1,10 @@
-//! The WebSocket upgrade: validates the handshake and the identity, answers 101, and runs the
-//! connection on the upgraded stream.
+//! The WebSocket upgrade: validates the handshake, the origin and the identity, answers 101,
+//! and runs the connection on the upgraded stream.
+//!
+//! Identity: with authentication off, `?userId=` (or a generated `anon-…` id). With it on, a
+//! token from `Authorization: Bearer …` or `?token=`; a bad one is answered 401 without an
+//! upgrade, and a connection without one is upgraded but must send an `auth` frame first
+//! (`connection::authenticate`).
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
@@ -19,8 +24,8 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use super::AppState;
-use crate::connection::{self, Connection, Mode, Prefixed};
-use crate::hub::Hub;
+use crate::connection::{self, Connection, Mode, Peer, Pending, Prefixed, Stream};
+use crate::hub::{Counters, Hub};
 use crate::ids::UserId;
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -29,6 +34,14 @@ use crate::ws::handshake::{self, HandshakeError};
 pub(super) struct ConnectParams {
     #[serde(rename = "userId")]
     user_id: Option<String>,
+    token: Option<String>,
+}
+
+/// Who is connecting, as far as the upgrade request tells.
+enum Admission {
+    Known(Peer),
+    /// Authentication is on and the request carried no token.
+    AwaitToken(Pending),
 }
 
 /// `GET /`: the WebSocket endpoint, or the landing page for a plain browser visit.
@@ -84,15 +97,16 @@ fn upgrade_to(
             return response;
         }
     };
-    let max_name = state.hub.config().limits.max_name_length;
-    let user = match params.user_id.as_deref() {
-        None | Some("") => UserId::anonymous(),
-        Some(name) => match UserId::parse(name, max_name) {
-            Ok(user) => user,
-            Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("invalid userId: {e}")).into_response();
+    if let Some(allowed) = &state.auth.allowed_origins {
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            if !allowed.allows(origin.as_bytes()) {
+                return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
             }
-        },
+        }
+    }
+    let admission = match admit(&state, &params, request.headers()) {
+        Ok(admission) => admission,
+        Err(response) => return *response,
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (
@@ -104,7 +118,7 @@ fn upgrade_to(
     let hub = state.hub.clone();
     state.tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve_upgraded(upgraded, hub, user, mode).await,
+            Ok(upgraded) => serve_upgraded(upgraded, hub, admission, mode).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),
         }
     });
@@ -120,6 +134,51 @@ fn upgrade_to(
         );
     }
     response
+}
+
+/// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
+fn admit(
+    state: &AppState,
+    params: &ConnectParams,
+    headers: &axum::http::HeaderMap,
+) -> Result<Admission, Box<Response>> {
+    let hub = &state.hub;
+    let max_name = hub.config().limits.max_name_length;
+    let Some(jwt) = &state.auth.jwt else {
+        let user = match params.user_id.as_deref() {
+            None | Some("") => UserId::anonymous(),
+            Some(name) => UserId::parse(name, max_name).map_err(|e| {
+                Box::new((StatusCode::BAD_REQUEST, format!("invalid userId: {e}")).into_response())
+            })?,
+        };
+        return Ok(Admission::Known(Peer { user, grants: None }));
+    };
+    let token = match super::keys::bearer(headers) {
+        // A header that is not UTF-8 is no JWT: verified as the empty token, it is refused.
+        Some(bearer) => Some(std::str::from_utf8(bearer).unwrap_or_default()),
+        None => params.token.as_deref().filter(|token| !token.is_empty()),
+    };
+    let Some(token) = token else {
+        return Ok(Admission::AwaitToken(Pending {
+            jwt: jwt.clone(),
+            deadline: tokio::time::Instant::now() + state.auth.timeout,
+            shutdown: state.shutdown.clone(),
+        }));
+    };
+    match jwt.verify(token, max_name) {
+        Ok(identity) => Ok(Admission::Known(Peer::from(identity))),
+        Err(error) => {
+            Counters::add(&hub.counters().auth_failures, 1);
+            tracing::debug!(%error, "upgrade refused");
+            let mut response =
+                (StatusCode::UNAUTHORIZED, format!("invalid token: {error}")).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            Err(Box::new(response))
+        }
+    }
 }
 
 /// The future that serves one upgraded connection: the bare-socket path inline, since nearly
@@ -147,7 +206,7 @@ impl Future for ServeUpgraded {
 fn serve_upgraded(
     upgraded: hyper::upgrade::Upgraded,
     hub: Hub,
-    user: UserId,
+    admission: Admission,
     mode: Mode,
 ) -> ServeUpgraded {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
@@ -161,17 +220,32 @@ fn serve_upgraded(
             let read_ahead = (!parts.read_buf.is_empty())
                 .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
             drop(parts.read_buf);
-            match read_ahead {
-                None => ServeUpgraded::Tcp(connection::serve(stream, hub, user, mode)),
-                Some(prefix) => {
-                    let io = Prefixed::new(prefix, stream);
-                    ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
+            match (read_ahead, admission) {
+                (None, Admission::Known(peer)) => {
+                    ServeUpgraded::Tcp(connection::serve(stream, hub, peer, mode))
+                }
+                (None, admission) => boxed(stream, hub, admission, mode),
+                (Some(prefix), admission) => {
+                    boxed(Prefixed::new(prefix, stream), hub, admission, mode)
                 }
             }
         }
-        Err(upgraded) => {
-            let io = TokioIo::new(upgraded);
-            ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
-        }
+        Err(upgraded) => boxed(TokioIo::new(upgraded), hub, admission, mode),
     }
+}
+
+/// Serves a connection through a boxed future: streams other than a bare socket, and
+/// connections that authenticate with an `auth` frame.
+fn boxed<S: Stream + Send + 'static>(
+    io: S,
+    hub: Hub,
+    admission: Admission,
+    mode: Mode,
+) -> ServeUpgraded {
+    ServeUpgraded::Other(match admission {
+        Admission::Known(peer) => Box::pin(connection::serve(io, hub, peer, mode)),
+        Admission::AwaitToken(pending) => {
+            Box::pin(connection::authenticate(io, hub, pending, mode))
+        }
+    })
 }

@@ -29,6 +29,7 @@ pub(crate) struct Counters {
     pub(crate) errors_sent: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
     pub(crate) fanout_latency: FanoutLatency,
 }
 
@@ -55,6 +56,7 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "errors_sent_total", help: "error frames sent to clients.", counter: |c| &c.errors_sent },
     ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
     ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
+    ExportedCounter { name: "auth_failures_total", help: "Refused tokens: at the upgrade (401), in auth frames, or missed auth deadlines.", counter: |c| &c.auth_failures },
 ];
 
 impl Counters {
@@ -110,6 +112,7 @@ pub(crate) enum InKind {
     Presence,
     Ping,
     Pong,
+    Auth,
     /// A type handled by an application handler, or an unknown one.
     Custom,
     /// Not a valid protocol message (bad JSON, bad fields, a binary frame).
@@ -120,7 +123,7 @@ pub(crate) enum InKind {
 
 impl InKind {
     /// Every kind, in index order.
-    pub(crate) const ALL: [InKind; 13] = [
+    pub(crate) const ALL: [InKind; 14] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -131,6 +134,7 @@ impl InKind {
         Self::Presence,
         Self::Ping,
         Self::Pong,
+        Self::Auth,
         Self::Custom,
         Self::Invalid,
         Self::Echo,
@@ -149,6 +153,7 @@ impl InKind {
             Command::Presence { .. } => Self::Presence,
             Command::Ping { .. } => Self::Ping,
             Command::Pong => Self::Pong,
+            Command::Auth { .. } => Self::Auth,
             Command::Other { .. } => Self::Custom,
         }
     }
@@ -166,6 +171,7 @@ impl InKind {
             Self::Presence => "presence",
             Self::Ping => "ping",
             Self::Pong => "pong",
+            Self::Auth => "auth",
             Self::Custom => "custom",
             Self::Invalid => "invalid",
             Self::Echo => "echo",
@@ -290,6 +296,9 @@ pub struct StatsSnapshot {
     pub heartbeat_timeouts: u64,
     /// Connections closed for inactivity.
     pub idle_timeouts: u64,
+    /// Connections refused for their token: 401 at the upgrade, or close 1008 for a bad
+    /// `auth` frame or none before the deadline.
+    pub auth_failures: u64,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// This node's id.
@@ -349,6 +358,7 @@ impl Counters {
             errors_sent: Self::get(&self.errors_sent),
             heartbeat_timeouts: Self::get(&self.heartbeat_timeouts),
             idle_timeouts: Self::get(&self.idle_timeouts),
+            auth_failures: Self::get(&self.auth_failures),
             uptime_seconds: gauges.uptime_seconds,
             node_id: gauges.node_id,
             broker: gauges.broker,

@@ -95,6 +95,11 @@ pub enum Command<'a> {
     },
     /// `pong`: an answer to a server `ping`.
     Pong,
+    /// `auth {token}`: authenticates a connection that brought no token to the upgrade.
+    Auth {
+        /// The JWT.
+        token: Cow<'a, str>,
+    },
     /// Any other type: handled by a registered custom handler, or refused as `UNKNOWN_TYPE`.
     Other {
         /// The message type.
@@ -160,6 +165,12 @@ struct PublishPayload<'a> {
     channel: Cow<'a, str>,
     #[serde(borrow)]
     data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct AuthPayload<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +290,10 @@ fn command<'a>(
         }
         "ping" => Command::Ping { payload },
         "pong" => Command::Pong,
+        "auth" => {
+            let AuthPayload { token } = field(required(payload)?)?;
+            Command::Auth { token }
+        }
         _ => Command::Other { kind, payload },
     })
 }

@@ -128,15 +128,25 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("connect failed");
-        let mut client = Self {
+        let mut client = Self::upgraded(ws);
+        client.read_connect().await;
+        client
+    }
+
+    /// A client on an upgraded stream whose `connect` frame has not been read yet.
+    pub fn upgraded(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self {
             ws,
             connect: Value::Null,
             barrier: 0,
-        };
-        let frame = client.recv().await;
+        }
+    }
+
+    /// Reads the `connect` frame, which must be the next one.
+    pub async fn read_connect(&mut self) {
+        let frame = self.recv().await;
         assert_eq!(frame["type"], "connect", "first frame: {frame}");
-        client.connect = frame["payload"].clone();
-        client
+        self.connect = frame["payload"].clone();
     }
 
     pub fn user_id(&self) -> &str {

@@ -23,6 +23,10 @@ pub fn command(args: &[&str]) -> Command {
         .env_remove("HOST")
         .env_remove("RUST_LOG")
         .env_remove("REDIS_URL")
+        .env_remove("JWT_SECRET")
+        .env_remove("JWT_PUBLIC_KEY")
+        .env_remove("ALLOWED_ORIGINS")
+        .env_remove("ADMIN_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command

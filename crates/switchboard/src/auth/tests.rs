@@ -1,0 +1,167 @@
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use super::*;
+
+const SECRET: &[u8] = b"a-test-secret-of-32-bytes-length";
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn sign(claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+fn verify(config: &JwtConfig, token: &str) -> Result<Identity, TokenError> {
+    config.verify(token, 128)
+}
+
+fn hs256() -> JwtConfig {
+    JwtConfig::secret(SECRET, None).unwrap()
+}
+
+#[test]
+fn a_valid_token_gives_the_subject() {
+    let token = sign(&json!({"sub": "alice", "exp": now() + 60}));
+    let identity = verify(&hs256(), &token).unwrap();
+    assert_eq!(identity.user.as_str(), "alice");
+}
+
+#[test]
+fn time_claims_are_checked_with_the_leeway() {
+    let config = hs256();
+    let expired = sign(&json!({"sub": "a", "exp": now() - LEEWAY_SECONDS - 5}));
+    assert!(matches!(
+        verify(&config, &expired),
+        Err(TokenError::Expired)
+    ));
+    let within_leeway = sign(&json!({"sub": "a", "exp": now() - LEEWAY_SECONDS + 5}));
+    assert!(verify(&config, &within_leeway).is_ok());
+    let early = sign(&json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}));
+    assert!(matches!(
+        verify(&config, &early),
+        Err(TokenError::NotYetValid)
+    ));
+    let no_exp = sign(&json!({"sub": "a"}));
+    assert!(matches!(
+        verify(&config, &no_exp),
+        Err(TokenError::MissingClaim(_))
+    ));
+}
+
+#[test]
+fn forged_and_malformed_tokens_are_refused() {
+    let config = hs256();
+    let other = JwtConfig::secret(b"another secret", None).unwrap();
+    let token = sign(&json!({"sub": "a", "exp": now() + 60}));
+    assert!(matches!(
+        verify(&other, &token),
+        Err(TokenError::InvalidSignature)
+    ));
+    for bad in ["", "abc", "a.b.c", "e30.e30.", "\u{0}.\u{0}.\u{0}"] {
+        assert!(
+            matches!(verify(&config, bad), Err(TokenError::Malformed(_))),
+            "{bad:?}"
+        );
+    }
+    let hs512 = encode(
+        &Header::new(Algorithm::HS512),
+        &json!({"sub": "a", "exp": now() + 60}),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    assert!(matches!(
+        verify(&config, &hs512),
+        Err(TokenError::WrongAlgorithm)
+    ));
+}
+
+#[test]
+fn the_length_limit_is_checked_first() {
+    let config = hs256();
+    assert!(matches!(
+        verify(&config, &"a".repeat(MAX_TOKEN_BYTES + 1)),
+        Err(TokenError::TooLong)
+    ));
+    assert!(matches!(
+        verify(&config, &"a".repeat(MAX_TOKEN_BYTES)),
+        Err(TokenError::Malformed(_))
+    ));
+}
+
+#[test]
+fn issuer_and_audience_are_required_when_configured() {
+    let config = hs256().with_issuer("auth.example").with_audience("chat");
+    let good = sign(&json!({"sub": "a", "exp": now() + 60, "iss": "auth.example", "aud": "chat"}));
+    assert!(verify(&config, &good).is_ok());
+    let wrong_iss = sign(&json!({"sub": "a", "exp": now() + 60, "iss": "x", "aud": "chat"}));
+    assert!(matches!(
+        verify(&config, &wrong_iss),
+        Err(TokenError::WrongIssuer)
+    ));
+    let wrong_aud =
+        sign(&json!({"sub": "a", "exp": now() + 60, "iss": "auth.example", "aud": "x"}));
+    assert!(matches!(
+        verify(&config, &wrong_aud),
+        Err(TokenError::WrongAudience)
+    ));
+    // Without a configured audience, a token's `aud` is not checked.
+    assert!(verify(&hs256(), &wrong_aud).is_ok());
+}
+
+#[test]
+fn bad_subjects_and_claims_are_refused() {
+    let config = hs256();
+    let spaced = sign(&json!({"sub": "has space", "exp": now() + 60}));
+    assert!(matches!(
+        verify(&config, &spaced),
+        Err(TokenError::InvalidSubject(_))
+    ));
+    let long = sign(&json!({"sub": "a".repeat(129), "exp": now() + 60}));
+    assert!(matches!(
+        verify(&config, &long),
+        Err(TokenError::InvalidSubject(_))
+    ));
+    let rooms = sign(&json!({"sub": "a", "exp": now() + 60, "rooms": "general"}));
+    assert!(matches!(
+        verify(&config, &rooms),
+        Err(TokenError::InvalidClaims(_))
+    ));
+    let pattern = sign(&json!({"sub": "a", "exp": now() + 60, "rooms": ["a*b"]}));
+    assert!(matches!(
+        verify(&config, &pattern),
+        Err(TokenError::InvalidGrant(_))
+    ));
+}
+
+#[test]
+fn keys_and_algorithms_must_fit() {
+    assert!(matches!(
+        JwtConfig::secret(b"", None),
+        Err(KeyError::EmptySecret)
+    ));
+    assert!(matches!(
+        JwtConfig::secret(SECRET, Some("RS256")),
+        Err(KeyError::Mismatch { .. })
+    ));
+    assert!(matches!(
+        JwtConfig::secret(SECRET, Some("none")),
+        Err(KeyError::UnknownAlgorithm(_))
+    ));
+    assert_eq!(
+        JwtConfig::secret(SECRET, Some("HS512"))
+            .unwrap()
+            .algorithm(),
+        "HS512"
+    );
+    assert!(matches!(
+        JwtConfig::public_key_pem(b"not a key", None),
+        Err(KeyError::NotAPublicKey(_))
+    ));
+}

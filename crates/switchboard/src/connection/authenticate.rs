@@ -1,0 +1,220 @@
+//! A connection that brought no token to its upgrade while authentication is on. Before it
+//! enters the hub it must send `{"type":"auth","payload":{"token":"…"}}` within the deadline
+//! (`--auth-timeout`).
+//!
+//! Until then it is nowhere in the hub: no `connect` frame, no presence, not counted as a
+//! connection. This task reads one frame at a time and never past a frame's end, so whatever
+//! the client sends after its `auth` frame stays in the socket for the session. It answers
+//! pings, answers every other frame with `UNAUTHORIZED`, and closes with 1008 when the token
+//! does not verify or the deadline passes, and with 1001 when the server shuts down. Frames
+//! are limited to [`PENDING_MAX_FRAME`] bytes until then, so an unauthenticated client holds
+//! little memory; replies are written before the next frame is read, so nothing queues.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Mode, Peer, Stream, driver};
+use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
+use crate::hub::{Counters, Hub};
+use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
+use crate::ws::Violation;
+use crate::ws::decoder::{Decoder, Flow, Limits, Message};
+use crate::ws::frame::{self, OpCode};
+
+/// Largest frame accepted before authentication: a token of [`MAX_TOKEN_BYTES`] and its
+/// envelope.
+pub(crate) const PENDING_MAX_FRAME: usize = MAX_TOKEN_BYTES + 1024;
+
+/// What a connection waiting for its `auth` frame needs.
+pub(crate) struct Pending {
+    /// Verifies the token.
+    pub(crate) jwt: Arc<JwtConfig>,
+    /// When the connection is closed if it has not authenticated.
+    pub(crate) deadline: Instant,
+    /// The instance's shutdown token.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// How waiting for the token ended.
+enum Outcome {
+    Authenticated(Peer),
+    /// Close with this code and reason, and wait for the client's close.
+    Refuse(CloseCode, String),
+    /// The client closed (answered already) or the socket failed.
+    Gone,
+}
+
+/// One message read before authentication, owned (the frame buffer is reused).
+enum Received {
+    Text(String),
+    Binary,
+    Ping(Vec<u8>),
+    Pong,
+    Close(Option<u16>),
+}
+
+/// Waits for the `auth` frame, then serves the connection like one that came with a token.
+pub(crate) async fn authenticate<S>(mut io: S, hub: Hub, pending: Pending, mode: Mode)
+where
+    S: Stream + Send + 'static,
+{
+    let max = PENDING_MAX_FRAME.min(hub.config().limits.max_frame_size);
+    let limits = Limits {
+        max_frame: max,
+        max_message: max,
+    };
+    let outcome = tokio::select! {
+        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, &hub, &pending.jwt, limits)) => {
+            waited.unwrap_or_else(|_| {
+                Counters::add(&hub.counters().auth_failures, 1);
+                Outcome::Refuse(CloseCode::Policy, "authentication timed out".to_owned())
+            })
+        }
+        () = pending.shutdown.cancelled() => {
+            Outcome::Refuse(CloseCode::GoingAway, "server shutting down".to_owned())
+        }
+    };
+    match outcome {
+        Outcome::Authenticated(peer) => super::serve(io, hub, peer, mode).await,
+        Outcome::Refuse(code, reason) => driver::refuse(io, code, &reason, limits).await,
+        Outcome::Gone => {}
+    }
+}
+
+async fn wait_for_token<S: Stream>(
+    io: &mut S,
+    hub: &Hub,
+    jwt: &JwtConfig,
+    limits: Limits,
+) -> Outcome {
+    let mut decoder = Decoder::new(limits);
+    let config = hub.config();
+    let parse_limits = protocol::ParseLimits {
+        max_name_chars: config.limits.max_name_length,
+        max_content_chars: config.limits.max_content_length,
+        max_metadata_bytes: config.limits.max_presence_metadata,
+    };
+    loop {
+        let received = match read_message(io, &mut decoder, limits).await {
+            Ok(Some(received)) => received,
+            Ok(None) => continue,
+            Err(ReadError::Io) => return Outcome::Gone,
+            Err(ReadError::Violation(violation)) => {
+                return Outcome::Refuse(
+                    violation.close_code(),
+                    violation.close_reason().to_owned(),
+                );
+            }
+        };
+        let reply = match received {
+            Received::Text(text) => match protocol::parse(&text, &parse_limits) {
+                Ok(Inbound {
+                    command: Command::Auth { token },
+                    ..
+                }) => {
+                    return match jwt.verify(&token, config.limits.max_name_length) {
+                        Ok(identity) => Outcome::Authenticated(Peer::from(identity)),
+                        Err(error) => {
+                            Counters::add(&hub.counters().auth_failures, 1);
+                            tracing::debug!(%error, "auth frame refused");
+                            Outcome::Refuse(CloseCode::Policy, format!("invalid token: {error}"))
+                        }
+                    };
+                }
+                Ok(Inbound {
+                    command: Command::Pong,
+                    ..
+                }) => continue,
+                Ok(Inbound { id, .. }) => unauthorized(hub, id),
+                Err(rejection) => {
+                    Counters::add(&hub.counters().errors_sent, 1);
+                    protocol::error_frame(rejection.code, &rejection.message, rejection.id)
+                }
+            },
+            Received::Binary => unauthorized(hub, None),
+            Received::Ping(payload) => frame::frame(OpCode::Pong, &payload),
+            Received::Pong => continue,
+            Received::Close(code) => {
+                let echo = code.unwrap_or(CloseCode::Normal.as_u16());
+                let _ = io.write_all(&frame::close_frame(echo, "")).await;
+                return Outcome::Gone;
+            }
+        };
+        if io.write_all(&reply).await.is_err() {
+            return Outcome::Gone;
+        }
+    }
+}
+
+fn unauthorized(hub: &Hub, id: Option<&serde_json::value::RawValue>) -> bytes::Bytes {
+    Counters::add(&hub.counters().errors_sent, 1);
+    protocol::error_frame(
+        ErrorCode::Unauthorized,
+        "authenticate first: send {\"type\":\"auth\",\"payload\":{\"token\":\"…\"}}",
+        id,
+    )
+}
+
+enum ReadError {
+    Io,
+    Violation(Violation),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(_: std::io::Error) -> Self {
+        Self::Io
+    }
+}
+
+/// Reads exactly one frame and decodes it; `None` for a fragment of a message not yet whole.
+async fn read_message<S: Stream>(
+    io: &mut S,
+    decoder: &mut Decoder,
+    limits: Limits,
+) -> Result<Option<Received>, ReadError> {
+    let mut head = [0u8; 14];
+    io.read_exact(&mut head[..2]).await?;
+    let length_bytes = match head[1] & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask_bytes = if head[1] & 0x80 == 0 { 0 } else { 4 };
+    let header_len = 2 + length_bytes + mask_bytes;
+    io.read_exact(&mut head[2..header_len]).await?;
+    let payload_len = match length_bytes {
+        2 => u64::from(u16::from_be_bytes([head[2], head[3]])),
+        8 => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&head[2..10]);
+            u64::from_be_bytes(bytes)
+        }
+        _ => u64::from(head[1] & 0x7F),
+    };
+    // Checked here, before anything is allocated for the payload.
+    let payload_len = usize::try_from(payload_len)
+        .ok()
+        .filter(|&len| len <= limits.max_frame)
+        .ok_or(ReadError::Violation(Violation::TooBig))?;
+    let mut frame = Vec::with_capacity(header_len + payload_len);
+    frame.extend_from_slice(&head[..header_len]);
+    frame.resize(header_len + payload_len, 0);
+    io.read_exact(&mut frame[header_len..]).await?;
+    let mut received = None;
+    decoder
+        .feed(&mut frame, &mut |message| {
+            received = Some(match message {
+                Message::Text(text) => Received::Text(text.to_owned()),
+                Message::Binary(_) => Received::Binary,
+                Message::Ping(payload) => Received::Ping(payload.to_vec()),
+                Message::Pong(_) => Received::Pong,
+                Message::Close(status) => Received::Close(status.map(|(code, _)| code)),
+            });
+            Flow::Stop
+        })
+        .map_err(ReadError::Violation)?;
+    Ok(received)
+}
