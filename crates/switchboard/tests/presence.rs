@@ -67,7 +67,7 @@ async fn watchers_see_online_and_offline_but_no_flapping_between_tabs() {
 }
 
 #[tokio::test]
-async fn inactivity_makes_a_user_away_and_a_message_brings_them_back() {
+async fn inactivity_makes_a_user_away_heartbeats_do_not_and_an_action_brings_them_back() {
     let server = TestServer::with(|s| s.away_timeout = Some("300ms".parse().unwrap())).await;
     let mut watcher = server.connect("watcher").await;
     let mut idle = server.connect("idle").await;
@@ -90,8 +90,12 @@ async fn inactivity_makes_a_user_away_and_a_message_brings_them_back() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(away["payload"]["status"], "away");
+    // A heartbeat is not activity: the user stays away.
     idle.send_type("ping", json!({})).await;
     idle.expect("pong").await;
+    watcher.expect_nothing_pending().await;
+    idle.send_type("join_room", json!({"room": "lobby"})).await;
+    idle.expect("room_joined").await;
     let back = watcher.expect("presence").await;
     assert_eq!(back["payload"]["status"], "online");
 }

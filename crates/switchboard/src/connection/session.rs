@@ -125,17 +125,23 @@ impl Session {
             Err(rejection) => (rejection.id, InKind::Invalid),
         };
         counters.count_in(kind);
-        let answers_server = matches!(
-            parsed,
+        // Heartbeats are not the user's activity: a `pong` answers the server (no rate token),
+        // and a client's own `ping` (every SDK sends them) must not keep its user from `away`.
+        let (answers_server, heartbeat) = match &parsed {
             Ok(Inbound {
                 command: Command::Pong,
                 ..
-            })
-        );
-        if !answers_server {
-            if !self.take_token(id) {
-                return;
-            }
+            }) => (true, true),
+            Ok(Inbound {
+                command: Command::Ping { .. },
+                ..
+            }) => (false, true),
+            _ => (false, false),
+        };
+        if !answers_server && !self.take_token(id) {
+            return;
+        }
+        if !heartbeat {
             self.hub
                 .user_active(self.handle.user(), self.handle.user_state());
         }

@@ -6,9 +6,9 @@
 //! task takes everything queued in one go and writes it with one vectored write.
 //!
 //! Overflow policy: a push that would take the queue past its limit drops the whole queue and
-//! marks the connection to be closed with 1008 (slow consumer). Frames are never dropped
-//! selectively, so a client never sees a gap; it is disconnected instead. Close requests are
-//! not subject to the limit.
+//! marks the connection to be closed with 1013 (slow consumer; it may reconnect later). Frames
+//! are never dropped selectively, so a client never sees a gap; it is disconnected instead.
+//! Close requests are not subject to the limit.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -32,7 +32,7 @@ pub(crate) struct CloseRequest {
 
 impl CloseRequest {
     pub(crate) const SLOW_CONSUMER: Self = Self {
-        code: CloseCode::Policy,
+        code: CloseCode::TryAgainLater,
         reason: Cow::Borrowed("slow consumer: outbound queue full"),
         graceful: false,
     };
