@@ -1,5 +1,6 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/stats`, `/health`, `/ready`, the server API under `/api`; `/echo` when enabled.
+//! `/ws`, `/stats`, `/health`, `/ready`, the server API under `/api`, the demo and the JavaScript
+//! client (`/demo`, `/client.js`); `/echo` when enabled.
 
 mod api;
 mod assets;
@@ -29,6 +30,8 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
+        .route("/demo", get(assets::demo))
+        .route("/client.js", get(assets::client_js))
         .route("/stats", get(status::stats))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready));
