@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy with warnings as errors, the whole test suite (unit,
-# integration against real servers, doc tests), and the Autobahn conformance suite.
+# integration against real servers, doc tests), the JavaScript client's build and tests (Node.js
+# and headless Chromium against the debug binary), and the Autobahn conformance suite.
 # Set SKIP_AUTOBAHN=1 to leave out the conformance run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +12,9 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== JavaScript client (clients/js/ci.sh)"
+cargo build -p switchboard --locked --quiet
+clients/js/ci.sh
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then

@@ -626,7 +626,9 @@ export class SwitchboardClient {
     if (socket) {
       socket.onopen = null;
       socket.onmessage = null;
-      socket.onerror = null;
+      // Closing a socket that is still connecting reports an error (the `ws` package throws
+      // it when nobody listens): swallow it, the socket is no longer ours.
+      socket.onerror = () => undefined;
       socket.onclose = null;
     }
     this.socket = null;
