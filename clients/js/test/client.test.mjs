@@ -163,7 +163,7 @@ test('a hung server is detected by the heartbeat and the client reconnects after
   assert.equal(info.willReconnect, true);
   assert.match(info.reason, /no answer to ping/);
   // Bounded: quiet interval + pong deadline, plus scheduling slack on a loaded machine.
-  assert.ok(detectedIn < 2_000, `detected after ${detectedIn} ms`);
+  assert.ok(detectedIn < 3_000, `detected after ${detectedIn} ms`);
   // The server accepts TCP in the kernel but never answers the handshake: the connect deadline
   // gives up on those attempts.
   await next(alice, 'disconnected', (d) => /no connect frame/.test(d.reason));
