@@ -12,11 +12,11 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== JavaScript client (clients/js/ci.sh)"
 cargo build -p switchboard --locked --quiet
 clients/js/ci.sh
-echo "== cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
   echo "== autobahn conformance"
   scripts/autobahn.sh target/autobahn
