@@ -132,8 +132,9 @@ test('after a server restart rooms and channels are rejoined and queued messages
   assert.equal(alice.queued, 0);
 
   // A marker sent after the flush: once Bob has it, every queued message has arrived.
+  const marker = next(bob, 'message', (f) => f.payload.content === 'marker');
   await alice.request('message', { room: 'lobby', content: 'marker' });
-  await next(bob, 'message', (f) => f.payload.content === 'marker');
+  await marker;
   assert.deepEqual(
     received.map((f) => f.payload.content),
     ['one', 'two', 'three', 'marker'],
