@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy with warnings as errors, the whole test suite (unit,
-# integration against real servers, doc tests), and the Autobahn conformance suite.
+# integration against real servers, doc tests), the JavaScript client's build and tests (Node.js
+# and headless Chromium against the debug binary), and the Autobahn conformance suite.
 # Set SKIP_AUTOBAHN=1 to leave out the conformance run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +14,9 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+echo "== JavaScript client (clients/js/ci.sh)"
+cargo build -p switchboard --locked --quiet
+clients/js/ci.sh
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
   echo "== autobahn conformance"
   scripts/autobahn.sh target/autobahn

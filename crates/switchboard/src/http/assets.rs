@@ -1,6 +1,8 @@
 //! Static pages and files served by every node, embedded in the binary: the landing page at
-//! `/` (for plain browser visits; WebSocket upgrades on `/` never get here) and the live
-//! dashboard at `/dashboard` (plain HTML/CSS/JS that polls `/stats`).
+//! `/` (for plain browser visits; WebSocket upgrades on `/` never get here), the live dashboard
+//! at `/dashboard` (plain HTML/CSS/JS that polls `/stats`), the chat demo at `/demo`, and the
+//! JavaScript client at `/client.js`. The client is the committed build of `clients/js`, so
+//! building the server needs no Node.js.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +15,23 @@ pub(super) fn landing() -> Response {
 /// `GET /dashboard`: the live operations dashboard.
 pub(super) async fn dashboard() -> Response {
     html(include_str!("../../../../web/dashboard.html"))
+}
+
+/// `GET /demo`: the chat demo, which loads `/client.js`.
+pub(super) async fn demo() -> Response {
+    html(include_str!("../../../../web/demo.html"))
+}
+
+/// `GET /client.js`: the JavaScript client as an ES module.
+pub(super) async fn client_js() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
+        include_str!("../../../../clients/js/dist/switchboard.js"),
+    )
+        .into_response()
 }
 
 fn html(body: &'static str) -> Response {

@@ -1,7 +1,7 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/health`, `/ready`, `/dashboard`, the admin routes (`/stats`, `/metrics`), the server
-//! API under `/api`;
-//! `/echo` when enabled.
+//! `/ws`, `/health`, `/ready`, the pages (`/demo`, `/dashboard`) and the JavaScript client
+//! (`/client.js`), the admin routes (`/stats`, `/metrics`), the server API under `/api`; `/echo`
+//! when enabled.
 
 mod admin;
 mod api;
@@ -40,6 +40,8 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
+        .route("/demo", get(assets::demo))
+        .route("/client.js", get(assets::client_js))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready))
         .route("/dashboard", get(assets::dashboard))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Checks of the JavaScript client: a clean install from the lockfile, the build, that the
+# committed dist/ is what the sources build to (the server embeds it), and every Node test,
+# the browser tests included. The tests run the server binary: $SWITCHBOARD_BIN, or the
+# workspace's debug build (scripts/test.sh runs this after cargo test has built it).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+echo "== npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+echo "== npm run build"
+npm run build --silent
+if ! git diff --quiet -- dist || [ -n "$(git status --porcelain -- dist)" ]; then
+  git status --short -- dist
+  echo "clients/js/dist is stale: run 'npm run build' in clients/js and commit dist/" >&2
+  exit 1
+fi
+echo "== node --test"
+node --test --test-concurrency=1 test/*.test.mjs

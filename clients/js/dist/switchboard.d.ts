@@ -1,0 +1,347 @@
+/**
+ * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
+ * the Switchboard wire protocol v1 (JSON text frames, see the project's README).
+ *
+ * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
+ * channels subscribed and the last presence are desired state, replayed on every (re)connect;
+ * frames sent while disconnected wait in a bounded queue and are flushed in order after that
+ * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
+ * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
+ * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
+ * 401) and after `maxAttempts` failures in a row.
+ *
+ * What it does not own: history. A frame written to a socket that then dies may be lost; the
+ * queue holds only frames no socket has taken.
+ */
+/** The part of the WebSocket API the client uses (browsers, Node 22+, the `ws` package). */
+export interface WebSocketLike {
+    readonly readyState: number;
+    send(data: string): void;
+    close(code?: number, reason?: string): void;
+    onopen: ((event: any) => void) | null;
+    onmessage: ((event: any) => void) | null;
+    onclose: ((event: any) => void) | null;
+    onerror: ((event: any) => void) | null;
+}
+/** A WebSocket constructor, such as `globalThis.WebSocket` or the `ws` package's export. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/** Reconnection with exponential backoff: the n-th retry (from 0) waits
+ * `min(maxDelay, baseDelay * multiplier ** n)`, less a random share of up to `jitter` of it. */
+export interface ReconnectOptions {
+    /** First delay in ms (default 500). */
+    baseDelay?: number;
+    /** Largest delay in ms (default 30 000). */
+    maxDelay?: number;
+    /** Growth factor per failed attempt (default 2). */
+    multiplier?: number;
+    /** Share of each delay taken off at random, 0 to 1 (default 0.5). */
+    jitter?: number;
+    /** Failed attempts in a row before giving up (default Infinity). */
+    maxAttempts?: number;
+}
+/** App-level heartbeat: after `interval` ms without any frame from the server the client sends
+ * `ping`; if nothing arrives within `timeout` ms more, the server is dead. */
+export interface HeartbeatOptions {
+    /** Quiet time before a ping, in ms (default 25 000). */
+    interval?: number;
+    /** Pong deadline after a ping, in ms (default 10 000). */
+    timeout?: number;
+}
+/** Options of {@link SwitchboardClient}. */
+export interface ClientOptions {
+    /** The endpoint, e.g. `ws://localhost:3000/ws`. */
+    url: string;
+    /** Identity, sent as `?userId=` (honoured when the server's authentication is off). */
+    userId?: string;
+    /** A JWT, sent as `?token=`. */
+    token?: string;
+    /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
+    WebSocket?: WebSocketConstructor;
+    /** Backoff settings, or `false` for no reconnection. */
+    reconnect?: ReconnectOptions | false;
+    /** Heartbeat settings, or `false` for none. */
+    heartbeat?: HeartbeatOptions | false;
+    /** Deadline for the handshake and the server's `connect` frame, in ms (default 10 000). */
+    connectTimeout?: number;
+    /** Frames kept while disconnected (default 1000); see {@link SwitchboardClient.send}. */
+    maxQueue?: number;
+    /** Default `request` timeout in ms (default 10 000). */
+    requestTimeout?: number;
+}
+/** A frame from the server. */
+export interface ServerFrame<P = any> {
+    type: string;
+    payload: P;
+    room?: string;
+    channel?: string;
+    userId?: string;
+    timestamp?: number;
+    id?: string | number;
+}
+/** A user's presence. */
+export interface Presence {
+    userId: string;
+    status: PresenceStatus;
+    metadata?: unknown;
+    lastSeen: number;
+}
+/** The statuses a user can have. */
+export type PresenceStatus = 'online' | 'away' | 'offline';
+/** Payload of `connect`, the server's first frame. */
+export interface ConnectInfo {
+    connectionId: string;
+    userId: string;
+    heartbeatInterval: number;
+    node: string;
+}
+/** Payload of `room_joined`. */
+export interface RoomJoined {
+    room: string;
+    members: Presence[];
+    memberCount: number;
+}
+/** Payload of `error`. */
+export interface ErrorPayload {
+    code: string;
+    message: string;
+    retryAfter?: number;
+    id?: string | number;
+}
+/** Why the connection went down, and whether the client will try again. */
+export interface DisconnectInfo {
+    code: number;
+    reason: string;
+    willReconnect: boolean;
+}
+/** The events and the frame types each carries. Any other string names a custom frame type. */
+export interface ClientEvents {
+    /** Connected and state replayed; `reconnect` is false for the first connection. */
+    connected: ConnectInfo & {
+        reconnect: boolean;
+    };
+    /** The socket is gone. */
+    disconnected: DisconnectInfo;
+    /** A retry is scheduled. */
+    reconnecting: {
+        attempt: number;
+        delay: number;
+    };
+    /** The client stopped for good (after `close()`, an auth refusal or too many attempts). */
+    closed: DisconnectInfo;
+    /** A frame was refused because the queue was full. */
+    dropped: {
+        type: string;
+        payload: unknown;
+    };
+    connect: ServerFrame<ConnectInfo>;
+    message: ServerFrame<{
+        content: unknown;
+        [key: string]: unknown;
+    }>;
+    broadcast: ServerFrame<{
+        content: unknown;
+        [key: string]: unknown;
+    }>;
+    publish: ServerFrame<unknown>;
+    presence: ServerFrame<Presence>;
+    user_joined: ServerFrame<{
+        userId: string;
+        room: string;
+    }>;
+    user_left: ServerFrame<{
+        userId: string;
+        room: string;
+    }>;
+    room_joined: ServerFrame<RoomJoined>;
+    room_left: ServerFrame<{
+        room: string;
+    }>;
+    subscribed: ServerFrame<{
+        channel: string;
+    }>;
+    unsubscribed: ServerFrame<{
+        channel: string;
+    }>;
+    ping: ServerFrame<{
+        timestamp?: number;
+    }>;
+    pong: ServerFrame<{
+        timestamp?: number;
+    }>;
+    ack: ServerFrame<{
+        id: string | number;
+    }>;
+    /** An `error` frame that answers no pending request. */
+    error: ServerFrame<ErrorPayload>;
+}
+/** The connection's state. */
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
+/** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
+ * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+export declare class SwitchboardError extends Error {
+    readonly code: string;
+    readonly retryAfter: number | undefined;
+    constructor(code: string, message: string, retryAfter?: number);
+}
+type Handler = (event: any) => void;
+/** A Switchboard connection that survives server restarts and network loss. */
+export declare class SwitchboardClient {
+    private readonly options;
+    private readonly WebSocketImpl;
+    private socket;
+    private stateValue;
+    private info;
+    private everConnected;
+    private attempt;
+    private retryTimer;
+    private connectTimer;
+    private quietTimer;
+    private deadlineTimer;
+    /** Frames no socket has taken yet, oldest first; at most `maxQueue`. */
+    private readonly queue;
+    private readonly pending;
+    private nextId;
+    private readonly handlers;
+    private readonly joinedRooms;
+    private readonly rooms;
+    private readonly channels;
+    private presence;
+    private firstConnect;
+    constructor(options: ClientOptions);
+    /** The connection's state. */
+    get state(): ConnectionState;
+    /** The current connection's `connect` payload, while connected. */
+    get connection(): ConnectInfo | null;
+    /** How many frames wait in the queue. */
+    get queued(): number;
+    /** Connects; resolves with the first `connect` payload, rejects if the client closes first. */
+    connect(): Promise<ConnectInfo>;
+    /** Closes for good: no reconnect; queued frames are dropped and pending requests rejected. */
+    close(code?: number, reason?: string): void;
+    /** Listens to an event or a frame type; returns a function that stops listening. */
+    on<K extends keyof ClientEvents>(type: K, handler: (event: ClientEvents[K]) => void): () => void;
+    on(type: string, handler: (frame: ServerFrame) => void): () => void;
+    /** Stops a handler registered with {@link on}. */
+    off(type: string, handler: Handler): void;
+    /**
+     * Sends a frame now, or queues it while disconnected. Returns false, emits `dropped` and
+     * sends nothing when the queue already holds `maxQueue` frames: the newest frame is the one
+     * refused, so what is queued stays in order and without gaps.
+     */
+    send(type: string, payload: unknown): boolean;
+    /**
+     * Sends a frame with an `id` and resolves with the first answer carrying that id: the direct
+     * reply (`room_joined`, `subscribed`, `pong`, …) or the `ack`. Rejects with a
+     * {@link SwitchboardError}: the server's `error` code, `TIMEOUT` after `timeout` ms,
+     * `DISCONNECTED` if the socket it was written to died first, `CLOSED` or `QUEUE_FULL`.
+     */
+    request(type: string, payload: unknown, options?: {
+        timeout?: number;
+    }): Promise<ServerFrame>;
+    /** A room: join, leave, send and listen to it. */
+    room(name: string): Room;
+    /** A pub/sub channel (or a pattern ending in `*`): subscribe and publish. */
+    channel(name: string): Channel;
+    /** Sets this user's presence; it is sent again after every reconnect. */
+    setPresence(status: PresenceStatus, metadata?: unknown): boolean;
+    /** Publishes `data` on `channel` (no subscription needed). */
+    publish(channel: string, data: unknown): boolean;
+    /** Sends `broadcast` to every connection. */
+    broadcast(content: unknown): boolean;
+    private enqueue;
+    private write;
+    private open;
+    private connectTimeout;
+    private receive;
+    private connected;
+    /** A replayed request nobody awaits: its failure is reported as an `error` event. */
+    private background;
+    private settle;
+    /** Any frame proves the server alive: restart the quiet period. */
+    private alive;
+    /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
+    private abandon;
+    /** Forgets the current socket and its timers. */
+    private detach;
+    private lost;
+    private finish;
+    private clearTimer;
+    private emit;
+}
+/** A room of a {@link SwitchboardClient}, from `client.room(name)`. */
+export declare class Room {
+    /** The room's name. */
+    readonly name: string;
+    private readonly client;
+    constructor(client: SwitchboardClient, name: string);
+    /** Joins (and rejoins after every reconnect); resolves with `room_joined`. */
+    join(options?: {
+        timeout?: number;
+    }): Promise<ServerFrame<RoomJoined>>;
+    /** Leaves; resolves with `room_left`, or `null` when disconnected. */
+    leave(): Promise<ServerFrame | null>;
+    /** Whether the room is joined (or will be rejoined on reconnect). */
+    get joined(): boolean;
+    /** Sends `message` with `content` (and any `extra` fields) to the other members. */
+    send(content: unknown, extra?: Record<string, unknown>): boolean;
+    /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
+     * `room_left` frames; returns a function that stops listening. */
+    on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left'>(type: K, handler: (frame: ClientEvents[K]) => void): () => void;
+}
+/** A subscription's handle. */
+export interface Subscription {
+    /** Resolves once the server confirmed (`subscribed`; `null` while disconnected). */
+    readonly ready: Promise<ServerFrame | null>;
+    /** Stops this handler; the channel is unsubscribed with its last handler. */
+    unsubscribe(): void;
+}
+/** A pub/sub channel of a {@link SwitchboardClient}, from `client.channel(name)`. */
+export declare class Channel {
+    /** The channel's name, or a pattern ending in `*`. */
+    readonly name: string;
+    private readonly client;
+    private readonly handlers;
+    private stopListening;
+    constructor(client: SwitchboardClient, name: string);
+    /** Calls `handler` with every `publish` frame of this channel (every matching channel for
+     * a pattern), and with `presence` frames for `presence:<user>`. */
+    subscribe(handler: (frame: ServerFrame) => void): Subscription;
+    /** Publishes `data` on this channel. */
+    publish(data: unknown): boolean;
+    private listen;
+}
+/** Options of {@link SwitchboardPool}: the size, and each connection's client options. */
+export interface PoolOptions {
+    /** Number of connections. */
+    size: number;
+    /** Options of the connection at `index` (give each a distinct `userId` when the server
+     * limits connections per user). */
+    client: (index: number) => ClientOptions;
+}
+/** N connections for a Node.js producer; sends go round-robin, skipping connections that are
+ * down while another is up. */
+export declare class SwitchboardPool {
+    /** The connections, in round-robin order. */
+    readonly clients: readonly SwitchboardClient[];
+    private next;
+    constructor(options: PoolOptions);
+    /** Connects every connection. */
+    connect(): Promise<ConnectInfo[]>;
+    /** The connection the next send goes to. */
+    pick(): SwitchboardClient;
+    /** {@link SwitchboardClient.send} on the next connection. */
+    send(type: string, payload: unknown): boolean;
+    /** {@link SwitchboardClient.request} on the next connection. */
+    request(type: string, payload: unknown, options?: {
+        timeout?: number;
+    }): Promise<ServerFrame>;
+    /** {@link SwitchboardClient.publish} on the next connection. */
+    publish(channel: string, data: unknown): boolean;
+    /** {@link SwitchboardClient.broadcast} on the next connection. */
+    broadcast(content: unknown): boolean;
+    /** Closes every connection. */
+    close(): void;
+}
+/** The delay before retry `attempt` (from 0). */
+export declare function backoff(attempt: number, options: ReconnectOptions): number;
+export {};

@@ -1,0 +1,678 @@
+/**
+ * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
+ * the Switchboard wire protocol v1 (JSON text frames, see the project's README).
+ *
+ * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
+ * channels subscribed and the last presence are desired state, replayed on every (re)connect;
+ * frames sent while disconnected wait in a bounded queue and are flushed in order after that
+ * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
+ * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
+ * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
+ * 401) and after `maxAttempts` failures in a row.
+ *
+ * What it does not own: history. A frame written to a socket that then dies may be lost; the
+ * queue holds only frames no socket has taken.
+ */
+/** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
+ * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+export class SwitchboardError extends Error {
+    code;
+    retryAfter;
+    constructor(code, message, retryAfter) {
+        super(message);
+        this.name = 'SwitchboardError';
+        this.code = code;
+        this.retryAfter = retryAfter;
+    }
+}
+const OPEN = 1;
+const POLICY = 1008;
+const ABNORMAL = 1006;
+/** A Switchboard connection that survives server restarts and network loss. */
+export class SwitchboardClient {
+    options;
+    WebSocketImpl;
+    socket = null;
+    stateValue = 'idle';
+    info = null;
+    everConnected = false;
+    attempt = 0;
+    retryTimer = null;
+    connectTimer = null;
+    quietTimer = null;
+    deadlineTimer = null;
+    /** Frames no socket has taken yet, oldest first; at most `maxQueue`. */
+    queue = [];
+    pending = new Map();
+    nextId = 1;
+    handlers = new Map();
+    joinedRooms = new Set();
+    rooms = new Map();
+    channels = new Map();
+    presence = null;
+    firstConnect = null;
+    constructor(options) {
+        this.options = options;
+        const impl = options.WebSocket ??
+            globalThis.WebSocket;
+        if (!impl) {
+            throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. the ws package on Node 20)');
+        }
+        this.WebSocketImpl = impl;
+    }
+    /** The connection's state. */
+    get state() {
+        return this.stateValue;
+    }
+    /** The current connection's `connect` payload, while connected. */
+    get connection() {
+        return this.info;
+    }
+    /** How many frames wait in the queue. */
+    get queued() {
+        return this.queue.length;
+    }
+    /** Connects; resolves with the first `connect` payload, rejects if the client closes first. */
+    connect() {
+        if (this.stateValue === 'connected' && this.info) {
+            return Promise.resolve(this.info);
+        }
+        if (this.stateValue === 'closed') {
+            return Promise.reject(new SwitchboardError('CLOSED', 'the client is closed'));
+        }
+        const promise = new Promise((resolve, reject) => {
+            const previous = this.firstConnect;
+            this.firstConnect = {
+                resolve: (info) => {
+                    previous?.resolve(info);
+                    resolve(info);
+                },
+                reject: (error) => {
+                    previous?.reject(error);
+                    reject(error);
+                },
+            };
+        });
+        if (this.stateValue === 'idle') {
+            this.open();
+        }
+        return promise;
+    }
+    /** Closes for good: no reconnect; queued frames are dropped and pending requests rejected. */
+    close(code = 1000, reason = 'client closed') {
+        if (this.stateValue === 'closed') {
+            return;
+        }
+        const socket = this.socket;
+        this.detach();
+        if (socket) {
+            try {
+                socket.close(code, reason);
+            }
+            catch {
+                // Already closing: nothing more to do with it.
+            }
+        }
+        this.finish({ code, reason, willReconnect: false });
+    }
+    on(type, handler) {
+        let set = this.handlers.get(type);
+        if (!set) {
+            set = new Set();
+            this.handlers.set(type, set);
+        }
+        set.add(handler);
+        return () => this.off(type, handler);
+    }
+    /** Stops a handler registered with {@link on}. */
+    off(type, handler) {
+        this.handlers.get(type)?.delete(handler);
+    }
+    /**
+     * Sends a frame now, or queues it while disconnected. Returns false, emits `dropped` and
+     * sends nothing when the queue already holds `maxQueue` frames: the newest frame is the one
+     * refused, so what is queued stays in order and without gaps.
+     */
+    send(type, payload) {
+        return this.enqueue({ type, payload });
+    }
+    /**
+     * Sends a frame with an `id` and resolves with the first answer carrying that id: the direct
+     * reply (`room_joined`, `subscribed`, `pong`, …) or the `ack`. Rejects with a
+     * {@link SwitchboardError}: the server's `error` code, `TIMEOUT` after `timeout` ms,
+     * `DISCONNECTED` if the socket it was written to died first, `CLOSED` or `QUEUE_FULL`.
+     */
+    request(type, payload, options = {}) {
+        if (this.stateValue === 'closed') {
+            return Promise.reject(new SwitchboardError('CLOSED', 'the client is closed'));
+        }
+        const id = `r${this.nextId++}`;
+        const timeout = options.timeout ?? this.options.requestTimeout ?? 10_000;
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                this.pending.delete(id);
+                const index = this.queue.findIndex((frame) => frame.id === id);
+                if (index >= 0) {
+                    this.queue.splice(index, 1);
+                }
+                reject(new SwitchboardError('TIMEOUT', `no answer to ${type} within ${timeout} ms`));
+            }, timeout);
+            this.pending.set(id, { resolve, reject, timer, sent: false });
+            if (!this.enqueue({ type, payload, id })) {
+                this.settle(id, null, new SwitchboardError('QUEUE_FULL', 'the outgoing queue is full'));
+            }
+        });
+    }
+    /** A room: join, leave, send and listen to it. */
+    room(name) {
+        let room = this.rooms.get(name);
+        if (!room) {
+            room = new Room(this, name);
+            this.rooms.set(name, room);
+        }
+        return room;
+    }
+    /** A pub/sub channel (or a pattern ending in `*`): subscribe and publish. */
+    channel(name) {
+        let channel = this.channels.get(name);
+        if (!channel) {
+            channel = new Channel(this, name);
+            this.channels.set(name, channel);
+        }
+        return channel;
+    }
+    /** Sets this user's presence; it is sent again after every reconnect. */
+    setPresence(status, metadata) {
+        if (this.stateValue === 'closed') {
+            return false;
+        }
+        this.presence = metadata === undefined ? { status } : { status, metadata };
+        if (this.stateValue === 'connected') {
+            this.write({ type: 'presence', payload: this.presence });
+        }
+        return true;
+    }
+    /** Publishes `data` on `channel` (no subscription needed). */
+    publish(channel, data) {
+        return this.send('publish', { channel, data });
+    }
+    /** Sends `broadcast` to every connection. */
+    broadcast(content) {
+        return this.send('broadcast', { content });
+    }
+    /** @internal Room membership as desired state. */
+    joinRoom(name, options) {
+        this.joinedRooms.add(name);
+        return this.request('join_room', { room: name }, options);
+    }
+    /** @internal */
+    leaveRoom(name) {
+        this.joinedRooms.delete(name);
+        if (this.stateValue !== 'connected') {
+            return Promise.resolve(null);
+        }
+        return this.request('leave_room', { room: name });
+    }
+    /** @internal */
+    isInRoom(name) {
+        return this.joinedRooms.has(name);
+    }
+    /** @internal Sends `subscribe` now if connected; replayed on reconnect either way. */
+    subscribeChannel(name) {
+        if (this.stateValue !== 'connected') {
+            return Promise.resolve(null);
+        }
+        return this.request('subscribe', { channel: name });
+    }
+    /** @internal */
+    unsubscribeChannel(name) {
+        if (this.stateValue === 'connected') {
+            this.write({ type: 'unsubscribe', payload: { channel: name } });
+        }
+    }
+    enqueue(frame) {
+        if (this.stateValue === 'connected' && this.write(frame)) {
+            return true;
+        }
+        if (this.stateValue === 'closed' || this.queue.length >= (this.options.maxQueue ?? 1000)) {
+            this.emit('dropped', { type: frame.type, payload: frame.payload });
+            return false;
+        }
+        this.queue.push(frame);
+        return true;
+    }
+    write(frame) {
+        const socket = this.socket;
+        if (!socket || socket.readyState !== OPEN) {
+            return false;
+        }
+        const text = JSON.stringify(frame.id === undefined ? { type: frame.type, payload: frame.payload } : frame);
+        socket.send(text);
+        if (frame.id !== undefined) {
+            const pending = this.pending.get(frame.id);
+            if (pending) {
+                pending.sent = true;
+            }
+        }
+        return true;
+    }
+    open() {
+        this.stateValue = 'connecting';
+        const url = new URL(this.options.url);
+        if (this.options.userId !== undefined) {
+            url.searchParams.set('userId', this.options.userId);
+        }
+        if (this.options.token !== undefined) {
+            url.searchParams.set('token', this.options.token);
+        }
+        let socket;
+        try {
+            socket = new this.WebSocketImpl(url.toString());
+        }
+        catch (error) {
+            this.lost({ code: ABNORMAL, reason: describe(error) }, false);
+            return;
+        }
+        this.socket = socket;
+        let refused = false;
+        socket.onmessage = (event) => {
+            if (typeof event.data === 'string') {
+                this.receive(event.data);
+            }
+        };
+        socket.onerror = (event) => {
+            // The `ws` package reports a refused upgrade as "Unexpected server response: 401".
+            refused = /\b401\b/.test(describe(event));
+        };
+        socket.onclose = (event) => {
+            this.lost({ code: event.code, reason: event.reason }, refused);
+        };
+        this.connectTimer = setTimeout(() => {
+            this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
+        }, this.connectTimeout());
+    }
+    connectTimeout() {
+        return this.options.connectTimeout ?? 10_000;
+    }
+    receive(text) {
+        let frame;
+        try {
+            frame = JSON.parse(text);
+        }
+        catch {
+            return;
+        }
+        if (typeof frame !== 'object' || frame === null || typeof frame.type !== 'string') {
+            return;
+        }
+        this.alive();
+        if (frame.type === 'connect') {
+            this.connected(frame);
+        }
+        else if (frame.type === 'ping') {
+            this.write({ type: 'pong', payload: frame.payload ?? {} });
+        }
+        const id = frame.id === undefined ? undefined : String(frame.id);
+        if (frame.type === 'error') {
+            const payload = (frame.payload ?? {});
+            const error = new SwitchboardError(payload.code, payload.message, payload.retryAfter);
+            if (id !== undefined && this.pending.has(id)) {
+                this.settle(id, null, error);
+                return;
+            }
+        }
+        else if (id !== undefined) {
+            this.settle(id, frame, null);
+        }
+        this.emit(frame.type, frame);
+    }
+    connected(frame) {
+        this.clearTimer('connectTimer');
+        this.info = frame.payload;
+        this.stateValue = 'connected';
+        this.attempt = 0;
+        const reconnect = this.everConnected;
+        this.everConnected = true;
+        // The server forgot everything with the old connection: replay the desired state first,
+        // so that queued messages find their rooms joined.
+        const queuedJoins = new Set(this.queue
+            .filter((frame) => frame.type === 'join_room')
+            .map((frame) => frame.payload.room));
+        for (const room of this.joinedRooms) {
+            if (!queuedJoins.has(room)) {
+                this.background(this.request('join_room', { room }));
+            }
+        }
+        for (const channel of this.channels.values()) {
+            if (channel.active) {
+                this.background(this.request('subscribe', { channel: channel.name }));
+            }
+        }
+        if (this.presence) {
+            this.write({ type: 'presence', payload: this.presence });
+        }
+        for (const outgoing of this.queue.splice(0)) {
+            this.write(outgoing);
+        }
+        this.emit('connected', { ...frame.payload, reconnect });
+        const first = this.firstConnect;
+        this.firstConnect = null;
+        first?.resolve(frame.payload);
+    }
+    /** A replayed request nobody awaits: its failure is reported as an `error` event. */
+    background(request) {
+        request.catch((error) => {
+            this.emit('error', {
+                type: 'error',
+                payload: { code: error.code, message: error.message },
+            });
+        });
+    }
+    settle(id, frame, error) {
+        const pending = this.pending.get(id);
+        if (!pending) {
+            return;
+        }
+        this.pending.delete(id);
+        clearTimeout(pending.timer);
+        if (error) {
+            pending.reject(error);
+        }
+        else if (frame) {
+            pending.resolve(frame);
+        }
+    }
+    /** Any frame proves the server alive: restart the quiet period. */
+    alive() {
+        const heartbeat = this.options.heartbeat;
+        if (heartbeat === false) {
+            return;
+        }
+        this.clearTimer('deadlineTimer');
+        this.clearTimer('quietTimer');
+        const interval = heartbeat?.interval ?? 25_000;
+        const timeout = heartbeat?.timeout ?? 10_000;
+        this.quietTimer = setTimeout(() => {
+            this.write({ type: 'ping', payload: { timestamp: Date.now() } });
+            this.deadlineTimer = setTimeout(() => {
+                this.abandon(`no answer to ping within ${timeout} ms`);
+            }, timeout);
+        }, interval);
+    }
+    /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
+    abandon(reason) {
+        const socket = this.socket;
+        this.detach();
+        if (socket) {
+            const terminate = socket.terminate;
+            try {
+                if (typeof terminate === 'function') {
+                    terminate.call(socket);
+                }
+                else {
+                    socket.close(4000, 'heartbeat timeout');
+                }
+            }
+            catch {
+                // The socket is being dropped anyway.
+            }
+        }
+        this.lost({ code: ABNORMAL, reason }, false);
+    }
+    /** Forgets the current socket and its timers. */
+    detach() {
+        const socket = this.socket;
+        if (socket) {
+            socket.onopen = null;
+            socket.onmessage = null;
+            // Closing a socket that is still connecting reports an error (the `ws` package throws
+            // it when nobody listens): swallow it, the socket is no longer ours.
+            socket.onerror = () => undefined;
+            socket.onclose = null;
+        }
+        this.socket = null;
+        this.info = null;
+        this.clearTimer('connectTimer');
+        this.clearTimer('quietTimer');
+        this.clearTimer('deadlineTimer');
+    }
+    lost(close, refused) {
+        this.detach();
+        for (const [id, pending] of this.pending) {
+            if (pending.sent) {
+                this.settle(id, null, new SwitchboardError('DISCONNECTED', 'the connection was lost'));
+            }
+        }
+        const reconnect = this.options.reconnect;
+        const authRefused = refused || close.code === POLICY;
+        const maxAttempts = reconnect === false ? 0 : (reconnect?.maxAttempts ?? Infinity);
+        const willReconnect = !authRefused && this.attempt < maxAttempts;
+        const info = { code: close.code, reason: close.reason, willReconnect };
+        this.emit('disconnected', info);
+        if (!willReconnect) {
+            this.finish(info);
+            return;
+        }
+        const delay = backoff(this.attempt, reconnect || {});
+        this.attempt += 1;
+        this.stateValue = 'waiting';
+        this.emit('reconnecting', { attempt: this.attempt, delay });
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.open();
+        }, delay);
+    }
+    finish(info) {
+        this.stateValue = 'closed';
+        this.clearTimer('retryTimer');
+        this.queue.length = 0;
+        for (const id of [...this.pending.keys()]) {
+            this.settle(id, null, new SwitchboardError('CLOSED', 'the client is closed'));
+        }
+        const first = this.firstConnect;
+        this.firstConnect = null;
+        first?.reject(new SwitchboardError('CLOSED', `closed: ${info.code} ${info.reason}`));
+        this.emit('closed', info);
+    }
+    clearTimer(name) {
+        const timer = this[name];
+        if (timer !== null) {
+            clearTimeout(timer);
+            this[name] = null;
+        }
+    }
+    emit(type, event) {
+        const set = this.handlers.get(type);
+        if (!set) {
+            return;
+        }
+        for (const handler of [...set]) {
+            try {
+                handler(event);
+            }
+            catch (error) {
+                // One faulty handler must not stop the others or the client.
+                setTimeout(() => {
+                    throw error;
+                });
+            }
+        }
+    }
+}
+/** A room of a {@link SwitchboardClient}, from `client.room(name)`. */
+export class Room {
+    /** The room's name. */
+    name;
+    client;
+    constructor(client, name) {
+        this.client = client;
+        this.name = name;
+    }
+    /** Joins (and rejoins after every reconnect); resolves with `room_joined`. */
+    join(options) {
+        return this.client.joinRoom(this.name, options);
+    }
+    /** Leaves; resolves with `room_left`, or `null` when disconnected. */
+    leave() {
+        return this.client.leaveRoom(this.name);
+    }
+    /** Whether the room is joined (or will be rejoined on reconnect). */
+    get joined() {
+        return this.client.isInRoom(this.name);
+    }
+    /** Sends `message` with `content` (and any `extra` fields) to the other members. */
+    send(content, extra = {}) {
+        return this.client.send('message', { ...extra, room: this.name, content });
+    }
+    /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
+     * `room_left` frames; returns a function that stops listening. */
+    on(type, handler) {
+        return this.client.on(type, (frame) => {
+            if (frame.room === this.name) {
+                handler(frame);
+            }
+        });
+    }
+}
+/** A pub/sub channel of a {@link SwitchboardClient}, from `client.channel(name)`. */
+export class Channel {
+    /** The channel's name, or a pattern ending in `*`. */
+    name;
+    client;
+    handlers = new Set();
+    stopListening = null;
+    constructor(client, name) {
+        this.client = client;
+        this.name = name;
+    }
+    /** @internal Whether any handler listens (and the channel is resubscribed on reconnect). */
+    get active() {
+        return this.handlers.size > 0;
+    }
+    /** Calls `handler` with every `publish` frame of this channel (every matching channel for
+     * a pattern), and with `presence` frames for `presence:<user>`. */
+    subscribe(handler) {
+        const first = this.handlers.size === 0;
+        this.handlers.add(handler);
+        if (first) {
+            this.stopListening = this.listen();
+        }
+        const ready = first ? this.client.subscribeChannel(this.name) : Promise.resolve(null);
+        // Awaiting `ready` is optional: an unobserved refusal must not be an unhandled rejection.
+        ready.catch(() => undefined);
+        return {
+            ready,
+            unsubscribe: () => {
+                if (this.handlers.delete(handler) && this.handlers.size === 0) {
+                    this.stopListening?.();
+                    this.stopListening = null;
+                    this.client.unsubscribeChannel(this.name);
+                }
+            },
+        };
+    }
+    /** Publishes `data` on this channel. */
+    publish(data) {
+        return this.client.publish(this.name, data);
+    }
+    listen() {
+        const prefix = this.name.endsWith('*') ? this.name.slice(0, -1) : null;
+        const matches = (channel) => channel !== undefined && (prefix === null ? channel === this.name : channel.startsWith(prefix));
+        const deliver = (frame) => {
+            for (const handler of [...this.handlers]) {
+                handler(frame);
+            }
+        };
+        const offPublish = this.client.on('publish', (frame) => {
+            if (matches(frame.channel)) {
+                deliver(frame);
+            }
+        });
+        const offPresence = this.name.startsWith('presence:')
+            ? this.client.on('presence', (frame) => {
+                if (frame.userId !== undefined && matches(`presence:${frame.userId}`)) {
+                    deliver(frame);
+                }
+            })
+            : () => undefined;
+        return () => {
+            offPublish();
+            offPresence();
+        };
+    }
+}
+/** N connections for a Node.js producer; sends go round-robin, skipping connections that are
+ * down while another is up. */
+export class SwitchboardPool {
+    /** The connections, in round-robin order. */
+    clients;
+    next = 0;
+    constructor(options) {
+        if (!Number.isInteger(options.size) || options.size < 1) {
+            throw new RangeError(`pool size must be a positive integer, got ${options.size}`);
+        }
+        this.clients = Array.from({ length: options.size }, (_, i) => new SwitchboardClient(options.client(i)));
+    }
+    /** Connects every connection. */
+    connect() {
+        return Promise.all(this.clients.map((client) => client.connect()));
+    }
+    /** The connection the next send goes to. */
+    pick() {
+        const size = this.clients.length;
+        for (let tried = 0; tried < size; tried++) {
+            const client = this.clients[(this.next + tried) % size];
+            if (client.state === 'connected') {
+                this.next = (this.next + tried + 1) % size;
+                return client;
+            }
+        }
+        const client = this.clients[this.next];
+        this.next = (this.next + 1) % size;
+        return client;
+    }
+    /** {@link SwitchboardClient.send} on the next connection. */
+    send(type, payload) {
+        return this.pick().send(type, payload);
+    }
+    /** {@link SwitchboardClient.request} on the next connection. */
+    request(type, payload, options) {
+        return this.pick().request(type, payload, options);
+    }
+    /** {@link SwitchboardClient.publish} on the next connection. */
+    publish(channel, data) {
+        return this.pick().publish(channel, data);
+    }
+    /** {@link SwitchboardClient.broadcast} on the next connection. */
+    broadcast(content) {
+        return this.pick().broadcast(content);
+    }
+    /** Closes every connection. */
+    close() {
+        for (const client of this.clients) {
+            client.close();
+        }
+    }
+}
+/** The delay before retry `attempt` (from 0). */
+export function backoff(attempt, options) {
+    const base = options.baseDelay ?? 500;
+    const max = options.maxDelay ?? 30_000;
+    const multiplier = options.multiplier ?? 2;
+    const jitter = Math.min(1, Math.max(0, options.jitter ?? 0.5));
+    const delay = Math.min(max, base * multiplier ** attempt);
+    return Math.round(delay * (1 - jitter * Math.random()));
+}
+function describe(value) {
+    if (value instanceof Error) {
+        return value.message;
+    }
+    const inner = value ?? {};
+    if (typeof inner.message === 'string') {
+        return inner.message;
+    }
+    if (inner.error instanceof Error) {
+        return inner.error.message;
+    }
+    return String(value);
+}

@@ -1,0 +1,927 @@
+/**
+ * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
+ * the Switchboard wire protocol v1 (JSON text frames, see the project's README).
+ *
+ * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
+ * channels subscribed and the last presence are desired state, replayed on every (re)connect;
+ * frames sent while disconnected wait in a bounded queue and are flushed in order after that
+ * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
+ * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
+ * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
+ * 401) and after `maxAttempts` failures in a row.
+ *
+ * What it does not own: history. A frame written to a socket that then dies may be lost; the
+ * queue holds only frames no socket has taken.
+ */
+
+/** The part of the WebSocket API the client uses (browsers, Node 22+, the `ws` package). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  // Handler parameters are `any` so that the DOM's, undici's and ws's classes all fit.
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+}
+
+/** A WebSocket constructor, such as `globalThis.WebSocket` or the `ws` package's export. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Reconnection with exponential backoff: the n-th retry (from 0) waits
+ * `min(maxDelay, baseDelay * multiplier ** n)`, less a random share of up to `jitter` of it. */
+export interface ReconnectOptions {
+  /** First delay in ms (default 500). */
+  baseDelay?: number;
+  /** Largest delay in ms (default 30 000). */
+  maxDelay?: number;
+  /** Growth factor per failed attempt (default 2). */
+  multiplier?: number;
+  /** Share of each delay taken off at random, 0 to 1 (default 0.5). */
+  jitter?: number;
+  /** Failed attempts in a row before giving up (default Infinity). */
+  maxAttempts?: number;
+}
+
+/** App-level heartbeat: after `interval` ms without any frame from the server the client sends
+ * `ping`; if nothing arrives within `timeout` ms more, the server is dead. */
+export interface HeartbeatOptions {
+  /** Quiet time before a ping, in ms (default 25 000). */
+  interval?: number;
+  /** Pong deadline after a ping, in ms (default 10 000). */
+  timeout?: number;
+}
+
+/** Options of {@link SwitchboardClient}. */
+export interface ClientOptions {
+  /** The endpoint, e.g. `ws://localhost:3000/ws`. */
+  url: string;
+  /** Identity, sent as `?userId=` (honoured when the server's authentication is off). */
+  userId?: string;
+  /** A JWT, sent as `?token=`. */
+  token?: string;
+  /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
+  WebSocket?: WebSocketConstructor;
+  /** Backoff settings, or `false` for no reconnection. */
+  reconnect?: ReconnectOptions | false;
+  /** Heartbeat settings, or `false` for none. */
+  heartbeat?: HeartbeatOptions | false;
+  /** Deadline for the handshake and the server's `connect` frame, in ms (default 10 000). */
+  connectTimeout?: number;
+  /** Frames kept while disconnected (default 1000); see {@link SwitchboardClient.send}. */
+  maxQueue?: number;
+  /** Default `request` timeout in ms (default 10 000). */
+  requestTimeout?: number;
+}
+
+/** A frame from the server. */
+export interface ServerFrame<P = any> {
+  type: string;
+  payload: P;
+  room?: string;
+  channel?: string;
+  userId?: string;
+  timestamp?: number;
+  id?: string | number;
+}
+
+/** A user's presence. */
+export interface Presence {
+  userId: string;
+  status: PresenceStatus;
+  metadata?: unknown;
+  lastSeen: number;
+}
+
+/** The statuses a user can have. */
+export type PresenceStatus = 'online' | 'away' | 'offline';
+
+/** Payload of `connect`, the server's first frame. */
+export interface ConnectInfo {
+  connectionId: string;
+  userId: string;
+  heartbeatInterval: number;
+  node: string;
+}
+
+/** Payload of `room_joined`. */
+export interface RoomJoined {
+  room: string;
+  members: Presence[];
+  memberCount: number;
+}
+
+/** Payload of `error`. */
+export interface ErrorPayload {
+  code: string;
+  message: string;
+  retryAfter?: number;
+  id?: string | number;
+}
+
+/** Why the connection went down, and whether the client will try again. */
+export interface DisconnectInfo {
+  code: number;
+  reason: string;
+  willReconnect: boolean;
+}
+
+/** The events and the frame types each carries. Any other string names a custom frame type. */
+export interface ClientEvents {
+  /** Connected and state replayed; `reconnect` is false for the first connection. */
+  connected: ConnectInfo & { reconnect: boolean };
+  /** The socket is gone. */
+  disconnected: DisconnectInfo;
+  /** A retry is scheduled. */
+  reconnecting: { attempt: number; delay: number };
+  /** The client stopped for good (after `close()`, an auth refusal or too many attempts). */
+  closed: DisconnectInfo;
+  /** A frame was refused because the queue was full. */
+  dropped: { type: string; payload: unknown };
+  connect: ServerFrame<ConnectInfo>;
+  message: ServerFrame<{ content: unknown; [key: string]: unknown }>;
+  broadcast: ServerFrame<{ content: unknown; [key: string]: unknown }>;
+  publish: ServerFrame<unknown>;
+  presence: ServerFrame<Presence>;
+  user_joined: ServerFrame<{ userId: string; room: string }>;
+  user_left: ServerFrame<{ userId: string; room: string }>;
+  room_joined: ServerFrame<RoomJoined>;
+  room_left: ServerFrame<{ room: string }>;
+  subscribed: ServerFrame<{ channel: string }>;
+  unsubscribed: ServerFrame<{ channel: string }>;
+  ping: ServerFrame<{ timestamp?: number }>;
+  pong: ServerFrame<{ timestamp?: number }>;
+  ack: ServerFrame<{ id: string | number }>;
+  /** An `error` frame that answers no pending request. */
+  error: ServerFrame<ErrorPayload>;
+}
+
+/** The connection's state. */
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
+
+/** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
+ * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+export class SwitchboardError extends Error {
+  readonly code: string;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: string, message: string, retryAfter?: number) {
+    super(message);
+    this.name = 'SwitchboardError';
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+type Handler = (event: any) => void;
+type Timer = ReturnType<typeof setTimeout>;
+
+interface Pending {
+  resolve: (frame: ServerFrame) => void;
+  reject: (error: SwitchboardError) => void;
+  timer: Timer;
+  /** Written to a socket: lost with it. */
+  sent: boolean;
+}
+
+interface Outgoing {
+  type: string;
+  payload: unknown;
+  id?: string;
+}
+
+const OPEN = 1;
+const POLICY = 1008;
+const ABNORMAL = 1006;
+
+/** A Switchboard connection that survives server restarts and network loss. */
+export class SwitchboardClient {
+  private readonly options: ClientOptions;
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private socket: WebSocketLike | null = null;
+  private stateValue: ConnectionState = 'idle';
+  private info: ConnectInfo | null = null;
+  private everConnected = false;
+  private attempt = 0;
+  private retryTimer: Timer | null = null;
+  private connectTimer: Timer | null = null;
+  private quietTimer: Timer | null = null;
+  private deadlineTimer: Timer | null = null;
+  /** Frames no socket has taken yet, oldest first; at most `maxQueue`. */
+  private readonly queue: Outgoing[] = [];
+  private readonly pending = new Map<string, Pending>();
+  private nextId = 1;
+  private readonly handlers = new Map<string, Set<Handler>>();
+  private readonly joinedRooms = new Set<string>();
+  private readonly rooms = new Map<string, Room>();
+  private readonly channels = new Map<string, Channel>();
+  private presence: { status: PresenceStatus; metadata?: unknown } | null = null;
+  private firstConnect: { resolve: (info: ConnectInfo) => void; reject: (e: Error) => void } | null =
+    null;
+
+  constructor(options: ClientOptions) {
+    this.options = options;
+    const impl =
+      options.WebSocket ??
+      (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!impl) {
+      throw new TypeError(
+        'no WebSocket implementation: pass options.WebSocket (e.g. the ws package on Node 20)',
+      );
+    }
+    this.WebSocketImpl = impl;
+  }
+
+  /** The connection's state. */
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /** The current connection's `connect` payload, while connected. */
+  get connection(): ConnectInfo | null {
+    return this.info;
+  }
+
+  /** How many frames wait in the queue. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Connects; resolves with the first `connect` payload, rejects if the client closes first. */
+  connect(): Promise<ConnectInfo> {
+    if (this.stateValue === 'connected' && this.info) {
+      return Promise.resolve(this.info);
+    }
+    if (this.stateValue === 'closed') {
+      return Promise.reject(new SwitchboardError('CLOSED', 'the client is closed'));
+    }
+    const promise = new Promise<ConnectInfo>((resolve, reject) => {
+      const previous = this.firstConnect;
+      this.firstConnect = {
+        resolve: (info) => {
+          previous?.resolve(info);
+          resolve(info);
+        },
+        reject: (error) => {
+          previous?.reject(error);
+          reject(error);
+        },
+      };
+    });
+    if (this.stateValue === 'idle') {
+      this.open();
+    }
+    return promise;
+  }
+
+  /** Closes for good: no reconnect; queued frames are dropped and pending requests rejected. */
+  close(code = 1000, reason = 'client closed'): void {
+    if (this.stateValue === 'closed') {
+      return;
+    }
+    const socket = this.socket;
+    this.detach();
+    if (socket) {
+      try {
+        socket.close(code, reason);
+      } catch {
+        // Already closing: nothing more to do with it.
+      }
+    }
+    this.finish({ code, reason, willReconnect: false });
+  }
+
+  /** Listens to an event or a frame type; returns a function that stops listening. */
+  on<K extends keyof ClientEvents>(type: K, handler: (event: ClientEvents[K]) => void): () => void;
+  on(type: string, handler: (frame: ServerFrame) => void): () => void;
+  on(type: string, handler: Handler): () => void {
+    let set = this.handlers.get(type);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(type, set);
+    }
+    set.add(handler);
+    return () => this.off(type, handler);
+  }
+
+  /** Stops a handler registered with {@link on}. */
+  off(type: string, handler: Handler): void {
+    this.handlers.get(type)?.delete(handler);
+  }
+
+  /**
+   * Sends a frame now, or queues it while disconnected. Returns false, emits `dropped` and
+   * sends nothing when the queue already holds `maxQueue` frames: the newest frame is the one
+   * refused, so what is queued stays in order and without gaps.
+   */
+  send(type: string, payload: unknown): boolean {
+    return this.enqueue({ type, payload });
+  }
+
+  /**
+   * Sends a frame with an `id` and resolves with the first answer carrying that id: the direct
+   * reply (`room_joined`, `subscribed`, `pong`, …) or the `ack`. Rejects with a
+   * {@link SwitchboardError}: the server's `error` code, `TIMEOUT` after `timeout` ms,
+   * `DISCONNECTED` if the socket it was written to died first, `CLOSED` or `QUEUE_FULL`.
+   */
+  request(type: string, payload: unknown, options: { timeout?: number } = {}): Promise<ServerFrame> {
+    if (this.stateValue === 'closed') {
+      return Promise.reject(new SwitchboardError('CLOSED', 'the client is closed'));
+    }
+    const id = `r${this.nextId++}`;
+    const timeout = options.timeout ?? this.options.requestTimeout ?? 10_000;
+    return new Promise<ServerFrame>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        const index = this.queue.findIndex((frame) => frame.id === id);
+        if (index >= 0) {
+          this.queue.splice(index, 1);
+        }
+        reject(new SwitchboardError('TIMEOUT', `no answer to ${type} within ${timeout} ms`));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer, sent: false });
+      if (!this.enqueue({ type, payload, id })) {
+        this.settle(id, null, new SwitchboardError('QUEUE_FULL', 'the outgoing queue is full'));
+      }
+    });
+  }
+
+  /** A room: join, leave, send and listen to it. */
+  room(name: string): Room {
+    let room = this.rooms.get(name);
+    if (!room) {
+      room = new Room(this, name);
+      this.rooms.set(name, room);
+    }
+    return room;
+  }
+
+  /** A pub/sub channel (or a pattern ending in `*`): subscribe and publish. */
+  channel(name: string): Channel {
+    let channel = this.channels.get(name);
+    if (!channel) {
+      channel = new Channel(this, name);
+      this.channels.set(name, channel);
+    }
+    return channel;
+  }
+
+  /** Sets this user's presence; it is sent again after every reconnect. */
+  setPresence(status: PresenceStatus, metadata?: unknown): boolean {
+    if (this.stateValue === 'closed') {
+      return false;
+    }
+    this.presence = metadata === undefined ? { status } : { status, metadata };
+    if (this.stateValue === 'connected') {
+      this.write({ type: 'presence', payload: this.presence });
+    }
+    return true;
+  }
+
+  /** Publishes `data` on `channel` (no subscription needed). */
+  publish(channel: string, data: unknown): boolean {
+    return this.send('publish', { channel, data });
+  }
+
+  /** Sends `broadcast` to every connection. */
+  broadcast(content: unknown): boolean {
+    return this.send('broadcast', { content });
+  }
+
+  /** @internal Room membership as desired state. */
+  joinRoom(name: string, options?: { timeout?: number }): Promise<ServerFrame<RoomJoined>> {
+    this.joinedRooms.add(name);
+    return this.request('join_room', { room: name }, options);
+  }
+
+  /** @internal */
+  leaveRoom(name: string): Promise<ServerFrame | null> {
+    this.joinedRooms.delete(name);
+    if (this.stateValue !== 'connected') {
+      return Promise.resolve(null);
+    }
+    return this.request('leave_room', { room: name });
+  }
+
+  /** @internal */
+  isInRoom(name: string): boolean {
+    return this.joinedRooms.has(name);
+  }
+
+  /** @internal Sends `subscribe` now if connected; replayed on reconnect either way. */
+  subscribeChannel(name: string): Promise<ServerFrame | null> {
+    if (this.stateValue !== 'connected') {
+      return Promise.resolve(null);
+    }
+    return this.request('subscribe', { channel: name });
+  }
+
+  /** @internal */
+  unsubscribeChannel(name: string): void {
+    if (this.stateValue === 'connected') {
+      this.write({ type: 'unsubscribe', payload: { channel: name } });
+    }
+  }
+
+  private enqueue(frame: Outgoing): boolean {
+    if (this.stateValue === 'connected' && this.write(frame)) {
+      return true;
+    }
+    if (this.stateValue === 'closed' || this.queue.length >= (this.options.maxQueue ?? 1000)) {
+      this.emit('dropped', { type: frame.type, payload: frame.payload });
+      return false;
+    }
+    this.queue.push(frame);
+    return true;
+  }
+
+  private write(frame: Outgoing): boolean {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) {
+      return false;
+    }
+    const text = JSON.stringify(
+      frame.id === undefined ? { type: frame.type, payload: frame.payload } : frame,
+    );
+    socket.send(text);
+    if (frame.id !== undefined) {
+      const pending = this.pending.get(frame.id);
+      if (pending) {
+        pending.sent = true;
+      }
+    }
+    return true;
+  }
+
+  private open(): void {
+    this.stateValue = 'connecting';
+    const url = new URL(this.options.url);
+    if (this.options.userId !== undefined) {
+      url.searchParams.set('userId', this.options.userId);
+    }
+    if (this.options.token !== undefined) {
+      url.searchParams.set('token', this.options.token);
+    }
+    let socket: WebSocketLike;
+    try {
+      socket = new this.WebSocketImpl(url.toString());
+    } catch (error) {
+      this.lost({ code: ABNORMAL, reason: describe(error) }, false);
+      return;
+    }
+    this.socket = socket;
+    let refused = false;
+    socket.onmessage = (event: { data: unknown }) => {
+      if (typeof event.data === 'string') {
+        this.receive(event.data);
+      }
+    };
+    socket.onerror = (event: unknown) => {
+      // The `ws` package reports a refused upgrade as "Unexpected server response: 401".
+      refused = /\b401\b/.test(describe(event));
+    };
+    socket.onclose = (event: { code: number; reason: string }) => {
+      this.lost({ code: event.code, reason: event.reason }, refused);
+    };
+    this.connectTimer = setTimeout(() => {
+      this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
+    }, this.connectTimeout());
+  }
+
+  private connectTimeout(): number {
+    return this.options.connectTimeout ?? 10_000;
+  }
+
+  private receive(text: string): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof frame !== 'object' || frame === null || typeof frame.type !== 'string') {
+      return;
+    }
+    this.alive();
+    if (frame.type === 'connect') {
+      this.connected(frame as ServerFrame<ConnectInfo>);
+    } else if (frame.type === 'ping') {
+      this.write({ type: 'pong', payload: frame.payload ?? {} });
+    }
+    const id = frame.id === undefined ? undefined : String(frame.id);
+    if (frame.type === 'error') {
+      const payload = (frame.payload ?? {}) as ErrorPayload;
+      const error = new SwitchboardError(payload.code, payload.message, payload.retryAfter);
+      if (id !== undefined && this.pending.has(id)) {
+        this.settle(id, null, error);
+        return;
+      }
+    } else if (id !== undefined) {
+      this.settle(id, frame, null);
+    }
+    this.emit(frame.type, frame);
+  }
+
+  private connected(frame: ServerFrame<ConnectInfo>): void {
+    this.clearTimer('connectTimer');
+    this.info = frame.payload;
+    this.stateValue = 'connected';
+    this.attempt = 0;
+    const reconnect = this.everConnected;
+    this.everConnected = true;
+    // The server forgot everything with the old connection: replay the desired state first,
+    // so that queued messages find their rooms joined.
+    const queuedJoins = new Set(
+      this.queue
+        .filter((frame) => frame.type === 'join_room')
+        .map((frame) => (frame.payload as { room?: unknown }).room),
+    );
+    for (const room of this.joinedRooms) {
+      if (!queuedJoins.has(room)) {
+        this.background(this.request('join_room', { room }));
+      }
+    }
+    for (const channel of this.channels.values()) {
+      if (channel.active) {
+        this.background(this.request('subscribe', { channel: channel.name }));
+      }
+    }
+    if (this.presence) {
+      this.write({ type: 'presence', payload: this.presence });
+    }
+    for (const outgoing of this.queue.splice(0)) {
+      this.write(outgoing);
+    }
+    this.emit('connected', { ...frame.payload, reconnect });
+    const first = this.firstConnect;
+    this.firstConnect = null;
+    first?.resolve(frame.payload);
+  }
+
+  /** A replayed request nobody awaits: its failure is reported as an `error` event. */
+  private background(request: Promise<ServerFrame>): void {
+    request.catch((error: SwitchboardError) => {
+      this.emit('error', {
+        type: 'error',
+        payload: { code: error.code, message: error.message },
+      });
+    });
+  }
+
+  private settle(id: string, frame: ServerFrame | null, error: SwitchboardError | null): void {
+    const pending = this.pending.get(id);
+    if (!pending) {
+      return;
+    }
+    this.pending.delete(id);
+    clearTimeout(pending.timer);
+    if (error) {
+      pending.reject(error);
+    } else if (frame) {
+      pending.resolve(frame);
+    }
+  }
+
+  /** Any frame proves the server alive: restart the quiet period. */
+  private alive(): void {
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat === false) {
+      return;
+    }
+    this.clearTimer('deadlineTimer');
+    this.clearTimer('quietTimer');
+    const interval = heartbeat?.interval ?? 25_000;
+    const timeout = heartbeat?.timeout ?? 10_000;
+    this.quietTimer = setTimeout(() => {
+      this.write({ type: 'ping', payload: { timestamp: Date.now() } });
+      this.deadlineTimer = setTimeout(() => {
+        this.abandon(`no answer to ping within ${timeout} ms`);
+      }, timeout);
+    }, interval);
+  }
+
+  /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
+  private abandon(reason: string): void {
+    const socket = this.socket;
+    this.detach();
+    if (socket) {
+      const terminate = (socket as { terminate?: () => void }).terminate;
+      try {
+        if (typeof terminate === 'function') {
+          terminate.call(socket);
+        } else {
+          socket.close(4000, 'heartbeat timeout');
+        }
+      } catch {
+        // The socket is being dropped anyway.
+      }
+    }
+    this.lost({ code: ABNORMAL, reason }, false);
+  }
+
+  /** Forgets the current socket and its timers. */
+  private detach(): void {
+    const socket = this.socket;
+    if (socket) {
+      socket.onopen = null;
+      socket.onmessage = null;
+      // Closing a socket that is still connecting reports an error (the `ws` package throws
+      // it when nobody listens): swallow it, the socket is no longer ours.
+      socket.onerror = () => undefined;
+      socket.onclose = null;
+    }
+    this.socket = null;
+    this.info = null;
+    this.clearTimer('connectTimer');
+    this.clearTimer('quietTimer');
+    this.clearTimer('deadlineTimer');
+  }
+
+  private lost(close: { code: number; reason: string }, refused: boolean): void {
+    this.detach();
+    for (const [id, pending] of this.pending) {
+      if (pending.sent) {
+        this.settle(id, null, new SwitchboardError('DISCONNECTED', 'the connection was lost'));
+      }
+    }
+    const reconnect = this.options.reconnect;
+    const authRefused = refused || close.code === POLICY;
+    const maxAttempts = reconnect === false ? 0 : (reconnect?.maxAttempts ?? Infinity);
+    const willReconnect = !authRefused && this.attempt < maxAttempts;
+    const info = { code: close.code, reason: close.reason, willReconnect };
+    this.emit('disconnected', info);
+    if (!willReconnect) {
+      this.finish(info);
+      return;
+    }
+    const delay = backoff(this.attempt, reconnect || {});
+    this.attempt += 1;
+    this.stateValue = 'waiting';
+    this.emit('reconnecting', { attempt: this.attempt, delay });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.open();
+    }, delay);
+  }
+
+  private finish(info: DisconnectInfo): void {
+    this.stateValue = 'closed';
+    this.clearTimer('retryTimer');
+    this.queue.length = 0;
+    for (const id of [...this.pending.keys()]) {
+      this.settle(id, null, new SwitchboardError('CLOSED', 'the client is closed'));
+    }
+    const first = this.firstConnect;
+    this.firstConnect = null;
+    first?.reject(new SwitchboardError('CLOSED', `closed: ${info.code} ${info.reason}`));
+    this.emit('closed', info);
+  }
+
+  private clearTimer(name: 'retryTimer' | 'connectTimer' | 'quietTimer' | 'deadlineTimer'): void {
+    const timer = this[name];
+    if (timer !== null) {
+      clearTimeout(timer);
+      this[name] = null;
+    }
+  }
+
+  private emit(type: string, event: unknown): void {
+    const set = this.handlers.get(type);
+    if (!set) {
+      return;
+    }
+    for (const handler of [...set]) {
+      try {
+        handler(event);
+      } catch (error) {
+        // One faulty handler must not stop the others or the client.
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+/** A room of a {@link SwitchboardClient}, from `client.room(name)`. */
+export class Room {
+  /** The room's name. */
+  readonly name: string;
+  private readonly client: SwitchboardClient;
+
+  constructor(client: SwitchboardClient, name: string) {
+    this.client = client;
+    this.name = name;
+  }
+
+  /** Joins (and rejoins after every reconnect); resolves with `room_joined`. */
+  join(options?: { timeout?: number }): Promise<ServerFrame<RoomJoined>> {
+    return this.client.joinRoom(this.name, options);
+  }
+
+  /** Leaves; resolves with `room_left`, or `null` when disconnected. */
+  leave(): Promise<ServerFrame | null> {
+    return this.client.leaveRoom(this.name);
+  }
+
+  /** Whether the room is joined (or will be rejoined on reconnect). */
+  get joined(): boolean {
+    return this.client.isInRoom(this.name);
+  }
+
+  /** Sends `message` with `content` (and any `extra` fields) to the other members. */
+  send(content: unknown, extra: Record<string, unknown> = {}): boolean {
+    return this.client.send('message', { ...extra, room: this.name, content });
+  }
+
+  /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
+   * `room_left` frames; returns a function that stops listening. */
+  on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left'>(
+    type: K,
+    handler: (frame: ClientEvents[K]) => void,
+  ): () => void {
+    return this.client.on(type, (frame: ServerFrame) => {
+      if (frame.room === this.name) {
+        handler(frame as ClientEvents[K]);
+      }
+    });
+  }
+}
+
+/** A subscription's handle. */
+export interface Subscription {
+  /** Resolves once the server confirmed (`subscribed`; `null` while disconnected). */
+  readonly ready: Promise<ServerFrame | null>;
+  /** Stops this handler; the channel is unsubscribed with its last handler. */
+  unsubscribe(): void;
+}
+
+/** A pub/sub channel of a {@link SwitchboardClient}, from `client.channel(name)`. */
+export class Channel {
+  /** The channel's name, or a pattern ending in `*`. */
+  readonly name: string;
+  private readonly client: SwitchboardClient;
+  private readonly handlers = new Set<(frame: ServerFrame) => void>();
+  private stopListening: (() => void) | null = null;
+
+  constructor(client: SwitchboardClient, name: string) {
+    this.client = client;
+    this.name = name;
+  }
+
+  /** @internal Whether any handler listens (and the channel is resubscribed on reconnect). */
+  get active(): boolean {
+    return this.handlers.size > 0;
+  }
+
+  /** Calls `handler` with every `publish` frame of this channel (every matching channel for
+   * a pattern), and with `presence` frames for `presence:<user>`. */
+  subscribe(handler: (frame: ServerFrame) => void): Subscription {
+    const first = this.handlers.size === 0;
+    this.handlers.add(handler);
+    if (first) {
+      this.stopListening = this.listen();
+    }
+    const ready = first ? this.client.subscribeChannel(this.name) : Promise.resolve(null);
+    // Awaiting `ready` is optional: an unobserved refusal must not be an unhandled rejection.
+    ready.catch(() => undefined);
+    return {
+      ready,
+      unsubscribe: () => {
+        if (this.handlers.delete(handler) && this.handlers.size === 0) {
+          this.stopListening?.();
+          this.stopListening = null;
+          this.client.unsubscribeChannel(this.name);
+        }
+      },
+    };
+  }
+
+  /** Publishes `data` on this channel. */
+  publish(data: unknown): boolean {
+    return this.client.publish(this.name, data);
+  }
+
+  private listen(): () => void {
+    const prefix = this.name.endsWith('*') ? this.name.slice(0, -1) : null;
+    const matches = (channel: string | undefined): boolean =>
+      channel !== undefined && (prefix === null ? channel === this.name : channel.startsWith(prefix));
+    const deliver = (frame: ServerFrame): void => {
+      for (const handler of [...this.handlers]) {
+        handler(frame);
+      }
+    };
+    const offPublish = this.client.on('publish', (frame: ServerFrame) => {
+      if (matches(frame.channel)) {
+        deliver(frame);
+      }
+    });
+    const offPresence = this.name.startsWith('presence:')
+      ? this.client.on('presence', (frame: ServerFrame) => {
+          if (frame.userId !== undefined && matches(`presence:${frame.userId}`)) {
+            deliver(frame);
+          }
+        })
+      : () => undefined;
+    return () => {
+      offPublish();
+      offPresence();
+    };
+  }
+}
+
+/** Options of {@link SwitchboardPool}: the size, and each connection's client options. */
+export interface PoolOptions {
+  /** Number of connections. */
+  size: number;
+  /** Options of the connection at `index` (give each a distinct `userId` when the server
+   * limits connections per user). */
+  client: (index: number) => ClientOptions;
+}
+
+/** N connections for a Node.js producer; sends go round-robin, skipping connections that are
+ * down while another is up. */
+export class SwitchboardPool {
+  /** The connections, in round-robin order. */
+  readonly clients: readonly SwitchboardClient[];
+  private next = 0;
+
+  constructor(options: PoolOptions) {
+    if (!Number.isInteger(options.size) || options.size < 1) {
+      throw new RangeError(`pool size must be a positive integer, got ${options.size}`);
+    }
+    this.clients = Array.from({ length: options.size }, (_, i) => new SwitchboardClient(options.client(i)));
+  }
+
+  /** Connects every connection. */
+  connect(): Promise<ConnectInfo[]> {
+    return Promise.all(this.clients.map((client) => client.connect()));
+  }
+
+  /** The connection the next send goes to. */
+  pick(): SwitchboardClient {
+    const size = this.clients.length;
+    for (let tried = 0; tried < size; tried++) {
+      const client = this.clients[(this.next + tried) % size];
+      if (client.state === 'connected') {
+        this.next = (this.next + tried + 1) % size;
+        return client;
+      }
+    }
+    const client = this.clients[this.next];
+    this.next = (this.next + 1) % size;
+    return client;
+  }
+
+  /** {@link SwitchboardClient.send} on the next connection. */
+  send(type: string, payload: unknown): boolean {
+    return this.pick().send(type, payload);
+  }
+
+  /** {@link SwitchboardClient.request} on the next connection. */
+  request(type: string, payload: unknown, options?: { timeout?: number }): Promise<ServerFrame> {
+    return this.pick().request(type, payload, options);
+  }
+
+  /** {@link SwitchboardClient.publish} on the next connection. */
+  publish(channel: string, data: unknown): boolean {
+    return this.pick().publish(channel, data);
+  }
+
+  /** {@link SwitchboardClient.broadcast} on the next connection. */
+  broadcast(content: unknown): boolean {
+    return this.pick().broadcast(content);
+  }
+
+  /** Closes every connection. */
+  close(): void {
+    for (const client of this.clients) {
+      client.close();
+    }
+  }
+}
+
+/** The delay before retry `attempt` (from 0). */
+export function backoff(attempt: number, options: ReconnectOptions): number {
+  const base = options.baseDelay ?? 500;
+  const max = options.maxDelay ?? 30_000;
+  const multiplier = options.multiplier ?? 2;
+  const jitter = Math.min(1, Math.max(0, options.jitter ?? 0.5));
+  const delay = Math.min(max, base * multiplier ** attempt);
+  return Math.round(delay * (1 - jitter * Math.random()));
+}
+
+function describe(value: unknown): string {
+  if (value instanceof Error) {
+    return value.message;
+  }
+  const inner = (value as { message?: unknown; error?: unknown } | null) ?? {};
+  if (typeof inner.message === 'string') {
+    return inner.message;
+  }
+  if (inner.error instanceof Error) {
+    return inner.error.message;
+  }
+  return String(value);
+}

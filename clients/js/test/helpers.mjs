@@ -1,0 +1,182 @@
+// Test harness: the real switchboard binary as a child process on a loopback port, clients
+// that use the `ws` package (Node 20 has no global WebSocket), and waits on events with a
+// deadline so a missing event fails the test instead of hanging it.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+import { SwitchboardClient } from '../dist/switchboard.js';
+
+/** How long any single wait may take before the test fails. */
+export const WAIT = 10_000;
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** The server binary: $SWITCHBOARD_BIN, or the workspace's debug build. */
+export function binary() {
+  const path = process.env.SWITCHBOARD_BIN ?? `${repo}target/debug/switchboard`;
+  if (!existsSync(path)) {
+    throw new Error(`no server binary at ${path}: run cargo build -p switchboard or set SWITCHBOARD_BIN`);
+  }
+  return path;
+}
+
+/** A free loopback port (bound and released, so a server can take it next). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running server; `stop()` kills it by PID and waits for the exit. */
+export class Server {
+  constructor(child, port) {
+    this.child = child;
+    this.port = port;
+    this.url = `ws://127.0.0.1:${port}/ws`;
+    this.http = `http://127.0.0.1:${port}`;
+    this.exited = new Promise((resolve) => child.once('exit', resolve));
+  }
+
+  /** Starts the binary on `port` (0: any) with JSON logs; resolves once it listens. */
+  static async start({ port = 0, args = [] } = {}) {
+    const env = { ...process.env };
+    for (const key of ['PORT', 'HOST', 'RUST_LOG', 'REDIS_URL', 'SWITCHBOARD_CONFIG']) delete env[key];
+    const child = spawn(
+      binary(),
+      ['--host', '127.0.0.1', '--port', String(port), '--log-format', 'json', ...args],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const lines = createInterface({ input: child.stderr });
+    const listening = await within(
+      new Promise((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
+        lines.on('line', (line) => {
+          let entry;
+          try {
+            entry = JSON.parse(line);
+          } catch {
+            return;
+          }
+          if (entry.fields?.message === 'switchboard listening') resolve(entry.fields.address);
+        });
+      }),
+      'the server to listen',
+    );
+    return new Server(child, Number(listening.split(':').pop()));
+  }
+
+  /** Sends a signal to the server's process. */
+  signal(name) {
+    process.kill(this.child.pid, name);
+  }
+
+  /** Freezes the process (SIGSTOP: TCP stays open, nothing answers); resolves once every
+   * thread has stopped, so no frame sent afterwards can be served. */
+  async pause() {
+    this.signal('SIGSTOP');
+    const tasks = `/proc/${this.child.pid}/task`;
+    const deadline = Date.now() + WAIT;
+    const running = () =>
+      readdirSync(tasks).some((task) => {
+        const stat = readFileSync(`${tasks}/${task}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'T';
+      });
+    while (running()) {
+      if (Date.now() > deadline) throw new Error('the server did not stop');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Resumes a paused process. */
+  resume() {
+    this.signal('SIGCONT');
+  }
+
+  /** Kills the process (SIGKILL: no clean shutdown) and waits until it is gone. */
+  async stop() {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.signal('SIGKILL');
+    }
+    await this.exited;
+  }
+}
+
+/** A client for tests: the ws implementation, fast reconnects, and the given options. */
+export function client(url, options = {}) {
+  return new SwitchboardClient({
+    url,
+    WebSocket,
+    reconnect: { baseDelay: 20, maxDelay: 200 },
+    ...options,
+  });
+}
+
+/** Rejects with a clear message if `promise` takes longer than `ms`. */
+export function within(promise, what, ms = WAIT) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** The next `type` event of `client` that satisfies `accept`. */
+export function next(client, type, accept = () => true, ms = WAIT) {
+  let off;
+  const event = new Promise((resolve) => {
+    off = client.on(type, (value) => {
+      if (accept(value)) resolve(value);
+    });
+  });
+  return within(event, `${type} event`, ms).finally(() => off());
+}
+
+/** Collects every `type` event of `client`. */
+export function collect(client, type) {
+  const seen = [];
+  client.on(type, (value) => seen.push(value));
+  return seen;
+}
+
+/** Resolves once `condition()` holds; re-checked on every `type` event of `client`. */
+export async function until(client, type, condition, what, ms = WAIT) {
+  if (condition()) return;
+  await next(client, type, () => condition(), ms).catch(() => {
+    throw new Error(`timed out waiting for ${what}`);
+  });
+}
+
+/** Chromium from Debian (never a downloaded browser), headless. */
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}
+
+/** Saves a screenshot of `page` as target/screenshots/NAME.png (a test artefact). */
+export async function screenshot(page, name) {
+  const dir = `${repo}target/screenshots`;
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: `${dir}/${name}.png` });
+}

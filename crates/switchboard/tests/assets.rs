@@ -1,0 +1,54 @@
+//! The embedded files: `/client.js` is the committed build of `clients/js`, and `/demo` is the
+//! chat page that loads it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `GET path`; returns the response head (status line and headers) and the body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("HTTP response timed out")
+        .unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn client_js_is_the_built_client_as_javascript() {
+    let server = TestServer::start().await;
+    let (head, body) = get(server.addr, "/client.js").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/javascript"),
+        "{head}"
+    );
+    let dist = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/js/dist/switchboard.js"
+    ))
+    .unwrap();
+    assert_eq!(body, dist);
+    assert!(body.contains("export class SwitchboardClient"));
+}
+
+#[tokio::test]
+async fn demo_is_a_page_that_loads_the_client() {
+    let server = TestServer::start().await;
+    let (head, body) = get(server.addr, "/demo").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("from '/client.js'"), "{body}");
+}
