@@ -152,3 +152,44 @@ fn malformed_flag_values_are_refused_by_the_parser() {
         assert!(error.to_string().contains(args[0]), "{error}");
     }
 }
+
+#[test]
+fn abuse_limits_have_defaults_and_can_be_turned_off() {
+    let config = Config::default();
+    assert_eq!(config.server.max_connections_per_ip, None);
+    assert_eq!(
+        config.hub.limits.violations,
+        Some(ViolationLimit {
+            max: 50,
+            window: Duration::from_secs(10)
+        })
+    );
+    let config = from_args(&[
+        "--max-connections-per-ip",
+        "100",
+        "--max-violations",
+        "5",
+        "--violation-window",
+        "1m",
+    ])
+    .unwrap();
+    assert_eq!(config.server.max_connections_per_ip, Some(100));
+    assert_eq!(
+        config.hub.limits.violations,
+        Some(ViolationLimit {
+            max: 5,
+            window: Duration::from_secs(60)
+        })
+    );
+    let config = from_args(&["--max-connections-per-ip", "0", "--max-violations", "0"]).unwrap();
+    assert_eq!(config.server.max_connections_per_ip, None);
+    assert_eq!(config.hub.limits.violations, None);
+    assert_eq!(
+        invalid_setting(from_args(&["--violation-window", "0s"])),
+        "violation_window"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--handshake-timeout", "0s"])),
+        "handshake_timeout"
+    );
+}

@@ -14,11 +14,15 @@ use super::Mode;
 use super::dedup::DedupWindow;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{ConnHandle, Counters, Hub, MemberEvent, Publication, publish_frame};
+use crate::hub::{
+    CloseRequest, ConnHandle, Counters, Hub, MemberEvent, Publication, publish_frame,
+};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
+use crate::limits::Violations;
 use crate::presence::Presence;
 use crate::protocol::{
-    self, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection, ServerFrame, now_ms,
+    self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection,
+    ServerFrame, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
 
@@ -31,11 +35,20 @@ pub(crate) struct Session {
     /// `max_channels_per_connection`).
     channels: Vec<ChannelSpec>,
     dedup: DedupWindow,
+    /// Bad frames in the current window; too many close the connection.
+    violations: Violations,
     mode: Mode,
 }
 
 /// A refused command: the code and message of the `error` frame.
 type Refused = (ErrorCode, String);
+
+/// How a connection that keeps sending bad frames is closed.
+const TOO_MANY_VIOLATIONS: CloseRequest = CloseRequest {
+    code: CloseCode::Policy,
+    reason: std::borrow::Cow::Borrowed("too many invalid messages"),
+    graceful: true,
+};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,6 +83,7 @@ impl Session {
             rooms: Vec::new(),
             channels: Vec::new(),
             dedup: DedupWindow::default(),
+            violations: Violations::default(),
             mode,
         };
         if mode == Mode::Echo {
@@ -96,6 +110,9 @@ impl Session {
 
     /// Handles one text message.
     pub(crate) fn on_text(&mut self, text: &str) {
+        if self.closing() {
+            return;
+        }
         let counters = self.hub.counters();
         Counters::add(&counters.messages_in, 1);
         Counters::add(&counters.bytes_in, text.len() as u64);
@@ -136,6 +153,9 @@ impl Session {
 
     /// Handles one binary message: the protocol is JSON text only.
     pub(crate) fn on_binary(&mut self, data: &[u8]) {
+        if self.closing() {
+            return;
+        }
         Counters::add(&self.hub.counters().messages_in, 1);
         if self.mode == Mode::Echo {
             self.reply(frame::frame(OpCode::Binary, data));
@@ -150,6 +170,12 @@ impl Session {
         }
     }
 
+    /// Whether a close was requested: what the client sends after it is read (to reach its
+    /// close frame) but not acted on.
+    fn closing(&self) -> bool {
+        self.handle.closing_since().is_some()
+    }
+
     /// Takes a rate-limit token, answering `RATE_LIMITED` when there is none.
     fn take_token(&mut self, id: Option<&RawValue>) -> bool {
         let Some(limiter) = &self.handle.user_state().limiter else {
@@ -159,12 +185,15 @@ impl Session {
             Ok(()) => true,
             Err(retry_after) => {
                 Counters::add(&self.hub.counters().rate_limited, 1);
-                self.send_error(protocol::error_frame_with_retry(
+                self.send_error(
                     ErrorCode::RateLimited,
-                    "rate limit exceeded",
-                    id,
-                    Some(retry_after),
-                ));
+                    protocol::error_frame_with_retry(
+                        ErrorCode::RateLimited,
+                        "rate limit exceeded",
+                        id,
+                        Some(retry_after),
+                    ),
+                );
                 false
             }
         }
@@ -419,17 +448,28 @@ impl Session {
         }
     }
 
-    fn reject(&self, rejection: &Rejection<'_>) {
+    fn reject(&mut self, rejection: &Rejection<'_>) {
         self.error(rejection.code, &rejection.message, rejection.id);
     }
 
-    fn error(&self, code: ErrorCode, message: &str, id: Option<&RawValue>) {
-        self.send_error(protocol::error_frame(code, message, id));
+    fn error(&mut self, code: ErrorCode, message: &str, id: Option<&RawValue>) {
+        self.send_error(code, protocol::error_frame(code, message, id));
     }
 
-    fn send_error(&self, frame: Bytes) {
+    /// Sends an `error` frame answering a client frame. Every one but `INTERNAL` (a server
+    /// fault) counts as a violation; the one that reaches the limit closes the connection with
+    /// 1008, after the error itself.
+    fn send_error(&mut self, code: ErrorCode, frame: Bytes) {
         Counters::add(&self.hub.counters().errors_sent, 1);
         self.reply(frame);
+        let Some(limit) = self.hub.config().limits.violations else {
+            return;
+        };
+        let now = self.hub.now_ms();
+        if code != ErrorCode::Internal && self.violations.record(limit, now) {
+            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "too many violations");
+            self.handle.close(TOO_MANY_VIOLATIONS, now);
+        }
     }
 
     /// Replies `{type: kind, payload}` carrying the client's `id`.
