@@ -2,6 +2,8 @@
 //! the request head size, the per-IP connection cap and the repeated-violation disconnect.
 //! Misbehaving clients are raw sockets.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
