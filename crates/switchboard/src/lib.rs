@@ -37,18 +37,23 @@
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`,
 //!   `/dashboard`.
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
+//! - `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP connection cap.
 
 pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
 mod connection;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 mod http;
 pub mod hub;
 pub mod ids;
 mod limits;
 pub mod metrics;
+mod per_ip;
 pub mod presence;
 pub mod protocol;
 pub mod server;

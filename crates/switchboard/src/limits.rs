@@ -1,8 +1,10 @@
-//! The per-user rate limiter: a token bucket shared by all of a user's connections on a node.
+//! Per-user and per-connection limits on what clients send: the rate limiter (a token bucket
+//! shared by all of a user's connections on a node) and the violation counter (one per
+//! connection, in its session).
 
 use parking_lot::Mutex;
 
-use crate::config::RateLimit;
+use crate::config::{RateLimit, ViolationLimit};
 
 /// A token bucket refilled at `per_second` tokens a second up to `burst` tokens. Time is passed
 /// in (milliseconds on any monotonic clock), which keeps it pure and testable.
@@ -51,9 +53,80 @@ impl RateLimiter {
     }
 }
 
+/// Counts a connection's bad frames in fixed windows: a window opens at the first bad frame
+/// after the previous one ended, and the frame that brings the count to the limit within it
+/// trips the counter. Time is passed in (milliseconds), as for [`TokenBucket`].
+#[derive(Debug, Default)]
+pub(crate) struct Violations {
+    count: u32,
+    window_start_ms: u64,
+}
+
+impl Violations {
+    /// Records one bad frame at `now_ms`; true when it reaches `limit.max` within the window.
+    pub(crate) fn record(&mut self, limit: ViolationLimit, now_ms: u64) -> bool {
+        let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+        if self.count == 0 || now_ms.saturating_sub(self.window_start_ms) >= window_ms {
+            self.count = 0;
+            self.window_start_ms = now_ms;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count >= limit.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    const VIOLATIONS: ViolationLimit = ViolationLimit {
+        max: 3,
+        window: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn the_violation_that_reaches_the_limit_within_the_window_trips() {
+        let mut violations = Violations::default();
+        assert!(!violations.record(VIOLATIONS, 1_000));
+        assert!(!violations.record(VIOLATIONS, 5_000));
+        assert!(violations.record(VIOLATIONS, 10_999), "third within 10 s");
+        assert!(violations.record(VIOLATIONS, 10_999), "stays tripped");
+    }
+
+    #[test]
+    fn occasional_violations_never_trip() {
+        let mut violations = Violations::default();
+        // Two a window, forever: each window starts afresh.
+        for window in 0..1_000u64 {
+            let start = window * 10_000;
+            assert!(!violations.record(VIOLATIONS, start));
+            assert!(!violations.record(VIOLATIONS, start + 9_999));
+        }
+    }
+
+    #[test]
+    fn a_window_closes_exactly_at_its_length() {
+        let mut violations = Violations::default();
+        assert!(!violations.record(VIOLATIONS, 0));
+        assert!(!violations.record(VIOLATIONS, 9_999));
+        assert!(
+            !violations.record(VIOLATIONS, 10_000),
+            "a new window opened"
+        );
+        assert!(!violations.record(VIOLATIONS, 10_001));
+        assert!(violations.record(VIOLATIONS, 10_002));
+    }
+
+    #[test]
+    fn a_limit_of_one_trips_on_the_first() {
+        let one = ViolationLimit {
+            max: 1,
+            window: Duration::from_millis(1),
+        };
+        assert!(Violations::default().record(one, 0));
+    }
 
     const RATE: RateLimit = RateLimit {
         per_second: 10,

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{Config, ServerConfig};
 use crate::hub::Hub;
+use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::switchboard::Switchboard;
 
 /// Largest HTTP request head accepted (request line and headers).
@@ -95,9 +96,10 @@ impl Server {
             "switchboard listening"
         );
         tokio::pin!(shutdown);
+        let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
         let mut accept_errors = 0u32;
         loop {
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => {
@@ -115,7 +117,21 @@ impl Server {
                     }
                 },
             };
-            let service = TowerToHyperService::new(router.clone());
+            let slot = match &per_ip {
+                None => None,
+                Some(limit) => match limit.try_acquire(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        tracing::debug!(%peer, "refused: too many connections from the address");
+                        tasks.spawn(per_ip::refuse(stream));
+                        continue;
+                    }
+                },
+            };
+            let service = WithSlot {
+                inner: TowerToHyperService::new(router.clone()),
+                slot,
+            };
             let cancel = cancel.clone();
             let handshake_timeout = config.handshake_timeout;
             tasks.spawn(async move {
@@ -167,9 +183,35 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
+/// The router's service for one HTTP connection, which hands the connection's [`IpSlot`] to
+/// every request (a WebSocket upgrade keeps it for the WebSocket's life).
+struct WithSlot {
+    inner: TowerToHyperService<axum::Router>,
+    slot: Option<IpSlot>,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithSlot {
+    type Response = <TowerToHyperService<axum::Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Response;
+    type Error = <TowerToHyperService<axum::Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Error;
+    type Future = <TowerToHyperService<axum::Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Future;
+
+    fn call(&self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some(slot) = &self.slot {
+            request.extensions_mut().insert(slot.clone());
+        }
+        self.inner.call(request)
+    }
+}
+
 async fn serve_http(
     stream: TcpStream,
-    service: TowerToHyperService<axum::Router>,
+    service: WithSlot,
     handshake_timeout: Duration,
     cancel: tokio_util::sync::CancellationToken,
 ) {

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Time a client has to send its upgrade request.
     pub handshake_timeout: Duration,
+    /// Most TCP connections from one client address (`None`: no cap).
+    pub max_connections_per_ip: Option<usize>,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
 }
@@ -115,6 +117,17 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Per-user rate limit (`None`: unlimited).
     pub rate: Option<RateLimit>,
+    /// Repeated-violation disconnect (`None`: never).
+    pub violations: Option<ViolationLimit>,
+}
+
+/// A connection that sends `max` bad frames within `window` is closed with 1008.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViolationLimit {
+    /// Bad frames tolerated in one window; the one that reaches it closes the connection.
+    pub max: u32,
+    /// The window, opened by the first bad frame after the previous window ended.
+    pub window: Duration,
 }
 
 /// A token bucket: `per_second` tokens a second, at most `burst` saved up.
@@ -329,6 +342,13 @@ impl Config {
                 })
             }
         };
+        let violations = match raw.max_violations.unwrap_or(50) {
+            0 => None,
+            max => Some(ViolationLimit {
+                max,
+                window: positive("violation_window", duration(raw.violation_window, 10))?,
+            }),
+        };
         if max_name_length > crate::ids::MAX_NAME_CHARS {
             return Err(ConfigError::invalid(
                 "max_name_length",
@@ -345,6 +365,7 @@ impl Config {
                     duration(raw.handshake_timeout, 10),
                 )?,
                 shutdown_timeout: positive("shutdown_timeout", duration(raw.shutdown_timeout, 10))?,
+                max_connections_per_ip: raw.max_connections_per_ip.filter(|&max| max > 0),
             },
             hub: HubConfig {
                 node_id,
@@ -379,6 +400,7 @@ impl Config {
                     max_name_length,
                     max_queued_bytes,
                     rate,
+                    violations,
                 },
                 heartbeat: Heartbeat {
                     interval,

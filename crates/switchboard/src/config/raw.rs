@@ -176,6 +176,17 @@ settings! {
     /// Time a client has to complete the HTTP upgrade request [default: 10s].
     #[arg(long, env, value_name = "DURATION")]
     handshake_timeout: DurationArg,
+    /// Most TCP connections from one client address (IPv6: one /64); more get HTTP 429;
+    /// 0 disables the cap [default: 0].
+    #[arg(long, env, value_name = "N")]
+    max_connections_per_ip: usize,
+    /// Bad frames (answered with an `error`) a connection may send within `violation_window`
+    /// before it is closed with 1008; 0 disables [default: 50].
+    #[arg(long, env, value_name = "N")]
+    max_violations: u32,
+    /// The window `max_violations` is counted in [default: 10s].
+    #[arg(long, env, value_name = "DURATION")]
+    violation_window: DurationArg,
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting
     /// [default: 10s].
     #[arg(long, env, value_name = "DURATION")]

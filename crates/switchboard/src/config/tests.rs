@@ -211,3 +211,44 @@ fn invalid_auth_settings_name_the_setting() {
     assert!(from_args(&["--auth-timeout", "300s"]).is_ok());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn abuse_limits_have_defaults_and_can_be_turned_off() {
+    let config = Config::default();
+    assert_eq!(config.server.max_connections_per_ip, None);
+    assert_eq!(
+        config.hub.limits.violations,
+        Some(ViolationLimit {
+            max: 50,
+            window: Duration::from_secs(10)
+        })
+    );
+    let config = from_args(&[
+        "--max-connections-per-ip",
+        "100",
+        "--max-violations",
+        "5",
+        "--violation-window",
+        "1m",
+    ])
+    .unwrap();
+    assert_eq!(config.server.max_connections_per_ip, Some(100));
+    assert_eq!(
+        config.hub.limits.violations,
+        Some(ViolationLimit {
+            max: 5,
+            window: Duration::from_secs(60)
+        })
+    );
+    let config = from_args(&["--max-connections-per-ip", "0", "--max-violations", "0"]).unwrap();
+    assert_eq!(config.server.max_connections_per_ip, None);
+    assert_eq!(config.hub.limits.violations, None);
+    assert_eq!(
+        invalid_setting(from_args(&["--violation-window", "0s"])),
+        "violation_window"
+    );
+    assert_eq!(
+        invalid_setting(from_args(&["--handshake-timeout", "0s"])),
+        "handshake_timeout"
+    );
+}

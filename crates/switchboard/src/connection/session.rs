@@ -15,11 +15,15 @@ use super::dedup::DedupWindow;
 use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{ConnHandle, Counters, Hub, InKind, MemberEvent, Publication, publish_frame};
+use crate::hub::{
+    CloseRequest, ConnHandle, Counters, Hub, InKind, MemberEvent, Publication, publish_frame,
+};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
+use crate::limits::Violations;
 use crate::presence::Presence;
 use crate::protocol::{
-    self, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection, ServerFrame, now_ms,
+    self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection,
+    ServerFrame, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
 
@@ -32,6 +36,8 @@ pub(crate) struct Session {
     /// `max_channels_per_connection`).
     channels: Vec<ChannelSpec>,
     dedup: DedupWindow,
+    /// Bad frames in the current window; too many close the connection.
+    violations: Violations,
     mode: Mode,
     /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
     /// connection's task.
@@ -40,6 +46,13 @@ pub(crate) struct Session {
 
 /// A refused command: the code and message of the `error` frame.
 type Refused = (ErrorCode, String);
+
+/// How a connection that keeps sending bad frames is closed.
+const TOO_MANY_VIOLATIONS: CloseRequest = CloseRequest {
+    code: CloseCode::Policy,
+    reason: std::borrow::Cow::Borrowed("too many invalid messages"),
+    graceful: true,
+};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,6 +92,7 @@ impl Session {
             rooms: Vec::new(),
             channels: Vec::new(),
             dedup: DedupWindow::default(),
+            violations: Violations::default(),
             mode,
             grants,
         };
@@ -106,6 +120,9 @@ impl Session {
 
     /// Handles one text message.
     pub(crate) fn on_text(&mut self, text: &str) {
+        if self.closing() {
+            return;
+        }
         let counters = self.hub.counters();
         Counters::add(&counters.bytes_in, text.len() as u64);
         if self.mode == Mode::Echo {
@@ -153,6 +170,9 @@ impl Session {
 
     /// Handles one binary message: the protocol is JSON text only.
     pub(crate) fn on_binary(&mut self, data: &[u8]) {
+        if self.closing() {
+            return;
+        }
         if self.mode == Mode::Echo {
             self.hub.counters().count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Binary, data));
@@ -168,6 +188,12 @@ impl Session {
         }
     }
 
+    /// Whether a close was requested: what the client sends after it is read (to reach its
+    /// close frame) but not acted on.
+    fn closing(&self) -> bool {
+        self.handle.closing_since().is_some()
+    }
+
     /// Takes a rate-limit token, answering `RATE_LIMITED` when there is none.
     fn take_token(&mut self, id: Option<&RawValue>) -> bool {
         let Some(limiter) = &self.handle.user_state().limiter else {
@@ -177,12 +203,15 @@ impl Session {
             Ok(()) => true,
             Err(retry_after) => {
                 Counters::add(&self.hub.counters().rate_limited, 1);
-                self.send_error(protocol::error_frame_with_retry(
+                self.send_error(
                     ErrorCode::RateLimited,
-                    "rate limit exceeded",
-                    id,
-                    Some(retry_after),
-                ));
+                    protocol::error_frame_with_retry(
+                        ErrorCode::RateLimited,
+                        "rate limit exceeded",
+                        id,
+                        Some(retry_after),
+                    ),
+                );
                 false
             }
         }
@@ -477,17 +506,28 @@ impl Session {
         }
     }
 
-    fn reject(&self, rejection: &Rejection<'_>) {
+    fn reject(&mut self, rejection: &Rejection<'_>) {
         self.error(rejection.code, &rejection.message, rejection.id);
     }
 
-    fn error(&self, code: ErrorCode, message: &str, id: Option<&RawValue>) {
-        self.send_error(protocol::error_frame(code, message, id));
+    fn error(&mut self, code: ErrorCode, message: &str, id: Option<&RawValue>) {
+        self.send_error(code, protocol::error_frame(code, message, id));
     }
 
-    fn send_error(&self, frame: Bytes) {
+    /// Sends an `error` frame answering a client frame. Every one but `INTERNAL` (a server
+    /// fault) counts as a violation; the one that reaches the limit closes the connection with
+    /// 1008, after the error itself.
+    fn send_error(&mut self, code: ErrorCode, frame: Bytes) {
         Counters::add(&self.hub.counters().errors_sent, 1);
         self.reply(frame);
+        let Some(limit) = self.hub.config().limits.violations else {
+            return;
+        };
+        let now = self.hub.now_ms();
+        if code != ErrorCode::Internal && self.violations.record(limit, now) {
+            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "too many violations");
+            self.handle.close(TOO_MANY_VIOLATIONS, now);
+        }
     }
 
     /// Replies `{type: kind, payload}` carrying the client's `id`.

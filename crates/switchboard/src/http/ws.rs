@@ -27,6 +27,7 @@ use super::AppState;
 use crate::connection::{self, Connection, Mode, Peer, Pending, Prefixed, Stream};
 use crate::hub::{Counters, Hub};
 use crate::ids::UserId;
+use crate::per_ip::IpSlot;
 use crate::ws::handshake::{self, HandshakeError};
 
 /// Query parameters of the upgrade request.
@@ -116,7 +117,10 @@ fn upgrade_to(
             .into_response();
     };
     let hub = state.hub.clone();
+    // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
+    let ip_slot = request.extensions_mut().remove::<IpSlot>();
     state.tasks.spawn(async move {
+        let _ip_slot = ip_slot;
         match on_upgrade.await {
             Ok(upgraded) => serve_upgraded(upgraded, hub, admission, mode).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),

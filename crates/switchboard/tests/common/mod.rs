@@ -128,6 +128,11 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("connect failed");
+        Self::from_stream(ws).await
+    }
+
+    /// Takes over an upgraded WebSocket and reads the `connect` frame.
+    pub async fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut client = Self::upgraded(ws);
         client.read_connect().await;
         client
