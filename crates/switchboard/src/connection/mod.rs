@@ -68,6 +68,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Stream for tokio::io::Join<R, 
 
 /// An upgraded connection's task: a registered connection's driver, or the refusal of one
 /// that was not admitted (boxed: rare, and it must not grow every connection's task).
+///
+/// The size difference between the variants is the point: the enum *is* the task's future, so
+/// the open driver lives inline in the task's one allocation; boxing it would add a second
+/// allocation per connection. `tests::the_connection_task_stays_small` bounds the size.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Connection<S> {
     Open(driver::Driver<S>),
     Refused(Pin<Box<dyn Future<Output = ()> + Send>>),
