@@ -56,22 +56,31 @@ impl RateLimiter {
 /// Counts a connection's bad frames in fixed windows: a window opens at the first bad frame
 /// after the previous one ended, and the frame that brings the count to the limit within it
 /// trips the counter. Time is passed in (milliseconds), as for [`TokenBucket`].
+///
+/// One word per connection (it lives in every connection's task): the count in the top 16 bits
+/// (at most [`Violations::MAX_LIMIT`], which the configuration enforces), the window's start in
+/// the low 48 bits (milliseconds of hub time: almost 9 000 years).
 #[derive(Debug, Default)]
-pub(crate) struct Violations {
-    count: u32,
-    window_start_ms: u64,
-}
+pub(crate) struct Violations(u64);
 
 impl Violations {
+    /// The largest limit a counter can reach.
+    pub(crate) const MAX_LIMIT: u32 = u16::MAX as u32;
+    const START_BITS: u32 = 48;
+    const START_MASK: u64 = (1 << Self::START_BITS) - 1;
+
     /// Records one bad frame at `now_ms`; true when it reaches `limit.max` within the window.
     pub(crate) fn record(&mut self, limit: ViolationLimit, now_ms: u64) -> bool {
         let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-        if self.count == 0 || now_ms.saturating_sub(self.window_start_ms) >= window_ms {
-            self.count = 0;
-            self.window_start_ms = now_ms;
+        let (mut count, mut start) = (self.0 >> Self::START_BITS, self.0 & Self::START_MASK);
+        let now = now_ms & Self::START_MASK;
+        if count == 0 || now.saturating_sub(start) >= window_ms {
+            count = 0;
+            start = now;
         }
-        self.count = self.count.saturating_add(1);
-        self.count >= limit.max
+        count = (count + 1).min(u64::from(Self::MAX_LIMIT));
+        self.0 = (count << Self::START_BITS) | start;
+        count >= u64::from(limit.max)
     }
 }
 
@@ -85,6 +94,22 @@ mod tests {
         max: 3,
         window: Duration::from_secs(10),
     };
+
+    #[test]
+    fn the_count_saturates_at_the_largest_limit_and_still_trips_it() {
+        let limit = ViolationLimit {
+            max: Violations::MAX_LIMIT,
+            window: Duration::from_secs(10),
+        };
+        let mut violations = Violations::default();
+        let late = u64::from(Violations::MAX_LIMIT) * 2;
+        let tripped = (0..late).filter(|_| violations.record(limit, 7)).count();
+        assert_eq!(tripped as u64, late - u64::from(Violations::MAX_LIMIT) + 1);
+        assert!(
+            !violations.record(limit, 10_007),
+            "a new window starts over"
+        );
+    }
 
     #[test]
     fn the_violation_that_reaches_the_limit_within_the_window_trips() {

@@ -344,6 +344,15 @@ impl Config {
         };
         let violations = match raw.max_violations.unwrap_or(50) {
             0 => None,
+            max if max > crate::limits::Violations::MAX_LIMIT => {
+                return Err(ConfigError::invalid(
+                    "max_violations",
+                    format!(
+                        "must be at most {} (0 turns the limit off)",
+                        crate::limits::Violations::MAX_LIMIT
+                    ),
+                ));
+            }
             max => Some(ViolationLimit {
                 max,
                 window: positive("violation_window", duration(raw.violation_window, 10))?,

@@ -247,6 +247,11 @@ fn abuse_limits_have_defaults_and_can_be_turned_off() {
         invalid_setting(from_args(&["--violation-window", "0s"])),
         "violation_window"
     );
+    assert!(from_args(&["--max-violations", "65535"]).is_ok());
+    assert_eq!(
+        invalid_setting(from_args(&["--max-violations", "65536"])),
+        "max_violations"
+    );
     assert_eq!(
         invalid_setting(from_args(&["--handshake-timeout", "0s"])),
         "handshake_timeout"
