@@ -2,6 +2,7 @@
 //! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
 
 mod raw;
+mod tls;
 mod units;
 
 use std::ffi::OsString;
@@ -12,6 +13,7 @@ use clap::Parser;
 
 use crate::ids::NodeId;
 pub use raw::{Cli, LogFormat, RawSettings};
+pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
 
 /// The validated configuration of a node.
@@ -36,7 +38,10 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
-    /// Time a client has to send its upgrade request.
+    /// TLS on the listener (`None`: plain TCP).
+    pub tls: Option<TlsConfig>,
+    /// Time a client has to complete the TLS handshake (with TLS), and again to send its
+    /// upgrade request.
     pub handshake_timeout: Duration,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
@@ -325,6 +330,7 @@ impl Config {
                 })
             }
         };
+        let tls = tls::from_settings(raw.tls_cert, raw.tls_key)?;
         if max_name_length > crate::ids::MAX_NAME_CHARS {
             return Err(ConfigError::invalid(
                 "max_name_length",
@@ -336,6 +342,7 @@ impl Config {
             server: ServerConfig {
                 host,
                 port: raw.port.unwrap_or(3000),
+                tls,
                 handshake_timeout: positive(
                     "handshake_timeout",
                     duration(raw.handshake_timeout, 10),

@@ -3,8 +3,9 @@
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
-//! boxing and no buffer kept by the HTTP layer. Other streams (TLS, custom servers) run through
-//! hyper's upgraded I/O.
+//! boxing and no buffer kept by the HTTP layer. Our server's TLS streams are taken back too
+//! and run on their own monomorphization of the driver; other streams (custom servers) run
+//! through hyper's upgraded I/O.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{self, Connection, Mode, Prefixed};
@@ -130,6 +132,9 @@ fn upgrade_to(
 )]
 enum ServeUpgraded {
     Tcp(Connection<TcpStream>),
+    /// The TLS state (rustls buffers, keys) is boxed so that it does not grow the plain
+    /// variant; a TLS connection allocates far more than one box anyway.
+    Tls(Connection<Box<TlsStream<TcpStream>>>),
     Other(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
@@ -139,6 +144,7 @@ impl Future for ServeUpgraded {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut() {
             Self::Tcp(connection) => Pin::new(connection).poll(cx),
+            Self::Tls(connection) => Pin::new(connection).poll(cx),
             Self::Other(future) => future.as_mut().poll(cx),
         }
     }
@@ -169,9 +175,24 @@ fn serve_upgraded(
                 }
             }
         }
-        Err(upgraded) => {
-            let io = TokioIo::new(upgraded);
-            ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
-        }
+        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let stream = Box::new(parts.io.into_inner());
+                let read_ahead = (!parts.read_buf.is_empty())
+                    .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
+                drop(parts.read_buf);
+                match read_ahead {
+                    None => ServeUpgraded::Tls(connection::serve(stream, hub, user, mode)),
+                    Some(prefix) => {
+                        let io = Prefixed::new(prefix, stream);
+                        ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
+                    }
+                }
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                ServeUpgraded::Other(Box::pin(connection::serve(io, hub, user, mode)))
+            }
+        },
     }
 }
