@@ -9,7 +9,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "ws://localhost:3000".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "ws://localhost:3000".to_owned());
     let user = args.next().unwrap_or_else(|| "alice".to_owned());
     let room = args.next().unwrap_or_else(|| "general".to_owned());
 

@@ -181,7 +181,11 @@ impl Room<'_> {
     pub async fn join(&self) -> Result<Frame, Error> {
         let reply = self
             .client
-            .request("join_room", json!({"room": self.name}), DEFAULT_REQUEST_TIMEOUT)
+            .request(
+                "join_room",
+                json!({"room": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
             .await?;
         self.client.shared().joined(&self.name);
         Ok(reply)
@@ -191,7 +195,11 @@ impl Room<'_> {
     pub async fn leave(&self) -> Result<Frame, Error> {
         self.client.shared().left(&self.name);
         self.client
-            .request("leave_room", json!({"room": self.name}), DEFAULT_REQUEST_TIMEOUT)
+            .request(
+                "leave_room",
+                json!({"room": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
             .await
     }
 
@@ -215,7 +223,11 @@ impl Channel<'_> {
     pub async fn subscribe(&self) -> Result<Frame, Error> {
         let reply = self
             .client
-            .request("subscribe", json!({"channel": self.name}), DEFAULT_REQUEST_TIMEOUT)
+            .request(
+                "subscribe",
+                json!({"channel": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
             .await?;
         self.client.shared().subscribed(&self.name);
         Ok(reply)
@@ -225,7 +237,11 @@ impl Channel<'_> {
     pub async fn unsubscribe(&self) -> Result<Frame, Error> {
         self.client.shared().unsubscribed(&self.name);
         self.client
-            .request("unsubscribe", json!({"channel": self.name}), DEFAULT_REQUEST_TIMEOUT)
+            .request(
+                "unsubscribe",
+                json!({"channel": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
             .await
     }
 

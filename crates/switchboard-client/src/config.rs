@@ -273,9 +273,18 @@ mod tests {
             config.connect_url().ok().as_deref(),
             Some("wss://h/ws?v=1&userId=bob")
         );
-        for bad in ["http://h/", "ws://", "ws:///x", "ws://h/#f", "localhost:3000"] {
+        for bad in [
+            "http://h/",
+            "ws://",
+            "ws:///x",
+            "ws://h/#f",
+            "localhost:3000",
+        ] {
             assert!(
-                matches!(ClientConfig::new(bad).connect_url(), Err(Error::InvalidUrl { .. })),
+                matches!(
+                    ClientConfig::new(bad).connect_url(),
+                    Err(Error::InvalidUrl { .. })
+                ),
                 "{bad}"
             );
         }

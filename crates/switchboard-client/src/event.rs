@@ -301,8 +301,10 @@ mod tests {
 
     #[test]
     fn server_frames_become_typed_events() {
-        let message = event(json!({"type": "message", "room": "general", "userId": "alice",
-            "timestamp": 1, "payload": {"content": "hi"}}));
+        let message = event(
+            json!({"type": "message", "room": "general", "userId": "alice",
+            "timestamp": 1, "payload": {"content": "hi"}}),
+        );
         assert_eq!(
             message,
             Event::Message {
@@ -312,14 +314,23 @@ mod tests {
                 payload: json!({"content": "hi"})
             }
         );
-        let joined = event(json!({"type": "room_joined", "room": "r", "payload": {"room": "r",
-            "members": [{"userId": "a", "status": "online", "lastSeen": 5}], "memberCount": 1}}));
-        let Event::RoomJoined { members, member_count, .. } = joined else {
+        let joined = event(
+            json!({"type": "room_joined", "room": "r", "payload": {"room": "r",
+            "members": [{"userId": "a", "status": "online", "lastSeen": 5}], "memberCount": 1}}),
+        );
+        let Event::RoomJoined {
+            members,
+            member_count,
+            ..
+        } = joined
+        else {
             panic!("{joined:?}")
         };
         assert_eq!((members[0].user_id.as_str(), member_count), ("a", 1));
         let publication = event(json!({"type": "publish", "channel": "c", "payload": [1]}));
-        assert!(matches!(publication, Event::Publish { channel, user_id: None, .. } if channel == "c"));
+        assert!(
+            matches!(publication, Event::Publish { channel, user_id: None, .. } if channel == "c")
+        );
     }
 
     #[test]
@@ -337,7 +348,8 @@ mod tests {
     #[test]
     fn reply_ids_may_be_strings_or_numbers() {
         let frame = |id: Value| -> Frame {
-            serde_json::from_value(json!({"type": "ack", "id": id})).unwrap_or_else(|e| panic!("{e}"))
+            serde_json::from_value(json!({"type": "ack", "id": id}))
+                .unwrap_or_else(|e| panic!("{e}"))
         };
         assert_eq!(frame(json!("r1")).reply_to().as_deref(), Some("r1"));
         assert_eq!(frame(json!(7)).reply_to().as_deref(), Some("7"));

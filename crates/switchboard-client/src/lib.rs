@@ -36,7 +36,7 @@
 //!     .await?;
 //! assert_eq!(ack.kind, "ack");
 //! while let Some(event) = events.recv().await {
-//!     if let Event::Message { room, user_id, payload } = event {
+//!     if let Event::Message { room, user_id, payload, .. } = event {
 //!         println!("{room} {user_id:?}: {payload}");
 //!     }
 //! }

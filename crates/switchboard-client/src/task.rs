@@ -304,9 +304,7 @@ async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), 
 
 fn handshake_failure(error: tungstenite::Error) -> Ended {
     match &error {
-        tungstenite::Error::Http(response)
-            if matches!(response.status().as_u16(), 401 | 403) =>
-        {
+        tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
             Ended::Refused(format!("HTTP {}", response.status()))
         }
         _ => Ended::lost(error.to_string()),
@@ -339,7 +337,9 @@ async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), Ended> {
     match tokio::time::timeout(limit, ws.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(Ended::lost(error.to_string())),
-        Err(_) => Err(Ended::lost(format!("a write did not complete in {limit:?}"))),
+        Err(_) => Err(Ended::lost(format!(
+            "a write did not complete in {limit:?}"
+        ))),
     }
 }
 

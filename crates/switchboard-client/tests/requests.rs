@@ -29,11 +29,18 @@ async fn requests_resolve_with_the_reply_or_the_ack_and_fail_on_error() {
     assert_eq!(ack.kind, "ack");
 
     let refused = alice
-        .request("message", json!({"room": "elsewhere", "content": "hi"}), WAIT)
+        .request(
+            "message",
+            json!({"room": "elsewhere", "content": "hi"}),
+            WAIT,
+        )
         .await
         .unwrap_err();
     assert!(refused.is_server_error("NOT_IN_ROOM"), "{refused}");
-    let unknown = alice.request("no_such_type", json!({}), WAIT).await.unwrap_err();
+    let unknown = alice
+        .request("no_such_type", json!({}), WAIT)
+        .await
+        .unwrap_err();
     assert!(unknown.is_server_error("UNKNOWN_TYPE"), "{unknown}");
 
     alice.room("general").leave().await.unwrap();
@@ -85,7 +92,10 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
 
     bob.channel("news").subscribe().await.unwrap();
     assert_eq!(bob.channels(), ["news"]);
-    alice.channel("news").publish(json!({"headline": "rust"})).unwrap();
+    alice
+        .channel("news")
+        .publish(json!({"headline": "rust"}))
+        .unwrap();
     let publication = next_matching(&mut bob_events, "publish", |e| {
         matches!(e, Event::Publish { .. })
     })
@@ -103,9 +113,11 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
     alice
         .set_presence(Status::Away, Some(json!({"note": "lunch"})))
         .unwrap();
-    let presence = next_matching(&mut bob_events, "alice away", |e| {
-        matches!(e, Event::Presence(p) if p.user_id == "alice" && p.status == "away")
-    })
+    let presence = next_matching(
+        &mut bob_events,
+        "alice away",
+        |e| matches!(e, Event::Presence(p) if p.user_id == "alice" && p.status == "away"),
+    )
     .await;
     let Event::Presence(presence) = presence else {
         unreachable!()
@@ -113,8 +125,13 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
     assert_eq!(presence.metadata, Some(json!({"note": "lunch"})));
 
     // A frame sent without an id that fails comes as an event.
-    alice.send("message", json!({"room": "nowhere", "content": "x"})).unwrap();
-    let error = next_matching(&mut alice_events, "error", |e| matches!(e, Event::Error { .. })).await;
+    alice
+        .send("message", json!({"room": "nowhere", "content": "x"}))
+        .unwrap();
+    let error = next_matching(&mut alice_events, "error", |e| {
+        matches!(e, Event::Error { .. })
+    })
+    .await;
     assert!(matches!(error, Event::Error { code, .. } if code == "NOT_IN_ROOM"));
 }
 
@@ -141,7 +158,10 @@ async fn close_ends_the_events_and_fails_later_calls() {
             .unwrap()
             .is_none()
     );
-    assert!(matches!(alice.room("general").send("late"), Err(Error::Closed)));
+    assert!(matches!(
+        alice.room("general").send("late"),
+        Err(Error::Closed)
+    ));
     assert!(matches!(
         alice.request("ping", json!({}), WAIT).await,
         Err(Error::Closed)
@@ -180,7 +200,11 @@ async fn a_request_without_an_answer_times_out() {
     let (alice, _events) = Client::connect(config(&url, "alice")).await.unwrap();
     let started = tokio::time::Instant::now();
     let error = alice
-        .request("join_room", json!({"room": "r"}), Duration::from_millis(200))
+        .request(
+            "join_room",
+            json!({"room": "r"}),
+            Duration::from_millis(200),
+        )
         .await
         .unwrap_err();
     assert!(error.is_timeout(), "{error}");
@@ -205,10 +229,20 @@ async fn the_heartbeat_replaces_a_connection_whose_server_stopped_answering() {
     assert_eq!(code, None);
     assert!(reason.contains("heartbeat"), "{reason}");
     // Interval + deadline is 400 ms; allow for a loaded machine, far below TCP's timeouts.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // And it connects again.
     next_matching(&mut events, "reconnected", |e| {
-        matches!(e, Event::Connected { reconnected: true, .. })
+        matches!(
+            e,
+            Event::Connected {
+                reconnected: true,
+                ..
+            }
+        )
     })
     .await;
 }

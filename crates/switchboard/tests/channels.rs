@@ -26,34 +26,64 @@ async fn publications_reach_every_subscriber_and_only_them() {
     let (alice, mut alice_events) = server.client("alice").await;
     let (bob, mut bob_events) = server.client("bob").await;
     let (carol, mut carol_events) = server.client("carol").await;
-    for (client, channel) in [(&alice, "event:login"), (&bob, "event:login"), (&carol, "event:logout")] {
+    for (client, channel) in [
+        (&alice, "event:login"),
+        (&bob, "event:login"),
+        (&carol, "event:logout"),
+    ] {
         let reply = client.channel(channel).subscribe().await.unwrap();
-        assert_eq!((reply.kind.as_str(), &reply.payload["channel"]), ("subscribed", &json!(channel)));
+        assert_eq!(
+            (reply.kind.as_str(), &reply.payload["channel"]),
+            ("subscribed", &json!(channel))
+        );
     }
 
     let ack = alice
-        .request("publish", json!({"channel": "event:login", "data": {"user": 42}}), WAIT)
+        .request(
+            "publish",
+            json!({"channel": "event:login", "data": {"user": 42}}),
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(ack.kind, "ack");
     for events in [&mut alice_events, &mut bob_events] {
-        let publication = next_event(events, "publish", |e| matches!(e, Event::Publish { .. })).await;
-        let Event::Publish { channel, user_id, timestamp, data } = publication else {
+        let publication =
+            next_event(events, "publish", |e| matches!(e, Event::Publish { .. })).await;
+        let Event::Publish {
+            channel,
+            user_id,
+            timestamp,
+            data,
+        } = publication
+        else {
             unreachable!()
         };
-        assert_eq!((channel.as_str(), user_id.as_deref()), ("event:login", Some("alice")));
+        assert_eq!(
+            (channel.as_str(), user_id.as_deref()),
+            ("event:login", Some("alice"))
+        );
         assert_eq!(data, json!({"user": 42}));
         assert!(timestamp.unwrap() > 0);
     }
     let carol_got = received_events(&carol, &mut carol_events).await;
-    assert!(!carol_got.iter().any(|e| matches!(e, Event::Publish { .. })), "{carol_got:?}");
+    assert!(
+        !carol_got.iter().any(|e| matches!(e, Event::Publish { .. })),
+        "{carol_got:?}"
+    );
 
     let reply = bob.channel("event:login").unsubscribe().await.unwrap();
     assert_eq!(reply.kind, "unsubscribed");
     alice.channel("event:login").publish(2).unwrap();
-    next_event(&mut alice_events, "own publish", |e| matches!(e, Event::Publish { .. })).await;
+    next_event(&mut alice_events, "own publish", |e| {
+        matches!(e, Event::Publish { .. })
+    })
+    .await;
     let bob_got = received_events(&bob, &mut bob_events).await;
-    assert!(!bob_got.iter().any(|e| matches!(e, Event::Publish { .. })), "{bob_got:?}");
+    assert!(
+        !bob_got.iter().any(|e| matches!(e, Event::Publish { .. })),
+        "{bob_got:?}"
+    );
 }
 
 #[tokio::test]

@@ -43,7 +43,10 @@ async fn wss_clients_join_and_exchange_messages() {
     let content = "x".repeat(9_000);
     for n in 0..20 {
         alice
-            .send_type("message", json!({"room": "general", "content": content, "n": n}))
+            .send_type(
+                "message",
+                json!({"room": "general", "content": content, "n": n}),
+            )
             .await;
     }
     for n in 0..20 {
@@ -111,7 +114,10 @@ async fn the_handshake_timeout_covers_the_tls_handshake() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     // Half a ClientHello: a TLS record header promising more than is sent.
     let mut partial = TcpStream::connect(server.addr).await.unwrap();
-    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
     let read = tokio::time::timeout(WAIT, partial.read(&mut buffer))
         .await
         .expect("a half handshake must be dropped");

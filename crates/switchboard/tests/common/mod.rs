@@ -85,9 +85,12 @@ impl TestServer {
 
     /// Connects `user` with the project's Rust client (`switchboard-client`), for tests of
     /// well-behaved clients; waits for the connection.
-    pub async fn client(&self, user: &str) -> (switchboard_client::Client, switchboard_client::Events) {
-        let config = switchboard_client::ClientConfig::new(format!("ws://{}", self.addr))
-            .with_user_id(user);
+    pub async fn client(
+        &self,
+        user: &str,
+    ) -> (switchboard_client::Client, switchboard_client::Events) {
+        let config =
+            switchboard_client::ClientConfig::new(format!("ws://{}", self.addr)).with_user_id(user);
         tokio::time::timeout(WAIT, switchboard_client::Client::connect(config))
             .await
             .expect("client connect timed out")
