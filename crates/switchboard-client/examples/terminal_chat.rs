@@ -1,4 +1,4 @@
-//! A terminal chat: `cargo run -p switchboard-client --example chat -- ws://localhost:3000 alice general`.
+//! A terminal chat: `cargo run -p switchboard-client --example terminal_chat -- ws://localhost:3000 alice general`.
 //! Every line typed is sent to the room; every event is printed. It survives server restarts.
 
 use std::time::Duration;
