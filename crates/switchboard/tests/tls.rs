@@ -39,9 +39,10 @@ async fn wss_clients_join_and_exchange_messages() {
     alice.join("general").await;
     bob.join("general").await;
     alice.expect("user_joined").await;
-    // Large enough to span several TLS records and writes.
+    // Large enough to span several TLS records and writes; few enough to stay within the
+    // rate limit's burst (20, the join included).
     let content = "x".repeat(9_000);
-    for n in 0..20 {
+    for n in 0..10 {
         alice
             .send_type(
                 "message",
@@ -49,7 +50,7 @@ async fn wss_clients_join_and_exchange_messages() {
             )
             .await;
     }
-    for n in 0..20 {
+    for n in 0..10 {
         let message = bob.expect("message").await;
         assert_eq!(message["userId"], "alice");
         assert_eq!(message["payload"]["n"], n);
@@ -57,7 +58,7 @@ async fn wss_clients_join_and_exchange_messages() {
     }
     bob.expect_nothing_pending().await;
     assert_eq!(server.hub.stats().connections, 2);
-    drop(alice);
+    drop((alice, bob));
     assert!(server.shutdown().await, "clean shutdown over TLS");
 }
 
