@@ -1,5 +1,6 @@
-//! The standalone server: binds the listener, accepts connections and serves each with hyper
-//! (HTTP/1.1 with upgrades) over the [`Switchboard`] router, and shuts down gracefully.
+//! The standalone server: binds the listener, accepts connections (completing the TLS
+//! handshake first when TLS is configured) and serves each with hyper (HTTP/1.1 with upgrades)
+//! over the [`Switchboard`] router, and shuts down gracefully.
 //!
 //! Shutdown: stop accepting, close every WebSocket with 1001 (after flushing what is queued
 //! for it), let HTTP connections finish their request, and wait for all of it at most the
@@ -12,7 +13,8 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 
 use crate::config::{Config, ServerConfig};
 use crate::hub::Hub;
@@ -93,6 +95,7 @@ impl Server {
         tracing::info!(
             address = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             node = %switchboard.hub().node_id(),
+            tls = config.tls.is_some(),
             "switchboard listening"
         );
         tokio::pin!(shutdown);
@@ -134,9 +137,32 @@ impl Server {
             };
             let cancel = cancel.clone();
             let handshake_timeout = config.handshake_timeout;
-            tasks.spawn(async move {
-                serve_http(stream, service, handshake_timeout, cancel).await;
-            });
+            // Latency matters more than packet count for a message server.
+            let _ = stream.set_nodelay(true);
+            match &config.tls {
+                None => tasks.spawn(serve_http(stream, service, handshake_timeout, cancel)),
+                Some(tls) => {
+                    let acceptor = tls.acceptor().clone();
+                    tasks.spawn(async move {
+                        let handshake = acceptor.accept(stream);
+                        let stream = tokio::select! {
+                            result = tokio::time::timeout(handshake_timeout, handshake) => match result {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            },
+                            () = cancel.cancelled() => return,
+                        };
+                        serve_http(stream, service, handshake_timeout, cancel).await;
+                    })
+                }
+            };
         }
         drop(listener);
         tracing::info!("shutting down");
@@ -209,13 +235,15 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithSlot
     }
 }
 
-async fn serve_http(
-    stream: TcpStream,
+/// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
+async fn serve_http<S>(
+    stream: S,
     service: WithSlot,
     handshake_timeout: Duration,
     cancel: tokio_util::sync::CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)

@@ -135,6 +135,50 @@ async fn authentication_settings_come_from_env_vars() {
 }
 
 #[test]
+fn bad_tls_files_fail_at_start_naming_the_setting() {
+    let pki = common::tls::TestPki::generate();
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let stderr = fails_to_start(
+        &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", key],
+        &[],
+    );
+    assert!(
+        stderr.contains("--tls-cert") && stderr.contains("/nonexistent/cert.pem"),
+        "{stderr}"
+    );
+    let stderr = fails_to_start(
+        &["--tls-cert", cert, "--tls-key", "/nonexistent/key.pem"],
+        &[],
+    );
+    assert!(
+        stderr.contains("--tls-key") && stderr.contains("/nonexistent/key.pem"),
+        "{stderr}"
+    );
+    // A certificate where the key should be, and the reverse.
+    let stderr = fails_to_start(&["--tls-cert", cert, "--tls-key", cert], &[]);
+    assert!(
+        stderr.contains("TLS_KEY") && stderr.contains("no PEM private key"),
+        "{stderr}"
+    );
+    let stderr = fails_to_start(&["--tls-cert", key, "--tls-key", key], &[]);
+    assert!(
+        stderr.contains("TLS_CERT") && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+    // Only one of the two.
+    let stderr = fails_to_start(&[], &[("TLS_CERT", cert)]);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+    // A key that belongs to another certificate.
+    let other = common::tls::TestPki::generate();
+    let other_key = other.key.to_str().unwrap();
+    let stderr = fails_to_start(&["--tls-cert", cert, "--tls-key", other_key], &[]);
+    assert!(
+        stderr.contains("--tls-key") && stderr.contains("does not match"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_taken_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();

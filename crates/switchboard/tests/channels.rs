@@ -6,9 +6,10 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::TestServer;
+use common::{TestServer, WAIT, next_event, received_events};
 use serde_json::json;
 use switchboard::hub::Publication;
+use switchboard_client::Event;
 
 async fn subscribe(client: &mut common::Client, channel: &str) {
     client
@@ -18,37 +19,71 @@ async fn subscribe(client: &mut common::Client, channel: &str) {
     assert_eq!(reply["payload"]["channel"], channel);
 }
 
+/// Written with the project's Rust client: subscriptions and publications as typed events.
 #[tokio::test]
 async fn publications_reach_every_subscriber_and_only_them() {
     let server = TestServer::start().await;
-    let mut alice = server.connect("alice").await;
-    let mut bob = server.connect("bob").await;
-    let mut carol = server.connect("carol").await;
-    subscribe(&mut alice, "event:login").await;
-    subscribe(&mut bob, "event:login").await;
-    subscribe(&mut carol, "event:logout").await;
-
-    alice
-        .send(json!({"type": "publish", "payload": {"channel": "event:login", "data": {"user": 42}}, "id": "p1"}))
-        .await;
-    for client in [&mut alice, &mut bob] {
-        let frame = client.expect("publish").await;
-        assert_eq!(frame["channel"], "event:login");
-        assert_eq!(frame["userId"], "alice");
-        assert_eq!(frame["payload"], json!({"user": 42}));
-        assert!(frame["timestamp"].as_u64().unwrap() > 0);
+    let (alice, mut alice_events) = server.client("alice").await;
+    let (bob, mut bob_events) = server.client("bob").await;
+    let (carol, mut carol_events) = server.client("carol").await;
+    for (client, channel) in [
+        (&alice, "event:login"),
+        (&bob, "event:login"),
+        (&carol, "event:logout"),
+    ] {
+        let reply = client.channel(channel).subscribe().await.unwrap();
+        assert_eq!(
+            (reply.kind.as_str(), &reply.payload["channel"]),
+            ("subscribed", &json!(channel))
+        );
     }
-    assert_eq!(alice.expect("ack").await["id"], "p1");
-    carol.expect_nothing_pending().await;
 
-    bob.send_type("unsubscribe", json!({"channel": "event:login"}))
-        .await;
-    bob.expect("unsubscribed").await;
-    alice
-        .send_type("publish", json!({"channel": "event:login", "data": 2}))
-        .await;
-    alice.expect("publish").await;
-    bob.expect_nothing_pending().await;
+    let ack = alice
+        .request(
+            "publish",
+            json!({"channel": "event:login", "data": {"user": 42}}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.kind, "ack");
+    for events in [&mut alice_events, &mut bob_events] {
+        let publication =
+            next_event(events, "publish", |e| matches!(e, Event::Publish { .. })).await;
+        let Event::Publish {
+            channel,
+            user_id,
+            timestamp,
+            data,
+        } = publication
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (channel.as_str(), user_id.as_deref()),
+            ("event:login", Some("alice"))
+        );
+        assert_eq!(data, json!({"user": 42}));
+        assert!(timestamp.unwrap() > 0);
+    }
+    let carol_got = received_events(&carol, &mut carol_events).await;
+    assert!(
+        !carol_got.iter().any(|e| matches!(e, Event::Publish { .. })),
+        "{carol_got:?}"
+    );
+
+    let reply = bob.channel("event:login").unsubscribe().await.unwrap();
+    assert_eq!(reply.kind, "unsubscribed");
+    alice.channel("event:login").publish(2).unwrap();
+    next_event(&mut alice_events, "own publish", |e| {
+        matches!(e, Event::Publish { .. })
+    })
+    .await;
+    let bob_got = received_events(&bob, &mut bob_events).await;
+    assert!(
+        !bob_got.iter().any(|e| matches!(e, Event::Publish { .. })),
+        "{bob_got:?}"
+    );
 }
 
 #[tokio::test]

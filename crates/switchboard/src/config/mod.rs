@@ -3,6 +3,7 @@
 
 mod auth;
 mod raw;
+mod tls;
 mod units;
 
 use std::ffi::OsString;
@@ -13,6 +14,7 @@ use clap::Parser;
 
 use crate::ids::NodeId;
 pub use raw::{Cli, LogFormat, RawSettings};
+pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
 
 /// The validated configuration of a node.
@@ -39,7 +41,10 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
-    /// Time a client has to send its upgrade request.
+    /// TLS on the listener (`None`: plain TCP).
+    pub tls: Option<TlsConfig>,
+    /// Time a client has to complete the TLS handshake (with TLS), and again to send its
+    /// upgrade request.
     pub handshake_timeout: Duration,
     /// Most TCP connections from one client address (`None`: no cap).
     pub max_connections_per_ip: Option<usize>,
@@ -358,6 +363,7 @@ impl Config {
                 window: positive("violation_window", duration(raw.violation_window, 10))?,
             }),
         };
+        let tls = tls::from_settings(raw.tls_cert, raw.tls_key)?;
         if max_name_length > crate::ids::MAX_NAME_CHARS {
             return Err(ConfigError::invalid(
                 "max_name_length",
@@ -369,6 +375,7 @@ impl Config {
             server: ServerConfig {
                 host,
                 port: raw.port.unwrap_or(3000),
+                tls,
                 handshake_timeout: positive(
                     "handshake_timeout",
                     duration(raw.handshake_timeout, 10),

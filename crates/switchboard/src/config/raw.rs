@@ -173,7 +173,15 @@ settings! {
     /// How long a client `id` is remembered for duplicate suppression [default: 60s].
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,
-    /// Time a client has to complete the HTTP upgrade request [default: 10s].
+    /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
+    /// requires `--tls-key` [default: none, plain TCP].
+    #[arg(long, env, value_name = "FILE")]
+    tls_cert: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert` [default: none].
+    #[arg(long, env, value_name = "FILE")]
+    tls_key: PathBuf,
+    /// Time a client has to complete the TLS handshake (with TLS), and then the HTTP upgrade
+    /// request [default: 10s].
     #[arg(long, env, value_name = "DURATION")]
     handshake_timeout: DurationArg,
     /// Most TCP connections from one client address (IPv6: one /64); more get HTTP 429;

@@ -63,6 +63,8 @@ pub(crate) struct Driver<S> {
     pending: VecDeque<Bytes>,
     /// Whether the front of `pending` has been partly written (it must then be finished).
     front_started: bool,
+    /// Bytes were written since the last flush (only for streams that buffer, `S::NEEDS_FLUSH`).
+    unflushed: bool,
     /// Our close frame is in `pending` (or written); nothing more is taken from the outbox.
     close_queued: bool,
     /// Once our close frame is written the connection is done: the client already closed (or
@@ -88,6 +90,7 @@ impl<S: Stream> Driver<S> {
             session,
             pending: VecDeque::new(),
             front_started: false,
+            unflushed: false,
             close_queued: false,
             finish_after_close: false,
             abort: false,
@@ -172,7 +175,11 @@ impl<S: Stream> Driver<S> {
                     Step::Idle => {}
                 }
             }
-            if self.close_queued && self.pending.is_empty() && self.finish_after_close {
+            if self.close_queued
+                && self.pending.is_empty()
+                && !self.unflushed
+                && self.finish_after_close
+            {
                 return Poll::Ready(());
             }
             if let Some(deadline) = &mut self.deadline {
@@ -229,7 +236,7 @@ impl<S: Stream> Driver<S> {
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
         if self.pending.is_empty() {
-            return Step::Idle;
+            return self.poll_flush(cx);
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = self.pending.len().min(MAX_IOVECS);
@@ -242,11 +249,28 @@ impl<S: Stream> Driver<S> {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
             Poll::Ready(Ok(written)) => {
                 self.consume(written);
+                self.unflushed = S::NEEDS_FLUSH;
                 if self.pending.is_empty() && self.pending.capacity() > MAX_IOVECS {
                     self.pending = VecDeque::new();
                 }
                 Step::Progress
             }
+        }
+    }
+
+    /// Pushes out what the stream buffered once everything pending is written to it.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Step {
+        if !self.unflushed {
+            return Step::Idle;
+        }
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending if self.abort => Step::Done,
+            Poll::Pending => Step::Idle,
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Step::Progress
+            }
+            Poll::Ready(Err(_)) => Step::Done,
         }
     }
 

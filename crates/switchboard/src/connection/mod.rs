@@ -51,15 +51,23 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     /// Whether the stream needs a shutdown before it is dropped (TLS sends close_notify); a
     /// plain TCP socket sends its FIN on close and saves the syscall.
     const SHUTDOWN_BEFORE_CLOSE: bool = true;
+    /// Whether a write may leave bytes buffered inside the stream until it is flushed (TLS
+    /// keeps records it could not send yet); a plain TCP socket has no buffer to flush.
+    const NEEDS_FLUSH: bool = true;
 }
 
 impl Stream for tokio::net::TcpStream {
     const SHUTDOWN_BEFORE_CLOSE: bool = false;
+    const NEEDS_FLUSH: bool = false;
 }
 
 impl<S: Stream> Stream for Prefixed<S> {
     const SHUTDOWN_BEFORE_CLOSE: bool = S::SHUTDOWN_BEFORE_CLOSE;
+    const NEEDS_FLUSH: bool = S::NEEDS_FLUSH;
 }
+
+/// Our server's TLS connections, boxed (see `http::ws`).
+impl Stream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {}
 
 impl Stream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 

@@ -8,8 +8,9 @@
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
-//! boxing and no buffer kept by the HTTP layer. Other streams (TLS, custom servers) run through
-//! hyper's upgraded I/O.
+//! boxing and no buffer kept by the HTTP layer. Our server's TLS streams are taken back too
+//! and run on their own monomorphization of the driver; other streams (custom servers) run
+//! through hyper's upgraded I/O.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{self, Connection, Mode, Peer, Pending, Prefixed, Stream};
@@ -185,14 +187,13 @@ fn admit(
     }
 }
 
-/// The future that serves one upgraded connection: the bare-socket path inline, since nearly
-/// every connection takes it, any other stream boxed.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the large variant is the common one; boxing it would cost every connection an allocation"
-)]
+/// The future that serves one upgraded connection: the bare-socket and TLS paths inline (not
+/// boxing the common case saves every connection an allocation), any other stream boxed.
 enum ServeUpgraded {
     Tcp(Connection<TcpStream>),
+    /// The TLS state (rustls buffers, keys) is boxed so that it does not grow the plain
+    /// variant; a TLS connection allocates far more than one box anyway.
+    Tls(Connection<Box<TlsStream<TcpStream>>>),
     Other(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
@@ -202,6 +203,7 @@ impl Future for ServeUpgraded {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut() {
             Self::Tcp(connection) => Pin::new(connection).poll(cx),
+            Self::Tls(connection) => Pin::new(connection).poll(cx),
             Self::Other(future) => future.as_mut().poll(cx),
         }
     }
@@ -234,7 +236,24 @@ fn serve_upgraded(
                 }
             }
         }
-        Err(upgraded) => boxed(TokioIo::new(upgraded), hub, admission, mode),
+        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let stream = Box::new(parts.io.into_inner());
+                let read_ahead = (!parts.read_buf.is_empty())
+                    .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
+                drop(parts.read_buf);
+                match (read_ahead, admission) {
+                    (None, Admission::Known(peer)) => {
+                        ServeUpgraded::Tls(connection::serve(stream, hub, peer, mode))
+                    }
+                    (None, admission) => boxed(stream, hub, admission, mode),
+                    (Some(prefix), admission) => {
+                        boxed(Prefixed::new(prefix, stream), hub, admission, mode)
+                    }
+                }
+            }
+            Err(upgraded) => boxed(TokioIo::new(upgraded), hub, admission, mode),
+        },
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -82,6 +83,20 @@ impl TestServer {
         client
     }
 
+    /// Connects `user` with the project's Rust client (`switchboard-client`), for tests of
+    /// well-behaved clients; waits for the connection.
+    pub async fn client(
+        &self,
+        user: &str,
+    ) -> (switchboard_client::Client, switchboard_client::Events) {
+        let config =
+            switchboard_client::ClientConfig::new(format!("ws://{}", self.addr)).with_user_id(user);
+        tokio::time::timeout(WAIT, switchboard_client::Client::connect(config))
+            .await
+            .expect("client connect timed out")
+            .expect("client connect failed")
+    }
+
     /// Triggers graceful shutdown and waits for it; returns whether it was clean.
     pub async fn shutdown(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
@@ -124,7 +139,14 @@ pub enum Ended {
 impl Client {
     /// Connects and reads the `connect` frame.
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        Self::connect_with(url, None).await
+    }
+
+    /// Connects with a TLS configuration for `wss://` (`None`: the default roots) and reads
+    /// the `connect` frame.
+    pub async fn connect_with(url: &str, tls: Option<tokio_tungstenite::Connector>) -> Self {
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(url, None, true, tls);
+        let (ws, _) = tokio::time::timeout(WAIT, connecting)
             .await
             .expect("connect timed out")
             .expect("connect failed");
@@ -265,6 +287,34 @@ impl Client {
             Ended::Dropped => panic!("connection dropped without a close frame"),
         }
     }
+}
+
+/// The events a Rust client has received so far, proven complete by a `ping` round trip: the
+/// server answers in order, so everything it sent before the `pong` is already there.
+pub async fn received_events(
+    client: &switchboard_client::Client,
+    events: &mut switchboard_client::Events,
+) -> Vec<switchboard_client::Event> {
+    client.request("ping", json!({}), WAIT).await.expect("ping");
+    std::iter::from_fn(|| events.try_recv()).collect()
+}
+
+/// The next event of a Rust client that `wanted` accepts, skipping others, at most `WAIT`.
+pub async fn next_event(
+    events: &mut switchboard_client::Events,
+    what: &str,
+    mut wanted: impl FnMut(&switchboard_client::Event) -> bool,
+) -> switchboard_client::Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.expect("client events ended");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// Waits until `condition` holds, checking every 10 ms, at most `WAIT`. For state the server

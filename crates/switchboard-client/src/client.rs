@@ -1,0 +1,287 @@
+//! The application's side: [`Client`] (a cheap cloneable handle that queues frames and waits
+//! for replies), its [`Room`] and [`Channel`] helpers, and [`Events`], the stream of what the
+//! server sends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::event::{Event, Frame};
+use crate::shared::Shared;
+use crate::task::Task;
+
+/// How long the helpers ([`Room::join`], [`Channel::subscribe`], …) wait for their reply.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a Switchboard server that survives disconnects: it reconnects with
+/// backoff, rejoins rooms, resubscribes channels, restores presence and then sends what was
+/// queued meanwhile, in order.
+///
+/// Cloning is cheap; the connection closes when [`Client::close`] is called or the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Closes the connection when the last handle goes.
+struct Inner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// A user's presence status, as set with [`Client::set_presence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Online (the automatic status).
+    Online,
+    /// Away until set back to online.
+    Away,
+    /// Appear offline until set back to online.
+    Offline,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+impl Client {
+    /// Starts a client and waits for its first connection (retrying per the reconnect
+    /// policy). Fails with [`Error::Refused`] when the server refuses the client, and
+    /// [`Error::GaveUp`] when the policy's attempts run out first. Must be called inside a
+    /// tokio runtime; the connection runs on a task of its own.
+    pub async fn connect(config: ClientConfig) -> Result<(Self, Events), Error> {
+        let url = config.connect_url()?;
+        let shared = Shared::new(config.queue_capacity);
+        let (events, receiver) = mpsc::channel(config.event_capacity);
+        let (ready, first) = oneshot::channel();
+        tokio::spawn(Task::new(config, url, shared.clone(), events, ready).run());
+        let client = Self {
+            inner: Arc::new(Inner { shared }),
+        };
+        match first.await {
+            Ok(Ok(())) => Ok((client, Events { receiver })),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Queues `{type, payload}` without waiting for anything. Fails when the queue is full
+    /// or the client is closed.
+    pub fn send(&self, kind: &str, payload: impl Serialize) -> Result<(), Error> {
+        let frame = json!({"type": kind, "payload": to_value(payload)?});
+        self.shared().push(frame.to_string())
+    }
+
+    /// Sends `{type, payload, id}` and waits for the server's answer with that id: the direct
+    /// reply (such as `room_joined`) or the `ack`, whichever comes first. An `error` reply
+    /// fails with [`Error::Server`]; no answer within `timeout` (counted from now, including
+    /// any time queued while disconnected) fails with [`Error::Timeout`].
+    pub async fn request(
+        &self,
+        kind: &str,
+        payload: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Frame, Error> {
+        let payload = to_value(payload)?;
+        let (id, reply) = self
+            .shared()
+            .push_request(|id| json!({"type": kind, "payload": payload, "id": id}).to_string())?;
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => {
+                self.shared().forget(&id);
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    /// A room: join, leave, send.
+    pub fn room(&self, name: impl Into<String>) -> Room<'_> {
+        Room {
+            client: self,
+            name: name.into(),
+        }
+    }
+
+    /// A pub/sub channel: subscribe, unsubscribe, publish.
+    pub fn channel(&self, name: impl Into<String>) -> Channel<'_> {
+        Channel {
+            client: self,
+            name: name.into(),
+        }
+    }
+
+    /// Sends `broadcast` (every connection gets it, subject to the server's permission).
+    pub fn broadcast(&self, content: impl Serialize) -> Result<(), Error> {
+        self.send("broadcast", json!({"content": to_value(content)?}))
+    }
+
+    /// Sets this user's presence; it is set again after every reconnect.
+    pub fn set_presence(&self, status: Status, metadata: Option<Value>) -> Result<(), Error> {
+        let mut payload = json!({"status": status.as_str()});
+        if let Some(metadata) = metadata {
+            payload["metadata"] = metadata;
+        }
+        self.send("presence", &payload)?;
+        self.shared().set_presence(payload);
+        Ok(())
+    }
+
+    /// The rooms rejoined after a reconnect (those joined and not left), in join order.
+    pub fn rooms(&self) -> Vec<String> {
+        self.shared().rooms()
+    }
+
+    /// The channels resubscribed after a reconnect.
+    pub fn channels(&self) -> Vec<String> {
+        self.shared().channels()
+    }
+
+    /// Closes the connection (close 1000) and stops reconnecting. Frames already queued are
+    /// sent first when connected; waiting requests fail with [`Error::Closed`]; [`Events`]
+    /// ends with [`Event::Closed`].
+    pub fn close(&self) {
+        self.shared().close();
+    }
+}
+
+/// A room of a [`Client`].
+pub struct Room<'a> {
+    client: &'a Client,
+    name: String,
+}
+
+impl Room<'_> {
+    /// Joins the room and returns the `room_joined` reply; the room is rejoined after every
+    /// reconnect until left.
+    pub async fn join(&self) -> Result<Frame, Error> {
+        let reply = self
+            .client
+            .request(
+                "join_room",
+                json!({"room": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
+            .await?;
+        self.client.shared().joined(&self.name);
+        Ok(reply)
+    }
+
+    /// Leaves the room (and stops rejoining it).
+    pub async fn leave(&self) -> Result<Frame, Error> {
+        self.client.shared().left(&self.name);
+        self.client
+            .request(
+                "leave_room",
+                json!({"room": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
+            .await
+    }
+
+    /// Queues a `message` with `content` to the room's other members.
+    pub fn send(&self, content: impl Serialize) -> Result<(), Error> {
+        let content = to_value(content)?;
+        self.client
+            .send("message", json!({"room": self.name, "content": content}))
+    }
+}
+
+/// A pub/sub channel of a [`Client`].
+pub struct Channel<'a> {
+    client: &'a Client,
+    name: String,
+}
+
+impl Channel<'_> {
+    /// Subscribes and waits for `subscribed`; the subscription is renewed after every
+    /// reconnect until unsubscribed. Publications arrive as [`Event::Publish`].
+    pub async fn subscribe(&self) -> Result<Frame, Error> {
+        let reply = self
+            .client
+            .request(
+                "subscribe",
+                json!({"channel": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
+            .await?;
+        self.client.shared().subscribed(&self.name);
+        Ok(reply)
+    }
+
+    /// Unsubscribes.
+    pub async fn unsubscribe(&self) -> Result<Frame, Error> {
+        self.client.shared().unsubscribed(&self.name);
+        self.client
+            .request(
+                "unsubscribe",
+                json!({"channel": self.name}),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
+            .await
+    }
+
+    /// Queues a publication of `data` to the channel's subscribers.
+    pub fn publish(&self, data: impl Serialize) -> Result<(), Error> {
+        let data = to_value(data)?;
+        self.client
+            .send("publish", json!({"channel": self.name, "data": data}))
+    }
+}
+
+/// The events of a [`Client`], in the order they happened; ends after [`Event::Closed`].
+/// Also a [`futures_util::Stream`].
+pub struct Events {
+    receiver: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the client has stopped and every event was taken.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.receiver.recv().await
+    }
+
+    /// An event already received, without waiting; `None` when there is none right now.
+    /// After a [`Client::request`] returns, every frame the server sent before its reply is
+    /// already here.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+impl futures_util::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+/// Serializes a payload; a type that cannot be JSON (a map with non-string keys) is refused.
+fn to_value(value: impl Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(Error::Payload)
+}

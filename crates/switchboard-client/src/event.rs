@@ -1,0 +1,358 @@
+//! What the server sends, as received ([`Frame`]) and as typed events ([`Event`]), plus the
+//! client's own connection lifecycle events.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A server frame as received: `{type, payload, room?, channel?, userId?, timestamp?, id?}`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Frame {
+    /// The frame type, e.g. `message`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload (`Null` when absent).
+    #[serde(default)]
+    pub payload: Value,
+    /// The room it concerns.
+    pub room: Option<String>,
+    /// The channel it concerns.
+    pub channel: Option<String>,
+    /// The sender, or the user it is about.
+    pub user_id: Option<String>,
+    /// When the server sent it, in ms since the epoch.
+    pub timestamp: Option<u64>,
+    /// The id of the client frame it answers.
+    pub id: Option<Value>,
+}
+
+impl Frame {
+    /// The id of the client frame this answers, as a string (ids may be strings or numbers).
+    pub(crate) fn reply_to(&self) -> Option<String> {
+        match self.id.as_ref()? {
+            Value::String(id) => Some(id.clone()),
+            Value::Number(id) => Some(id.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// A user's presence: `online`, `away` or `offline`, with optional metadata.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Presence {
+    /// The user.
+    pub user_id: String,
+    /// `online`, `away` or `offline`.
+    pub status: String,
+    /// What the user last set with their status.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// Last activity, in ms since the epoch.
+    #[serde(default)]
+    pub last_seen: Option<u64>,
+}
+
+/// The server's `connect` frame: who this connection is.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ConnectInfo {
+    /// The server's id for this connection.
+    pub connection_id: String,
+    /// The user the server took this connection for.
+    pub user_id: String,
+    /// The server's heartbeat period, in ms.
+    #[serde(default)]
+    pub heartbeat_interval: Option<u64>,
+    /// The node this connection landed on.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// Why the client stopped for good. The last event before [`Events`](crate::Events) ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClosedBy {
+    /// [`Client::close`](crate::Client::close), or every handle dropped.
+    Client,
+    /// The server refused the connection (HTTP 401/403 or close 1008), with its reason.
+    Refused(String),
+    /// The reconnect policy's attempts ran out.
+    GaveUp {
+        /// Attempts made in a row.
+        attempts: u32,
+    },
+}
+
+/// An event: a typed server frame, or a change of the connection.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A connection is up (the first, or a reconnection after which rooms and channels are
+    /// being rejoined and the queue flushed).
+    Connected {
+        /// The server's `connect` frame.
+        info: ConnectInfo,
+        /// Whether an earlier connection of this client was lost.
+        reconnected: bool,
+    },
+    /// The connection was lost; a reconnect follows unless [`Event::Closed`] does.
+    Disconnected {
+        /// The server's close code, when it sent one.
+        code: Option<u16>,
+        /// What happened.
+        reason: String,
+    },
+    /// The next connection attempt is due after `delay`.
+    Reconnecting {
+        /// The attempt's number (2 is the first retry).
+        attempt: u32,
+        /// The backoff before it.
+        delay: Duration,
+    },
+    /// The client stopped for good; no events follow.
+    Closed(ClosedBy),
+    /// `room_joined`: this connection is in `room`.
+    RoomJoined {
+        /// The room.
+        room: String,
+        /// Members listed by the server (at most 1000) with their presence.
+        members: Vec<Presence>,
+        /// The exact member count.
+        member_count: u64,
+    },
+    /// `room_left`: this connection left `room`.
+    RoomLeft {
+        /// The room.
+        room: String,
+    },
+    /// `user_joined`: another user joined a room this connection is in.
+    UserJoined {
+        /// The room.
+        room: String,
+        /// The user.
+        user_id: String,
+    },
+    /// `user_left`: a user's last connection left the room.
+    UserLeft {
+        /// The room.
+        room: String,
+        /// The user.
+        user_id: String,
+    },
+    /// `message`: a room message from another member.
+    Message {
+        /// The room.
+        room: String,
+        /// The sender (absent for messages from the server API without one).
+        user_id: Option<String>,
+        /// When the server sent it, in ms since the epoch.
+        timestamp: Option<u64>,
+        /// The payload as sent, without `room`.
+        payload: Value,
+    },
+    /// `broadcast`: a message to every connection.
+    Broadcast {
+        /// The sender.
+        user_id: Option<String>,
+        /// When the server sent it, in ms since the epoch.
+        timestamp: Option<u64>,
+        /// The payload as sent.
+        payload: Value,
+    },
+    /// `publish`: a publication on a subscribed channel.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The publisher (absent for the server API and the library).
+        user_id: Option<String>,
+        /// When it was published, in ms since the epoch.
+        timestamp: Option<u64>,
+        /// The published data.
+        data: Value,
+    },
+    /// `subscribed`: the channel subscription is in place.
+    Subscribed {
+        /// The channel.
+        channel: String,
+    },
+    /// `unsubscribed`: the channel subscription is gone.
+    Unsubscribed {
+        /// The channel.
+        channel: String,
+    },
+    /// `presence`: a user's presence changed.
+    Presence(Presence),
+    /// `error` not tied to a pending request (e.g. for a frame sent with `send`).
+    Error {
+        /// The error code.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// Any other frame (application types, or a known type with an unexpected shape).
+    Other(Frame),
+}
+
+impl Event {
+    /// The typed event of a server frame. Frames the client handles itself (`connect`, `ack`,
+    /// `ping`, `pong`) are not passed through this.
+    pub(crate) fn from_frame(frame: Frame) -> Self {
+        typed(&frame).unwrap_or(Self::Other(frame))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Joined {
+    room: String,
+    #[serde(default)]
+    members: Vec<Presence>,
+    member_count: u64,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorPayload {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
+    T::deserialize(value).ok()
+}
+
+/// `None` when a known type lacks a field it should have; the frame is then passed as
+/// [`Event::Other`] rather than dropped.
+fn typed(frame: &Frame) -> Option<Event> {
+    let room = || frame.room.clone();
+    Some(match frame.kind.as_str() {
+        "room_joined" => {
+            let joined: Joined = parse(&frame.payload)?;
+            Event::RoomJoined {
+                room: joined.room,
+                members: joined.members,
+                member_count: joined.member_count,
+            }
+        }
+        "room_left" => Event::RoomLeft { room: room()? },
+        "user_joined" => Event::UserJoined {
+            room: room()?,
+            user_id: frame.user_id.clone()?,
+        },
+        "user_left" => Event::UserLeft {
+            room: room()?,
+            user_id: frame.user_id.clone()?,
+        },
+        "message" => Event::Message {
+            room: room()?,
+            user_id: frame.user_id.clone(),
+            timestamp: frame.timestamp,
+            payload: frame.payload.clone(),
+        },
+        "broadcast" => Event::Broadcast {
+            user_id: frame.user_id.clone(),
+            timestamp: frame.timestamp,
+            payload: frame.payload.clone(),
+        },
+        "publish" => Event::Publish {
+            channel: frame.channel.clone()?,
+            user_id: frame.user_id.clone(),
+            timestamp: frame.timestamp,
+            data: frame.payload.clone(),
+        },
+        "subscribed" => Event::Subscribed {
+            channel: parse::<Named>(&frame.payload)?.channel,
+        },
+        "unsubscribed" => Event::Unsubscribed {
+            channel: parse::<Named>(&frame.payload)?.channel,
+        },
+        "presence" => Event::Presence(parse(&frame.payload)?),
+        "error" => {
+            let error: ErrorPayload = parse(&frame.payload)?;
+            Event::Error {
+                code: error.code,
+                message: error.message,
+            }
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(value: Value) -> Event {
+        let frame: Frame = serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"));
+        Event::from_frame(frame)
+    }
+
+    #[test]
+    fn server_frames_become_typed_events() {
+        let message = event(
+            json!({"type": "message", "room": "general", "userId": "alice",
+            "timestamp": 1, "payload": {"content": "hi"}}),
+        );
+        assert_eq!(
+            message,
+            Event::Message {
+                room: "general".into(),
+                user_id: Some("alice".into()),
+                timestamp: Some(1),
+                payload: json!({"content": "hi"})
+            }
+        );
+        let joined = event(
+            json!({"type": "room_joined", "room": "r", "payload": {"room": "r",
+            "members": [{"userId": "a", "status": "online", "lastSeen": 5}], "memberCount": 1}}),
+        );
+        let Event::RoomJoined {
+            members,
+            member_count,
+            ..
+        } = joined
+        else {
+            panic!("{joined:?}")
+        };
+        assert_eq!((members[0].user_id.as_str(), member_count), ("a", 1));
+        let publication = event(json!({"type": "publish", "channel": "c", "payload": [1]}));
+        assert!(
+            matches!(publication, Event::Publish { channel, user_id: None, .. } if channel == "c")
+        );
+    }
+
+    #[test]
+    fn malformed_known_frames_and_unknown_types_are_passed_as_other() {
+        for value in [
+            json!({"type": "message", "payload": {}}),
+            json!({"type": "presence", "payload": {"status": 3}}),
+            json!({"type": "room_joined", "payload": "x"}),
+            json!({"type": "game_state", "payload": {"turn": 2}}),
+        ] {
+            assert!(matches!(event(value.clone()), Event::Other(_)), "{value}");
+        }
+    }
+
+    #[test]
+    fn reply_ids_may_be_strings_or_numbers() {
+        let frame = |id: Value| -> Frame {
+            serde_json::from_value(json!({"type": "ack", "id": id}))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(frame(json!("r1")).reply_to().as_deref(), Some("r1"));
+        assert_eq!(frame(json!(7)).reply_to().as_deref(), Some("7"));
+        assert_eq!(frame(json!({"x": 1})).reply_to(), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! The `tls_cert` / `tls_key` settings: PEM files loaded into a rustls server configuration at
+//! start, so a missing file, a file without a certificate or key, or a key that does not belong
+//! to the certificate stops the server with a message naming the setting.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+
+use super::ConfigError;
+
+/// TLS settings of the listener: every connection is TLS (`wss://`, `https://`).
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// The certificate chain file, as configured.
+    pub cert: PathBuf,
+    /// The private key file, as configured.
+    pub key: PathBuf,
+    acceptor: TlsAcceptor,
+}
+
+impl TlsConfig {
+    /// Reads and checks the certificate chain and private key (PEM).
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, ConfigError> {
+        let chain = read_chain(cert)?;
+        let private_key = read_key(key)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::invalid("tls_cert", e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, private_key)
+            .map_err(|e| {
+                let reason = match e {
+                    rustls::Error::InconsistentKeys(_) => {
+                        "does not match the certificate in tls_cert".to_owned()
+                    }
+                    other => format!("cannot be used with the certificate: {other}"),
+                };
+                ConfigError::invalid("tls_key", reason)
+            })?;
+        // Only HTTP/1.1 is served (the WebSocket upgrade needs it).
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+
+    /// The acceptor that runs the server side of a TLS handshake.
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Both settings or neither: `None` when neither is set.
+pub(super) fn from_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let nonempty = |path: Option<PathBuf>| path.filter(|p| !p.as_os_str().is_empty());
+    match (nonempty(cert), nonempty(key)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::invalid(
+            "tls_key",
+            "must be set when tls_cert is set",
+        )),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            "tls_cert",
+            "must be set when tls_key is set",
+        )),
+        (Some(cert), Some(key)) => TlsConfig::load(&cert, &key).map(Some),
+    }
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let invalid = |reason: String| ConfigError::invalid("tls_cert", reason);
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(pem_error(path, &e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(pem_error(path, &e)))?;
+    if chain.is_empty() {
+        return Err(invalid(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        let reason = match e {
+            pem::Error::NoItemsFound => format!(
+                "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                path.display()
+            ),
+            other => pem_error(path, &other),
+        };
+        ConfigError::invalid("tls_key", reason)
+    })
+}
+
+fn pem_error(path: &Path, error: &pem::Error) -> String {
+    match error {
+        pem::Error::Io(io) => format!("cannot read {}: {io}", path.display()),
+        other => format!("{} is not valid PEM: {other}", path.display()),
+    }
+}
