@@ -73,8 +73,8 @@ pub(crate) struct Driver<S> {
     /// An abortive close: the close frame gets one write attempt, then the connection is dropped.
     abort: bool,
     /// The code to echo in reply to the client's close frame, sent instead of the close
-    /// request's own frame.
-    close_reply: Option<u16>,
+    /// request's own frame (`NonZeroU16`: two bytes, which keeps the task within its bound).
+    close_reply: Option<std::num::NonZeroU16>,
     /// Armed when the close starts; the connection is dropped when it fires.
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -208,7 +208,7 @@ impl<S: Stream> Driver<S> {
                 close: Some(request),
             }) => {
                 let close = match self.close_reply.take() {
-                    Some(code) => frame::close_frame(code, ""),
+                    Some(code) => frame::close_frame(code.get(), ""),
                     None => frame::close_frame(request.code.as_u16(), &request.reason),
                 };
                 self.finish_after_close |= !request.graceful;
@@ -356,7 +356,7 @@ impl<S: Stream> Driver<S> {
         let now = self.session.hub().now_ms();
         if let Some(reply) = peer_close {
             self.finish_after_close = true;
-            self.close_reply = Some(reply);
+            self.close_reply = std::num::NonZeroU16::new(reply);
             self.session.handle().close(PEER_CLOSED, now);
         } else if let Err(violation) = result {
             // Fail the connection (RFC 6455 §7.1.7): send the close frame, read no further, and
