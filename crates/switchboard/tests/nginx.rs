@@ -19,7 +19,17 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// Stops nginx with SIGTERM, so that the master stops its workers: a SIGKILLed master
+    /// leaves them running, holding the port. SIGKILL only if it does not exit in time.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
