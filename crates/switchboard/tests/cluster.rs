@@ -9,7 +9,6 @@ mod common;
 use common::redis::RedisServer;
 use common::{Client, TestServer, http_json};
 use serde_json::json;
-use switchboard::broker::BrokerStatus;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 
@@ -23,26 +22,12 @@ async fn node_with(
     name: &str,
     configure: impl FnOnce(&mut switchboard::config::RawSettings),
 ) -> TestServer {
-    let url = redis.url();
-    let server = TestServer::with(|s| {
-        s.redis_url = Some(url);
-        s.node_id = Some(name.into());
+    common::redis::cluster_node(redis, name, |s| {
         s.node_ttl = Some("2s".parse().unwrap());
         s.rate_limit = Some(0);
         configure(s);
     })
-    .await;
-    settled(&server).await;
-    server
-}
-
-/// Waits until the node's broker is connected and every subscription is in effect.
-async fn settled(server: &TestServer) {
-    common::wait_until("the broker is connected and settled", || {
-        let stats = server.hub.stats();
-        stats.broker_status == BrokerStatus::Connected && stats.broker_settled
-    })
-    .await;
+    .await
 }
 
 /// Waits until `server` knows `user` is in `room` (through the other nodes' announcements).
@@ -61,11 +46,11 @@ async fn room_messages_and_member_notices_cross_nodes() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.member("alice", "general").await;
-    settled(&a).await;
+    common::redis::settled(&a).await;
     sees_member(&b, "general", "alice").await;
     let mut bob = b.connect("bob").await;
     let joined = bob.join("general").await;
-    settled(&b).await;
+    common::redis::settled(&b).await;
     let notice = alice.expect("user_joined").await;
     assert_eq!(notice["userId"], "bob");
     assert_eq!(
@@ -112,7 +97,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
         .await;
     on_b.expect("subscribed").await;
     for node in [&a, &b, &c] {
-        settled(node).await;
+        common::redis::settled(node).await;
     }
 
     // Broadcast from a client on C reaches every node.
@@ -221,10 +206,10 @@ async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
     let mut observer = a.member("observer", "general").await;
     let tab_a = a.member("carol", "general").await;
     observer.expect("user_joined").await;
-    settled(&a).await;
+    common::redis::settled(&a).await;
     sees_member(&b, "general", "carol").await;
     let tab_b = b.member("carol", "general").await;
-    settled(&b).await;
+    common::redis::settled(&b).await;
     // The second tab, on another node, is not a new member.
     observer.expect_nothing_pending().await;
     drop(tab_a);

@@ -16,23 +16,7 @@ use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
-    let url = redis.url();
-    let server = TestServer::with(|s| {
-        s.redis_url = Some(url);
-        s.node_id = Some(name.into());
-        s.node_ttl = Some("2s".parse().unwrap());
-    })
-    .await;
-    connected(&server).await;
-    server
-}
-
-async fn connected(server: &TestServer) {
-    common::wait_until("the broker is connected and settled", || {
-        let stats = server.hub.stats();
-        stats.broker_status == BrokerStatus::Connected && stats.broker_settled
-    })
-    .await;
+    common::redis::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
 }
 
 #[tokio::test]
@@ -91,9 +75,9 @@ async fn nodes_survive_a_redis_outage_and_recover_without_restart() {
     let mut alice = a.member("alice", "general").await;
     let mut local_friend = a.member("amy", "general").await;
     alice.expect("user_joined").await;
-    connected(&a).await;
+    common::redis::settled(&a).await;
     let mut bob = b.member("bob", "general").await;
-    connected(&b).await;
+    common::redis::settled(&b).await;
     alice.expect("user_joined").await;
     local_friend.expect("user_joined").await;
 
@@ -123,8 +107,8 @@ async fn nodes_survive_a_redis_outage_and_recover_without_restart() {
 
     // Redis comes back empty; the nodes reconnect, rewrite their state and resubscribe.
     redis.restart();
-    connected(&a).await;
-    connected(&b).await;
+    common::redis::settled(&a).await;
+    common::redis::settled(&b).await;
     let (status, _) = http_json(a.addr, "GET", "/ready", None, &[]).await;
     assert_eq!(status, 200);
     let general = RoomId::from_trusted("general");

@@ -452,19 +452,7 @@ async fn the_dashboard_is_served_with_its_live_counters() {
 
 /// A cluster node on `redis`, settled.
 async fn cluster_node(redis: &RedisServer, name: &str) -> TestServer {
-    let url = redis.url();
-    let server = TestServer::with(|s| {
-        s.redis_url = Some(url);
-        s.node_id = Some(name.into());
-        s.node_ttl = Some("2s".parse().unwrap());
-    })
-    .await;
-    common::wait_until("the broker is settled", || {
-        let stats = server.hub.stats();
-        stats.broker_status == switchboard::broker::BrokerStatus::Connected && stats.broker_settled
-    })
-    .await;
-    server
+    common::redis::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::redis::RedisServer;
 use common::{Client, TestServer};
 use serde_json::json;
-use switchboard::broker::BrokerStatus;
 
 struct Nginx {
     child: Child,
@@ -92,22 +91,7 @@ fn start_nginx(nodes: &[&TestServer]) -> (Nginx, u16) {
 }
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
-    let url = redis.url();
-    let server = TestServer::with(|s| {
-        s.redis_url = Some(url);
-        s.node_id = Some(name.into());
-    })
-    .await;
-    settled(&server).await;
-    server
-}
-
-async fn settled(server: &TestServer) {
-    common::wait_until("the broker is connected and settled", || {
-        let stats = server.hub.stats();
-        stats.broker_status == BrokerStatus::Connected && stats.broker_settled
-    })
-    .await;
+    common::redis::cluster_node(redis, name, |_| {}).await
 }
 
 #[tokio::test]
@@ -134,7 +118,7 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
         .unwrap();
     let mut bob = direct.connect("bob").await;
     bob.join("general").await;
-    settled(direct).await;
+    common::redis::settled(direct).await;
     common::wait_until("alice's node knows bob is in the room", || {
         let alice_node = nodes
             .iter()
@@ -150,7 +134,7 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
     let joined = alice.join("general").await;
     assert_eq!(joined["payload"]["memberCount"], 2);
     for node in &nodes {
-        settled(node).await;
+        common::redis::settled(node).await;
     }
     assert_eq!(bob.expect("user_joined").await["userId"], "alice");
 

@@ -63,3 +63,30 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Starts an in-process node that joins the cluster on `redis` as `name` (with whatever else
+/// `configure` sets) and waits until its broker is connected and settled.
+pub async fn cluster_node(
+    redis: &RedisServer,
+    name: &str,
+    configure: impl FnOnce(&mut switchboard::config::RawSettings),
+) -> super::TestServer {
+    let url = redis.url();
+    let server = super::TestServer::with(|s| {
+        s.redis_url = Some(url);
+        s.node_id = Some(name.into());
+        configure(s);
+    })
+    .await;
+    settled(&server).await;
+    server
+}
+
+/// Waits until the node's broker is connected and every subscription is in effect.
+pub async fn settled(server: &super::TestServer) {
+    super::wait_until("the broker is connected and settled", || {
+        let stats = server.hub.stats();
+        stats.broker_status == switchboard::broker::BrokerStatus::Connected && stats.broker_settled
+    })
+    .await;
+}
