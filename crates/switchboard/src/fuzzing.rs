@@ -4,31 +4,7 @@
 //! ([`crate::config`]) are public already; this module exposes only what is private: the
 //! WebSocket frame decoder.
 
-use crate::ws::decoder::{Decoder, Flow, Limits, Message};
-
-/// A decoded message, owned, for comparing two decodings.
-#[derive(Debug, PartialEq, Eq)]
-enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-impl From<Message<'_>> for Owned {
-    fn from(message: Message<'_>) -> Self {
-        match message {
-            Message::Text(text) => Self::Text(text.to_owned()),
-            Message::Binary(data) => Self::Binary(data.to_vec()),
-            Message::Ping(data) => Self::Ping(data.to_vec()),
-            Message::Pong(data) => Self::Pong(data.to_vec()),
-            Message::Close(status) => {
-                Self::Close(status.map(|(code, reason)| (code, reason.to_owned())))
-            }
-        }
-    }
-}
+use crate::ws::decoder::{Decoder, Flow, Limits, Message, OwnedMessage as Owned};
 
 /// Limits small enough for the fuzzer to reach them.
 const LIMITS: Limits = Limits {

@@ -244,6 +244,33 @@ fn close_code_is_valid(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// A decoded message that owns its bytes, for comparing decodings (the tests and the fuzz
+/// target).
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OwnedMessage {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl From<Message<'_>> for OwnedMessage {
+    fn from(message: Message<'_>) -> Self {
+        match message {
+            Message::Text(text) => Self::Text(text.to_owned()),
+            Message::Binary(data) => Self::Binary(data.to_vec()),
+            Message::Ping(data) => Self::Ping(data.to_vec()),
+            Message::Pong(data) => Self::Pong(data.to_vec()),
+            Message::Close(status) => {
+                Self::Close(status.map(|(code, reason)| (code, reason.to_owned())))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "decoder_tests.rs"]
 mod tests;

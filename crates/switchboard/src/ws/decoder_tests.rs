@@ -1,3 +1,4 @@
+use super::OwnedMessage as Owned;
 use super::*;
 
 const LIMITS: Limits = Limits {
@@ -30,15 +31,6 @@ fn text(s: &str) -> Vec<u8> {
     masked(0x81, s.as_bytes())
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
 /// Feeds `chunks` one after the other, collecting messages, stopping at the first error.
 fn decode(decoder: &mut Decoder, chunks: &[&[u8]]) -> (Vec<Owned>, Result<Flow, Violation>) {
     let mut out = Vec::new();
@@ -46,13 +38,7 @@ fn decode(decoder: &mut Decoder, chunks: &[&[u8]]) -> (Vec<Owned>, Result<Flow, 
     for chunk in chunks {
         let mut chunk = chunk.to_vec();
         result = decoder.feed(&mut chunk, &mut |m| {
-            out.push(match m {
-                Message::Text(t) => Owned::Text(t.to_owned()),
-                Message::Binary(b) => Owned::Binary(b.to_vec()),
-                Message::Ping(p) => Owned::Ping(p.to_vec()),
-                Message::Pong(p) => Owned::Pong(p.to_vec()),
-                Message::Close(c) => Owned::Close(c.map(|(code, r)| (code, r.to_owned()))),
-            });
+            out.push(Owned::from(m));
             Flow::Continue
         });
         if result.is_err() {
