@@ -12,6 +12,8 @@ pub(crate) mod decoder;
 pub(crate) mod frame;
 pub(crate) mod handshake;
 
+use switchboard_protocol::CloseCode;
+
 /// A client broke the WebSocket protocol; the connection is closed with [`Violation::close_code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Violation {
@@ -28,8 +30,7 @@ pub(crate) enum Violation {
 
 impl Violation {
     /// The close code RFC 6455 assigns to this violation.
-    pub(crate) fn close_code(self) -> crate::protocol::CloseCode {
-        use crate::protocol::CloseCode;
+    pub(crate) fn close_code(self) -> CloseCode {
         match self {
             Self::Protocol(_) => CloseCode::ProtocolError,
             Self::InvalidUtf8 => CloseCode::InvalidPayload,

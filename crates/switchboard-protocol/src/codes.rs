@@ -1,4 +1,5 @@
-//! Error codes of `error` frames and WebSocket close codes (DESIGN.md §2).
+//! Error codes of `error` frames and WebSocket close codes (DESIGN.md §2): each enum has the
+//! one exhaustive `match` from a variant to its wire value.
 
 use serde::Serialize;
 
@@ -48,8 +49,13 @@ impl ErrorCode {
     }
 }
 
-/// WebSocket close codes the server sends (RFC 6455 §7.4.1). Codes 1000-1015 are the
-/// protocol's; Switchboard defines none of its own in 4000-4999.
+/// WebSocket close codes the server sends (RFC 6455 §7.4.1).
+///
+/// The ranges (RFC 6455 §7.4.2): 0-999 are never used; 1000-2999 belong to the WebSocket
+/// protocol and its extensions (the codes below all come from there; 1005, 1006 and 1015 are
+/// never sent in a close frame); 3000-3999 are registered with IANA by libraries and
+/// frameworks; 4000-4999 are private to an application. Switchboard defines none of its own
+/// in 3000-4999: each reason it closes for maps onto one of the protocol's codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseCode {
     /// 1000: the purpose of the connection is fulfilled (also idle and heartbeat timeouts).
@@ -74,7 +80,7 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// The numeric code on the wire.
-    pub fn as_u16(self) -> u16 {
+    pub const fn as_u16(self) -> u16 {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,

@@ -1,0 +1,26 @@
+//! # switchboard-protocol
+//!
+//! The wire types of Switchboard's protocol v1 (DESIGN.md §2) that the server (`switchboard`),
+//! the Rust client (`switchboard-client`) and the load tool (`switchboard-bench`) must agree on.
+//! Each is written once here, so the three cannot drift apart.
+//!
+//! ## Modules
+//!
+//! - `kind`: [`ServerKind`] and [`ClientKind`], the `type` of every frame each side sends,
+//!   with the wire names and the kinds an application may not impersonate.
+//! - `codes`: [`ErrorCode`] (the `code` of `error` frames) and [`CloseCode`] (WebSocket close
+//!   codes), each with its one `match` to the wire value.
+//! - `payload`: [`ConnectPayload`] and [`ErrorPayload`], the payloads both sides read or write.
+//! - [`ws`]: the client side of WebSocket framing: masked client frames and opcodes.
+//!
+//! Not here: parsing client frames and encoding server frames (the server's `protocol`
+//! module), sockets, and anything async. The only dependencies are `serde` and `serde_json`.
+
+mod codes;
+mod kind;
+mod payload;
+pub mod ws;
+
+pub use codes::{CloseCode, ErrorCode};
+pub use kind::{ClientKind, ServerKind};
+pub use payload::{ConnectPayload, ErrorPayload};
