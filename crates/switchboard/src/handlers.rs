@@ -103,7 +103,7 @@ impl MessageContext<'_> {
 
     /// Sends `{type: kind, payload}` to this connection, carrying the message's `id`.
     pub fn reply<P: Serialize>(&self, kind: &str, payload: &P) {
-        let frame = ServerFrame::new(kind, payload)
+        let frame = ServerFrame::custom(kind, payload)
             .stamped()
             .reply_to(self.id)
             .encode();
@@ -113,7 +113,7 @@ impl MessageContext<'_> {
     /// Sends `{type: kind, room, userId: sender, payload}` to the other members of `room` on
     /// every node. Returns the local recipients.
     pub fn send_to_room<P: Serialize>(&self, room: &RoomId, kind: &str, payload: &P) -> usize {
-        let frame = ServerFrame::new(kind, payload)
+        let frame = ServerFrame::custom(kind, payload)
             .room(room.as_str())
             .user(self.user_id().as_str())
             .stamped()
@@ -125,7 +125,7 @@ impl MessageContext<'_> {
     /// Sends `{type: kind, userId: sender, payload}` to every connection on every node, this
     /// one included. Returns the local recipients.
     pub fn broadcast<P: Serialize>(&self, kind: &str, payload: &P) -> usize {
-        let frame = ServerFrame::new(kind, payload)
+        let frame = ServerFrame::custom(kind, payload)
             .user(self.user_id().as_str())
             .stamped()
             .encode();

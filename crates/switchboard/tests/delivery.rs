@@ -7,7 +7,7 @@ mod common;
 use common::{RawClient, TestServer, http_get};
 use serde_json::json;
 use switchboard::ids::{ConnId, RoomId, UserId};
-use switchboard::protocol::{CloseCode, ServerFrame};
+use switchboard::protocol::{CloseCode, ServerFrame, ServerKind};
 
 #[tokio::test]
 async fn the_library_handle_sends_to_rooms_users_and_everyone() {
@@ -20,7 +20,8 @@ async fn the_library_handle_sends_to_rooms_users_and_everyone() {
     let hub = &server.hub;
     let general = RoomId::from_trusted("general");
 
-    let notice = ServerFrame::new("notice", json!({"text": "room, except alice"})).room("general");
+    let notice =
+        ServerFrame::custom("notice", json!({"text": "room, except alice"})).room("general");
     let except = ConnId::parse(alice.connection_id());
     assert_eq!(hub.send_to_room(&general, &notice, except), 1);
     assert_eq!(
@@ -29,13 +30,13 @@ async fn the_library_handle_sends_to_rooms_users_and_everyone() {
     );
     alice.expect_nothing_pending().await;
 
-    let dm = ServerFrame::new("notification", json!({"text": "hi bob"})).stamped();
+    let dm = ServerFrame::custom("notification", json!({"text": "hi bob"})).stamped();
     assert_eq!(hub.send_to_user(&UserId::from_trusted("bob"), &dm), 2);
     bob.expect("notification").await;
     bob_phone.expect("notification").await;
     carol.expect_nothing_pending().await;
 
-    let everyone = ServerFrame::new("broadcast", json!({"content": "system update"}));
+    let everyone = ServerFrame::new(ServerKind::Broadcast, json!({"content": "system update"}));
     assert_eq!(hub.broadcast(&everyone), 4);
     for client in [&mut alice, &mut bob, &mut bob_phone, &mut carol] {
         assert_eq!(
@@ -63,7 +64,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
     // 40 MB in 64 KB messages: far more than the kernel's socket buffers and the 256 KiB
     // outbound limit, so the stalled client's queue must overflow.
     let chunk = "x".repeat(64 * 1024);
-    let frame = ServerFrame::new("message", json!({ "content": chunk })).room("feed");
+    let frame = ServerFrame::new(ServerKind::Message, json!({ "content": chunk })).room("feed");
     let feed = RoomId::from_trusted("feed");
     let count = 640;
     let hub = server.hub.clone();

@@ -320,7 +320,7 @@ async fn metrics_count_a_dropped_slow_consumer() {
     // Up to 40 MB in 16 KiB frames (each fits the 64 KiB outbound limit): far more than the
     // socket buffers, so the queue overflows.
     let chunk = "x".repeat(16 * 1024);
-    let frame = ServerFrame::new("notice", json!({ "content": chunk }));
+    let frame = ServerFrame::custom("notice", json!({ "content": chunk }));
     let user = UserId::from_trusted("stalled");
     let hub = server.hub.clone();
     let sender = tokio::spawn(async move {

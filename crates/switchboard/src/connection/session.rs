@@ -23,7 +23,7 @@ use crate::limits::Violations;
 use crate::presence::Presence;
 use crate::protocol::{
     self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection,
-    ServerFrame, now_ms,
+    ServerFrame, ServerKind, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
 
@@ -100,13 +100,17 @@ impl Session {
             return session;
         }
         let config = session.hub.config();
-        let payload = ConnectPayload {
-            connection_id: session.handle.id(),
-            user_id: session.handle.user(),
-            heartbeat_interval: config.heartbeat.interval.as_millis() as u64,
-            node: session.hub.node_id().as_str(),
-        };
-        session.reply(ServerFrame::new("connect", payload).stamped().encode());
+        let payload = ConnectPayload::new(
+            session.handle.id(),
+            session.handle.user().as_str(),
+            config.heartbeat.interval.as_millis() as u64,
+            session.hub.node_id().as_str(),
+        );
+        session.reply(
+            ServerFrame::new(ServerKind::Connect, payload)
+                .stamped()
+                .encode(),
+        );
         session
     }
 
@@ -245,7 +249,7 @@ impl Session {
                 if !self.rooms.contains(&room) {
                     return Err(not_in_room(&room));
                 }
-                let frame = ServerFrame::new("message", &*payload)
+                let frame = ServerFrame::new(ServerKind::Message, &*payload)
                     .room(room.as_str())
                     .user(self.handle.user().as_str())
                     .stamped()
@@ -255,7 +259,7 @@ impl Session {
                 Ok(())
             }
             Command::Broadcast { payload } => {
-                let frame = ServerFrame::new("broadcast", payload)
+                let frame = ServerFrame::new(ServerKind::Broadcast, payload)
                     .user(self.handle.user().as_str())
                     .stamped()
                     .encode();
@@ -268,7 +272,11 @@ impl Session {
                     self.channels.swap_remove(index);
                     self.hub.unsubscribe_conn(&channel, &self.handle);
                 }
-                self.reply_with(id, "unsubscribed", &ChannelPayload { channel: &channel });
+                self.reply_with(
+                    id,
+                    ServerKind::Unsubscribed,
+                    &ChannelPayload { channel: &channel },
+                );
                 Ok(())
             }
             Command::Publish { channel, data } => self.publish(channel, data),
@@ -282,7 +290,11 @@ impl Session {
                 let payload = payload.map_or("{}", RawValue::get);
                 let payload = RawValue::from_string(payload.to_owned())
                     .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-                self.reply(ServerFrame::new("pong", &*payload).reply_to(id).encode());
+                self.reply(
+                    ServerFrame::new(ServerKind::Pong, &*payload)
+                        .reply_to(id)
+                        .encode(),
+                );
                 Ok(())
             }
             Command::Pong => Ok(()),
@@ -349,14 +361,14 @@ impl Session {
             member_count: joined.member_count,
         };
         self.reply(
-            ServerFrame::new("room_joined", payload)
+            ServerFrame::new(ServerKind::RoomJoined, payload)
                 .room(room.as_str())
                 .stamped()
                 .reply_to(id)
                 .encode(),
         );
         if joined.first_of_user {
-            self.announce("user_joined", room);
+            self.announce(ServerKind::UserJoined, room);
         }
         Ok(())
     }
@@ -368,7 +380,7 @@ impl Session {
         self.rooms.swap_remove(index);
         self.leave_hub_room(room.clone());
         self.reply(
-            ServerFrame::new("room_left", RoomPayload { room })
+            ServerFrame::new(ServerKind::RoomLeft, RoomPayload { room })
                 .room(room.as_str())
                 .stamped()
                 .reply_to(id)
@@ -382,12 +394,12 @@ impl Session {
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "leave");
         let left = self.hub.leave_room(&room, &self.handle);
         if left == (crate::hub::Left::Left { last_of_user: true }) {
-            self.announce("user_left", room);
+            self.announce(ServerKind::UserLeft, room);
         }
     }
 
     /// Tells the other members of `room` that this user joined or left it.
-    fn announce(&self, kind: &str, room: RoomId) {
+    fn announce(&self, kind: ServerKind, room: RoomId) {
         let user = self.handle.user();
         let frame = ServerFrame::new(
             kind,
@@ -423,14 +435,18 @@ impl Session {
             self.hub.subscribe_conn(&channel, &self.handle);
             self.channels.push(channel.clone());
         }
-        self.reply_with(id, "subscribed", &ChannelPayload { channel: &channel });
+        self.reply_with(
+            id,
+            ServerKind::Subscribed,
+            &ChannelPayload { channel: &channel },
+        );
         // A presence watcher starts from the watched user's current presence.
         if let ChannelSpec::Exact(exact) = &channel {
             if let Some(watched) = exact.watched_user() {
                 if let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS) {
                     let presence = self.hub.presence().get(&user);
                     self.reply(
-                        ServerFrame::new("presence", &presence)
+                        ServerFrame::new(ServerKind::Presence, &presence)
                             .user(user.as_str())
                             .stamped()
                             .encode(),
@@ -531,7 +547,7 @@ impl Session {
     }
 
     /// Replies `{type: kind, payload}` carrying the client's `id`.
-    fn reply_with<P: Serialize>(&self, id: Option<&RawValue>, kind: &str, payload: &P) {
+    fn reply_with<P: Serialize>(&self, id: Option<&RawValue>, kind: ServerKind, payload: &P) {
         self.reply(
             ServerFrame::new(kind, payload)
                 .stamped()

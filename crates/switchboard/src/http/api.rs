@@ -183,7 +183,7 @@ fn frame<'a>(
     payload: &'a RawValue,
     sender: Option<&'a UserId>,
 ) -> ServerFrame<'a, &'a RawValue> {
-    let frame = ServerFrame::new(kind, payload).stamped();
+    let frame = ServerFrame::custom(kind, payload).stamped();
     match sender {
         Some(user) => frame.user(user.as_str()),
         None => frame,

@@ -18,7 +18,7 @@ use super::{ConnHandle, Hub, HubInner, Target};
 use crate::broker::Topic;
 use crate::cluster::Event;
 use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, UserId};
-use crate::protocol::{ServerFrame, now_ms};
+use crate::protocol::{ServerFrame, ServerKind, now_ms};
 use crate::ws::frame;
 
 /// An application handler of publications.
@@ -351,7 +351,7 @@ impl PubSub<'_> {
 
 /// Encodes the `publish` frame of a publication.
 pub(crate) fn publish_frame(publication: &Publication) -> Bytes {
-    let mut frame = ServerFrame::new("publish", &publication.data)
+    let mut frame = ServerFrame::new(ServerKind::Publish, &publication.data)
         .channel(publication.channel.as_str())
         .at(publication.timestamp);
     if let Some(user) = &publication.user_id {

@@ -9,7 +9,7 @@ use super::{Hub, RoomMembers, Sink, TOP_ROOMS, Target};
 use crate::cluster::{Change, MembershipSink, Snapshot};
 use crate::ids::{ConnId, RoomId, UserId};
 use crate::presence::{Presence, Status};
-use crate::protocol::ServerFrame;
+use crate::protocol::{ServerFrame, ServerKind};
 
 impl MembershipSink for Sink {
     fn changes(&self, changes: Vec<Change>) {
@@ -90,19 +90,19 @@ impl Hub {
             }
             Change::Left { room, user } => {
                 if !self.has_local_member(&room, &user) {
-                    self.deliver_member_event("user_left", room, &user);
+                    self.deliver_member_event(ServerKind::UserLeft, room, &user);
                 }
             }
             Change::Joined { room, user } => {
                 if !self.has_local_member(&room, &user) {
-                    self.deliver_member_event("user_joined", room, &user);
+                    self.deliver_member_event(ServerKind::UserJoined, room, &user);
                 }
             }
         }
     }
 
     /// Delivers a `user_joined`/`user_left` frame to this node's members of `room`.
-    fn deliver_member_event(&self, kind: &str, room: RoomId, user: &UserId) {
+    fn deliver_member_event(&self, kind: ServerKind, room: RoomId, user: &UserId) {
         let frame = ServerFrame::new(
             kind,
             super::MemberEvent {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{CloseRequest, ConnHandle, Counters, Hub, HubInner};
-use crate::protocol::{CloseCode, ServerFrame, now_ms};
+use crate::protocol::{CloseCode, ServerFrame, ServerKind, now_ms};
 use crate::ws::frame;
 
 /// A connection still registered this long after its close was requested is considered dead:
@@ -112,7 +112,11 @@ impl Hub {
         let now = self.now_ms();
         let ping = frame::ping_frame();
         let app_ping: Option<Bytes> = heartbeat.app_ping.then(|| {
-            ServerFrame::new("ping", serde_json::json!({ "timestamp": now_ms() })).encode()
+            ServerFrame::new(
+                ServerKind::Ping,
+                serde_json::json!({ "timestamp": now_ms() }),
+            )
+            .encode()
         });
         let mut report = HeartbeatReport::default();
         self.for_each_open(|handle| {

@@ -17,7 +17,7 @@ use crate::config::RateLimit;
 use crate::ids::{ChannelId, ConnId, PRESENCE_PREFIX, RoomId, UserId};
 use crate::limits::RateLimiter;
 use crate::presence::{Presence, PresenceState, Status};
-use crate::protocol::{ServerFrame, now_ms};
+use crate::protocol::{ServerFrame, ServerKind, now_ms};
 
 /// Offline users' last presence is kept this long for `presence().get`.
 const OFFLINE_RETENTION_MS: u64 = 60 * 60 * 1000;
@@ -170,7 +170,7 @@ impl Hub {
         }
         // Most connects and disconnects have nobody to tell: no frame to encode then.
         if !recipients.is_empty() {
-            let frame = ServerFrame::new("presence", presence)
+            let frame = ServerFrame::new(ServerKind::Presence, presence)
                 .user(user.as_str())
                 .stamped()
                 .encode();

@@ -6,6 +6,7 @@ use super::registry::Refusal;
 use super::*;
 use crate::broker::{LocalBroker, LocalBus};
 use crate::config::Config;
+use crate::protocol::ServerKind;
 
 fn config() -> HubConfig {
     let mut config = Config::default().hub;
@@ -120,7 +121,8 @@ fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
     for h in [&a, &b, &c] {
         hub.join_room(&general, h);
     }
-    let frame = ServerFrame::new("message", serde_json::json!({"content": "hi"})).room("general");
+    let frame =
+        ServerFrame::new(ServerKind::Message, serde_json::json!({"content": "hi"})).room("general");
     assert_eq!(hub.send_to_room(&general, &frame, Some(a.id())), 2);
     assert!(drain(&a).0.is_empty());
     let (to_b, _) = drain(&b);
@@ -143,7 +145,7 @@ fn a_full_queue_drops_the_slow_consumer_only() {
     hub.join_room(&general, &slow);
     hub.join_room(&general, &fast);
     let big = "x".repeat(10_000);
-    let frame = ServerFrame::new("message", serde_json::json!({ "content": big }));
+    let frame = ServerFrame::new(ServerKind::Message, serde_json::json!({ "content": big }));
     for _ in 0..10 {
         hub.send_to_room(&general, &frame, None);
         drain(&fast);
@@ -161,7 +163,7 @@ fn send_to_user_reaches_all_of_the_users_connections() {
     let a1 = hub.register(user("a")).unwrap();
     let a2 = hub.register(user("a")).unwrap();
     let b = hub.register(user("b")).unwrap();
-    let frame = ServerFrame::new("notification", serde_json::json!({}));
+    let frame = ServerFrame::custom("notification", serde_json::json!({}));
     assert_eq!(hub.send_to_user(&user("a"), &frame), 2);
     assert_eq!(drain(&a1).0.len() + drain(&a2).0.len(), 2);
     assert!(drain(&b).0.is_empty());
@@ -246,7 +248,7 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
     let general = room("general");
     hub_a.join_room(&general, &on_a);
     hub_b.join_room(&general, &on_b);
-    let frame = ServerFrame::new("message", serde_json::json!({"content": "x"}));
+    let frame = ServerFrame::new(ServerKind::Message, serde_json::json!({"content": "x"}));
     assert_eq!(hub_a.send_to_room(&general, &frame, Some(on_a.id())), 0);
     assert!(drain(&on_a).0.is_empty(), "no echo to the origin");
     assert_eq!(drain(&on_b).0.len(), 1);

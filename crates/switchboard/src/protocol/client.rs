@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::ErrorCode;
+use super::{ClientKind, ErrorCode};
 use crate::ids::{ChannelId, ChannelSpec, RoomId};
 use crate::presence::Status;
 
@@ -231,14 +231,17 @@ fn command<'a>(
     payload: Option<&'a RawValue>,
     limits: &ParseLimits,
 ) -> Result<Command<'a>, Rejection<'a>> {
-    Ok(match &*kind {
-        "join_room" => Command::JoinRoom {
+    let Some(known) = ClientKind::parse(&kind) else {
+        return Ok(Command::Other { kind, payload });
+    };
+    Ok(match known {
+        ClientKind::JoinRoom => Command::JoinRoom {
             room: room(required(payload)?, limits)?,
         },
-        "leave_room" => Command::LeaveRoom {
+        ClientKind::LeaveRoom => Command::LeaveRoom {
             room: room(required(payload)?, limits)?,
         },
-        "message" => {
+        ClientKind::Message => {
             let fields: RawFields<'a> = field(required(payload)?)?;
             let room_name: Cow<'_, str> = field(fields.require("room")?)?;
             check_content(fields.require("content")?, limits)?;
@@ -249,26 +252,26 @@ fn command<'a>(
                 })?,
             }
         }
-        "broadcast" => {
+        ClientKind::Broadcast => {
             let payload = required(payload)?;
             let ContentPayload { content } = field(payload)?;
             check_content(content, limits)?;
             Command::Broadcast { payload }
         }
-        "subscribe" => Command::Subscribe {
+        ClientKind::Subscribe => Command::Subscribe {
             channel: channel_spec(required(payload)?, limits)?,
         },
-        "unsubscribe" => Command::Unsubscribe {
+        ClientKind::Unsubscribe => Command::Unsubscribe {
             channel: channel_spec(required(payload)?, limits)?,
         },
-        "publish" => {
+        ClientKind::Publish => {
             let PublishPayload { channel, data } = field(required(payload)?)?;
             let channel = ChannelId::parse(&channel, limits.max_name_chars)
                 .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("channel: {e}")))?;
             check_content(data, limits)?;
             Command::Publish { channel, data }
         }
-        "presence" => {
+        ClientKind::Presence => {
             let PresencePayload { status, metadata } = field(required(payload)?)?;
             let metadata = metadata.filter(|raw| !is_null(raw));
             if let Some(raw) = metadata {
@@ -288,13 +291,12 @@ fn command<'a>(
                 metadata: metadata.map(|raw| raw.to_owned()),
             }
         }
-        "ping" => Command::Ping { payload },
-        "pong" => Command::Pong,
-        "auth" => {
+        ClientKind::Ping => Command::Ping { payload },
+        ClientKind::Pong => Command::Pong,
+        ClientKind::Auth => {
             let AuthPayload { token } = field(required(payload)?)?;
             Command::Auth { token }
         }
-        _ => Command::Other { kind, payload },
     })
 }
 

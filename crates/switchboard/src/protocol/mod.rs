@@ -1,15 +1,15 @@
 //! Wire protocol v1 (DESIGN.md §2): client frame parsing and server frame encoding. Nothing
 //! here knows about connections or rooms.
 //!
-//! The types the server shares with clients (error and close codes) live in the
-//! `switchboard-protocol` crate and are re-exported here.
+//! The types the server shares with clients (frame kinds, error and close codes, the
+//! `connect` and `error` payloads) live in the `switchboard-protocol` crate and are
+//! re-exported here.
 
 mod client;
 mod server;
 
 pub use client::{Command, Inbound, MAX_ID_LEN, ParseLimits, Rejection, parse};
-pub use server::{
-    AckPayload, ConnectPayload, ErrorPayload, ServerFrame, ack_frame, error_frame,
-    error_frame_with_retry, now_ms,
+pub use server::{AckPayload, ServerFrame, ack_frame, error_frame, error_frame_with_retry, now_ms};
+pub use switchboard_protocol::{
+    ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, ServerKind,
 };
-pub use switchboard_protocol::{CloseCode, ErrorCode};

@@ -1,19 +1,20 @@
 //! Encoding of server frames (DESIGN.md §2), once per message.
 //!
 //! A [`ServerFrame`] is the wire envelope: `type`, `payload`, and where they apply `room`,
-//! `channel`, `userId`, `timestamp` and `id`. [`ServerFrame::encode`] serializes it straight into
-//! a complete WebSocket text frame; the resulting [`Bytes`] is what every recipient's queue
-//! holds a reference to.
+//! `channel`, `userId`, `timestamp` and `id`. Its `type` is a [`ServerKind`] for the frames the
+//! protocol defines, or an application's own string. [`ServerFrame::encode`] serializes it
+//! straight into a complete WebSocket text frame; the resulting [`Bytes`] is what every
+//! recipient's queue holds a reference to.
 
 use bytes::{BufMut, Bytes};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::ErrorCode;
-use crate::ids::{ConnId, UserId};
+use super::{ErrorCode, ErrorPayload, ServerKind};
 use crate::ws::frame::{self, OpCode};
 
-/// A server frame before encoding. Build it with [`ServerFrame::new`] and the setters.
+/// A server frame before encoding. Build it with [`ServerFrame::new`] (a kind the protocol
+/// defines) or [`ServerFrame::custom`] (an application's type), then the setters.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerFrame<'a, P> {
@@ -33,8 +34,15 @@ pub struct ServerFrame<'a, P> {
 }
 
 impl<'a, P: Serialize> ServerFrame<'a, P> {
-    /// A frame of type `kind` with `payload` and no other fields.
-    pub fn new(kind: &'a str, payload: P) -> Self {
+    /// A frame of the protocol's kind `kind` with `payload` and no other fields.
+    pub fn new(kind: ServerKind, payload: P) -> Self {
+        Self::custom(kind.as_str(), payload)
+    }
+
+    /// A frame of an application-defined type (a custom handler's reply, the server API's
+    /// `type`) with `payload` and no other fields. Whether `kind` may be used is the caller's
+    /// check: see [`ServerKind::is_reserved`].
+    pub fn custom(kind: &'a str, payload: P) -> Self {
         Self {
             kind,
             room: None,
@@ -102,36 +110,6 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Payload of `connect`, the first frame of every connection.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectPayload<'a> {
-    /// This connection's id.
-    pub connection_id: ConnId,
-    /// The user the connection belongs to.
-    pub user_id: &'a UserId,
-    /// How often the server pings, in milliseconds.
-    pub heartbeat_interval: u64,
-    /// The node serving the connection.
-    pub node: &'a str,
-}
-
-/// Payload of `error`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorPayload<'a> {
-    /// What went wrong.
-    pub code: ErrorCode,
-    /// A human-readable explanation.
-    pub message: &'a str,
-    /// For `RATE_LIMITED`: milliseconds until a frame would be accepted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-    /// The client's id, when the failed frame had one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<&'a RawValue>,
-}
-
 /// Payload of `ack`.
 #[derive(Debug, Serialize)]
 pub struct AckPayload<'a> {
@@ -153,11 +131,11 @@ pub fn error_frame_with_retry(
 ) -> Bytes {
     let payload = ErrorPayload {
         code,
-        message,
+        message: message.into(),
         retry_after,
         id,
     };
-    ServerFrame::new("error", payload)
+    ServerFrame::new(ServerKind::Error, payload)
         .stamped()
         .reply_to(id)
         .encode()
@@ -165,7 +143,7 @@ pub fn error_frame_with_retry(
 
 /// An `ack` frame for the client frame with `id`.
 pub fn ack_frame(id: &RawValue) -> Bytes {
-    ServerFrame::new("ack", AckPayload { id })
+    ServerFrame::new(ServerKind::Ack, AckPayload { id })
         .reply_to(Some(id))
         .encode()
 }
@@ -182,7 +160,7 @@ mod tests {
     #[test]
     fn frames_are_camel_case_and_skip_absent_fields() {
         let payload = RawValue::from_string(r#"{"content":"Hello"}"#.to_owned()).unwrap();
-        let frame = ServerFrame::new("message", &*payload)
+        let frame = ServerFrame::new(ServerKind::Message, &*payload)
             .room("general")
             .user("alice")
             .encode();
@@ -190,6 +168,15 @@ mod tests {
         assert_eq!(
             json(&frame),
             serde_json::json!({"type":"message","room":"general","userId":"alice","payload":{"content":"Hello"}})
+        );
+    }
+
+    #[test]
+    fn custom_frames_carry_the_applications_type() {
+        let frame = ServerFrame::custom("game_state", serde_json::json!({"turn": 2})).encode();
+        assert_eq!(
+            json(&frame),
+            serde_json::json!({"type":"game_state","payload":{"turn":2}})
         );
     }
 
