@@ -4,6 +4,8 @@
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the matching HTTP status.
 
+use std::fmt;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -20,23 +22,76 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::hub::{Hub, PublishError};
 use crate::ids::{ChannelId, NameError, RoomId, UserId};
-use crate::protocol::{CloseCode, ServerFrame};
+use crate::protocol::{CloseCode, ServerFrame, ServerKind};
 
-/// An API failure.
+/// An API failure. Its `Display` is the `message` of the JSON error body.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ApiError {
+    /// No API key, or not the configured one.
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// The body (or the `data` it carries) is not JSON.
     #[error("the body is not valid JSON: {0}")]
-    InvalidJson(String),
+    InvalidJson(#[source] serde_json::Error),
+    /// The body is JSON but not the shape the endpoint expects.
     #[error("{0}")]
-    InvalidRequest(String),
+    InvalidBody(#[source] serde_json::Error),
+    /// The body could not be read.
+    #[error(transparent)]
+    UnreadableBody(BytesRejection),
+    /// A room, user or channel name in the path or the body is not valid.
+    #[error("{name}: {source}")]
+    InvalidName {
+        /// Which name.
+        name: Name,
+        /// What is wrong with it.
+        #[source]
+        source: NameError,
+    },
+    /// The `type` field is not a valid message type.
+    #[error("type: 1 to 64 of A-Z a-z 0-9 _ - . :")]
+    InvalidType,
+    /// The hub refused the publication.
+    #[error(transparent)]
+    Publish(PublishError),
+    /// Valid, but not allowed to a backend.
     #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
+    Forbidden(Forbidden),
+    /// The room has no members, so it does not exist.
+    #[error("no room {0:?}")]
+    NotFound(RoomId),
+    /// The body is over the size limit.
     #[error("the body is larger than the limit")]
     TooLarge,
+}
+
+/// A name the API validates.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Name {
+    Room,
+    User,
+    Channel,
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Room => "room",
+            Self::User => "user",
+            Self::Channel => "channel",
+        })
+    }
+}
+
+/// What a backend may not do, even with the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Forbidden {
+    /// Send a frame of a kind the protocol defines (clients would take it for the server's).
+    #[error("type {:?} is reserved by the protocol", .0.as_str())]
+    ReservedType(ServerKind),
+    /// Publish on a `presence:` channel.
+    #[error("presence channels carry presence updates only")]
+    PresenceChannel,
 }
 
 impl ApiError {
@@ -44,7 +99,11 @@ impl ApiError {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "INVALID_JSON"),
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            Self::InvalidBody(_)
+            | Self::UnreadableBody(_)
+            | Self::InvalidName { .. }
+            | Self::InvalidType
+            | Self::Publish(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -108,50 +167,33 @@ struct DisconnectBody {
     reason: Option<String>,
 }
 
-/// Types with protocol meaning that the API must not impersonate.
-const RESERVED_TYPES: &[&str] = &[
-    "connect",
-    "ack",
-    "error",
-    "ping",
-    "pong",
-    "presence",
-    "publish",
-    "room_joined",
-    "room_left",
-    "user_joined",
-    "user_left",
-    "subscribed",
-    "unsubscribed",
-];
-
 fn body<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
-        _ => ApiError::InvalidRequest(rejection.body_text()),
+        _ => ApiError::UnreadableBody(rejection),
     })?;
     serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
-        _ => ApiError::InvalidJson(e.to_string()),
+        serde_json::error::Category::Data => ApiError::InvalidBody(e),
+        _ => ApiError::InvalidJson(e),
     })
 }
 
 fn name<T>(
-    what: &str,
+    name: Name,
     value: &str,
     parse: impl FnOnce(&str) -> Result<T, NameError>,
 ) -> Result<T, ApiError> {
-    parse(value).map_err(|e| ApiError::InvalidRequest(format!("{what}: {e}")))
+    parse(value).map_err(|source| ApiError::InvalidName { name, source })
 }
 
 fn room(hub: &Hub, value: &str) -> Result<RoomId, ApiError> {
     let max = hub.config().limits.max_name_length;
-    name("room", value, |v| RoomId::parse(v, max))
+    name(Name::Room, value, |v| RoomId::parse(v, max))
 }
 
 fn user(hub: &Hub, value: &str) -> Result<UserId, ApiError> {
     let max = hub.config().limits.max_name_length;
-    name("user", value, |v| UserId::parse(v, max))
+    name(Name::User, value, |v| UserId::parse(v, max))
 }
 
 fn sender(hub: &Hub, user_id: Option<&str>) -> Result<Option<UserId>, ApiError> {
@@ -166,16 +208,14 @@ fn message_type<'a>(kind: Option<&'a str>, default: &'a str) -> Result<&'a str, 
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
     if !valid {
-        return Err(ApiError::InvalidRequest(
-            "type: 1 to 64 of A-Z a-z 0-9 _ - . :".to_owned(),
-        ));
+        return Err(ApiError::InvalidType);
     }
-    if RESERVED_TYPES.contains(&kind) {
-        return Err(ApiError::Forbidden(format!(
-            "type {kind:?} is reserved by the protocol"
-        )));
+    match ServerKind::parse(kind) {
+        Some(reserved) if reserved.is_reserved() => {
+            Err(ApiError::Forbidden(Forbidden::ReservedType(reserved)))
+        }
+        _ => Ok(kind),
     }
-    Ok(kind)
 }
 
 fn frame<'a>(
@@ -236,17 +276,14 @@ async fn publish(
 ) -> ApiResult {
     let hub = &state.hub;
     let max = hub.config().limits.max_name_length;
-    name("channel", &channel, |v| ChannelId::parse(v, max))?;
+    name(Name::Channel, &channel, |v| ChannelId::parse(v, max))?;
     let request: PublishBody = body(raw)?;
     let sender = sender(hub, request.user_id.as_deref())?;
-    let data: Value = serde_json::from_str(request.data.get())
-        .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let data: Value = serde_json::from_str(request.data.get()).map_err(ApiError::InvalidJson)?;
     match hub.pubsub().publish_as(&channel, &data, sender.as_ref()) {
         Ok(count) => recipients(count),
-        Err(PublishError::Reserved) => Err(ApiError::Forbidden(
-            "presence channels carry presence updates only".to_owned(),
-        )),
-        Err(error) => Err(ApiError::InvalidRequest(error.to_string())),
+        Err(PublishError::Reserved) => Err(ApiError::Forbidden(Forbidden::PresenceChannel)),
+        Err(error) => Err(ApiError::Publish(error)),
     }
 }
 
@@ -261,7 +298,7 @@ async fn room_members(State(state): State<AppState>, Path(room_name): Path<Strin
     let room = room(hub, &room_name)?;
     let mut members = hub.room_members(&room);
     if members.is_empty() {
-        return Err(ApiError::NotFound(format!("no room {room_name:?}")));
+        return Err(ApiError::NotFound(room));
     }
     members.sort();
     Ok(Json(
@@ -305,6 +342,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_messages_name_what_is_wrong() {
+        let invalid_name = ApiError::InvalidName {
+            name: Name::Room,
+            source: NameError::Empty,
+        };
+        assert_eq!(invalid_name.to_string(), "room: must not be empty");
+        assert_eq!(
+            ApiError::Forbidden(Forbidden::ReservedType(ServerKind::UserJoined)).to_string(),
+            r#"type "user_joined" is reserved by the protocol"#
+        );
+        assert_eq!(
+            ApiError::Forbidden(Forbidden::PresenceChannel).to_string(),
+            "presence channels carry presence updates only"
+        );
+        let room = RoomId::from_trusted("lobby");
+        assert_eq!(ApiError::NotFound(room).to_string(), r#"no room "lobby""#);
+        let not_json = serde_json::from_str::<Value>("{").unwrap_err();
+        let message = not_json.to_string();
+        assert_eq!(
+            ApiError::InvalidJson(not_json).to_string(),
+            format!("the body is not valid JSON: {message}")
+        );
+    }
+
+    #[test]
     fn message_types_are_checked() {
         assert_eq!(message_type(None, "message").unwrap(), "message");
         assert_eq!(
@@ -313,15 +375,17 @@ mod tests {
         );
         assert!(matches!(
             message_type(Some("ack"), "x"),
-            Err(ApiError::Forbidden(_))
+            Err(ApiError::Forbidden(Forbidden::ReservedType(
+                ServerKind::Ack
+            )))
         ));
         assert!(matches!(
             message_type(Some("a b"), "x"),
-            Err(ApiError::InvalidRequest(_))
+            Err(ApiError::InvalidType)
         ));
         assert!(matches!(
             message_type(Some(""), "x"),
-            Err(ApiError::InvalidRequest(_))
+            Err(ApiError::InvalidType)
         ));
     }
 }
