@@ -1,3 +1,5 @@
+use switchboard_protocol::ws::encode_masked_frame;
+
 use super::OwnedMessage as Owned;
 use super::*;
 
@@ -7,23 +9,8 @@ const LIMITS: Limits = Limits {
 };
 
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xFA, 0x21, 0x3D];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    let mut body = payload.to_vec();
-    frame::apply_mask(&mut body, mask);
-    out.extend_from_slice(&body);
+    let mut out = Vec::new();
+    encode_masked_frame(&mut out, first, payload, [0x37, 0xFA, 0x21, 0x3D]);
     out
 }
 

@@ -6,6 +6,7 @@
 //! here allocates per recipient.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use switchboard_protocol::ws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 
 use super::Violation;
 
@@ -28,24 +29,24 @@ pub(crate) enum OpCode {
 impl OpCode {
     fn from_bits(bits: u8) -> Option<Self> {
         Some(match bits {
-            0x0 => Self::Continuation,
-            0x1 => Self::Text,
-            0x2 => Self::Binary,
-            0x8 => Self::Close,
-            0x9 => Self::Ping,
-            0xA => Self::Pong,
+            OP_CONTINUATION => Self::Continuation,
+            OP_TEXT => Self::Text,
+            OP_BINARY => Self::Binary,
+            OP_CLOSE => Self::Close,
+            OP_PING => Self::Ping,
+            OP_PONG => Self::Pong,
             _ => return None,
         })
     }
 
     fn bits(self) -> u8 {
         match self {
-            Self::Continuation => 0x0,
-            Self::Text => 0x1,
-            Self::Binary => 0x2,
-            Self::Close => 0x8,
-            Self::Ping => 0x9,
-            Self::Pong => 0xA,
+            Self::Continuation => OP_CONTINUATION,
+            Self::Text => OP_TEXT,
+            Self::Binary => OP_BINARY,
+            Self::Close => OP_CLOSE,
+            Self::Ping => OP_PING,
+            Self::Pong => OP_PONG,
         }
     }
 
@@ -238,25 +239,12 @@ pub(crate) fn ping_frame() -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_protocol::ws::{FIN, encode_masked_frame};
 
     fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let mask = [1, 2, 3, 4];
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        let mut body = payload.to_vec();
-        apply_mask(&mut body, mask);
-        out.extend_from_slice(&body);
+        let mut out = Vec::new();
+        let fin = if fin { FIN } else { 0 };
+        encode_masked_frame(&mut out, fin | opcode, payload, [1, 2, 3, 4]);
         out
     }
 
