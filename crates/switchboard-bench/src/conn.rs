@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use switchboard_protocol::{CloseCode, ServerKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -143,7 +144,7 @@ impl State {
         &mut self,
         data: &[u8],
         shared: &Shared,
-        awaited: Option<&str>,
+        awaited: Option<ServerKind>,
         now_ns: u64,
         batch: &mut Batch,
     ) -> Result<(), FrameError> {
@@ -170,14 +171,16 @@ impl State {
                 let Some(want) = awaited else { return };
                 if payload::has_type(frame.payload, want) {
                     batch.awaited = true;
-                } else if payload::has_type(frame.payload, "error") && batch.error.is_none() {
+                } else if payload::has_type(frame.payload, ServerKind::Error)
+                    && batch.error.is_none()
+                {
                     let start = &frame.payload[..frame.payload.len().min(200)];
                     batch.error = Some(String::from_utf8_lossy(start).into_owned());
                 }
             }
             ws::OP_PING => {
                 shared.add_ping();
-                ws::encode_frame(replies, ws::OP_PONG, frame.payload, *mask);
+                ws::encode_client_frame(replies, ws::OP_PONG, frame.payload, *mask);
             }
             ws::OP_CLOSE => {
                 let code = ws::close_code(frame.payload);
@@ -189,7 +192,7 @@ impl State {
                     } else {
                         &frame.payload[..2]
                     };
-                    ws::encode_frame(replies, ws::OP_CLOSE, echo, *mask);
+                    ws::encode_client_frame(replies, ws::OP_CLOSE, echo, *mask);
                 }
             }
             _ => batch.other += 1,
@@ -251,30 +254,33 @@ impl Conn {
         conn.state.process(
             &head[parsed.len..],
             shared,
-            Some("connect"),
+            Some(ServerKind::Connect),
             payload::now_ns(),
             &mut batch,
         )?;
         drop(head);
-        conn.wait_for("connect", shared, batch).await.map(|()| conn)
+        conn.wait_for(ServerKind::Connect, shared, batch)
+            .await
+            .map(|()| conn)
     }
 
     /// Joins `room` and waits for `room_joined`.
     pub(crate) async fn join(&mut self, room: &str, shared: &Shared) -> Result<(), ConnError> {
         let mut frame = Vec::new();
-        ws::encode_frame(
+        ws::encode_client_frame(
             &mut frame,
             ws::OP_TEXT,
             payload::join_room(room).as_bytes(),
             self.state.mask,
         );
         self.stream.write_all(&frame).await?;
-        self.wait_for("room_joined", shared, Batch::default()).await
+        self.wait_for(ServerKind::RoomJoined, shared, Batch::default())
+            .await
     }
 
     async fn wait_for(
         &mut self,
-        want: &'static str,
+        want: ServerKind,
         shared: &Shared,
         mut batch: Batch,
     ) -> Result<(), ConnError> {
@@ -300,7 +306,7 @@ impl Conn {
     async fn read_step(
         &mut self,
         shared: &Shared,
-        awaited: Option<&str>,
+        awaited: Option<ServerKind>,
     ) -> Result<Batch, ConnError> {
         self.stream.readable().await?;
         let mut batch = Batch::default();
@@ -398,7 +404,8 @@ impl Conn {
     pub(crate) async fn close(mut self, shared: &Shared) {
         if !self.state.closing {
             self.state.closing = true;
-            ws::encode_close(&mut self.state.replies, 1000, self.state.mask);
+            let normal = CloseCode::Normal.as_u16();
+            ws::encode_client_close(&mut self.state.replies, normal, "", self.state.mask);
         }
         let replies = std::mem::take(&mut self.state.replies);
         if self.stream.write_all(&replies).await.is_err() {
@@ -471,7 +478,7 @@ impl Publisher {
         let lag = Instant::now().saturating_duration_since(scheduled);
         self.stamped.write(&mut self.json, payload::now_ns());
         self.frame.clear();
-        ws::encode_frame(&mut self.frame, ws::OP_TEXT, &self.json, conn.state.mask);
+        ws::encode_client_frame(&mut self.frame, ws::OP_TEXT, &self.json, conn.state.mask);
         conn.stream.write_all(&self.frame).await?;
         self.next += 1;
         self.stats.sent.fetch_add(1, Ordering::Relaxed);

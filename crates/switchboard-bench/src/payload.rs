@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::{ClientKind, ServerKind};
 
 /// The server frames a scenario counts as deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,11 +22,11 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// The value of the frame's `type` field.
-    pub(crate) fn name(self) -> &'static str {
+    /// The kind of server frame counted.
+    pub(crate) fn server_kind(self) -> ServerKind {
         match self {
-            Self::Message => "message",
-            Self::Broadcast => "broadcast",
+            Self::Message => ServerKind::Message,
+            Self::Broadcast => ServerKind::Broadcast,
         }
     }
 }
@@ -37,13 +38,13 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Whether a server frame's JSON has `"type":"<name>"`.
+/// Whether a server frame's JSON has `"type":"<kind>"`.
 ///
 /// Switchboard writes `type` first, so the check is a prefix comparison; other servers get a
 /// search of the first 64 bytes.
-pub(crate) fn has_type(json: &[u8], name: &str) -> bool {
+pub(crate) fn has_type(json: &[u8], kind: ServerKind) -> bool {
     const OPEN: &[u8] = b"{\"type\":\"";
-    let name = name.as_bytes();
+    let name = kind.as_str().as_bytes();
     let prefixed = json.len() > OPEN.len() + name.len()
         && json.starts_with(OPEN)
         && json[OPEN.len()..].starts_with(name)
@@ -75,7 +76,8 @@ pub(crate) fn find_stamp(json: &[u8]) -> Option<u64> {
 /// `{"type":"join_room","payload":{"room":"<room>"}}`. Room names made by the tool need no
 /// escaping.
 pub(crate) fn join_room(room: &str) -> String {
-    format!(r#"{{"type":"join_room","payload":{{"room":"{room}"}}}}"#)
+    let kind = ClientKind::JoinRoom;
+    format!(r#"{{"type":"{kind}","payload":{{"room":"{room}"}}}}"#)
 }
 
 /// Writes stamped client frames (`message` to a room, or `broadcast`) of a fixed content size.
@@ -92,9 +94,13 @@ impl Stamped {
     pub(crate) fn new(room: Option<&str>, size: usize) -> Self {
         let prefix = match room {
             Some(room) => {
-                format!(r#"{{"type":"message","payload":{{"room":"{room}","content":""#)
+                let kind = ClientKind::Message;
+                format!(r#"{{"type":"{kind}","payload":{{"room":"{room}","content":""#)
             }
-            None => r#"{"type":"broadcast","payload":{"content":""#.to_owned(),
+            None => {
+                let kind = ClientKind::Broadcast;
+                format!(r#"{{"type":"{kind}","payload":{{"content":""#)
+            }
         };
         Self { prefix, size }
     }
@@ -120,15 +126,18 @@ mod tests {
     #[test]
     fn types_are_recognised_by_prefix_or_near_the_start() {
         let msg = br#"{"type":"message","room":"r","payload":{"content":"hi"}}"#;
-        assert!(has_type(msg, "message"));
-        assert!(!has_type(msg, "broadcast"));
-        assert!(!has_type(br#"{"type":"messages"}"#, "message"));
-        assert!(has_type(br#"{"room":"r","type":"message"}"#, "message"));
+        assert!(has_type(msg, ServerKind::Message));
+        assert!(!has_type(msg, ServerKind::Broadcast));
+        assert!(!has_type(br#"{"type":"messages"}"#, ServerKind::Message));
+        assert!(has_type(
+            br#"{"room":"r","type":"message"}"#,
+            ServerKind::Message
+        ));
         assert!(!has_type(
             br#"{"type":"user_joined","room":"r"}"#,
-            "message"
+            ServerKind::Message
         ));
-        assert!(!has_type(b"", "message"));
+        assert!(!has_type(b"", ServerKind::Message));
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Shared {
     /// Whether a data frame is a delivery.
     pub(crate) fn is_delivery(&self, json: &[u8]) -> bool {
         self.kind
-            .is_some_and(|kind| payload::has_type(json, kind.name()))
+            .is_some_and(|kind| payload::has_type(json, kind.server_kind()))
     }
 
     /// Whether the `n`th delivery (offset by connection) is sampled.

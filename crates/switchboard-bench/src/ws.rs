@@ -1,9 +1,10 @@
 //! The client side of RFC 6455, as small as a measuring instrument can make it.
 //!
-//! Owns: the upgrade request and the check of the response head, masked client frames, and
-//! [`Scanner`], which splits the server's byte stream into frames while keeping only the bytes of
-//! a frame that has not fully arrived. Does not own sockets (see `conn`) or any knowledge of the
-//! JSON protocol above (see `payload`).
+//! Owns: the upgrade request and the check of the response head, and [`Scanner`], which splits
+//! the server's byte stream into frames while keeping only the bytes of a frame that has not
+//! fully arrived. The masked client frames and the opcodes are the protocol crate's (the server's
+//! tests build theirs with the same encoder), re-exported here. Does not own sockets (see
+//! `conn`) or any knowledge of the JSON protocol above (see `payload`).
 //!
 //! Not a general client: no extensions, no subprotocols, no check of `Sec-WebSocket-Accept` (a
 //! server that answers 101 to our key is trusted), and fragmented messages are handed over frame
@@ -11,18 +12,10 @@
 
 use std::fmt::Write as _;
 
-/// Continuation frame.
-pub(crate) const OP_CONTINUATION: u8 = 0x0;
-/// Text frame.
-pub(crate) const OP_TEXT: u8 = 0x1;
-/// Binary frame.
-pub(crate) const OP_BINARY: u8 = 0x2;
-/// Close frame.
-pub(crate) const OP_CLOSE: u8 = 0x8;
-/// Ping frame.
-pub(crate) const OP_PING: u8 = 0x9;
-/// Pong frame.
-pub(crate) const OP_PONG: u8 = 0xA;
+pub(crate) use switchboard_protocol::ws::{
+    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, encode_client_close,
+    encode_client_frame,
+};
 
 /// Largest server frame the scanner buffers (a `room_joined` listing a huge room can be big).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
@@ -165,34 +158,6 @@ impl Scanner {
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
-}
-
-/// Appends a masked client frame (FIN set) to `out`.
-pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(
-        payload
-            .iter()
-            .zip(mask.iter().cycle())
-            .map(|(byte, key)| byte ^ key),
-    );
-}
-
-/// Appends a masked close frame carrying `code` to `out`.
-pub(crate) fn encode_close(out: &mut Vec<u8>, code: u16, mask: [u8; 4]) {
-    encode_frame(out, OP_CLOSE, &code.to_be_bytes(), mask);
 }
 
 /// The status code of a close frame's payload (1005, "no status", when it has none).

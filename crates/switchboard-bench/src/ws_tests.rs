@@ -84,40 +84,9 @@ fn masked_and_oversized_server_frames_are_errors() {
 }
 
 #[test]
-fn client_frames_are_masked_and_unmask_back() {
-    let mask = [1, 2, 3, 4];
-    for len in [0, 5, 125, 126, 65_535, 65_536] {
-        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let mut out = Vec::new();
-        encode_frame(&mut out, OP_TEXT, &payload, mask);
-        assert_eq!(out[0], 0x81);
-        assert_eq!(out[1] & 0x80, 0x80, "mask bit");
-        let (header_len, declared) = match out[1] & 0x7f {
-            126 => (4, u16::from_be_bytes([out[2], out[3]]) as usize),
-            127 => (
-                10,
-                u64::from_be_bytes(out[2..10].try_into().unwrap()) as usize,
-            ),
-            n => (2, n as usize),
-        };
-        assert_eq!(declared, len);
-        assert_eq!(&out[header_len..header_len + 4], &mask);
-        let unmasked: Vec<u8> = out[header_len + 4..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4])
-            .collect();
-        assert_eq!(unmasked, payload);
-    }
-}
-
-#[test]
 fn close_codes_are_read_from_the_payload() {
     assert_eq!(close_code(&[0x03, 0xf0, b'x']), 1008);
     assert_eq!(close_code(&[]), 1005);
-    let mut out = Vec::new();
-    encode_close(&mut out, 1000, [0; 4]);
-    assert_eq!(out, [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]);
 }
 
 #[test]
