@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use switchboard_protocol::ClientKind;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClientConfig;
@@ -137,7 +138,10 @@ impl Client {
 
     /// Sends `broadcast` (every connection gets it, subject to the server's permission).
     pub fn broadcast(&self, content: impl Serialize) -> Result<(), Error> {
-        self.send("broadcast", json!({"content": to_value(content)?}))
+        self.send(
+            ClientKind::Broadcast.as_str(),
+            json!({"content": to_value(content)?}),
+        )
     }
 
     /// Sets this user's presence; it is set again after every reconnect.
@@ -146,7 +150,7 @@ impl Client {
         if let Some(metadata) = metadata {
             payload["metadata"] = metadata;
         }
-        self.send("presence", &payload)?;
+        self.send(ClientKind::Presence.as_str(), &payload)?;
         self.shared().set_presence(payload);
         Ok(())
     }
@@ -182,7 +186,7 @@ impl Room<'_> {
         let reply = self
             .client
             .request(
-                "join_room",
+                ClientKind::JoinRoom.as_str(),
                 json!({"room": self.name}),
                 DEFAULT_REQUEST_TIMEOUT,
             )
@@ -196,7 +200,7 @@ impl Room<'_> {
         self.client.shared().left(&self.name);
         self.client
             .request(
-                "leave_room",
+                ClientKind::LeaveRoom.as_str(),
                 json!({"room": self.name}),
                 DEFAULT_REQUEST_TIMEOUT,
             )
@@ -206,8 +210,10 @@ impl Room<'_> {
     /// Queues a `message` with `content` to the room's other members.
     pub fn send(&self, content: impl Serialize) -> Result<(), Error> {
         let content = to_value(content)?;
-        self.client
-            .send("message", json!({"room": self.name, "content": content}))
+        self.client.send(
+            ClientKind::Message.as_str(),
+            json!({"room": self.name, "content": content}),
+        )
     }
 }
 
@@ -224,7 +230,7 @@ impl Channel<'_> {
         let reply = self
             .client
             .request(
-                "subscribe",
+                ClientKind::Subscribe.as_str(),
                 json!({"channel": self.name}),
                 DEFAULT_REQUEST_TIMEOUT,
             )
@@ -238,7 +244,7 @@ impl Channel<'_> {
         self.client.shared().unsubscribed(&self.name);
         self.client
             .request(
-                "unsubscribe",
+                ClientKind::Unsubscribe.as_str(),
                 json!({"channel": self.name}),
                 DEFAULT_REQUEST_TIMEOUT,
             )
@@ -248,8 +254,10 @@ impl Channel<'_> {
     /// Queues a publication of `data` to the channel's subscribers.
     pub fn publish(&self, data: impl Serialize) -> Result<(), Error> {
         let data = to_value(data)?;
-        self.client
-            .send("publish", json!({"channel": self.name, "data": data}))
+        self.client.send(
+            ClientKind::Publish.as_str(),
+            json!({"channel": self.name, "data": data}),
+        )
     }
 }
 

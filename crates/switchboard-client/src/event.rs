@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use switchboard_protocol::{ConnectPayload, ErrorPayload, ServerKind};
 
 /// A server frame as received: `{type, payload, room?, channel?, userId?, timestamp?, id?}`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -57,22 +58,9 @@ pub struct Presence {
     pub last_seen: Option<u64>,
 }
 
-/// The server's `connect` frame: who this connection is.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct ConnectInfo {
-    /// The server's id for this connection.
-    pub connection_id: String,
-    /// The user the server took this connection for.
-    pub user_id: String,
-    /// The server's heartbeat period, in ms.
-    #[serde(default)]
-    pub heartbeat_interval: Option<u64>,
-    /// The node this connection landed on.
-    #[serde(default)]
-    pub node: Option<String>,
-}
+/// The server's `connect` frame: who this connection is. The protocol crate's payload, as the
+/// server writes it.
+pub type ConnectInfo = ConnectPayload;
 
 /// Why the client stopped for good. The last event before [`Events`](crate::Events) ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,13 +209,6 @@ struct Named {
     channel: String,
 }
 
-#[derive(Deserialize)]
-struct ErrorPayload {
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
     T::deserialize(value).ok()
 }
@@ -236,8 +217,8 @@ fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
 /// [`Event::Other`] rather than dropped.
 fn typed(frame: &Frame) -> Option<Event> {
     let room = || frame.room.clone();
-    Some(match frame.kind.as_str() {
-        "room_joined" => {
+    Some(match ServerKind::parse(&frame.kind)? {
+        ServerKind::RoomJoined => {
             let joined: Joined = parse(&frame.payload)?;
             Event::RoomJoined {
                 room: joined.room,
@@ -245,47 +226,50 @@ fn typed(frame: &Frame) -> Option<Event> {
                 member_count: joined.member_count,
             }
         }
-        "room_left" => Event::RoomLeft { room: room()? },
-        "user_joined" => Event::UserJoined {
+        ServerKind::RoomLeft => Event::RoomLeft { room: room()? },
+        ServerKind::UserJoined => Event::UserJoined {
             room: room()?,
             user_id: frame.user_id.clone()?,
         },
-        "user_left" => Event::UserLeft {
+        ServerKind::UserLeft => Event::UserLeft {
             room: room()?,
             user_id: frame.user_id.clone()?,
         },
-        "message" => Event::Message {
+        ServerKind::Message => Event::Message {
             room: room()?,
             user_id: frame.user_id.clone(),
             timestamp: frame.timestamp,
             payload: frame.payload.clone(),
         },
-        "broadcast" => Event::Broadcast {
+        ServerKind::Broadcast => Event::Broadcast {
             user_id: frame.user_id.clone(),
             timestamp: frame.timestamp,
             payload: frame.payload.clone(),
         },
-        "publish" => Event::Publish {
+        ServerKind::Publish => Event::Publish {
             channel: frame.channel.clone()?,
             user_id: frame.user_id.clone(),
             timestamp: frame.timestamp,
             data: frame.payload.clone(),
         },
-        "subscribed" => Event::Subscribed {
+        ServerKind::Subscribed => Event::Subscribed {
             channel: parse::<Named>(&frame.payload)?.channel,
         },
-        "unsubscribed" => Event::Unsubscribed {
+        ServerKind::Unsubscribed => Event::Unsubscribed {
             channel: parse::<Named>(&frame.payload)?.channel,
         },
-        "presence" => Event::Presence(parse(&frame.payload)?),
-        "error" => {
-            let error: ErrorPayload = parse(&frame.payload)?;
+        ServerKind::Presence => Event::Presence(parse(&frame.payload)?),
+        ServerKind::Error => {
+            let error: ErrorPayload<'_, String> = parse(&frame.payload)?;
             Event::Error {
                 code: error.code,
-                message: error.message,
+                message: error.message.into_owned(),
             }
         }
-        _ => return None,
+        // Handled by the connection task, never passed here.
+        ServerKind::Connect | ServerKind::Ping | ServerKind::Pong | ServerKind::Ack => {
+            return None;
+        }
     })
 }
 

@@ -51,6 +51,9 @@
 //! - `event`: [`Event`] and the wire [`Frame`].
 //! - `shared`: the queue, waiting requests and what to restore, shared with the task.
 //! - `task`: the connection task (connect, restore, flush, route, heartbeat, reconnect).
+//!
+//! Frame kinds, error and close codes and the `connect` and `error` payloads come from
+//! [`switchboard_protocol`], the wire types the server is built on too.
 
 mod client;
 mod config;
@@ -64,3 +67,4 @@ pub use config::{ClientConfig, Heartbeat, Reconnect};
 pub use error::Error;
 pub use event::{ClosedBy, ConnectInfo, Event, Frame, Presence};
 pub use rustls;
+pub use switchboard_protocol;

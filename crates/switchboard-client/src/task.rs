@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use switchboard_protocol::{ClientKind, CloseCode, ErrorPayload, ServerKind};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -25,7 +27,7 @@ use crate::shared::Shared;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The close code with which the server refuses a client for good (authentication, policy).
-const POLICY_VIOLATION: u16 = 1008;
+const POLICY_VIOLATION: u16 = CloseCode::Policy.as_u16();
 
 /// How a connection or an attempt at one ended.
 enum Ended {
@@ -213,7 +215,10 @@ impl Task {
                 () = self.shared.wake.notified() => {}
                 () = tick(&mut pings) => {
                     if pong_deadline.is_none() {
-                        let ping = json!({"type": "ping", "payload": {"timestamp": now_ms()}});
+                        let ping = json!({
+                            "type": ClientKind::Ping.as_str(),
+                            "payload": {"timestamp": now_ms()},
+                        });
                         if let Err(ended) = send(&mut ws, ping.to_string(), write_timeout).await {
                             return ended;
                         }
@@ -237,12 +242,12 @@ impl Task {
     ) -> Option<Ended> {
         // A frame that is not protocol JSON is ignored: the server never sends one.
         let frame: Frame = serde_json::from_str(text).ok()?;
-        let kind = frame.kind.as_str();
+        let kind = ServerKind::parse(&frame.kind);
         match kind {
             // Any pong proves the server reads and answers (ours, or a request's).
-            "pong" => *pong_deadline = None,
-            "ping" => {
-                let pong = json!({"type": "pong", "payload": frame.payload});
+            Some(ServerKind::Pong) => *pong_deadline = None,
+            Some(ServerKind::Ping) => {
+                let pong = json!({"type": ClientKind::Pong.as_str(), "payload": frame.payload});
                 if let Err(ended) = send(ws, pong.to_string(), write_timeout).await {
                     return Some(ended);
                 }
@@ -250,16 +255,21 @@ impl Task {
             }
             _ => {}
         }
+        let is_error = kind == Some(ServerKind::Error);
         let mut answered_error = false;
         if let Some(id) = frame.reply_to() {
-            let reply = match kind {
-                "error" => Err(server_error(&frame.payload)),
-                _ => Ok(frame.clone()),
+            let reply = if is_error {
+                Err(server_error(&frame.payload))
+            } else {
+                Ok(frame.clone())
             };
-            answered_error = self.shared.resolve(&id, reply) && kind == "error";
+            answered_error = self.shared.resolve(&id, reply) && is_error;
         }
         // Protocol plumbing is not an event; neither is an error its request already got.
-        let plumbing = matches!(kind, "pong" | "ack" | "connect");
+        let plumbing = matches!(
+            kind,
+            Some(ServerKind::Pong | ServerKind::Ack | ServerKind::Connect)
+        );
         if !plumbing && !answered_error {
             self.emit(Event::from_frame(frame)).await;
         }
@@ -281,7 +291,7 @@ async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), 
                 Some(Ok(Message::Text(text))) => {
                     let info = serde_json::from_str::<Frame>(&text)
                         .ok()
-                        .filter(|frame| frame.kind == "connect")
+                        .filter(|frame| frame.kind == ServerKind::Connect.as_str())
                         .and_then(|frame| serde_json::from_value(frame.payload).ok())
                         .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
                     return Ok((ws, info));
@@ -317,14 +327,13 @@ fn restore_frames(shared: &Shared) -> Vec<String> {
     let rooms = restore
         .rooms
         .iter()
-        .map(|room| json!({"type": "join_room", "payload": {"room": room}}));
-    let channels = restore
-        .channels
-        .iter()
-        .map(|channel| json!({"type": "subscribe", "payload": {"channel": channel}}));
+        .map(|room| json!({"type": ClientKind::JoinRoom.as_str(), "payload": {"room": room}}));
+    let channels = restore.channels.iter().map(
+        |channel| json!({"type": ClientKind::Subscribe.as_str(), "payload": {"channel": channel}}),
+    );
     let presence = restore
         .presence
-        .map(|payload| json!({"type": "presence", "payload": payload}));
+        .map(|payload| json!({"type": ClientKind::Presence.as_str(), "payload": payload}));
     rooms
         .chain(channels)
         .chain(presence)
@@ -376,12 +385,20 @@ async fn deadline(at: Option<Instant>) {
     }
 }
 
+/// The error an `error` reply fails its request with. A payload the client cannot read still
+/// fails the request, with an empty code and message.
 fn server_error(payload: &Value) -> Error {
-    let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
-    Error::Server {
-        code: text("code"),
-        message: text("message"),
-        retry_after: payload["retryAfter"].as_u64(),
+    match ErrorPayload::<String>::deserialize(payload) {
+        Ok(error) => Error::Server {
+            code: error.code,
+            message: error.message.into_owned(),
+            retry_after: error.retry_after,
+        },
+        Err(_) => Error::Server {
+            code: String::new(),
+            message: String::new(),
+            retry_after: None,
+        },
     }
 }
 
