@@ -23,7 +23,8 @@
 //!
 //! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
 //! - [`config`]: flags, env vars and TOML into a validated [`config::Config`].
-//! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding, codes.
+//! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
+//!   kinds, error and close codes re-exported from the `switchboard-protocol` crate.
 //! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
 //! - `connection`: the per-connection task (driver) and protocol state (session).
 //! - [`hub`]: registry of local connections, users, rooms and channels; the fan-out path;
