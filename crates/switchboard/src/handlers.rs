@@ -25,8 +25,8 @@ pub type MessageHandler =
 /// Observes connections opening or closing.
 pub type ConnectionHook = Arc<dyn Fn(&ConnInfo) + Send + Sync>;
 
-/// Everything the application registered.
-#[derive(Default, Clone)]
+/// Everything the application registered; the connections of an instance share it.
+#[derive(Default)]
 pub(crate) struct Extensions {
     pub(crate) messages: HashMap<String, MessageHandler>,
     pub(crate) on_connect: Vec<ConnectionHook>,

@@ -21,24 +21,30 @@
 //!
 //! ## Modules
 //!
-//! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
-//! - [`config`]: flags, env vars and TOML into a validated [`config::Config`].
-//! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
-//!   kinds, error and close codes re-exported from the `switchboard-protocol` crate.
+//! Layered bottom to top; a module uses only modules below it (a test in `tests/` checks that
+//! no two modules use each other):
+//!
+//! - [`ids`], [`protocol`]: names and the wire protocol v1 (client frame parsing, server frame
+//!   encoding; codes and frame kinds come from the `switchboard-protocol` crate).
 //! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
-//! - `connection`: the per-connection task (driver) and protocol state (session).
-//! - [`hub`]: registry of local connections, users, rooms and channels; the fan-out path;
-//!   presence; sweeps.
-//! - [`presence`]: the presence model (status, metadata, last seen).
+//! - [`config`]: flags, env vars and TOML into a validated [`config::Config`]; `limits`,
+//!   `per_ip`: the rate limiter, the violation counter, the per-IP connection cap.
+//! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
+//! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker.
+//! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and
+//!   presence) and, in `cluster::redis`, cluster mode over Redis, which is both a broker and a
+//!   membership.
+//! - [`hub`]: this node's state, in parts that own it (registry of connections and users,
+//!   rooms, channels, presence book, and the one part that talks to the broker and the
+//!   membership); the fan-out path; sweeps. Its module doc says where each piece of state lives.
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
-//! - [`broker`]: cross-node publish/subscribe (in-process, or Redis in cluster mode).
-//! - [`cluster`]: cluster membership: a replica of the other nodes' users, rooms and presence;
-//!   Redis-backed in cluster mode (the same object is the Redis broker).
+//! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
+//! - `connection`: the per-connection task (driver) and protocol state (session); the only
+//!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
-//! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`,
-//!   `/dashboard`.
+//! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`, the
+//!   server API under `/api`, the pages (`/demo`, `/dashboard`, `/client.js`).
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
-//! - `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP connection cap.
 
 pub mod auth;
 pub mod broker;

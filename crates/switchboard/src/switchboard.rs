@@ -15,6 +15,7 @@ use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig};
+use crate::connection::Endpoint;
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
 use crate::hub::{ConnInfo, Hub};
@@ -25,6 +26,8 @@ use crate::hub::{ConnInfo, Hub};
 /// gracefully.
 pub struct Switchboard {
     hub: Hub,
+    /// The hub again, with the application's handlers: what every connection shares.
+    endpoint: Arc<Endpoint>,
     api: ApiConfig,
     auth: AuthConfig,
     tasks: TaskTracker,
@@ -106,7 +109,7 @@ impl Builder {
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));
         let membership = self.membership.unwrap_or_else(|| Arc::new(NoPeers));
-        let hub = Hub::new(self.config, broker, membership, self.extensions);
+        let hub = Hub::new(self.config, broker, membership);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         hub.spawn_maintenance(&tasks, &cancel);
@@ -122,8 +125,13 @@ impl Builder {
             Some(jwt) => tracing::info!(algorithm = jwt.algorithm(), "authentication on (JWT)"),
             None => tracing::info!("authentication off: clients choose their userId"),
         }
+        let endpoint = Arc::new(Endpoint {
+            hub: hub.clone(),
+            extensions: self.extensions,
+        });
         Switchboard {
             hub,
+            endpoint,
             api: self.api,
             auth: self.auth,
             tasks,
@@ -156,6 +164,7 @@ impl Switchboard {
     pub fn router(&self) -> Router {
         http::router(AppState {
             hub: self.hub.clone(),
+            endpoint: self.endpoint.clone(),
             tasks: self.tasks.clone(),
             api_key: self.api.key.clone().map(Arc::from),
             auth: self.auth.clone(),

@@ -3,8 +3,9 @@
 //! member for it. The broker hands publications from *other* nodes to the hub's
 //! [`BrokerSink`]; a node never receives its own messages back.
 //!
-//! Implementations: [`LocalBroker`] (in-process; a lone node pays nothing) and, in cluster mode,
-//! a Redis broker. The hub never knows which one it talks to.
+//! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing) and, in cluster
+//! mode, [`RedisCluster`](crate::cluster::RedisCluster). The hub never knows which one it
+//! talks to; one conformance suite (`conformance.rs`) runs against each.
 
 mod local;
 
@@ -60,10 +61,11 @@ pub trait BrokerSink: Send + Sync {
 }
 
 /// Whether the broker currently reaches the other nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BrokerStatus {
     /// Publications flow to and from other nodes (always, for a lone node).
+    #[default]
     Connected,
     /// Other nodes are unreachable; local delivery goes on.
     Degraded,

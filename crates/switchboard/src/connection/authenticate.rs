@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Mode, Peer, Stream, driver};
+use super::{Endpoint, Mode, Peer, Stream, driver};
 use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
 use crate::hub::{Counters, Hub};
 use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
@@ -57,17 +57,22 @@ enum Received {
 }
 
 /// Waits for the `auth` frame, then serves the connection like one that came with a token.
-pub(crate) async fn authenticate<S>(mut io: S, hub: Hub, pending: Pending, mode: Mode)
-where
+pub(crate) async fn authenticate<S>(
+    mut io: S,
+    endpoint: Arc<Endpoint>,
+    pending: Pending,
+    mode: Mode,
+) where
     S: Stream + Send + 'static,
 {
+    let hub = &endpoint.hub;
     let max = PENDING_MAX_FRAME.min(hub.config().limits.max_frame_size);
     let limits = Limits {
         max_frame: max,
         max_message: max,
     };
     let outcome = tokio::select! {
-        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, &hub, &pending.jwt, limits)) => {
+        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.jwt, limits)) => {
             waited.unwrap_or_else(|_| {
                 Counters::add(&hub.counters().auth_failures, 1);
                 Outcome::Refuse(CloseCode::Policy, "authentication timed out".to_owned())
@@ -78,7 +83,7 @@ where
         }
     };
     match outcome {
-        Outcome::Authenticated(peer) => super::serve(io, hub, peer, mode).await,
+        Outcome::Authenticated(peer) => super::serve(io, endpoint, peer, mode).await,
         Outcome::Refuse(code, reason) => driver::refuse(io, code, &reason, limits).await,
         Outcome::Gone => {}
     }
@@ -92,11 +97,7 @@ async fn wait_for_token<S: Stream>(
 ) -> Outcome {
     let mut decoder = Decoder::new(limits);
     let config = hub.config();
-    let parse_limits = protocol::ParseLimits {
-        max_name_chars: config.limits.max_name_length,
-        max_content_chars: config.limits.max_content_length,
-        max_metadata_bytes: config.limits.max_presence_metadata,
-    };
+    let parse_limits = super::parse_limits(hub);
     loop {
         let received = match read_message(io, &mut decoder, limits).await {
             Ok(Some(received)) => received,

@@ -5,20 +5,41 @@
 mod authenticate;
 mod dedup;
 mod driver;
+mod refused;
 mod session;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::auth::{Grants, Identity};
+use crate::handlers::Extensions;
 use crate::hub::Hub;
 use crate::ids::UserId;
+use crate::protocol::ParseLimits;
 pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
+
+/// What every connection of one instance shares: the hub, and the application's handlers and
+/// hooks (fixed when the instance is built).
+pub(crate) struct Endpoint {
+    pub(crate) hub: Hub,
+    pub(crate) extensions: Extensions,
+}
+
+/// The limits client frames are parsed with.
+fn parse_limits(hub: &Hub) -> ParseLimits {
+    let limits = &hub.config().limits;
+    ParseLimits {
+        max_name_chars: limits.max_name_length,
+        max_content_chars: limits.max_content_length,
+        max_metadata_bytes: limits.max_presence_metadata,
+    }
+}
 
 /// Who a connection is, known at the upgrade or from its `auth` frame.
 #[derive(Debug)]
@@ -88,18 +109,18 @@ pub(crate) enum Connection<S> {
 
 /// Admits an upgraded connection of `peer` (or refuses it with close 1013 at capacity) and
 /// returns the future that serves it until it ends.
-pub(crate) fn serve<S>(io: S, hub: Hub, peer: Peer, mode: Mode) -> Connection<S>
+pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, mode: Mode) -> Connection<S>
 where
     S: Stream + Send + 'static,
 {
-    match hub.register(peer.user.clone()) {
+    match endpoint.hub.register(peer.user.clone()) {
         Ok(handle) => {
-            let session = Session::start(hub, handle, mode, peer.grants);
+            let session = Session::start(endpoint, handle, mode, peer.grants);
             Connection::Open(driver::Driver::new(io, session))
         }
         Err(refusal) => {
             tracing::debug!(user = %peer.user, %refusal, "connection refused");
-            let limits = driver::decoder_limits(&hub);
+            let limits = driver::decoder_limits(&endpoint.hub);
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
                 driver::refuse(io, refusal.close_code(), &reason, limits).await;

@@ -6,29 +6,31 @@
 //! It never touches the socket: replies go through the connection's own outbox, so they are
 //! written in order with everything else and count against the same byte limit.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::Mode;
 use super::dedup::DedupWindow;
+use super::refused::{Action, Refused};
+use super::{Endpoint, Mode};
 use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{
-    CloseRequest, ConnHandle, Counters, Hub, InKind, MemberEvent, Publication, publish_frame,
-};
+use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Publication};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
 use crate::limits::Violations;
 use crate::presence::Presence;
 use crate::protocol::{
-    self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, ParseLimits, Rejection,
-    ServerFrame, ServerKind, now_ms,
+    self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, Rejection, ServerFrame,
+    ServerKind, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
 
 pub(crate) struct Session {
-    hub: Hub,
+    /// The hub and the application's handlers (one pointer in every connection's task).
+    endpoint: Arc<Endpoint>,
     handle: ConnHandle,
     /// Rooms this connection is in (at most `max_rooms_per_connection`, so a scan is cheap).
     rooms: Vec<RoomId>,
@@ -43,9 +45,6 @@ pub(crate) struct Session {
     /// connection's task.
     grants: Option<Box<Grants>>,
 }
-
-/// A refused command: the code and message of the `error` frame.
-type Refused = (ErrorCode, String);
 
 /// How a connection that keeps sending bad frames is closed.
 const TOO_MANY_VIOLATIONS: CloseRequest = CloseRequest {
@@ -62,6 +61,10 @@ struct RoomJoinedPayload<'a> {
     member_count: usize,
 }
 
+/// `{}`: the `pong` payload answering a `ping` that carried none.
+#[derive(Serialize)]
+struct EmptyPayload {}
+
 #[derive(Serialize)]
 struct RoomPayload<'a> {
     room: &'a RoomId,
@@ -76,18 +79,18 @@ impl Session {
     /// Starts the session of a registered connection: runs the application's connect hooks,
     /// then sends `connect` (protocol mode).
     pub(crate) fn start(
-        hub: Hub,
+        endpoint: Arc<Endpoint>,
         handle: ConnHandle,
         mode: Mode,
         grants: Option<Box<Grants>>,
     ) -> Self {
         tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
-        let now = hub.now_ms();
-        for hook in &hub.extensions().on_connect {
+        let now = endpoint.hub.now_ms();
+        for hook in &endpoint.extensions.on_connect {
             hook(&handle.info(now));
         }
         let session = Self {
-            hub,
+            endpoint,
             handle,
             rooms: Vec::new(),
             channels: Vec::new(),
@@ -99,12 +102,12 @@ impl Session {
         if mode == Mode::Echo {
             return session;
         }
-        let config = session.hub.config();
+        let hub = session.hub();
         let payload = ConnectPayload::new(
             session.handle.id(),
             session.handle.user().as_str(),
-            config.heartbeat.interval.as_millis() as u64,
-            session.hub.node_id().as_str(),
+            hub.config().heartbeat.interval.as_millis() as u64,
+            hub.node_id().as_str(),
         );
         session.reply(
             ServerFrame::new(ServerKind::Connect, payload)
@@ -119,7 +122,7 @@ impl Session {
     }
 
     pub(crate) fn hub(&self) -> &Hub {
-        &self.hub
+        &self.endpoint.hub
     }
 
     /// Handles one text message.
@@ -127,20 +130,14 @@ impl Session {
         if self.closing() {
             return;
         }
-        let counters = self.hub.counters();
+        let counters = self.hub().counters();
         Counters::add(&counters.bytes_in, text.len() as u64);
         if self.mode == Mode::Echo {
             counters.count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Text, text.as_bytes()));
             return;
         }
-        let limits = &self.hub.config().limits;
-        let parse_limits = ParseLimits {
-            max_name_chars: limits.max_name_length,
-            max_content_chars: limits.max_content_length,
-            max_metadata_bytes: limits.max_presence_metadata,
-        };
-        let parsed = protocol::parse(text, &parse_limits);
+        let parsed = protocol::parse(text, &super::parse_limits(self.hub()));
         let (id, kind) = match &parsed {
             Ok(inbound) => (inbound.id, InKind::of(&inbound.command)),
             Err(rejection) => (rejection.id, InKind::Invalid),
@@ -163,7 +160,7 @@ impl Session {
             return;
         }
         if !heartbeat {
-            self.hub
+            self.hub()
                 .user_active(self.handle.user(), self.handle.user_state());
         }
         match parsed {
@@ -178,11 +175,11 @@ impl Session {
             return;
         }
         if self.mode == Mode::Echo {
-            self.hub.counters().count_in(InKind::Echo);
+            self.hub().counters().count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Binary, data));
             return;
         }
-        self.hub.counters().count_in(InKind::Invalid);
+        self.hub().counters().count_in(InKind::Invalid);
         if self.take_token(None) {
             self.error(
                 ErrorCode::InvalidMessage,
@@ -203,10 +200,10 @@ impl Session {
         let Some(limiter) = &self.handle.user_state().limiter else {
             return true;
         };
-        match limiter.try_take(self.hub.now_ms()) {
+        match limiter.try_take(self.hub().now_ms()) {
             Ok(()) => true,
             Err(retry_after) => {
-                Counters::add(&self.hub.counters().rate_limited, 1);
+                Counters::add(&self.hub().counters().rate_limited, 1);
                 self.send_error(
                     ErrorCode::RateLimited,
                     protocol::error_frame_with_retry(
@@ -222,16 +219,16 @@ impl Session {
     }
 
     fn on_inbound(&mut self, Inbound { id, command }: Inbound<'_>) {
-        let now = self.hub.now_ms();
-        let window = self.hub.config().dedup_window.as_millis() as u64;
+        let now = self.hub().now_ms();
+        let window = self.hub().config().dedup_window.as_millis() as u64;
         if let Some(id) = id {
             if self.dedup.contains(id, now, window) {
                 self.reply(protocol::ack_frame(id));
                 return;
             }
         }
-        if let Err((code, message)) = self.execute(command, id) {
-            self.error(code, &message, id);
+        if let Err(refused) = self.execute(command, id) {
+            self.error(refused.code(), &refused.to_string(), id);
             return;
         }
         if let Some(id) = id {
@@ -247,14 +244,14 @@ impl Session {
             Command::LeaveRoom { room } => self.leave(&room, id),
             Command::Message { room, payload } => {
                 if !self.rooms.contains(&room) {
-                    return Err(not_in_room(&room));
+                    return Err(Refused::NotInRoom(room));
                 }
                 let frame = ServerFrame::new(ServerKind::Message, &*payload)
                     .room(room.as_str())
                     .user(self.handle.user().as_str())
                     .stamped()
                     .encode();
-                self.hub
+                self.hub()
                     .publish(Topic::Room(room), frame, Some(self.handle.id()));
                 Ok(())
             }
@@ -263,50 +260,36 @@ impl Session {
                     .user(self.handle.user().as_str())
                     .stamped()
                     .encode();
-                self.hub.publish(Topic::Broadcast, frame, None);
+                self.hub().publish(Topic::Broadcast, frame, None);
                 Ok(())
             }
             Command::Subscribe { channel } => self.subscribe(channel, id),
             Command::Unsubscribe { channel } => {
-                if let Some(index) = self.channels.iter().position(|c| c == &channel) {
-                    self.channels.swap_remove(index);
-                    self.hub.unsubscribe_conn(&channel, &self.handle);
-                }
-                self.reply_with(
-                    id,
-                    ServerKind::Unsubscribed,
-                    &ChannelPayload { channel: &channel },
-                );
+                self.unsubscribe(channel, id);
                 Ok(())
             }
             Command::Publish { channel, data } => self.publish(channel, data),
             Command::Presence { status, metadata } => {
                 let user = self.handle.user();
-                self.hub
+                self.hub()
                     .set_presence(user, self.handle.user_state(), status, metadata);
                 Ok(())
             }
             Command::Ping { payload } => {
-                let payload = payload.map_or("{}", RawValue::get);
-                let payload = RawValue::from_string(payload.to_owned())
-                    .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-                self.reply(
-                    ServerFrame::new(ServerKind::Pong, &*payload)
+                let pong = match payload {
+                    Some(payload) => ServerFrame::new(ServerKind::Pong, payload)
                         .reply_to(id)
                         .encode(),
-                );
+                    None => ServerFrame::new(ServerKind::Pong, EmptyPayload {})
+                        .reply_to(id)
+                        .encode(),
+                };
+                self.reply(pong);
                 Ok(())
             }
             Command::Pong => Ok(()),
-            Command::Auth { .. } => Err((
-                ErrorCode::InvalidMessage,
-                if self.grants.is_some() {
-                    "this connection is already authenticated"
-                } else {
-                    "authentication is off on this server"
-                }
-                .to_owned(),
-            )),
+            Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
+            Command::Auth { .. } => Err(Refused::AuthenticationOff),
             Command::Other { kind, payload } => self.custom(&kind, payload, id),
         }
     }
@@ -317,39 +300,31 @@ impl Session {
         let Some(grants) = &self.grants else {
             return Ok(());
         };
-        let allowed = match command {
-            Command::JoinRoom { room } => grants.may_join(room),
-            Command::Message { room, .. } => grants.may_message(room),
-            Command::Subscribe { channel } => grants.may_subscribe(channel),
-            Command::Publish { channel, .. } => grants.may_publish(channel),
-            Command::Broadcast { .. } => grants.may_broadcast(),
-            _ => true,
+        let denied = match command {
+            Command::JoinRoom { room } => {
+                (!grants.may_join(room)).then(|| Action::JoinRoom(room.clone()))
+            }
+            Command::Message { room, .. } => {
+                (!grants.may_message(room)).then(|| Action::Message(room.clone()))
+            }
+            Command::Subscribe { channel } => {
+                (!grants.may_subscribe(channel)).then(|| Action::Subscribe(channel.clone()))
+            }
+            Command::Publish { channel, .. } => {
+                (!grants.may_publish(channel)).then(|| Action::Publish(channel.clone()))
+            }
+            Command::Broadcast { .. } => (!grants.may_broadcast()).then_some(Action::Broadcast),
+            _ => None,
         };
-        if allowed {
-            return Ok(());
-        }
-        let what = match command {
-            Command::JoinRoom { room } => format!("join room {room}"),
-            Command::Message { room, .. } => format!("send messages to room {room}"),
-            Command::Subscribe { channel } => format!("subscribe to {channel}"),
-            Command::Publish { channel, .. } => format!("publish to {channel}"),
-            _ => "broadcast".to_owned(),
-        };
-        Err((
-            ErrorCode::Forbidden,
-            format!("your token does not allow you to {what}"),
-        ))
+        denied.map_or(Ok(()), |action| Err(Refused::Forbidden(action)))
     }
 
     fn join(&mut self, room: RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
-        let max = self.hub.config().limits.max_rooms_per_connection;
+        let max = self.hub().config().limits.max_rooms_per_connection;
         if !self.rooms.contains(&room) && self.rooms.len() >= max {
-            return Err((
-                ErrorCode::LimitExceeded,
-                format!("a connection may be in at most {max} rooms"),
-            ));
+            return Err(Refused::TooManyRooms(max));
         }
-        let joined = self.hub.join_room(&room, &self.handle);
+        let joined = self.hub().join_room(&room, &self.handle);
         if joined.new {
             tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
             self.rooms.reserve_exact(1);
@@ -357,8 +332,8 @@ impl Session {
         }
         let payload = RoomJoinedPayload {
             room: &room,
-            members: self.hub.presence_of(&joined.members),
-            member_count: joined.member_count,
+            members: self.hub().presence_of(&joined.members.users),
+            member_count: joined.members.count,
         };
         self.reply(
             ServerFrame::new(ServerKind::RoomJoined, payload)
@@ -367,18 +342,16 @@ impl Session {
                 .reply_to(id)
                 .encode(),
         );
-        if joined.first_of_user {
-            self.announce(ServerKind::UserJoined, room);
-        }
         Ok(())
     }
 
     fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
         let Some(index) = self.rooms.iter().position(|r| r == room) else {
-            return Err(not_in_room(room));
+            return Err(Refused::NotInRoom(room.clone()));
         };
         self.rooms.swap_remove(index);
-        self.leave_hub_room(room.clone());
+        tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "leave");
+        self.hub().leave_room(room, &self.handle);
         self.reply(
             ServerFrame::new(ServerKind::RoomLeft, RoomPayload { room })
                 .room(room.as_str())
@@ -389,50 +362,17 @@ impl Session {
         Ok(())
     }
 
-    /// Leaves `room` in the hub and tells the others if the user is gone from it.
-    fn leave_hub_room(&self, room: RoomId) {
-        tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "leave");
-        let left = self.hub.leave_room(&room, &self.handle);
-        if left == (crate::hub::Left::Left { last_of_user: true }) {
-            self.announce(ServerKind::UserLeft, room);
-        }
-    }
-
-    /// Tells the other members of `room` that this user joined or left it.
-    fn announce(&self, kind: ServerKind, room: RoomId) {
-        let user = self.handle.user();
-        let frame = ServerFrame::new(
-            kind,
-            MemberEvent {
-                user_id: user,
-                room: &room,
-            },
-        )
-        .room(room.as_str())
-        .user(user.as_str())
-        .stamped()
-        .encode();
-        self.hub
-            .publish(Topic::Room(room), frame, Some(self.handle.id()));
-    }
-
     fn subscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) -> Result<(), Refused> {
-        let config = self.hub.config();
+        let config = self.hub().config();
         if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
-            return Err((
-                ErrorCode::Forbidden,
-                "pattern subscriptions are not allowed for clients".to_owned(),
-            ));
+            return Err(Refused::PatternsNotAllowed);
         }
         let max = config.limits.max_channels_per_connection;
         if !self.channels.contains(&channel) {
             if self.channels.len() >= max {
-                return Err((
-                    ErrorCode::LimitExceeded,
-                    format!("a connection may subscribe to at most {max} channels"),
-                ));
+                return Err(Refused::TooManyChannels(max));
             }
-            self.hub.subscribe_conn(&channel, &self.handle);
+            self.hub().subscribe_conn(&channel, &self.handle);
             self.channels.push(channel.clone());
         }
         self.reply_with(
@@ -444,7 +384,7 @@ impl Session {
         if let ChannelSpec::Exact(exact) = &channel {
             if let Some(watched) = exact.watched_user() {
                 if let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS) {
-                    let presence = self.hub.presence().get(&user);
+                    let presence = self.hub().presence().get(&user);
                     self.reply(
                         ServerFrame::new(ServerKind::Presence, &presence)
                             .user(user.as_str())
@@ -457,23 +397,31 @@ impl Session {
         Ok(())
     }
 
+    fn unsubscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) {
+        if let Some(index) = self.channels.iter().position(|c| c == &channel) {
+            self.channels.swap_remove(index);
+            self.hub().unsubscribe_conn(&channel, &self.handle);
+        }
+        self.reply_with(
+            id,
+            ServerKind::Unsubscribed,
+            &ChannelPayload { channel: &channel },
+        );
+    }
+
     fn publish(&mut self, channel: ChannelId, data: &RawValue) -> Result<(), Refused> {
         if channel.watched_user().is_some() {
-            return Err((
-                ErrorCode::Forbidden,
-                "presence channels carry presence updates only".to_owned(),
-            ));
+            return Err(Refused::PresenceChannel);
         }
         let publication = Publication {
             channel,
             user_id: Some(self.handle.user().clone()),
             timestamp: now_ms(),
-            data: serde_json::from_str(data.get())
-                .map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))?,
+            data: serde_json::from_str(data.get()).map_err(Refused::InvalidData)?,
         };
-        let except = (!self.hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
-        self.hub
-            .publish_to_channel(&publication, publish_frame(&publication), except);
+        let hub = self.hub();
+        let except = (!hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
+        hub.publish_to_channel(&publication, publication.frame(), except);
         Ok(())
     }
 
@@ -483,41 +431,33 @@ impl Session {
         payload: Option<&RawValue>,
         id: Option<&RawValue>,
     ) -> Result<(), Refused> {
-        let Some(handler) = self.hub.extensions().messages.get(kind).cloned() else {
-            return Err((
-                ErrorCode::UnknownType,
-                format!("unknown message type {kind:?}"),
-            ));
+        let Some(handler) = self.endpoint.extensions.messages.get(kind) else {
+            return Err(Refused::UnknownType(kind.to_owned()));
         };
         let payload = match payload {
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))?,
+            Some(raw) => serde_json::from_str(raw.get()).map_err(Refused::InvalidData)?,
             None => serde_json::Value::Null,
         };
         let context = MessageContext {
-            hub: &self.hub,
+            hub: &self.endpoint.hub,
             conn: &self.handle,
             rooms: &self.rooms,
             id,
             kind,
         };
-        handler(&context, &payload).map_err(|reject| (reject.code(), reject.message().to_owned()))
+        handler(&context, &payload).map_err(Refused::Handler)
     }
 
-    /// Ends the session: unsubscribes every channel, unregisters the connection (the user goes
-    /// offline if it was their last), leaves every room (announcing it), and runs the
-    /// application's disconnect hooks.
+    /// Ends the session: the hub unsubscribes every channel, unregisters the connection (the
+    /// user goes offline if it was their last) and leaves every room (announcing it); then the
+    /// application's disconnect hooks run.
     pub(crate) fn finish(&mut self) {
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "disconnected");
-        for channel in std::mem::take(&mut self.channels) {
-            self.hub.unsubscribe_conn(&channel, &self.handle);
-        }
-        self.hub.unregister(&self.handle);
-        for room in std::mem::take(&mut self.rooms) {
-            self.leave_hub_room(room);
-        }
-        let now = self.hub.now_ms();
-        for hook in &self.hub.extensions().on_disconnect {
+        let rooms = std::mem::take(&mut self.rooms);
+        let channels = std::mem::take(&mut self.channels);
+        self.hub().disconnect(&self.handle, rooms, channels);
+        let now = self.hub().now_ms();
+        for hook in &self.endpoint.extensions.on_disconnect {
             hook(&self.handle.info(now));
         }
     }
@@ -534,12 +474,12 @@ impl Session {
     /// fault) counts as a violation; the one that reaches the limit closes the connection with
     /// 1008, after the error itself.
     fn send_error(&mut self, code: ErrorCode, frame: Bytes) {
-        Counters::add(&self.hub.counters().errors_sent, 1);
+        Counters::add(&self.hub().counters().errors_sent, 1);
         self.reply(frame);
-        let Some(limit) = self.hub.config().limits.violations else {
+        let Some(limit) = self.hub().config().limits.violations else {
             return;
         };
-        let now = self.hub.now_ms();
+        let now = self.hub().now_ms();
         if code != ErrorCode::Internal && self.violations.record(limit, now) {
             tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "too many violations");
             self.handle.close(TOO_MANY_VIOLATIONS, now);
@@ -558,13 +498,6 @@ impl Session {
 
     /// Queues a frame for this connection only.
     pub(crate) fn reply(&self, frame: Bytes) {
-        self.hub.deliver_counted(&self.handle, &frame);
+        self.hub().deliver_counted(&self.handle, &frame);
     }
-}
-
-fn not_in_room(room: &RoomId) -> Refused {
-    (
-        ErrorCode::NotInRoom,
-        format!("not a member of room {:?}", room.as_str()),
-    )
 }

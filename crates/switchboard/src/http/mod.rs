@@ -18,12 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthConfig;
+use crate::connection::Endpoint;
 use crate::hub::Hub;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) hub: Hub,
+    /// What the WebSocket connections share (the same hub, and the application's handlers).
+    pub(crate) endpoint: Arc<Endpoint>,
     /// Connection tasks are spawned here, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
     /// The key the server API requires, if any.

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{Query, Request, State};
@@ -26,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::AppState;
-use crate::connection::{self, Connection, Mode, Peer, Pending, Prefixed, Stream};
-use crate::hub::{Counters, Hub};
+use crate::connection::{self, Connection, Endpoint, Mode, Peer, Pending, Prefixed, Stream};
+use crate::hub::Counters;
 use crate::ids::UserId;
 use crate::per_ip::IpSlot;
 use crate::ws::handshake::{self, HandshakeError};
@@ -118,13 +119,17 @@ fn upgrade_to(
         )
             .into_response();
     };
-    let hub = state.hub.clone();
+    let upgraded = Upgraded {
+        endpoint: state.endpoint.clone(),
+        admission,
+        mode,
+    };
     // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
     state.tasks.spawn(async move {
         let _ip_slot = ip_slot;
         match on_upgrade.await {
-            Ok(upgraded) => serve_upgraded(upgraded, hub, admission, mode).await,
+            Ok(io) => serve_upgraded(io, upgraded).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),
         }
     });
@@ -209,66 +214,89 @@ impl Future for ServeUpgraded {
     }
 }
 
-fn serve_upgraded(
-    upgraded: hyper::upgrade::Upgraded,
-    hub: Hub,
+/// An upgraded connection about to be served.
+struct Upgraded {
+    endpoint: Arc<Endpoint>,
     admission: Admission,
     mode: Mode,
-) -> ServeUpgraded {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let stream = parts.io.into_inner();
+}
+
+fn serve_upgraded(io: hyper::upgrade::Upgraded, upgraded: Upgraded) -> ServeUpgraded {
+    let io = match take_back::<TcpStream>(io) {
+        Ok((stream, read_ahead)) => {
             // Latency matters more than packet count for a message server.
             let _ = stream.set_nodelay(true);
-            // hyper's leftover bytes are a view into its whole read buffer (8 KiB or more):
-            // copy out what the client sent ahead, and free the buffer before the connection
-            // settles in for hours.
-            let read_ahead = (!parts.read_buf.is_empty())
-                .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
-            drop(parts.read_buf);
-            match (read_ahead, admission) {
-                (None, Admission::Known(peer)) => {
-                    ServeUpgraded::Tcp(connection::serve(stream, hub, peer, mode))
-                }
-                (None, admission) => boxed(stream, hub, admission, mode),
-                (Some(prefix), admission) => {
-                    boxed(Prefixed::new(prefix, stream), hub, admission, mode)
-                }
-            }
+            return serve_stream(stream, read_ahead, upgraded, ServeUpgraded::Tcp);
         }
-        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-            Ok(parts) => {
-                let stream = Box::new(parts.io.into_inner());
-                let read_ahead = (!parts.read_buf.is_empty())
-                    .then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
-                drop(parts.read_buf);
-                match (read_ahead, admission) {
-                    (None, Admission::Known(peer)) => {
-                        ServeUpgraded::Tls(connection::serve(stream, hub, peer, mode))
-                    }
-                    (None, admission) => boxed(stream, hub, admission, mode),
-                    (Some(prefix), admission) => {
-                        boxed(Prefixed::new(prefix, stream), hub, admission, mode)
-                    }
-                }
-            }
-            Err(upgraded) => boxed(TokioIo::new(upgraded), hub, admission, mode),
-        },
+        Err(io) => io,
+    };
+    match take_back::<TlsStream<TcpStream>>(io) {
+        Ok((stream, read_ahead)) => {
+            serve_stream(Box::new(stream), read_ahead, upgraded, ServeUpgraded::Tls)
+        }
+        Err(io) => boxed(TokioIo::new(io), upgraded),
+    }
+}
+
+/// Takes the stream of type `S` back from hyper, if that is what it runs on. hyper's
+/// leftover bytes are a view into its whole read buffer (8 KiB or more): what the client sent
+/// ahead is copied out, and the buffer freed before the connection settles in for hours.
+fn take_back<S>(
+    io: hyper::upgrade::Upgraded,
+) -> Result<(S, Option<bytes::Bytes>), hyper::upgrade::Upgraded>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let parts = io.downcast::<TokioIo<S>>()?;
+    let read_ahead =
+        (!parts.read_buf.is_empty()).then(|| bytes::Bytes::copy_from_slice(&parts.read_buf));
+    Ok((parts.io.into_inner(), read_ahead))
+}
+
+/// Serves a stream taken back from hyper: inline (`inline` picks the variant) when nothing was
+/// read ahead and the peer is known, boxed otherwise.
+fn serve_stream<S: Stream + Send + 'static>(
+    stream: S,
+    read_ahead: Option<bytes::Bytes>,
+    upgraded: Upgraded,
+    inline: fn(Connection<S>) -> ServeUpgraded,
+) -> ServeUpgraded {
+    match (read_ahead, upgraded.admission) {
+        (None, Admission::Known(peer)) => inline(connection::serve(
+            stream,
+            upgraded.endpoint,
+            peer,
+            upgraded.mode,
+        )),
+        (None, admission) => boxed(
+            stream,
+            Upgraded {
+                admission,
+                ..upgraded
+            },
+        ),
+        (Some(prefix), admission) => boxed(
+            Prefixed::new(prefix, stream),
+            Upgraded {
+                admission,
+                ..upgraded
+            },
+        ),
     }
 }
 
 /// Serves a connection through a boxed future: streams other than a bare socket, and
 /// connections that authenticate with an `auth` frame.
-fn boxed<S: Stream + Send + 'static>(
-    io: S,
-    hub: Hub,
-    admission: Admission,
-    mode: Mode,
-) -> ServeUpgraded {
+fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded {
+    let Upgraded {
+        endpoint,
+        admission,
+        mode,
+    } = upgraded;
     ServeUpgraded::Other(match admission {
-        Admission::Known(peer) => Box::pin(connection::serve(io, hub, peer, mode)),
+        Admission::Known(peer) => Box::pin(connection::serve(io, endpoint, peer, mode)),
         Admission::AwaitToken(pending) => {
-            Box::pin(connection::authenticate(io, hub, pending, mode))
+            Box::pin(connection::authenticate(io, endpoint, pending, mode))
         }
     })
 }

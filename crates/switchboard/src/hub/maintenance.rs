@@ -166,7 +166,7 @@ impl Hub {
                 .is_some_and(|since| now.saturating_sub(since) >= DEAD_AFTER_MS)
         };
         let mut dead = Vec::new();
-        self.inner.conns.for_each(|_, handle| {
+        self.inner.registry.for_each_conn(|handle| {
             if is_dead(handle) {
                 dead.push(handle.clone());
             }
@@ -182,7 +182,7 @@ impl Hub {
     }
 
     fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
-        self.inner.conns.for_each(|_, handle| {
+        self.inner.registry.for_each_conn(|handle| {
             if handle.closing_since().is_none() {
                 visit(handle);
             }

@@ -1,59 +1,78 @@
-//! The hub: the node's registry of local connections, users and rooms, and the fan-out path.
+//! The hub: this node's connections, users, rooms, channels and presence, and the fan-out path.
 //!
 //! It holds only handles (`ConnHandle`: ids, a bounded outbox, activity clocks), never a
-//! socket. Every map is sharded (`shard::Sharded`); delivering to a room reads one shard and
-//! pushes one shared, pre-encoded frame onto each member's outbox, so there is no global lock
-//! and no per-recipient encoding on the fan-out path.
+//! socket. Its state lives in parts that own it, each behind its own locks:
 //!
-//! Every message addressed to a room, user or everyone is delivered locally first and then
-//! published to the [`Broker`] for the other nodes; publications from other nodes come back
-//! through [`BrokerSink`] and are delivered locally only.
+//! | part | owns | file |
+//! |---|---|---|
+//! | registry | connections by id and by user, the users' shared state, admission | `registry.rs`, `user.rs` |
+//! | rooms | room membership and per-user counts | `rooms.rs` |
+//! | channels | channel and pattern subscribers (connections and handlers) | `channels.rs` |
+//! | presence book | offline users' last presence, presence handlers | `presence.rs` |
+//! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
+//!
+//! Only the parts change their own state. The hub composes them and holds each operation that
+//! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`); the registry, rooms
+//! and channels tell the cluster part about first and last local members through observer
+//! traits, under their own locks, so they never see the broker.
+//!
+//! Delivering to a room reads one shard and pushes one shared, pre-encoded frame onto each
+//! member's outbox: no global lock and no per-recipient encoding on the fan-out path. Every
+//! message addressed to a room, user or everyone is delivered locally first and then published
+//! to the broker for the other nodes; publications from other nodes come back through the
+//! sink (`remote.rs`) and are delivered locally only.
 //!
 //! [`Hub`] is a cheap cloneable handle; its public methods are the library API for sending to
-//! connections and querying the registry.
+//! connections and querying the node and the cluster.
 
 mod channels;
 mod cluster;
 mod handle;
 mod latency;
+mod lifecycle;
 mod maintenance;
 mod outbox;
 mod presence;
+mod pubsub;
+mod queries;
 mod registry;
+mod remote;
 mod rooms;
 mod shard;
 mod stats;
+mod top_rooms;
+mod user;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::broker::{Broker, BrokerSink, Envelope, Topic};
-use crate::cluster::{Event, Membership, MembershipSink, Replica};
+use crate::broker::{Broker, BrokerSink, Topic};
+use crate::cluster::{Membership, MembershipSink};
 use crate::config::HubConfig;
-use crate::handlers::Extensions;
-use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId, UserId};
-use crate::presence::Presence;
+use crate::ids::{ConnId, NodeId, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, now_ms};
-pub(crate) use channels::publish_frame;
-pub use channels::{PubSub, Publication, PublishError, Subscription};
-pub use cluster::ClusterStats;
+use channels::Channels;
+use cluster::Cluster;
 pub(crate) use handle::ConnHandle;
 pub use handle::ConnInfo;
 pub(crate) use latency::LatencySnapshot;
+use lifecycle::member_frame;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
-pub(crate) use presence::UserState;
+use presence::PresenceBook;
 pub use presence::{PresenceView, PresenceWatch};
+pub use pubsub::{PubSub, Publication, PublishError, Subscription};
+use registry::Registry;
+pub use remote::ClusterStats;
+use remote::Sink;
 pub use rooms::RoomSummary;
-pub(crate) use rooms::{Left, MemberEvent};
-use shard::Sharded;
+use rooms::Rooms;
 pub(crate) use stats::{Counters, EXPORTED_COUNTERS, InKind, Target};
 pub use stats::{RoomMembers, StatsSnapshot};
+pub(crate) use user::UserState;
 
 /// How many rooms `/stats` lists in `topRooms`.
 pub const TOP_ROOMS: usize = 10;
@@ -66,57 +85,23 @@ pub struct Hub {
 
 struct HubInner {
     config: HubConfig,
-    /// Application handlers and hooks, fixed at build time.
-    extensions: Extensions,
     /// Origin of the hub clock (tokio's, so tests can pause time).
     epoch: tokio::time::Instant,
     /// Epoch milliseconds at `epoch`.
     started_epoch_ms: u64,
-    conns: Sharded<ConnId, ConnHandle>,
-    users: Sharded<UserId, registry::UserEntry>,
-    rooms: Sharded<RoomId, rooms::Room>,
-    channels: Sharded<ChannelId, channels::Subscribers>,
-    /// Pattern subscriptions; few (clients need a permission), so one lock.
-    patterns: RwLock<HashMap<ChannelPrefix, channels::Subscribers>>,
-    /// The last presence of users who went offline, for a while (see `purge_offline`).
-    offline: Sharded<UserId, Presence>,
-    presence_handlers: RwLock<Vec<(u64, presence::PresenceHandler)>>,
-    conn_count: AtomicUsize,
-    user_count: AtomicUsize,
-    room_count: AtomicUsize,
-    channel_count: AtomicUsize,
+    registry: Registry,
+    rooms: Rooms,
+    channels: Channels,
+    presence: PresenceBook,
+    cluster: Cluster,
     /// Ids of application handlers.
     next_id: AtomicU64,
     counters: Counters,
     rates: stats::Rates,
-    broker: Arc<dyn Broker>,
-    membership: Arc<dyn Membership>,
-    /// Whether there are other nodes (the membership has a replica); a lone node skips every
-    /// announcement.
-    clustered: bool,
     /// Set when the node starts shutting down; new connections are refused.
     draining: AtomicBool,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
-}
-
-/// The hub's face towards the broker.
-struct Sink(Weak<HubInner>);
-
-impl BrokerSink for Sink {
-    fn deliver(&self, envelope: &Envelope) {
-        if let Some(inner) = self.0.upgrade() {
-            let hub = Hub { inner };
-            match &envelope.topic {
-                Topic::Channel(channel) => {
-                    hub.deliver_remote_publication(channel, &envelope.frame);
-                }
-                topic => {
-                    hub.deliver_local(topic, &envelope.frame, None);
-                }
-            }
-        }
-    }
 }
 
 impl Hub {
@@ -126,41 +111,28 @@ impl Hub {
         config: HubConfig,
         broker: Arc<dyn Broker>,
         membership: Arc<dyn Membership>,
-        extensions: Extensions,
     ) -> Self {
-        let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
-            let sink = Arc::new(Sink(weak.clone()));
-            HubInner {
-                config,
-                extensions,
-                epoch: tokio::time::Instant::now(),
-                started_epoch_ms: now_ms(),
-                conns: Sharded::new(),
-                users: Sharded::new(),
-                rooms: Sharded::new(),
-                channels: Sharded::new(),
-                patterns: RwLock::new(HashMap::new()),
-                offline: Sharded::new(),
-                presence_handlers: RwLock::new(Vec::new()),
-                conn_count: AtomicUsize::new(0),
-                user_count: AtomicUsize::new(0),
-                room_count: AtomicUsize::new(0),
-                channel_count: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-                counters: Counters::default(),
-                rates: stats::Rates::default(),
-                broker,
-                clustered: membership.replica().is_some(),
-                membership,
-                draining: AtomicBool::new(false),
-                _sink: sink,
-            }
+        let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| HubInner {
+            registry: Registry::new(&config.limits),
+            config,
+            epoch: tokio::time::Instant::now(),
+            started_epoch_ms: now_ms(),
+            rooms: Rooms::new(),
+            channels: Channels::new(),
+            presence: PresenceBook::new(),
+            cluster: Cluster::new(broker, membership),
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            rates: stats::Rates::default(),
+            draining: AtomicBool::new(false),
+            _sink: Arc::new(Sink(weak.clone())),
         });
+        let cluster = &inner.cluster;
         let broker_sink: Arc<dyn BrokerSink> = inner._sink.clone();
-        inner.broker.start(Arc::downgrade(&broker_sink));
+        cluster.broker().start(Arc::downgrade(&broker_sink));
         let membership_sink: Arc<dyn MembershipSink> = inner._sink.clone();
-        inner.membership.start(Arc::downgrade(&membership_sink));
-        inner.broker.subscribe(&Topic::Broadcast);
+        cluster.membership().start(Arc::downgrade(&membership_sink));
+        cluster.broker().subscribe(&Topic::Broadcast);
         Self { inner }
     }
 
@@ -181,25 +153,6 @@ impl Hub {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
-    }
-
-    pub(crate) fn extensions(&self) -> &Extensions {
-        &self.inner.extensions
-    }
-
-    /// Tells the other nodes about a change; a lone node does nothing, not even build it.
-    pub(crate) fn announce(&self, event: impl FnOnce() -> Event) {
-        if self.inner.clustered {
-            self.inner.membership.announce(event());
-        }
-    }
-
-    /// Reads the replica of the other nodes, if there are any.
-    pub(crate) fn with_replica<T>(&self, read: impl FnOnce(&Replica) -> T) -> Option<T> {
-        self.inner
-            .membership
-            .replica()
-            .map(|replica| read(&replica.read()))
     }
 
     /// A fresh id for an application handler.
@@ -230,29 +183,40 @@ impl Hub {
 
     /// Sends a frame to one local connection. Returns whether it was queued.
     pub fn send_to_connection<P: Serialize>(&self, id: ConnId, frame: &ServerFrame<'_, P>) -> bool {
-        let handle = self.inner.conns.read(&id).get(&id).cloned();
+        let handle = self.inner.registry.get(id);
         handle.is_some_and(|handle| self.deliver_counted(&handle, &frame.encode()))
     }
 
     /// Delivers an encoded frame locally, then hands it to the broker for the other nodes.
     pub(crate) fn publish(&self, topic: Topic, frame: Bytes, except: Option<ConnId>) -> usize {
         let delivered = self.deliver_local(&topic, &frame, except);
-        self.inner.broker.publish(Envelope {
-            origin: self.node_id().clone(),
-            topic,
-            frame,
-        });
+        self.inner.cluster.publish(self.node_id(), topic, frame);
         delivered
     }
 
     /// Delivers an encoded frame to the local recipients of `topic`, recording the fan-out's
     /// latency.
-    fn deliver_local(&self, topic: &Topic, frame: &Bytes, except: Option<ConnId>) -> usize {
+    pub(super) fn deliver_local(
+        &self,
+        topic: &Topic,
+        frame: &Bytes,
+        except: Option<ConnId>,
+    ) -> usize {
         let accepted = Instant::now();
+        let inner = &self.inner;
+        let deliver = |handle: &ConnHandle| self.deliver(handle, frame);
         let (delivered, target) = match topic {
-            Topic::Broadcast => (self.deliver_to_all(frame, except), Target::Broadcast),
-            Topic::Room(room) => (self.deliver_to_room(room, frame, except), Target::Room),
-            Topic::User(user) => (self.deliver_to_user(user, frame), Target::User),
+            Topic::Broadcast => {
+                let mut delivered = 0;
+                inner.registry.for_each_conn(|handle| {
+                    if Some(handle.id()) != except && deliver(handle) {
+                        delivered += 1;
+                    }
+                });
+                (delivered, Target::Broadcast)
+            }
+            Topic::Room(room) => (inner.rooms.deliver(room, except, deliver), Target::Room),
+            Topic::User(user) => (inner.registry.deliver_to_user(user, deliver), Target::User),
             // Publications go through `publish_to_channel` (local) and the sink (remote).
             Topic::Channel(_) | Topic::ChannelPattern(_) => return 0,
         };
@@ -313,7 +277,7 @@ impl Hub {
         };
         let now = self.now_ms();
         let mut asked = 0;
-        self.inner.conns.for_each(|_, handle| {
+        self.inner.registry.for_each_conn(|handle| {
             if handle.close(request.clone(), now) {
                 asked += 1;
             }
@@ -321,42 +285,42 @@ impl Hub {
         asked
     }
 
-    /// Whether the hub is shutting down.
-    pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::SeqCst)
-    }
-
     /// The node's statistics.
     pub fn stats(&self) -> StatsSnapshot {
         let inner = &self.inner;
         inner
             .counters
-            .snapshot(&inner.rates, self.gauges(self.top_rooms(TOP_ROOMS)))
+            .snapshot(&inner.rates, self.gauges(inner.rooms.top(TOP_ROOMS)))
     }
 
     /// The node's live gauges; `top_rooms` is passed in because it costs a pass over the rooms.
     pub(crate) fn gauges(&self, top_rooms: Vec<RoomMembers>) -> stats::Gauges {
         let inner = &self.inner;
+        let broker = inner.cluster.broker();
         stats::Gauges {
-            connections: inner.conn_count.load(Ordering::Relaxed),
-            rooms: inner.room_count.load(Ordering::Relaxed),
-            online_users: inner.user_count.load(Ordering::Relaxed),
-            channels: self.channel_count(),
+            connections: inner.registry.connection_count(),
+            rooms: inner.rooms.count(),
+            online_users: inner.registry.user_count(),
+            channels: inner.channels.count(),
             uptime_seconds: self.now_ms() / 1000,
             node_id: self.node_id().to_string(),
-            broker: inner.broker.name(),
-            broker_status: inner.broker.status(),
-            broker_settled: inner.broker.settled(),
+            broker: broker.name(),
+            broker_status: broker.status(),
+            broker_settled: broker.settled(),
             top_rooms,
         }
     }
 
     /// The broker this hub publishes to.
     pub fn broker(&self) -> &Arc<dyn Broker> {
-        &self.inner.broker
+        self.inner.cluster.broker()
     }
 }
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "parts_tests.rs"]
+mod parts_tests;

@@ -1,22 +1,23 @@
-//! Presence in the hub: the state a user's connections share, pushing `presence` frames when
-//! a user's visible presence changes, the away sweep, and the library's presence view.
+//! Presence in the hub: the presence book (the last presence of users who went offline, and the
+//! application's presence handlers), pushing `presence` frames when a user's visible presence
+//! changes, the away sweep, and the library's presence view.
 //!
-//! A change goes to every connection in a room the user is in and to every subscriber of the
-//! channel `presence:USER` (or a pattern matching it), each connection once, and to the
-//! handlers registered with [`PresenceView::on_update`].
+//! A change goes to every connection in a room the user is in (on this node, and this node's
+//! members of rooms the user is in elsewhere) and to every subscriber of the channel
+//! `presence:USER` (or a pattern matching it), each connection once, and to the handlers
+//! registered with [`PresenceView::on_update`]. Connected users' presence lives in their
+//! [`UserState`]; this part holds only what outlives a connection.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde_json::value::RawValue;
 
-use super::{ConnHandle, Hub, HubInner, Target};
-use crate::config::RateLimit;
+use super::shard::Sharded;
+use super::{ConnHandle, Hub, HubInner, Target, UserState};
 use crate::ids::{ChannelId, ConnId, PRESENCE_PREFIX, RoomId, UserId};
-use crate::limits::RateLimiter;
-use crate::presence::{Presence, PresenceState, Status};
+use crate::presence::{Presence, Status};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
 
 /// Offline users' last presence is kept this long for `presence().get`.
@@ -25,58 +26,55 @@ const OFFLINE_RETENTION_MS: u64 = 60 * 60 * 1000;
 /// A presence handler registered by the application.
 pub(crate) type PresenceHandler = Arc<dyn Fn(&Presence) + Send + Sync>;
 
-/// What all of a user's connections on this node share.
-pub(crate) struct UserState {
-    /// The user's rate limiter, when rate limiting is on.
-    pub(crate) limiter: Option<RateLimiter>,
-    /// Hub-clock ms of the user's last message on any connection.
-    last_active: AtomicU64,
-    /// Mirrors the presence state's idleness, so a message checks it without a lock.
-    idle: AtomicBool,
-    pub(crate) presence: Mutex<PresenceState>,
-    /// Rooms the user is in on this node, with the number of their connections in each; a
-    /// short list, kept at its exact size (most users are in a room or two).
-    rooms: Mutex<Vec<(RoomId, u32)>>,
+/// What presence remembers beyond connected users.
+pub(super) struct PresenceBook {
+    /// The last presence of users who went offline, for a while (see [`Hub::purge_offline`]).
+    offline: Sharded<UserId, Presence>,
+    handlers: RwLock<Vec<(u64, PresenceHandler)>>,
 }
 
-impl UserState {
-    pub(crate) fn new(rate: Option<RateLimit>, now: u64) -> Self {
+impl PresenceBook {
+    pub(super) fn new() -> Self {
         Self {
-            limiter: rate.map(|rate| RateLimiter::new(rate, now)),
-            last_active: AtomicU64::new(now),
-            idle: AtomicBool::new(false),
-            presence: Mutex::new(PresenceState::connected()),
-            rooms: Mutex::new(Vec::new()),
+            offline: Sharded::new(),
+            handlers: RwLock::new(Vec::new()),
         }
     }
 
-    pub(crate) fn add_room(&self, room: &RoomId) {
-        let mut rooms = self.rooms.lock();
-        match rooms.iter_mut().find(|(r, _)| r == room) {
-            Some((_, count)) => *count += 1,
-            None => {
-                rooms.reserve_exact(1);
-                rooms.push((room.clone(), 1));
-            }
-        }
+    /// Remembers the presence of a user who went offline.
+    pub(super) fn went_offline(&self, presence: &Presence) {
+        let user = &presence.user_id;
+        self.offline
+            .write(user)
+            .insert(user.clone(), presence.clone());
     }
 
-    pub(crate) fn remove_room(&self, room: &RoomId) {
-        let mut rooms = self.rooms.lock();
-        if let Some(index) = rooms.iter().position(|(r, _)| r == room) {
-            rooms[index].1 -= 1;
-            if rooms[index].1 == 0 {
-                rooms.swap_remove(index);
-                rooms.shrink_to_fit();
-            }
-        }
+    /// Forgets the offline presence of a user who came back.
+    pub(super) fn came_back(&self, user: &UserId) {
+        self.offline.write(user).remove(user);
     }
 
-    pub(super) fn rooms(&self) -> Vec<RoomId> {
-        self.rooms
-            .lock()
+    /// The last presence of an offline user, if still remembered.
+    fn last(&self, user: &UserId) -> Option<Presence> {
+        self.offline.read(user).get(user).cloned()
+    }
+
+    /// Forgets offline users last seen before `cutoff` (epoch ms). Returns how many.
+    fn forget_before(&self, cutoff: u64) -> usize {
+        let mut forgotten = 0;
+        self.offline.retain(|_, presence| {
+            let keep = presence.last_seen >= cutoff;
+            forgotten += usize::from(!keep);
+            keep
+        });
+        forgotten
+    }
+
+    fn handlers(&self) -> Vec<PresenceHandler> {
+        let handlers = self.handlers.read();
+        handlers
             .iter()
-            .map(|(room, _)| room.clone())
+            .map(|(_, handler)| handler.clone())
             .collect()
     }
 }
@@ -89,14 +87,13 @@ impl Hub {
 
     /// The current presence of a connected user.
     pub(super) fn view(&self, user: &UserId, state: &UserState) -> Presence {
-        let last_seen = self.epoch_ms(state.last_active.load(Ordering::Relaxed));
+        let last_seen = self.epoch_ms(state.last_active());
         state.presence.lock().view(user, last_seen)
     }
 
     /// Records a message from one of `user`'s connections; an idle user is online again.
     pub(crate) fn user_active(&self, user: &UserId, state: &UserState) {
-        state.last_active.store(self.now_ms(), Ordering::Relaxed);
-        if state.idle.swap(false, Ordering::AcqRel) && state.presence.lock().active() {
+        if state.activity(self.now_ms()) && state.presence.lock().active() {
             self.presence_changed(state, self.view(user, state));
         }
     }
@@ -109,8 +106,7 @@ impl Hub {
         status: Status,
         metadata: Option<Box<RawValue>>,
     ) {
-        state.last_active.store(self.now_ms(), Ordering::Relaxed);
-        state.idle.store(false, Ordering::Release);
+        state.activity(self.now_ms());
         let changed = state.presence.lock().set(status, metadata.map(Arc::from));
         if changed {
             self.presence_changed(state, self.view(user, state));
@@ -123,10 +119,9 @@ impl Hub {
         let away_after = self.inner.config.away_timeout.as_millis() as u64;
         let now = self.now_ms();
         let mut went_away: Vec<(UserId, Arc<UserState>)> = Vec::new();
-        self.inner.users.for_each(|user, entry| {
-            let state = &entry.state;
-            let quiet = now.saturating_sub(state.last_active.load(Ordering::Relaxed));
-            if quiet >= away_after && !state.idle.swap(true, Ordering::AcqRel) {
+        self.inner.registry.for_each_user(|user, state, _| {
+            let quiet = now.saturating_sub(state.last_active());
+            if quiet >= away_after && state.mark_idle() {
                 went_away.push((user.clone(), state.clone()));
             }
         });
@@ -143,30 +138,29 @@ impl Hub {
     /// A presence change on this node: shown to this node's clients in the user's rooms (here
     /// and, for rooms the user is in on other nodes, their local members) and announced to the
     /// other nodes, which show it to theirs.
-    pub(crate) fn presence_changed(&self, state: &UserState, presence: Presence) {
+    pub(super) fn presence_changed(&self, state: &UserState, presence: Presence) {
         let mut rooms = state.rooms();
-        if let Some(remote) = self.with_replica(|replica| replica.user_rooms(&presence.user_id)) {
-            for room in remote {
-                if !rooms.contains(&room) {
-                    rooms.push(room);
-                }
+        for room in self.inner.cluster.user_rooms(&presence.user_id) {
+            if !rooms.contains(&room) {
+                rooms.push(room);
             }
         }
         self.deliver_presence(&presence, &rooms);
-        self.announce(|| crate::cluster::Event::Presence(presence.clone()));
+        self.inner.cluster.presence_changed(&presence);
     }
 
     /// Shows `presence` to this node's connections in `rooms` and watching the user (each
     /// connection once), and to the registered handlers.
     pub(super) fn deliver_presence(&self, presence: &Presence, rooms: &[RoomId]) {
+        let inner = &self.inner;
         let user = &presence.user_id;
         let mut recipients: HashMap<ConnId, ConnHandle> = HashMap::new();
         for room in rooms {
-            self.collect_room_members(room, &mut recipients);
+            inner.rooms.collect_members(room, &mut recipients);
         }
-        if self.channel_count() > 0 {
+        if inner.channels.count() > 0 {
             let watch = ChannelId::from_trusted(format!("{PRESENCE_PREFIX}{user}"));
-            self.collect_channel_subscribers(&watch, &mut recipients);
+            inner.channels.collect_subscribers(&watch, &mut recipients);
         }
         // Most connects and disconnects have nobody to tell: no frame to encode then.
         if !recipients.is_empty() {
@@ -178,39 +172,17 @@ impl Hub {
                 .values()
                 .filter(|handle| self.deliver(handle, &frame))
                 .count();
-            self.inner.counters.count_out(Target::Presence, delivered);
+            inner.counters.count_out(Target::Presence, delivered);
         }
-        let handlers: Vec<PresenceHandler> = self
-            .inner
-            .presence_handlers
-            .read()
-            .iter()
-            .map(|(_, handler)| handler.clone())
-            .collect();
-        for handler in handlers {
+        for handler in inner.presence.handlers() {
             handler(presence);
         }
-    }
-
-    /// The state of a user connected to this node.
-    pub(super) fn local_user_state(&self, user: &UserId) -> Option<Arc<UserState>> {
-        self.inner
-            .users
-            .read(user)
-            .get(user)
-            .map(|entry| entry.state.clone())
     }
 
     /// Forgets offline users last seen longer ago than the retention. Returns how many.
     pub(crate) fn purge_offline(&self) -> usize {
         let cutoff = now_ms().saturating_sub(OFFLINE_RETENTION_MS);
-        let mut purged = 0;
-        self.inner.offline.retain(|_, presence| {
-            let keep = presence.last_seen >= cutoff;
-            purged += usize::from(!keep);
-            keep
-        });
-        purged
+        self.inner.presence.forget_before(cutoff)
     }
 
     /// The presence of each of `users`.
@@ -224,7 +196,7 @@ impl Hub {
     }
 }
 
-/// The library's view of presence on this node; see [`Hub::presence`].
+/// The library's view of presence; see [`Hub::presence`].
 pub struct PresenceView<'a> {
     hub: &'a Hub,
 }
@@ -242,17 +214,13 @@ impl PresenceView<'_> {
     /// forgotten).
     pub fn get(&self, user: &UserId) -> Presence {
         let inner = &self.hub.inner;
-        if let Some(state) = self.hub.local_user_state(user) {
+        if let Some(state) = inner.registry.user_state(user) {
             return self.hub.view(user, &state);
         }
-        if let Some(presence) = self.hub.remote_presence(user) {
-            return presence;
-        }
         inner
-            .offline
-            .read(user)
-            .get(user)
-            .cloned()
+            .cluster
+            .presence(user)
+            .or_else(|| inner.presence.last(user))
             .unwrap_or_else(|| Presence {
                 user_id: user.clone(),
                 status: Status::Offline,
@@ -263,20 +231,23 @@ impl PresenceView<'_> {
 
     /// Every connected user (online or away, on any node) with their presence.
     pub fn online_users(&self) -> Vec<Presence> {
+        let inner = &self.hub.inner;
         let mut states = Vec::new();
-        self.hub
-            .inner
-            .users
-            .for_each(|user, entry| states.push((user.clone(), entry.state.clone())));
+        inner
+            .registry
+            .for_each_user(|user, state, _| states.push((user.clone(), state.clone())));
         let mut users: Vec<Presence> = states
             .iter()
             .map(|(user, state)| self.hub.view(user, state))
             .collect();
-        if let Some(remote) = self.hub.with_replica(|replica| replica.users()) {
-            let local: std::collections::HashSet<UserId> =
-                states.into_iter().map(|(user, _)| user).collect();
-            users.extend(remote.into_iter().filter(|p| !local.contains(&p.user_id)));
-        }
+        let local: HashSet<UserId> = states.into_iter().map(|(user, _)| user).collect();
+        users.extend(
+            inner
+                .cluster
+                .users()
+                .into_iter()
+                .filter(|presence| !local.contains(&presence.user_id)),
+        );
         users
     }
 
@@ -285,13 +256,14 @@ impl PresenceView<'_> {
     /// block (spawn a task for slow work).
     pub fn on_update(&self, handler: impl Fn(&Presence) + Send + Sync + 'static) -> PresenceWatch {
         let id = self.hub.next_id();
-        self.hub
-            .inner
-            .presence_handlers
+        let inner = &self.hub.inner;
+        inner
+            .presence
+            .handlers
             .write()
             .push((id, Arc::new(handler)));
         PresenceWatch {
-            hub: Arc::downgrade(&self.hub.inner),
+            hub: Arc::downgrade(inner),
             id,
         }
     }
@@ -306,7 +278,8 @@ impl Drop for PresenceWatch {
     fn drop(&mut self) {
         if let Some(inner) = self.hub.upgrade() {
             inner
-                .presence_handlers
+                .presence
+                .handlers
                 .write()
                 .retain(|(id, _)| *id != self.id);
         }

@@ -1,24 +1,32 @@
-//! The connection registry ("pool"): connections by id, by user, and the whole node; admission
-//! against the node-wide and per-user connection limits.
+//! The connection registry: every local connection by id, and by user with the state the user's
+//! connections share; admission against the node-wide and per-user connection limits.
+//!
+//! It owns the connection and user maps and their counts, and nothing else: it knows nothing of
+//! rooms, the broker or other nodes. What others must learn about a user's connections (the
+//! broker subscription of a user's first connection, the cluster's counts) is told to a
+//! [`UserObserver`] under the user's lock, so that the calls for one user come in the order of
+//! the changes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-
-use super::{ConnHandle, ConnInfo, Counters, Hub, UserState};
-use crate::broker::Topic;
-use crate::cluster::Event;
+use super::shard::Sharded;
+use super::{ConnHandle, UserState};
+use crate::config::{Limits, RateLimit};
 use crate::ids::{ConnId, UserId};
-use crate::protocol::{CloseCode, now_ms};
+use crate::protocol::CloseCode;
 
-/// A user's connections on this node and the state they share.
-pub(crate) struct UserEntry {
-    pub(super) conns: Vec<ConnHandle>,
-    pub(super) state: Arc<UserState>,
+/// Told about each user's connections on this node, under the user's lock.
+pub(super) trait UserObserver {
+    /// `user` got their first connection on this node.
+    fn user_arrived(&self, user: &UserId);
+    /// `user` now has `count` connections on this node (0 after the last one closed).
+    fn user_connections(&self, user: &UserId, count: u32);
+    /// `user`'s last connection on this node closed.
+    fn user_departed(&self, user: &UserId);
 }
 
-/// Why a connection was not admitted. Each maps to close 1013 with a reason.
+/// Why a connection was not admitted. Each maps to a close code with the message as reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
     #[error("server at capacity")]
@@ -38,194 +46,190 @@ impl Refusal {
     }
 }
 
-impl Hub {
-    /// Admits a new connection of `user`, or refuses it at a limit. A user's first connection
-    /// makes them online.
-    pub(crate) fn register(&self, user: UserId) -> Result<ConnHandle, Refusal> {
-        let inner = &self.inner;
-        if self.is_draining() {
-            return Err(Refusal::Draining);
+/// A user's connections on this node and the state they share.
+struct UserEntry {
+    /// Exact size: most users hold one connection.
+    conns: Vec<ConnHandle>,
+    state: Arc<UserState>,
+}
+
+/// An admitted connection.
+pub(super) struct Admitted {
+    pub(super) handle: ConnHandle,
+    /// It is the user's first connection on this node.
+    pub(super) first_here: bool,
+}
+
+/// A removed connection.
+pub(super) struct Removed {
+    /// The state the user's connections shared.
+    pub(super) state: Arc<UserState>,
+    /// It was the user's last connection on this node.
+    pub(super) last_here: bool,
+}
+
+/// The limits admission enforces.
+struct Admission {
+    max_connections: usize,
+    max_per_user: usize,
+    rate: Option<RateLimit>,
+}
+
+/// Connections by id and by user.
+pub(super) struct Registry {
+    admission: Admission,
+    conns: Sharded<ConnId, ConnHandle>,
+    users: Sharded<UserId, UserEntry>,
+    conn_count: AtomicUsize,
+    user_count: AtomicUsize,
+}
+
+impl Registry {
+    pub(super) fn new(limits: &Limits) -> Self {
+        Self {
+            admission: Admission {
+                max_connections: limits.max_connections,
+                max_per_user: limits.max_connections_per_user,
+                rate: limits.rate,
+            },
+            conns: Sharded::new(),
+            users: Sharded::new(),
+            conn_count: AtomicUsize::new(0),
+            user_count: AtomicUsize::new(0),
         }
-        let limits = &inner.config.limits;
-        let admitted = inner
-            .conn_count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limits.max_connections).then_some(n + 1)
-            });
-        if admitted.is_err() {
-            Counters::add(&inner.counters.connections_refused, 1);
-            return Err(Refusal::ServerFull);
-        }
-        let now = self.now_ms();
-        let elsewhere = self
-            .with_replica(|replica| replica.user_connections(&user) as usize)
-            .unwrap_or(0);
-        let (handle, first, count) = {
-            let mut users = inner.users.write(&user);
-            let first = !users.contains_key(&user);
-            let entry = users.entry(user.clone()).or_insert_with(|| {
-                inner.user_count.fetch_add(1, Ordering::Relaxed);
-                inner.broker.subscribe(&Topic::User(user.clone()));
-                UserEntry {
-                    conns: Vec::new(),
-                    state: Arc::new(UserState::new(limits.rate, now)),
-                }
-            });
-            if entry.conns.len() + elsewhere >= limits.max_connections_per_user {
-                // The entry existed (it has connections), so nothing to undo but the count.
-                drop(users);
-                inner.conn_count.fetch_sub(1, Ordering::AcqRel);
-                Counters::add(&inner.counters.connections_refused, 1);
-                return Err(Refusal::UserFull);
-            }
-            let state = entry.state.clone();
-            let handle = ConnHandle::new(ConnId::next(), user.clone(), state, now);
-            // Most users hold one connection: no spare capacity.
-            entry.conns.reserve_exact(1);
-            entry.conns.push(handle.clone());
-            (handle, first, entry.conns.len() as u32)
-        };
-        inner
-            .conns
-            .write(&handle.id())
-            .insert(handle.id(), handle.clone());
-        Counters::add(&inner.counters.connections_opened, 1);
-        self.announce(|| Event::User {
-            user: user.clone(),
-            count,
-        });
-        if first && elsewhere == 0 {
-            inner.offline.write(&user).remove(&user);
-            let presence = handle.user_state().presence.lock().view(&user, now_ms());
-            self.presence_changed(handle.user_state(), presence);
-        }
-        Ok(handle)
     }
 
-    /// Removes a connection from the registry. Idempotent. When it was the user's last one
-    /// the user goes offline: their rooms and watchers get an `offline` presence. The caller
-    /// leaves the connection's rooms afterwards, so `user_left` follows the presence frame.
-    pub(crate) fn unregister(&self, handle: &ConnHandle) {
-        let inner = &self.inner;
-        if inner
-            .conns
-            .write(&handle.id())
-            .remove(&handle.id())
-            .is_none()
-        {
-            return;
+    /// Admits a connection of `user`, who has `elsewhere` connections on other nodes, at
+    /// hub-clock time `now`; or refuses it at a limit.
+    pub(super) fn admit(
+        &self,
+        user: UserId,
+        elsewhere: usize,
+        now: u64,
+        observer: &impl UserObserver,
+    ) -> Result<Admitted, Refusal> {
+        let admission = &self.admission;
+        let admitted = self
+            .conn_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < admission.max_connections).then_some(n + 1)
+            });
+        if admitted.is_err() {
+            return Err(Refusal::ServerFull);
         }
-        inner.conn_count.fetch_sub(1, Ordering::AcqRel);
+        let mut users = self.users.write(&user);
+        let here = users.get(&user).map_or(0, |entry| entry.conns.len());
+        if here + elsewhere >= admission.max_per_user {
+            drop(users);
+            self.conn_count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::UserFull);
+        }
+        let first_here = here == 0;
+        let entry = users.entry(user.clone()).or_insert_with(|| {
+            self.user_count.fetch_add(1, Ordering::Relaxed);
+            observer.user_arrived(&user);
+            UserEntry {
+                conns: Vec::new(),
+                state: Arc::new(UserState::new(admission.rate, now)),
+            }
+        });
+        let handle = ConnHandle::new(ConnId::next(), user.clone(), entry.state.clone(), now);
+        entry.conns.reserve_exact(1);
+        entry.conns.push(handle.clone());
+        observer.user_connections(&user, entry.conns.len() as u32);
+        drop(users);
+        self.conns
+            .write(&handle.id())
+            .insert(handle.id(), handle.clone());
+        Ok(Admitted { handle, first_here })
+    }
+
+    /// Removes a connection; `None` if it was not registered (removal is idempotent).
+    pub(super) fn remove(
+        &self,
+        handle: &ConnHandle,
+        observer: &impl UserObserver,
+    ) -> Option<Removed> {
+        self.conns.write(&handle.id()).remove(&handle.id())?;
+        self.conn_count.fetch_sub(1, Ordering::AcqRel);
         let user = handle.user();
-        let mut users = inner.users.write(user);
-        let Some(entry) = users.get_mut(user) else {
-            return;
-        };
+        let mut users = self.users.write(user);
+        let entry = users.get_mut(user)?;
         entry.conns.retain(|c| c.id() != handle.id());
         entry.conns.shrink_to_fit();
         let count = entry.conns.len() as u32;
-        self.announce(|| Event::User {
-            user: user.clone(),
-            count,
-        });
+        observer.user_connections(user, count);
         if count > 0 {
-            return;
+            return Some(Removed {
+                state: entry.state.clone(),
+                last_here: false,
+            });
         }
-        let Some(entry) = users.remove(user) else {
-            return;
-        };
-        drop(users);
-        inner.user_count.fetch_sub(1, Ordering::Relaxed);
-        inner.broker.unsubscribe(&Topic::User(user.clone()));
-        if self.user_connection_count(user) > 0 {
-            // Still connected to another node: no offline presence.
-            return;
-        }
-        let presence = entry.state.presence.lock().disconnected(user, now_ms());
-        inner
-            .offline
-            .write(user)
-            .insert(user.clone(), presence.clone());
-        self.presence_changed(&entry.state, presence);
+        let entry = users.remove(user)?;
+        self.user_count.fetch_sub(1, Ordering::Relaxed);
+        observer.user_departed(user);
+        Some(Removed {
+            state: entry.state,
+            last_here: true,
+        })
     }
 
-    pub(crate) fn deliver_to_user(&self, user: &UserId, frame: &Bytes) -> usize {
-        let users = self.inner.users.read(user);
-        let Some(entry) = users.get(user) else {
-            return 0;
-        };
-        entry
-            .conns
-            .iter()
-            .filter(|handle| self.deliver(handle, frame))
-            .count()
+    /// A connection by id.
+    pub(super) fn get(&self, id: ConnId) -> Option<ConnHandle> {
+        self.conns.read(&id).get(&id).cloned()
     }
 
-    pub(crate) fn deliver_to_all(&self, frame: &Bytes, except: Option<ConnId>) -> usize {
-        let mut delivered = 0;
-        self.inner.conns.for_each(|id, handle| {
-            if Some(*id) != except && self.deliver(handle, frame) {
-                delivered += 1;
-            }
-        });
-        delivered
-    }
-
-    /// A connection on this node, by id.
-    pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
-        let now = self.now_ms();
-        self.inner.conns.read(&id).get(&id).map(|h| h.info(now))
+    /// The state of a user connected to this node.
+    pub(super) fn user_state(&self, user: &UserId) -> Option<Arc<UserState>> {
+        let users = self.users.read(user);
+        users.get(user).map(|entry| entry.state.clone())
     }
 
     /// A user's connections on this node.
-    pub fn user_connections(&self, user: &UserId) -> Vec<ConnInfo> {
-        let now = self.now_ms();
-        let users = self.inner.users.read(user);
+    pub(super) fn user_handles(&self, user: &UserId) -> Vec<ConnHandle> {
+        let users = self.users.read(user);
         users
             .get(user)
-            .map(|entry| entry.conns.iter().map(|h| h.info(now)).collect())
+            .map(|entry| entry.conns.clone())
             .unwrap_or_default()
     }
 
-    /// Every connection on this node.
-    pub fn connections(&self) -> Vec<ConnInfo> {
-        let now = self.now_ms();
-        let mut all = Vec::new();
-        self.inner.conns.for_each(|_, h| all.push(h.info(now)));
-        all
+    /// How many connections `user` has on this node.
+    pub(super) fn user_connection_count(&self, user: &UserId) -> usize {
+        let users = self.users.read(user);
+        users.get(user).map_or(0, |entry| entry.conns.len())
     }
 
-    /// Users with at least one connection on this node.
-    pub fn online_users(&self) -> Vec<UserId> {
-        let mut all = Vec::new();
-        self.inner.users.for_each(|user, _| all.push(user.clone()));
-        all
-    }
-
-    /// Closes every connection of `user` on this node with `code` and `reason`. Returns how
-    /// many were closed.
-    pub fn disconnect_user(
+    /// Offers `frame` to each of `user`'s connections with `deliver`; returns how many took it.
+    pub(super) fn deliver_to_user(
         &self,
         user: &UserId,
-        code: CloseCode,
-        reason: impl Into<std::borrow::Cow<'static, str>>,
+        mut deliver: impl FnMut(&ConnHandle) -> bool,
     ) -> usize {
-        let handles: Vec<ConnHandle> = self
-            .inner
-            .users
-            .read(user)
-            .get(user)
-            .map(|entry| entry.conns.clone())
-            .unwrap_or_default();
-        let request = super::CloseRequest {
-            code,
-            reason: reason.into(),
-            graceful: true,
-        };
-        let now = self.now_ms();
-        handles
-            .iter()
-            .filter(|h| h.close(request.clone(), now))
-            .count()
+        let users = self.users.read(user);
+        users.get(user).map_or(0, |entry| {
+            entry.conns.iter().filter(|handle| deliver(handle)).count()
+        })
+    }
+
+    /// Visits every connection, one shard read lock at a time.
+    pub(super) fn for_each_conn(&self, mut visit: impl FnMut(&ConnHandle)) {
+        self.conns.for_each(|_, handle| visit(handle));
+    }
+
+    /// Visits every user with their shared state and number of connections here.
+    pub(super) fn for_each_user(&self, mut visit: impl FnMut(&UserId, &Arc<UserState>, u32)) {
+        self.users
+            .for_each(|user, entry| visit(user, &entry.state, entry.conns.len() as u32));
+    }
+
+    /// Open connections.
+    pub(super) fn connection_count(&self) -> usize {
+        self.conn_count.load(Ordering::Relaxed)
+    }
+
+    /// Users with at least one connection.
+    pub(super) fn user_count(&self) -> usize {
+        self.user_count.load(Ordering::Relaxed)
     }
 }

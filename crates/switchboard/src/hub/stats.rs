@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::latency::FanoutLatency;
 use crate::broker::BrokerStatus;
@@ -258,9 +258,10 @@ impl Rates {
 }
 
 /// The node's statistics, as `GET /stats` returns them. The first four fields are the ones
-/// DESIGN.md promises first.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// DESIGN.md promises first. Each node publishes its own for the cluster's `/stats`, which
+/// reads them back with this type (fields a peer lacks read as zero).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StatsSnapshot {
     /// Open WebSocket connections.
     pub connections: usize,
@@ -304,7 +305,7 @@ pub struct StatsSnapshot {
     /// This node's id.
     pub node_id: String,
     /// The broker's name (`local`, `redis`).
-    pub broker: &'static str,
+    pub broker: String,
     /// The broker's state.
     pub broker_status: BrokerStatus,
     /// Whether every broker subscription change is in effect.
@@ -315,7 +316,7 @@ pub struct StatsSnapshot {
 }
 
 /// A room and its number of distinct users, as listed in `topRooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMembers {
     /// The room.
     pub room: RoomId,
@@ -361,7 +362,7 @@ impl Counters {
             auth_failures: Self::get(&self.auth_failures),
             uptime_seconds: gauges.uptime_seconds,
             node_id: gauges.node_id,
-            broker: gauges.broker,
+            broker: gauges.broker.to_owned(),
             broker_status: gauges.broker_status,
             broker_settled: gauges.broker_settled,
             top_rooms: gauges.top_rooms,

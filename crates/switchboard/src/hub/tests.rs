@@ -21,7 +21,6 @@ pub(super) fn hub() -> Hub {
         config(),
         Arc::new(LocalBroker::standalone()),
         Arc::new(crate::cluster::NoPeers),
-        Extensions::default(),
     )
 }
 
@@ -71,6 +70,19 @@ fn users_share_one_rate_limiter() {
     assert!(a1.user_state().limiter.is_some());
 }
 
+/// The `type`s of the frames queued on `handle`.
+fn kinds(handle: &ConnHandle) -> Vec<String> {
+    drain(handle)
+        .0
+        .iter()
+        .map(|frame| {
+            let json: serde_json::Value =
+                serde_json::from_slice(crate::ws::frame::server_payload(frame)).unwrap();
+            json["type"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn rooms_track_users_and_disappear_when_empty() {
     let hub = hub();
@@ -78,14 +90,16 @@ fn rooms_track_users_and_disappear_when_empty() {
     let a2 = hub.register(user("a")).unwrap();
     let b = hub.register(user("b")).unwrap();
     let general = room("general");
+    assert!(hub.join_room(&general, &b).new);
     let joined = hub.join_room(&general, &a1);
-    assert!(joined.new && joined.first_of_user);
-    assert_eq!(joined.member_count, 1);
-    let again = hub.join_room(&general, &a1);
-    assert!(!again.new && !again.first_of_user);
+    assert!(joined.new);
+    assert_eq!(joined.members.count, 2);
+    assert_eq!(kinds(&b), ["user_joined"], "the user's first connection");
+    assert!(!hub.join_room(&general, &a1).new);
     let second_tab = hub.join_room(&general, &a2);
-    assert!(second_tab.new && !second_tab.first_of_user);
-    assert_eq!(hub.join_room(&general, &b).members.len(), 2);
+    assert!(second_tab.new);
+    assert_eq!(second_tab.members.users.len(), 2);
+    assert!(kinds(&b).is_empty(), "a second tab is no news");
     assert_eq!(hub.stats().rooms, 1);
     assert_eq!(
         hub.rooms(),
@@ -95,16 +109,14 @@ fn rooms_track_users_and_disappear_when_empty() {
             connections: 3
         }]
     );
-    assert_eq!(
-        hub.leave_room(&general, &a1),
-        Left::Left {
-            last_of_user: false
-        }
-    );
-    assert_eq!(hub.leave_room(&general, &a1), Left::NotMember);
-    assert_eq!(
-        hub.leave_room(&general, &a2),
-        Left::Left { last_of_user: true }
+    assert!(hub.leave_room(&general, &a1));
+    assert!(kinds(&b).is_empty(), "a tab of a is still in the room");
+    assert!(!hub.leave_room(&general, &a1), "not a member any more");
+    assert!(hub.leave_room(&general, &a2));
+    assert_eq!(kinds(&b), ["user_left"]);
+    assert!(
+        kinds(&a1).is_empty() && kinds(&a2).is_empty(),
+        "no echo to the user"
     );
     hub.leave_room(&general, &b);
     assert_eq!(hub.stats().rooms, 0);
@@ -121,6 +133,10 @@ fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
     for h in [&a, &b, &c] {
         hub.join_room(&general, h);
     }
+    for h in [&a, &b, &c] {
+        drain(h);
+    }
+    let sent_before = hub.stats().messages_out;
     let frame =
         ServerFrame::new(ServerKind::Message, serde_json::json!({"content": "hi"})).room("general");
     assert_eq!(hub.send_to_room(&general, &frame, Some(a.id())), 2);
@@ -133,7 +149,7 @@ fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
         to_c[0].as_ptr(),
         "one buffer for every recipient"
     );
-    assert_eq!(hub.stats().messages_out, 2);
+    assert_eq!(hub.stats().messages_out - sent_before, 2);
 }
 
 #[test]
@@ -235,19 +251,18 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
         config(),
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
-        Extensions::default(),
     );
     let hub_b = Hub::new(
         config(),
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
-        Extensions::default(),
     );
     let on_a = hub_a.register(user("a")).unwrap();
     let on_b = hub_b.register(user("b")).unwrap();
     let general = room("general");
     hub_a.join_room(&general, &on_a);
     hub_b.join_room(&general, &on_b);
+    assert_eq!(kinds(&on_a), ["user_joined"], "b's arrival crossed the bus");
     let frame = ServerFrame::new(ServerKind::Message, serde_json::json!({"content": "x"}));
     assert_eq!(hub_a.send_to_room(&general, &frame, Some(on_a.id())), 0);
     assert!(drain(&on_a).0.is_empty(), "no echo to the origin");

@@ -1,0 +1,175 @@
+//! The hub's multi-step operations, each in one place: a connection is registered, joins and
+//! leaves rooms, and disconnects; dead connections are purged. Each step goes to the part that
+//! owns the state (registry, rooms, channels, presence book) with the cluster part as observer,
+//! and the hub adds what follows for clients (`user_joined`, `user_left`, presence).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::registry::Refusal;
+use super::rooms::{Joined, MemberList};
+use super::{ConnHandle, Counters, Hub};
+use crate::broker::Topic;
+use crate::ids::{ChannelSpec, RoomId, UserId};
+use crate::protocol::{ServerFrame, ServerKind, now_ms};
+
+/// Most members listed in a `room_joined` reply; `memberCount` is always exact.
+pub(crate) const MAX_MEMBERS_LISTED: usize = 1000;
+
+/// The outcome of a join.
+#[derive(Debug)]
+pub(crate) struct RoomJoin {
+    /// Whether the connection was not a member before (false: nothing changed).
+    pub(crate) new: bool,
+    /// The room's users on every node, at most [`MAX_MEMBERS_LISTED`] listed.
+    pub(crate) members: MemberList,
+}
+
+/// Payload of `user_joined` and `user_left`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberEvent<'a> {
+    user_id: &'a UserId,
+    room: &'a RoomId,
+}
+
+/// The `user_joined` or `user_left` frame (`kind`) of `user` in `room`.
+pub(super) fn member_frame(kind: ServerKind, room: &RoomId, user: &UserId) -> Bytes {
+    ServerFrame::new(
+        kind,
+        MemberEvent {
+            user_id: user,
+            room,
+        },
+    )
+    .room(room.as_str())
+    .user(user.as_str())
+    .stamped()
+    .encode()
+}
+
+impl Hub {
+    /// Admits a new connection of `user`, or refuses it at a limit. A user's first connection
+    /// in the cluster makes them online.
+    pub(crate) fn register(&self, user: UserId) -> Result<ConnHandle, Refusal> {
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        let inner = &self.inner;
+        let elsewhere = inner.cluster.user_connections(&user);
+        let admitted = inner
+            .registry
+            .admit(user, elsewhere, self.now_ms(), &inner.cluster)
+            .inspect_err(|_| Counters::add(&inner.counters.connections_refused, 1))?;
+        Counters::add(&inner.counters.connections_opened, 1);
+        let handle = admitted.handle;
+        if admitted.first_here && elsewhere == 0 {
+            let (user, state) = (handle.user(), handle.user_state());
+            inner.presence.came_back(user);
+            let presence = state.presence.lock().view(user, now_ms());
+            self.presence_changed(state, presence);
+        }
+        Ok(handle)
+    }
+
+    /// Removes a connection from the registry. Idempotent. When it was the user's last one in
+    /// the cluster the user goes offline: their rooms and watchers get an `offline` presence.
+    pub(crate) fn unregister(&self, handle: &ConnHandle) {
+        let inner = &self.inner;
+        let Some(removed) = inner.registry.remove(handle, &inner.cluster) else {
+            return;
+        };
+        let user = handle.user();
+        if !removed.last_here || self.user_connection_count(user) > 0 {
+            return;
+        }
+        let presence = removed.state.presence.lock().disconnected(user, now_ms());
+        inner.presence.went_offline(&presence);
+        self.presence_changed(&removed.state, presence);
+    }
+
+    /// Adds `conn` to `room`, creating the room on its first member. When it is the user's
+    /// first connection in the room on any node, the room's other members get `user_joined`.
+    pub(crate) fn join_room(&self, room: &RoomId, conn: &ConnHandle) -> RoomJoin {
+        let inner = &self.inner;
+        let new = match inner.rooms.join(room, conn, &inner.cluster) {
+            Joined::Already => false,
+            Joined::Joined { user_connections } => {
+                conn.user_state().add_room(room);
+                if user_connections == 1 && !inner.cluster.in_room(room, conn.user()) {
+                    self.announce_member(ServerKind::UserJoined, room, conn);
+                }
+                true
+            }
+        };
+        RoomJoin {
+            new,
+            members: self.member_list(room, MAX_MEMBERS_LISTED),
+        }
+    }
+
+    /// Removes `conn` from `room`, deleting the room when it empties. When it was the user's
+    /// last connection in the room on any node, the others get `user_left`. Returns whether
+    /// `conn` was a member.
+    pub(crate) fn leave_room(&self, room: &RoomId, conn: &ConnHandle) -> bool {
+        let inner = &self.inner;
+        let Some(remaining) = inner.rooms.leave(room, conn, &inner.cluster) else {
+            return false;
+        };
+        conn.user_state().remove_room(room);
+        if remaining == 0 && !inner.cluster.in_room(room, conn.user()) {
+            self.announce_member(ServerKind::UserLeft, room, conn);
+        }
+        true
+    }
+
+    /// Ends a connection: unsubscribes its `channels`, unregisters it (the user goes offline
+    /// if it was their last connection) and then leaves its `rooms`, so that `user_left`
+    /// follows the `offline` presence.
+    pub(crate) fn disconnect(
+        &self,
+        conn: &ConnHandle,
+        rooms: Vec<RoomId>,
+        channels: Vec<ChannelSpec>,
+    ) {
+        for channel in &channels {
+            self.unsubscribe_conn(channel, conn);
+        }
+        self.unregister(conn);
+        for room in &rooms {
+            self.leave_room(room, conn);
+        }
+    }
+
+    /// Removes the connections for which `dead` holds from every room, and rooms left empty.
+    /// Returns (memberships removed, rooms removed).
+    pub(crate) fn purge_rooms(&self, dead: impl Fn(&ConnHandle) -> bool) -> (usize, usize) {
+        let inner = &self.inner;
+        let purged = inner.rooms.purge(dead, &inner.cluster);
+        for (room, handle) in &purged.members {
+            handle.user_state().remove_room(room);
+        }
+        (purged.members.len(), purged.rooms)
+    }
+
+    /// Tells the other members of `room`, on every node, that `conn`'s user joined or left it.
+    fn announce_member(&self, kind: ServerKind, room: &RoomId, conn: &ConnHandle) {
+        let frame = member_frame(kind, room, conn.user());
+        self.publish(Topic::Room(room.clone()), frame, Some(conn.id()));
+    }
+
+    /// The distinct users in `room` on every node, at most `cap` listed.
+    pub(crate) fn member_list(&self, room: &RoomId, cap: usize) -> MemberList {
+        let inner = &self.inner;
+        inner
+            .rooms
+            .member_list(room, inner.cluster.room_users(room), cap)
+    }
+
+    /// Whether the hub is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+}

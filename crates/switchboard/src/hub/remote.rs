@@ -1,0 +1,211 @@
+//! What comes from other nodes and what this node tells them about itself: the hub's face
+//! towards the broker and the membership ([`Sink`]), other nodes' changes shown to this node's
+//! clients, this node's snapshot, and statistics over the whole cluster.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Weak;
+
+use serde::Serialize;
+
+use super::top_rooms::TopRooms;
+use super::{Hub, HubInner, RoomMembers, StatsSnapshot, TOP_ROOMS, Target, member_frame};
+use crate::broker::{BrokerSink, Envelope, Topic};
+use crate::cluster::{Change, MembershipSink, Snapshot};
+use crate::ids::{RoomId, UserId};
+use crate::presence::Status;
+use crate::protocol::ServerKind;
+
+/// The hub as the broker and the membership see it: a weak reference, so they do not keep a
+/// dropped hub alive.
+pub(super) struct Sink(pub(super) Weak<HubInner>);
+
+impl Sink {
+    fn hub(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
+}
+
+impl BrokerSink for Sink {
+    fn deliver(&self, envelope: &Envelope) {
+        let Some(hub) = self.hub() else { return };
+        match &envelope.topic {
+            Topic::Channel(channel) => {
+                hub.deliver_remote_publication(channel, &envelope.frame);
+            }
+            topic => {
+                hub.deliver_local(topic, &envelope.frame, None);
+            }
+        }
+    }
+}
+
+impl MembershipSink for Sink {
+    fn changes(&self, changes: Vec<Change>) {
+        let Some(hub) = self.hub() else { return };
+        for change in changes {
+            hub.apply_remote_change(change);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.hub().map(|hub| hub.snapshot()).unwrap_or_default()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.hub()
+            .and_then(|hub| serde_json::to_value(hub.stats()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Cluster-wide statistics (`GET /stats?scope=cluster`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStats {
+    /// Open connections on every node.
+    pub connections: u64,
+    /// Distinct rooms with a member on any node.
+    pub rooms: usize,
+    /// Distinct users connected to any node.
+    pub online_users: usize,
+    /// Distinct channels and patterns with a subscriber on any node.
+    pub channels: usize,
+    /// Client messages received by every node.
+    pub messages_in: u64,
+    /// Frames queued to connections by every node.
+    pub messages_out: u64,
+    /// Sum of the nodes' inbound rates.
+    pub messages_in_per_sec: f64,
+    /// Sum of the nodes' outbound rates.
+    pub messages_out_per_sec: f64,
+    /// Live nodes, this one included.
+    pub node_count: usize,
+    /// Every live node's own statistics, this one first.
+    pub nodes: Vec<StatsSnapshot>,
+    /// The rooms with the most distinct users over the cluster, most first (ties by name).
+    pub top_rooms: Vec<RoomMembers>,
+}
+
+impl Hub {
+    /// Shows one change from another node to this node's clients, unless this node's own
+    /// state makes it untrue here (the user is still in the room, or still connected, here).
+    fn apply_remote_change(&self, change: Change) {
+        let inner = &self.inner;
+        match change {
+            Change::Presence { presence, rooms } => {
+                let local = inner.registry.user_state(&presence.user_id);
+                if presence.status == Status::Offline {
+                    if local.is_some() {
+                        return;
+                    }
+                    inner.presence.went_offline(&presence);
+                }
+                let mut all_rooms: HashSet<RoomId> = rooms.into_iter().collect();
+                if let Some(state) = &local {
+                    all_rooms.extend(state.rooms());
+                }
+                let rooms: Vec<RoomId> = all_rooms.into_iter().collect();
+                self.deliver_presence(&presence, &rooms);
+            }
+            Change::Left { room, user } => {
+                self.show_remote_member(ServerKind::UserLeft, &room, &user);
+            }
+            Change::Joined { room, user } => {
+                self.show_remote_member(ServerKind::UserJoined, &room, &user);
+            }
+        }
+    }
+
+    /// Shows another node's `user_joined`/`user_left` to this node's members of `room`, unless
+    /// the user is in the room here too (then nothing changed for them).
+    fn show_remote_member(&self, kind: ServerKind, room: &RoomId, user: &UserId) {
+        let rooms = &self.inner.rooms;
+        if rooms.has_user(room, user) {
+            return;
+        }
+        let frame = member_frame(kind, room, user);
+        let delivered = rooms.deliver(room, None, |handle| self.deliver(handle, &frame));
+        self.inner.counters.count_out(Target::Room, delivered);
+    }
+
+    /// Everything this node holds, for its state in the cluster.
+    fn snapshot(&self) -> Snapshot {
+        let inner = &self.inner;
+        let mut snapshot = Snapshot::default();
+        let mut states = Vec::new();
+        inner.registry.for_each_user(|user, state, conns| {
+            snapshot.users.insert(user.clone(), conns);
+            states.push((user.clone(), state.clone()));
+        });
+        for (user, state) in states {
+            let presence = self.view(&user, &state);
+            snapshot.presence.insert(user, presence);
+        }
+        inner.rooms.for_each(|room, users| {
+            for (user, count) in users {
+                snapshot.members.insert((room.clone(), user.clone()), count);
+            }
+        });
+        snapshot.channels.extend(inner.channels.names());
+        snapshot
+    }
+
+    /// Statistics over every live node.
+    pub fn cluster_stats(&self) -> ClusterStats {
+        let inner = &self.inner;
+        let local = self.stats();
+        let peers = inner.cluster.peer_stats();
+        let mut rooms: HashSet<RoomId> = HashSet::new();
+        inner.rooms.for_each(|room, _| {
+            rooms.insert(room.clone());
+        });
+        rooms.extend(inner.cluster.rooms().into_iter().map(|(room, _)| room));
+        let mut users: HashSet<UserId> = self.online_users().into_iter().collect();
+        users.extend(inner.cluster.users().into_iter().map(|p| p.user_id));
+        let mut channels: HashSet<String> = inner.channels.names().into_iter().collect();
+        channels.extend(inner.cluster.channels());
+        let mut nodes = vec![local];
+        nodes.extend(peers);
+        let sum = |field: fn(&StatsSnapshot) -> u64| nodes.iter().map(field).sum::<u64>();
+        let rate = |field: fn(&StatsSnapshot) -> f64| nodes.iter().map(field).sum::<f64>();
+        ClusterStats {
+            connections: sum(|node| node.connections as u64),
+            rooms: rooms.len(),
+            online_users: users.len(),
+            channels: channels.len(),
+            messages_in: sum(|node| node.messages_in),
+            messages_out: sum(|node| node.messages_out),
+            messages_in_per_sec: rate(|node| node.messages_in_per_sec),
+            messages_out_per_sec: rate(|node| node.messages_out_per_sec),
+            node_count: nodes.len(),
+            top_rooms: self.cluster_top_rooms(TOP_ROOMS),
+            nodes,
+        }
+    }
+
+    /// [`top_rooms`](Self::top_rooms) over the whole cluster: a user in a room on two nodes
+    /// counts once. On a lone node, the same as `top_rooms`.
+    pub fn cluster_top_rooms(&self, n: usize) -> Vec<RoomMembers> {
+        let inner = &self.inner;
+        let mut members: HashMap<RoomId, HashSet<UserId>> = HashMap::new();
+        inner.rooms.for_each(|room, users| {
+            members
+                .entry(room.clone())
+                .or_default()
+                .extend(users.map(|(user, _)| user.clone()));
+        });
+        for (room, users) in inner.cluster.rooms() {
+            members.entry(room).or_default().extend(users);
+        }
+        let mut top = TopRooms::new(n);
+        for (room, users) in &members {
+            top.offer(room, users.len());
+        }
+        top.into_sorted()
+    }
+
+    /// How many live nodes the cluster has, this one included; `None` on a lone node.
+    pub fn cluster_node_count(&self) -> Option<usize> {
+        self.inner.cluster.node_count()
+    }
+}
