@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::ids::NodeId;
+pub use crate::limits::{RateLimit, ViolationLimit};
 pub use raw::{Cli, LogFormat, RawSettings};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
@@ -124,24 +125,6 @@ pub struct Limits {
     pub rate: Option<RateLimit>,
     /// Repeated-violation disconnect (`None`: never).
     pub violations: Option<ViolationLimit>,
-}
-
-/// A connection that sends `max` bad frames within `window` is closed with 1008.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViolationLimit {
-    /// Bad frames tolerated in one window; the one that reaches it closes the connection.
-    pub max: u32,
-    /// The window, opened by the first bad frame after the previous window ended.
-    pub window: Duration,
-}
-
-/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Sustained messages per second.
-    pub per_second: u32,
-    /// Bucket size.
-    pub burst: u32,
 }
 
 /// Heartbeat settings.
