@@ -375,3 +375,7 @@ impl<S: Stream> Driver<S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

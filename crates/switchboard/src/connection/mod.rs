@@ -6,6 +6,8 @@ mod authenticate;
 mod dedup;
 mod driver;
 mod session;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::pin::Pin;
