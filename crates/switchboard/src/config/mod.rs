@@ -90,7 +90,8 @@ pub struct HubConfig {
     pub pubsub: PubSubConfig,
     /// Inactivity after which a user is `away`.
     pub away_timeout: Duration,
-    /// Close connections without client messages for this long (`None`: never).
+    /// Close connections without messages in either direction for this long (heartbeats do
+    /// not count; `None`: never).
     pub idle_timeout: Option<Duration>,
     /// Period of the cleanup sweep.
     pub cleanup_interval: Duration,

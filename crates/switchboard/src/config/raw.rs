@@ -85,7 +85,8 @@ settings! {
     /// How often the cleanup sweep runs [default: 60s].
     #[arg(long, env, value_name = "DURATION")]
     cleanup_interval: DurationArg,
-    /// Close connections with no client messages for this long; 0 disables [default: 5m].
+    /// Close connections with no messages in either direction for this long (heartbeats do
+    /// not count); 0 disables [default: 5m].
     #[arg(long, env, value_name = "DURATION")]
     idle_timeout: DurationArg,
     /// Messages per second per user; 0 disables rate limiting [default: 10].

@@ -1,7 +1,7 @@
 //! The driver over an in-memory stream, with tokio's clock paused: its close state machine
-//! (graceful, abortive, started by the client, forced by a protocol violation) and the slow
-//! consumer it drops. Closes are triggered the way the server triggers them: shutdown, the
-//! sweeps, an overflowing outbox.
+//! (graceful, abortive, started by the client, forced by a protocol violation), the slow
+//! consumer it drops, and the traffic that keeps its connection from idling. Closes are
+//! triggered the way the server triggers them: shutdown, the sweeps, an overflowing outbox.
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode as Wi
 use super::super::testing::{self, Received, Served, close, text};
 use super::*;
 use crate::protocol::ServerFrame;
+use crate::ws::frame::OpCode;
 
 /// A server frame of type `note` carrying `n`.
 fn note(n: u64) -> ServerFrame<'static, serde_json::Value> {
@@ -236,4 +237,85 @@ async fn a_client_that_stops_reading_is_dropped_without_waiting_for_it() {
         "{} of {sent} notes arrived",
         frames.len()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deliveries_keep_a_connection_from_idling_and_heartbeats_do_not() {
+    let hub = testing::hub(|config| {
+        config.heartbeat.app_ping = true;
+        // Neither client answers pings; this test is about the idle timeout only.
+        config.heartbeat.timeout = Duration::from_secs(24 * 3600);
+    });
+    let idle = hub
+        .config()
+        .idle_timeout
+        .expect("an idle timeout by default");
+    let mut listener = testing::open(&hub, "listener");
+    let mut quiet = testing::open(&hub, "quiet");
+    listener.client.expect("connect").await;
+    quiet.client.expect("connect").await;
+    let started = Instant::now();
+    // A minute passes: the listener gets a note, both get both heartbeats.
+    let (hub_ref, listener_id) = (&hub, listener.handle.id());
+    let minute = || async move {
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(hub_ref.send_to_connection(listener_id, &note(0)));
+        hub_ref.heartbeat_sweep();
+    };
+    loop {
+        minute().await;
+        // Reading what was sent proves the connections' tasks took it.
+        listener.client.expect("note").await;
+        for client in [&mut listener.client, &mut quiet.client] {
+            assert_eq!(client.next().await, Some(Received::Ping(Vec::new())));
+            client.expect("ping").await;
+        }
+        if hub.cleanup_sweep().idle_closed > 0 {
+            break;
+        }
+        assert!(started.elapsed() < idle, "nothing was closed as idle");
+    }
+    assert_eq!(
+        started.elapsed(),
+        idle,
+        "the quiet one is closed at the timeout"
+    );
+    assert_eq!(
+        quiet.client.expect_close().await,
+        (Some(1000), "idle timeout".to_owned())
+    );
+    // The listener never sent a message, yet stays open as long as it receives.
+    for _ in 0..10 {
+        minute().await;
+        listener.client.expect("note").await;
+        assert_eq!(
+            listener.client.next().await,
+            Some(Received::Ping(Vec::new()))
+        );
+        listener.client.expect("ping").await;
+        assert_eq!(hub.cleanup_sweep().idle_closed, 0);
+    }
+    assert!(listener.handle.closing_since().is_none());
+    assert!(!listener.task.is_finished());
+}
+
+#[test]
+fn data_frames_are_traffic_and_heartbeats_are_not() {
+    // The app-level heartbeat, as the heartbeat sweep builds it.
+    let app_ping = ServerFrame::new("ping", json!({ "timestamp": 1 })).encode();
+    assert!(!is_traffic(&app_ping));
+    assert!(!is_traffic(&frame::ping_frame()));
+    assert!(!is_traffic(&frame::frame(OpCode::Pong, b"")));
+    assert!(!is_traffic(&frame::close_frame(1000, "idle timeout")));
+    assert!(is_traffic(&ServerFrame::new("pong", json!({})).encode()));
+    assert!(is_traffic(
+        &ServerFrame::new("message", json!({})).room("ping").encode()
+    ));
+    assert!(is_traffic(&frame::frame(OpCode::Binary, b"\x81")));
+    // Long frames have longer headers; the payload is found behind each.
+    for len in [200, 70_000] {
+        let data = "x".repeat(len);
+        assert!(is_traffic(&ServerFrame::new("message", &data).encode()));
+        assert!(!is_traffic(&ServerFrame::new("ping", &data).encode()));
+    }
 }
