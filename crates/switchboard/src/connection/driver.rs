@@ -33,7 +33,7 @@ use super::session::Session;
 use crate::hub::{CloseRequest, Hub, Taken};
 use crate::protocol::CloseCode;
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
-use crate::ws::frame::{self, OpCode};
+use crate::ws::frame;
 
 /// How long to wait for the client's close frame once ours is written.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -366,7 +366,7 @@ impl<S: Stream> Driver<S> {
                 Message::Text(_) | Message::Binary(_) if closing => {}
                 Message::Text(text) => session.on_text(text),
                 Message::Binary(data) => session.on_binary(data),
-                Message::Ping(payload) => session.reply(frame::frame(OpCode::Pong, payload)),
+                Message::Ping(payload) => session.on_ping(payload),
                 Message::Pong(_) => {}
                 Message::Close(status) => {
                     // Echo the client's code (RFC 6455 §5.5.1); an empty close gets 1000.
