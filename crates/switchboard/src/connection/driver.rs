@@ -8,6 +8,8 @@
 //! Writing: everything queued on the outbox since the last write is taken at once and written
 //! with one vectored write (`writev`), the same shared frame buffers that were queued; a
 //! partial write keeps its place and waits for writability. Nothing is copied per recipient.
+//! A batch that holds a data frame marks the connection active (it is not idle while it
+//! receives): one clock read per batch here, nothing on the fan-out path.
 //!
 //! Closing: a graceful close request (shutdown, idle timeout, admission) queues a close frame
 //! behind what is queued and then waits for the client's close frame, at most
