@@ -1,10 +1,31 @@
-//! Per-user and per-connection limits on what clients send: the rate limiter (a token bucket
-//! shared by all of a user's connections on a node) and the violation counter (one per
-//! connection, in its session).
+//! Per-user and per-connection limits on what clients send: the limits themselves
+//! ([`RateLimit`], [`ViolationLimit`], which the configuration validates and re-exports), the
+//! rate limiter (a token bucket shared by all of a user's connections on a node) and the
+//! violation counter (one per connection, in its session).
+//!
+//! This module depends on no other module of the crate: the configuration depends on it.
+
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::config::{RateLimit, ViolationLimit};
+/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained messages per second.
+    pub per_second: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// A connection that sends `max` bad frames within `window` is closed with 1008.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViolationLimit {
+    /// Bad frames tolerated in one window; the one that reaches it closes the connection.
+    pub max: u32,
+    /// The window, opened by the first bad frame after the previous window ended.
+    pub window: Duration,
+}
 
 /// A token bucket refilled at `per_second` tokens a second up to `burst` tokens. Time is passed
 /// in (milliseconds on any monotonic clock), which keeps it pure and testable.
@@ -86,8 +107,6 @@ impl Violations {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     const VIOLATIONS: ViolationLimit = ViolationLimit {

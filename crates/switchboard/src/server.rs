@@ -14,7 +14,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::hub::Hub;
@@ -89,93 +92,110 @@ impl Server {
             config,
             switchboard,
         } = self;
-        let router = switchboard.router();
-        let cancel = switchboard.cancel_token().clone();
-        let tasks = switchboard.tasks().clone();
         tracing::info!(
             address = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             node = %switchboard.hub().node_id(),
             tls = config.tls.is_some(),
             "switchboard listening"
         );
+        let intake = Intake {
+            router: switchboard.router(),
+            tasks: switchboard.tasks().clone(),
+            cancel: switchboard.cancel_token().clone(),
+            per_ip: config.max_connections_per_ip.map(PerIpLimit::new),
+            tls: config.tls.as_ref().map(|tls| tls.acceptor().clone()),
+            handshake_timeout: config.handshake_timeout,
+        };
         tokio::pin!(shutdown);
-        let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
-        let mut accept_errors = 0u32;
+        let mut accept_errors = 0;
         loop {
-            let (stream, peer) = tokio::select! {
+            tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => {
-                        accept_errors = 0;
-                        accepted
-                    }
-                    Err(error) => {
-                        // Out of file descriptors or memory: back off instead of spinning.
-                        if accept_errors == 0 {
-                            tracing::warn!(%error, "accept failed");
-                        }
-                        accept_errors = accept_errors.saturating_add(1);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let slot = match &per_ip {
-                None => None,
-                Some(limit) => match limit.try_acquire(peer.ip()) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        tracing::debug!(%peer, "refused: too many connections from the address");
-                        tasks.spawn(per_ip::refuse(stream));
-                        continue;
-                    }
-                },
-            };
-            let service = WithSlot {
-                inner: TowerToHyperService::new(router.clone()),
-                slot,
-            };
-            let cancel = cancel.clone();
-            let handshake_timeout = config.handshake_timeout;
-            // Latency matters more than packet count for a message server.
-            let _ = stream.set_nodelay(true);
-            match &config.tls {
-                None => tasks.spawn(serve_http(stream, service, handshake_timeout, cancel)),
-                Some(tls) => {
-                    let acceptor = tls.acceptor().clone();
-                    tasks.spawn(async move {
-                        let handshake = acceptor.accept(stream);
-                        let stream = tokio::select! {
-                            result = tokio::time::timeout(handshake_timeout, handshake) => match result {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("TLS handshake timed out");
-                                    return;
-                                }
-                            },
-                            () = cancel.cancelled() => return,
-                        };
-                        serve_http(stream, service, handshake_timeout, cancel).await;
-                    })
-                }
-            };
+                (stream, peer) = accept(&listener, &mut accept_errors) => intake.admit(stream, peer),
+            }
         }
         drop(listener);
-        tracing::info!("shutting down");
-        let clean = switchboard.shutdown(config.shutdown_timeout).await;
-        if clean {
-            tracing::info!("shutdown complete");
-        } else {
-            tracing::warn!(
-                deadline = ?config.shutdown_timeout,
-                "shutdown deadline passed with connections still open"
-            );
+        shut_down(&switchboard, config.shutdown_timeout).await
+    }
+}
+
+/// The next connection. An error (out of file descriptors or memory) is logged once per run
+/// of errors and retried after a pause instead of spinning.
+async fn accept(listener: &TcpListener, errors: &mut u32) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => {
+                *errors = 0;
+                return accepted;
+            }
+            Err(error) => {
+                if *errors == 0 {
+                    tracing::warn!(%error, "accept failed");
+                }
+                *errors = errors.saturating_add(1);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        clean
+    }
+}
+
+/// Closes every connection (1001 for WebSockets, after what is queued for them) and waits for
+/// all of them at most `deadline`; returns whether they all finished.
+async fn shut_down(switchboard: &Switchboard, deadline: Duration) -> bool {
+    tracing::info!("shutting down");
+    let clean = switchboard.shutdown(deadline).await;
+    if clean {
+        tracing::info!("shutdown complete");
+    } else {
+        tracing::warn!(
+            ?deadline,
+            "shutdown deadline passed with connections still open"
+        );
+    }
+    clean
+}
+
+/// What every accepted connection is served with.
+struct Intake {
+    router: axum::Router,
+    /// The instance's tracker: shutdown waits for every connection task spawned on it.
+    tasks: TaskTracker,
+    /// The instance's shutdown token.
+    cancel: CancellationToken,
+    per_ip: Option<PerIpLimit>,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+}
+
+impl Intake {
+    /// Takes a connection's slot under the per-IP cap (or refuses it with 429) and spawns the
+    /// task that serves it.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let slot = match &self.per_ip {
+            None => None,
+            Some(limit) => match limit.try_acquire(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, "refused: too many connections from the address");
+                    self.tasks.spawn(per_ip::refuse(stream));
+                    return;
+                }
+            },
+        };
+        // Latency matters more than packet count for a message server.
+        let _ = stream.set_nodelay(true);
+        let http = Http {
+            service: WithSlot {
+                inner: TowerToHyperService::new(self.router.clone()),
+                slot,
+            },
+            handshake_timeout: self.handshake_timeout,
+            cancel: self.cancel.clone(),
+        };
+        match &self.tls {
+            None => self.tasks.spawn(http.serve(stream)),
+            Some(acceptor) => self.tasks.spawn(http.serve_tls(acceptor.clone(), stream)),
+        };
     }
 }
 
@@ -235,27 +255,54 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithSlot
     }
 }
 
-/// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
-async fn serve_http<S>(
-    stream: S,
+/// One connection's HTTP service, and the limits it is served under.
+struct Http {
     service: WithSlot,
+    /// Time for the TLS handshake, and again for the request head.
     handshake_timeout: Duration,
-    cancel: tokio_util::sync::CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+    /// The instance's shutdown token: pending requests finish, then the connection closes.
+    cancel: CancellationToken,
+}
+
+impl Http {
+    /// Completes the TLS handshake within the handshake timeout, then serves HTTP over it.
+    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
+        let handshake = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
+        let stream = tokio::select! {
+            result = handshake => match result {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            },
+            () = self.cancel.cancelled() => return,
+        };
+        self.serve(stream).await;
+    }
+
+    /// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.handshake_timeout)
+            .max_buf_size(MAX_REQUEST_HEAD)
+            .serve_connection(TokioIo::new(stream), self.service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = self.cancel.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
         }
     }
 }

@@ -300,3 +300,35 @@ async fn bad_frames_sent_after_the_closing_one_are_not_acted_on() {
     assert_eq!(raw.read_close().await, Some(1008));
     watcher.expect_nothing_pending().await;
 }
+
+#[tokio::test]
+async fn websocket_pings_spend_rate_tokens_and_a_ping_flood_is_closed_with_1008() {
+    let server = TestServer::with(|s| {
+        s.rate_limit = Some(1);
+        s.rate_limit_burst = Some(3);
+        s.max_violations = Some(2);
+        s.violation_window = Some("1h".parse::<DurationArg>().unwrap());
+    })
+    .await;
+    let mut bystander = RawClient::connect(server.addr, "/?userId=bystander").await;
+    let mut flooder = RawClient::connect(server.addr, "/?userId=flooder").await;
+    for raw in [&mut bystander, &mut flooder] {
+        assert_eq!(raw.read_frame().await.0, 0x81, "connect");
+    }
+    let flood: Vec<u8> = (0..1000)
+        .flat_map(|n: u32| common::masked_frame(0x89, n.to_string().as_bytes()))
+        .collect();
+    flooder.send_frame_bytes(&flood).await;
+    // The burst is answered. The next ping is not (no pong, no error frame), and the one after
+    // it is the second violation: the very next frame is the close.
+    for n in ["0", "1", "2"] {
+        assert_eq!(flooder.read_frame().await, (0x8A, n.as_bytes().to_vec()));
+    }
+    let (opcode, payload) = flooder.read_frame().await;
+    assert_eq!(opcode, 0x88, "{payload:?}");
+    assert_eq!(payload[..2], 1008u16.to_be_bytes());
+    // Another user's connection is not affected.
+    bystander.send_frame(0x89, b"still here").await;
+    assert_eq!(bystander.read_frame().await, (0x8A, b"still here".to_vec()));
+    assert_eq!(server.stats().await["rateLimited"], 2);
+}

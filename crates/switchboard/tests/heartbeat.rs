@@ -104,3 +104,62 @@ async fn idle_connections_are_closed_by_the_cleanup_sweep() {
     busy.expect_nothing_pending().await;
     assert_eq!(server.stats().await["idleTimeouts"], 1);
 }
+
+/// The next frame of `client` that is not an app-level heartbeat `ping`.
+async fn skip_heartbeats(client: &mut common::Client) -> serde_json::Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] != "ping" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_only_receives_is_not_idle_and_one_that_only_gets_heartbeats_is() {
+    let server = TestServer::with(|s| {
+        fast_heartbeat(s);
+        s.app_heartbeat = Some(true);
+        s.idle_timeout = Some("400ms".parse().unwrap());
+        s.away_timeout = Some("200ms".parse().unwrap());
+        s.cleanup_interval = Some("100ms".parse().unwrap());
+    })
+    .await;
+    let mut subscriber = server.connect("subscriber").await;
+    subscriber
+        .send_type("subscribe", json!({ "channel": "news" }))
+        .await;
+    assert_eq!(skip_heartbeats(&mut subscriber).await["type"], "subscribed");
+    // Both answer WebSocket pings (tungstenite does while reading); neither sends a message.
+    let mut quiet = server.connect("quiet").await;
+    let closed = tokio::spawn(async move { quiet.ended().await });
+    // A publication every 50 ms, until the quiet one is closed and three idle timeouts passed.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    let mut n = 0;
+    while tokio::time::Instant::now() < until || !closed.is_finished() {
+        server
+            .hub
+            .pubsub()
+            .publish("news", &json!({ "n": n }))
+            .unwrap();
+        let publication = skip_heartbeats(&mut subscriber).await;
+        assert_eq!(publication["payload"]["n"], n, "{publication}");
+        n += 1;
+        assert!(n < 1000, "the quiet connection was never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        closed.await.unwrap(),
+        common::Ended::Closed {
+            code: 1000,
+            reason: "idle timeout".into()
+        }
+    );
+    server
+        .hub
+        .pubsub()
+        .publish("news", &json!({ "n": n }))
+        .unwrap();
+    assert_eq!(skip_heartbeats(&mut subscriber).await["payload"]["n"], n);
+    assert_eq!(server.stats().await["idleTimeouts"], 1);
+}

@@ -142,76 +142,25 @@ pub(super) async fn execute(
 ) -> Result<(Figures, usize), RunError> {
     let mut workers = Workers::spawn(&plan.receivers, deadline(run, load)).await?;
     run.probe.add_clients(&workers.pids());
-    let opened = workers.open().await?;
-    if opened.failed > 0 {
-        return Err(RunError::Receivers {
-            failed: opened.failed,
-            total: opened.failed + opened.connected,
-            first: opened.first_error.unwrap_or_default(),
-        });
-    }
-    let local = Arc::new(Shared::new(Some(plan.kind), load.sample_every()));
-    let publisher_target = match &load.publisher_url {
-        Some(url) => Some(Target::resolve(url).await?),
-        None => None,
-    };
-    let publisher_target = publisher_target.as_ref();
-    let mut conns = Vec::with_capacity(plan.publishers.len());
-    for (index, spec) in plan.publishers.iter().enumerate() {
-        conns.push(open_publisher(run, publisher_target, &local, spec, index as u64).await?);
-    }
-    // Held open, never read, until everything is closed.
-    let mut stalled = Vec::with_capacity(plan.stalled.len());
-    for (index, spec) in plan.stalled.iter().enumerate() {
-        let index = (plan.publishers.len() + index) as u64;
-        stalled.push(open_publisher(run, publisher_target, &local, spec, index).await?);
-    }
-    let connections = opened.connected + conns.len() as u64 + stalled.len() as u64;
+    let receivers = open_receivers(&mut workers).await?;
+    let mut publishers = Publishers::open(run, load, &plan).await?;
+    let connections = receivers + publishers.connections();
 
     let t0 = Instant::now() + START_DELAY;
     let measure_from = t0 + Duration::from_secs_f64(load.warmup);
     let measure_to = measure_from + Duration::from_secs_f64(load.duration);
     let (from_ns, to_ns) = (epoch_ns(measure_from), epoch_ns(measure_to));
     workers.window(from_ns, to_ns).await?;
-    local.set_window(from_ns, to_ns);
-
-    let stats = Arc::new(PublishStats::default());
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let count = conns.len();
-    let per_publisher = load.messages_per_publisher();
-    for (j, (conn, spec)) in conns.into_iter().zip(&plan.publishers).enumerate() {
-        // Publishers are spread evenly over one send interval rather than all firing at once.
-        let offset = Duration::from_secs_f64(j as f64 / count as f64 / load.rate);
-        let stamped = Stamped::new(spec.room.as_deref(), load.size);
-        let publisher = Publisher::new(
-            stamped,
-            t0 + offset,
-            load.rate,
-            per_publisher,
-            stats.clone(),
-        );
-        tasks.spawn(conn.run(local.clone(), stopped.clone(), Some(publisher)));
-    }
+    publishers.local.set_window(from_ns, to_ns);
+    let (stop, mut tasks) = publishers.start(&plan.publishers, load, t0);
 
     tokio::time::sleep_until(measure_from).await;
-    let start = mark(run, &mut workers, &local, &stats).await?;
+    let start = publishers.mark(run, &mut workers).await?;
     tokio::time::sleep_until(measure_to).await;
-    let end = mark(run, &mut workers, &local, &stats).await?;
-
-    let planned = per_publisher * count as u64;
-    let drain_started = Instant::now();
-    let drain_deadline = drain_started + Duration::from_secs_f64(load.drain);
-    loop {
-        let sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed);
-        let delivered = workers.tally().await?.delivered + local.delivered();
-        let complete = sent == planned && delivered >= sent * plan.recipients;
-        if complete || Instant::now() >= drain_deadline {
-            break;
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-    let drain_s = drain_started.elapsed().as_secs_f64();
+    let end = publishers.mark(run, &mut workers).await?;
+    let drain_s = publishers
+        .drain(&mut workers, plan.recipients, load.drain)
+        .await?;
     let server_stats = run.server_stats().await;
     let rss = run.probe.server_rss();
 
@@ -219,10 +168,10 @@ pub(super) async fn execute(
     while tasks.join_next().await.is_some() {}
     let mut closed = workers.close().await?;
     closed.add(&Closed {
-        tally: local.tally(),
-        latency: local.latency.snapshot(),
+        tally: publishers.local.tally(),
+        latency: publishers.local.latency.snapshot(),
     });
-    let sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed);
+    let sent = publishers.sent();
     let figures = figures(FigureInputs {
         run,
         start: &start,
@@ -232,12 +181,143 @@ pub(super) async fn execute(
         expected: sent * plan.recipients,
         tally: closed.tally,
         latency: closed.latency,
-        lag: stats.lag.snapshot(),
+        lag: publishers.stats.lag.snapshot(),
         drain_s,
         server_stats,
         rss,
     });
     Ok((figures, plan.receivers.len()))
+}
+
+/// Opens every receiving connection; returns how many opened. Receivers that fail to open
+/// make the expected counts meaningless, so any failure ends the run.
+async fn open_receivers(workers: &mut Workers) -> Result<u64, RunError> {
+    let opened = workers.open().await?;
+    if opened.failed > 0 {
+        return Err(RunError::Receivers {
+            failed: opened.failed,
+            total: opened.failed + opened.connected,
+            first: opened.first_error.unwrap_or_default(),
+        });
+    }
+    Ok(opened.connected)
+}
+
+/// The connections of this process: the publishers and the stalled ones.
+struct Publishers {
+    /// The counters of this process's connections.
+    local: Arc<Shared>,
+    stats: Arc<PublishStats>,
+    /// Publishing connections not started yet; [`Publishers::start`] takes them.
+    waiting: Vec<Conn>,
+    /// Held open, never read, until the phase ends.
+    stalled: Vec<Conn>,
+    /// How many connections publish.
+    count: usize,
+    /// Messages each publisher sends.
+    per_publisher: u64,
+}
+
+impl Publishers {
+    /// Opens the publishing and the stalled connections (each joins its room).
+    async fn open(run: &Run, load: &Load, plan: &Plan) -> Result<Self, RunError> {
+        let local = Arc::new(Shared::new(Some(plan.kind), load.sample_every()));
+        let target = match &load.publisher_url {
+            Some(url) => Some(Target::resolve(url).await?),
+            None => None,
+        };
+        let target = target.as_ref();
+        let mut waiting = Vec::with_capacity(plan.publishers.len());
+        for (index, spec) in plan.publishers.iter().enumerate() {
+            waiting.push(open_publisher(run, target, &local, spec, index as u64).await?);
+        }
+        let mut stalled = Vec::with_capacity(plan.stalled.len());
+        for (index, spec) in plan.stalled.iter().enumerate() {
+            let index = (plan.publishers.len() + index) as u64;
+            stalled.push(open_publisher(run, target, &local, spec, index).await?);
+        }
+        Ok(Self {
+            local,
+            stats: Arc::new(PublishStats::default()),
+            count: waiting.len(),
+            waiting,
+            stalled,
+            per_publisher: load.messages_per_publisher(),
+        })
+    }
+
+    /// Connections opened in this process.
+    fn connections(&self) -> u64 {
+        (self.waiting.len() + self.stalled.len()) as u64
+    }
+
+    /// Starts every publisher on its schedule from `t0`; returns the sender that stops them
+    /// and their tasks.
+    fn start(
+        &mut self,
+        specs: &[PublisherSpec],
+        load: &Load,
+        t0: Instant,
+    ) -> (watch::Sender<bool>, JoinSet<()>) {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (j, (conn, spec)) in std::mem::take(&mut self.waiting)
+            .into_iter()
+            .zip(specs)
+            .enumerate()
+        {
+            // Publishers are spread evenly over one send interval rather than all firing at once.
+            let offset = Duration::from_secs_f64(j as f64 / self.count as f64 / load.rate);
+            let stamped = Stamped::new(spec.room.as_deref(), load.size);
+            let publisher = Publisher::new(
+                stamped,
+                t0 + offset,
+                load.rate,
+                self.per_publisher,
+                self.stats.clone(),
+            );
+            tasks.spawn(conn.run(self.local.clone(), stopped.clone(), Some(publisher)));
+        }
+        (stop, tasks)
+    }
+
+    /// Messages sent so far.
+    fn sent(&self) -> u64 {
+        self.stats.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counters now.
+    async fn mark(&self, run: &Run, workers: &mut Workers) -> Result<Mark, RunError> {
+        let cpu = run.probe.read();
+        let delivered = workers.tally().await?.delivered + self.local.delivered();
+        Ok(Mark {
+            cpu,
+            delivered,
+            sent: self.sent(),
+        })
+    }
+
+    /// Waits until every planned message was sent and delivered to its `recipients`, at most
+    /// `limit_s` seconds; returns how long it waited.
+    async fn drain(
+        &self,
+        workers: &mut Workers,
+        recipients: u64,
+        limit_s: f64,
+    ) -> Result<f64, RunError> {
+        let planned = self.per_publisher * self.count as u64;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs_f64(limit_s);
+        loop {
+            let sent = self.sent();
+            let delivered = workers.tally().await?.delivered + self.local.delivered();
+            let complete = sent == planned && delivered >= sent * recipients;
+            if complete || Instant::now() >= deadline {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
 }
 
 /// The run's hard limit for workers: they exit by themselves after it.
@@ -284,21 +364,6 @@ fn epoch_ns(at: Instant) -> u64 {
     } else {
         now_ns.saturating_sub(u64::try_from((now - at).as_nanos()).unwrap_or(0))
     }
-}
-
-async fn mark(
-    run: &Run,
-    workers: &mut Workers,
-    local: &Shared,
-    stats: &PublishStats,
-) -> Result<Mark, RunError> {
-    let cpu = run.probe.read();
-    let delivered = workers.tally().await?.delivered + local.delivered();
-    Ok(Mark {
-        cpu,
-        delivered,
-        sent: stats.sent.load(std::sync::atomic::Ordering::Relaxed),
-    })
 }
 
 struct FigureInputs<'a> {

@@ -1,10 +1,16 @@
 //! Configuration: raw settings from flags, env vars and a TOML file ([`RawSettings`]) are merged and
 //! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
+//!
+//! `raw` declares the settings, `defaults` holds the default of each (which `--help` shows),
+//! `validate` turns raw settings into each subsystem's configuration, as `auth` and `tls` do
+//! for theirs, and `units` parses durations and sizes.
 
 mod auth;
+mod defaults;
 mod raw;
 mod tls;
 mod units;
+mod validate;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -13,6 +19,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::ids::NodeId;
+pub use crate::limits::{RateLimit, ViolationLimit};
 pub use raw::{Cli, LogFormat, RawSettings};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
@@ -89,7 +96,8 @@ pub struct HubConfig {
     pub pubsub: PubSubConfig,
     /// Inactivity after which a user is `away`.
     pub away_timeout: Duration,
-    /// Close connections without client messages for this long (`None`: never).
+    /// Close connections without messages in either direction for this long (heartbeats do
+    /// not count; `None`: never).
     pub idle_timeout: Option<Duration>,
     /// Period of the cleanup sweep.
     pub cleanup_interval: Duration,
@@ -124,24 +132,6 @@ pub struct Limits {
     pub rate: Option<RateLimit>,
     /// Repeated-violation disconnect (`None`: never).
     pub violations: Option<ViolationLimit>,
-}
-
-/// A connection that sends `max` bad frames within `window` is closed with 1008.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViolationLimit {
-    /// Bad frames tolerated in one window; the one that reaches it closes the connection.
-    pub max: u32,
-    /// The window, opened by the first bad frame after the previous window ended.
-    pub window: Duration,
-}
-
-/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Sustained messages per second.
-    pub per_second: u32,
-    /// Bucket size.
-    pub burst: u32,
 }
 
 /// Heartbeat settings.
@@ -230,216 +220,16 @@ impl Config {
         Self::from_settings(cli.settings.or(file))
     }
 
-    /// Validates raw settings, filling in defaults.
+    /// Validates raw settings, filling in the defaults where a setting is unset.
     pub fn from_settings(raw: RawSettings) -> Result<Self, ConfigError> {
-        let duration = |value: Option<DurationArg>, default: u64| {
-            value.map_or(Duration::from_secs(default), |d| d.0)
-        };
-        let positive = |setting: &'static str, value: Duration| {
-            if value.is_zero() {
-                Err(ConfigError::invalid(setting, "must be greater than zero"))
-            } else {
-                Ok(value)
-            }
-        };
-        let at_least = |setting: &'static str, value: Option<usize>, default: usize, min: usize| {
-            let value = value.unwrap_or(default);
-            if value < min {
-                Err(ConfigError::invalid(
-                    setting,
-                    format!("must be at least {min}"),
-                ))
-            } else {
-                Ok(value)
-            }
-        };
-
         let auth = auth::from_raw(&raw)?;
-        let host = raw.host.unwrap_or_else(|| "0.0.0.0".to_owned());
-        if host.trim().is_empty() {
-            return Err(ConfigError::invalid("host", "must not be empty"));
-        }
-        let node_id = match raw.node_id {
-            Some(id) => NodeId::parse(&id, 64)
-                .map_err(|e| ConfigError::invalid("node_id", e.to_string()))?,
-            None => NodeId::random(),
-        };
-
-        let interval = positive("heartbeat_interval", duration(raw.heartbeat_interval, 30))?;
-        let timeout = duration(raw.heartbeat_timeout, 60);
-        if timeout <= interval {
-            return Err(ConfigError::invalid(
-                "heartbeat_timeout",
-                format!(
-                    "must be greater than heartbeat_interval ({})",
-                    humantime::format_duration(interval)
-                ),
-            ));
-        }
-
-        let max_frame_size = byte_size("max_frame_size", raw.max_frame_size, 1 << 20, 125)?;
-        let max_frame_size = usize::try_from(max_frame_size)
-            .ok()
-            .filter(|&size| size <= 1 << 30)
-            .ok_or_else(|| ConfigError::invalid("max_frame_size", "must be at most 1GiB"))?;
-        let max_queued_bytes = byte_size("max_queued_bytes", raw.max_queued_bytes, 4 << 20, 0)?;
-        let max_queued_bytes = usize::try_from(max_queued_bytes)
-            .ok()
-            .filter(|&size| size >= 64 << 10)
-            .ok_or_else(|| ConfigError::invalid("max_queued_bytes", "must be at least 64KiB"))?;
-
-        let rate = match raw.rate_limit.unwrap_or(10) {
-            0 => None,
-            per_second => {
-                let burst = raw.rate_limit_burst.unwrap_or(per_second.saturating_mul(2));
-                if burst == 0 {
-                    return Err(ConfigError::invalid(
-                        "rate_limit_burst",
-                        "must be at least 1",
-                    ));
-                }
-                Some(RateLimit { per_second, burst })
-            }
-        };
-        let max_name_length = at_least("max_name_length", raw.max_name_length, 128, 1)?;
-        let idle_timeout = Some(duration(raw.idle_timeout, 300)).filter(|d| !d.is_zero());
-        let away_timeout = positive("away_timeout", duration(raw.away_timeout, 120))?;
-        if idle_timeout.is_some_and(|idle| away_timeout >= idle) {
-            return Err(ConfigError::invalid(
-                "away_timeout",
-                "must be shorter than idle_timeout, or users would be closed before going away",
-            ));
-        }
-        let max_presence_metadata =
-            byte_size("max_presence_metadata", raw.max_presence_metadata, 1024, 2)?;
-        let max_presence_metadata = usize::try_from(max_presence_metadata)
-            .ok()
-            .filter(|&size| size <= 64 << 10)
-            .ok_or_else(|| {
-                ConfigError::invalid("max_presence_metadata", "must be at most 64KiB")
-            })?;
-        let api_key = raw.api_key.filter(|key| !key.is_empty());
-        let cluster = match raw.redis_url.filter(|url| !url.is_empty()) {
-            None => None,
-            Some(url) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(ConfigError::invalid(
-                        "redis_url",
-                        "must start with redis:// (or rediss://)",
-                    ));
-                }
-                let prefix = raw
-                    .redis_prefix
-                    .unwrap_or_else(|| "switchboard:".to_owned());
-                crate::cluster::check_prefix(&prefix)
-                    .map_err(|reason| ConfigError::invalid("redis_prefix", reason))?;
-                let node_ttl = duration(raw.node_ttl, 15);
-                if node_ttl < Duration::from_secs(1) || node_ttl > Duration::from_secs(600) {
-                    return Err(ConfigError::invalid(
-                        "node_ttl",
-                        "must be between 1s and 10m",
-                    ));
-                }
-                Some(crate::cluster::RedisConfig {
-                    url,
-                    prefix,
-                    node_ttl,
-                })
-            }
-        };
-        let violations = match raw.max_violations.unwrap_or(50) {
-            0 => None,
-            max if max > crate::limits::Violations::MAX_LIMIT => {
-                return Err(ConfigError::invalid(
-                    "max_violations",
-                    format!(
-                        "must be at most {} (0 turns the limit off)",
-                        crate::limits::Violations::MAX_LIMIT
-                    ),
-                ));
-            }
-            max => Some(ViolationLimit {
-                max,
-                window: positive("violation_window", duration(raw.violation_window, 10))?,
-            }),
-        };
-        let tls = tls::from_settings(raw.tls_cert, raw.tls_key)?;
-        if max_name_length > crate::ids::MAX_NAME_CHARS {
-            return Err(ConfigError::invalid(
-                "max_name_length",
-                format!("must be at most {}", crate::ids::MAX_NAME_CHARS),
-            ));
-        }
-
         Ok(Self {
-            server: ServerConfig {
-                host,
-                port: raw.port.unwrap_or(3000),
-                tls,
-                handshake_timeout: positive(
-                    "handshake_timeout",
-                    duration(raw.handshake_timeout, 10),
-                )?,
-                shutdown_timeout: positive("shutdown_timeout", duration(raw.shutdown_timeout, 10))?,
-                max_connections_per_ip: raw.max_connections_per_ip.filter(|&max| max > 0),
-            },
-            hub: HubConfig {
-                node_id,
-                limits: Limits {
-                    max_connections: at_least("max_connections", raw.max_connections, 10_000, 1)?,
-                    max_connections_per_user: at_least(
-                        "max_connections_per_user",
-                        raw.max_connections_per_user,
-                        5,
-                        1,
-                    )?,
-                    max_rooms_per_connection: at_least(
-                        "max_rooms_per_connection",
-                        raw.max_rooms_per_connection,
-                        100,
-                        1,
-                    )?,
-                    max_channels_per_connection: at_least(
-                        "max_channels_per_connection",
-                        raw.max_channels_per_connection,
-                        100,
-                        1,
-                    )?,
-                    max_presence_metadata,
-                    max_frame_size,
-                    max_content_length: at_least(
-                        "max_content_length",
-                        raw.max_content_length,
-                        10_000,
-                        1,
-                    )?,
-                    max_name_length,
-                    max_queued_bytes,
-                    rate,
-                    violations,
-                },
-                heartbeat: Heartbeat {
-                    interval,
-                    timeout,
-                    app_ping: raw.app_heartbeat.unwrap_or(false),
-                },
-                pubsub: PubSubConfig {
-                    client_patterns: raw.allow_client_patterns.unwrap_or(false),
-                    deliver_to_publisher: raw.deliver_to_publisher.unwrap_or(true),
-                },
-                away_timeout,
-                idle_timeout,
-                cleanup_interval: positive("cleanup_interval", duration(raw.cleanup_interval, 60))?,
-                dedup_window: duration(raw.dedup_window, 60),
-                echo_endpoint: raw.echo_endpoint.unwrap_or(false),
-            },
-            api: ApiConfig { key: api_key },
+            server: validate::server(&raw)?,
+            hub: validate::hub(&raw)?,
+            api: validate::api(&raw),
             auth,
-            cluster,
-            log: LogConfig {
-                format: raw.log_format.unwrap_or_default(),
-                filter: raw.log_level.unwrap_or_else(|| "info".to_owned()),
-            },
+            cluster: validate::cluster(&raw)?,
+            log: validate::log(&raw),
         })
     }
 }
@@ -452,22 +242,6 @@ impl Default for Config {
             Err(e) => unreachable!("the defaults are valid: {e}"),
         }
     }
-}
-
-fn byte_size(
-    setting: &'static str,
-    value: Option<ByteSize>,
-    default: u64,
-    min: u64,
-) -> Result<u64, ConfigError> {
-    let value = value.map_or(default, |size| size.0);
-    if value < min {
-        return Err(ConfigError::invalid(
-            setting,
-            format!("must be at least {min} bytes"),
-        ));
-    }
-    Ok(value)
 }
 
 fn read_file(path: &PathBuf) -> Result<RawSettings, ConfigError> {

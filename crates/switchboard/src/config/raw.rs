@@ -36,8 +36,11 @@ pub struct Cli {
 
 macro_rules! settings {
     ($( $(#[$meta:meta])* $name:ident : $ty:ty ),* $(,)?) => {
-        /// Every setting, unvalidated; `None` where the source did not give it.
+        /// Every setting, unvalidated; `None` where the source did not give it. The defaults
+        /// are filled in by validation, and shown by `--help`, from one table
+        /// (`config::defaults`).
         #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[command(mut_args = super::defaults::in_help)]
         #[serde(deny_unknown_fields)]
         pub struct RawSettings {
             $( $(#[$meta])* pub $name: Option<$ty>, )*
@@ -53,161 +56,153 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on.
     #[arg(long, env, value_name = "ADDR")]
     host: String,
-    /// Port to listen on; 0 picks a free port [default: 3000].
+    /// Port to listen on; 0 picks a free port.
     #[arg(long, env)]
     port: u16,
-    /// This node's id, unique in a cluster [default: random].
+    /// This node's id, unique in a cluster.
     #[arg(long, env)]
     node_id: String,
-    /// Most WebSocket connections this node accepts; more get close 1013 [default: 10000].
+    /// Most WebSocket connections this node accepts; more get close 1013.
     #[arg(long, env, value_name = "N")]
     max_connections: usize,
-    /// Most connections one user may hold; more get close 1013 [default: 5].
+    /// Most connections one user may hold; more get close 1013.
     #[arg(long, env, value_name = "N")]
     max_connections_per_user: usize,
-    /// Most rooms one connection may be in [default: 100].
+    /// Most rooms one connection may be in.
     #[arg(long, env, value_name = "N")]
     max_rooms_per_connection: usize,
-    /// How often to send WebSocket pings [default: 30s].
+    /// How often to send WebSocket pings.
     #[arg(long, env, value_name = "DURATION")]
     heartbeat_interval: DurationArg,
-    /// Close a connection after this long without any frame from the client [default: 60s].
+    /// Close a connection after this long without any frame from the client.
     #[arg(long, env, value_name = "DURATION")]
     heartbeat_timeout: DurationArg,
-    /// Also send app-level `ping` frames (for clients that cannot see WebSocket pings)
-    /// [default: false].
+    /// Also send app-level `ping` frames (for clients that cannot see WebSocket pings).
     #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     app_heartbeat: bool,
-    /// How often the cleanup sweep runs [default: 60s].
+    /// How often the cleanup sweep runs.
     #[arg(long, env, value_name = "DURATION")]
     cleanup_interval: DurationArg,
-    /// Close connections with no client messages for this long; 0 disables [default: 5m].
+    /// Close connections with no messages in either direction for this long (heartbeats do
+    /// not count); 0 disables.
     #[arg(long, env, value_name = "DURATION")]
     idle_timeout: DurationArg,
-    /// Messages per second per user; 0 disables rate limiting [default: 10].
+    /// Messages per second per user; 0 disables rate limiting.
     #[arg(long, env, value_name = "N")]
     rate_limit: u32,
-    /// Messages a user may send at once above the rate [default: 20].
+    /// Messages a user may send at once above the rate.
     #[arg(long, env, value_name = "N")]
     rate_limit_burst: u32,
-    /// Largest WebSocket frame or message accepted from a client [default: 1MiB].
+    /// Largest WebSocket frame or message accepted from a client.
     #[arg(long, env, value_name = "SIZE")]
     max_frame_size: ByteSize,
-    /// Longest message `content`, in characters [default: 10000].
+    /// Longest message `content`, in characters.
     #[arg(long, env, value_name = "N")]
     max_content_length: usize,
-    /// Longest room or channel name, in characters [default: 128].
+    /// Longest room or channel name, in characters.
     #[arg(long, env, value_name = "N")]
     max_name_length: usize,
-    /// Outbound bytes queued for one connection before it is dropped as a slow consumer
-    /// [default: 4MiB].
+    /// Outbound bytes queued for one connection before it is dropped as a slow consumer.
     #[arg(long, env, value_name = "SIZE")]
     max_queued_bytes: ByteSize,
-    /// Most pub/sub channels one connection may subscribe to [default: 100].
+    /// Most pub/sub channels one connection may subscribe to.
     #[arg(long, env, value_name = "N")]
     max_channels_per_connection: usize,
-    /// Let clients subscribe to channel patterns such as `room:*` [default: false].
+    /// Let clients subscribe to channel patterns such as `room:*`.
     #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     allow_client_patterns: bool,
-    /// Deliver a client's publication back to it when it is subscribed to the channel
-    /// [default: true].
+    /// Deliver a client's publication back to it when it is subscribed to the channel.
     #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     deliver_to_publisher: bool,
-    /// A user none of whose connections sent a message for this long is `away` [default: 2m].
+    /// A user none of whose connections sent a message for this long is `away`.
     #[arg(long, env, value_name = "DURATION")]
     away_timeout: DurationArg,
-    /// Largest presence metadata, in bytes of JSON [default: 1KiB].
+    /// Largest presence metadata, in bytes of JSON.
     #[arg(long, env, value_name = "SIZE")]
     max_presence_metadata: ByteSize,
     /// Key the server HTTP API (`/api/...`) requires as `Authorization: Bearer KEY` or
-    /// `X-API-Key: KEY`; without it the API is open (a warning is logged) [default: none].
+    /// `X-API-Key: KEY`; without it the API is open (a warning is logged).
     #[arg(long, env, value_name = "KEY", hide_env_values = true)]
     api_key: String,
     /// Join the cluster sharing this Redis, e.g. `redis://127.0.0.1:6379`; without it the
-    /// node runs alone and touches no network [default: none].
+    /// node runs alone and touches no network.
     #[arg(long, env, value_name = "URL")]
     redis_url: String,
-    /// Prefix of every Redis key and channel, so clusters can share one Redis
-    /// [default: switchboard:].
+    /// Prefix of every Redis key and channel, so clusters can share one Redis.
     #[arg(long, env, value_name = "PREFIX")]
     redis_prefix: String,
     /// A node that has not refreshed its liveness for this long is dead: its users go offline
-    /// on the other nodes [default: 15s].
+    /// on the other nodes.
     #[arg(long, env, value_name = "DURATION")]
     node_ttl: DurationArg,
-    /// Turn authentication on with this HS256 shared secret: every connection needs a JWT
-    /// [default: none].
+    /// Turn authentication on with this HS256 shared secret: every connection needs a JWT.
     #[arg(long, env, value_name = "SECRET", hide_env_values = true)]
     jwt_secret: String,
-    /// Turn authentication on with this PEM public key (RSA, EC or Ed25519) [default: none].
+    /// Turn authentication on with this PEM public key (RSA, EC or Ed25519).
     #[arg(long, env, value_name = "FILE")]
     jwt_public_key: std::path::PathBuf,
-    /// The one algorithm tokens may use, e.g. HS256, RS256, ES256 [default: HS256 with a
-    /// secret, else from the key's type].
+    /// The one algorithm tokens may use, e.g. HS256, RS256, ES256.
     #[arg(long, env, value_name = "ALG")]
     jwt_algorithm: String,
-    /// Require this `iss` claim [default: not checked].
+    /// Require this `iss` claim.
     #[arg(long, env, value_name = "ISSUER")]
     jwt_issuer: String,
-    /// Require this `aud` claim [default: not checked].
+    /// Require this `aud` claim.
     #[arg(long, env, value_name = "AUDIENCE")]
     jwt_audience: String,
-    /// How long a connection without a token at the upgrade has to send its `auth` frame
-    /// [default: 5s].
+    /// How long a connection without a token at the upgrade has to send its `auth` frame.
     #[arg(long, env, value_name = "DURATION")]
     auth_timeout: DurationArg,
     /// Comma-separated origins browsers may connect from, e.g.
-    /// `https://app.example.com,http://localhost:5173` [default: any].
+    /// `https://app.example.com,http://localhost:5173`.
     #[arg(long, env, value_name = "ORIGINS")]
     allowed_origins: String,
-    /// Key that `/stats` requires as `Authorization: Bearer KEY` or `X-API-Key: KEY`
-    /// [default: none, open].
+    /// Key that `/stats` requires as `Authorization: Bearer KEY` or `X-API-Key: KEY`.
     #[arg(long, env, value_name = "KEY", hide_env_values = true)]
     admin_key: String,
-    /// How long a client `id` is remembered for duplicate suppression [default: 60s].
+    /// How long a client `id` is remembered for duplicate suppression.
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,
     /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
-    /// requires `--tls-key` [default: none, plain TCP].
+    /// requires `--tls-key`.
     #[arg(long, env, value_name = "FILE")]
     tls_cert: PathBuf,
-    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert` [default: none].
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
     #[arg(long, env, value_name = "FILE")]
     tls_key: PathBuf,
     /// Time a client has to complete the TLS handshake (with TLS), and then the HTTP upgrade
-    /// request [default: 10s].
+    /// request.
     #[arg(long, env, value_name = "DURATION")]
     handshake_timeout: DurationArg,
     /// Most TCP connections from one client address (IPv6: one /64); more get HTTP 429;
-    /// 0 disables the cap [default: 0].
+    /// 0 disables the cap.
     #[arg(long, env, value_name = "N")]
     max_connections_per_ip: usize,
     /// Bad frames (answered with an `error`) a connection may send within `violation_window`
-    /// before it is closed with 1008; 0 disables [default: 50].
+    /// before it is closed with 1008; 0 disables.
     #[arg(long, env, value_name = "N")]
     max_violations: u32,
-    /// The window `max_violations` is counted in [default: 10s].
+    /// The window `max_violations` is counted in.
     #[arg(long, env, value_name = "DURATION")]
     violation_window: DurationArg,
-    /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting
-    /// [default: 10s].
+    /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
     #[arg(long, env, value_name = "DURATION")]
     shutdown_timeout: DurationArg,
     /// Serve an echo endpoint on `/echo` that returns every message as sent, for conformance
-    /// testing (Autobahn) [default: false].
+    /// testing (Autobahn).
     #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     echo_endpoint: bool,
-    /// Log format [default: text].
+    /// Log format.
     #[arg(long, env, value_enum)]
     log_format: LogFormat,
-    /// Log filter, e.g. `info` or `switchboard=debug`; RUST_LOG overrides it [default: info].
+    /// Log filter, e.g. `info` or `switchboard=debug`; RUST_LOG overrides it.
     #[arg(long, env, value_name = "FILTER")]
     log_level: String,
 }

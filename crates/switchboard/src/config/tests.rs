@@ -257,3 +257,58 @@ fn abuse_limits_have_defaults_and_can_be_turned_off() {
         "handshake_timeout"
     );
 }
+
+/// Every setting's `--long` flag, its help, and what the defaults table shows for it.
+fn settings_in_help() -> Vec<(String, String, defaults::Shown)> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_arguments()
+        .filter(|arg| !matches!(arg.get_id().as_str(), "config" | "help" | "version"))
+        .map(|arg| {
+            let id = arg.get_id().as_str();
+            let shown = defaults::shown(id).unwrap_or_else(|| panic!("no default for {id}"));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            (arg.get_long().expect("a long flag").to_owned(), help, shown)
+        })
+        .collect()
+}
+
+#[test]
+fn help_shows_the_default_of_every_setting() {
+    let settings = settings_in_help();
+    assert!(settings.len() > 40, "{settings:?}");
+    for (flag, help, shown) in settings {
+        let (defaults::Shown::Value(shown) | defaults::Shown::Text(shown)) = shown;
+        let expected = format!("[default: {shown}]");
+        assert!(help.ends_with(&expected), "--{flag}: {help}");
+        assert_eq!(help.matches("[default:").count(), 1, "--{flag}: {help}");
+    }
+}
+
+/// The configuration from flags alone (the environment left out), as `Debug` text.
+fn from_flags_only(args: &[&str]) -> String {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .mut_args(|arg| arg.env(None))
+        .try_get_matches_from(std::iter::once("switchboard").chain(args.iter().copied()))
+        .unwrap();
+    let cli = Cli::from_arg_matches(&matches).unwrap();
+    format!("{:?}", Config::from_settings(cli.settings).unwrap())
+}
+
+#[test]
+fn the_default_help_shows_is_the_one_in_force() {
+    let base = ["--node-id", "n"];
+    let default = from_flags_only(&base);
+    let mut checked = 0;
+    for (flag, _, shown) in settings_in_help() {
+        let defaults::Shown::Value(value) = shown else {
+            continue;
+        };
+        let flag = format!("--{flag}");
+        let given = from_flags_only(&[base[0], base[1], &flag, &value]);
+        assert_eq!(given, default, "{flag} {value}");
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked}");
+}

@@ -219,3 +219,7 @@ async fn read_message<S: Stream>(
         .map_err(ReadError::Violation)?;
     Ok(received)
 }
+
+#[cfg(test)]
+#[path = "authenticate_tests.rs"]
+mod tests;

@@ -8,6 +8,8 @@
 //! Writing: everything queued on the outbox since the last write is taken at once and written
 //! with one vectored write (`writev`), the same shared frame buffers that were queued; a
 //! partial write keeps its place and waits for writability. Nothing is copied per recipient.
+//! A batch that holds a data frame marks the connection active (it is not idle while it
+//! receives): one clock read per batch here, nothing on the fan-out path.
 //!
 //! Closing: a graceful close request (shutdown, idle timeout, admission) queues a close frame
 //! behind what is queued and then waits for the client's close frame, at most
@@ -33,7 +35,7 @@ use super::session::Session;
 use crate::hub::{CloseRequest, Hub, Taken};
 use crate::protocol::CloseCode;
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
-use crate::ws::frame::{self, OpCode};
+use crate::ws::frame;
 
 /// How long to wait for the client's close frame once ours is written.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -157,6 +159,23 @@ pub(crate) fn decoder_limits(hub: &Hub) -> Limits {
     }
 }
 
+/// Whether a server frame is traffic that keeps its connection from being idle (see
+/// `ConnHandle::last_active`): a data frame, text or binary, other than the app-level heartbeat
+/// `ping` (`--app-heartbeat`). Control frames (our pings, pongs and close) are not. Server
+/// frames are built whole and unmasked, so the opcode is in the first byte.
+fn is_traffic(frame: &[u8]) -> bool {
+    /// The opcodes of text and binary frames (RFC 6455 §5.2), in a first byte's low bits.
+    const TEXT: u8 = 0x1;
+    const BINARY: u8 = 0x2;
+    /// How every heartbeat `ping` the hub sends starts (`type` is the first field).
+    const APP_PING: &[u8] = br#"{"type":"ping","#;
+    match frame.first().map(|first| first & 0x0F) {
+        Some(BINARY) => true,
+        Some(TEXT) => !frame::server_payload(frame).starts_with(APP_PING),
+        _ => false,
+    }
+}
+
 enum Step {
     Progress,
     Idle,
@@ -195,13 +214,20 @@ impl<S: Stream> Driver<S> {
         Poll::Pending
     }
 
-    /// Moves queued frames into `pending`; starts the close when one is requested.
+    /// Moves queued frames into `pending`, marking the connection active when they carry
+    /// traffic; starts the close when one is requested.
     fn poll_outbox(&mut self, cx: &mut Context<'_>) -> Step {
         if self.close_queued {
             return Step::Idle;
         }
-        let outbox = self.session.handle().outbox();
-        match outbox.poll_take(cx, &mut self.pending) {
+        let handle = self.session.handle();
+        let before = self.pending.len();
+        let taken = handle.outbox().poll_take(cx, &mut self.pending);
+        if taken.is_ready() && self.pending.range(before..).any(|f| is_traffic(f)) {
+            // Once per batch, not per frame: the fan-out that queued them paid nothing.
+            handle.sent_traffic(self.session.hub().now_ms());
+        }
+        match taken {
             Poll::Pending => Step::Idle,
             Poll::Ready(Taken { close: None }) => Step::Progress,
             Poll::Ready(Taken {
@@ -342,7 +368,7 @@ impl<S: Stream> Driver<S> {
                 Message::Text(_) | Message::Binary(_) if closing => {}
                 Message::Text(text) => session.on_text(text),
                 Message::Binary(data) => session.on_binary(data),
-                Message::Ping(payload) => session.reply(frame::frame(OpCode::Pong, payload)),
+                Message::Ping(payload) => session.on_ping(payload),
                 Message::Pong(_) => {}
                 Message::Close(status) => {
                     // Echo the client's code (RFC 6455 §5.5.1); an empty close gets 1000.
@@ -375,3 +401,7 @@ impl<S: Stream> Driver<S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

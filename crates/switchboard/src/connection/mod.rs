@@ -7,6 +7,8 @@ mod dedup;
 mod driver;
 mod refused;
 mod session;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::pin::Pin;

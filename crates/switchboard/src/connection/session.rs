@@ -189,6 +189,24 @@ impl Session {
         }
     }
 
+    /// Handles a WebSocket ping: answered with a pong when the user's rate limiter has a token
+    /// for it, like any other frame, so a ping flood cannot make the server write without
+    /// limit. A ping without a token is not answered and counts as a violation (enough of them
+    /// close the connection with 1008, as for other bad frames), but gets no `error` frame: a
+    /// ping is a control frame, and its sender may not read text frames at all, which is what
+    /// the limit protects against. In echo mode (`/echo`, conformance testing) nothing is
+    /// limited.
+    pub(crate) fn on_ping(&mut self, payload: &[u8]) {
+        if self.closing() {
+            return;
+        }
+        if self.mode == Mode::Protocol && self.try_token().is_err() {
+            self.violation();
+            return;
+        }
+        self.reply(frame::frame(OpCode::Pong, payload));
+    }
+
     /// Whether a close was requested: what the client sends after it is read (to reach its
     /// close frame) but not acted on.
     fn closing(&self) -> bool {
@@ -197,25 +215,32 @@ impl Session {
 
     /// Takes a rate-limit token, answering `RATE_LIMITED` when there is none.
     fn take_token(&mut self, id: Option<&RawValue>) -> bool {
-        let Some(limiter) = &self.handle.user_state().limiter else {
+        let Err(retry_after) = self.try_token() else {
             return true;
         };
-        match limiter.try_take(self.hub().now_ms()) {
-            Ok(()) => true,
-            Err(retry_after) => {
-                Counters::add(&self.hub().counters().rate_limited, 1);
-                self.send_error(
-                    ErrorCode::RateLimited,
-                    protocol::error_frame_with_retry(
-                        ErrorCode::RateLimited,
-                        "rate limit exceeded",
-                        id,
-                        Some(retry_after),
-                    ),
-                );
-                false
-            }
+        self.send_error(
+            ErrorCode::RateLimited,
+            protocol::error_frame_with_retry(
+                ErrorCode::RateLimited,
+                "rate limit exceeded",
+                id,
+                Some(retry_after),
+            ),
+        );
+        false
+    }
+
+    /// Takes a token from the user's rate limiter (shared by the user's connections on this
+    /// node), or says in how many milliseconds one will be available and counts the refusal.
+    fn try_token(&self) -> Result<(), u64> {
+        let Some(limiter) = &self.handle.user_state().limiter else {
+            return Ok(());
+        };
+        let taken = limiter.try_take(self.hub().now_ms());
+        if taken.is_err() {
+            Counters::add(&self.hub().counters().rate_limited, 1);
         }
+        taken
     }
 
     fn on_inbound(&mut self, Inbound { id, command }: Inbound<'_>) {
@@ -476,11 +501,19 @@ impl Session {
     fn send_error(&mut self, code: ErrorCode, frame: Bytes) {
         Counters::add(&self.hub().counters().errors_sent, 1);
         self.reply(frame);
+        if code != ErrorCode::Internal {
+            self.violation();
+        }
+    }
+
+    /// Counts one bad frame; the one that reaches the repeated-violation limit closes the
+    /// connection with 1008 (after anything already queued for it).
+    fn violation(&mut self) {
         let Some(limit) = self.hub().config().limits.violations else {
             return;
         };
         let now = self.hub().now_ms();
-        if code != ErrorCode::Internal && self.violations.record(limit, now) {
+        if self.violations.record(limit, now) {
             tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "too many violations");
             self.handle.close(TOO_MANY_VIOLATIONS, now);
         }
@@ -501,3 +534,7 @@ impl Session {
         self.hub().deliver_counted(&self.handle, &frame);
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

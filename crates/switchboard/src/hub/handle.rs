@@ -26,7 +26,10 @@ pub(crate) struct ConnShared {
     connected_at: u64,
     /// Hub-clock ms of the last frame of any kind from the client (heartbeat liveness).
     last_seen: AtomicU64,
-    /// Hub-clock ms of the last client message (idle timeout).
+    /// Hub-clock ms of the last traffic, for the idle timeout. Idle means no traffic in either
+    /// direction (DESIGN.md §4): a data frame from the client (`touch`) or a data frame taken
+    /// to be written to it (`sent_traffic`, once per batch the connection's task takes).
+    /// Heartbeats do not count: WebSocket pings and pongs, and the app-level `ping`.
     last_active: AtomicU64,
     /// Hub-clock ms when a close was first requested; 0 while open.
     closing_since: AtomicU64,
@@ -42,7 +45,7 @@ pub struct ConnInfo {
     pub user_id: UserId,
     /// Milliseconds since the connection was registered.
     pub connected_for_ms: u64,
-    /// Milliseconds since the client last sent a message.
+    /// Milliseconds since the last message in either direction (heartbeats do not count).
     pub idle_for_ms: u64,
     /// Outbound bytes waiting to be written.
     pub queued_bytes: usize,
@@ -103,6 +106,11 @@ impl ConnHandle {
         if message {
             self.0.last_active.store(now, Ordering::Relaxed);
         }
+    }
+
+    /// Records traffic to the client: the connection's task took data frames to write.
+    pub(crate) fn sent_traffic(&self, now: u64) {
+        self.0.last_active.store(now, Ordering::Relaxed);
     }
 
     pub(crate) fn last_seen(&self) -> u64 {

@@ -142,7 +142,8 @@ impl Hub {
         report
     }
 
-    /// Closes idle connections, removes dead ones and empty rooms.
+    /// Closes idle connections (no traffic either way for `idle_timeout`, heartbeats aside:
+    /// see `ConnHandle::last_active`), removes dead ones and empty rooms.
     pub(crate) fn cleanup_sweep(&self) -> CleanupReport {
         let now = self.now_ms();
         let mut report = CleanupReport::default();
