@@ -21,24 +21,24 @@
 //!
 //! ## Modules
 //!
-//! Layered bottom to top; a module uses only modules below it (a test in `tests/` checks that
-//! no two modules use each other):
+//! Layered bottom to top: a module uses only modules above it in this list, never one below
+//! (`tests/architecture.rs` fails on any two modules that use each other).
 //!
-//! - [`ids`], [`protocol`]: names and the wire protocol v1 (client frame parsing, server frame
-//!   encoding; codes and frame kinds come from the `switchboard-protocol` crate).
-//! - `ws`: our RFC 6455 layer: handshake, frame parsing, message assembly.
-//! - [`config`]: flags, env vars and TOML into a validated [`config::Config`]; `limits`,
-//!   `per_ip`: the rate limiter, the violation counter, the per-IP connection cap.
+//! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
+//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
+//! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
+//!   kinds, error and close codes come from the `switchboard-protocol` crate.
 //! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker.
-//! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and
-//!   presence) and, in `cluster::redis`, cluster mode over Redis, which is both a broker and a
-//!   membership.
+//! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and presence)
+//!   and cluster mode over Redis, which is both a broker and a membership.
+//! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
+//! - [`config`]: flags, env vars and TOML into a validated [`config::Config`].
 //! - [`hub`]: this node's state, in parts that own it (registry of connections and users,
 //!   rooms, channels, presence book, and the one part that talks to the broker and the
-//!   membership); the fan-out path; sweeps. Its module doc says where each piece of state lives.
+//!   membership); the fan-out path; sweeps. Its module doc says where each piece of state
+//!   lives and who may change it.
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
-//! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
 //! - `connection`: the per-connection task (driver) and protocol state (session); the only
 //!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.

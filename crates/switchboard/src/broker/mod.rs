@@ -4,8 +4,8 @@
 //! [`BrokerSink`]; a node never receives its own messages back.
 //!
 //! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing) and, in cluster
-//! mode, [`RedisCluster`](crate::cluster::RedisCluster). The hub never knows which one it
-//! talks to; one conformance suite (`conformance.rs`) runs against each.
+//! mode, `RedisCluster` (in the `cluster` module, above this one). The hub never knows which
+//! one it talks to; one conformance suite (`conformance.rs`) runs against each.
 
 mod local;
 
