@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use common::{Client, Ended, RawClient, TestServer, WAIT};
 use serde_json::json;
 use switchboard::config::DurationArg;
+use switchboard_testkit::{
+    Client, Ended, RawClient, TestServer, WAIT, masked_frame, wait_until_async,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -182,7 +182,7 @@ async fn the_per_ip_cap_counts_websockets_and_idle_sockets_and_releases_on_close
     // Closing a WebSocket releases its count.
     first.ws.close(None).await.unwrap();
     assert!(matches!(first.ended().await, Ended::Closed { .. }));
-    common::wait_until_async("the closed WebSocket's count is released", || async {
+    wait_until_async("the closed WebSocket's count is released", || async {
         !refused_from(2, server.addr).await
     })
     .await;
@@ -190,7 +190,7 @@ async fn the_per_ip_cap_counts_websockets_and_idle_sockets_and_releases_on_close
     let _third = client_from(2, &server, "d").await;
     assert!(refused_from(2, server.addr).await);
     drop(silent);
-    common::wait_until_async("the dropped socket's count is released", || async {
+    wait_until_async("the dropped socket's count is released", || async {
         !refused_from(2, server.addr).await
     })
     .await;
@@ -290,9 +290,9 @@ async fn bad_frames_sent_after_the_closing_one_are_not_acted_on() {
     let mut watcher = server.member("watcher", "room").await;
     let mut raw = RawClient::connect(server.addr, "/?userId=raw").await;
     // Two bad frames and a join in one write: the join arrives after the close was decided.
-    let mut burst = common::masked_frame(0x81, b"x");
-    burst.extend(common::masked_frame(0x81, b"y"));
-    burst.extend(common::masked_frame(
+    let mut burst = masked_frame(0x81, b"x");
+    burst.extend(masked_frame(0x81, b"y"));
+    burst.extend(masked_frame(
         0x81,
         br#"{"type":"join_room","payload":{"room":"room"}}"#,
     ));

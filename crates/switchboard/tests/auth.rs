@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Client, Ended, TestServer, WAIT, http_json, http_request};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard::config::{DurationArg, RawSettings};
+use switchboard_testkit::{Client, Ended, TestServer, WAIT, http_json, http_request};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

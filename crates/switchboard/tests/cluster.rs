@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::redis::RedisServer;
-use common::{Client, TestServer, http_json};
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
+use switchboard_testkit::{
+    Client, Ended, RedisServer, TestServer, http_json, wait_until, wait_until_async,
+};
 
 /// Starts a node of the cluster on `redis` with `prefix`.
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
@@ -22,7 +21,7 @@ async fn node_with(
     name: &str,
     configure: impl FnOnce(&mut switchboard::config::RawSettings),
 ) -> TestServer {
-    common::redis::cluster_node(redis, name, |s| {
+    TestServer::cluster_node(redis, name, |s| {
         s.node_ttl = Some("2s".parse().unwrap());
         s.rate_limit = Some(0);
         configure(s);
@@ -34,7 +33,7 @@ async fn node_with(
 async fn sees_member(server: &TestServer, room: &str, user: &str) {
     let room = RoomId::from_trusted(room);
     let user = UserId::from_trusted(user);
-    common::wait_until("the member is known cluster-wide", || {
+    wait_until("the member is known cluster-wide", || {
         server.hub.room_members(&room).contains(&user)
     })
     .await;
@@ -42,15 +41,15 @@ async fn sees_member(server: &TestServer, room: &str, user: &str) {
 
 #[tokio::test]
 async fn room_messages_and_member_notices_cross_nodes() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.member("alice", "general").await;
-    common::redis::settled(&a).await;
+    a.settled().await;
     sees_member(&b, "general", "alice").await;
     let mut bob = b.connect("bob").await;
     let joined = bob.join("general").await;
-    common::redis::settled(&b).await;
+    b.settled().await;
     let notice = alice.expect("user_joined").await;
     assert_eq!(notice["userId"], "bob");
     assert_eq!(
@@ -86,7 +85,7 @@ async fn room_messages_and_member_notices_cross_nodes() {
 
 #[tokio::test]
 async fn broadcast_users_channels_and_the_api_work_from_any_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
@@ -97,7 +96,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
         .await;
     on_b.expect("subscribed").await;
     for node in [&a, &b, &c] {
-        common::redis::settled(node).await;
+        node.settled().await;
     }
 
     // Broadcast from a client on C reaches every node.
@@ -141,7 +140,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
 
 #[tokio::test]
 async fn presence_and_member_lists_are_cluster_wide() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut watcher = b.connect("watcher").await;
@@ -160,7 +159,7 @@ async fn presence_and_member_lists_are_cluster_wide() {
         "online"
     );
     let alice_id = UserId::from_trusted("alice");
-    common::wait_until("B sees alice online", || {
+    wait_until("B sees alice online", || {
         b.hub.presence().get(&alice_id).status == Status::Online
     })
     .await;
@@ -200,20 +199,20 @@ async fn presence_and_member_lists_are_cluster_wide() {
 
 #[tokio::test]
 async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut observer = a.member("observer", "general").await;
     let tab_a = a.member("carol", "general").await;
     observer.expect("user_joined").await;
-    common::redis::settled(&a).await;
+    a.settled().await;
     sees_member(&b, "general", "carol").await;
     let tab_b = b.member("carol", "general").await;
-    common::redis::settled(&b).await;
+    b.settled().await;
     // The second tab, on another node, is not a new member.
     observer.expect_nothing_pending().await;
     drop(tab_a);
-    common::wait_until("the first tab is gone", || a.hub.stats().connections == 1).await;
+    wait_until("the first tab is gone", || a.hub.stats().connections == 1).await;
     observer.expect_nothing_pending().await;
     assert_eq!(
         a.hub.presence().get(&UserId::from_trusted("carol")).status,
@@ -229,13 +228,13 @@ async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
 
 #[tokio::test]
 async fn max_connections_per_user_holds_cluster_wide() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node_with(&redis, "a", |s| s.max_connections_per_user = Some(2)).await;
     let b = node_with(&redis, "b", |s| s.max_connections_per_user = Some(2)).await;
     let _first = a.connect("frank").await;
     let _second = b.connect("frank").await;
     let frank = UserId::from_trusted("frank");
-    common::wait_until("each node counts the other's connection", || {
+    wait_until("each node counts the other's connection", || {
         a.hub.user_connection_count(&frank) == 2 && b.hub.user_connection_count(&frank) == 2
     })
     .await;
@@ -244,7 +243,7 @@ async fn max_connections_per_user_holds_cluster_wide() {
         .unwrap();
     assert_eq!(
         Client::ended_stream(&mut ws).await,
-        common::Ended::Closed {
+        Ended::Closed {
             code: 1013,
             reason: "too many connections for this user".into()
         }
@@ -253,7 +252,7 @@ async fn max_connections_per_user_holds_cluster_wide() {
 
 #[tokio::test]
 async fn cluster_stats_add_up_every_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let _x = a.member("x", "shared").await;
@@ -262,7 +261,7 @@ async fn cluster_stats_add_up_every_node() {
     let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
     assert_eq!(stats["connections"], 1, "without a scope: this node");
     let addr = a.addr;
-    common::wait_until_async("cluster totals include node B", || async move {
+    wait_until_async("cluster totals include node B", || async move {
         let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
         body["connections"] == 3 && body["rooms"] == 2 && body["onlineUsers"] == 3
     })
@@ -276,7 +275,7 @@ async fn cluster_stats_add_up_every_node() {
 
 #[tokio::test]
 async fn clusters_with_different_prefixes_share_one_redis_without_mixing() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let blue = node_with(&redis, "blue", |s| s.redis_prefix = Some("blue:".into())).await;
     let green = node_with(&redis, "green", |s| s.redis_prefix = Some("green:".into())).await;
     let mut on_blue = blue.connect("u1").await;

@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RawClient, TestServer};
 use serde_json::json;
+use switchboard_testkit::{Ended, RawClient, TestServer};
 
 fn fast_heartbeat(s: &mut switchboard::config::RawSettings) {
     s.heartbeat_interval = Some("100ms".parse().unwrap());
@@ -96,7 +94,7 @@ async fn idle_connections_are_closed_by_the_cleanup_sweep() {
     }
     assert_eq!(
         closed.await.unwrap(),
-        common::Ended::Closed {
+        Ended::Closed {
             code: 1000,
             reason: "idle timeout".into()
         }

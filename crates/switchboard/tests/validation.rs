@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{RawClient, TestServer};
 use futures_util::SinkExt;
 use serde_json::json;
+use switchboard_testkit::{RawClient, TestServer, http_get, masked_frame};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -130,7 +128,7 @@ async fn frames_over_the_size_limit_close_with_1009_at_the_edge() {
 
     // One byte over: refused from the frame header alone, before the payload is sent.
     let mut raw = RawClient::connect(server.addr, "/?userId=bob").await;
-    let frame = common::masked_frame(0x81, &vec![b'x'; 65537]);
+    let frame = masked_frame(0x81, &vec![b'x'; 65537]);
     raw.send_frame_bytes(&frame[..14]).await;
     assert_eq!(raw.read_close().await, Some(1009));
     client.expect_nothing_pending().await;
@@ -256,7 +254,7 @@ async fn replies_queued_before_a_violation_are_written_before_the_close() {
     let mut raw = RawClient::connect(server.addr, "/?userId=a").await;
     let (connect, _) = raw.read_frame().await;
     assert_eq!(connect, 0x81);
-    let mut bytes = common::masked_frame(0x81, br#"{"type":"ping","payload":{"n":1}}"#);
+    let mut bytes = masked_frame(0x81, br#"{"type":"ping","payload":{"n":1}}"#);
     bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
     raw.send_frame_bytes(&bytes).await;
     let (opcode, payload) = raw.read_frame().await;
@@ -269,7 +267,7 @@ async fn replies_queued_before_a_violation_are_written_before_the_close() {
 #[tokio::test]
 async fn the_echo_endpoint_is_off_by_default_and_echoes_when_on() {
     let server = TestServer::start().await;
-    let (status, _) = common::http_get(server.addr, "/echo").await;
+    let (status, _) = http_get(server.addr, "/echo").await;
     assert_eq!(status, 404);
     let server = TestServer::with(|s| s.echo_endpoint = Some(true)).await;
     let mut raw = RawClient::connect(server.addr, "/echo").await;
