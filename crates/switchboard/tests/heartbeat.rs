@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
-use switchboard_testkit::{Ended, RawClient, TestServer};
+use switchboard_testkit::{Client, Ended, RawClient, TestServer};
+use tokio_tungstenite::tungstenite::Message;
 
 fn fast_heartbeat(s: &mut switchboard::config::RawSettings) {
     s.heartbeat_interval = Some("100ms".parse().unwrap());
@@ -47,17 +49,43 @@ async fn a_silent_connection_is_terminated_and_cleaned_up() {
     watcher.expect_nothing_pending().await;
 }
 
+/// Reads `client` until `until` completes, so that tungstenite answers the server's pings (it
+/// does as it reads) and the client sends nothing else; returns `until`'s output and how many
+/// pings came meanwhile. Any other frame, or the end of the connection, fails the test.
+async fn answer_pings_until<T>(client: &mut Client, until: impl Future<Output = T>) -> (T, u32) {
+    tokio::pin!(until);
+    let mut pings = 0;
+    loop {
+        tokio::select! {
+            output = &mut until => return (output, pings),
+            message = client.ws.next() => match message {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                other => panic!("expected only pings, got {other:?}"),
+            },
+        }
+    }
+}
+
 #[tokio::test]
 async fn pongs_keep_a_connection_alive() {
-    let server = TestServer::with(fast_heartbeat).await;
-    let mut client = server.connect("alive").await;
-    // Several timeouts long; tungstenite answers every ping while we wait for frames.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
-    while tokio::time::Instant::now() < until {
-        client.expect_nothing_pending().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = TestServer::with(|s| {
+        s.heartbeat_interval = Some("100ms".parse().unwrap());
+        s.heartbeat_timeout = Some("600ms".parse().unwrap());
+    })
+    .await;
+    // From here on `alive` sends nothing but the pongs tungstenite answers pings with.
+    let mut alive = server.connect("alive").await;
+    // Three timeouts in a row, each measured by a connection opened after `alive` that never
+    // answers a ping. Were pongs not counted, `alive` would have been silent for longer than
+    // each of them, so the sweep that closes one would close `alive` too, or already had.
+    for round in 1..=3 {
+        let mut silent = RawClient::connect(server.addr, &format!("/?userId=silent{round}")).await;
+        let (close, pings) = answer_pings_until(&mut alive, silent.read_close()).await;
+        assert_eq!(close, Some(1000));
+        assert!(pings > 0, "the server pinged `alive` meanwhile");
+        assert_eq!(server.stats().await["heartbeatTimeouts"], round);
     }
-    assert_eq!(server.stats().await["heartbeatTimeouts"], 0);
+    alive.expect_nothing_pending().await;
 }
 
 #[tokio::test]
