@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::WAIT;
+use crate::cluster::is_barrier_for_another;
 
 /// A WebSocket client speaking protocol v1.
 pub struct Client {
@@ -17,7 +18,7 @@ pub struct Client {
     /// The `connect` frame's payload (`Null` until it is read).
     pub connect: Value,
     /// Stamp of the last barrier sent, so each barrier's answer is told from earlier ones.
-    barrier: u64,
+    pub(crate) barrier: u64,
 }
 
 /// How a connection ended.
@@ -104,6 +105,8 @@ impl Client {
     }
 
     /// The next protocol frame (text), answering nothing itself; panics on close or timeout.
+    /// Skips the markers of [`Client::expect_nothing_pending_across`] addressed to another
+    /// connection of the same user: they are the harness's, not the server's.
     pub async fn recv(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next())
@@ -112,7 +115,12 @@ impl Client {
                 .expect("connection ended")
                 .expect("websocket error");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).expect("JSON frame");
+                    if !is_barrier_for_another(&frame, &self.connect) {
+                        return frame;
+                    }
+                }
                 Message::Close(frame) => panic!("closed while waiting for a frame: {frame:?}"),
                 _ => {}
             }
@@ -140,7 +148,8 @@ impl Client {
     }
 
     /// Proves that nothing else is queued for this client on its node: sends a `ping` and
-    /// requires its `pong` to be the very next frame.
+    /// requires its `pong` to be the very next frame. For frames that may still be crossing
+    /// Redis, see [`Client::expect_nothing_pending_across`].
     pub async fn expect_nothing_pending(&mut self) {
         self.barrier += 1;
         let stamp = self.barrier;

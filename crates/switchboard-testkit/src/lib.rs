@@ -11,7 +11,7 @@
 //! - [`redis`]: [`RedisServer`], a `redis-server` child process on a free port. It uses no
 //!   `switchboard` type, so the server crate's own unit tests can start one too (they see a
 //!   distinct copy of the server crate through this one, a dev-dependency cycle).
-//! - [`cluster`]: in-process nodes sharing a [`RedisServer`].
+//! - [`cluster`]: in-process nodes sharing a [`RedisServer`], and the barrier that crosses it.
 //! - [`pki`]: [`TestPki`], a self-signed certificate per test for `wss://` and `https://`.
 //!
 //! ## Waiting
@@ -29,9 +29,13 @@
 //!
 //! ## Proving that nothing arrived
 //!
-//! Never with a sleep. [`Client::expect_nothing_pending`] sends a `ping` whose `pong` must be
-//! the very next frame: the server answers a connection's frames in order, so anything queued
-//! for it earlier would come first.
+//! Never with a sleep. On one node, [`Client::expect_nothing_pending`] sends a `ping` whose
+//! `pong` must be the very next frame: the server answers a connection's frames in order, so
+//! anything queued for it earlier would come first. Across nodes that is not enough: a frame
+//! wrongly routed through Redis can still be on its way when the local `pong` comes back.
+//! [`Client::expect_nothing_pending_across`] has another node send a marker through Redis on the
+//! same path (that node's one publishing connection, this node's one subscribing connection):
+//! Redis and each node keep that order, so a frame published earlier arrives before the marker.
 
 pub mod client;
 pub mod cluster;
