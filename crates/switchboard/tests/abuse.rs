@@ -118,9 +118,10 @@ async fn connect_from(last: u8, server: SocketAddr) -> TcpStream {
     socket.connect(server).await.unwrap()
 }
 
-/// A protocol client of `user` connecting from `127.0.0.<last>`. A refusal (429) is retried:
-/// a count the test just freed is released when the server has dropped the connection, a
-/// moment after the client saw it close.
+/// A protocol client of `user` connecting from `127.0.0.<last>`. A refusal (429) is retried,
+/// polling every 10 ms for at most `WAIT`: a count the test just freed is released when the
+/// server has dropped the connection, a moment after the client saw it close, and nothing
+/// announces that moment.
 async fn client_from(last: u8, server: &TestServer, user: &str) -> Client {
     let url = server.url(&format!("/?userId={user}"));
     let deadline = tokio::time::Instant::now() + WAIT;

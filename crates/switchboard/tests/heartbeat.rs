@@ -108,20 +108,29 @@ async fn idle_connections_are_closed_by_the_cleanup_sweep() {
         s.idle_timeout = Some("300ms".parse().unwrap());
         s.away_timeout = Some("200ms".parse().unwrap());
         s.cleanup_interval = Some("100ms".parse().unwrap());
+        // `busy` pings more often than the default rate limit allows.
+        s.rate_limit = Some(0);
     })
     .await;
-    let mut idle = server.connect("idle").await;
+    // `busy` connects first: were its activity not counted, it would be closed by the sweep
+    // that closes `idle`, or an earlier one.
     let mut busy = server.connect("busy").await;
-    let closed = tokio::spawn(async move { idle.ended().await });
-    // Keep `busy` active well past the idle timeout.
-    let until = tokio::time::Instant::now() + Duration::from_millis(900);
-    while tokio::time::Instant::now() < until {
-        busy.send_type("ping", json!({})).await;
-        busy.expect("pong").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut idle = server.connect("idle").await;
+    let closed = idle.ended();
+    tokio::pin!(closed);
+    // Keep `busy` active, a round trip every 50 ms, until `idle` is closed.
+    let mut activity = tokio::time::interval(Duration::from_millis(50));
+    let ended = loop {
+        tokio::select! {
+            ended = &mut closed => break ended,
+            _ = activity.tick() => {
+                busy.send_type("ping", json!({})).await;
+                busy.expect("pong").await;
+            }
+        }
+    };
     assert_eq!(
-        closed.await.unwrap(),
+        ended,
         Ended::Closed {
             code: 1000,
             reason: "idle timeout".into()

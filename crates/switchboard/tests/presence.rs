@@ -70,23 +70,8 @@ async fn inactivity_makes_a_user_away_heartbeats_do_not_and_an_action_brings_the
     let mut watcher = server.connect("watcher").await;
     let mut idle = server.connect("idle").await;
     watch(&mut watcher, "idle").await;
-    // The watcher keeps itself active while it waits; `idle` sends nothing.
-    let away = 'waiting: loop {
-        watcher.send_type("ping", json!({})).await;
-        let mut presence = None;
-        loop {
-            let frame = watcher.recv().await;
-            match frame["type"].as_str() {
-                Some("pong") => break,
-                Some("presence") => presence = Some(frame),
-                _ => panic!("unexpected {frame}"),
-            }
-        }
-        if let Some(frame) = presence {
-            break 'waiting frame;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // `idle` sends nothing: the away sweep marks it away and tells its watcher.
+    let away = watcher.expect("presence").await;
     assert_eq!(away["payload"]["status"], "away");
     // A heartbeat is not activity: the user stays away.
     idle.send_type("ping", json!({})).await;
