@@ -6,13 +6,14 @@
 //! target directory of its own, since the outer cargo may hold the lock on ours. Set
 //! `SWITCHBOARD_BIN` to use another binary.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchboard_testkit::free_port;
 
 /// A server child process, killed (by its pid) when dropped.
 struct Server {
@@ -22,10 +23,7 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = Command::new(server_binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--rate-limit", "0", "--max-connections-per-user", "100"])
@@ -33,6 +31,8 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start the switchboard server");
+        // A process that starts listening tells nobody: poll, with a bound. These tests are
+        // synchronous (no runtime, nothing in process to freeze), so a thread sleep is right.
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -10,24 +10,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Node, TestPki, WAIT, config, next_matching, wait_until};
+use support::config;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::protocol::CloseCode;
 use switchboard_client::{Client, ClientConfig, ClosedBy, Error, Event, Reconnect};
+use switchboard_testkit::{TestPki, TestServer, WAIT, next_event, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
-    let node = Node::start().await;
+    let node = TestServer::start().await;
     let port = node.addr.port();
-    let url = node.url();
+    let url = node.url("");
     let (alice, mut events) = Client::connect(config(&url, "alice")).await.unwrap();
     alice.room("general").join().await.unwrap();
     alice.channel("news").subscribe().await.unwrap();
 
-    node.stop().await;
-    let lost = next_matching(&mut events, "disconnected", |e| {
+    assert!(node.shutdown().await, "clean shutdown");
+    let lost = next_event(&mut events, "disconnected", |e| {
         matches!(e, Event::Disconnected { .. })
     })
     .await;
@@ -50,7 +51,7 @@ async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let recorder = seen.clone();
     let mut subscription = None;
-    let node = Node::start_with(
+    let node = TestServer::start_with(
         port,
         |_| {},
         |hub| {
@@ -61,7 +62,7 @@ async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
         },
     )
     .await;
-    next_matching(&mut events, "reconnected", |e| {
+    next_event(&mut events, "reconnected", |e| {
         matches!(
             e,
             Event::Connected {
@@ -71,7 +72,7 @@ async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
         )
     })
     .await;
-    let rejoined = next_matching(&mut events, "room_joined again", |e| {
+    let rejoined = next_event(&mut events, "room_joined again", |e| {
         matches!(e, Event::RoomJoined { .. })
     })
     .await;
@@ -100,7 +101,7 @@ async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
 
     // The channel subscription was renewed.
     node.hub.pubsub().publish("news", &json!("extra")).unwrap();
-    let publication = next_matching(&mut events, "publish on news", |e| {
+    let publication = next_event(&mut events, "publish on news", |e| {
         matches!(e, Event::Publish { .. })
     })
     .await;
@@ -111,11 +112,11 @@ async fn after_a_restart_rooms_are_rejoined_and_the_queue_is_delivered_once() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_new_frames_and_keeps_the_old() {
-    let node = Node::start().await;
-    let config = config(&node.url(), "alice").with_queue_capacity(3);
+    let node = TestServer::start().await;
+    let config = config(&node.url(""), "alice").with_queue_capacity(3);
     let (alice, mut events) = Client::connect(config).await.unwrap();
-    node.stop().await;
-    next_matching(&mut events, "disconnected", |e| {
+    assert!(node.shutdown().await, "clean shutdown");
+    next_event(&mut events, "disconnected", |e| {
         matches!(e, Event::Disconnected { .. })
     })
     .await;
@@ -130,8 +131,8 @@ async fn a_full_queue_refuses_new_frames_and_keeps_the_old() {
 
 #[tokio::test]
 async fn close_1008_stops_reconnecting() {
-    let node = Node::start().await;
-    let (mallory, mut events) = Client::connect(config(&node.url(), "mallory"))
+    let node = TestServer::start().await;
+    let (mallory, mut events) = Client::connect(config(&node.url(""), "mallory"))
         .await
         .unwrap();
     mallory.room("general").join().await.unwrap();
@@ -140,7 +141,7 @@ async fn close_1008_stops_reconnecting() {
         CloseCode::Policy,
         "banned",
     );
-    let closed = next_matching(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
+    let closed = next_event(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
     assert!(
         matches!(&closed, Event::Closed(ClosedBy::Refused(reason)) if reason.contains("banned")),
         "{closed:?}"
@@ -215,7 +216,7 @@ async fn a_listener_that_never_answers_fails_each_attempt_in_bounded_time() {
 #[tokio::test]
 async fn wss_against_the_tls_server() {
     let pki = TestPki::generate();
-    let node = Node::start_with(
+    let node = TestServer::start_with(
         0,
         |raw| {
             raw.tls_cert = Some(pki.cert.clone());
@@ -228,14 +229,14 @@ async fn wss_against_the_tls_server() {
     let tls = |user: &str| {
         ClientConfig::new(&url)
             .with_user_id(user)
-            .with_tls(pki.client.clone())
+            .with_tls(pki.client_config())
     };
     let (alice, _alice_events) = Client::connect(tls("alice")).await.unwrap();
     let (bob, mut bob_events) = Client::connect(tls("bob")).await.unwrap();
     alice.room("secure").join().await.unwrap();
     bob.room("secure").join().await.unwrap();
     alice.room("secure").send("over TLS").unwrap();
-    let message = next_matching(&mut bob_events, "message", |e| {
+    let message = next_event(&mut bob_events, "message", |e| {
         matches!(e, Event::Message { .. })
     })
     .await;

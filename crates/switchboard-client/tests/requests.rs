@@ -8,14 +8,17 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Node, WAIT, config, next_matching};
-use switchboard_client::{Client, ClosedBy, Error, Event, Status};
+use support::config;
+use switchboard_client::{Client, ClosedBy, Error, Event, Heartbeat, Status};
+use switchboard_testkit::{TestServer, WAIT, next_event, wait_until};
 use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn requests_resolve_with_the_reply_or_the_ack_and_fail_on_error() {
-    let node = Node::start().await;
-    let (alice, _events) = Client::connect(config(&node.url(), "alice")).await.unwrap();
+    let node = TestServer::start().await;
+    let (alice, _events) = Client::connect(config(&node.url(""), "alice"))
+        .await
+        .unwrap();
 
     let joined = alice.room("general").join().await.unwrap();
     assert_eq!(joined.kind, "room_joined");
@@ -49,10 +52,12 @@ async fn requests_resolve_with_the_reply_or_the_ack_and_fail_on_error() {
 
 #[tokio::test]
 async fn rooms_channels_and_presence_arrive_as_typed_events() {
-    let node = Node::start().await;
-    let (alice, mut alice_events) = Client::connect(config(&node.url(), "alice")).await.unwrap();
-    let (bob, mut bob_events) = Client::connect(config(&node.url(), "bob")).await.unwrap();
-    let connected = next_matching(&mut bob_events, "connected", |e| {
+    let node = TestServer::start().await;
+    let (alice, mut alice_events) = Client::connect(config(&node.url(""), "alice"))
+        .await
+        .unwrap();
+    let (bob, mut bob_events) = Client::connect(config(&node.url(""), "bob")).await.unwrap();
+    let connected = next_event(&mut bob_events, "connected", |e| {
         matches!(e, Event::Connected { .. })
     })
     .await;
@@ -63,7 +68,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
 
     alice.room("general").join().await.unwrap();
     bob.room("general").join().await.unwrap();
-    let joined = next_matching(&mut alice_events, "user_joined", |e| {
+    let joined = next_event(&mut alice_events, "user_joined", |e| {
         matches!(e, Event::UserJoined { .. })
     })
     .await;
@@ -76,7 +81,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
     );
 
     alice.room("general").send("Hello").unwrap();
-    let message = next_matching(&mut bob_events, "message", |e| {
+    let message = next_event(&mut bob_events, "message", |e| {
         matches!(e, Event::Message { .. })
     })
     .await;
@@ -96,7 +101,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
         .channel("news")
         .publish(json!({"headline": "rust"}))
         .unwrap();
-    let publication = next_matching(&mut bob_events, "publish", |e| {
+    let publication = next_event(&mut bob_events, "publish", |e| {
         matches!(e, Event::Publish { .. })
     })
     .await;
@@ -113,7 +118,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
     alice
         .set_presence(Status::Away, Some(json!({"note": "lunch"})))
         .unwrap();
-    let presence = next_matching(
+    let presence = next_event(
         &mut bob_events,
         "alice away",
         |e| matches!(e, Event::Presence(p) if p.user_id == "alice" && p.status == "away"),
@@ -128,7 +133,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
     alice
         .send("message", json!({"room": "nowhere", "content": "x"}))
         .unwrap();
-    let error = next_matching(&mut alice_events, "error", |e| {
+    let error = next_event(&mut alice_events, "error", |e| {
         matches!(e, Event::Error { .. })
     })
     .await;
@@ -146,11 +151,13 @@ fn message_timestamp(event: &Event) -> Option<u64> {
 
 #[tokio::test]
 async fn close_ends_the_events_and_fails_later_calls() {
-    let node = Node::start().await;
-    let (alice, mut events) = Client::connect(config(&node.url(), "alice")).await.unwrap();
+    let node = TestServer::start().await;
+    let (alice, mut events) = Client::connect(config(&node.url(""), "alice"))
+        .await
+        .unwrap();
     alice.room("general").join().await.unwrap();
     alice.close();
-    let closed = next_matching(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
+    let closed = next_event(&mut events, "closed", |e| matches!(e, Event::Closed(_))).await;
     assert_eq!(closed, Event::Closed(ClosedBy::Client));
     assert!(
         tokio::time::timeout(WAIT, events.recv())
@@ -166,7 +173,7 @@ async fn close_ends_the_events_and_fails_later_calls() {
         alice.request("ping", json!({}), WAIT).await,
         Err(Error::Closed)
     ));
-    support::wait_until("the server saw the close", || {
+    wait_until("the server saw the close", || {
         node.hub.stats().connections == 0
     })
     .await;
@@ -216,10 +223,13 @@ async fn a_request_without_an_answer_times_out() {
 #[tokio::test]
 async fn the_heartbeat_replaces_a_connection_whose_server_stopped_answering() {
     let (url, _server) = silent_server().await;
-    let config = config(&url, "alice").with_heartbeat(support::fast_heartbeat());
+    let config = config(&url, "alice").with_heartbeat(Some(Heartbeat {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
+    }));
     let started = tokio::time::Instant::now();
     let (_alice, mut events) = Client::connect(config).await.unwrap();
-    let lost = next_matching(&mut events, "disconnected", |e| {
+    let lost = next_event(&mut events, "disconnected", |e| {
         matches!(e, Event::Disconnected { .. })
     })
     .await;
@@ -235,7 +245,7 @@ async fn the_heartbeat_replaces_a_connection_whose_server_stopped_answering() {
         started.elapsed()
     );
     // And it connects again.
-    next_matching(&mut events, "reconnected", |e| {
+    next_event(&mut events, "reconnected", |e| {
         matches!(
             e,
             Event::Connected {

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use common::{Client, Ended, RawClient, TestServer, WAIT};
 use serde_json::json;
 use switchboard::config::DurationArg;
+use switchboard_testkit::{
+    Client, Ended, RawClient, TestServer, WAIT, masked_frame, wait_until_async,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -118,9 +118,10 @@ async fn connect_from(last: u8, server: SocketAddr) -> TcpStream {
     socket.connect(server).await.unwrap()
 }
 
-/// A protocol client of `user` connecting from `127.0.0.<last>`. A refusal (429) is retried:
-/// a count the test just freed is released when the server has dropped the connection, a
-/// moment after the client saw it close.
+/// A protocol client of `user` connecting from `127.0.0.<last>`. A refusal (429) is retried,
+/// polling every 10 ms for at most `WAIT`: a count the test just freed is released when the
+/// server has dropped the connection, a moment after the client saw it close, and nothing
+/// announces that moment.
 async fn client_from(last: u8, server: &TestServer, user: &str) -> Client {
     let url = server.url(&format!("/?userId={user}"));
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -182,7 +183,7 @@ async fn the_per_ip_cap_counts_websockets_and_idle_sockets_and_releases_on_close
     // Closing a WebSocket releases its count.
     first.ws.close(None).await.unwrap();
     assert!(matches!(first.ended().await, Ended::Closed { .. }));
-    common::wait_until_async("the closed WebSocket's count is released", || async {
+    wait_until_async("the closed WebSocket's count is released", || async {
         !refused_from(2, server.addr).await
     })
     .await;
@@ -190,7 +191,7 @@ async fn the_per_ip_cap_counts_websockets_and_idle_sockets_and_releases_on_close
     let _third = client_from(2, &server, "d").await;
     assert!(refused_from(2, server.addr).await);
     drop(silent);
-    common::wait_until_async("the dropped socket's count is released", || async {
+    wait_until_async("the dropped socket's count is released", || async {
         !refused_from(2, server.addr).await
     })
     .await;
@@ -290,9 +291,9 @@ async fn bad_frames_sent_after_the_closing_one_are_not_acted_on() {
     let mut watcher = server.member("watcher", "room").await;
     let mut raw = RawClient::connect(server.addr, "/?userId=raw").await;
     // Two bad frames and a join in one write: the join arrives after the close was decided.
-    let mut burst = common::masked_frame(0x81, b"x");
-    burst.extend(common::masked_frame(0x81, b"y"));
-    burst.extend(common::masked_frame(
+    let mut burst = masked_frame(0x81, b"x");
+    burst.extend(masked_frame(0x81, b"y"));
+    burst.extend(masked_frame(
         0x81,
         br#"{"type":"join_room","payload":{"room":"room"}}"#,
     ));
@@ -316,7 +317,7 @@ async fn websocket_pings_spend_rate_tokens_and_a_ping_flood_is_closed_with_1008(
         assert_eq!(raw.read_frame().await.0, 0x81, "connect");
     }
     let flood: Vec<u8> = (0..1000)
-        .flat_map(|n: u32| common::masked_frame(0x89, n.to_string().as_bytes()))
+        .flat_map(|n: u32| switchboard_testkit::masked_frame(0x89, n.to_string().as_bytes()))
         .collect();
     flooder.send_frame_bytes(&flood).await;
     // The burst is answered. The next ping is not (no pong, no error frame), and the one after

@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{TestServer, http_json};
 use serde_json::json;
+use switchboard_testkit::{Ended, TestServer, http_json, http_request};
 
 const KEY: &str = "test-key-123";
 
@@ -243,7 +241,7 @@ async fn disconnect_closes_every_connection_of_the_user() {
     for client in [&mut a1, &mut a2] {
         assert_eq!(
             client.ended().await,
-            common::Ended::Closed {
+            Ended::Closed {
                 code: 1008,
                 reason: "banned".into()
             }
@@ -258,7 +256,7 @@ async fn disconnect_closes_every_connection_of_the_user() {
 async fn bad_requests_get_json_errors_with_codes() {
     let server = keyed().await;
     let auth = format!("Bearer {KEY}");
-    let (status, body) = common::http_request(
+    let (status, body) = http_request(
         server.addr,
         &format!(
             "POST /api/broadcast HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: {auth}\r\n\

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::TestServer;
+use switchboard_testkit::{TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,7 +15,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
-    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
         .await
         .expect("HTTP response timed out")
         .unwrap();

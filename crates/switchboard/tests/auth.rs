@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Client, Ended, TestServer, WAIT, http_json, http_request};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard::config::{DurationArg, RawSettings};
+use switchboard_testkit::{Client, Ended, TestServer, WAIT, http_json, http_request};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -268,15 +266,30 @@ async fn without_an_auth_frame_the_connection_closes_at_the_deadline() {
 async fn an_auth_frame_just_before_the_deadline_is_accepted() {
     let timeout = Duration::from_secs(3);
     let server = hs256_server(|raw| raw.auth_timeout = Some(DurationArg(timeout))).await;
-    let mut client = pending(&server).await;
-    // The deadline started when the server answered the upgrade, before this point.
-    tokio::time::sleep(timeout - Duration::from_millis(700)).await;
-    client
-        .send_type("auth", json!({"token": token("dave", json!({}))}))
+    let timed_out = Ended::Closed {
+        code: 1008,
+        reason: "authentication timed out".to_owned(),
+    };
+    // The server's own deadlines drive the edge, not a clock here. A deadline starts when the
+    // server admits the upgrade, so `first`'s ends at least `gap` before `late`'s, and the
+    // auth frame goes out when `first` is closed at its deadline.
+    let gap = Duration::from_secs(1);
+    let mut first = pending(&server).await;
+    // Sets the distance between the two deadlines; it synchronises nothing.
+    tokio::time::sleep(gap).await;
+    let mut late = pending(&server).await;
+    // Admitted after `late`: its deadline passes after `late`'s.
+    let mut later = pending(&server).await;
+    assert_eq!(first.ended().await, timed_out);
+    late.send_type("auth", json!({"token": token("dave", json!({}))}))
         .await;
-    client.read_connect().await;
-    assert_eq!(client.user_id(), "dave");
-    client.expect_nothing_pending().await;
+    late.read_connect().await;
+    assert_eq!(late.user_id(), "dave");
+    late.expect_nothing_pending().await;
+    // Authenticated, `late` outlives its deadline.
+    assert_eq!(later.ended().await, timed_out);
+    late.expect_nothing_pending().await;
+    assert_eq!(server.stats().await["authFailures"], 2);
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{BIN, Running, command, wait_for_log};
-use common::{Client, Ended, RawClient};
+use common::{BIN, Running, command, wait_for_log};
+use switchboard_testkit::{Client, Ended, RawClient, TestPki, http_json};
 
 /// Runs the binary expecting it to fail at start; returns its stderr.
 fn fails_to_start(args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -24,11 +24,11 @@ fn fails_to_start(args: &[&str], envs: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_in_time() {
-    let mut server = Running::start(&["--shutdown-timeout", "3s"], &[]);
+    let mut server = Running::start(&["--shutdown-timeout", "3s"], &[]).await;
     let mut alice = Client::connect(&format!("ws://{}/?userId=alice", server.addr)).await;
     alice.join("general").await;
     let mut bob = Client::connect(&format!("ws://{}/ws?userId=bob", server.addr)).await;
-    server.terminate();
+    server.terminate().await;
     for client in [&mut alice, &mut bob] {
         assert_eq!(
             client.ended().await,
@@ -38,23 +38,23 @@ async fn sigterm_closes_clients_with_1001_and_exits_in_time() {
             }
         );
     }
-    let status = server.wait_exit(Duration::from_secs(3));
+    let status = server.wait_exit(Duration::from_secs(3)).await;
     assert!(status.success(), "{status}");
     assert!(
         tokio::net::TcpStream::connect(server.addr).await.is_err(),
         "no longer accepting"
     );
-    wait_for_log(&server.logs, "shutdown complete");
+    wait_for_log(&mut server.logs, "shutdown complete").await;
 }
 
 #[tokio::test]
 async fn a_client_that_ignores_the_close_does_not_hold_up_the_exit() {
-    let mut server = Running::start(&["--shutdown-timeout", "1s"], &[]);
+    let mut server = Running::start(&["--shutdown-timeout", "1s"], &[]).await;
     // Never reads, never answers the close.
     let _stuck = RawClient::connect(server.addr, "/?userId=stuck").await;
     let started = Instant::now();
-    server.terminate();
-    server.wait_exit(Duration::from_secs(4));
+    server.terminate().await;
+    server.wait_exit(Duration::from_secs(4)).await;
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -71,7 +71,8 @@ async fn settings_come_from_env_vars_and_a_toml_file() {
     let server = Running::start(
         &["--config", file.to_str().unwrap()],
         &[("NODE_ID", "from-env"), ("PORT", "0")],
-    );
+    )
+    .await;
     let client = Client::connect(&format!("ws://{}/", server.addr)).await;
     assert_eq!(client.connect["heartbeatInterval"], 7000, "from the file");
     assert_eq!(client.connect["node"], "from-env", "env beats the file");
@@ -116,7 +117,8 @@ async fn authentication_settings_come_from_env_vars() {
             ("ADMIN_KEY", "admin"),
             ("ALLOWED_ORIGINS", "https://app.example"),
         ],
-    );
+    )
+    .await;
     let claims =
         serde_json::json!({"sub": "zoe", "exp": jsonwebtoken::get_current_timestamp() + 60});
     let token = jsonwebtoken::encode(
@@ -127,16 +129,16 @@ async fn authentication_settings_come_from_env_vars() {
     .unwrap();
     let client = Client::connect(&format!("ws://{}/?userId=x&token={token}", server.addr)).await;
     assert_eq!(client.user_id(), "zoe");
-    let (status, _) = common::http_json(server.addr, "GET", "/stats", None, &[]).await;
+    let (status, _) = http_json(server.addr, "GET", "/stats", None, &[]).await;
     assert_eq!(status, 401);
     let key = [("X-API-Key", "admin")];
-    let (status, stats) = common::http_json(server.addr, "GET", "/stats", None, &key).await;
+    let (status, stats) = http_json(server.addr, "GET", "/stats", None, &key).await;
     assert_eq!((status, stats["connections"].as_u64()), (200, Some(1)));
 }
 
 #[test]
 fn bad_tls_files_fail_at_start_naming_the_setting() {
-    let pki = common::tls::TestPki::generate();
+    let pki = TestPki::generate();
     let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
     let stderr = fails_to_start(
         &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", key],
@@ -169,7 +171,7 @@ fn bad_tls_files_fail_at_start_naming_the_setting() {
     let stderr = fails_to_start(&[], &[("TLS_CERT", cert)]);
     assert!(stderr.contains("--tls-key"), "{stderr}");
     // A key that belongs to another certificate.
-    let other = common::tls::TestPki::generate();
+    let other = TestPki::generate();
     let other_key = other.key.to_str().unwrap();
     let stderr = fails_to_start(&["--tls-cert", cert, "--tls-key", other_key], &[]);
     assert!(
@@ -227,13 +229,13 @@ fn help_lists_every_setting() {
 
 #[tokio::test]
 async fn debug_logs_record_connects_joins_and_disconnects_as_json() {
-    let server = Running::start(&["--log-level", "switchboard=debug"], &[]);
+    let mut server = Running::start(&["--log-level", "switchboard=debug"], &[]).await;
     let mut client = Client::connect(&format!("ws://{}/?userId=logged", server.addr)).await;
-    let connected = wait_for_log(&server.logs, "connected");
+    let connected = wait_for_log(&mut server.logs, "connected").await;
     assert_eq!(connected["fields"]["user"], "logged");
     client.join("general").await;
-    let join = wait_for_log(&server.logs, "join");
+    let join = wait_for_log(&mut server.logs, "join").await;
     assert_eq!(join["fields"]["room"], "general");
     drop(client);
-    wait_for_log(&server.logs, "disconnected");
+    wait_for_log(&mut server.logs, "disconnected").await;
 }

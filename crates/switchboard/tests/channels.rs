@@ -2,16 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{TestServer, WAIT, next_event, received_events};
 use serde_json::json;
 use switchboard::hub::Publication;
 use switchboard_client::Event;
+use switchboard_testkit::{Client, TestServer, WAIT, next_event, received_events, wait_until};
 
-async fn subscribe(client: &mut common::Client, channel: &str) {
+async fn subscribe(client: &mut Client, channel: &str) {
     client
         .send_type("subscribe", json!({ "channel": channel }))
         .await;
@@ -181,7 +179,7 @@ async fn stats_count_live_channels_and_empty_ones_vanish() {
     assert_eq!(server.stats().await["channels"], 1);
     drop(a);
     drop(b);
-    common::wait_until("no channels are left", || server.hub.stats().channels == 0).await;
+    wait_until("no channels are left", || server.hub.stats().channels == 0).await;
 }
 
 #[tokio::test]

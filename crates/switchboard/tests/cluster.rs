@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::redis::RedisServer;
-use common::{Client, TestServer, http_json};
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
+use switchboard_testkit::{
+    Client, Ended, RedisServer, TestServer, http_json, wait_until, wait_until_async,
+};
 
 /// Starts a node of the cluster on `redis` with `prefix`.
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
@@ -22,7 +21,7 @@ async fn node_with(
     name: &str,
     configure: impl FnOnce(&mut switchboard::config::RawSettings),
 ) -> TestServer {
-    common::redis::cluster_node(redis, name, |s| {
+    TestServer::cluster_node(redis, name, |s| {
         s.node_ttl = Some("2s".parse().unwrap());
         s.rate_limit = Some(0);
         configure(s);
@@ -34,7 +33,7 @@ async fn node_with(
 async fn sees_member(server: &TestServer, room: &str, user: &str) {
     let room = RoomId::from_trusted(room);
     let user = UserId::from_trusted(user);
-    common::wait_until("the member is known cluster-wide", || {
+    wait_until("the member is known cluster-wide", || {
         server.hub.room_members(&room).contains(&user)
     })
     .await;
@@ -42,15 +41,15 @@ async fn sees_member(server: &TestServer, room: &str, user: &str) {
 
 #[tokio::test]
 async fn room_messages_and_member_notices_cross_nodes() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.member("alice", "general").await;
-    common::redis::settled(&a).await;
+    a.settled().await;
     sees_member(&b, "general", "alice").await;
     let mut bob = b.connect("bob").await;
     let joined = bob.join("general").await;
-    common::redis::settled(&b).await;
+    b.settled().await;
     let notice = alice.expect("user_joined").await;
     assert_eq!(notice["userId"], "bob");
     assert_eq!(
@@ -65,7 +64,9 @@ async fn room_messages_and_member_notices_cross_nodes() {
     assert_eq!(message["userId"], "alice");
     assert_eq!(message["payload"]["content"], "hi from A");
     alice.expect("ack").await;
-    alice.expect_nothing_pending().await;
+    // Not echoed back to its sender through Redis: bob saw it arrive through Redis, so a marker
+    // from his node comes after any copy on its way to alice.
+    alice.expect_nothing_pending_across(&a, &b).await;
 
     bob.send_type(
         "message",
@@ -76,7 +77,7 @@ async fn room_messages_and_member_notices_cross_nodes() {
         alice.expect("message").await["payload"]["content"],
         "hi from B"
     );
-    bob.expect_nothing_pending().await;
+    bob.expect_nothing_pending_across(&b, &a).await;
 
     bob.send_type("leave_room", json!({"room": "general"}))
         .await;
@@ -86,7 +87,7 @@ async fn room_messages_and_member_notices_cross_nodes() {
 
 #[tokio::test]
 async fn broadcast_users_channels_and_the_api_work_from_any_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
@@ -97,7 +98,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
         .await;
     on_b.expect("subscribed").await;
     for node in [&a, &b, &c] {
-        common::redis::settled(node).await;
+        node.settled().await;
     }
 
     // Broadcast from a client on C reaches every node.
@@ -122,7 +123,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
     assert_eq!(status, 200);
     on_a.expect("notification").await;
     on_b.expect("notification").await;
-    other.expect_nothing_pending().await;
+    other.expect_nothing_pending_across(&c, &a).await;
     // A channel publication from A reaches the subscriber on B, once.
     on_a.send_type(
         "publish",
@@ -130,7 +131,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
     )
     .await;
     assert_eq!(on_b.expect("publish").await["payload"], json!({"v": 2}));
-    on_b.expect_nothing_pending().await;
+    on_b.expect_nothing_pending_across(&b, &a).await;
     // So does a library publication on C.
     c.hub
         .pubsub()
@@ -141,7 +142,7 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
 
 #[tokio::test]
 async fn presence_and_member_lists_are_cluster_wide() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut watcher = b.connect("watcher").await;
@@ -160,7 +161,7 @@ async fn presence_and_member_lists_are_cluster_wide() {
         "online"
     );
     let alice_id = UserId::from_trusted("alice");
-    common::wait_until("B sees alice online", || {
+    wait_until("B sees alice online", || {
         b.hub.presence().get(&alice_id).status == Status::Online
     })
     .await;
@@ -200,20 +201,21 @@ async fn presence_and_member_lists_are_cluster_wide() {
 
 #[tokio::test]
 async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut observer = a.member("observer", "general").await;
     let tab_a = a.member("carol", "general").await;
     observer.expect("user_joined").await;
-    common::redis::settled(&a).await;
+    a.settled().await;
     sees_member(&b, "general", "carol").await;
     let tab_b = b.member("carol", "general").await;
-    common::redis::settled(&b).await;
-    // The second tab, on another node, is not a new member.
-    observer.expect_nothing_pending().await;
+    b.settled().await;
+    // The second tab, on another node, is not a new member: a marker from B, which announced
+    // the join before it, is the next frame.
+    observer.expect_nothing_pending_across(&a, &b).await;
     drop(tab_a);
-    common::wait_until("the first tab is gone", || a.hub.stats().connections == 1).await;
+    wait_until("the first tab is gone", || a.hub.stats().connections == 1).await;
     observer.expect_nothing_pending().await;
     assert_eq!(
         a.hub.presence().get(&UserId::from_trusted("carol")).status,
@@ -229,13 +231,13 @@ async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
 
 #[tokio::test]
 async fn max_connections_per_user_holds_cluster_wide() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node_with(&redis, "a", |s| s.max_connections_per_user = Some(2)).await;
     let b = node_with(&redis, "b", |s| s.max_connections_per_user = Some(2)).await;
     let _first = a.connect("frank").await;
     let _second = b.connect("frank").await;
     let frank = UserId::from_trusted("frank");
-    common::wait_until("each node counts the other's connection", || {
+    wait_until("each node counts the other's connection", || {
         a.hub.user_connection_count(&frank) == 2 && b.hub.user_connection_count(&frank) == 2
     })
     .await;
@@ -244,7 +246,7 @@ async fn max_connections_per_user_holds_cluster_wide() {
         .unwrap();
     assert_eq!(
         Client::ended_stream(&mut ws).await,
-        common::Ended::Closed {
+        Ended::Closed {
             code: 1013,
             reason: "too many connections for this user".into()
         }
@@ -253,7 +255,7 @@ async fn max_connections_per_user_holds_cluster_wide() {
 
 #[tokio::test]
 async fn cluster_stats_add_up_every_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let _x = a.member("x", "shared").await;
@@ -262,7 +264,7 @@ async fn cluster_stats_add_up_every_node() {
     let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
     assert_eq!(stats["connections"], 1, "without a scope: this node");
     let addr = a.addr;
-    common::wait_until_async("cluster totals include node B", || async move {
+    wait_until_async("cluster totals include node B", || async move {
         let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
         body["connections"] == 3 && body["rooms"] == 2 && body["onlineUsers"] == 3
     })
@@ -276,14 +278,27 @@ async fn cluster_stats_add_up_every_node() {
 
 #[tokio::test]
 async fn clusters_with_different_prefixes_share_one_redis_without_mixing() {
-    let redis = RedisServer::start();
-    let blue = node_with(&redis, "blue", |s| s.redis_prefix = Some("blue:".into())).await;
-    let green = node_with(&redis, "green", |s| s.redis_prefix = Some("green:".into())).await;
-    let mut on_blue = blue.connect("u1").await;
-    let mut on_green = green.connect("u2").await;
+    let redis = RedisServer::start().await;
+    let blue = |s: &mut switchboard::config::RawSettings| s.redis_prefix = Some("blue:".into());
+    let green = |s: &mut switchboard::config::RawSettings| s.redis_prefix = Some("green:".into());
+    let blue_a = node_with(&redis, "blue", blue).await;
+    let blue_b = node_with(&redis, "blue-b", blue).await;
+    let green_a = node_with(&redis, "green", green).await;
+    let green_b = node_with(&redis, "green-b", green).await;
+    let mut on_blue = blue_a.connect("u1").await;
+    let mut on_blue_b = blue_b.connect("u3").await;
+    let mut on_green = green_a.connect("u2").await;
+    for node in [&blue_a, &blue_b, &green_a, &green_b] {
+        node.settled().await;
+    }
     on_blue
         .send_type("broadcast", json!({"content": "blue only"}))
         .await;
     on_blue.expect("broadcast").await;
-    on_green.expect_nothing_pending().await;
+    // It crossed Redis within the blue cluster, so Redis has handed it to every subscriber of
+    // its channel; a marker the green cluster sends through Redis after that comes after it.
+    on_blue_b.expect("broadcast").await;
+    on_green
+        .expect_nothing_pending_across(&green_a, &green_b)
+        .await;
 }

@@ -7,16 +7,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::Running;
-use common::redis::RedisServer;
-use common::{Client, TestServer, http_json};
+use common::Running;
 use serde_json::json;
 use switchboard::broker::BrokerStatus;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
+use switchboard_testkit::{Client, RedisServer, TestServer, http_json, wait_until};
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
-    common::redis::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
+    TestServer::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
 }
 
 /// The next frame of type `kind` after any repeated arrival notices (`online` presence,
@@ -37,12 +36,13 @@ async fn after_repeated_arrival(client: &mut Client, kind: &str) -> serde_json::
 
 #[tokio::test]
 async fn a_killed_node_s_users_go_offline_and_leave_their_rooms_elsewhere() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let survivor = node(&redis, "survivor").await;
     let doomed = Running::start(
         &["--node-ttl", "2s", "--node-id", "doomed"],
         &[("REDIS_URL", &redis.url())],
-    );
+    )
+    .await;
     let mut alice = survivor.member("alice", "general").await;
     let mut watcher = survivor.connect("watcher").await;
     watcher
@@ -62,7 +62,7 @@ async fn a_killed_node_s_users_go_offline_and_leave_their_rooms_elsewhere() {
     assert_eq!(survivor.hub.user_connection_count(&kim_id), 1);
 
     // SIGKILL: no close frames, no clean-up, nothing announced.
-    doomed.kill();
+    doomed.kill().await;
     let killed_at = Instant::now();
     let offline = after_repeated_arrival(&mut watcher, "presence").await;
     assert_eq!(offline["payload"]["status"], "offline");
@@ -88,21 +88,21 @@ async fn a_killed_node_s_users_go_offline_and_leave_their_rooms_elsewhere() {
 
 #[tokio::test]
 async fn nodes_survive_a_redis_outage_and_recover_without_restart() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.member("alice", "general").await;
     let mut local_friend = a.member("amy", "general").await;
     alice.expect("user_joined").await;
-    common::redis::settled(&a).await;
+    a.settled().await;
     let mut bob = b.member("bob", "general").await;
-    common::redis::settled(&b).await;
+    b.settled().await;
     alice.expect("user_joined").await;
     local_friend.expect("user_joined").await;
 
-    redis.stop();
+    redis.stop().await;
     for node in [&a, &b] {
-        common::wait_until("the node reports degraded", || {
+        wait_until("the node reports degraded", || {
             node.hub.stats().broker_status == BrokerStatus::Degraded
         })
         .await;
@@ -125,13 +125,13 @@ async fn nodes_survive_a_redis_outage_and_recover_without_restart() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 
     // Redis comes back empty; the nodes reconnect, rewrite their state and resubscribe.
-    redis.restart();
-    common::redis::settled(&a).await;
-    common::redis::settled(&b).await;
+    redis.restart().await;
+    a.settled().await;
+    b.settled().await;
     let (status, _) = http_json(a.addr, "GET", "/ready", None, &[]).await;
     assert_eq!(status, 200);
     let general = RoomId::from_trusted("general");
-    common::wait_until("each node knows the other's members again", || {
+    wait_until("each node knows the other's members again", || {
         a.hub
             .room_members(&general)
             .contains(&UserId::from_trusted("bob"))

@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Client, Ended, TestServer, http_get, http_request};
 use switchboard::ids::{ConnId, UserId};
+use switchboard_testkit::{Client, Ended, TestServer, http_get, http_request, wait_until};
 
 #[tokio::test]
 async fn the_first_frame_is_connect_with_ids_and_heartbeat() {
@@ -86,7 +84,7 @@ async fn over_max_connections_the_client_gets_1013_not_a_hang() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url("/?userId=c"))
         .await
         .unwrap();
-    let ended = common::Client::ended_stream(&mut ws).await;
+    let ended = Client::ended_stream(&mut ws).await;
     assert_eq!(
         ended,
         Ended::Closed {
@@ -96,7 +94,7 @@ async fn over_max_connections_the_client_gets_1013_not_a_hang() {
     );
     assert_eq!(server.stats().await["connectionsRefused"], 1);
     drop(_a);
-    common::wait_until("the slot is freed", || server.hub.stats().connections == 1).await;
+    wait_until("the slot is freed", || server.hub.stats().connections == 1).await;
     let _c = server.connect("c").await;
 }
 
@@ -108,7 +106,7 @@ async fn over_max_connections_per_user_the_client_gets_1013() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url("/?userId=a"))
         .await
         .unwrap();
-    let ended = common::Client::ended_stream(&mut ws).await;
+    let ended = Client::ended_stream(&mut ws).await;
     assert_eq!(
         ended,
         Ended::Closed {

@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{RawClient, TestServer, http_get};
 use serde_json::json;
 use switchboard::ids::{ConnId, RoomId, UserId};
 use switchboard::protocol::{CloseCode, ServerFrame, ServerKind};
+use switchboard_testkit::{RawClient, TestServer, http_get, wait_until};
 
 #[tokio::test]
 async fn the_library_handle_sends_to_rooms_users_and_everyone() {
@@ -91,7 +89,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
     }
     assert_eq!((messages, left), (count, 1));
     sender.await.unwrap();
-    common::wait_until("the stalled client is dropped", || {
+    wait_until("the stalled client is dropped", || {
         let stats = server.hub.stats();
         stats.slow_consumers_dropped == 1 && stats.connections == 1
     })

@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RawClient, TestServer};
+use futures_util::StreamExt;
 use serde_json::json;
+use switchboard_testkit::{Client, Ended, RawClient, TestServer};
+use tokio_tungstenite::tungstenite::Message;
 
 fn fast_heartbeat(s: &mut switchboard::config::RawSettings) {
     s.heartbeat_interval = Some("100ms".parse().unwrap());
@@ -49,17 +49,43 @@ async fn a_silent_connection_is_terminated_and_cleaned_up() {
     watcher.expect_nothing_pending().await;
 }
 
+/// Reads `client` until `until` completes, so that tungstenite answers the server's pings (it
+/// does as it reads) and the client sends nothing else; returns `until`'s output and how many
+/// pings came meanwhile. Any other frame, or the end of the connection, fails the test.
+async fn answer_pings_until<T>(client: &mut Client, until: impl Future<Output = T>) -> (T, u32) {
+    tokio::pin!(until);
+    let mut pings = 0;
+    loop {
+        tokio::select! {
+            output = &mut until => return (output, pings),
+            message = client.ws.next() => match message {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                other => panic!("expected only pings, got {other:?}"),
+            },
+        }
+    }
+}
+
 #[tokio::test]
 async fn pongs_keep_a_connection_alive() {
-    let server = TestServer::with(fast_heartbeat).await;
-    let mut client = server.connect("alive").await;
-    // Several timeouts long; tungstenite answers every ping while we wait for frames.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
-    while tokio::time::Instant::now() < until {
-        client.expect_nothing_pending().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = TestServer::with(|s| {
+        s.heartbeat_interval = Some("100ms".parse().unwrap());
+        s.heartbeat_timeout = Some("600ms".parse().unwrap());
+    })
+    .await;
+    // From here on `alive` sends nothing but the pongs tungstenite answers pings with.
+    let mut alive = server.connect("alive").await;
+    // Three timeouts in a row, each measured by a connection opened after `alive` that never
+    // answers a ping. Were pongs not counted, `alive` would have been silent for longer than
+    // each of them, so the sweep that closes one would close `alive` too, or already had.
+    for round in 1..=3 {
+        let mut silent = RawClient::connect(server.addr, &format!("/?userId=silent{round}")).await;
+        let (close, pings) = answer_pings_until(&mut alive, silent.read_close()).await;
+        assert_eq!(close, Some(1000));
+        assert!(pings > 0, "the server pinged `alive` meanwhile");
+        assert_eq!(server.stats().await["heartbeatTimeouts"], round);
     }
-    assert_eq!(server.stats().await["heartbeatTimeouts"], 0);
+    alive.expect_nothing_pending().await;
 }
 
 #[tokio::test]
@@ -82,21 +108,30 @@ async fn idle_connections_are_closed_by_the_cleanup_sweep() {
         s.idle_timeout = Some("300ms".parse().unwrap());
         s.away_timeout = Some("200ms".parse().unwrap());
         s.cleanup_interval = Some("100ms".parse().unwrap());
+        // `busy` pings more often than the default rate limit allows.
+        s.rate_limit = Some(0);
     })
     .await;
-    let mut idle = server.connect("idle").await;
+    // `busy` connects first: were its activity not counted, it would be closed by the sweep
+    // that closes `idle`, or an earlier one.
     let mut busy = server.connect("busy").await;
-    let closed = tokio::spawn(async move { idle.ended().await });
-    // Keep `busy` active well past the idle timeout.
-    let until = tokio::time::Instant::now() + Duration::from_millis(900);
-    while tokio::time::Instant::now() < until {
-        busy.send_type("ping", json!({})).await;
-        busy.expect("pong").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut idle = server.connect("idle").await;
+    let closed = idle.ended();
+    tokio::pin!(closed);
+    // Keep `busy` active, a round trip every 50 ms, until `idle` is closed.
+    let mut activity = tokio::time::interval(Duration::from_millis(50));
+    let ended = loop {
+        tokio::select! {
+            ended = &mut closed => break ended,
+            _ = activity.tick() => {
+                busy.send_type("ping", json!({})).await;
+                busy.expect("pong").await;
+            }
+        }
+    };
     assert_eq!(
-        closed.await.unwrap(),
-        common::Ended::Closed {
+        ended,
+        Ended::Closed {
             code: 1000,
             reason: "idle timeout".into()
         }
@@ -106,7 +141,7 @@ async fn idle_connections_are_closed_by_the_cleanup_sweep() {
 }
 
 /// The next frame of `client` that is not an app-level heartbeat `ping`.
-async fn skip_heartbeats(client: &mut common::Client) -> serde_json::Value {
+async fn skip_heartbeats(client: &mut switchboard_testkit::Client) -> serde_json::Value {
     loop {
         let frame = client.recv().await;
         if frame["type"] != "ping" {
@@ -150,7 +185,7 @@ async fn a_connection_that_only_receives_is_not_idle_and_one_that_only_gets_hear
     }
     assert_eq!(
         closed.await.unwrap(),
-        common::Ended::Closed {
+        switchboard_testkit::Ended::Closed {
             code: 1000,
             reason: "idle timeout".into()
         }

@@ -3,21 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::get;
-use common::Client;
 use serde_json::json;
 use switchboard::handlers::Reject;
 use switchboard::protocol::ErrorCode;
 use switchboard::{Config, Switchboard};
+use switchboard_testkit::{Client, WAIT, http_get, wait_until};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
 /// Serves `switchboard` merged into an app with its own `/app` route; returns the address.
 async fn serve(switchboard: &Switchboard) -> SocketAddr {
@@ -53,7 +52,7 @@ async fn custom_handlers_reply_send_and_reject() {
         })
         .build();
     let addr = serve(&switchboard).await;
-    let (status, body) = common::http_get(addr, "/app").await;
+    let (status, body) = http_get(addr, "/app").await;
     assert_eq!(
         (status, body.as_str()),
         (200, "the application's own route")
@@ -120,7 +119,7 @@ async fn connect_and_disconnect_hooks_run_once_per_connection() {
     assert_eq!(connected.load(Ordering::SeqCst), 1);
     assert_eq!(disconnected.load(Ordering::SeqCst), 0);
     drop(client);
-    common::wait_until("the disconnect hook ran", || {
+    wait_until("the disconnect hook ran", || {
         disconnected.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -148,6 +147,7 @@ async fn the_chat_example_runs_and_relays_typing() {
         let status = Command::new(cargo)
             .args(["build", "-p", "switchboard", "--example", "chat"])
             .status()
+            .await
             .unwrap();
         assert!(status.success());
     }
@@ -157,11 +157,14 @@ async fn the_chat_example_runs_and_relays_typing() {
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .expect("the example did not say where it listens")
         .unwrap();
     let addr: SocketAddr = line
         .trim()
@@ -182,8 +185,7 @@ async fn the_chat_example_runs_and_relays_typing() {
     assert_eq!(typing["payload"], json!({"typing": true}));
     bob.send_type("typing", json!({"room": "elsewhere"})).await;
     bob.expect_error("NOT_IN_ROOM").await;
-    let (status, body) = common::http_get(addr, "/hello").await;
+    let (status, body) = http_get(addr, "/hello").await;
     assert_eq!((status, body.as_str()), (200, "Hello from the chat app\n"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill().await.unwrap();
 }

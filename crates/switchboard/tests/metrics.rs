@@ -3,15 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 
-use common::redis::RedisServer;
-use common::{RawClient, TestServer, http_get, http_json};
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::protocol::ServerFrame;
+use switchboard_testkit::{
+    RawClient, RedisServer, TestServer, http_get, http_json, http_request, wait_until,
+    wait_until_async,
+};
 
 /// One sample line: `name{label="value",…} value`.
 #[derive(Debug)]
@@ -295,7 +295,7 @@ async fn metrics_parse_and_follow_connections_and_messages() {
     );
 
     drop(alice);
-    common::wait_until("alice is gone", || server.hub.stats().connections == 1).await;
+    wait_until("alice is gone", || server.hub.stats().connections == 1).await;
     let gone = scrape(&server).await;
     assert_eq!(gone.value("switchboard_connections", &[]), 1.0);
 }
@@ -307,7 +307,7 @@ async fn metrics_count_a_dropped_slow_consumer() {
     stalled
         .send_frame(0x81, br#"{"type":"ping","payload":{}}"#)
         .await;
-    common::wait_until("the stalled client is registered", || {
+    wait_until("the stalled client is registered", || {
         server.hub.stats().connections == 1
     })
     .await;
@@ -332,7 +332,7 @@ async fn metrics_count_a_dropped_slow_consumer() {
             tokio::task::yield_now().await;
         }
     });
-    common::wait_until("the stalled client is dropped", || {
+    wait_until("the stalled client is dropped", || {
         server.hub.stats().slow_consumers_dropped == 1
     })
     .await;
@@ -430,7 +430,7 @@ async fn stats_list_the_top_rooms_by_members() {
 #[tokio::test]
 async fn the_dashboard_is_served_with_its_live_counters() {
     let server = TestServer::start().await;
-    let (status, body) = common::http_request(
+    let (status, body) = http_request(
         server.addr,
         "GET /dashboard HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
     )
@@ -452,12 +452,12 @@ async fn the_dashboard_is_served_with_its_live_counters() {
 
 /// A cluster node on `redis`, settled.
 async fn cluster_node(redis: &RedisServer, name: &str) -> TestServer {
-    common::redis::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
+    TestServer::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
 }
 
 #[tokio::test]
 async fn a_cluster_node_reports_the_cluster_and_top_rooms_over_every_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let a = cluster_node(&redis, "a").await;
     let b = cluster_node(&redis, "b").await;
     let _x = a.member("x", "shared").await;
@@ -467,7 +467,7 @@ async fn a_cluster_node_reports_the_cluster_and_top_rooms_over_every_node() {
     let _w = b.member("w", "b-only").await;
     let _v = a.member("v", "a-only").await;
     let addr = a.addr;
-    common::wait_until_async("node A sees node B's rooms", || async move {
+    wait_until_async("node A sees node B's rooms", || async move {
         let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
         body["nodeCount"] == 2 && body["topRooms"].as_array().is_some_and(|r| r.len() == 3)
     })

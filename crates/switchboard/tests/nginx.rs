@@ -3,14 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::{Client, TestServer};
 use serde_json::json;
+use switchboard_testkit::{
+    Client, RedisServer, TestServer, free_port, http_get, wait_for_port, wait_until,
+    wait_until_async,
+};
 
 struct Nginx {
     child: Child,
@@ -20,6 +21,9 @@ struct Nginx {
 impl Drop for Nginx {
     /// Stops nginx with SIGTERM, so that the master stops its workers: a SIGKILLed master
     /// leaves them running, holding the port. SIGKILL only if it does not exit in time.
+    ///
+    /// Polls the exit with a bound, blocking: a drop cannot await. It runs when the test is
+    /// over, and nginx's fast shutdown waits for nothing from the nodes it blocks.
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -37,13 +41,9 @@ impl Drop for Nginx {
 
 /// Runs nginx with deploy/nginx.conf, its upstreams pointed at `nodes` and its listener at a
 /// free port; returns it and that port.
-fn start_nginx(nodes: &[&TestServer]) -> (Nginx, u16) {
+async fn start_nginx(nodes: &[&TestServer]) -> (Nginx, u16) {
     let shipped = include_str!("../../../deploy/nginx.conf");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut config = shipped.replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
     for (i, node) in nodes.iter().enumerate() {
         config = config.replace(
@@ -82,27 +82,28 @@ fn start_nginx(nodes: &[&TestServer]) -> (Nginx, u16) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("nginx must be installed for this test (.ci/run installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Nginx { child, dir }, port)
+    let nginx = Nginx { child, dir };
+    wait_for_port(
+        "nginx listens",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+    )
+    .await;
+    (nginx, port)
 }
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
-    common::redis::cluster_node(redis, name, |_| {}).await
+    TestServer::cluster_node(redis, name, |_| {}).await
 }
 
 #[tokio::test]
 async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let nodes = [
         node(&redis, "node-1").await,
         node(&redis, "node-2").await,
         node(&redis, "node-3").await,
     ];
-    let (_nginx, port) = start_nginx(&[&nodes[0], &nodes[1], &nodes[2]]);
+    let (_nginx, port) = start_nginx(&[&nodes[0], &nodes[1], &nodes[2]]).await;
 
     let mut alice = Client::connect(&format!("ws://127.0.0.1:{port}/?userId=alice")).await;
     let behind = alice.connect["node"].as_str().unwrap().to_owned();
@@ -118,8 +119,8 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
         .unwrap();
     let mut bob = direct.connect("bob").await;
     bob.join("general").await;
-    common::redis::settled(direct).await;
-    common::wait_until("alice's node knows bob is in the room", || {
+    direct.settled().await;
+    wait_until("alice's node knows bob is in the room", || {
         let alice_node = nodes
             .iter()
             .find(|n| n.hub.node_id().as_str() == behind)
@@ -134,7 +135,7 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
     let joined = alice.join("general").await;
     assert_eq!(joined["payload"]["memberCount"], 2);
     for node in &nodes {
-        common::redis::settled(node).await;
+        node.settled().await;
     }
     assert_eq!(bob.expect("user_joined").await["userId"], "alice");
 
@@ -162,8 +163,8 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
     // Plain HTTP goes through as well; every node shows up in the cluster statistics once
     // each has published its liveness.
     let through: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    common::wait_until_async("the cluster statistics list three nodes", || async move {
-        let (status, body) = common::http_get(through, "/stats?scope=cluster").await;
+    wait_until_async("the cluster statistics list three nodes", || async move {
+        let (status, body) = http_get(through, "/stats?scope=cluster").await;
         let stats: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         status == 200 && stats["nodeCount"] == 3
     })

@@ -3,16 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::TestServer;
 use serde_json::{Value, json};
 use switchboard::ids::UserId;
 use switchboard::presence::Status;
+use switchboard_testkit::{Client, TestServer, wait_until};
 
-async fn watch(client: &mut common::Client, user: &str) -> Value {
+async fn watch(client: &mut Client, user: &str) -> Value {
     client
         .send_type(
             "subscribe",
@@ -39,7 +37,7 @@ async fn watchers_see_online_and_offline_but_no_flapping_between_tabs() {
 
     let tab2 = server.connect("alice").await;
     drop(tab1);
-    common::wait_until("the first tab is gone", || {
+    wait_until("the first tab is gone", || {
         server
             .hub
             .user_connections(&UserId::from_trusted("alice"))
@@ -72,23 +70,8 @@ async fn inactivity_makes_a_user_away_heartbeats_do_not_and_an_action_brings_the
     let mut watcher = server.connect("watcher").await;
     let mut idle = server.connect("idle").await;
     watch(&mut watcher, "idle").await;
-    // The watcher keeps itself active while it waits; `idle` sends nothing.
-    let away = 'waiting: loop {
-        watcher.send_type("ping", json!({})).await;
-        let mut presence = None;
-        loop {
-            let frame = watcher.recv().await;
-            match frame["type"].as_str() {
-                Some("pong") => break,
-                Some("presence") => presence = Some(frame),
-                _ => panic!("unexpected {frame}"),
-            }
-        }
-        if let Some(frame) = presence {
-            break 'waiting frame;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // `idle` sends nothing: the away sweep marks it away and tells its watcher.
+    let away = watcher.expect("presence").await;
     assert_eq!(away["payload"]["status"], "away");
     // A heartbeat is not activity: the user stays away.
     idle.send_type("ping", json!({})).await;
@@ -185,7 +168,7 @@ async fn the_library_reads_presence_and_hears_every_change() {
     online.sort();
     assert_eq!(online, ["carol", "dave"]);
     drop(carol);
-    common::wait_until("carol is offline", || {
+    wait_until("carol is offline", || {
         changes
             .lock()
             .unwrap()
@@ -216,23 +199,23 @@ async fn online_users_stay_correct_under_connect_and_disconnect_churn() {
             // 20 users, two clients each; every client connects and disconnects 5 times.
             let user = format!("user{}", i % 20);
             for _ in 0..5 {
-                let client = common::Client::connect(&format!("{url}/?userId={user}")).await;
+                let client = Client::connect(&format!("{url}/?userId={user}")).await;
                 drop(client);
             }
-            common::Client::connect(&format!("{url}/?userId={user}")).await
+            Client::connect(&format!("{url}/?userId={user}")).await
         }));
     }
     let mut survivors = Vec::new();
     for task in tasks {
         survivors.push(task.await.unwrap());
     }
-    common::wait_until("every churned connection is closed", || {
+    wait_until("every churned connection is closed", || {
         server.hub.stats().connections == 40
     })
     .await;
     assert_eq!(server.stats().await["onlineUsers"], 20);
     survivors.truncate(20);
-    common::wait_until("half the clients are gone", || {
+    wait_until("half the clients are gone", || {
         server.hub.stats().connections == 20
     })
     .await;
@@ -241,5 +224,5 @@ async fn online_users_stay_correct_under_connect_and_disconnect_churn() {
         survivors.iter().map(|c| c.user_id().to_owned()).collect();
     assert_eq!(stats["onlineUsers"], remaining.len());
     drop(survivors);
-    common::wait_until("everyone is gone", || server.hub.stats().online_users == 0).await;
+    wait_until("everyone is gone", || server.hub.stats().online_users == 0).await;
 }

@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::TestServer;
 use serde_json::json;
+use switchboard_testkit::{Client, TestServer, wait_until};
 
 #[tokio::test]
 async fn join_replies_with_members_and_tells_the_others() {
@@ -130,7 +128,7 @@ async fn disconnecting_leaves_every_room() {
         assert_eq!(notice["userId"], "bob");
     }
     drop(alice);
-    common::wait_until("both rooms are deleted", || server.hub.stats().rooms == 0).await;
+    wait_until("both rooms are deleted", || server.hub.stats().rooms == 0).await;
     assert!(server.hub.rooms().is_empty());
 }
 
@@ -192,7 +190,7 @@ async fn broadcast_reaches_every_connection() {
     let server = TestServer::start().await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.member("bob", "general").await;
-    let mut anon = common::Client::connect(&server.url("/ws")).await;
+    let mut anon = Client::connect(&server.url("/ws")).await;
     alice
         .send_type("broadcast", json!({"content": "maintenance at noon"}))
         .await;

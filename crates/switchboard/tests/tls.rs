@@ -3,13 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::tls::TestPki;
-use common::{Client, TestServer, WAIT};
 use serde_json::json;
+use switchboard_testkit::{Client, TestPki, TestServer, WAIT, http_get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -93,7 +90,7 @@ async fn a_plain_client_on_the_tls_port_fails_cleanly() {
     let plain = tokio_tungstenite::connect_async(format!("ws://{}/?userId=plain", server.addr));
     let result = tokio::time::timeout(WAIT, plain).await.unwrap();
     assert!(result.is_err(), "a plain WebSocket handshake must fail");
-    let (status, _) = tokio::time::timeout(WAIT, common::http_get(server.addr, "/health"))
+    let (status, _) = tokio::time::timeout(WAIT, http_get(server.addr, "/health"))
         .await
         .unwrap();
     assert_ne!(status, 200, "no plain HTTP on the TLS port");

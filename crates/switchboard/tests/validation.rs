@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use std::time::Duration;
 
-use common::{RawClient, TestServer};
 use futures_util::SinkExt;
 use serde_json::json;
+use switchboard::config::DurationArg;
+use switchboard_testkit::{Client, RawClient, TestServer, WAIT, http_get, masked_frame};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -130,7 +132,7 @@ async fn frames_over_the_size_limit_close_with_1009_at_the_edge() {
 
     // One byte over: refused from the frame header alone, before the payload is sent.
     let mut raw = RawClient::connect(server.addr, "/?userId=bob").await;
-    let frame = common::masked_frame(0x81, &vec![b'x'; 65537]);
+    let frame = masked_frame(0x81, &vec![b'x'; 65537]);
     raw.send_frame_bytes(&frame[..14]).await;
     assert_eq!(raw.read_close().await, Some(1009));
     client.expect_nothing_pending().await;
@@ -158,9 +160,13 @@ async fn the_rate_limit_answers_with_retry_after_then_recovers() {
     // A second connection of the same user shares the bucket.
     let mut second = server.connect("alice").await;
     second.send_type("ping", json!({})).await;
-    second.expect_error("RATE_LIMITED").await;
-    // Waiting as long as the server said is enough.
-    tokio::time::sleep(std::time::Duration::from_millis(retry_after)).await;
+    let again = second.expect_error("RATE_LIMITED").await;
+    let retry_again = again["payload"]["retryAfter"].as_u64().unwrap();
+    assert!((1..=200).contains(&retry_again), "retryAfter {retry_again}");
+    // Waiting as long as the server said is enough. Not a synchronisation: waiting is the
+    // protocol's instruction, counted from answers already received, so never too short.
+    let wait = retry_after.max(retry_again);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     client.send_type("ping", json!({})).await;
     client.expect("pong").await;
 }
@@ -197,21 +203,51 @@ async fn ids_are_acked_and_duplicates_are_not_redelivered() {
     alice.expect_error("NOT_IN_ROOM").await;
 }
 
+/// Whether a `message` reached `client` before the answer to a `ping` sent now, which comes
+/// after everything already queued for it; nothing else may come.
+async fn message_arrived(client: &mut Client) -> bool {
+    client.send_type("ping", json!({})).await;
+    let frame = client.recv().await;
+    if frame["type"] == "pong" {
+        return false;
+    }
+    assert_eq!(frame["type"], "message", "unexpected frame {frame}");
+    client.expect("pong").await;
+    true
+}
+
 #[tokio::test]
 async fn ids_are_forgotten_after_the_dedup_window() {
-    let server = TestServer::with(|s| s.dedup_window = Some("200ms".parse().unwrap())).await;
+    let window = Duration::from_millis(200);
+    let server = TestServer::with(|s| {
+        s.dedup_window = Some(DurationArg(window));
+        // The resends below come faster than the default rate limit allows.
+        s.rate_limit = Some(0);
+    })
+    .await;
     let mut alice = server.member("alice", "general").await;
     let mut bob = server.member("bob", "general").await;
     alice.expect("user_joined").await;
     let message =
         json!({"type": "message", "payload": {"room": "general", "content": "hi"}, "id": 1});
+    let sent = Instant::now();
     alice.send(message.clone()).await;
     alice.expect("ack").await;
     bob.expect("message").await;
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    alice.send(message).await;
-    alice.expect("ack").await;
-    bob.expect("message").await;
+    // Resend until the server has forgotten the id, instead of sleeping past the window: each
+    // resend is acknowledged, and not delivered while the window lasts. Polls every 20 ms.
+    loop {
+        assert!(sent.elapsed() < WAIT, "the id was never forgotten");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        alice.send(message.clone()).await;
+        alice.expect("ack").await;
+        if message_arrived(&mut bob).await {
+            break;
+        }
+    }
+    // The server counts whole milliseconds, so it may forget up to 1 ms early.
+    let remembered = sent.elapsed() + Duration::from_millis(1);
+    assert!(remembered >= window, "forgotten after {remembered:?}");
 }
 
 #[tokio::test]
@@ -256,7 +292,7 @@ async fn replies_queued_before_a_violation_are_written_before_the_close() {
     let mut raw = RawClient::connect(server.addr, "/?userId=a").await;
     let (connect, _) = raw.read_frame().await;
     assert_eq!(connect, 0x81);
-    let mut bytes = common::masked_frame(0x81, br#"{"type":"ping","payload":{"n":1}}"#);
+    let mut bytes = masked_frame(0x81, br#"{"type":"ping","payload":{"n":1}}"#);
     bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
     raw.send_frame_bytes(&bytes).await;
     let (opcode, payload) = raw.read_frame().await;
@@ -269,7 +305,7 @@ async fn replies_queued_before_a_violation_are_written_before_the_close() {
 #[tokio::test]
 async fn the_echo_endpoint_is_off_by_default_and_echoes_when_on() {
     let server = TestServer::start().await;
-    let (status, _) = common::http_get(server.addr, "/echo").await;
+    let (status, _) = http_get(server.addr, "/echo").await;
     assert_eq!(status, 404);
     let server = TestServer::with(|s| s.echo_endpoint = Some(true)).await;
     let mut raw = RawClient::connect(server.addr, "/echo").await;
