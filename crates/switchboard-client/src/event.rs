@@ -270,6 +270,8 @@ fn typed(frame: &Frame) -> Option<Event> {
         ServerKind::Connect | ServerKind::Ping | ServerKind::Pong | ServerKind::Ack => {
             return None;
         }
+        // The reply to a `history` request: its frame, as sent, is the answer.
+        ServerKind::History => return None,
     })
 }
 

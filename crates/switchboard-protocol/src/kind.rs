@@ -80,6 +80,9 @@ kinds! {
         Ack = "ack",
         /// A client frame was refused ([`ErrorPayload`](crate::ErrorPayload)).
         Error = "error",
+        /// The reply to `history`: a stream's retained messages
+        /// ([`HistoryPayload`](crate::HistoryPayload)).
+        History = "history",
     }
 }
 
@@ -117,6 +120,8 @@ kinds! {
         Pong = "pong",
         /// Authenticate after connecting (`{token}`).
         Auth = "auth",
+        /// Read a room's or channel's retained messages (`{room | channel, limit?, since?}`).
+        History = "history",
     }
 }
 
@@ -133,8 +138,8 @@ mod tests {
         for kind in ClientKind::ALL {
             assert_eq!(ClientKind::parse(kind.as_str()), Some(*kind));
         }
-        assert_eq!(ServerKind::ALL.len(), 15);
-        assert_eq!(ClientKind::ALL.len(), 11);
+        assert_eq!(ServerKind::ALL.len(), 16);
+        assert_eq!(ClientKind::ALL.len(), 12);
         assert_eq!(ServerKind::parse("game_state"), None);
         assert_eq!(ClientKind::parse("JOIN_ROOM"), None);
     }

@@ -1,5 +1,6 @@
-//! The payloads that the server writes and clients read: `connect` and `error`. Their field
-//! names (camelCase on the wire) are declared once, here.
+//! The payloads that the server writes and clients read: `connect`, `error` and `history`, and
+//! a client's position in a stream (`since`). Their field names (camelCase on the wire) are
+//! declared once, here.
 //!
 //! Payloads only the server builds, or that a client passes through without reading, stay
 //! with their owner.
@@ -66,6 +67,37 @@ pub struct ErrorPayload<'a, C = ErrorCode> {
     pub id: Option<&'a RawValue>,
 }
 
+/// A position in a room's or channel's stream (DESIGN.md §7): the offset of a message, and the
+/// epoch of the stream's history it belongs to. A client sends the last one it saw as `since`
+/// when it rejoins or resubscribes; `room_joined`, `subscribed` and `history` carry the
+/// stream's latest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPosition {
+    /// The offset: 1 for a stream's first message, one more for each next; 0 before any.
+    pub offset: u64,
+    /// The history the offset belongs to; a different epoch means that history was lost.
+    pub epoch: String,
+}
+
+/// Longest epoch a server accepts in `since`, in bytes; its own are far shorter.
+pub const MAX_EPOCH_LEN: usize = 64;
+
+/// Payload of `history`: a stream's retained messages, oldest first, each the frame exactly as
+/// it was delivered (with its `offset`), and the stream's latest position.
+///
+/// Generic over how a publication is held: the server writes raw JSON it kept, a client reads
+/// whatever it likes (`serde_json::Value` by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPayload<P = serde_json::Value> {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's latest offset (0 when it has had no message).
+    pub offset: u64,
+    /// The messages, oldest first.
+    pub publications: Vec<P>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +118,32 @@ mod tests {
         let minimal: ConnectPayload =
             serde_json::from_value(json!({"connectionId": "1", "userId": "bob"})).unwrap();
         assert_eq!((minimal.heartbeat_interval, minimal.node), (None, None));
+    }
+
+    #[test]
+    fn positions_are_exactly_an_offset_and_an_epoch() {
+        let since: StreamPosition =
+            serde_json::from_value(json!({"offset": 7, "epoch": "e1"})).unwrap();
+        assert_eq!(
+            since,
+            StreamPosition {
+                offset: 7,
+                epoch: "e1".into()
+            }
+        );
+        for bad in [
+            json!({"offset": -1, "epoch": "e1"}),
+            json!({"offset": 1.5, "epoch": "e1"}),
+            json!({"offset": 1}),
+            json!({"epoch": "e1"}),
+            json!({"offset": 1, "epoch": 2}),
+            json!({"offset": 1, "epoch": "e1", "extra": true}),
+        ] {
+            assert!(
+                serde_json::from_value::<StreamPosition>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -68,6 +68,14 @@ impl Client {
         }
     }
 
+    /// Drops the connection with a TCP reset: no close frame and no FIN, as when a phone
+    /// loses its network or a laptop sleeps. The server learns of it from the reset.
+    pub fn reset(self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            tcp.set_zero_linger().expect("SO_LINGER 0 on a test socket");
+        }
+    }
+
     /// Reads the `connect` frame, which must be the next one.
     pub async fn read_connect(&mut self) {
         let frame = self.recv().await;

@@ -111,15 +111,14 @@ impl MessageContext<'_> {
     }
 
     /// Sends `{type: kind, room, userId: sender, payload}` to the other members of `room` on
-    /// every node. Returns the local recipients.
+    /// every node; of kind `message`, it is a room message with an offset, kept in history.
+    /// Returns the local recipients.
     pub fn send_to_room<P: Serialize>(&self, room: &RoomId, kind: &str, payload: &P) -> usize {
         let frame = ServerFrame::custom(kind, payload)
             .room(room.as_str())
             .user(self.user_id().as_str())
-            .stamped()
-            .encode();
-        self.hub
-            .publish(Topic::Room(room.clone()), frame, Some(self.conn.id()))
+            .stamped();
+        self.hub.send_to_room(room, &frame, Some(self.conn.id()))
     }
 
     /// Sends `{type: kind, userId: sender, payload}` to every connection on every node, this

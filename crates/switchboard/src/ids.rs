@@ -223,6 +223,25 @@ impl fmt::Display for ChannelSpec {
     }
 }
 
+/// A stream of messages with history and offsets (DESIGN.md §7): a room's `message`s or an
+/// exact channel's publications.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamId {
+    /// A room's messages.
+    Room(RoomId),
+    /// A channel's publications.
+    Channel(ChannelId),
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Room(room) => write!(f, "room {room}"),
+            Self::Channel(channel) => write!(f, "channel {channel}"),
+        }
+    }
+}
+
 /// The id of one WebSocket connection, unique across a cluster with overwhelming probability:
 /// the top 24 bits are random per process, the low 40 bits count connections. On the wire it is
 /// 16 hex digits.

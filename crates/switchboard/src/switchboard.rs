@@ -95,8 +95,17 @@ impl Builder {
     /// Joins the cluster that shares the Redis at `config.url`: publications, presence and
     /// membership become cluster-wide. Nothing connects until [`Builder::build`]; an
     /// unreachable Redis is retried with backoff while the node serves local traffic.
+    ///
+    /// History and recovery are single-node for now: each node would number its own messages,
+    /// so in cluster mode they are off (no offsets) until offsets come from the shared Redis.
     pub fn redis(mut self, config: &RedisConfig) -> Result<Self, ClusterError> {
         let cluster = Arc::new(RedisCluster::new(config, self.config.node_id.clone())?);
+        if self.config.history.size > 0 {
+            tracing::warn!(
+                "history and recovery are single-node for now: off in cluster mode (no offsets)"
+            );
+            self.config.history.size = 0;
+        }
         self.broker = Some(cluster.clone());
         self.membership = Some(cluster.clone());
         self.redis = Some(cluster);

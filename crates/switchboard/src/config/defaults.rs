@@ -39,6 +39,9 @@ pub(super) const MAX_PRESENCE_METADATA: u64 = 1 << 10;
 pub(super) const REDIS_PREFIX: &str = "switchboard:";
 pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
 pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+/// Zero turns history off.
+pub(super) const HISTORY_SIZE: usize = 100;
+pub(super) const HISTORY_TTL: Duration = Duration::from_secs(600);
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Zero turns the per-IP cap off.
 pub(super) const MAX_CONNECTIONS_PER_IP: usize = 0;
@@ -85,6 +88,8 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "node_ttl" => duration(NODE_TTL),
         "auth_timeout" => duration(AuthConfig::default().timeout),
         "dedup_window" => duration(DEDUP_WINDOW),
+        "history_size" => HISTORY_SIZE.to_string(),
+        "history_ttl" => duration(HISTORY_TTL),
         "handshake_timeout" => duration(HANDSHAKE_TIMEOUT),
         "max_connections_per_ip" => MAX_CONNECTIONS_PER_IP.to_string(),
         "max_violations" => MAX_VIOLATIONS.to_string(),

@@ -103,8 +103,19 @@ pub struct HubConfig {
     pub cleanup_interval: Duration,
     /// How long client ids are remembered for duplicate suppression.
     pub dedup_window: Duration,
+    /// Message history for recovery and `history`.
+    pub history: HistoryConfig,
     /// Whether `/echo` echoes messages back (conformance testing only).
     pub echo_endpoint: bool,
+}
+
+/// How much history each room and channel keeps (DESIGN.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Most messages kept per stream; 0 turns history (and offsets) off.
+    pub size: usize,
+    /// How long a message is kept.
+    pub ttl: Duration,
 }
 
 /// Resource limits, each enforced where the resource is taken.

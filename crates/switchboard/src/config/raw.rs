@@ -169,6 +169,13 @@ settings! {
     /// How long a client `id` is remembered for duplicate suppression.
     #[arg(long, env, value_name = "DURATION")]
     dedup_window: DurationArg,
+    /// Most messages kept per room and channel for recovery and `history`; 0 turns history
+    /// (and offsets) off.
+    #[arg(long, env, value_name = "N")]
+    history_size: usize,
+    /// How long a message is kept for recovery and `history`.
+    #[arg(long, env, value_name = "DURATION")]
+    history_ttl: DurationArg,
     /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
     /// requires `--tls-key`.
     #[arg(long, env, value_name = "FILE")]

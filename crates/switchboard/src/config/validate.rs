@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::defaults;
 use super::units::{ByteSize, DurationArg};
 use super::{
-    ApiConfig, ConfigError, Heartbeat, HubConfig, Limits, LogConfig, PubSubConfig, RawSettings,
-    ServerConfig, tls,
+    ApiConfig, ConfigError, Heartbeat, HistoryConfig, HubConfig, Limits, LogConfig, PubSubConfig,
+    RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
 use crate::ids::{MAX_NAME_CHARS, NodeId};
@@ -72,9 +72,32 @@ pub(super) fn hub(raw: &RawSettings) -> Result<HubConfig, ConfigError> {
             duration(raw.cleanup_interval, defaults::CLEANUP_INTERVAL),
         )?,
         dedup_window: duration(raw.dedup_window, defaults::DEDUP_WINDOW),
+        history: history(raw)?,
         echo_endpoint: raw.echo_endpoint.unwrap_or(defaults::ECHO_ENDPOINT),
     })
 }
+
+/// Most messages per stream (0: off) and their age limit.
+fn history(raw: &RawSettings) -> Result<HistoryConfig, ConfigError> {
+    let size = raw.history_size.unwrap_or(defaults::HISTORY_SIZE);
+    if size > MAX_HISTORY_SIZE {
+        return Err(ConfigError::invalid(
+            "history_size",
+            format!("must be at most {MAX_HISTORY_SIZE} (0 turns history off)"),
+        ));
+    }
+    let ttl = positive(
+        "history_ttl",
+        duration(raw.history_ttl, defaults::HISTORY_TTL),
+    )?;
+    if ttl < Duration::from_secs(1) {
+        return Err(ConfigError::invalid("history_ttl", "must be at least 1s"));
+    }
+    Ok(HistoryConfig { size, ttl })
+}
+
+/// Most messages a stream may keep: a replay of this many must fit a connection's queue.
+const MAX_HISTORY_SIZE: usize = 10_000;
 
 fn heartbeat(raw: &RawSettings) -> Result<Heartbeat, ConfigError> {
     let interval = positive(

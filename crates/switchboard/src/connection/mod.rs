@@ -40,6 +40,7 @@ fn parse_limits(hub: &Hub) -> ParseLimits {
         max_name_chars: limits.max_name_length,
         max_content_chars: limits.max_content_length,
         max_metadata_bytes: limits.max_presence_metadata,
+        max_history: hub.config().history.size,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::handlers::Reject;
-use crate::ids::{ChannelId, ChannelSpec, RoomId};
+use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::protocol::ErrorCode;
 
 /// A refused command; the client gets an `error` frame and the connection stays open.
@@ -34,6 +34,9 @@ pub(crate) enum Refused {
     /// An `auth` frame while authentication is off.
     #[error("authentication is off on this server")]
     AuthenticationOff,
+    /// A `history` request while history is off.
+    #[error("history is off on this server (--history-size 0)")]
+    HistoryOff,
     /// A type neither the protocol nor an application handler knows.
     #[error("unknown message type {0:?}")]
     UnknownType(String),
@@ -54,9 +57,10 @@ impl Refused {
                 ErrorCode::Forbidden
             }
             Self::TooManyRooms(_) | Self::TooManyChannels(_) => ErrorCode::LimitExceeded,
-            Self::AlreadyAuthenticated | Self::AuthenticationOff | Self::InvalidData(_) => {
-                ErrorCode::InvalidMessage
-            }
+            Self::AlreadyAuthenticated
+            | Self::AuthenticationOff
+            | Self::HistoryOff
+            | Self::InvalidData(_) => ErrorCode::InvalidMessage,
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::Handler(reject) => reject.code(),
         }
@@ -71,6 +75,7 @@ pub(crate) enum Action {
     Subscribe(ChannelSpec),
     Publish(ChannelId),
     Broadcast,
+    ReadHistory(StreamId),
 }
 
 impl fmt::Display for Action {
@@ -81,6 +86,7 @@ impl fmt::Display for Action {
             Self::Subscribe(channel) => write!(f, "subscribe to {channel}"),
             Self::Publish(channel) => write!(f, "publish to {channel}"),
             Self::Broadcast => f.write_str("broadcast"),
+            Self::ReadHistory(stream) => write!(f, "read the history of {stream}"),
         }
     }
 }

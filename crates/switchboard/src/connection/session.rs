@@ -19,9 +19,8 @@ use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
 use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Publication};
-use crate::ids::{ChannelId, ChannelSpec, RoomId, UserId};
+use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::limits::Violations;
-use crate::presence::Presence;
 use crate::protocol::{
     self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, Rejection, ServerFrame,
     ServerKind, now_ms,
@@ -53,14 +52,6 @@ const TOO_MANY_VIOLATIONS: CloseRequest = CloseRequest {
     graceful: true,
 };
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RoomJoinedPayload<'a> {
-    room: &'a RoomId,
-    members: Vec<Presence>,
-    member_count: usize,
-}
-
 /// `{}`: the `pong` payload answering a `ping` that carried none.
 #[derive(Serialize)]
 struct EmptyPayload {}
@@ -70,6 +61,7 @@ struct RoomPayload<'a> {
     room: &'a RoomId,
 }
 
+/// Payload of `unsubscribed`.
 #[derive(Serialize)]
 struct ChannelPayload<'a> {
     channel: &'a ChannelSpec,
@@ -248,24 +240,32 @@ impl Session {
         let window = self.hub().config().dedup_window.as_millis() as u64;
         if let Some(id) = id {
             if self.dedup.contains(id, now, window) {
-                self.reply(protocol::ack_frame(id));
+                self.reply(protocol::ack_frame(id, None));
                 return;
             }
         }
-        if let Err(refused) = self.execute(command, id) {
-            self.error(refused.code(), &refused.to_string(), id);
-            return;
-        }
+        let offset = match self.execute(command, id) {
+            Ok(offset) => offset,
+            Err(refused) => {
+                self.error(refused.code(), &refused.to_string(), id);
+                return;
+            }
+        };
         if let Some(id) = id {
             self.dedup.insert(id, now);
-            self.reply(protocol::ack_frame(id));
+            self.reply(protocol::ack_frame(id, offset));
         }
     }
 
-    fn execute(&mut self, command: Command<'_>, id: Option<&RawValue>) -> Result<(), Refused> {
+    /// Carries out a command; returns the offset its message was given, for the `ack`.
+    fn execute(
+        &mut self,
+        command: Command<'_>,
+        id: Option<&RawValue>,
+    ) -> Result<Option<u64>, Refused> {
         self.authorize(&command)?;
         match command {
-            Command::JoinRoom { room } => self.join(room, id),
+            Command::JoinRoom { room, since } => self.join(room, since, id),
             Command::LeaveRoom { room } => self.leave(&room, id),
             Command::Message { room, payload } => {
                 if !self.rooms.contains(&room) {
@@ -274,11 +274,11 @@ impl Session {
                 let frame = ServerFrame::new(ServerKind::Message, &*payload)
                     .room(room.as_str())
                     .user(self.handle.user().as_str())
-                    .stamped()
-                    .encode();
-                self.hub()
-                    .publish(Topic::Room(room), frame, Some(self.handle.id()));
-                Ok(())
+                    .stamped();
+                let sent = self
+                    .hub()
+                    .send_room_frame(&room, &frame, Some(self.handle.id()));
+                Ok(sent.offset)
             }
             Command::Broadcast { payload } => {
                 let frame = ServerFrame::new(ServerKind::Broadcast, payload)
@@ -286,19 +286,20 @@ impl Session {
                     .stamped()
                     .encode();
                 self.hub().publish(Topic::Broadcast, frame, None);
-                Ok(())
+                Ok(None)
             }
-            Command::Subscribe { channel } => self.subscribe(channel, id),
+            Command::Subscribe { channel, since } => self.subscribe(channel, since, id),
             Command::Unsubscribe { channel } => {
                 self.unsubscribe(channel, id);
-                Ok(())
+                Ok(None)
             }
             Command::Publish { channel, data } => self.publish(channel, data),
+            Command::History(request) => self.history(request, id),
             Command::Presence { status, metadata } => {
                 let user = self.handle.user();
                 self.hub()
                     .set_presence(user, self.handle.user_state(), status, metadata);
-                Ok(())
+                Ok(None)
             }
             Command::Ping { payload } => {
                 let pong = match payload {
@@ -310,12 +311,12 @@ impl Session {
                         .encode(),
                 };
                 self.reply(pong);
-                Ok(())
+                Ok(None)
             }
-            Command::Pong => Ok(()),
+            Command::Pong => Ok(None),
             Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
             Command::Auth { .. } => Err(Refused::AuthenticationOff),
-            Command::Other { kind, payload } => self.custom(&kind, payload, id),
+            Command::Other { kind, payload } => self.custom(&kind, payload, id).map(|()| None),
         }
     }
 
@@ -326,14 +327,23 @@ impl Session {
             return Ok(());
         };
         let denied = match command {
-            Command::JoinRoom { room } => {
+            Command::JoinRoom { room, .. } => {
                 (!grants.may_join(room)).then(|| Action::JoinRoom(room.clone()))
             }
             Command::Message { room, .. } => {
                 (!grants.may_message(room)).then(|| Action::Message(room.clone()))
             }
-            Command::Subscribe { channel } => {
+            Command::Subscribe { channel, .. } => {
                 (!grants.may_subscribe(channel)).then(|| Action::Subscribe(channel.clone()))
+            }
+            Command::History(request) => {
+                let allowed = match &request.stream {
+                    StreamId::Room(room) => grants.may_join(room),
+                    StreamId::Channel(channel) => {
+                        grants.may_subscribe(&ChannelSpec::Exact(channel.clone()))
+                    }
+                };
+                (!allowed).then(|| Action::ReadHistory(request.stream.clone()))
             }
             Command::Publish { channel, .. } => {
                 (!grants.may_publish(channel)).then(|| Action::Publish(channel.clone()))
@@ -344,33 +354,7 @@ impl Session {
         denied.map_or(Ok(()), |action| Err(Refused::Forbidden(action)))
     }
 
-    fn join(&mut self, room: RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
-        let max = self.hub().config().limits.max_rooms_per_connection;
-        if !self.rooms.contains(&room) && self.rooms.len() >= max {
-            return Err(Refused::TooManyRooms(max));
-        }
-        let joined = self.hub().join_room(&room, &self.handle);
-        if joined.new {
-            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
-            self.rooms.reserve_exact(1);
-            self.rooms.push(room.clone());
-        }
-        let payload = RoomJoinedPayload {
-            room: &room,
-            members: self.hub().presence_of(&joined.members.users),
-            member_count: joined.members.count,
-        };
-        self.reply(
-            ServerFrame::new(ServerKind::RoomJoined, payload)
-                .room(room.as_str())
-                .stamped()
-                .reply_to(id)
-                .encode(),
-        );
-        Ok(())
-    }
-
-    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<(), Refused> {
+    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<Option<u64>, Refused> {
         let Some(index) = self.rooms.iter().position(|r| r == room) else {
             return Err(Refused::NotInRoom(room.clone()));
         };
@@ -384,42 +368,7 @@ impl Session {
                 .reply_to(id)
                 .encode(),
         );
-        Ok(())
-    }
-
-    fn subscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) -> Result<(), Refused> {
-        let config = self.hub().config();
-        if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
-            return Err(Refused::PatternsNotAllowed);
-        }
-        let max = config.limits.max_channels_per_connection;
-        if !self.channels.contains(&channel) {
-            if self.channels.len() >= max {
-                return Err(Refused::TooManyChannels(max));
-            }
-            self.hub().subscribe_conn(&channel, &self.handle);
-            self.channels.push(channel.clone());
-        }
-        self.reply_with(
-            id,
-            ServerKind::Subscribed,
-            &ChannelPayload { channel: &channel },
-        );
-        // A presence watcher starts from the watched user's current presence.
-        if let ChannelSpec::Exact(exact) = &channel {
-            if let Some(watched) = exact.watched_user() {
-                if let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS) {
-                    let presence = self.hub().presence().get(&user);
-                    self.reply(
-                        ServerFrame::new(ServerKind::Presence, &presence)
-                            .user(user.as_str())
-                            .stamped()
-                            .encode(),
-                    );
-                }
-            }
-        }
-        Ok(())
+        Ok(None)
     }
 
     fn unsubscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) {
@@ -434,7 +383,7 @@ impl Session {
         );
     }
 
-    fn publish(&mut self, channel: ChannelId, data: &RawValue) -> Result<(), Refused> {
+    fn publish(&mut self, channel: ChannelId, data: &RawValue) -> Result<Option<u64>, Refused> {
         if channel.watched_user().is_some() {
             return Err(Refused::PresenceChannel);
         }
@@ -442,12 +391,12 @@ impl Session {
             channel,
             user_id: Some(self.handle.user().clone()),
             timestamp: now_ms(),
+            offset: None,
             data: serde_json::from_str(data.get()).map_err(Refused::InvalidData)?,
         };
         let hub = self.hub();
         let except = (!hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
-        hub.publish_to_channel(&publication, publication.frame(), except);
-        Ok(())
+        Ok(hub.publish_to_channel(publication, except).offset)
     }
 
     fn custom(
@@ -538,3 +487,6 @@ impl Session {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[path = "session_streams.rs"]
+mod streams;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, history};
 use crate::hub::{Hub, PublishError};
 use crate::ids::{ChannelId, NameError, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, ServerKind};
@@ -63,6 +63,15 @@ pub(super) enum ApiError {
     /// The body is over the size limit.
     #[error("the body is larger than the limit")]
     TooLarge,
+    /// The query string is not what the endpoint takes.
+    #[error("{0}")]
+    InvalidQuery(#[source] axum::extract::rejection::QueryRejection),
+    /// A query parameter is out of its range or missing its pair.
+    #[error("{0}")]
+    InvalidParameter(&'static str),
+    /// A history request while history is off.
+    #[error("history is off on this server (--history-size 0)")]
+    HistoryOff,
 }
 
 /// A name the API validates.
@@ -103,7 +112,10 @@ impl ApiError {
             | Self::UnreadableBody(_)
             | Self::InvalidName { .. }
             | Self::InvalidType
-            | Self::Publish(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            | Self::Publish(_)
+            | Self::InvalidQuery(_)
+            | Self::InvalidParameter(_)
+            | Self::HistoryOff => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -119,7 +131,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The `/api` routes.
 pub(super) fn routes(state: AppState) -> Router<AppState> {
@@ -128,7 +140,9 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/api/rooms", get(rooms))
         .route("/api/rooms/{room}/messages", post(room_message))
         .route("/api/rooms/{room}/members", get(room_members))
+        .route("/api/rooms/{room}/history", get(history::room))
         .route("/api/channels/{channel}/publish", post(publish))
+        .route("/api/channels/{channel}/history", get(history::channel))
         .route("/api/users/{user}/messages", post(user_message))
         .route("/api/users/{user}/presence", get(user_presence))
         .route("/api/users/{user}/disconnect", post(disconnect))
@@ -178,7 +192,7 @@ fn body<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Re
     })
 }
 
-fn name<T>(
+pub(super) fn name<T>(
     name: Name,
     value: &str,
     parse: impl FnOnce(&str) -> Result<T, NameError>,
@@ -186,7 +200,7 @@ fn name<T>(
     parse(value).map_err(|source| ApiError::InvalidName { name, source })
 }
 
-fn room(hub: &Hub, value: &str) -> Result<RoomId, ApiError> {
+pub(super) fn room(hub: &Hub, value: &str) -> Result<RoomId, ApiError> {
     let max = hub.config().limits.max_name_length;
     name(Name::Room, value, |v| RoomId::parse(v, max))
 }

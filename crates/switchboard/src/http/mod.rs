@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod assets;
+mod history;
 mod keys;
 mod status;
 mod ws;

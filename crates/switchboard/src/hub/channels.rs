@@ -231,6 +231,11 @@ impl Channels {
         }
     }
 
+    /// Whether `channel` has a local subscriber of its own (patterns aside).
+    pub(super) fn contains(&self, channel: &ChannelId) -> bool {
+        self.exact.read(channel).contains_key(channel)
+    }
+
     /// The names of every channel and pattern with a local subscriber (patterns end in `*`).
     pub(super) fn names(&self) -> Vec<String> {
         let mut names = Vec::new();

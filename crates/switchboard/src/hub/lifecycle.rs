@@ -18,15 +18,6 @@ use crate::protocol::{ServerFrame, ServerKind, now_ms};
 /// Most members listed in a `room_joined` reply; `memberCount` is always exact.
 pub(crate) const MAX_MEMBERS_LISTED: usize = 1000;
 
-/// The outcome of a join.
-#[derive(Debug)]
-pub(crate) struct RoomJoin {
-    /// Whether the connection was not a member before (false: nothing changed).
-    pub(crate) new: bool,
-    /// The room's users on every node, at most [`MAX_MEMBERS_LISTED`] listed.
-    pub(crate) members: MemberList,
-}
-
 /// Payload of `user_joined` and `user_left`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -92,9 +83,11 @@ impl Hub {
 
     /// Adds `conn` to `room`, creating the room on its first member. When it is the user's
     /// first connection in the room on any node, the room's other members get `user_joined`.
-    pub(crate) fn join_room(&self, room: &RoomId, conn: &ConnHandle) -> RoomJoin {
+    /// Returns whether `conn` was not a member before. (Clients join through
+    /// [`Hub::join_room`], which adds the reply and the recovery.)
+    pub(super) fn add_member(&self, room: &RoomId, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
-        let new = match inner.rooms.join(room, conn, &inner.cluster) {
+        match inner.rooms.join(room, conn, &inner.cluster) {
             Joined::Already => false,
             Joined::Joined { user_connections } => {
                 conn.user_state().add_room(room);
@@ -103,10 +96,6 @@ impl Hub {
                 }
                 true
             }
-        };
-        RoomJoin {
-            new,
-            members: self.member_list(room, MAX_MEMBERS_LISTED),
         }
     }
 

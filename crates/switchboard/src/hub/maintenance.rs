@@ -47,6 +47,7 @@ pub(crate) struct CleanupReport {
     pub(crate) room_members_removed: usize,
     pub(crate) empty_rooms_removed: usize,
     pub(crate) offline_forgotten: usize,
+    pub(crate) history_streams_removed: usize,
 }
 
 impl Hub {
@@ -85,6 +86,7 @@ impl Hub {
                     room_members_removed = report.room_members_removed,
                     empty_rooms_removed = report.empty_rooms_removed,
                     offline_forgotten = report.offline_forgotten,
+                    history_streams_removed = report.history_streams_removed,
                     "cleanup sweep"
                 );
             } else {
@@ -179,6 +181,7 @@ impl Hub {
         report.dead_removed = dead.len();
         (report.room_members_removed, report.empty_rooms_removed) = self.purge_rooms(is_dead);
         report.offline_forgotten = self.purge_offline();
+        report.history_streams_removed = self.sweep_history();
         report
     }
 

@@ -9,12 +9,14 @@
 //! | rooms | room membership and per-user counts | `rooms.rs` |
 //! | channels | channel and pattern subscribers (connections and handlers) | `channels.rs` |
 //! | presence book | offline users' last presence, presence handlers | `presence.rs` |
+//! | history | each room's and channel's stream: epoch, offsets, retained messages | `history.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
-//! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`); the registry, rooms
-//! and channels tell the cluster part about first and last local members through observer
-//! traits, under their own locks, so they never see the broker.
+//! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
+//! and history reads: `streams.rs`); the registry, rooms and channels tell the cluster part
+//! about first and last local members through observer traits, under their own locks, so they
+//! never see the broker.
 //!
 //! Delivering to a room reads one shard and pushes one shared, pre-encoded frame onto each
 //! member's outbox: no global lock and no per-recipient encoding on the fan-out path. Every
@@ -28,6 +30,7 @@
 mod channels;
 mod cluster;
 mod handle;
+mod history;
 mod latency;
 mod lifecycle;
 mod maintenance;
@@ -40,6 +43,7 @@ mod remote;
 mod rooms;
 mod shard;
 mod stats;
+mod streams;
 mod top_rooms;
 mod user;
 
@@ -59,6 +63,7 @@ use channels::Channels;
 use cluster::Cluster;
 pub(crate) use handle::ConnHandle;
 pub use handle::ConnInfo;
+use history::History;
 pub(crate) use latency::LatencySnapshot;
 use lifecycle::member_frame;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
@@ -72,6 +77,7 @@ pub use rooms::RoomSummary;
 use rooms::Rooms;
 pub(crate) use stats::{Counters, EXPORTED_COUNTERS, InKind, Target};
 pub use stats::{RoomMembers, StatsSnapshot};
+pub(crate) use streams::{RoomJoin, Sent, Subscribed};
 pub(crate) use user::UserState;
 
 /// How many rooms `/stats` lists in `topRooms`.
@@ -93,6 +99,7 @@ struct HubInner {
     rooms: Rooms,
     channels: Channels,
     presence: PresenceBook,
+    history: History,
     cluster: Cluster,
     /// Ids of application handlers.
     next_id: AtomicU64,
@@ -114,6 +121,7 @@ impl Hub {
     ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| HubInner {
             registry: Registry::new(&config.limits),
+            history: History::new(config.history),
             config,
             epoch: tokio::time::Instant::now(),
             started_epoch_ms: now_ms(),
@@ -166,14 +174,15 @@ impl Hub {
     }
 
     /// Sends a frame to every member of `room` on every node except connection `except`.
-    /// Returns the local recipients.
+    /// A frame of kind `message` is a room message: with history on it gets the room's next
+    /// `offset` and is kept for recovery. Returns the local recipients.
     pub fn send_to_room<P: Serialize>(
         &self,
         room: &RoomId,
         frame: &ServerFrame<'_, P>,
         except: Option<ConnId>,
     ) -> usize {
-        self.publish(Topic::Room(room.clone()), frame.encode(), except)
+        self.send_room_frame(room, frame, except).delivered
     }
 
     /// Sends a frame to every connection of `user` on every node. Returns the local recipients.
@@ -297,11 +306,14 @@ impl Hub {
     pub(crate) fn gauges(&self, top_rooms: Vec<RoomMembers>) -> stats::Gauges {
         let inner = &self.inner;
         let broker = inner.cluster.broker();
+        let (history_streams, history_messages) = inner.history.counts();
         stats::Gauges {
             connections: inner.registry.connection_count(),
             rooms: inner.rooms.count(),
             online_users: inner.registry.user_count(),
             channels: inner.channels.count(),
+            history_streams,
+            history_messages,
             uptime_seconds: self.now_ms() / 1000,
             node_id: self.node_id().to_string(),
             broker: broker.name(),

@@ -1,6 +1,6 @@
 //! Publications: what one is ([`Publication`]), its `publish` frame, the hub's one path that
 //! delivers it to this node's subscribers (from a client, the APIs or another node), and the
-//! library's [`PubSub`] handle.
+//! library's [`PubSub`] handle. Subscribing a connection (with recovery) is in `streams.rs`.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::channels::{PublicationHandler, Subscriber, SubscriberId};
-use super::{ConnHandle, Hub, HubInner, Target};
+use super::channels::{PublicationHandler, Recipients, Subscriber, SubscriberId};
+use super::{ConnHandle, Hub, HubInner, Sent, Target};
 use crate::broker::Topic;
 use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, UserId};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
@@ -27,6 +27,9 @@ pub struct Publication {
     pub user_id: Option<UserId>,
     /// Milliseconds since the epoch when it was published.
     pub timestamp: u64,
+    /// Its place in the channel's stream (`None` when history is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// The published data (the `payload` of the `publish` frame).
     #[serde(rename = "payload")]
     pub data: Value,
@@ -40,6 +43,9 @@ impl Publication {
             .at(self.timestamp);
         if let Some(user) = &self.user_id {
             frame = frame.user(user.as_str());
+        }
+        if let Some(offset) = self.offset {
+            frame = frame.offset(offset);
         }
         frame.encode()
     }
@@ -59,23 +65,7 @@ pub enum PublishError {
     Serialize(#[from] serde_json::Error),
 }
 
-/// Where a publication being delivered came from.
-enum Source<'a> {
-    /// Published on this node: handlers get it as is.
-    Local(&'a Publication),
-    /// From another node: handlers get it decoded from the frame, only if there are any.
-    Remote,
-}
-
 impl Hub {
-    /// Subscribes a connection; returns whether it was not subscribed before.
-    pub(crate) fn subscribe_conn(&self, spec: &ChannelSpec, conn: &ConnHandle) -> bool {
-        let inner = &self.inner;
-        inner
-            .channels
-            .add(spec, Subscriber::Conn(conn), &inner.cluster)
-    }
-
     /// Unsubscribes a connection; returns whether it was subscribed.
     pub(crate) fn unsubscribe_conn(&self, spec: &ChannelSpec, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
@@ -84,64 +74,72 @@ impl Hub {
             .remove(spec, SubscriberId::Conn(conn.id()), &inner.cluster)
     }
 
-    /// Publishes locally (connections and handlers, but not `except`) and to the other nodes.
-    /// Returns the local connections reached.
+    /// Publishes to this node's subscribers (connections but `except`, and handlers) and to
+    /// the other nodes. With history on, the publication is given the channel's next offset
+    /// and kept. Returns the local connections reached and the offset.
     pub(crate) fn publish_to_channel(
         &self,
-        publication: &Publication,
-        frame: Bytes,
+        mut publication: Publication,
         except: Option<ConnId>,
-    ) -> usize {
-        let channel = &publication.channel;
-        let delivered =
-            self.deliver_publication(channel, &frame, except, Source::Local(publication));
-        self.inner
-            .cluster
-            .publish(self.node_id(), Topic::Channel(channel.clone()), frame);
-        delivered
+    ) -> Sent {
+        let inner = &self.inner;
+        let channel = publication.channel.clone();
+        let topic = || Topic::Channel(channel.clone());
+        let recipients = if inner.history.enabled() {
+            let mut stream = inner.history.channel(&channel, self.now_ms());
+            publication.offset = Some(stream.next_offset());
+            let frame = publication.frame();
+            stream.push(frame.clone());
+            let recipients = self.deliver_to_subscribers(&channel, &frame, except);
+            inner.cluster.publish(self.node_id(), topic(), frame);
+            recipients
+        } else {
+            let frame = publication.frame();
+            let recipients = self.deliver_to_subscribers(&channel, &frame, except);
+            inner.cluster.publish(self.node_id(), topic(), frame);
+            recipients
+        };
+        // Outside the stream's lock: a handler may publish again.
+        for handler in recipients.handlers {
+            handler(&publication);
+        }
+        Sent {
+            delivered: recipients.delivered,
+            offset: publication.offset,
+        }
     }
 
     /// Delivers a publication that came from another node.
     pub(super) fn deliver_remote_publication(&self, channel: &ChannelId, frame: &Bytes) -> usize {
-        self.deliver_publication(channel, frame, None, Source::Remote)
+        let recipients = self.deliver_to_subscribers(channel, frame, None);
+        if !recipients.handlers.is_empty() {
+            match serde_json::from_slice::<Publication>(frame::server_payload(frame)) {
+                Ok(publication) => {
+                    for handler in recipients.handlers {
+                        handler(&publication);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, %channel, "undecodable remote publication"),
+            }
+        }
+        recipients.delivered
     }
 
-    fn deliver_publication(
+    /// Offers a `publish` frame to the channel's local subscribers; returns the handlers to
+    /// call.
+    pub(super) fn deliver_to_subscribers(
         &self,
         channel: &ChannelId,
         frame: &Bytes,
         except: Option<ConnId>,
-        source: Source<'_>,
-    ) -> usize {
+    ) -> Recipients {
         let accepted = Instant::now();
         let recipients = self
             .inner
             .channels
             .deliver(channel, except, |handle| self.deliver(handle, frame));
         self.fanned_out(accepted, Target::Channel, recipients.delivered, frame.len());
-        if recipients.handlers.is_empty() {
-            return recipients.delivered;
-        }
-        let decoded;
-        let publication = match source {
-            Source::Local(publication) => publication,
-            Source::Remote => {
-                match serde_json::from_slice::<Publication>(frame::server_payload(frame)) {
-                    Ok(publication) => {
-                        decoded = publication;
-                        &decoded
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, %channel, "undecodable remote publication");
-                        return recipients.delivered;
-                    }
-                }
-            }
-        };
-        for handler in recipients.handlers {
-            handler(publication);
-        }
-        recipients.delivered
+        recipients
     }
 
     /// The pub/sub handle: subscribe handlers to channels, publish to channels.
@@ -208,11 +206,10 @@ impl PubSub<'_> {
             channel,
             user_id: user.cloned(),
             timestamp: now_ms(),
+            offset: None,
             data: serde_json::to_value(data)?,
         };
-        Ok(self
-            .hub
-            .publish_to_channel(&publication, publication.frame(), None))
+        Ok(self.hub.publish_to_channel(publication, None).delivered)
     }
 }
 

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::hub::tests::{drain, hub, user};
+use crate::hub::tests::{drain, hub, subscribe, user};
 
 fn exact(name: &str) -> ChannelSpec {
     ChannelSpec::Exact(ChannelId::from_trusted(name))
@@ -15,11 +15,8 @@ fn pattern(text: &str) -> ChannelSpec {
 fn a_channel_exists_only_while_subscribed() {
     let hub = hub();
     let a = hub.register(user("a")).unwrap();
-    assert!(hub.subscribe_conn(&exact("news"), &a));
-    assert!(
-        !hub.subscribe_conn(&exact("news"), &a),
-        "already subscribed"
-    );
+    assert!(subscribe(&hub, &exact("news"), &a));
+    assert!(!subscribe(&hub, &exact("news"), &a), "already subscribed");
     assert_eq!(hub.stats().channels, 1);
     assert!(hub.unsubscribe_conn(&exact("news"), &a));
     assert!(!hub.unsubscribe_conn(&exact("news"), &a));
@@ -33,11 +30,11 @@ fn exact_and_pattern_subscribers_get_each_publication_once() {
     let both = hub.register(user("both")).unwrap();
     let by_pattern = hub.register(user("pattern")).unwrap();
     let other = hub.register(user("other")).unwrap();
-    hub.subscribe_conn(&exact("room:general"), &both);
-    hub.subscribe_conn(&pattern("room:*"), &both);
-    hub.subscribe_conn(&pattern("*"), &both);
-    hub.subscribe_conn(&pattern("room:*"), &by_pattern);
-    hub.subscribe_conn(&exact("room:random"), &other);
+    subscribe(&hub, &exact("room:general"), &both);
+    subscribe(&hub, &pattern("room:*"), &both);
+    subscribe(&hub, &pattern("*"), &both);
+    subscribe(&hub, &pattern("room:*"), &by_pattern);
+    subscribe(&hub, &exact("room:random"), &other);
     let delivered = hub.pubsub().publish("room:general", &"hi").unwrap();
     assert_eq!(delivered, 2);
     assert_eq!(drain(&both).0.len(), 1);
@@ -101,7 +98,7 @@ fn publications_cross_hubs_on_a_bus_with_handlers_on_both_sides() {
         Arc::new(crate::cluster::NoPeers),
     );
     let on_b = hub_b.register(user("b")).unwrap();
-    hub_b.subscribe_conn(&exact("event:login"), &on_b);
+    subscribe(&hub_b, &exact("event:login"), &on_b);
     let seen: Arc<Mutex<Vec<Publication>>> = Arc::default();
     let sink = seen.clone();
     let _handler = hub_b

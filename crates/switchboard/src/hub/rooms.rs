@@ -224,6 +224,11 @@ impl Rooms {
         }
     }
 
+    /// Whether `room` has a local member.
+    pub(super) fn contains(&self, room: &RoomId) -> bool {
+        self.rooms.read(room).contains_key(room)
+    }
+
     /// Whether `user` is in `room` on this node.
     pub(super) fn has_user(&self, room: &RoomId, user: &UserId) -> bool {
         let rooms = self.rooms.read(room);

@@ -113,6 +113,7 @@ pub(crate) enum InKind {
     Ping,
     Pong,
     Auth,
+    History,
     /// A type handled by an application handler, or an unknown one.
     Custom,
     /// Not a valid protocol message (bad JSON, bad fields, a binary frame).
@@ -123,7 +124,7 @@ pub(crate) enum InKind {
 
 impl InKind {
     /// Every kind, in index order.
-    pub(crate) const ALL: [InKind; 14] = [
+    pub(crate) const ALL: [InKind; 15] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -135,6 +136,7 @@ impl InKind {
         Self::Ping,
         Self::Pong,
         Self::Auth,
+        Self::History,
         Self::Custom,
         Self::Invalid,
         Self::Echo,
@@ -154,6 +156,7 @@ impl InKind {
             Command::Ping { .. } => Self::Ping,
             Command::Pong => Self::Pong,
             Command::Auth { .. } => Self::Auth,
+            Command::History(_) => Self::History,
             Command::Other { .. } => Self::Custom,
         }
     }
@@ -172,6 +175,7 @@ impl InKind {
             Self::Ping => "ping",
             Self::Pong => "pong",
             Self::Auth => "auth",
+            Self::History => "history",
             Self::Custom => "custom",
             Self::Invalid => "invalid",
             Self::Echo => "echo",
@@ -300,6 +304,10 @@ pub struct StatsSnapshot {
     /// Connections refused for their token: 401 at the upgrade, or close 1008 for a bad
     /// `auth` frame or none before the deadline.
     pub auth_failures: u64,
+    /// Rooms and channels with a history stream on this node.
+    pub history_streams: usize,
+    /// Messages kept in those streams, for recovery and `history`.
+    pub history_messages: usize,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// This node's id.
@@ -330,6 +338,8 @@ pub(crate) struct Gauges {
     pub(crate) rooms: usize,
     pub(crate) online_users: usize,
     pub(crate) channels: usize,
+    pub(crate) history_streams: usize,
+    pub(crate) history_messages: usize,
     pub(crate) uptime_seconds: u64,
     pub(crate) node_id: String,
     pub(crate) broker: &'static str,
@@ -360,6 +370,8 @@ impl Counters {
             heartbeat_timeouts: Self::get(&self.heartbeat_timeouts),
             idle_timeouts: Self::get(&self.idle_timeouts),
             auth_failures: Self::get(&self.auth_failures),
+            history_streams: gauges.history_streams,
+            history_messages: gauges.history_messages,
             uptime_seconds: gauges.uptime_seconds,
             node_id: gauges.node_id,
             broker: gauges.broker.to_owned(),

@@ -6,6 +6,7 @@ use super::registry::Refusal;
 use super::*;
 use crate::broker::{LocalBroker, LocalBus};
 use crate::config::Config;
+use crate::ids::ChannelSpec;
 use crate::protocol::ServerKind;
 
 fn config() -> HubConfig {
@@ -30,6 +31,26 @@ pub(super) fn user(name: &str) -> UserId {
 
 fn room(name: &str) -> RoomId {
     RoomId::from_trusted(name)
+}
+
+/// Joins `conn` to `room` as a client would, without `since`; the reply is taken off `conn`'s
+/// queue (which holds nothing else where the tests join). Returns whether `conn` was new.
+pub(super) fn join(hub: &Hub, room: &RoomId, conn: &ConnHandle) -> bool {
+    let new = hub.join_room(room, conn, None, |_| reply_marker());
+    drain(conn);
+    new
+}
+
+/// Subscribes `conn` to `spec` as a client would, without `since`; the reply is taken off
+/// `conn`'s queue, as for [`join`].
+pub(super) fn subscribe(hub: &Hub, spec: &ChannelSpec, conn: &ConnHandle) -> bool {
+    let new = hub.subscribe_conn(spec, conn, None, |_| reply_marker());
+    drain(conn);
+    new
+}
+
+fn reply_marker() -> Bytes {
+    ServerFrame::custom("reply", serde_json::json!({})).encode()
 }
 
 /// Everything queued on `handle`, and the close request if any.
@@ -90,15 +111,13 @@ fn rooms_track_users_and_disappear_when_empty() {
     let a2 = hub.register(user("a")).unwrap();
     let b = hub.register(user("b")).unwrap();
     let general = room("general");
-    assert!(hub.join_room(&general, &b).new);
-    let joined = hub.join_room(&general, &a1);
-    assert!(joined.new);
-    assert_eq!(joined.members.count, 2);
+    assert!(join(&hub, &general, &b));
+    assert!(join(&hub, &general, &a1));
+    assert_eq!(hub.member_list(&general, 10).count, 2);
     assert_eq!(kinds(&b), ["user_joined"], "the user's first connection");
-    assert!(!hub.join_room(&general, &a1).new);
-    let second_tab = hub.join_room(&general, &a2);
-    assert!(second_tab.new);
-    assert_eq!(second_tab.members.users.len(), 2);
+    assert!(!join(&hub, &general, &a1));
+    assert!(join(&hub, &general, &a2));
+    assert_eq!(hub.member_list(&general, 10).users.len(), 2);
     assert!(kinds(&b).is_empty(), "a second tab is no news");
     assert_eq!(hub.stats().rooms, 1);
     assert_eq!(
@@ -131,7 +150,7 @@ fn fan_out_shares_one_encoded_frame_and_honours_the_exclusion() {
     let c = hub.register(user("c")).unwrap();
     let general = room("general");
     for h in [&a, &b, &c] {
-        hub.join_room(&general, h);
+        join(&hub, &general, h);
     }
     for h in [&a, &b, &c] {
         drain(h);
@@ -158,8 +177,8 @@ fn a_full_queue_drops_the_slow_consumer_only() {
     let slow = hub.register(user("slow")).unwrap();
     let fast = hub.register(user("fast")).unwrap();
     let general = room("general");
-    hub.join_room(&general, &slow);
-    hub.join_room(&general, &fast);
+    join(&hub, &general, &slow);
+    join(&hub, &general, &fast);
     let big = "x".repeat(10_000);
     let frame = ServerFrame::new(ServerKind::Message, serde_json::json!({ "content": big }));
     for _ in 0..10 {
@@ -210,7 +229,7 @@ async fn cleanup_closes_idle_and_removes_dead_connections() {
     let hub = hub();
     let idle = hub.register(user("idle")).unwrap();
     let active = hub.register(user("active")).unwrap();
-    hub.join_room(&room("r"), &idle);
+    join(&hub, &room("r"), &idle);
     tokio::time::advance(Duration::from_secs(299)).await;
     active.touch(hub.now_ms(), true);
     idle.touch(hub.now_ms(), false);
@@ -260,8 +279,8 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
     let on_a = hub_a.register(user("a")).unwrap();
     let on_b = hub_b.register(user("b")).unwrap();
     let general = room("general");
-    hub_a.join_room(&general, &on_a);
-    hub_b.join_room(&general, &on_b);
+    join(&hub_a, &general, &on_a);
+    join(&hub_b, &general, &on_b);
     assert_eq!(kinds(&on_a), ["user_joined"], "b's arrival crossed the bus");
     let frame = ServerFrame::new(ServerKind::Message, serde_json::json!({"content": "x"}));
     assert_eq!(hub_a.send_to_room(&general, &frame, Some(on_a.id())), 0);

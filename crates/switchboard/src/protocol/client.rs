@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{ClientKind, ErrorCode};
+use super::history::{self, HistoryRequest};
+use super::{ClientKind, ErrorCode, StreamPosition};
 use crate::ids::{ChannelId, ChannelSpec, RoomId};
 use crate::presence::Status;
 
@@ -25,6 +26,8 @@ pub struct ParseLimits {
     pub max_content_chars: usize,
     /// Largest presence metadata, in bytes of JSON text.
     pub max_metadata_bytes: usize,
+    /// Most messages a `history` request may ask for (the history size; 0: history is off).
+    pub max_history: usize,
 }
 
 /// Longest accepted client `id`, in bytes of its JSON text.
@@ -42,10 +45,12 @@ pub struct Inbound<'a> {
 /// A client request, one variant per message type of DESIGN.md §2.
 #[derive(Debug)]
 pub enum Command<'a> {
-    /// `join_room {room}`.
+    /// `join_room {room, since?}`.
     JoinRoom {
         /// The room to join.
         room: RoomId,
+        /// The last position the client saw, to recover what it missed.
+        since: Option<StreamPosition>,
     },
     /// `leave_room {room}`.
     LeaveRoom {
@@ -64,10 +69,12 @@ pub enum Command<'a> {
         /// The forwarded payload.
         payload: &'a RawValue,
     },
-    /// `subscribe {channel}`: a channel name, or a pattern ending in `*`.
+    /// `subscribe {channel, since?}`: a channel name, or a pattern ending in `*`.
     Subscribe {
         /// The channel or pattern.
         channel: ChannelSpec,
+        /// The last position the client saw, to recover what it missed (channels only).
+        since: Option<StreamPosition>,
     },
     /// `unsubscribe {channel}`.
     Unsubscribe {
@@ -95,6 +102,8 @@ pub enum Command<'a> {
     },
     /// `pong`: an answer to a server `ping`.
     Pong,
+    /// `history {room | channel, limit?, since?}`: a stream's retained messages.
+    History(HistoryRequest),
     /// `auth {token}`: authenticates a connection that brought no token to the upgrade.
     Auth {
         /// The JWT.
@@ -121,7 +130,7 @@ pub struct Rejection<'a> {
 }
 
 impl Rejection<'_> {
-    fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+    pub(super) fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -148,6 +157,14 @@ struct RoomPayload<'a> {
 }
 
 #[derive(Deserialize)]
+struct JoinPayload<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
 struct ContentPayload<'a> {
     #[serde(borrow)]
     content: &'a RawValue,
@@ -157,6 +174,14 @@ struct ContentPayload<'a> {
 struct ChannelPayload<'a> {
     #[serde(borrow)]
     channel: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct SubscribePayload<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -235,9 +260,13 @@ fn command<'a>(
         return Ok(Command::Other { kind, payload });
     };
     Ok(match known {
-        ClientKind::JoinRoom => Command::JoinRoom {
-            room: room(required(payload)?, limits)?,
-        },
+        ClientKind::JoinRoom => {
+            let JoinPayload { room, since } = field(required(payload)?)?;
+            Command::JoinRoom {
+                room: room_name_to_id(&room, limits)?,
+                since: history::since(since)?,
+            }
+        }
         ClientKind::LeaveRoom => Command::LeaveRoom {
             room: room(required(payload)?, limits)?,
         },
@@ -258,9 +287,15 @@ fn command<'a>(
             check_content(content, limits)?;
             Command::Broadcast { payload }
         }
-        ClientKind::Subscribe => Command::Subscribe {
-            channel: channel_spec(required(payload)?, limits)?,
-        },
+        ClientKind::Subscribe => {
+            let SubscribePayload { channel, since } = field(required(payload)?)?;
+            Command::Subscribe {
+                channel: ChannelSpec::parse(&channel, limits.max_name_chars).map_err(|e| {
+                    Rejection::new(ErrorCode::InvalidMessage, format!("channel: {e}"))
+                })?,
+                since: history::since(since)?,
+            }
+        }
         ClientKind::Unsubscribe => Command::Unsubscribe {
             channel: channel_spec(required(payload)?, limits)?,
         },
@@ -297,6 +332,7 @@ fn command<'a>(
             let AuthPayload { token } = field(required(payload)?)?;
             Command::Auth { token }
         }
+        ClientKind::History => Command::History(history::request(required(payload)?, limits)?),
     })
 }
 
@@ -308,7 +344,9 @@ fn required(payload: Option<&RawValue>) -> Result<&RawValue, Rejection<'static>>
     payload.ok_or_else(|| Rejection::new(ErrorCode::InvalidMessage, "missing \"payload\""))
 }
 
-fn field<'a, T: Deserialize<'a>>(payload: &'a RawValue) -> Result<T, Rejection<'static>> {
+pub(super) fn field<'a, T: Deserialize<'a>>(
+    payload: &'a RawValue,
+) -> Result<T, Rejection<'static>> {
     serde_json::from_str(payload.get())
         .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("payload: {e}")))
 }
@@ -327,7 +365,10 @@ fn channel_spec(
         .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("channel: {e}")))
 }
 
-fn room_name_to_id(name: &str, limits: &ParseLimits) -> Result<RoomId, Rejection<'static>> {
+pub(super) fn room_name_to_id(
+    name: &str,
+    limits: &ParseLimits,
+) -> Result<RoomId, Rejection<'static>> {
     RoomId::parse(name, limits.max_name_chars)
         .map_err(|e| Rejection::new(ErrorCode::InvalidMessage, format!("room: {e}")))
 }

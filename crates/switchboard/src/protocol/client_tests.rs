@@ -1,6 +1,8 @@
 use super::*;
+use crate::ids::StreamId;
 
 const LIMITS: ParseLimits = ParseLimits {
+    max_history: 100,
     max_name_chars: 16,
     max_content_chars: 10,
     max_metadata_bytes: 20,
@@ -16,7 +18,7 @@ fn code(text: &str) -> ErrorCode {
 
 #[test]
 fn join_and_leave_carry_a_validated_room() {
-    let Command::JoinRoom { room } =
+    let Command::JoinRoom { room, since: None } =
         ok(r#"{"type":"join_room","payload":{"room":"general"}}"#).command
     else {
         panic!("not a join");
@@ -43,7 +45,7 @@ fn message_payload_is_forwarded_without_the_room() {
 
 #[test]
 fn escaped_strings_are_decoded() {
-    let Command::JoinRoom { room } =
+    let Command::JoinRoom { room, since: None } =
         ok(r#"{"type":"join_room","payload":{"room":"caf\u00e9"}}"#).command
     else {
         panic!("not a join");
@@ -126,8 +128,10 @@ fn ping_keeps_its_payload_and_null_means_absent() {
 
 #[test]
 fn channel_commands_take_names_and_patterns() {
-    let Command::Subscribe { channel } =
-        ok(r#"{"type":"subscribe","payload":{"channel":"room:*"}}"#).command
+    let Command::Subscribe {
+        channel,
+        since: None,
+    } = ok(r#"{"type":"subscribe","payload":{"channel":"room:*"}}"#).command
     else {
         panic!("not subscribe");
     };
@@ -172,5 +176,94 @@ fn presence_takes_a_status_and_bounded_metadata() {
             r#"{"type":"presence","payload":{"status":"online","metadata":{"k":"1234567890123"}}}"#
         ),
         ErrorCode::MessageTooLarge
+    );
+}
+
+#[test]
+fn joins_and_subscriptions_carry_an_optional_position() {
+    let Command::JoinRoom { since, .. } =
+        ok(r#"{"type":"join_room","payload":{"room":"r","since":{"offset":7,"epoch":"e1"}}}"#)
+            .command
+    else {
+        panic!("not a join");
+    };
+    assert_eq!(
+        since,
+        Some(StreamPosition {
+            offset: 7,
+            epoch: "e1".into()
+        })
+    );
+    let Command::Subscribe { since, .. } =
+        ok(r#"{"type":"subscribe","payload":{"channel":"news","since":null}}"#).command
+    else {
+        panic!("not a subscribe");
+    };
+    assert_eq!(since, None, "null is no position");
+    let long_epoch = "e".repeat(switchboard_protocol::MAX_EPOCH_LEN + 1);
+    for since in [
+        r#"{"offset":-1,"epoch":"e1"}"#.to_owned(),
+        r#"{"offset":"7","epoch":"e1"}"#.to_owned(),
+        r#"{"offset":7}"#.to_owned(),
+        r#"[7,"e1"]"#.to_owned(),
+        r#""7:e1""#.to_owned(),
+        format!(r#"{{"offset":7,"epoch":"{long_epoch}"}}"#),
+    ] {
+        let join = format!(r#"{{"type":"join_room","payload":{{"room":"r","since":{since}}}}}"#);
+        assert_eq!(code(&join), ErrorCode::InvalidMessage, "{since}");
+        let subscribe =
+            format!(r#"{{"type":"subscribe","payload":{{"channel":"c","since":{since}}}}}"#);
+        assert_eq!(code(&subscribe), ErrorCode::InvalidMessage, "{since}");
+    }
+}
+
+#[test]
+fn history_requests_name_one_stream_and_a_limit_in_range() {
+    let Command::History(request) = ok(
+        r#"{"type":"history","payload":{"room":"r","limit":100,"since":{"offset":0,"epoch":"e"}}}"#,
+    )
+    .command
+    else {
+        panic!("not a history request");
+    };
+    assert_eq!(request.stream, StreamId::Room(RoomId::from_trusted("r")));
+    assert_eq!(request.limit, Some(100));
+    assert_eq!(request.since.map(|since| since.offset), Some(0));
+    let Command::History(request) =
+        ok(r#"{"type":"history","payload":{"channel":"news"}}"#).command
+    else {
+        panic!("not a history request");
+    };
+    assert_eq!(
+        (request.stream, request.limit, request.since),
+        (
+            StreamId::Channel(ChannelId::from_trusted("news")),
+            None,
+            None
+        )
+    );
+    for payload in [
+        r#"{}"#,
+        r#"{"room":"r","channel":"c"}"#,
+        r#"{"room":"r","limit":101}"#,
+        r#"{"room":"r","limit":-1}"#,
+        r#"{"room":"r","limit":1.5}"#,
+        r#"{"room":"r","since":{"offset":-3,"epoch":"e"}}"#,
+        r#"{"channel":"room:*"}"#,
+        r#"{"room":"bad name"}"#,
+    ] {
+        let frame = format!(r#"{{"type":"history","payload":{payload}}}"#);
+        assert_eq!(code(&frame), ErrorCode::InvalidMessage, "{payload}");
+    }
+    let off = ParseLimits {
+        max_history: 0,
+        ..LIMITS
+    };
+    let refused = parse(r#"{"type":"history","payload":{"room":"r"}}"#, &off).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidMessage);
+    assert!(
+        refused.message.contains("history is off"),
+        "{}",
+        refused.message
     );
 }

@@ -2,14 +2,17 @@
 //! here knows about connections or rooms.
 //!
 //! The types the server shares with clients (frame kinds, error and close codes, the
-//! `connect` and `error` payloads) live in the `switchboard-protocol` crate and are
-//! re-exported here.
+//! `connect`, `error` and `history` payloads, stream positions) live in the
+//! `switchboard-protocol` crate and are re-exported here.
 
 mod client;
+mod history;
 mod server;
 
 pub use client::{Command, Inbound, MAX_ID_LEN, ParseLimits, Rejection, parse};
+pub use history::HistoryRequest;
 pub use server::{AckPayload, ServerFrame, ack_frame, error_frame, error_frame_with_retry, now_ms};
 pub use switchboard_protocol::{
-    ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, ServerKind,
+    ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, HistoryPayload, ServerKind,
+    StreamPosition,
 };

@@ -28,6 +28,8 @@ pub struct ServerFrame<'a, P> {
     user_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timestamp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
     payload: P,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a RawValue>,
@@ -49,8 +51,29 @@ impl<'a, P: Serialize> ServerFrame<'a, P> {
             channel: None,
             user_id: None,
             timestamp: None,
+            offset: None,
             payload,
             id: None,
+        }
+    }
+
+    /// The frame's `type`.
+    pub fn kind(&self) -> &str {
+        self.kind
+    }
+
+    /// The same frame, borrowing its payload (to set more fields on a frame one was given by
+    /// reference).
+    pub fn by_ref(&self) -> ServerFrame<'a, &P> {
+        ServerFrame {
+            kind: self.kind,
+            room: self.room,
+            channel: self.channel,
+            user_id: self.user_id,
+            timestamp: self.timestamp,
+            offset: self.offset,
+            payload: &self.payload,
+            id: self.id,
         }
     }
 
@@ -81,6 +104,12 @@ impl<'a, P: Serialize> ServerFrame<'a, P> {
     /// Sets `timestamp` to `epoch_ms`.
     pub fn at(mut self, epoch_ms: u64) -> Self {
         self.timestamp = Some(epoch_ms);
+        self
+    }
+
+    /// Sets `offset`: the message's place in its room's or channel's stream.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
         self
     }
 
@@ -115,6 +144,10 @@ pub fn now_ms() -> u64 {
 pub struct AckPayload<'a> {
     /// The id of the processed client frame.
     pub id: &'a RawValue,
+    /// For a `message` or `publish` kept in history: the offset it was given, so the sender
+    /// (which does not receive its own room message) knows its place in the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// An `error` frame.
@@ -141,9 +174,9 @@ pub fn error_frame_with_retry(
         .encode()
 }
 
-/// An `ack` frame for the client frame with `id`.
-pub fn ack_frame(id: &RawValue) -> Bytes {
-    ServerFrame::new(ServerKind::Ack, AckPayload { id })
+/// An `ack` frame for the client frame with `id`, with the `offset` its message was given.
+pub fn ack_frame(id: &RawValue, offset: Option<u64>) -> Bytes {
+    ServerFrame::new(ServerKind::Ack, AckPayload { id, offset })
         .reply_to(Some(id))
         .encode()
 }
@@ -200,7 +233,7 @@ mod tests {
     #[test]
     fn acks_echo_the_id_verbatim() {
         let id = RawValue::from_string(r#""req-1""#.to_owned()).unwrap();
-        let frame = json(&ack_frame(&id));
+        let frame = json(&ack_frame(&id, None));
         assert_eq!(
             frame,
             serde_json::json!({"type":"ack","payload":{"id":"req-1"},"id":"req-1"})
