@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Compares two server setups with the project's bench tool, in interleaved rounds (A, B, A, B,
+# ...), each run against a fresh server, so that both see the same machine load. Prints one JSON
+# line per run (the bench tool's, with "label" set to A's or B's label) and appends them to
+# docs/bench/ab.jsonl, then a summary per label: median server CPU µs per delivery (fanout) and
+# median RSS bytes per idle connection (idle).
+#
+#   A_BIN=/path/to/switchboard A_ARGS="" A_LABEL=before \
+#   B_BIN=target/release/switchboard B_ARGS="--history-size 0" B_LABEL=after \
+#   ROUNDS=5 SCENARIOS="fanout idle" scripts/bench_ab.sh
+#
+# Defaults: both binaries target/release/switchboard, no extra arguments, 5 rounds, both
+# scenarios. BENCH (default target/release/switchboard-bench) is the load tool. Every server
+# is stopped by PID when its run ends.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+A_BIN=${A_BIN:-target/release/switchboard}
+B_BIN=${B_BIN:-target/release/switchboard}
+A_ARGS=${A_ARGS:-}
+B_ARGS=${B_ARGS:-}
+A_LABEL=${A_LABEL:-A}
+B_LABEL=${B_LABEL:-B}
+ROUNDS=${ROUNDS:-5}
+SCENARIOS=${SCENARIOS:-fanout idle}
+BENCH=${BENCH:-target/release/switchboard-bench}
+PORT=${PORT:-39400}
+OUT=docs/bench/ab.jsonl
+LOG="${TMPDIR:-/tmp}/switchboard-bench-ab.log"
+RESULTS="$(mktemp)"
+mkdir -p "$(dirname "$OUT")"
+
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "the server did not open port $1" >&2
+  return 1
+}
+
+# run BIN ARGS LABEL SCENARIO: one fresh server, one run of the scenario.
+run() {
+  local bin=$1 args=$2 label=$3 scenario=$4
+  # shellcheck disable=SC2086 # ARGS is a list of flags
+  "$bin" --host 127.0.0.1 --port "$PORT" --rate-limit 0 \
+    --max-connections 200000 --max-connections-per-user 100000 \
+    --max-queued-bytes 64MiB --log-level error $args >>"$LOG" 2>&1 &
+  local pid=$!
+  wait_port "$PORT"
+  case $scenario in
+    fanout)
+      "$BENCH" fanout --url "ws://127.0.0.1:$PORT/" --rooms 10 --subscribers 100 --publishers 1 \
+        --rate 100 --duration 10 --warmup 2 --size 64 --server-pid "$pid" --label "$label" ;;
+    idle)
+      "$BENCH" idle --url "ws://127.0.0.1:$PORT/" --connections 10000 --rooms 100 --hold 3 \
+        --server-pid "$pid" --label "$label" ;;
+  esac | grep '^{' | tee -a "$OUT" >>"$RESULTS"
+  tail -n 1 "$RESULTS"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+for _ in $(seq "$ROUNDS"); do
+  for scenario in $SCENARIOS; do
+    run "$A_BIN" "$A_ARGS" "$A_LABEL" "$scenario"
+    run "$B_BIN" "$B_ARGS" "$B_LABEL" "$scenario"
+  done
+done
+
+python3 - "$RESULTS" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+for scenario, field in (("fanout", "cpu_us_per_delivery"), ("idle", "bytes_per_connection")):
+    by_label = {}
+    for run in runs:
+        if run["scenario"] != scenario:
+            continue
+        value = run["servers"][0][field] if scenario == "fanout" else run[field]
+        by_label.setdefault(run["label"], []).append(value)
+    for label, values in by_label.items():
+        print(f"{scenario} {label}: {field} median {statistics.median(values):.3f} "
+              f"(runs: {', '.join(f'{v:.3f}' for v in values)})")
+EOF
+rm -f "$RESULTS"
