@@ -29,7 +29,8 @@
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
-//! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker.
+//! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker;
+//!   [`store`]: the trait of a cluster's shared store of streams (offsets and history).
 //! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and presence)
 //!   and cluster mode over Redis, which is both a broker and a membership.
 //! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
@@ -64,6 +65,7 @@ mod per_ip;
 pub mod presence;
 pub mod protocol;
 pub mod server;
+pub mod store;
 pub mod switchboard;
 mod ws;
 

@@ -19,6 +19,7 @@ use crate::connection::Endpoint;
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
 use crate::hub::{ConnInfo, Hub};
+use crate::store::StreamStore;
 
 /// A Switchboard instance: the hub, its background sweeps and its connection tasks.
 ///
@@ -41,6 +42,7 @@ pub struct Builder {
     auth: AuthConfig,
     broker: Option<Arc<dyn Broker>>,
     membership: Option<Arc<dyn Membership>>,
+    store: Option<Arc<dyn StreamStore>>,
     redis: Option<Arc<RedisCluster>>,
     extensions: Extensions,
 }
@@ -95,16 +97,12 @@ impl Builder {
     /// Joins the cluster that shares the Redis at `config.url`: publications, presence and
     /// membership become cluster-wide. Nothing connects until [`Builder::build`]; an
     /// unreachable Redis is retried with backoff while the node serves local traffic.
-    ///
-    /// History and recovery are single-node for now: each node would number its own messages,
-    /// so in cluster mode they are off (no offsets) until offsets come from the shared Redis.
+    /// Redis is also the store of streams: offsets and history are shared by every node.
     pub fn redis(mut self, config: &RedisConfig) -> Result<Self, ClusterError> {
-        let cluster = Arc::new(RedisCluster::new(config, self.config.node_id.clone())?);
+        let node = self.config.node_id.clone();
+        let cluster = Arc::new(RedisCluster::new(config, node, self.config.history)?);
         if self.config.history.size > 0 {
-            tracing::warn!(
-                "history and recovery are single-node for now: off in cluster mode (no offsets)"
-            );
-            self.config.history.size = 0;
+            self.store = Some(cluster.clone());
         }
         self.broker = Some(cluster.clone());
         self.membership = Some(cluster.clone());
@@ -118,7 +116,7 @@ impl Builder {
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));
         let membership = self.membership.unwrap_or_else(|| Arc::new(NoPeers));
-        let hub = Hub::new(self.config, broker, membership);
+        let hub = Hub::new(self.config, broker, membership, self.store);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         hub.spawn_maintenance(&tasks, &cancel);
@@ -158,6 +156,7 @@ impl Switchboard {
             auth: AuthConfig::default(),
             broker: None,
             membership: None,
+            store: None,
             redis: None,
             extensions: Extensions::default(),
         }

@@ -18,6 +18,10 @@ impl BrokerSink for Recorder {
     fn deliver(&self, envelope: &Envelope) {
         let _ = self.0.lock().map(|tx| tx.send(envelope.clone()));
     }
+
+    fn deliver_stream(&self, _message: crate::broker::StreamMessage) {}
+
+    fn reconnected(&self) {}
 }
 
 struct Node {

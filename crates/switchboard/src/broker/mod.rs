@@ -13,7 +13,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 
-use crate::ids::{ChannelId, ChannelPrefix, NodeId, RoomId, UserId};
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId, StreamId, UserId};
 pub use local::{LocalBroker, LocalBus};
 
 /// What a publication is addressed to.
@@ -54,10 +54,31 @@ pub struct Envelope {
     pub frame: Bytes,
 }
 
+/// A stream message as the cluster's store published it (DESIGN.md §7): to every node with a
+/// member, the publishing one included.
+#[derive(Debug, Clone)]
+pub struct StreamMessage {
+    /// The room or channel.
+    pub stream: StreamId,
+    /// The stream's epoch when the message was numbered.
+    pub epoch: String,
+    /// Its offset.
+    pub offset: u64,
+    /// Its frame's JSON, offset included.
+    pub json: Bytes,
+    /// A connection that must not receive it (the sender of a room message).
+    pub except: Option<ConnId>,
+}
+
 /// Where a broker delivers publications from other nodes (the hub).
 pub trait BrokerSink: Send + Sync {
     /// Delivers `envelope` to the local recipients of its topic.
     fn deliver(&self, envelope: &Envelope);
+    /// Delivers a stream message from the cluster's store, in its stream's order.
+    fn deliver_stream(&self, message: StreamMessage);
+    /// The broker reached the other nodes again after an outage: publications may have been
+    /// lost meanwhile.
+    fn reconnected(&self);
 }
 
 /// Whether the broker currently reaches the other nodes.

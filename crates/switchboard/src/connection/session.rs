@@ -18,7 +18,7 @@ use super::{Endpoint, Mode};
 use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Publication};
+use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Publication};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::limits::Violations;
 use crate::protocol::{
@@ -43,6 +43,24 @@ pub(crate) struct Session {
     /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
     /// connection's task.
     grants: Option<Box<Grants>>,
+}
+
+/// How a processed command is acknowledged (when it carried an `id`).
+enum Done {
+    /// Now, with the offset its message was given, if any.
+    Ack(Option<u64>),
+    /// Later, by the hub, once the cluster's store has answered.
+    AckedLater,
+}
+
+impl Done {
+    fn of(offset: Offset) -> Self {
+        match offset {
+            Offset::None => Self::Ack(None),
+            Offset::Given(offset) => Self::Ack(Some(offset)),
+            Offset::Later => Self::AckedLater,
+        }
+    }
 }
 
 /// How a connection that keeps sending bad frames is closed.
@@ -244,8 +262,8 @@ impl Session {
                 return;
             }
         }
-        let offset = match self.execute(command, id) {
-            Ok(offset) => offset,
+        let done = match self.execute(command, id) {
+            Ok(done) => done,
             Err(refused) => {
                 self.error(refused.code(), &refused.to_string(), id);
                 return;
@@ -253,16 +271,14 @@ impl Session {
         };
         if let Some(id) = id {
             self.dedup.insert(id, now);
-            self.reply(protocol::ack_frame(id, offset));
+            if let Done::Ack(offset) = done {
+                self.reply(protocol::ack_frame(id, offset));
+            }
         }
     }
 
-    /// Carries out a command; returns the offset its message was given, for the `ack`.
-    fn execute(
-        &mut self,
-        command: Command<'_>,
-        id: Option<&RawValue>,
-    ) -> Result<Option<u64>, Refused> {
+    /// Carries out a command; says how it is acknowledged.
+    fn execute(&mut self, command: Command<'_>, id: Option<&RawValue>) -> Result<Done, Refused> {
         self.authorize(&command)?;
         match command {
             Command::JoinRoom { room, since } => self.join(room, since, id),
@@ -275,10 +291,11 @@ impl Session {
                     .room(room.as_str())
                     .user(self.handle.user().as_str())
                     .stamped();
+                let ack = id.map(|id| (&self.handle, id));
                 let sent = self
                     .hub()
-                    .send_room_frame(&room, &frame, Some(self.handle.id()));
-                Ok(sent.offset)
+                    .send_room_frame(&room, &frame, Some(self.handle.id()), ack);
+                Ok(Done::of(sent.offset))
             }
             Command::Broadcast { payload } => {
                 let frame = ServerFrame::new(ServerKind::Broadcast, payload)
@@ -286,20 +303,20 @@ impl Session {
                     .stamped()
                     .encode();
                 self.hub().publish(Topic::Broadcast, frame, None);
-                Ok(None)
+                Ok(Done::Ack(None))
             }
             Command::Subscribe { channel, since } => self.subscribe(channel, since, id),
             Command::Unsubscribe { channel } => {
                 self.unsubscribe(channel, id);
-                Ok(None)
+                Ok(Done::Ack(None))
             }
-            Command::Publish { channel, data } => self.publish(channel, data),
+            Command::Publish { channel, data } => self.publish(channel, data, id),
             Command::History(request) => self.history(request, id),
             Command::Presence { status, metadata } => {
                 let user = self.handle.user();
                 self.hub()
                     .set_presence(user, self.handle.user_state(), status, metadata);
-                Ok(None)
+                Ok(Done::Ack(None))
             }
             Command::Ping { payload } => {
                 let pong = match payload {
@@ -311,12 +328,14 @@ impl Session {
                         .encode(),
                 };
                 self.reply(pong);
-                Ok(None)
+                Ok(Done::Ack(None))
             }
-            Command::Pong => Ok(None),
+            Command::Pong => Ok(Done::Ack(None)),
             Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
             Command::Auth { .. } => Err(Refused::AuthenticationOff),
-            Command::Other { kind, payload } => self.custom(&kind, payload, id).map(|()| None),
+            Command::Other { kind, payload } => {
+                self.custom(&kind, payload, id).map(|()| Done::Ack(None))
+            }
         }
     }
 
@@ -354,7 +373,7 @@ impl Session {
         denied.map_or(Ok(()), |action| Err(Refused::Forbidden(action)))
     }
 
-    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<Option<u64>, Refused> {
+    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<Done, Refused> {
         let Some(index) = self.rooms.iter().position(|r| r == room) else {
             return Err(Refused::NotInRoom(room.clone()));
         };
@@ -368,7 +387,7 @@ impl Session {
                 .reply_to(id)
                 .encode(),
         );
-        Ok(None)
+        Ok(Done::Ack(None))
     }
 
     fn unsubscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) {
@@ -383,7 +402,12 @@ impl Session {
         );
     }
 
-    fn publish(&mut self, channel: ChannelId, data: &RawValue) -> Result<Option<u64>, Refused> {
+    fn publish(
+        &mut self,
+        channel: ChannelId,
+        data: &RawValue,
+        id: Option<&RawValue>,
+    ) -> Result<Done, Refused> {
         if channel.watched_user().is_some() {
             return Err(Refused::PresenceChannel);
         }
@@ -396,7 +420,10 @@ impl Session {
         };
         let hub = self.hub();
         let except = (!hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
-        Ok(hub.publish_to_channel(publication, except).offset)
+        let ack = id.map(|id| (&self.handle, id));
+        Ok(Done::of(
+            hub.publish_to_channel(publication, except, ack).offset,
+        ))
     }
 
     fn custom(

@@ -6,9 +6,9 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::Session;
+use super::{Done, Session};
 use crate::connection::refused::Refused;
-use crate::hub::{RoomJoin, Subscribed};
+use crate::hub::{Answered, Request, RoomJoin, Subscribed};
 use crate::ids::{ChannelSpec, RoomId, StreamId, UserId};
 use crate::presence::Presence;
 use crate::protocol::{HistoryRequest, ServerFrame, ServerKind, StreamPosition};
@@ -44,32 +44,46 @@ impl Session {
         room: RoomId,
         since: Option<StreamPosition>,
         id: Option<&RawValue>,
-    ) -> Result<Option<u64>, Refused> {
+    ) -> Result<Done, Refused> {
         let hub = &self.endpoint.hub;
         let max = hub.config().limits.max_rooms_per_connection;
-        if !self.rooms.contains(&room) && self.rooms.len() >= max {
+        let member = self.rooms.contains(&room);
+        if !member && self.rooms.len() >= max {
             return Err(Refused::TooManyRooms(max));
         }
-        let reply = |join: &RoomJoin| {
+        let (replying, name, reply_id) = (hub.clone(), room.clone(), owned(id));
+        let reply = Box::new(move |join: &RoomJoin| {
             let payload = RoomJoinedPayload {
-                room: &room,
-                members: hub.presence_of(&join.members.users),
+                room: &name,
+                members: replying.presence_of(&join.members.users),
                 member_count: join.members.count,
                 position: join.position.as_ref(),
                 recovered: join.recovered,
             };
             ServerFrame::new(ServerKind::RoomJoined, payload)
-                .room(room.as_str())
+                .room(name.as_str())
                 .stamped()
-                .reply_to(id)
+                .reply_to(reply_id.as_deref())
                 .encode()
+        });
+        let request = Request {
+            since,
+            reply,
+            id: owned(id),
         };
-        if hub.join_room(&room, &self.handle, since.as_ref(), reply) {
-            tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
-            self.rooms.reserve_exact(1);
-            self.rooms.push(room);
-        }
-        Ok(None)
+        let answered = hub.join_room(&room, &self.handle, request);
+        let done = match answered {
+            Answered::Now { new: false } => return Ok(Done::Ack(None)),
+            Answered::Now { new: true } => Done::Ack(None),
+            // Counted as in the room from now on, so that leaving or disconnecting before the
+            // answer comes leaves it.
+            Answered::Later if member => return Ok(Done::AckedLater),
+            Answered::Later => Done::AckedLater,
+        };
+        tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
+        self.rooms.reserve_exact(1);
+        self.rooms.push(room);
+        Ok(done)
     }
 
     pub(super) fn subscribe(
@@ -77,28 +91,39 @@ impl Session {
         channel: ChannelSpec,
         since: Option<StreamPosition>,
         id: Option<&RawValue>,
-    ) -> Result<Option<u64>, Refused> {
+    ) -> Result<Done, Refused> {
         let hub = &self.endpoint.hub;
         let config = hub.config();
         if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
             return Err(Refused::PatternsNotAllowed);
         }
         let max = config.limits.max_channels_per_connection;
-        if !self.channels.contains(&channel) && self.channels.len() >= max {
+        let subscribed = self.channels.contains(&channel);
+        if !subscribed && self.channels.len() >= max {
             return Err(Refused::TooManyChannels(max));
         }
-        let reply = |subscribed: &Subscribed| {
+        let (name, reply_id) = (channel.clone(), owned(id));
+        let reply = Box::new(move |subscribed: &Subscribed| {
             let payload = SubscribedPayload {
-                channel: &channel,
+                channel: &name,
                 position: subscribed.position.as_ref(),
                 recovered: subscribed.recovered,
             };
             ServerFrame::new(ServerKind::Subscribed, payload)
                 .stamped()
-                .reply_to(id)
+                .reply_to(reply_id.as_deref())
                 .encode()
+        });
+        let request = Request {
+            since,
+            reply,
+            id: owned(id),
         };
-        if hub.subscribe_conn(&channel, &self.handle, since.as_ref(), reply) {
+        let done = match hub.subscribe_conn(&channel, &self.handle, request) {
+            Answered::Now { .. } => Done::Ack(None),
+            Answered::Later => Done::AckedLater,
+        };
+        if !subscribed {
             self.channels.push(channel.clone());
         }
         // A presence watcher starts from the watched user's current presence.
@@ -115,29 +140,32 @@ impl Session {
                 }
             }
         }
-        Ok(None)
+        Ok(done)
     }
 
     pub(super) fn history(
         &mut self,
         request: HistoryRequest,
         id: Option<&RawValue>,
-    ) -> Result<Option<u64>, Refused> {
+    ) -> Result<Done, Refused> {
         if let StreamId::Channel(channel) = &request.stream {
             if channel.watched_user().is_some() {
                 return Err(Refused::PresenceChannel);
             }
         }
-        let hub = &self.endpoint.hub;
-        let Some(page) = hub.history(&request.stream, request.limit, request.since.as_ref()) else {
-            return Err(Refused::HistoryOff);
-        };
-        let frame = ServerFrame::new(ServerKind::History, page.payload());
-        let frame = match &request.stream {
-            StreamId::Room(room) => frame.room(room.as_str()),
-            StreamId::Channel(channel) => frame.channel(channel.as_str()),
-        };
-        self.reply(frame.stamped().reply_to(id).encode());
-        Ok(None)
+        match self
+            .endpoint
+            .hub
+            .history_request(&self.handle, &request, id)
+        {
+            None => Err(Refused::HistoryOff),
+            Some(Answered::Now { .. }) => Ok(Done::Ack(None)),
+            Some(Answered::Later) => Ok(Done::AckedLater),
+        }
     }
+}
+
+/// An owned copy of the client's id, for an answer given later.
+fn owned(id: Option<&RawValue>) -> Option<Box<RawValue>> {
+    id.map(ToOwned::to_owned)
 }

@@ -45,6 +45,7 @@ pub(super) fn hub(configure: impl FnOnce(&mut HubConfig)) -> Hub {
         config,
         Arc::new(LocalBroker::standalone()),
         Arc::new(NoPeers),
+        None,
     )
 }
 

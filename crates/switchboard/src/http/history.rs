@@ -33,7 +33,7 @@ pub(super) async fn room(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult {
     let room = api::room(&state.hub, &room)?;
-    read(&state.hub, &StreamId::Room(room), query)
+    read(&state.hub, &StreamId::Room(room), query).await
 }
 
 /// `GET /api/channels/{channel}/history`.
@@ -47,10 +47,10 @@ pub(super) async fn channel(
     if channel.watched_user().is_some() {
         return Err(ApiError::Forbidden(Forbidden::PresenceChannel));
     }
-    read(&state.hub, &StreamId::Channel(channel), query)
+    read(&state.hub, &StreamId::Channel(channel), query).await
 }
 
-fn read(
+async fn read(
     hub: &Hub,
     stream: &StreamId,
     query: Result<Query<HistoryQuery>, QueryRejection>,
@@ -75,7 +75,8 @@ fn read(
         }
     };
     let page = hub
-        .history(stream, query.limit, since.as_ref())
+        .read_history(stream, query.limit, since.as_ref())
+        .await
         .ok_or(ApiError::HistoryOff)?;
     Ok(Json(json!(page.payload())))
 }

@@ -231,6 +231,13 @@ impl Channels {
         }
     }
 
+    /// How many connections but `except` subscribe to `channel`, exactly or by pattern.
+    pub(super) fn connection_count(&self, channel: &ChannelId, except: Option<ConnId>) -> usize {
+        let mut subscribers = HashMap::new();
+        self.collect_subscribers(channel, &mut subscribers);
+        subscribers.len() - except.map_or(0, |id| usize::from(subscribers.contains_key(&id)))
+    }
+
     /// Whether `channel` has a local subscriber of its own (patterns aside).
     pub(super) fn contains(&self, channel: &ChannelId) -> bool {
         self.exact.read(channel).contains_key(channel)

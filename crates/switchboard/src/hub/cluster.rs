@@ -1,5 +1,5 @@
-//! The hub's one part that knows about other nodes: it holds the [`Broker`] and the
-//! [`Membership`], subscribes a topic when its first local member arrives and unsubscribes it
+//! The hub's one part that knows about other nodes: it holds the [`Broker`], the
+//! [`Membership`] and the store of streams, subscribes a topic when its first local member arrives and unsubscribes it
 //! after the last (as the registry, rooms and channels observer), announces this node's changes,
 //! and answers every question about the other nodes' state.
 //!
@@ -18,22 +18,35 @@ use crate::broker::{Broker, Envelope, Topic};
 use crate::cluster::{Event, Membership, Replica};
 use crate::ids::{ChannelSpec, NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
+use crate::store::StreamStore;
 
-/// The broker, the membership, and what follows from them.
+/// The broker, the membership, the store of streams, and what follows from them.
 pub(super) struct Cluster {
     broker: Arc<dyn Broker>,
     membership: Arc<dyn Membership>,
+    /// The cluster's store of streams (`None`: this node numbers its own, or history is off).
+    store: Option<Arc<dyn StreamStore>>,
     /// Whether there are other nodes (the membership has a replica).
     clustered: bool,
 }
 
 impl Cluster {
-    pub(super) fn new(broker: Arc<dyn Broker>, membership: Arc<dyn Membership>) -> Self {
+    pub(super) fn new(
+        broker: Arc<dyn Broker>,
+        membership: Arc<dyn Membership>,
+        store: Option<Arc<dyn StreamStore>>,
+    ) -> Self {
         Self {
             clustered: membership.replica().is_some(),
             broker,
             membership,
+            store,
         }
+    }
+
+    /// The cluster's store of streams, when it has one.
+    pub(super) fn store(&self) -> Option<&Arc<dyn StreamStore>> {
+        self.store.as_ref()
     }
 
     pub(super) fn broker(&self) -> &Arc<dyn Broker> {

@@ -11,6 +11,12 @@
 //! is given its offset, stored and delivered, and while a member joins and is given its
 //! replay.** So every member sees a stream in offset order, and a joiner gets each message
 //! exactly once, in its replay or live, never both and never neither.
+//!
+//! In cluster mode the shared store (Redis) numbers and keeps the messages, and a node's
+//! stream is its copy of the store's: *synced* (read from the store, then kept current by the
+//! messages the store publishes) only while the node has a member to deliver to. A message that
+//! arrives ahead of a gap waits until a read of the store fills the gap; an action that needs
+//! the copy (a join) waits until it is synced (see `mirror.rs`).
 
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -23,8 +29,9 @@ use bytes::Bytes;
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 
 use super::shard::Sharded;
-use crate::ids::{ChannelId, RoomId};
+use crate::ids::{ChannelId, RoomId, StreamId};
 use crate::protocol::StreamPosition;
+pub(super) use mirror::{Arrival, StoreState, Stored};
 
 /// One retained message.
 struct Entry {
@@ -42,6 +49,8 @@ pub(super) struct Stream {
     entries: VecDeque<Entry>,
     /// Hub-clock ms of the last message or join: a stream in use is not swept.
     touched: u64,
+    /// The copy of a cluster's stream (`None` on a lone node, whose streams are their own).
+    mirror: Option<mirror::Mirror>,
 }
 
 /// What a stream can say about a client's position.
@@ -85,19 +94,9 @@ impl Locked<'_> {
     /// Stores the next message, `frame`, which must carry [`Self::next_offset`]; drops what
     /// falls out of the size or the age limit.
     pub(super) fn push(&mut self, frame: Bytes) {
-        let stream = &mut *self.stream;
-        stream.top += 1;
-        stream.touched = self.now;
-        stream.entries.push_back(Entry {
-            offset: stream.top,
-            at: self.now,
-            frame,
-        });
-        self.counts.messages.fetch_add(1, Ordering::Relaxed);
-        let mut dropped = stream.entries.len().saturating_sub(self.config.size);
-        stream.entries.drain(..dropped);
-        dropped += expire(&mut stream.entries, self.now, self.config.ttl);
-        self.counts.messages.fetch_sub(dropped, Ordering::Relaxed);
+        self.stream.touched = self.now;
+        let (offset, now) = (self.stream.top + 1, self.now);
+        self.keep(offset, now, frame);
     }
 
     /// Whether every message after `since` is retained, and which they are.
@@ -146,6 +145,20 @@ impl Locked<'_> {
     }
 }
 
+impl Locked<'_> {
+    /// Appends an entry for `offset` (the next one) at hub-clock ms `at`, within the limits.
+    fn keep(&mut self, offset: u64, at: u64, frame: Bytes) {
+        let stream = &mut *self.stream;
+        stream.top = offset;
+        stream.entries.push_back(Entry { offset, at, frame });
+        self.counts.messages.fetch_add(1, Ordering::Relaxed);
+        let mut dropped = stream.entries.len().saturating_sub(self.config.size);
+        stream.entries.drain(..dropped);
+        dropped += expire(&mut stream.entries, self.now, self.config.ttl);
+        self.counts.messages.fetch_sub(dropped, Ordering::Relaxed);
+    }
+}
+
 /// Drops the entries older than `ttl` at hub-clock ms `now`; returns how many.
 fn expire(entries: &mut VecDeque<Entry>, now: u64, ttl: Duration) -> usize {
     let cutoff = now.saturating_sub(ttl.as_millis() as u64);
@@ -164,12 +177,15 @@ struct Counts {
 /// The streams of one kind of key.
 struct Streams<K> {
     map: Sharded<K, Arc<Mutex<Stream>>>,
+    /// Whether the streams are copies of a cluster's (see `mirror.rs`).
+    mirrored: bool,
 }
 
 impl<K: Hash + Eq + Clone> Streams<K> {
-    fn new() -> Self {
+    fn new(mirrored: bool) -> Self {
         Self {
             map: Sharded::new(),
+            mirrored,
         }
     }
 
@@ -188,16 +204,28 @@ impl<K: Hash + Eq + Clone> Streams<K> {
                     top: 0,
                     entries: VecDeque::new(),
                     touched: now,
+                    mirror: self.mirrored.then(mirror::Mirror::default),
                 }))
             })
             .clone()
     }
 
-    /// Removes the streams that are not `in_use` and have had no message or join for `ttl`.
+    /// Every stream, to lock one at a time.
+    fn all(&self) -> Vec<(K, Arc<Mutex<Stream>>)> {
+        let mut all = Vec::new();
+        self.map
+            .for_each(|key, stream| all.push((key.clone(), stream.clone())));
+        all
+    }
+
+    /// Removes the streams that are not `in_use` and have had no message or join for `ttl`
+    /// (a stream locked right now is in use).
     fn sweep(&self, cutoff: u64, in_use: impl Fn(&K) -> bool, counts: &Counts) -> usize {
         let mut removed = 0;
         self.map.retain(|key, stream| {
-            let stream = stream.lock();
+            let Some(stream) = stream.try_lock() else {
+                return true;
+            };
             let keep = stream.touched >= cutoff || in_use(key);
             if !keep {
                 removed += 1;
@@ -221,11 +249,12 @@ pub(super) struct History {
 }
 
 impl History {
-    pub(super) fn new(config: HistoryConfig) -> Self {
+    /// A node's history; `mirrored` in cluster mode, where the streams copy the shared store's.
+    pub(super) fn new(config: HistoryConfig, mirrored: bool) -> Self {
         Self {
             config,
-            rooms: Streams::new(),
-            channels: Streams::new(),
+            rooms: Streams::new(mirrored),
+            channels: Streams::new(mirrored),
             counts: Counts::default(),
         }
     }
@@ -272,6 +301,23 @@ impl History {
             + self.channels.sweep(cutoff, channel_in_use, &self.counts)
     }
 
+    /// Cluster mode: marks a read under way on every synced copy that has none; returns them
+    /// (to read the store for what they may have missed).
+    pub(super) fn start_reads(&self, now: u64) -> Vec<StreamId> {
+        let mut started = Vec::new();
+        for (room, stream) in self.rooms.all() {
+            if self.locked(stream, now).start_read() {
+                started.push(StreamId::Room(room));
+            }
+        }
+        for (channel, stream) in self.channels.all() {
+            if self.locked(stream, now).start_read() {
+                started.push(StreamId::Channel(channel));
+            }
+        }
+        started
+    }
+
     /// (Streams, retained messages) on this node.
     pub(super) fn counts(&self) -> (usize, usize) {
         (
@@ -280,6 +326,9 @@ impl History {
         )
     }
 }
+
+#[path = "mirror.rs"]
+mod mirror;
 
 #[cfg(test)]
 #[path = "history_tests.rs"]

@@ -8,10 +8,13 @@ use bytes::Bytes;
 use super::*;
 
 fn history(size: usize, ttl_secs: u64) -> History {
-    History::new(HistoryConfig {
-        size,
-        ttl: Duration::from_secs(ttl_secs),
-    })
+    History::new(
+        HistoryConfig {
+            size,
+            ttl: Duration::from_secs(ttl_secs),
+        },
+        false,
+    )
 }
 
 fn room(name: &str) -> RoomId {

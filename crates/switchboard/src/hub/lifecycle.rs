@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::registry::Refusal;
 use super::rooms::{Joined, MemberList};
-use super::{ConnHandle, Counters, Hub};
+use super::{CloseRequest, ConnHandle, Counters, Hub};
 use crate::broker::Topic;
-use crate::ids::{ChannelSpec, RoomId, UserId};
+use crate::ids::{ChannelSpec, RoomId, StreamId, UserId};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
 
 /// Most members listed in a `room_joined` reply; `memberCount` is always exact.
@@ -104,6 +104,20 @@ impl Hub {
     /// `conn` was a member.
     pub(crate) fn leave_room(&self, room: &RoomId, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
+        if inner.cluster.store().is_some() {
+            // Cluster mode: the room's copy is released with its last member, under the
+            // stream's lock (so that a join being answered meanwhile sees it).
+            let id = StreamId::Room(room.clone());
+            let mut stream = self.lock_stream(&id);
+            let left = self.leave_unlocked(room, conn);
+            self.release_if_vacated(&id, &mut stream);
+            return left;
+        }
+        self.leave_unlocked(room, conn)
+    }
+
+    fn leave_unlocked(&self, room: &RoomId, conn: &ConnHandle) -> bool {
+        let inner = &self.inner;
         let Some(remaining) = inner.rooms.leave(room, conn, &inner.cluster) else {
             return false;
         };
@@ -123,6 +137,9 @@ impl Hub {
         rooms: Vec<RoomId>,
         channels: Vec<ChannelSpec>,
     ) {
+        // Marked closed first: a join or subscription answered later (cluster mode) then
+        // leaves the connection out instead of adding it after these leaves.
+        conn.close(CloseRequest::FINISHED, self.now_ms());
         for channel in &channels {
             self.unsubscribe_conn(channel, conn);
         }
@@ -139,6 +156,11 @@ impl Hub {
         let purged = inner.rooms.purge(dead, &inner.cluster);
         for (room, handle) in &purged.members {
             handle.user_state().remove_room(room);
+            if inner.cluster.store().is_some() {
+                let id = StreamId::Room(room.clone());
+                let mut stream = self.lock_stream(&id);
+                self.release_if_vacated(&id, &mut stream);
+            }
         }
         (purged.members.len(), purged.rooms)
     }

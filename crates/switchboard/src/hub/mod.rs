@@ -42,6 +42,7 @@ mod registry;
 mod remote;
 mod rooms;
 mod shard;
+mod shared;
 mod stats;
 mod streams;
 mod top_rooms;
@@ -59,6 +60,7 @@ use crate::cluster::{Membership, MembershipSink};
 use crate::config::HubConfig;
 use crate::ids::{ConnId, NodeId, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, now_ms};
+use crate::store::StreamStore;
 use channels::Channels;
 use cluster::Cluster;
 pub(crate) use handle::ConnHandle;
@@ -77,7 +79,7 @@ pub use rooms::RoomSummary;
 use rooms::Rooms;
 pub(crate) use stats::{Counters, EXPORTED_COUNTERS, InKind, Target};
 pub use stats::{RoomMembers, StatsSnapshot};
-pub(crate) use streams::{RoomJoin, Sent, Subscribed};
+pub(crate) use streams::{Answered, Offset, Request, RoomJoin, Sent, Subscribed};
 pub(crate) use user::UserState;
 
 /// How many rooms `/stats` lists in `topRooms`.
@@ -114,21 +116,24 @@ struct HubInner {
 impl Hub {
     /// A hub with `config` that reaches other nodes through `broker` and learns about them
     /// through `membership`.
+    /// In cluster mode `store` numbers and keeps the streams' messages (`None`: this hub
+    /// does, on a lone node or when history is off).
     pub(crate) fn new(
         config: HubConfig,
         broker: Arc<dyn Broker>,
         membership: Arc<dyn Membership>,
+        store: Option<Arc<dyn StreamStore>>,
     ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| HubInner {
             registry: Registry::new(&config.limits),
-            history: History::new(config.history),
+            history: History::new(config.history, store.is_some()),
             config,
             epoch: tokio::time::Instant::now(),
             started_epoch_ms: now_ms(),
             rooms: Rooms::new(),
             channels: Channels::new(),
             presence: PresenceBook::new(),
-            cluster: Cluster::new(broker, membership),
+            cluster: Cluster::new(broker, membership, store),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
             rates: stats::Rates::default(),
@@ -182,7 +187,7 @@ impl Hub {
         frame: &ServerFrame<'_, P>,
         except: Option<ConnId>,
     ) -> usize {
-        self.send_room_frame(room, frame, except).delivered
+        self.send_room_frame(room, frame, except, None).delivered
     }
 
     /// Sends a frame to every connection of `user` on every node. Returns the local recipients.

@@ -31,6 +31,13 @@ pub(crate) struct CloseRequest {
 }
 
 impl CloseRequest {
+    /// The connection's task has ended (the session is finishing): nothing is written any more.
+    pub(crate) const FINISHED: Self = Self {
+        code: CloseCode::Normal,
+        reason: Cow::Borrowed("connection ended"),
+        graceful: false,
+    };
+
     pub(crate) const SLOW_CONSUMER: Self = Self {
         code: CloseCode::TryAgainLater,
         reason: Cow::Borrowed("slow consumer: outbound queue full"),

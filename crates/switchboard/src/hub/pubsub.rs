@@ -8,11 +8,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::channels::{PublicationHandler, Recipients, Subscriber, SubscriberId};
-use super::{ConnHandle, Hub, HubInner, Sent, Target};
+use super::{ConnHandle, Hub, HubInner, Offset, Sent, Target};
 use crate::broker::Topic;
-use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, UserId};
+use crate::ids::{ChannelId, ChannelSpec, ConnId, NameError, StreamId, UserId};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
 use crate::ws::frame;
 
@@ -38,6 +39,11 @@ pub struct Publication {
 impl Publication {
     /// Encodes its `publish` frame.
     pub(crate) fn frame(&self) -> Bytes {
+        self.frame_unencoded().encode()
+    }
+
+    /// Its `publish` frame, to encode.
+    pub(crate) fn frame_unencoded(&self) -> ServerFrame<'_, &Value> {
         let mut frame = ServerFrame::new(ServerKind::Publish, &self.data)
             .channel(self.channel.as_str())
             .at(self.timestamp);
@@ -47,7 +53,7 @@ impl Publication {
         if let Some(offset) = self.offset {
             frame = frame.offset(offset);
         }
-        frame.encode()
+        frame
     }
 }
 
@@ -66,12 +72,26 @@ pub enum PublishError {
 }
 
 impl Hub {
-    /// Unsubscribes a connection; returns whether it was subscribed.
+    /// Unsubscribes a connection; returns whether it was subscribed. In cluster mode the
+    /// channel's copy is released with its last subscriber, under the stream's lock (so that a
+    /// subscription being answered meanwhile sees it).
     pub(crate) fn unsubscribe_conn(&self, spec: &ChannelSpec, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
-        inner
-            .channels
-            .remove(spec, SubscriberId::Conn(conn.id()), &inner.cluster)
+        let remove = || {
+            inner
+                .channels
+                .remove(spec, SubscriberId::Conn(conn.id()), &inner.cluster)
+        };
+        match spec {
+            ChannelSpec::Exact(channel) if inner.cluster.store().is_some() => {
+                let id = StreamId::Channel(channel.clone());
+                let mut stream = self.lock_stream(&id);
+                let removed = remove();
+                self.release_if_vacated(&id, &mut stream);
+                removed
+            }
+            _ => remove(),
+        }
     }
 
     /// Publishes to this node's subscribers (connections but `except`, and handlers) and to
@@ -81,10 +101,16 @@ impl Hub {
         &self,
         mut publication: Publication,
         except: Option<ConnId>,
+        ack: Option<(&ConnHandle, &RawValue)>,
     ) -> Sent {
         let inner = &self.inner;
         let channel = publication.channel.clone();
         let topic = || Topic::Channel(channel.clone());
+        if inner.history.enabled() && inner.cluster.store().is_some() {
+            // Handlers are called where it is delivered, this node included (`shared.rs`).
+            let frame = publication.frame_unencoded();
+            return self.append(StreamId::Channel(channel.clone()), frame, except, ack);
+        }
         let recipients = if inner.history.enabled() {
             let mut stream = inner.history.channel(&channel, self.now_ms());
             publication.offset = Some(stream.next_offset());
@@ -105,7 +131,7 @@ impl Hub {
         }
         Sent {
             delivered: recipients.delivered,
-            offset: publication.offset,
+            offset: publication.offset.map_or(Offset::None, Offset::Given),
         }
     }
 
@@ -209,7 +235,10 @@ impl PubSub<'_> {
             offset: None,
             data: serde_json::to_value(data)?,
         };
-        Ok(self.hub.publish_to_channel(publication, None).delivered)
+        Ok(self
+            .hub
+            .publish_to_channel(publication, None, None)
+            .delivered)
     }
 }
 

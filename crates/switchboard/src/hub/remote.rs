@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::top_rooms::TopRooms;
 use super::{Hub, HubInner, RoomMembers, StatsSnapshot, TOP_ROOMS, Target, member_frame};
-use crate::broker::{BrokerSink, Envelope, Topic};
+use crate::broker::{BrokerSink, Envelope, StreamMessage, Topic};
 use crate::cluster::{Change, MembershipSink, Snapshot};
 use crate::ids::{RoomId, UserId};
 use crate::presence::Status;
@@ -35,6 +35,18 @@ impl BrokerSink for Sink {
             topic => {
                 hub.deliver_local(topic, &envelope.frame, None);
             }
+        }
+    }
+
+    fn deliver_stream(&self, message: StreamMessage) {
+        if let Some(hub) = self.hub() {
+            hub.receive_stream(message);
+        }
+    }
+
+    fn reconnected(&self) {
+        if let Some(hub) = self.hub() {
+            hub.refill();
         }
     }
 }

@@ -224,6 +224,15 @@ impl Rooms {
         }
     }
 
+    /// How many connections of `room` are not `except`.
+    pub(super) fn connection_count(&self, room: &RoomId, except: Option<ConnId>) -> usize {
+        let rooms = self.rooms.read(room);
+        rooms.get(room).map_or(0, |entry| {
+            let excluded = except.is_some_and(|id| entry.members.contains_key(&id));
+            entry.members.len() - usize::from(excluded)
+        })
+    }
+
     /// Whether `room` has a local member.
     pub(super) fn contains(&self, room: &RoomId) -> bool {
         self.rooms.read(room).contains_key(room)

@@ -7,6 +7,10 @@
 //! what closes the race between reading history and becoming a member: a message is published
 //! either before the join took the lock (then it is in the replay) or after (then it is
 //! delivered live, behind the replay), never both and never neither.
+//!
+//! In cluster mode the store numbers the messages (`shared.rs`), and a join whose stream this
+//! node does not hold a synced copy of waits for one: it is answered later, its reply, replay
+//! and `ack` queued together when the copy is read.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -19,16 +23,52 @@ use super::rooms::MemberList;
 use super::{ConnHandle, Hub};
 use crate::broker::Topic;
 use crate::ids::{ChannelSpec, ConnId, RoomId, StreamId};
-use crate::protocol::{HistoryPayload, ServerFrame, ServerKind, StreamPosition};
+use crate::protocol::{
+    HistoryPayload, HistoryRequest, ServerFrame, ServerKind, StreamPosition, ack_frame,
+};
 use crate::ws::frame;
 
 /// What a send did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {
-    /// Local connections that got the frame.
+    /// Local connections that got (or, in cluster mode, will get) the frame.
     pub(crate) delivered: usize,
-    /// The offset the message was given (`None`: history is off, or not a stream message).
-    pub(crate) offset: Option<u64>,
+    /// The offset the message was given.
+    pub(crate) offset: Offset,
+}
+
+/// A message's offset, as far as the sender can know it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offset {
+    /// Not a stream message, or history is off (or the store is unreachable).
+    None,
+    /// This one.
+    Given(u64),
+    /// The cluster's store gives it; the `ack`, if one was asked for, follows with it.
+    Later,
+}
+
+/// How a join or subscription is answered: its reply (built from what the hub found), and the
+/// client's id for the `ack` that ends an answer given later.
+pub(crate) struct Request<T> {
+    /// The client's last position in the stream.
+    pub(crate) since: Option<StreamPosition>,
+    /// Builds the reply.
+    pub(crate) reply: Box<dyn FnOnce(&T) -> Bytes + Send>,
+    /// The client's `id`.
+    pub(crate) id: Option<Box<RawValue>>,
+}
+
+/// When a join or subscription was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// Now; `new`: the connection was not a member (subscriber) before. The caller acks.
+    Now {
+        /// The connection was not a member before.
+        new: bool,
+    },
+    /// Later, once this node holds the stream (cluster mode); the hub acks then.
+    Later,
 }
 
 /// The outcome of a join, for the `room_joined` reply.
@@ -62,6 +102,16 @@ pub(crate) struct HistoryPage {
 }
 
 impl HistoryPage {
+    /// The `history` reply to a client's request.
+    pub(crate) fn frame(&self, stream: &StreamId, id: Option<&RawValue>) -> Bytes {
+        let frame = ServerFrame::new(ServerKind::History, self.payload());
+        let frame = match stream {
+            StreamId::Room(room) => frame.room(room.as_str()),
+            StreamId::Channel(channel) => frame.channel(channel.as_str()),
+        };
+        frame.stamped().reply_to(id).encode()
+    }
+
     /// The `history` payload: the position, and each kept frame's JSON as it was delivered.
     pub(crate) fn payload(&self) -> HistoryPayload<&RawValue> {
         HistoryPayload {
@@ -83,20 +133,26 @@ impl HistoryPage {
 
 impl Hub {
     /// Sends a frame to every member of `room` on every node but `except`. A `message` frame
-    /// is a room message: with history on it gets the room's next offset and is kept.
+    /// is a room message: with history on it gets the room's next offset and is kept; `ack`
+    /// (the sender and its id) gets the offset when the cluster's store gives it later.
     pub(crate) fn send_room_frame<P: Serialize>(
         &self,
         room: &RoomId,
         frame: &ServerFrame<'_, P>,
         except: Option<ConnId>,
+        ack: Option<(&ConnHandle, &RawValue)>,
     ) -> Sent {
         let inner = &self.inner;
         let topic = || Topic::Room(room.clone());
         if frame.kind() != ServerKind::Message.as_str() || !inner.history.enabled() {
             return Sent {
                 delivered: self.publish(topic(), frame.encode(), except),
-                offset: None,
+                offset: Offset::None,
             };
+        }
+        if inner.cluster.store().is_some() {
+            let stream = StreamId::Room(room.clone());
+            return self.append(stream, frame.by_ref(), except, ack);
         }
         let mut stream = inner.history.room(room, self.now_ms());
         let offset = stream.next_offset();
@@ -104,75 +160,177 @@ impl Hub {
         stream.push(frame.clone());
         Sent {
             delivered: self.publish(topic(), frame, except),
-            offset: Some(offset),
+            offset: Offset::Given(offset),
         }
     }
 
     /// Adds `conn` to `room` (see `lifecycle.rs` for what a join tells the others) and queues
-    /// the reply `reply` builds, then, when `since` is recovered, every message after it.
-    /// Returns whether `conn` was not a member before.
+    /// the reply, then, when `since` is recovered, every message after it.
     pub(crate) fn join_room(
         &self,
         room: &RoomId,
         conn: &ConnHandle,
-        since: Option<&StreamPosition>,
-        reply: impl FnOnce(&RoomJoin) -> Bytes,
-    ) -> bool {
+        request: Request<RoomJoin>,
+    ) -> Answered {
         let inner = &self.inner;
-        let mut stream = inner
-            .history
-            .enabled()
-            .then(|| inner.history.room(room, self.now_ms()));
-        let new = self.add_member(room, conn);
-        let recovery = since.map(|since| recover(stream.as_mut(), since));
-        let join = RoomJoin {
-            members: self.member_list(room, MAX_MEMBERS_LISTED),
-            position: stream.as_ref().map(Locked::position),
-            recovered: recovery.as_ref().map(Recovery::recovered),
-        };
-        self.deliver_counted(conn, &reply(&join));
-        self.replay(conn, recovery);
-        // Only now may the next message come: it goes behind the reply and the replay.
-        drop(stream);
-        new
+        if !inner.history.enabled() {
+            let new = self.add_member(room, conn);
+            let join = RoomJoin {
+                members: self.member_list(room, MAX_MEMBERS_LISTED),
+                position: None,
+                recovered: request.since.map(|_| false),
+            };
+            self.deliver_counted(conn, &(request.reply)(&join));
+            return Answered::Now { new };
+        }
+        let mut stream = inner.history.room(room, self.now_ms());
+        if stream.synced() {
+            let new = self.join_locked(&mut stream, room, conn, request.since, request.reply);
+            return Answered::Now { new };
+        }
+        let stream_id = StreamId::Room(room.clone());
+        let (room, conn) = (room.clone(), conn.clone());
+        self.answer_later(stream, stream_id, move |hub, stream| {
+            if conn.closing_since().is_none() {
+                hub.join_locked(stream, &room, &conn, request.since, request.reply);
+                hub.ack_later(&conn, request.id);
+            }
+        })
     }
 
-    /// Subscribes `conn` to `spec` and queues the reply `reply` builds, then, when `since` is
-    /// recovered, every publication after it. Patterns and presence channels have no stream.
-    /// Returns whether `conn` was not subscribed before.
+    /// Subscribes `conn` to `spec` and queues the reply, then, when `since` is recovered,
+    /// every publication after it. Patterns and presence channels have no stream.
     pub(crate) fn subscribe_conn(
         &self,
         spec: &ChannelSpec,
         conn: &ConnHandle,
-        since: Option<&StreamPosition>,
-        reply: impl FnOnce(&Subscribed) -> Bytes,
-    ) -> bool {
+        request: Request<Subscribed>,
+    ) -> Answered {
         let inner = &self.inner;
-        let mut stream = match spec {
+        let channel = match spec {
             ChannelSpec::Exact(channel)
                 if inner.history.enabled() && channel.watched_user().is_none() =>
             {
-                Some(inner.history.channel(channel, self.now_ms()))
+                channel
             }
-            _ => None,
+            _ => {
+                let new = inner
+                    .channels
+                    .add(spec, Subscriber::Conn(conn), &inner.cluster);
+                let subscribed = Subscribed {
+                    position: None,
+                    recovered: request.since.map(|_| false),
+                };
+                self.deliver_counted(conn, &(request.reply)(&subscribed));
+                return Answered::Now { new };
+            }
         };
+        let mut stream = inner.history.channel(channel, self.now_ms());
+        if stream.synced() {
+            let new = self.subscribe_locked(&mut stream, spec, conn, request.since, request.reply);
+            return Answered::Now { new };
+        }
+        let stream_id = StreamId::Channel(channel.clone());
+        let (spec, conn) = (spec.clone(), conn.clone());
+        self.answer_later(stream, stream_id, move |hub, stream| {
+            if conn.closing_since().is_none() {
+                hub.subscribe_locked(stream, &spec, &conn, request.since, request.reply);
+                hub.ack_later(&conn, request.id);
+            }
+        })
+    }
+
+    /// Joins under the stream's lock: membership, reply, replay.
+    fn join_locked(
+        &self,
+        stream: &mut Locked<'_>,
+        room: &RoomId,
+        conn: &ConnHandle,
+        since: Option<StreamPosition>,
+        reply: Box<dyn FnOnce(&RoomJoin) -> Bytes + Send>,
+    ) -> bool {
+        let new = self.add_member(room, conn);
+        let recovery = since.map(|since| stream.recover(&since));
+        let join = RoomJoin {
+            members: self.member_list(room, MAX_MEMBERS_LISTED),
+            position: Some(stream.position()),
+            recovered: recovery.as_ref().map(Recovery::recovered),
+        };
+        self.deliver_counted(conn, &reply(&join));
+        self.replay(conn, recovery);
+        new
+    }
+
+    /// Subscribes under the stream's lock: subscription, reply, replay.
+    fn subscribe_locked(
+        &self,
+        stream: &mut Locked<'_>,
+        spec: &ChannelSpec,
+        conn: &ConnHandle,
+        since: Option<StreamPosition>,
+        reply: Box<dyn FnOnce(&Subscribed) -> Bytes + Send>,
+    ) -> bool {
+        let inner = &self.inner;
         let new = inner
             .channels
             .add(spec, Subscriber::Conn(conn), &inner.cluster);
-        let recovery = since.map(|since| recover(stream.as_mut(), since));
+        let recovery = since.map(|since| stream.recover(&since));
         let subscribed = Subscribed {
-            position: stream.as_ref().map(Locked::position),
+            position: Some(stream.position()),
             recovered: recovery.as_ref().map(Recovery::recovered),
         };
         self.deliver_counted(conn, &reply(&subscribed));
         self.replay(conn, recovery);
-        // Only now may the next publication come: it goes behind the reply and the replay.
-        drop(stream);
         new
     }
 
+    /// Cluster mode: `answer` runs under the stream's lock once this node holds a synced copy
+    /// of it. Until then the node receives the stream's messages (so that none is missed
+    /// between the read and the first of them).
+    fn answer_later(
+        &self,
+        mut stream: Locked<'_>,
+        id: StreamId,
+        answer: impl FnOnce(&Hub, &mut Locked<'_>) + Send + 'static,
+    ) -> Answered {
+        self.inner.cluster.broker().subscribe(&shared_topic(&id));
+        let hub = std::sync::Arc::downgrade(&self.inner);
+        let read = stream.when_synced(Box::new(move |stream| {
+            if let Some(inner) = hub.upgrade() {
+                answer(&Hub { inner }, stream);
+            }
+        }));
+        drop(stream);
+        if read {
+            self.read_stream(id);
+        }
+        Answered::Later
+    }
+
+    /// The `ack` that ends an answer given later.
+    fn ack_later(&self, conn: &ConnHandle, id: Option<Box<RawValue>>) {
+        if let Some(id) = id {
+            self.deliver_counted(conn, &ack_frame(&id, None));
+        }
+    }
+
+    /// Cluster mode: once a room or channel has no local member left, its copy is no longer
+    /// kept current (the node stops receiving it). Called with the stream's lock held.
+    pub(super) fn release_if_vacated(&self, id: &StreamId, stream: &mut Locked<'_>) {
+        let inner = &self.inner;
+        let vacated = match id {
+            StreamId::Room(room) => !inner.rooms.contains(room),
+            StreamId::Channel(channel) => !inner.channels.contains(channel),
+        };
+        if vacated && inner.cluster.store().is_some() {
+            inner.cluster.broker().unsubscribe(&shared_topic(id));
+            stream.unsync();
+        }
+    }
+
     /// Up to `limit` retained messages of `stream`: the first ones after `since` when given,
-    /// else the latest ones. `None` when history is off.
+    /// else the latest ones, from this node's copy. `None` when history is off, or when the
+    /// copy is not synced (cluster mode: read the store, `history_from_store`).
     pub(crate) fn history(
         &self,
         stream: &StreamId,
@@ -183,16 +341,60 @@ impl Hub {
         if !history.enabled() {
             return None;
         }
-        let now = self.now_ms();
-        let mut locked = match stream {
-            StreamId::Room(room) => history.room(room, now),
-            StreamId::Channel(channel) => history.channel(channel, now),
-        };
+        let mut locked = self.lock_stream(stream);
+        if !locked.synced() {
+            return None;
+        }
         let limit = limit.unwrap_or(history.size());
         Some(HistoryPage {
             position: locked.position(),
             frames: locked.read(since, limit),
         })
+    }
+
+    /// Answers a client's `history` request: from this node's copy at once, or (cluster mode,
+    /// no synced copy) from the store later, then with the `ack`. `None` when history is off.
+    pub(crate) fn history_request(
+        &self,
+        conn: &ConnHandle,
+        request: &HistoryRequest,
+        id: Option<&RawValue>,
+    ) -> Option<Answered> {
+        let (stream, limit, since) = (&request.stream, request.limit, request.since.as_ref());
+        if let Some(page) = self.history(stream, limit, since) {
+            self.deliver_counted(conn, &page.frame(stream, id));
+            return Some(Answered::Now { new: false });
+        }
+        let store = self
+            .inner
+            .cluster
+            .store()
+            .filter(|_| self.inner.history.enabled())?;
+        let hub = std::sync::Arc::downgrade(&self.inner);
+        let (conn, id) = (conn.clone(), id.map(ToOwned::to_owned));
+        let (stream, limit, since) = (stream.clone(), limit, request.since.clone());
+        store.read(
+            &stream.clone(),
+            Box::new(move |read| {
+                let (Some(inner), Ok(stored)) = (hub.upgrade(), read) else {
+                    return;
+                };
+                let hub = Hub { inner };
+                let page = hub.page(stored, limit, since.as_ref());
+                hub.deliver_counted(&conn, &page.frame(&stream, id.as_deref()));
+                hub.ack_later(&conn, id);
+            }),
+        );
+        Some(Answered::Later)
+    }
+
+    /// Locks the stream of `id`.
+    pub(super) fn lock_stream(&self, id: &StreamId) -> Locked<'_> {
+        let now = self.now_ms();
+        match id {
+            StreamId::Room(room) => self.inner.history.room(room, now),
+            StreamId::Channel(channel) => self.inner.history.channel(channel, now),
+        }
     }
 
     /// Removes the streams of rooms and channels nobody is in whose messages have all expired.
@@ -216,7 +418,10 @@ impl Hub {
     }
 }
 
-/// What a stream (if there is one) says about `since`.
-fn recover(stream: Option<&mut Locked<'_>>, since: &StreamPosition) -> Recovery {
-    stream.map_or(Recovery::Lost, |stream| stream.recover(since))
+/// The broker topic a stream's messages come on.
+pub(super) fn shared_topic(id: &StreamId) -> Topic {
+    match id {
+        StreamId::Room(room) => Topic::Room(room.clone()),
+        StreamId::Channel(channel) => Topic::Channel(channel.clone()),
+    }
 }

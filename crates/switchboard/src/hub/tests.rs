@@ -22,6 +22,7 @@ pub(super) fn hub() -> Hub {
         config(),
         Arc::new(LocalBroker::standalone()),
         Arc::new(crate::cluster::NoPeers),
+        None,
     )
 }
 
@@ -36,21 +37,26 @@ fn room(name: &str) -> RoomId {
 /// Joins `conn` to `room` as a client would, without `since`; the reply is taken off `conn`'s
 /// queue (which holds nothing else where the tests join). Returns whether `conn` was new.
 pub(super) fn join(hub: &Hub, room: &RoomId, conn: &ConnHandle) -> bool {
-    let new = hub.join_room(room, conn, None, |_| reply_marker());
+    let answered = hub.join_room(room, conn, request());
     drain(conn);
-    new
+    answered == Answered::Now { new: true }
 }
 
 /// Subscribes `conn` to `spec` as a client would, without `since`; the reply is taken off
 /// `conn`'s queue, as for [`join`].
 pub(super) fn subscribe(hub: &Hub, spec: &ChannelSpec, conn: &ConnHandle) -> bool {
-    let new = hub.subscribe_conn(spec, conn, None, |_| reply_marker());
+    let answered = hub.subscribe_conn(spec, conn, request());
     drain(conn);
-    new
+    answered == Answered::Now { new: true }
 }
 
-fn reply_marker() -> Bytes {
-    ServerFrame::custom("reply", serde_json::json!({})).encode()
+/// A request without `since` or `id` whose reply is a marker frame.
+fn request<T>() -> Request<T> {
+    Request {
+        since: None,
+        reply: Box::new(|_| ServerFrame::custom("reply", serde_json::json!({})).encode()),
+        id: None,
+    }
 }
 
 /// Everything queued on `handle`, and the close request if any.
@@ -270,11 +276,13 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
         config(),
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
+        None,
     );
     let hub_b = Hub::new(
         config(),
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
+        None,
     );
     let on_a = hub_a.register(user("a")).unwrap();
     let on_b = hub_b.register(user("b")).unwrap();

@@ -119,6 +119,14 @@ impl<'a, P: Serialize> ServerFrame<'a, P> {
         self
     }
 
+    /// The frame's JSON text (what [`ServerFrame::encode`] frames).
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|error| {
+            tracing::error!(%error, kind = self.kind, "could not encode a server frame");
+            String::new()
+        })
+    }
+
     /// Encodes the frame as one complete WebSocket text frame.
     pub fn encode(&self) -> Bytes {
         let encoded = frame::build(OpCode::Text, 96, |buf| {

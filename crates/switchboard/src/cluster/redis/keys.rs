@@ -27,6 +27,11 @@ impl Keys {
         }
     }
 
+    /// The prefix every name starts with.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The pub/sub channel of a topic (patterns: see [`Keys::pattern`]).
     pub(super) fn channel(&self, topic: &Topic) -> String {
         let p = &self.prefix;

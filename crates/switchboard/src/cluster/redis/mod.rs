@@ -15,6 +15,7 @@
 //! reloads the other nodes' state, and resubscribes.
 
 mod keys;
+mod streams;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -34,7 +35,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{Event, Membership, MembershipSink, Replica};
 use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
-use crate::ids::NodeId;
+use crate::config::HistoryConfig;
+use crate::ids::{NodeId, StreamId};
+use crate::store::{Append, ReadDone, StoreError, StreamStore};
 use keys::Keys;
 
 /// Most publications and announcements queued for Redis; beyond, they are dropped.
@@ -66,8 +69,16 @@ struct Announcement {
     event: Event,
 }
 
-/// What the publisher task sends to Redis.
+/// What the publisher task sends to Redis, in order.
 enum Outgoing {
+    /// A stream message to number, keep and publish (the store's script); its reply is read.
+    Append(Append),
+    /// Anything else; replies are not read.
+    Write(Write),
+}
+
+/// A write whose reply the publisher does not need.
+enum Write {
     /// A publication to the other nodes.
     Publish { channel: String, payload: Bytes },
     /// A membership change: written to the node's hash and announced.
@@ -116,6 +127,13 @@ struct Shared {
     connection: Mutex<Option<ConnectionManager>>,
     peer_stats: Mutex<Vec<serde_json::Value>>,
     dropped: AtomicU64,
+    /// The stream scripts, and the history limits they apply.
+    scripts: streams::Scripts,
+    history: HistoryConfig,
+    /// Notified whenever `settled` becomes true.
+    settled_changed: Notify,
+    /// Where reads run, set by [`RedisCluster::spawn`].
+    runtime: OnceLock<(TaskTracker, CancellationToken)>,
 }
 
 /// Cluster mode over Redis: this node's [`Broker`] and [`Membership`].
@@ -124,9 +142,13 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Prepares cluster mode for node `node`; nothing touches the network until
-    /// [`RedisCluster::spawn`].
-    pub fn new(config: &RedisConfig, node: NodeId) -> Result<Self, ClusterError> {
+    /// Prepares cluster mode for node `node`, keeping streams within `history`; nothing
+    /// touches the network until [`RedisCluster::spawn`].
+    pub fn new(
+        config: &RedisConfig,
+        node: NodeId,
+        history: HistoryConfig,
+    ) -> Result<Self, ClusterError> {
         let client = redis::Client::open(config.url.as_str()).map_err(ClusterError::Url)?;
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
@@ -150,12 +172,17 @@ impl RedisCluster {
                 connection: Mutex::new(None),
                 peer_stats: Mutex::new(Vec::new()),
                 dropped: AtomicU64::new(0),
+                scripts: streams::Scripts::new(),
+                history,
+                settled_changed: Notify::new(),
+                runtime: OnceLock::new(),
             }),
         })
     }
 
     /// Starts the subscriber, publisher and liveness tasks on `tasks`; they stop with `cancel`.
     pub fn spawn(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let _ = self.shared.runtime.set((tasks.clone(), cancel.clone()));
         if let Some(receiver) = self.shared.receiver.lock().take() {
             tasks.spawn(tasks::publisher(
                 self.shared.clone(),
@@ -175,8 +202,27 @@ impl RedisCluster {
 
 impl Shared {
     fn queue(&self, item: Outgoing) {
-        if self.outgoing.try_send(item).is_err() {
+        if let Err(refused) = self.outgoing.try_send(item) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            refused.into_inner().fail();
+        }
+    }
+
+    /// Marks every subscription change made so far in effect, and wakes who waits for that.
+    fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
+        self.settled_changed.notify_waiters();
+    }
+
+    /// Returns once the subscriber is connected and every subscription change made before the
+    /// call is in effect.
+    async fn in_step(&self) {
+        loop {
+            let changed = self.settled_changed.notified();
+            if self.subscriber.is_up() && self.settled.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -239,10 +285,10 @@ impl Broker for RedisCluster {
 
     fn publish(&self, envelope: Envelope) {
         let shared = &self.shared;
-        shared.queue(Outgoing::Publish {
+        shared.queue(Outgoing::Write(Write::Publish {
             channel: shared.keys.channel(&envelope.topic),
             payload: keys::encode_envelope(&envelope.origin, &envelope.frame),
-        });
+        }));
     }
 
     fn subscribe(&self, topic: &Topic) {
@@ -271,13 +317,47 @@ impl Broker for RedisCluster {
     }
 }
 
+impl StreamStore for RedisCluster {
+    fn append(&self, append: Append) {
+        self.shared.queue(Outgoing::Append(append));
+    }
+
+    fn read(&self, stream: &StreamId, done: ReadDone) {
+        match self.shared.runtime.get() {
+            Some((tasks, cancel)) => {
+                tasks.spawn(streams::read(
+                    self.shared.clone(),
+                    stream.clone(),
+                    done,
+                    cancel.clone(),
+                ));
+            }
+            None => done(Err(StoreError::Unavailable)),
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.shared.publisher.is_up() && self.shared.subscriber.is_up()
+    }
+}
+
+impl Outgoing {
+    /// Gives up on an item that will not reach Redis: an append's sender learns it has no
+    /// offset.
+    fn fail(self) {
+        if let Self::Append(append) = self {
+            (append.done)(Err(StoreError::Unavailable));
+        }
+    }
+}
+
 impl Membership for RedisCluster {
     fn start(&self, sink: Weak<dyn MembershipSink>) {
         let _ = self.shared.membership_sink.set(sink);
     }
 
     fn announce(&self, event: Event) {
-        self.shared.queue(Outgoing::Announce(event));
+        self.shared.queue(Outgoing::Write(Write::Announce(event)));
     }
 
     fn replica(&self) -> Option<&RwLock<Replica>> {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{self, Keys};
-use super::{Announcement, Event, Outgoing, Shared, SubscriptionChange};
+use super::{Announcement, Event, Outgoing, Shared, SubscriptionChange, Write, streams};
 use crate::broker::Envelope;
 use crate::ids::NodeId;
 use crate::presence::Status;
@@ -29,10 +29,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Exponential backoff with jitter.
-struct Backoff(Duration);
+pub(super) struct Backoff(Duration);
 
 impl Backoff {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self(BACKOFF_MIN)
     }
 
@@ -40,7 +40,7 @@ impl Backoff {
         self.0 = BACKOFF_MIN;
     }
 
-    async fn wait(&mut self, cancel: &CancellationToken) {
+    pub(super) async fn wait(&mut self, cancel: &CancellationToken) {
         let jitter = self.0.mul_f64(fastrand::f64() * 0.5);
         let delay = self.0 + jitter;
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
@@ -118,7 +118,7 @@ pub(super) async fn publisher(
             shared
                 .dropped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
+            batch.drain(..).for_each(Outgoing::fail);
             backoff.wait(&cancel).await;
             continue;
         };
@@ -128,10 +128,35 @@ pub(super) async fn publisher(
             // they would take it for a dead node.
             register(&shared, &mut pipe);
         }
+        // Appends keep their place among the other items: their replies (the offsets) are the
+        // pipeline's only ones.
+        let mut appends = Vec::new();
         for item in batch.drain(..) {
-            add_to_pipeline(&shared, &mut pipe, item);
+            match item {
+                Outgoing::Append(append) => {
+                    streams::add_append(&shared, &mut pipe, &append);
+                    appends.push(append);
+                }
+                Outgoing::Write(write) => add_to_pipeline(&shared, &mut pipe, write),
+            }
         }
-        match pipe.query_async::<()>(&mut connection).await {
+        let sent = if fresh {
+            shared.scripts.load(&mut connection).await
+        } else {
+            Ok(())
+        };
+        let sent = match sent {
+            Ok(()) if appends.is_empty() => pipe.query_async::<()>(&mut connection).await,
+            Ok(()) => streams::finish_appends(&shared, &mut connection, pipe, appends).await,
+            Err(error) => {
+                appends
+                    .into_iter()
+                    .map(Outgoing::Append)
+                    .for_each(Outgoing::fail);
+                Err(error)
+            }
+        };
+        match sent {
             Ok(()) => {
                 shared.publisher.up();
                 backoff.reset();
@@ -165,14 +190,14 @@ async fn publishing_connection(shared: &Shared) -> Option<ConnectionManager> {
     }
 }
 
-fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Outgoing) {
+fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
     let keys = &shared.keys;
     let state = keys.state(&shared.node);
     match item {
-        Outgoing::Publish { channel, payload } => {
+        Write::Publish { channel, payload } => {
             pipe.publish(channel, payload.as_ref()).ignore();
         }
-        Outgoing::Announce(event) => {
+        Write::Announce(event) => {
             match &event {
                 Event::User { user, count } => {
                     set_or_delete(pipe, &state, keys::user_field(user), *count);
@@ -203,7 +228,7 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Outgoing) 
             }
             announce(shared, pipe, event);
         }
-        Outgoing::Rewrite => {
+        Write::Rewrite => {
             let Some(sink) = shared.membership_sink() else {
                 return;
             };
@@ -288,11 +313,18 @@ pub(super) async fn subscriber(shared: Arc<Shared>, cancel: CancellationToken) {
             backoff.wait(&cancel).await;
             continue;
         }
-        shared.subscriber.up();
+        let recovered = shared.subscriber.up();
         backoff.reset();
+        if recovered {
+            // Publications were lost while the subscriber was away: the hub fills the gaps
+            // of its streams from the store.
+            if let Some(sink) = shared.broker_sink() {
+                sink.reconnected();
+            }
+        }
         // Redis may have lost this node's state (a restart) and this node may have missed
         // announcements: rewrite ours, reload everyone else's.
-        shared.queue(Outgoing::Rewrite);
+        shared.queue(Outgoing::Write(Write::Rewrite));
         if let Some(mut connection) = publishing_connection(&shared).await {
             let _ = refresh_peers(&shared, &mut connection).await;
         }
@@ -334,7 +366,7 @@ async fn resubscribe_all(shared: &Shared, sink: &mut PubSubSink) -> redis::Redis
     for chunk in patterns.chunks(1000) {
         sink.psubscribe(chunk).await?;
     }
-    shared.settled.store(true, Ordering::Release);
+    shared.settle();
     Ok(())
 }
 
@@ -343,7 +375,7 @@ async fn apply_changes(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisRe
     loop {
         let changes = std::mem::take(&mut shared.wanted.lock().changes);
         if changes.is_empty() {
-            shared.settled.store(true, Ordering::Release);
+            shared.settle();
             return Ok(());
         }
         for change in changes {
@@ -363,7 +395,18 @@ async fn handle_message(shared: &Shared, message: &redis::Msg) {
         handle_announcement(shared, message.get_payload_bytes()).await;
         return;
     }
-    let Some((origin, frame)) = keys::decode_envelope(message.get_payload_bytes()) else {
+    let payload = message.get_payload_bytes();
+    if let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) {
+        if let Some(stream_message) = streams::decode(topic, payload) {
+            // A stream message reaches every node, this one included, once (patterns never
+            // carry them twice: see below).
+            if !(message.from_pattern() && shared.wanted.lock().channels.contains(channel)) {
+                sink.deliver_stream(stream_message);
+            }
+            return;
+        }
+    }
+    let Some((origin, frame)) = keys::decode_envelope(payload) else {
         tracing::debug!(channel, "ignoring an undecodable publication");
         return;
     };

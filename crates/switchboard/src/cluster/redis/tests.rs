@@ -25,7 +25,8 @@ fn the_redis_broker_conforms() {
     };
     conformance::run(&|| {
         let node = NodeId::random();
-        let cluster = RedisCluster::new(&config, node.clone()).unwrap();
+        let history = crate::config::Config::default().hub.history;
+        let cluster = RedisCluster::new(&config, node.clone(), history).unwrap();
         cluster.spawn(&tasks, &cancel);
         (node, Arc::new(cluster) as Arc<dyn Broker>)
     });

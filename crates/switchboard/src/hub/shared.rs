@@ -1,0 +1,296 @@
+//! Cluster mode: streams numbered and kept by the cluster's store ([`StreamStore`]).
+//!
+//! A stream message is appended to the store, which gives it the next offset and publishes it
+//! to every node with a member, this one included; each node delivers it from there, in offset
+//! order, through its copy of the stream (`mirror.rs`). Reads of the store make a copy synced
+//! (for a join) or fill a gap (a message lost while the broker was unreachable). The sender's
+//! `ack` carries the offset once the store has given it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::channels::PublicationHandler;
+use super::history::{Arrival, StoreState, Stored};
+use super::pubsub::Publication;
+use super::streams::{HistoryPage, Offset, Sent};
+use super::{ConnHandle, Hub};
+use crate::broker::{StreamMessage, Topic};
+use crate::ids::{ConnId, StreamId};
+use crate::protocol::{ServerFrame, StreamPosition, ack_frame};
+use crate::store::{Append, StoreError, StoredStream};
+use crate::ws::frame::{self, OpCode};
+
+/// The offset written while encoding, where the store writes the real one.
+const PLACEHOLDER: u64 = u64::MAX;
+
+impl Hub {
+    /// Appends a stream message to the cluster's store (or, while the store is unreachable,
+    /// delivers it to this node's members without an offset). `frame` is encoded once; the
+    /// store writes the offset into it.
+    pub(super) fn append<P: Serialize>(
+        &self,
+        stream: StreamId,
+        frame: ServerFrame<'_, P>,
+        except: Option<ConnId>,
+        ack: Option<(&ConnHandle, &RawValue)>,
+    ) -> Sent {
+        let inner = &self.inner;
+        let Some(store) = inner.cluster.store().filter(|store| store.available()) else {
+            let frame = frame.encode();
+            let delivered = match &stream {
+                StreamId::Room(room) => {
+                    self.deliver_local(&Topic::Room(room.clone()), &frame, except)
+                }
+                StreamId::Channel(channel) => {
+                    let recipients = self.deliver_to_subscribers(channel, &frame, except);
+                    call_handlers(recipients.handlers, &frame);
+                    recipients.delivered
+                }
+            };
+            return Sent {
+                delivered,
+                offset: Offset::None,
+            };
+        };
+        let json = frame.offset(PLACEHOLDER).json();
+        let (head, tail) = split_at_offset(&json);
+        let delivered = match &stream {
+            StreamId::Room(room) => inner.rooms.connection_count(room, except),
+            StreamId::Channel(channel) => inner.channels.connection_count(channel, except),
+        };
+        let offset = if ack.is_some() {
+            Offset::Later
+        } else {
+            Offset::None
+        };
+        let hub = Arc::downgrade(inner);
+        let ack = ack.map(|(conn, id)| (conn.clone(), id.to_owned()));
+        store.append(Append {
+            stream,
+            head: head.to_owned(),
+            tail: tail.to_owned(),
+            except,
+            done: Box::new(move |offset| {
+                if let (Some((conn, id)), Some(inner)) = (ack, hub.upgrade()) {
+                    Hub { inner }.deliver_counted(&conn, &ack_frame(&id, offset.ok()));
+                }
+            }),
+        });
+        Sent { delivered, offset }
+    }
+
+    /// A stream message the store published: delivered in offset order through this node's
+    /// copy of the stream (or, without a copy, as it comes: pattern subscribers only).
+    pub(super) fn receive_stream(&self, message: StreamMessage) {
+        let frame = frame::frame(OpCode::Text, &message.json);
+        let mut stream = self.lock_stream(&message.stream);
+        let arrival = if stream.synced() || stream.reading() {
+            // A copy being read keeps the message until the read is applied.
+            stream.receive(&message.epoch, message.offset, (frame, message.except))
+        } else {
+            Arrival {
+                deliver: vec![(frame, message.except)],
+                ..Arrival::default()
+            }
+        };
+        self.settle(message.stream, stream, arrival);
+    }
+
+    /// Reads a stream from the store; the answer is applied to this node's copy.
+    pub(super) fn read_stream(&self, id: StreamId) {
+        let Some(store) = self.inner.cluster.store() else {
+            return;
+        };
+        let hub = Arc::downgrade(&self.inner);
+        let stream = id.clone();
+        store.read(
+            &stream,
+            Box::new(move |read| {
+                if let Some(inner) = hub.upgrade() {
+                    Hub { inner }.apply_read(id, read);
+                }
+            }),
+        );
+    }
+
+    /// The broker reached the other nodes again: every synced copy reads the store for what
+    /// it may have missed meanwhile.
+    pub(super) fn refill(&self) {
+        for id in self.inner.history.start_reads(self.now_ms()) {
+            self.read_stream(id);
+        }
+    }
+
+    /// Applies a read of the store to the copy of `id`: delivers what members missed, answers
+    /// the joins that waited for it, and releases the copy if nobody is left to deliver to.
+    fn apply_read(&self, id: StreamId, read: Result<StoredStream, StoreError>) {
+        let mut stream = self.lock_stream(&id);
+        let stored = match read {
+            Ok(stored) => stored,
+            Err(error) => {
+                // Only when the node shuts down: the waiting joins are dropped with it.
+                tracing::debug!(%error, "a stream read gave up");
+                return;
+            }
+        };
+        let state = StoreState {
+            epoch: Arc::from(stored.epoch),
+            top: stored.top,
+            messages: stored
+                .messages
+                .into_iter()
+                .map(|message| Stored {
+                    offset: message.offset,
+                    at: self.hub_ms(message.at_ms),
+                    frame: frame::frame(OpCode::Text, &message.json),
+                    except: message.except,
+                })
+                .collect(),
+        };
+        let mut arrival = stream.apply_read(state);
+        for answer in std::mem::take(&mut arrival.deferred) {
+            answer(&mut stream);
+        }
+        self.release_if_vacated(&id, &mut stream);
+        self.settle(id, stream, arrival);
+    }
+
+    /// Delivers an arrival's frames under the stream's lock, then, released, calls the
+    /// publication handlers and starts the read the arrival asks for.
+    fn settle(&self, id: StreamId, stream: super::history::Locked<'_>, arrival: Arrival) {
+        let mut handlers = Vec::new();
+        for (frame, except) in arrival.deliver {
+            match &id {
+                StreamId::Room(room) => {
+                    self.deliver_local(&Topic::Room(room.clone()), &frame, except);
+                }
+                StreamId::Channel(channel) => {
+                    let recipients = self.deliver_to_subscribers(channel, &frame, except);
+                    if !recipients.handlers.is_empty() {
+                        handlers.push((recipients.handlers, frame));
+                    }
+                }
+            }
+        }
+        drop(stream);
+        for (handlers, frame) in handlers {
+            call_handlers(handlers, &frame);
+        }
+        if arrival.read {
+            self.read_stream(id);
+        }
+    }
+
+    /// The hub-clock time of `epoch_ms` (0 for times before the hub started).
+    fn hub_ms(&self, epoch_ms: u64) -> u64 {
+        epoch_ms.saturating_sub(self.inner.started_epoch_ms)
+    }
+
+    /// [`Hub::history`], reading the cluster's store when this node holds no synced copy of
+    /// the stream (for the server API).
+    pub(crate) async fn read_history(
+        &self,
+        stream: &StreamId,
+        limit: Option<usize>,
+        since: Option<&StreamPosition>,
+    ) -> Option<HistoryPage> {
+        if let Some(page) = self.history(stream, limit, since) {
+            return Some(page);
+        }
+        let store = self.inner.cluster.store()?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        store.read(
+            stream,
+            Box::new(move |read| {
+                let _ = sender.send(read);
+            }),
+        );
+        let stored = receiver.await.ok()?.ok()?;
+        Some(self.page(stored, limit, since))
+    }
+
+    /// A page of a stream read from the store, with the limits `history` applies.
+    pub(super) fn page(
+        &self,
+        stored: StoredStream,
+        limit: Option<usize>,
+        since: Option<&StreamPosition>,
+    ) -> HistoryPage {
+        let limit = limit.unwrap_or(self.inner.config.history.size);
+        let cutoff = crate::protocol::now_ms()
+            .saturating_sub(self.inner.config.history.ttl.as_millis() as u64);
+        let kept = stored
+            .messages
+            .iter()
+            .filter(|message| message.at_ms >= cutoff);
+        let frames: Vec<Bytes> = match since {
+            Some(since) if since.epoch != stored.epoch => Vec::new(),
+            Some(since) => kept
+                .filter(|message| message.offset > since.offset)
+                .take(limit)
+                .map(|message| frame::frame(OpCode::Text, &message.json))
+                .collect(),
+            None => {
+                let kept: Vec<_> = kept.collect();
+                kept[kept.len().saturating_sub(limit)..]
+                    .iter()
+                    .map(|message| frame::frame(OpCode::Text, &message.json))
+                    .collect()
+            }
+        };
+        HistoryPage {
+            position: StreamPosition {
+                offset: stored.top,
+                epoch: stored.epoch,
+            },
+            frames,
+        }
+    }
+}
+
+/// Splits an encoded frame's JSON around its `"offset":PLACEHOLDER,` field.
+fn split_at_offset(json: &str) -> (&str, &str) {
+    let field = concat!("\"offset\":", "18446744073709551615", ",");
+    // The field is written before the payload, so its first occurrence is the frame's own.
+    match json.find(field) {
+        Some(at) => (&json[..at], &json[at + field.len()..]),
+        None => (json, ""),
+    }
+}
+
+/// Calls publication handlers with the publication in `frame`.
+fn call_handlers(handlers: Vec<PublicationHandler>, frame: &Bytes) {
+    if handlers.is_empty() {
+        return;
+    }
+    match serde_json::from_slice::<Publication>(frame::server_payload(frame)) {
+        Ok(publication) => handlers.iter().for_each(|handler| handler(&publication)),
+        Err(error) => tracing::warn!(%error, "undecodable publication"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_is_cut_out_where_it_was_written_not_in_the_payload() {
+        let payload = serde_json::json!({"content": "\"offset\":18446744073709551615,"});
+        let json = ServerFrame::new(crate::protocol::ServerKind::Message, &payload)
+            .room("r")
+            .offset(PLACEHOLDER)
+            .json();
+        let (head, tail) = split_at_offset(&json);
+        assert_eq!(head, r#"{"type":"message","room":"r","#);
+        assert!(tail.starts_with(r#""payload":{"content":"#), "{tail}");
+        let whole = format!("{head}\"offset\":7,{tail}");
+        let value: serde_json::Value = serde_json::from_str(&whole).unwrap();
+        assert_eq!(value["offset"], 7);
+        assert_eq!(value["payload"], payload);
+        let without: serde_json::Value = serde_json::from_str(&format!("{head}{tail}")).unwrap();
+        assert!(without.get("offset").is_none());
+    }
+}
