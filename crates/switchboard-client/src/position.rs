@@ -237,15 +237,11 @@ mod tests {
     #[test]
     fn channels_are_tracked_by_name_and_forgotten_when_left() {
         let mut positions = Positions::default();
-        let subscribed = |channel: &str, position: Value| {
-            let mut payload = json!({"channel": channel});
-            if let Value::Object(fields) = position {
-                payload.as_object_mut().map(|p| p.extend(fields));
-            }
-            frame(json!({"type": "subscribed", "payload": payload}))
-        };
-        positions.observe(&subscribed("news", json!({"offset": 1, "epoch": "e"})));
-        positions.observe(&subscribed("room:*", json!({})));
+        let subscribed = |payload: Value| frame(json!({"type": "subscribed", "payload": payload}));
+        positions.observe(&subscribed(
+            json!({"channel": "news", "offset": 1, "epoch": "e"}),
+        ));
+        positions.observe(&subscribed(json!({"channel": "room:*"})));
         positions.observe(&frame(
             json!({"type": "publish", "channel": "news", "offset": 2, "payload": 0}),
         ));
