@@ -57,7 +57,10 @@ export class SwitchboardClient {
     rooms = new Map();
     channels = new Map();
     /** Where the client is in each stream it follows, sent as `since` when rejoining. */
-    positions = { room: new Map(), channel: new Map() };
+    positions = {
+        room: new Map(),
+        channel: new Map(),
+    };
     /** Own messages written to the current socket whose ack (with their offset) has not come:
      * id -> stream. Emptied when the socket goes. */
     unacked = new Map();

@@ -296,7 +296,10 @@ export class SwitchboardClient {
   private readonly rooms = new Map<string, Room>();
   private readonly channels = new Map<string, Channel>();
   /** Where the client is in each stream it follows, sent as `since` when rejoining. */
-  private readonly positions = { room: new Map<string, StreamPosition>(), channel: new Map<string, StreamPosition>() };
+  private readonly positions = {
+    room: new Map<string, StreamPosition>(),
+    channel: new Map<string, StreamPosition>(),
+  };
   /** Own messages written to the current socket whose ack (with their offset) has not come:
    * id -> stream. Emptied when the socket goes. */
   private readonly unacked = new Map<string, StreamRef>();

@@ -89,7 +89,8 @@ test('a page that goes offline shows what it missed once it is back online', asy
   // A message sent after the replay: once the page shows it, everything before it is there.
   await bob.request('message', { room: 'general', content: 'live' });
   await page.locator('#messages li', { hasText: 'live' }).waitFor();
-  assert.deepEqual(await shown(page), ['before', 'mine', 'missed 1', 'missed 2', 'missed 3', 'live']);
+  const expected = ['before', 'mine', 'missed 1', 'missed 2', 'missed 3', 'live'];
+  assert.deepEqual(await shown(page), expected, 'each once, in order, its own not replayed');
   assert.equal(await page.locator('#messages li.system', { hasText: 'may be missing' }).count(), 0);
   await screenshot(page, 'recovery');
   assert.deepEqual(errors, []);

@@ -13,7 +13,8 @@ const servers = [];
 const clients = [];
 
 async function server(options = {}) {
-  const started = await Server.start({ ...options, args: ['--rate-limit', '0', ...(options.args ?? [])] });
+  const args = ['--rate-limit', '0', ...(options.args ?? [])];
+  const started = await Server.start({ ...options, args });
   servers.push(started);
   return started;
 }
@@ -115,7 +116,7 @@ test('a cut connection comes back with every missed message once and in order', 
   assert.deepEqual(seen.at(-1), ['message', 8, 'live']);
 });
 
-test('room.on("recovery") says false after a server restart, and the client follows the new epoch', async () => {
+test('recovery says false after a server restart and the client follows the new epoch', async () => {
   const first = await server();
   const port = first.port;
   const reader = make(first.url, { userId: 'reader' });
@@ -139,8 +140,9 @@ test('room.on("recovery") says false after a server restart, and the client foll
   const verdict = next(reader, 'recovery');
   const second = await server({ port });
   const event = await verdict;
-  assert.deepEqual(event, { room: 'feed', recovered: false, position: { offset: 0, epoch: event.position.epoch } });
-  assert.notEqual(event.position.epoch, old.epoch);
+  const { epoch } = event.position;
+  assert.deepEqual(event, { room: 'feed', recovered: false, position: { offset: 0, epoch } });
+  assert.notEqual(epoch, old.epoch);
   assert.deepEqual(verdicts, [event]);
 
   const again = make(second.url, { userId: 'writer' });
@@ -149,7 +151,7 @@ test('room.on("recovery") says false after a server restart, and the client foll
   const after = next(reader, 'message');
   await again.request('message', { room: 'feed', content: 'after' });
   assert.equal((await after).offset, 1);
-  assert.deepEqual(reader.room('feed').position, { offset: 1, epoch: event.position.epoch });
+  assert.deepEqual(reader.room('feed').position, { offset: 1, epoch });
 });
 
 test('history() returns the latest messages or those after a position, as delivered', async () => {
@@ -170,13 +172,14 @@ test('history() returns the latest messages or those after a position, as delive
   );
   const news = await reader.history({ channel: 'news', limit: 1 });
   assert.deepEqual(news.publications.map((f) => f.payload), [7]);
-  const after = await reader.history({ channel: 'news', limit: 2, since: { offset: 3, epoch: news.epoch } });
+  const since = { offset: 3, epoch: news.epoch };
+  const after = await reader.history({ channel: 'news', limit: 2, since });
   assert.deepEqual(after.publications.map((f) => [f.offset, f.payload]), [[4, 4], [5, 5]]);
   await assert.rejects(reader.history({ channel: 'presence:someone' }), { code: 'FORBIDDEN' });
   await assert.rejects(reader.history({ room: 'feed', limit: 6 }), { code: 'INVALID_MESSAGE' });
 });
 
-test('a room joined while disconnected asks for what was missed, and a left room starts afresh', async () => {
+test('a join made while disconnected asks for what was missed; a left room starts afresh', async () => {
   const s = await server();
   const network = await cuttable(s.port);
   const reader = make(s.url, { userId: 'reader', WebSocket: network.WebSocket });
