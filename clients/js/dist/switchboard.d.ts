@@ -6,12 +6,19 @@
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
  * frames sent while disconnected wait in a bounded queue and are flushed in order after that
  * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
- * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
- * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
- * 401) and after `maxAttempts` failures in a row.
+ * handshake by a connect deadline, a lost network by the browser's `offline` event; each ends
+ * the socket and reconnects with exponential backoff and jitter (at once on `online`).
+ * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
+ * `maxAttempts` failures in a row.
  *
- * What it does not own: history. A frame written to a socket that then dies may be lost; the
- * queue holds only frames no socket has taken.
+ * Recovery (the server's history, on by default): the client keeps its position (epoch and
+ * last offset) in every room and exact channel and rejoins with it as `since`; the server then
+ * replays what was missed, in order and once, or says it cannot. Either way the client emits
+ * `recovery` (`{room | channel, recovered}`): `recovered: false` means "reload from your own
+ * source of truth" (or read {@link SwitchboardClient.history}). See the README.
+ *
+ * What it does not own: outgoing delivery. A frame written to a socket that then dies may be
+ * lost; the queue holds only frames no socket has taken.
  */
 /** The part of the WebSocket API the client uses (browsers, Node 22+, the `ws` package). */
 export interface WebSocketLike {
@@ -67,6 +74,11 @@ export interface ClientOptions {
     maxQueue?: number;
     /** Default `request` timeout in ms (default 10 000). */
     requestTimeout?: number;
+    /** Follow the browser's `offline` and `online` events (default true where they exist):
+     * going offline ends the socket at once (it may otherwise stay open without delivering
+     * anything until the heartbeat notices), coming online reconnects without waiting for the
+     * backoff. */
+    watchNetwork?: boolean;
 }
 /** A frame from the server. */
 export interface ServerFrame<P = any> {
@@ -76,7 +88,48 @@ export interface ServerFrame<P = any> {
     channel?: string;
     userId?: string;
     timestamp?: number;
+    /** A room message's or channel publication's place in its stream (history on). */
+    offset?: number;
     id?: string | number;
+}
+/** A position in a room's or channel's stream: the offset of a message (1 for the first, 0
+ * before any) and the epoch of the history it belongs to (a new epoch: that history is lost). */
+export interface StreamPosition {
+    offset: number;
+    epoch: string;
+}
+/** What the server said about a rejoin or resubscribe after a reconnect. */
+export interface RecoveryEvent {
+    /** The room, for a rejoin. */
+    room?: string;
+    /** The channel, for a resubscribe. */
+    channel?: string;
+    /** True: every message missed since the last connection follows (as ordinary `message` or
+     * `publish` frames), in order and once, then live ones. False: messages may have been
+     * missed and none are replayed: reload from the application's own source of truth. */
+    recovered: boolean;
+    /** The stream's latest position when the server answered (null: history is off). */
+    position: StreamPosition | null;
+}
+/** A `history` request: a room's or an exact channel's retained messages. Without `since`
+ * the latest ones; with it, the first ones after that position (none if its epoch is not the
+ * stream's). At most `limit`, or the server's history size. */
+export type HistoryQuery = ({
+    room: string;
+} | {
+    channel: string;
+}) & {
+    limit?: number;
+    since?: StreamPosition;
+};
+/** The answer to {@link SwitchboardClient.history}. */
+export interface HistoryPage {
+    /** The stream's epoch. */
+    epoch: string;
+    /** The stream's latest offset (0 when it has had no message). */
+    offset: number;
+    /** The messages, oldest first, each the frame as it was delivered (with its `offset`). */
+    publications: ServerFrame[];
 }
 /** A user's presence. */
 export interface Presence {
@@ -94,11 +147,25 @@ export interface ConnectInfo {
     heartbeatInterval: number;
     node: string;
 }
-/** Payload of `room_joined`. */
+/** Payload of `room_joined`; the stream fields are there when the server keeps history. */
 export interface RoomJoined {
     room: string;
     members: Presence[];
     memberCount: number;
+    /** The room's latest offset. */
+    offset?: number;
+    /** The room's epoch. */
+    epoch?: string;
+    /** The verdict on `since` (see {@link RecoveryEvent}); only for a join that sent one. */
+    recovered?: boolean;
+}
+/** Payload of `subscribed`; the stream fields as for {@link RoomJoined} (none for patterns
+ * and `presence:` channels, which have no stream). */
+export interface Subscribed {
+    channel: string;
+    offset?: number;
+    epoch?: string;
+    recovered?: boolean;
 }
 /** Payload of `error`. */
 export interface ErrorPayload {
@@ -133,6 +200,8 @@ export interface ClientEvents {
         type: string;
         payload: unknown;
     };
+    /** The server's verdict on a rejoin or resubscribe after a reconnect. */
+    recovery: RecoveryEvent;
     connect: ServerFrame<ConnectInfo>;
     message: ServerFrame<{
         content: unknown;
@@ -156,9 +225,8 @@ export interface ClientEvents {
     room_left: ServerFrame<{
         room: string;
     }>;
-    subscribed: ServerFrame<{
-        channel: string;
-    }>;
+    subscribed: ServerFrame<Subscribed>;
+    history: ServerFrame<HistoryPage>;
     unsubscribed: ServerFrame<{
         channel: string;
     }>;
@@ -177,7 +245,7 @@ export interface ClientEvents {
 /** The connection's state. */
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
 export declare class SwitchboardError extends Error {
     readonly code: string;
     readonly retryAfter: number | undefined;
@@ -205,6 +273,12 @@ export declare class SwitchboardClient {
     private readonly joinedRooms;
     private readonly rooms;
     private readonly channels;
+    /** Where the client is in each stream it follows, sent as `since` when rejoining. */
+    private readonly positions;
+    /** Own messages written to the current socket whose ack (with their offset) has not come:
+     * id -> stream. Emptied when the socket goes. */
+    private readonly unacked;
+    private stopWatchingNetwork;
     private presence;
     private firstConnect;
     constructor(options: ClientOptions);
@@ -238,6 +312,19 @@ export declare class SwitchboardClient {
     request(type: string, payload: unknown, options?: {
         timeout?: number;
     }): Promise<ServerFrame>;
+    /**
+     * Reads a room's or exact channel's retained messages (membership or subscribe rights
+     * needed), each the frame as it was delivered, with its `offset`. Rejects with the server's
+     * `FORBIDDEN` or `INVALID_MESSAGE` (history off, limit too large), or as {@link request}.
+     *
+     * ```js
+     * const page = await client.history({ room: 'general', limit: 50 });
+     * for (const frame of page.publications) show(frame.userId, frame.payload.content);
+     * ```
+     */
+    history(query: HistoryQuery, options?: {
+        timeout?: number;
+    }): Promise<HistoryPage>;
     /** A room: join, leave, send and listen to it. */
     room(name: string): Room;
     /** A pub/sub channel (or a pattern ending in `*`): subscribe and publish. */
@@ -253,12 +340,19 @@ export declare class SwitchboardClient {
     private open;
     private connectTimeout;
     private receive;
+    /** Updates the positions with a server frame; returns the verdict a rejoin carries. */
+    private track;
+    /** A message at `offset` arrived on a stream (live, replayed, or acked as our own). */
+    private advance;
     private connected;
     /** A replayed request nobody awaits: its failure is reported as an `error` event. */
     private background;
     private settle;
     /** Any frame proves the server alive: restart the quiet period. */
     private alive;
+    /** Follows the browser's network state (see {@link ClientOptions.watchNetwork}); nothing
+     * where there are no such events (Node.js). Stopped by {@link finish}. */
+    private watchNetwork;
     /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
     private abandon;
     /** Forgets the current socket and its timers. */
@@ -282,11 +376,15 @@ export declare class Room {
     leave(): Promise<ServerFrame | null>;
     /** Whether the room is joined (or will be rejoined on reconnect). */
     get joined(): boolean;
+    /** Where the client is in the room's stream: the epoch and the last offset received (or
+     * acked for its own message); sent as `since` when the room is rejoined. Undefined before
+     * the first join, after leaving, or when the server keeps no history. */
+    get position(): StreamPosition | undefined;
     /** Sends `message` with `content` (and any `extra` fields) to the other members. */
     send(content: unknown, extra?: Record<string, unknown>): boolean;
     /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
-     * `room_left` frames; returns a function that stops listening. */
-    on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left'>(type: K, handler: (frame: ClientEvents[K]) => void): () => void;
+     * `room_left` frames, or its `recovery` events; returns a function that stops listening. */
+    on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left' | 'recovery'>(type: K, handler: (event: ClientEvents[K]) => void): () => void;
 }
 /** A subscription's handle. */
 export interface Subscription {
@@ -308,6 +406,11 @@ export declare class Channel {
     subscribe(handler: (frame: ServerFrame) => void): Subscription;
     /** Publishes `data` on this channel. */
     publish(data: unknown): boolean;
+    /** Where the client is in this exact channel's stream, as {@link Room.position}. */
+    get position(): StreamPosition | undefined;
+    /** Listens to this channel's `recovery` events (after each resubscribe that followed a
+     * reconnect); returns a function that stops listening. */
+    on(type: 'recovery', handler: (event: RecoveryEvent) => void): () => void;
     private listen;
 }
 /** Options of {@link SwitchboardPool}: the size, and each connection's client options. */

@@ -6,15 +6,22 @@
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
  * frames sent while disconnected wait in a bounded queue and are flushed in order after that
  * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
- * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
- * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
- * 401) and after `maxAttempts` failures in a row.
+ * handshake by a connect deadline, a lost network by the browser's `offline` event; each ends
+ * the socket and reconnects with exponential backoff and jitter (at once on `online`).
+ * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
+ * `maxAttempts` failures in a row.
  *
- * What it does not own: history. A frame written to a socket that then dies may be lost; the
- * queue holds only frames no socket has taken.
+ * Recovery (the server's history, on by default): the client keeps its position (epoch and
+ * last offset) in every room and exact channel and rejoins with it as `since`; the server then
+ * replays what was missed, in order and once, or says it cannot. Either way the client emits
+ * `recovery` (`{room | channel, recovered}`): `recovered: false` means "reload from your own
+ * source of truth" (or read {@link SwitchboardClient.history}). See the README.
+ *
+ * What it does not own: outgoing delivery. A frame written to a socket that then dies may be
+ * lost; the queue holds only frames no socket has taken.
  */
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
 export class SwitchboardError extends Error {
     code;
     retryAfter;
@@ -49,6 +56,15 @@ export class SwitchboardClient {
     joinedRooms = new Set();
     rooms = new Map();
     channels = new Map();
+    /** Where the client is in each stream it follows, sent as `since` when rejoining. */
+    positions = {
+        room: new Map(),
+        channel: new Map(),
+    };
+    /** Own messages written to the current socket whose ack (with their offset) has not come:
+     * id -> stream. Emptied when the socket goes. */
+    unacked = new Map();
+    stopWatchingNetwork = null;
     presence = null;
     firstConnect = null;
     constructor(options) {
@@ -94,6 +110,7 @@ export class SwitchboardClient {
             };
         });
         if (this.stateValue === 'idle') {
+            this.watchNetwork();
             this.open();
         }
         return promise;
@@ -163,6 +180,23 @@ export class SwitchboardClient {
             }
         });
     }
+    /**
+     * Reads a room's or exact channel's retained messages (membership or subscribe rights
+     * needed), each the frame as it was delivered, with its `offset`. Rejects with the server's
+     * `FORBIDDEN` or `INVALID_MESSAGE` (history off, limit too large), or as {@link request}.
+     *
+     * ```js
+     * const page = await client.history({ room: 'general', limit: 50 });
+     * for (const frame of page.publications) show(frame.userId, frame.payload.content);
+     * ```
+     */
+    async history(query, options) {
+        const reply = await this.request('history', query, options);
+        if (reply.type !== 'history') {
+            throw new SwitchboardError('UNEXPECTED_REPLY', `history answered with ${reply.type}`);
+        }
+        return reply.payload;
+    }
     /** A room: join, leave, send and listen to it. */
     room(name) {
         let room = this.rooms.get(name);
@@ -200,14 +234,17 @@ export class SwitchboardClient {
     broadcast(content) {
         return this.send('broadcast', { content });
     }
-    /** @internal Room membership as desired state. */
+    /** @internal Room membership as desired state. A join queued while disconnected stands
+     * for the rejoin, so it asks for what was missed. */
     joinRoom(name, options) {
         this.joinedRooms.add(name);
-        return this.request('join_room', { room: name }, options);
+        const since = this.stateValue === 'connected' ? undefined : this.positions.room.get(name);
+        return this.request('join_room', withSince({ room: name }, since), options);
     }
     /** @internal */
     leaveRoom(name) {
         this.joinedRooms.delete(name);
+        this.positions.room.delete(name);
         if (this.stateValue !== 'connected') {
             return Promise.resolve(null);
         }
@@ -226,11 +263,24 @@ export class SwitchboardClient {
     }
     /** @internal */
     unsubscribeChannel(name) {
+        this.positions.channel.delete(name);
         if (this.stateValue === 'connected') {
             this.write({ type: 'unsubscribe', payload: { channel: name } });
         }
     }
+    /** @internal The position in a stream (see {@link Room.position}). */
+    positionOf(kind, name) {
+        const position = this.positions[kind].get(name);
+        return position && { ...position };
+    }
     enqueue(frame) {
+        // An own message to a followed stream gets an id: its ack says where it went (the sender
+        // does not receive its own room message), so a rejoin does not replay it.
+        const stream = ownStream(frame);
+        if (stream && this.positions[stream.kind].has(stream.name)) {
+            frame.stream = stream;
+            frame.id ??= `m${this.nextId++}`;
+        }
         if (this.stateValue === 'connected' && this.write(frame)) {
             return true;
         }
@@ -246,12 +296,15 @@ export class SwitchboardClient {
         if (!socket || socket.readyState !== OPEN) {
             return false;
         }
-        const text = JSON.stringify(frame.id === undefined ? { type: frame.type, payload: frame.payload } : frame);
-        socket.send(text);
-        if (frame.id !== undefined) {
-            const pending = this.pending.get(frame.id);
+        const { type, payload, id } = frame;
+        socket.send(JSON.stringify(id === undefined ? { type, payload } : { type, payload, id }));
+        if (id !== undefined) {
+            const pending = this.pending.get(id);
             if (pending) {
                 pending.sent = true;
+            }
+            if (frame.stream) {
+                this.unacked.set(id, frame.stream);
             }
         }
         return true;
@@ -306,6 +359,8 @@ export class SwitchboardClient {
             return;
         }
         this.alive();
+        // First, so that whoever sees the frame sees the position it leaves.
+        const recovery = this.track(frame);
         if (frame.type === 'connect') {
             this.connected(frame);
         }
@@ -325,6 +380,73 @@ export class SwitchboardClient {
             this.settle(id, frame, null);
         }
         this.emit(frame.type, frame);
+        if (recovery) {
+            this.emit('recovery', recovery);
+        }
+    }
+    /** Updates the positions with a server frame; returns the verdict a rejoin carries. */
+    track(frame) {
+        const payload = (frame.payload ?? {});
+        switch (frame.type) {
+            case 'room_joined':
+            case 'subscribed': {
+                const kind = frame.type === 'room_joined' ? 'room' : 'channel';
+                const name = payload[kind];
+                if (typeof name !== 'string') {
+                    return null;
+                }
+                const { offset, epoch, recovered } = payload;
+                const latest = typeof offset === 'number' && typeof epoch === 'string' ? { offset, epoch } : null;
+                const positions = this.positions[kind];
+                if (!latest) {
+                    // History is off, or a pattern: no stream to follow.
+                    positions.delete(name);
+                }
+                else if (!(recovered === true && positions.get(name)?.epoch === latest.epoch)) {
+                    // A first join, or nothing recovered: start from the stream's latest. After a
+                    // recovered rejoin stay put: the replay is still to come, and if the socket dies
+                    // during it, the rest must be asked for again.
+                    positions.set(name, latest);
+                }
+                return typeof recovered === 'boolean'
+                    ? { [kind]: name, recovered, position: latest }
+                    : null;
+            }
+            case 'message':
+                this.advance('room', frame.room, frame.offset);
+                break;
+            case 'publish':
+                this.advance('channel', frame.channel, frame.offset);
+                break;
+            case 'ack':
+            case 'error': {
+                const id = frame.id === undefined ? undefined : String(frame.id);
+                const stream = id === undefined ? undefined : this.unacked.get(id);
+                if (id !== undefined && stream) {
+                    this.unacked.delete(id);
+                    this.advance(stream.kind, stream.name, payload.offset);
+                }
+                break;
+            }
+            case 'room_left':
+                if (typeof frame.room === 'string') {
+                    this.positions.room.delete(frame.room);
+                }
+                break;
+            case 'unsubscribed':
+                if (typeof payload.channel === 'string') {
+                    this.positions.channel.delete(payload.channel);
+                }
+                break;
+        }
+        return null;
+    }
+    /** A message at `offset` arrived on a stream (live, replayed, or acked as our own). */
+    advance(kind, name, offset) {
+        const position = typeof name === 'string' ? this.positions[kind].get(name) : undefined;
+        if (position && typeof offset === 'number' && offset > position.offset) {
+            position.offset = offset;
+        }
     }
     connected(frame) {
         this.clearTimer('connectTimer');
@@ -338,14 +460,17 @@ export class SwitchboardClient {
         const queuedJoins = new Set(this.queue
             .filter((frame) => frame.type === 'join_room')
             .map((frame) => frame.payload.room));
+        // Each with the position it had, so the server replays what was missed meanwhile.
         for (const room of this.joinedRooms) {
             if (!queuedJoins.has(room)) {
-                this.background(this.request('join_room', { room }));
+                const since = this.positions.room.get(room);
+                this.background(this.request('join_room', withSince({ room }, since)));
             }
         }
         for (const channel of this.channels.values()) {
             if (channel.active) {
-                this.background(this.request('subscribe', { channel: channel.name }));
+                const since = this.positions.channel.get(channel.name);
+                this.background(this.request('subscribe', withSince({ channel: channel.name }, since)));
             }
         }
         if (this.presence) {
@@ -399,8 +524,33 @@ export class SwitchboardClient {
             }, timeout);
         }, interval);
     }
+    /** Follows the browser's network state (see {@link ClientOptions.watchNetwork}); nothing
+     * where there are no such events (Node.js). Stopped by {@link finish}. */
+    watchNetwork() {
+        const target = globalThis;
+        if (this.options.watchNetwork === false || typeof target.addEventListener !== 'function') {
+            return;
+        }
+        const offline = () => {
+            if (this.stateValue === 'connected' || this.stateValue === 'connecting') {
+                this.abandon('the network went offline', 'network offline');
+            }
+        };
+        const online = () => {
+            if (this.stateValue === 'waiting') {
+                this.clearTimer('retryTimer');
+                this.open();
+            }
+        };
+        target.addEventListener('offline', offline);
+        target.addEventListener('online', online);
+        this.stopWatchingNetwork = () => {
+            target.removeEventListener?.('offline', offline);
+            target.removeEventListener?.('online', online);
+        };
+    }
     /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
-    abandon(reason) {
+    abandon(reason, closeReason = 'heartbeat timeout') {
         const socket = this.socket;
         this.detach();
         if (socket) {
@@ -410,7 +560,7 @@ export class SwitchboardClient {
                     terminate.call(socket);
                 }
                 else {
-                    socket.close(4000, 'heartbeat timeout');
+                    socket.close(4000, closeReason);
                 }
             }
             catch {
@@ -438,6 +588,8 @@ export class SwitchboardClient {
     }
     lost(close, refused) {
         this.detach();
+        // Acks of what was written to that socket can no longer come.
+        this.unacked.clear();
         for (const [id, pending] of this.pending) {
             if (pending.sent) {
                 this.settle(id, null, new SwitchboardError('DISCONNECTED', 'the connection was lost'));
@@ -465,6 +617,8 @@ export class SwitchboardClient {
     finish(info) {
         this.stateValue = 'closed';
         this.clearTimer('retryTimer');
+        this.stopWatchingNetwork?.();
+        this.stopWatchingNetwork = null;
         this.queue.length = 0;
         for (const id of [...this.pending.keys()]) {
             this.settle(id, null, new SwitchboardError('CLOSED', 'the client is closed'));
@@ -520,16 +674,22 @@ export class Room {
     get joined() {
         return this.client.isInRoom(this.name);
     }
+    /** Where the client is in the room's stream: the epoch and the last offset received (or
+     * acked for its own message); sent as `since` when the room is rejoined. Undefined before
+     * the first join, after leaving, or when the server keeps no history. */
+    get position() {
+        return this.client.positionOf('room', this.name);
+    }
     /** Sends `message` with `content` (and any `extra` fields) to the other members. */
     send(content, extra = {}) {
         return this.client.send('message', { ...extra, room: this.name, content });
     }
     /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
-     * `room_left` frames; returns a function that stops listening. */
+     * `room_left` frames, or its `recovery` events; returns a function that stops listening. */
     on(type, handler) {
-        return this.client.on(type, (frame) => {
-            if (frame.room === this.name) {
-                handler(frame);
+        return this.client.on(type, (event) => {
+            if (event.room === this.name) {
+                handler(event);
             }
         });
     }
@@ -574,6 +734,19 @@ export class Channel {
     /** Publishes `data` on this channel. */
     publish(data) {
         return this.client.publish(this.name, data);
+    }
+    /** Where the client is in this exact channel's stream, as {@link Room.position}. */
+    get position() {
+        return this.client.positionOf('channel', this.name);
+    }
+    /** Listens to this channel's `recovery` events (after each resubscribe that followed a
+     * reconnect); returns a function that stops listening. */
+    on(type, handler) {
+        return this.client.on(type, (event) => {
+            if (event.channel === this.name) {
+                handler(event);
+            }
+        });
     }
     listen() {
         const prefix = this.name.endsWith('*') ? this.name.slice(0, -1) : null;
@@ -653,6 +826,21 @@ export class SwitchboardPool {
             client.close();
         }
     }
+}
+/** `payload` with `since` when there is a position to recover from. */
+function withSince(payload, since) {
+    return since ? { ...payload, since: { offset: since.offset, epoch: since.epoch } } : payload;
+}
+/** The stream an outgoing room `message` or channel `publish` adds to. */
+function ownStream(frame) {
+    const payload = (frame.payload ?? {});
+    if (frame.type === 'message' && typeof payload.room === 'string') {
+        return { kind: 'room', name: payload.room };
+    }
+    if (frame.type === 'publish' && typeof payload.channel === 'string') {
+        return { kind: 'channel', name: payload.channel };
+    }
+    return undefined;
 }
 /** The delay before retry `attempt` (from 0). */
 export function backoff(attempt, options) {

@@ -6,12 +6,19 @@
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
  * frames sent while disconnected wait in a bounded queue and are flushed in order after that
  * replay. A dead server is detected by an app-level `ping` with a pong deadline, a hung
- * handshake by a connect deadline; both end the socket and reconnect with exponential backoff
- * and jitter. Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP
- * 401) and after `maxAttempts` failures in a row.
+ * handshake by a connect deadline, a lost network by the browser's `offline` event; each ends
+ * the socket and reconnects with exponential backoff and jitter (at once on `online`).
+ * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
+ * `maxAttempts` failures in a row.
  *
- * What it does not own: history. A frame written to a socket that then dies may be lost; the
- * queue holds only frames no socket has taken.
+ * Recovery (the server's history, on by default): the client keeps its position (epoch and
+ * last offset) in every room and exact channel and rejoins with it as `since`; the server then
+ * replays what was missed, in order and once, or says it cannot. Either way the client emits
+ * `recovery` (`{room | channel, recovered}`): `recovered: false` means "reload from your own
+ * source of truth" (or read {@link SwitchboardClient.history}). See the README.
+ *
+ * What it does not own: outgoing delivery. A frame written to a socket that then dies may be
+ * lost; the queue holds only frames no socket has taken.
  */
 
 /** The part of the WebSocket API the client uses (browsers, Node 22+, the `ws` package). */
@@ -73,6 +80,11 @@ export interface ClientOptions {
   maxQueue?: number;
   /** Default `request` timeout in ms (default 10 000). */
   requestTimeout?: number;
+  /** Follow the browser's `offline` and `online` events (default true where they exist):
+   * going offline ends the socket at once (it may otherwise stay open without delivering
+   * anything until the heartbeat notices), coming online reconnects without waiting for the
+   * backoff. */
+  watchNetwork?: boolean;
 }
 
 /** A frame from the server. */
@@ -83,7 +95,48 @@ export interface ServerFrame<P = any> {
   channel?: string;
   userId?: string;
   timestamp?: number;
+  /** A room message's or channel publication's place in its stream (history on). */
+  offset?: number;
   id?: string | number;
+}
+
+/** A position in a room's or channel's stream: the offset of a message (1 for the first, 0
+ * before any) and the epoch of the history it belongs to (a new epoch: that history is lost). */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+/** What the server said about a rejoin or resubscribe after a reconnect. */
+export interface RecoveryEvent {
+  /** The room, for a rejoin. */
+  room?: string;
+  /** The channel, for a resubscribe. */
+  channel?: string;
+  /** True: every message missed since the last connection follows (as ordinary `message` or
+   * `publish` frames), in order and once, then live ones. False: messages may have been
+   * missed and none are replayed: reload from the application's own source of truth. */
+  recovered: boolean;
+  /** The stream's latest position when the server answered (null: history is off). */
+  position: StreamPosition | null;
+}
+
+/** A `history` request: a room's or an exact channel's retained messages. Without `since`
+ * the latest ones; with it, the first ones after that position (none if its epoch is not the
+ * stream's). At most `limit`, or the server's history size. */
+export type HistoryQuery = ({ room: string } | { channel: string }) & {
+  limit?: number;
+  since?: StreamPosition;
+};
+
+/** The answer to {@link SwitchboardClient.history}. */
+export interface HistoryPage {
+  /** The stream's epoch. */
+  epoch: string;
+  /** The stream's latest offset (0 when it has had no message). */
+  offset: number;
+  /** The messages, oldest first, each the frame as it was delivered (with its `offset`). */
+  publications: ServerFrame[];
 }
 
 /** A user's presence. */
@@ -105,11 +158,26 @@ export interface ConnectInfo {
   node: string;
 }
 
-/** Payload of `room_joined`. */
+/** Payload of `room_joined`; the stream fields are there when the server keeps history. */
 export interface RoomJoined {
   room: string;
   members: Presence[];
   memberCount: number;
+  /** The room's latest offset. */
+  offset?: number;
+  /** The room's epoch. */
+  epoch?: string;
+  /** The verdict on `since` (see {@link RecoveryEvent}); only for a join that sent one. */
+  recovered?: boolean;
+}
+
+/** Payload of `subscribed`; the stream fields as for {@link RoomJoined} (none for patterns
+ * and `presence:` channels, which have no stream). */
+export interface Subscribed {
+  channel: string;
+  offset?: number;
+  epoch?: string;
+  recovered?: boolean;
 }
 
 /** Payload of `error`. */
@@ -139,6 +207,8 @@ export interface ClientEvents {
   closed: DisconnectInfo;
   /** A frame was refused because the queue was full. */
   dropped: { type: string; payload: unknown };
+  /** The server's verdict on a rejoin or resubscribe after a reconnect. */
+  recovery: RecoveryEvent;
   connect: ServerFrame<ConnectInfo>;
   message: ServerFrame<{ content: unknown; [key: string]: unknown }>;
   broadcast: ServerFrame<{ content: unknown; [key: string]: unknown }>;
@@ -148,7 +218,8 @@ export interface ClientEvents {
   user_left: ServerFrame<{ userId: string; room: string }>;
   room_joined: ServerFrame<RoomJoined>;
   room_left: ServerFrame<{ room: string }>;
-  subscribed: ServerFrame<{ channel: string }>;
+  subscribed: ServerFrame<Subscribed>;
+  history: ServerFrame<HistoryPage>;
   unsubscribed: ServerFrame<{ channel: string }>;
   ping: ServerFrame<{ timestamp?: number }>;
   pong: ServerFrame<{ timestamp?: number }>;
@@ -161,7 +232,7 @@ export interface ClientEvents {
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
 
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED` or `QUEUE_FULL` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
 export class SwitchboardError extends Error {
   readonly code: string;
   readonly retryAfter: number | undefined;
@@ -189,6 +260,14 @@ interface Outgoing {
   type: string;
   payload: unknown;
   id?: string;
+  /** An own room message or publication, whose ack will carry its offset. */
+  stream?: StreamRef;
+}
+
+/** A room or an exact channel. */
+interface StreamRef {
+  kind: 'room' | 'channel';
+  name: string;
 }
 
 const OPEN = 1;
@@ -216,6 +295,15 @@ export class SwitchboardClient {
   private readonly joinedRooms = new Set<string>();
   private readonly rooms = new Map<string, Room>();
   private readonly channels = new Map<string, Channel>();
+  /** Where the client is in each stream it follows, sent as `since` when rejoining. */
+  private readonly positions = {
+    room: new Map<string, StreamPosition>(),
+    channel: new Map<string, StreamPosition>(),
+  };
+  /** Own messages written to the current socket whose ack (with their offset) has not come:
+   * id -> stream. Emptied when the socket goes. */
+  private readonly unacked = new Map<string, StreamRef>();
+  private stopWatchingNetwork: (() => void) | null = null;
   private presence: { status: PresenceStatus; metadata?: unknown } | null = null;
   private firstConnect: { resolve: (info: ConnectInfo) => void; reject: (e: Error) => void } | null =
     null;
@@ -270,6 +358,7 @@ export class SwitchboardClient {
       };
     });
     if (this.stateValue === 'idle') {
+      this.watchNetwork();
       this.open();
     }
     return promise;
@@ -347,6 +436,24 @@ export class SwitchboardClient {
     });
   }
 
+  /**
+   * Reads a room's or exact channel's retained messages (membership or subscribe rights
+   * needed), each the frame as it was delivered, with its `offset`. Rejects with the server's
+   * `FORBIDDEN` or `INVALID_MESSAGE` (history off, limit too large), or as {@link request}.
+   *
+   * ```js
+   * const page = await client.history({ room: 'general', limit: 50 });
+   * for (const frame of page.publications) show(frame.userId, frame.payload.content);
+   * ```
+   */
+  async history(query: HistoryQuery, options?: { timeout?: number }): Promise<HistoryPage> {
+    const reply = await this.request('history', query, options);
+    if (reply.type !== 'history') {
+      throw new SwitchboardError('UNEXPECTED_REPLY', `history answered with ${reply.type}`);
+    }
+    return reply.payload as HistoryPage;
+  }
+
   /** A room: join, leave, send and listen to it. */
   room(name: string): Room {
     let room = this.rooms.get(name);
@@ -389,15 +496,18 @@ export class SwitchboardClient {
     return this.send('broadcast', { content });
   }
 
-  /** @internal Room membership as desired state. */
+  /** @internal Room membership as desired state. A join queued while disconnected stands
+   * for the rejoin, so it asks for what was missed. */
   joinRoom(name: string, options?: { timeout?: number }): Promise<ServerFrame<RoomJoined>> {
     this.joinedRooms.add(name);
-    return this.request('join_room', { room: name }, options);
+    const since = this.stateValue === 'connected' ? undefined : this.positions.room.get(name);
+    return this.request('join_room', withSince({ room: name }, since), options);
   }
 
   /** @internal */
   leaveRoom(name: string): Promise<ServerFrame | null> {
     this.joinedRooms.delete(name);
+    this.positions.room.delete(name);
     if (this.stateValue !== 'connected') {
       return Promise.resolve(null);
     }
@@ -419,12 +529,26 @@ export class SwitchboardClient {
 
   /** @internal */
   unsubscribeChannel(name: string): void {
+    this.positions.channel.delete(name);
     if (this.stateValue === 'connected') {
       this.write({ type: 'unsubscribe', payload: { channel: name } });
     }
   }
 
+  /** @internal The position in a stream (see {@link Room.position}). */
+  positionOf(kind: 'room' | 'channel', name: string): StreamPosition | undefined {
+    const position = this.positions[kind].get(name);
+    return position && { ...position };
+  }
+
   private enqueue(frame: Outgoing): boolean {
+    // An own message to a followed stream gets an id: its ack says where it went (the sender
+    // does not receive its own room message), so a rejoin does not replay it.
+    const stream = ownStream(frame);
+    if (stream && this.positions[stream.kind].has(stream.name)) {
+      frame.stream = stream;
+      frame.id ??= `m${this.nextId++}`;
+    }
     if (this.stateValue === 'connected' && this.write(frame)) {
       return true;
     }
@@ -441,14 +565,15 @@ export class SwitchboardClient {
     if (!socket || socket.readyState !== OPEN) {
       return false;
     }
-    const text = JSON.stringify(
-      frame.id === undefined ? { type: frame.type, payload: frame.payload } : frame,
-    );
-    socket.send(text);
-    if (frame.id !== undefined) {
-      const pending = this.pending.get(frame.id);
+    const { type, payload, id } = frame;
+    socket.send(JSON.stringify(id === undefined ? { type, payload } : { type, payload, id }));
+    if (id !== undefined) {
+      const pending = this.pending.get(id);
       if (pending) {
         pending.sent = true;
+      }
+      if (frame.stream) {
+        this.unacked.set(id, frame.stream);
       }
     }
     return true;
@@ -504,6 +629,8 @@ export class SwitchboardClient {
       return;
     }
     this.alive();
+    // First, so that whoever sees the frame sees the position it leaves.
+    const recovery = this.track(frame);
     if (frame.type === 'connect') {
       this.connected(frame as ServerFrame<ConnectInfo>);
     } else if (frame.type === 'ping') {
@@ -521,6 +648,75 @@ export class SwitchboardClient {
       this.settle(id, frame, null);
     }
     this.emit(frame.type, frame);
+    if (recovery) {
+      this.emit('recovery', recovery);
+    }
+  }
+
+  /** Updates the positions with a server frame; returns the verdict a rejoin carries. */
+  private track(frame: ServerFrame): RecoveryEvent | null {
+    const payload = (frame.payload ?? {}) as Record<string, unknown>;
+    switch (frame.type) {
+      case 'room_joined':
+      case 'subscribed': {
+        const kind = frame.type === 'room_joined' ? 'room' : 'channel';
+        const name = payload[kind];
+        if (typeof name !== 'string') {
+          return null;
+        }
+        const { offset, epoch, recovered } = payload;
+        const latest =
+          typeof offset === 'number' && typeof epoch === 'string' ? { offset, epoch } : null;
+        const positions = this.positions[kind];
+        if (!latest) {
+          // History is off, or a pattern: no stream to follow.
+          positions.delete(name);
+        } else if (!(recovered === true && positions.get(name)?.epoch === latest.epoch)) {
+          // A first join, or nothing recovered: start from the stream's latest. After a
+          // recovered rejoin stay put: the replay is still to come, and if the socket dies
+          // during it, the rest must be asked for again.
+          positions.set(name, latest);
+        }
+        return typeof recovered === 'boolean'
+          ? { [kind]: name, recovered, position: latest }
+          : null;
+      }
+      case 'message':
+        this.advance('room', frame.room, frame.offset);
+        break;
+      case 'publish':
+        this.advance('channel', frame.channel, frame.offset);
+        break;
+      case 'ack':
+      case 'error': {
+        const id = frame.id === undefined ? undefined : String(frame.id);
+        const stream = id === undefined ? undefined : this.unacked.get(id);
+        if (id !== undefined && stream) {
+          this.unacked.delete(id);
+          this.advance(stream.kind, stream.name, payload.offset);
+        }
+        break;
+      }
+      case 'room_left':
+        if (typeof frame.room === 'string') {
+          this.positions.room.delete(frame.room);
+        }
+        break;
+      case 'unsubscribed':
+        if (typeof payload.channel === 'string') {
+          this.positions.channel.delete(payload.channel);
+        }
+        break;
+    }
+    return null;
+  }
+
+  /** A message at `offset` arrived on a stream (live, replayed, or acked as our own). */
+  private advance(kind: 'room' | 'channel', name: unknown, offset: unknown): void {
+    const position = typeof name === 'string' ? this.positions[kind].get(name) : undefined;
+    if (position && typeof offset === 'number' && offset > position.offset) {
+      position.offset = offset;
+    }
   }
 
   private connected(frame: ServerFrame<ConnectInfo>): void {
@@ -537,14 +733,17 @@ export class SwitchboardClient {
         .filter((frame) => frame.type === 'join_room')
         .map((frame) => (frame.payload as { room?: unknown }).room),
     );
+    // Each with the position it had, so the server replays what was missed meanwhile.
     for (const room of this.joinedRooms) {
       if (!queuedJoins.has(room)) {
-        this.background(this.request('join_room', { room }));
+        const since = this.positions.room.get(room);
+        this.background(this.request('join_room', withSince({ room }, since)));
       }
     }
     for (const channel of this.channels.values()) {
       if (channel.active) {
-        this.background(this.request('subscribe', { channel: channel.name }));
+        const since = this.positions.channel.get(channel.name);
+        this.background(this.request('subscribe', withSince({ channel: channel.name }, since)));
       }
     }
     if (this.presence) {
@@ -601,8 +800,37 @@ export class SwitchboardClient {
     }, interval);
   }
 
+  /** Follows the browser's network state (see {@link ClientOptions.watchNetwork}); nothing
+   * where there are no such events (Node.js). Stopped by {@link finish}. */
+  private watchNetwork(): void {
+    const target = globalThis as {
+      addEventListener?: (type: string, listener: () => void) => void;
+      removeEventListener?: (type: string, listener: () => void) => void;
+    };
+    if (this.options.watchNetwork === false || typeof target.addEventListener !== 'function') {
+      return;
+    }
+    const offline = (): void => {
+      if (this.stateValue === 'connected' || this.stateValue === 'connecting') {
+        this.abandon('the network went offline', 'network offline');
+      }
+    };
+    const online = (): void => {
+      if (this.stateValue === 'waiting') {
+        this.clearTimer('retryTimer');
+        this.open();
+      }
+    };
+    target.addEventListener('offline', offline);
+    target.addEventListener('online', online);
+    this.stopWatchingNetwork = () => {
+      target.removeEventListener?.('offline', offline);
+      target.removeEventListener?.('online', online);
+    };
+  }
+
   /** Gives up on a socket that does not answer, without waiting for TCP to notice. */
-  private abandon(reason: string): void {
+  private abandon(reason: string, closeReason = 'heartbeat timeout'): void {
     const socket = this.socket;
     this.detach();
     if (socket) {
@@ -611,7 +839,7 @@ export class SwitchboardClient {
         if (typeof terminate === 'function') {
           terminate.call(socket);
         } else {
-          socket.close(4000, 'heartbeat timeout');
+          socket.close(4000, closeReason);
         }
       } catch {
         // The socket is being dropped anyway.
@@ -640,6 +868,8 @@ export class SwitchboardClient {
 
   private lost(close: { code: number; reason: string }, refused: boolean): void {
     this.detach();
+    // Acks of what was written to that socket can no longer come.
+    this.unacked.clear();
     for (const [id, pending] of this.pending) {
       if (pending.sent) {
         this.settle(id, null, new SwitchboardError('DISCONNECTED', 'the connection was lost'));
@@ -668,6 +898,8 @@ export class SwitchboardClient {
   private finish(info: DisconnectInfo): void {
     this.stateValue = 'closed';
     this.clearTimer('retryTimer');
+    this.stopWatchingNetwork?.();
+    this.stopWatchingNetwork = null;
     this.queue.length = 0;
     for (const id of [...this.pending.keys()]) {
       this.settle(id, null, new SwitchboardError('CLOSED', 'the client is closed'));
@@ -730,20 +962,27 @@ export class Room {
     return this.client.isInRoom(this.name);
   }
 
+  /** Where the client is in the room's stream: the epoch and the last offset received (or
+   * acked for its own message); sent as `since` when the room is rejoined. Undefined before
+   * the first join, after leaving, or when the server keeps no history. */
+  get position(): StreamPosition | undefined {
+    return this.client.positionOf('room', this.name);
+  }
+
   /** Sends `message` with `content` (and any `extra` fields) to the other members. */
   send(content: unknown, extra: Record<string, unknown> = {}): boolean {
     return this.client.send('message', { ...extra, room: this.name, content });
   }
 
   /** Listens to this room's `message`, `user_joined`, `user_left`, `room_joined` or
-   * `room_left` frames; returns a function that stops listening. */
-  on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left'>(
+   * `room_left` frames, or its `recovery` events; returns a function that stops listening. */
+  on<K extends 'message' | 'user_joined' | 'user_left' | 'room_joined' | 'room_left' | 'recovery'>(
     type: K,
-    handler: (frame: ClientEvents[K]) => void,
+    handler: (event: ClientEvents[K]) => void,
   ): () => void {
-    return this.client.on(type, (frame: ServerFrame) => {
-      if (frame.room === this.name) {
-        handler(frame as ClientEvents[K]);
+    return this.client.on(type, (event: { room?: string }) => {
+      if (event.room === this.name) {
+        handler(event as ClientEvents[K]);
       }
     });
   }
@@ -801,6 +1040,21 @@ export class Channel {
   /** Publishes `data` on this channel. */
   publish(data: unknown): boolean {
     return this.client.publish(this.name, data);
+  }
+
+  /** Where the client is in this exact channel's stream, as {@link Room.position}. */
+  get position(): StreamPosition | undefined {
+    return this.client.positionOf('channel', this.name);
+  }
+
+  /** Listens to this channel's `recovery` events (after each resubscribe that followed a
+   * reconnect); returns a function that stops listening. */
+  on(type: 'recovery', handler: (event: RecoveryEvent) => void): () => void {
+    return this.client.on(type, (event) => {
+      if (event.channel === this.name) {
+        handler(event);
+      }
+    });
   }
 
   private listen(): () => void {
@@ -900,6 +1154,23 @@ export class SwitchboardPool {
       client.close();
     }
   }
+}
+
+/** `payload` with `since` when there is a position to recover from. */
+function withSince<P extends object>(payload: P, since: StreamPosition | undefined): P {
+  return since ? { ...payload, since: { offset: since.offset, epoch: since.epoch } } : payload;
+}
+
+/** The stream an outgoing room `message` or channel `publish` adds to. */
+function ownStream(frame: Outgoing): StreamRef | undefined {
+  const payload = (frame.payload ?? {}) as { room?: unknown; channel?: unknown };
+  if (frame.type === 'message' && typeof payload.room === 'string') {
+    return { kind: 'room', name: payload.room };
+  }
+  if (frame.type === 'publish' && typeof payload.channel === 'string') {
+    return { kind: 'channel', name: payload.channel };
+  }
+  return undefined;
 }
 
 /** The delay before retry `attempt` (from 0). */

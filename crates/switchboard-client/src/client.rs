@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use switchboard_protocol::ClientKind;
+use switchboard_protocol::{ClientKind, HistoryPayload, StreamPosition};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::event::{Event, Frame};
+use crate::history::{self, HistoryQuery};
+use crate::position::StreamKey;
 use crate::shared::Shared;
 use crate::task::Task;
 
@@ -91,9 +93,20 @@ impl Client {
 
     /// Queues `{type, payload}` without waiting for anything. Fails when the queue is full
     /// or the client is closed.
+    ///
+    /// A room `message` or channel `publish` to a stream the client follows is sent with an
+    /// id: its `ack` tells the client the message's offset (the sender does not receive its
+    /// own room message), so a rejoin does not replay it.
     pub fn send(&self, kind: &str, payload: impl Serialize) -> Result<(), Error> {
-        let frame = json!({"type": kind, "payload": to_value(payload)?});
-        self.shared().push(frame.to_string())
+        let payload = to_value(payload)?;
+        let own = StreamKey::of_own(kind, &payload);
+        self.shared().push(own, |id| {
+            let mut frame = json!({"type": kind, "payload": payload});
+            if let Some(id) = id {
+                frame["id"] = json!(id);
+            }
+            frame.to_string()
+        })
     }
 
     /// Sends `{type, payload, id}` and waits for the server's answer with that id: the direct
@@ -107,9 +120,10 @@ impl Client {
         timeout: Duration,
     ) -> Result<Frame, Error> {
         let payload = to_value(payload)?;
-        let (id, reply) = self
-            .shared()
-            .push_request(|id| json!({"type": kind, "payload": payload, "id": id}).to_string())?;
+        let own = StreamKey::of_own(kind, &payload);
+        let (id, reply) = self.shared().push_request(own, |id| {
+            json!({"type": kind, "payload": payload, "id": id}).to_string()
+        })?;
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(Error::Closed),
@@ -118,6 +132,33 @@ impl Client {
                 Err(Error::Timeout(timeout))
             }
         }
+    }
+
+    /// Reads a room's or channel's retained messages: each publication is the frame as it
+    /// was delivered, with its `offset` (turn it into an [`Event`] with `Event::from`).
+    /// Fails with [`Error::Server`] (`FORBIDDEN` without the right to join or subscribe,
+    /// `INVALID_MESSAGE` when history is off or the limit is too large).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard_client::Client) -> Result<(), switchboard_client::Error> {
+    /// use switchboard_client::HistoryQuery;
+    ///
+    /// let page = client.history(HistoryQuery::room("general").limit(50)).await?;
+    /// for message in &page.publications {
+    ///     println!("{:?} {}", message.offset, message.payload["content"]);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPayload<Frame>, Error> {
+        let reply = self
+            .request(
+                ClientKind::History.as_str(),
+                query.payload(),
+                DEFAULT_REQUEST_TIMEOUT,
+            )
+            .await?;
+        history::page(reply)
     }
 
     /// A room: join, leave, send.
@@ -207,6 +248,13 @@ impl Room<'_> {
             .await
     }
 
+    /// Where the client is in the room's stream: the epoch and the last offset received or
+    /// acked. Sent as `since` when the room is rejoined after a reconnect. `None` before the
+    /// first join, after leaving, or when history is off.
+    pub fn position(&self) -> Option<StreamPosition> {
+        (self.client.shared()).position(&StreamKey::Room(self.name.clone()))
+    }
+
     /// Queues a `message` with `content` to the room's other members.
     pub fn send(&self, content: impl Serialize) -> Result<(), Error> {
         let content = to_value(content)?;
@@ -249,6 +297,11 @@ impl Channel<'_> {
                 DEFAULT_REQUEST_TIMEOUT,
             )
             .await
+    }
+
+    /// Where the client is in the channel's stream, as [`Room::position`].
+    pub fn position(&self) -> Option<StreamPosition> {
+        (self.client.shared()).position(&StreamKey::Channel(self.name.clone()))
     }
 
     /// Queues a publication of `data` to the channel's subscribers.

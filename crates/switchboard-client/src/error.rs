@@ -37,6 +37,16 @@ pub enum Error {
         /// For `RATE_LIMITED`: milliseconds until a frame is accepted again.
         retry_after: Option<u64>,
     },
+    /// The server answered with a frame of another type or shape than the request expects
+    /// (e.g. `history` from a server that predates it).
+    #[error("unexpected reply `{kind}` to the request")]
+    UnexpectedReply {
+        /// The reply's type.
+        kind: String,
+        /// Why its payload could not be read, when it had the expected type.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
     /// The server refused the connection (HTTP 401/403 at the handshake, or close 1008);
     /// the client does not reconnect.
     #[error("the server refused the connection: {0}")]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use switchboard_protocol::{ConnectPayload, ErrorPayload, ServerKind};
+use switchboard_protocol::{ConnectPayload, ErrorPayload, ServerKind, StreamPosition};
 
-/// A server frame as received: `{type, payload, room?, channel?, userId?, timestamp?, id?}`.
+/// A server frame as received: `{type, payload, room?, channel?, userId?, timestamp?, offset?,
+/// id?}`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -26,6 +27,8 @@ pub struct Frame {
     pub user_id: Option<String>,
     /// When the server sent it, in ms since the epoch.
     pub timestamp: Option<u64>,
+    /// A room message's or channel publication's place in its stream (history on).
+    pub offset: Option<u64>,
     /// The id of the client frame it answers.
     pub id: Option<Value>,
 }
@@ -106,6 +109,13 @@ pub enum Event {
     /// The client stopped for good; no events follow.
     Closed(ClosedBy),
     /// `room_joined`: this connection is in `room`.
+    ///
+    /// After a reconnect the client rejoins with the last position it had (`since`), and
+    /// `recovered` is the server's verdict: `Some(true)`, the missed messages follow as
+    /// [`Event::Message`]s, in order, each once, then live ones; `Some(false)`, messages may
+    /// have been missed and none are replayed: reload the room from the application's own
+    /// source of truth (or [`Client::history`](crate::Client::history)). `None` for a join
+    /// without `since` (the first one).
     RoomJoined {
         /// The room.
         room: String,
@@ -113,6 +123,10 @@ pub enum Event {
         members: Vec<Presence>,
         /// The exact member count.
         member_count: u64,
+        /// The room's latest position when the server answered (`None`: history is off).
+        position: Option<StreamPosition>,
+        /// Whether what was missed since the last connection is replayed (see above).
+        recovered: Option<bool>,
     },
     /// `room_left`: this connection left `room`.
     RoomLeft {
@@ -141,6 +155,8 @@ pub enum Event {
         user_id: Option<String>,
         /// When the server sent it, in ms since the epoch.
         timestamp: Option<u64>,
+        /// Its place in the room's stream (`None`: history is off).
+        offset: Option<u64>,
         /// The payload as sent, without `room`.
         payload: Value,
     },
@@ -161,13 +177,21 @@ pub enum Event {
         user_id: Option<String>,
         /// When it was published, in ms since the epoch.
         timestamp: Option<u64>,
+        /// Its place in the channel's stream (`None`: history is off).
+        offset: Option<u64>,
         /// The published data.
         data: Value,
     },
-    /// `subscribed`: the channel subscription is in place.
+    /// `subscribed`: the channel subscription is in place. `recovered` as for
+    /// [`Event::RoomJoined`]; the replay arrives as [`Event::Publish`]es.
     Subscribed {
         /// The channel.
         channel: String,
+        /// The channel's latest position (`None`: history is off, or a pattern or
+        /// `presence:` channel, which have no stream).
+        position: Option<StreamPosition>,
+        /// Whether what was missed since the last connection is replayed.
+        recovered: Option<bool>,
     },
     /// `unsubscribed`: the channel subscription is gone.
     Unsubscribed {
@@ -187,14 +211,16 @@ pub enum Event {
     Other(Frame),
 }
 
-impl Event {
-    /// The typed event of a server frame. Frames the client handles itself (`connect`, `ack`,
-    /// `ping`, `pong`) are not passed through this.
-    pub(crate) fn from_frame(frame: Frame) -> Self {
+impl From<Frame> for Event {
+    /// The typed event of a server frame, such as one of a
+    /// [`Client::history`](crate::Client::history) page's publications; [`Event::Other`] for
+    /// a frame of another type or shape.
+    fn from(frame: Frame) -> Self {
         typed(&frame).unwrap_or(Self::Other(frame))
     }
 }
 
+/// Payload of `room_joined`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Joined {
@@ -202,11 +228,31 @@ struct Joined {
     #[serde(default)]
     members: Vec<Presence>,
     member_count: u64,
+    #[serde(flatten)]
+    stream: Stream,
 }
 
+/// Payload of `subscribed`.
 #[derive(Deserialize)]
 struct Named {
     channel: String,
+    #[serde(flatten)]
+    stream: Stream,
+}
+
+/// The stream fields of `room_joined` and `subscribed`.
+#[derive(Deserialize)]
+struct Stream {
+    offset: Option<u64>,
+    epoch: Option<String>,
+    recovered: Option<bool>,
+}
+
+impl Stream {
+    fn position(self) -> Option<StreamPosition> {
+        let (offset, epoch) = self.offset.zip(self.epoch)?;
+        Some(StreamPosition { offset, epoch })
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
@@ -220,10 +266,13 @@ fn typed(frame: &Frame) -> Option<Event> {
     Some(match ServerKind::parse(&frame.kind)? {
         ServerKind::RoomJoined => {
             let joined: Joined = parse(&frame.payload)?;
+            let recovered = joined.stream.recovered;
             Event::RoomJoined {
                 room: joined.room,
                 members: joined.members,
                 member_count: joined.member_count,
+                position: joined.stream.position(),
+                recovered,
             }
         }
         ServerKind::RoomLeft => Event::RoomLeft { room: room()? },
@@ -239,6 +288,7 @@ fn typed(frame: &Frame) -> Option<Event> {
             room: room()?,
             user_id: frame.user_id.clone(),
             timestamp: frame.timestamp,
+            offset: frame.offset,
             payload: frame.payload.clone(),
         },
         ServerKind::Broadcast => Event::Broadcast {
@@ -250,11 +300,18 @@ fn typed(frame: &Frame) -> Option<Event> {
             channel: frame.channel.clone()?,
             user_id: frame.user_id.clone(),
             timestamp: frame.timestamp,
+            offset: frame.offset,
             data: frame.payload.clone(),
         },
-        ServerKind::Subscribed => Event::Subscribed {
-            channel: parse::<Named>(&frame.payload)?.channel,
-        },
+        ServerKind::Subscribed => {
+            let named: Named = parse(&frame.payload)?;
+            let recovered = named.stream.recovered;
+            Event::Subscribed {
+                channel: named.channel,
+                position: named.stream.position(),
+                recovered,
+            }
+        }
         ServerKind::Unsubscribed => Event::Unsubscribed {
             channel: parse::<Named>(&frame.payload)?.channel,
         },
@@ -282,14 +339,14 @@ mod tests {
 
     fn event(value: Value) -> Event {
         let frame: Frame = serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"));
-        Event::from_frame(frame)
+        Event::from(frame)
     }
 
     #[test]
     fn server_frames_become_typed_events() {
         let message = event(
             json!({"type": "message", "room": "general", "userId": "alice",
-            "timestamp": 1, "payload": {"content": "hi"}}),
+            "timestamp": 1, "offset": 4, "payload": {"content": "hi"}}),
         );
         assert_eq!(
             message,
@@ -297,22 +354,40 @@ mod tests {
                 room: "general".into(),
                 user_id: Some("alice".into()),
                 timestamp: Some(1),
+                offset: Some(4),
                 payload: json!({"content": "hi"})
             }
         );
         let joined = event(
             json!({"type": "room_joined", "room": "r", "payload": {"room": "r",
-            "members": [{"userId": "a", "status": "online", "lastSeen": 5}], "memberCount": 1}}),
+            "members": [{"userId": "a", "status": "online", "lastSeen": 5}], "memberCount": 1,
+            "offset": 3, "epoch": "e", "recovered": false}}),
         );
         let Event::RoomJoined {
             members,
             member_count,
+            position,
+            recovered,
             ..
         } = joined
         else {
             panic!("{joined:?}")
         };
         assert_eq!((members[0].user_id.as_str(), member_count), ("a", 1));
+        let expected = StreamPosition {
+            offset: 3,
+            epoch: "e".into(),
+        };
+        assert_eq!((position, recovered), (Some(expected), Some(false)));
+        let subscribed = event(json!({"type": "subscribed", "payload": {"channel": "room:*"}}));
+        assert_eq!(
+            subscribed,
+            Event::Subscribed {
+                channel: "room:*".into(),
+                position: None,
+                recovered: None
+            }
+        );
         let publication = event(json!({"type": "publish", "channel": "c", "payload": [1]}));
         assert!(
             matches!(publication, Event::Publish { channel, user_id: None, .. } if channel == "c")

@@ -10,6 +10,9 @@
 //!   full queue fails with [`Error::QueueFull`]; nothing already queued is dropped.
 //! - **Restore after reconnect**: rooms are rejoined, channels resubscribed and presence set
 //!   again before the queue is flushed, so queued room messages find their room.
+//! - **Recovery**: the client keeps its position (epoch and last offset) in every room and
+//!   channel, rejoins with it, and tells the application whether the server replayed what it
+//!   missed (see below); [`Client::history`] reads a stream's retained messages.
 //! - **Heartbeat**: an app-level `ping` every interval; no `pong` within the deadline (or a
 //!   write that hangs that long) and the connection is replaced, even when TCP looks alive
 //!   ([`Heartbeat`]). The server's own `ping` frames are answered.
@@ -21,6 +24,47 @@
 //!
 //! Delivery is at most once per connection: a frame is taken off the queue once written to
 //! the socket, and a frame written just before a connection dies may be lost.
+//!
+//! ## Recovery after a reconnect
+//!
+//! With history on (the server's default), every room message and channel publication has
+//! an offset in its stream ([`Event::Message`]`::offset`, [`Event::Publish`]`::offset`). The
+//! client remembers, per room and exact channel, the stream's epoch and the highest offset it
+//! received (or was acked for its own message: room messages and publications to a followed
+//! stream are sent with an id for that). After a reconnect it rejoins with that position as
+//! `since`, and the reply's event carries the verdict:
+//!
+//! - [`Event::RoomJoined`] / [`Event::Subscribed`] with `recovered: Some(true)`: every
+//!   message missed meanwhile follows, in order and once, as ordinary [`Event::Message`] /
+//!   [`Event::Publish`] events, then live ones. Nothing to do.
+//! - `recovered: Some(false)`: the server no longer has them (they fell out of its history,
+//!   or it restarted). Nothing is replayed; reload from the application's own source of
+//!   truth, or read what the server still has with [`Client::history`].
+//! - `recovered: None`: a join without a position (the first one).
+//!
+//! ```no_run
+//! # async fn run(client: switchboard_client::Client, mut events: switchboard_client::Events)
+//! # -> Result<(), switchboard_client::Error> {
+//! use switchboard_client::{Event, HistoryQuery};
+//!
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::RoomJoined { room, recovered: Some(false), .. } => {
+//!             // Messages may be missing: show the last 50 the server kept instead.
+//!             let page = client.history(HistoryQuery::room(&room).limit(50)).await?;
+//!             for frame in page.publications {
+//!                 println!("{room} (reloaded): {}", frame.payload["content"]);
+//!             }
+//!         }
+//!         Event::Message { room, offset, payload, .. } => {
+//!             println!("{room} #{offset:?}: {}", payload["content"]);
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -49,6 +93,8 @@
 //! - `config`: [`ClientConfig`], [`Reconnect`], [`Heartbeat`].
 //! - `client`: [`Client`], [`Room`], [`Channel`], [`Events`].
 //! - `event`: [`Event`] and the wire [`Frame`].
+//! - `history`: [`HistoryQuery`], a `history` request.
+//! - `position`: the position in each stream, kept from the frames that arrive.
 //! - `shared`: the queue, waiting requests and what to restore, shared with the task.
 //! - `task`: the connection task (connect, restore, flush, route, heartbeat, reconnect).
 //!
@@ -59,6 +105,8 @@ mod client;
 mod config;
 mod error;
 mod event;
+mod history;
+mod position;
 mod shared;
 mod task;
 
@@ -66,5 +114,7 @@ pub use client::{Channel, Client, DEFAULT_REQUEST_TIMEOUT, Events, Room, Status}
 pub use config::{ClientConfig, Heartbeat, Reconnect};
 pub use error::Error;
 pub use event::{ClosedBy, ConnectInfo, Event, Frame, Presence};
+pub use history::HistoryQuery;
 pub use rustls;
 pub use switchboard_protocol;
+pub use switchboard_protocol::{HistoryPayload, StreamPosition};

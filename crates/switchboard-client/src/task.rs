@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_protocol::{ClientKind, CloseCode, ErrorPayload, ServerKind};
+use switchboard_protocol::{ClientKind, CloseCode, ErrorPayload, ServerKind, StreamPosition};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -110,6 +110,7 @@ impl Task {
                         let _ = ready.send(Ok(()));
                     }
                     let ended = self.session(ws).await;
+                    self.shared.connection_lost();
                     if let Ended::Lost { code, reason } = &ended {
                         self.emit(Event::Disconnected {
                             code: *code,
@@ -255,23 +256,29 @@ impl Task {
             }
             _ => {}
         }
+        // Before the frame is answered or passed on: whoever sees it next may rejoin or ask
+        // for history from the position it leaves.
+        self.shared.observe(&frame);
         let is_error = kind == Some(ServerKind::Error);
-        let mut answered_error = false;
+        let mut answered = false;
         if let Some(id) = frame.reply_to() {
             let reply = if is_error {
                 Err(server_error(&frame.payload))
             } else {
                 Ok(frame.clone())
             };
-            answered_error = self.shared.resolve(&id, reply) && is_error;
+            answered = self.shared.resolve(&id, reply);
         }
-        // Protocol plumbing is not an event; neither is an error its request already got.
+        // Protocol plumbing is not an event; neither is an error or a history page that its
+        // request already got.
         let plumbing = matches!(
             kind,
             Some(ServerKind::Pong | ServerKind::Ack | ServerKind::Connect)
         );
-        if !plumbing && !answered_error {
-            self.emit(Event::from_frame(frame)).await;
+        let only_a_reply =
+            answered && matches!(kind, Some(ServerKind::Error | ServerKind::History));
+        if !plumbing && !only_a_reply {
+            self.emit(Event::from(frame)).await;
         }
         None
     }
@@ -321,16 +328,14 @@ fn handshake_failure(error: tungstenite::Error) -> Ended {
     }
 }
 
-/// The frames that put a new connection where the last one was: rooms, channels, presence.
+/// The frames that put a new connection where the last one was: rooms and channels, each
+/// with the position to recover from (`since`), and presence.
 fn restore_frames(shared: &Shared) -> Vec<String> {
     let restore = shared.restore();
-    let rooms = restore
-        .rooms
-        .iter()
-        .map(|room| json!({"type": ClientKind::JoinRoom.as_str(), "payload": {"room": room}}));
-    let channels = restore.channels.iter().map(
-        |channel| json!({"type": ClientKind::Subscribe.as_str(), "payload": {"channel": channel}}),
-    );
+    let rooms = (restore.rooms.into_iter())
+        .map(|(room, since)| rejoin(ClientKind::JoinRoom, json!({"room": room}), since));
+    let channels = (restore.channels.into_iter())
+        .map(|(channel, since)| rejoin(ClientKind::Subscribe, json!({"channel": channel}), since));
     let presence = restore
         .presence
         .map(|payload| json!({"type": ClientKind::Presence.as_str(), "payload": payload}));
@@ -339,6 +344,14 @@ fn restore_frames(shared: &Shared) -> Vec<String> {
         .chain(presence)
         .map(|frame| frame.to_string())
         .collect()
+}
+
+/// A `join_room` or `subscribe` frame, asking for what followed `since` when there is one.
+fn rejoin(kind: ClientKind, mut payload: Value, since: Option<StreamPosition>) -> Value {
+    if let Some(since) = since {
+        payload["since"] = json!(since);
+    }
+    json!({"type": kind.as_str(), "payload": payload})
 }
 
 /// Writes one frame; a write that cannot finish in `limit` means the connection is dead.

@@ -91,6 +91,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
             room: "general".into(),
             user_id: Some("alice".into()),
             timestamp: message_timestamp(&message),
+            offset: Some(1),
             payload: json!({"content": "Hello"})
         }
     );
@@ -111,6 +112,7 @@ async fn rooms_channels_and_presence_arrive_as_typed_events() {
             channel: "news".into(),
             user_id: Some("alice".into()),
             timestamp: message_timestamp(&publication),
+            offset: Some(1),
             data: json!({"headline": "rust"})
         }
     );

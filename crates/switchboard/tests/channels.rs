@@ -52,14 +52,15 @@ async fn publications_reach_every_subscriber_and_only_them() {
             channel,
             user_id,
             timestamp,
+            offset,
             data,
         } = publication
         else {
             unreachable!()
         };
         assert_eq!(
-            (channel.as_str(), user_id.as_deref()),
-            ("event:login", Some("alice"))
+            (channel.as_str(), user_id.as_deref(), offset),
+            ("event:login", Some("alice"), Some(1))
         );
         assert_eq!(data, json!({"user": 42}));
         assert!(timestamp.unwrap() > 0);
