@@ -301,17 +301,17 @@ impl History {
             + self.channels.sweep(cutoff, channel_in_use, &self.counts)
     }
 
-    /// Cluster mode: marks a read under way on every synced copy that has none; returns them
-    /// (to read the store for what they may have missed).
-    pub(super) fn start_reads(&self, now: u64) -> Vec<StreamId> {
+    /// Cluster mode: puts every synced copy in doubt (the broker was cut); returns those that
+    /// need a read of the store (for what they may have missed, or a lost stream).
+    pub(super) fn doubt_all(&self, now: u64) -> Vec<StreamId> {
         let mut started = Vec::new();
         for (room, stream) in self.rooms.all() {
-            if self.locked(stream, now).start_read() {
+            if self.locked(stream, now).doubt() {
                 started.push(StreamId::Room(room));
             }
         }
         for (channel, stream) in self.channels.all() {
-            if self.locked(stream, now).start_read() {
+            if self.locked(stream, now).doubt() {
                 started.push(StreamId::Channel(channel));
             }
         }

@@ -171,3 +171,137 @@ fn the_sweep_keeps_streams_in_use_or_young_and_a_new_stream_has_a_new_epoch() {
         "its history is gone: a new epoch says so"
     );
 }
+
+/// A cluster node's copy of a stream: (frame text) deliveries and what the copy asks for.
+mod mirrored {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::hub::history::{StoreState, Stored};
+
+    fn copy() -> History {
+        History::new(
+            HistoryConfig {
+                size: 100,
+                ttl: Duration::from_secs(600),
+            },
+            true,
+        )
+    }
+
+    fn frame(offset: u64) -> (Bytes, Option<crate::ids::ConnId>) {
+        (Bytes::from(offset.to_string()), None)
+    }
+
+    fn delivered(arrival: &Arrival) -> Vec<u64> {
+        arrival
+            .deliver
+            .iter()
+            .map(|(frame, _)| std::str::from_utf8(frame).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    fn read(epoch: &str, top: u64, offsets: std::ops::RangeInclusive<u64>) -> StoreState {
+        StoreState {
+            epoch: Arc::from(epoch),
+            top,
+            messages: offsets
+                .map(|offset| Stored {
+                    offset,
+                    at: 0,
+                    frame: frame(offset).0,
+                    except: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_join_waits_for_the_first_read_and_messages_meanwhile_are_kept() {
+        let history = copy();
+        let room = room("r");
+        let mut stream = history.room(&room, 0);
+        assert!(!stream.synced());
+        let answered = Arc::new(AtomicUsize::new(0));
+        let seen = answered.clone();
+        let start = stream.when_synced(Box::new(move |stream| {
+            assert!(stream.synced());
+            seen.store(stream.position().offset as usize, Ordering::SeqCst);
+        }));
+        assert!(start, "the first waiter starts the read");
+        assert!(
+            !stream.when_synced(Box::new(|_| {})),
+            "one read for all waiters"
+        );
+        // Published while the read runs: kept, not delivered (nobody is a member yet).
+        assert!(delivered(&stream.receive("e1", 6, frame(6))).is_empty());
+        let mut arrival = stream.apply_read(read("e1", 5, 1..=5));
+        assert!(arrival.deliver.is_empty(), "no member had anything");
+        assert_eq!(arrival.deferred.len(), 2);
+        for answer in std::mem::take(&mut arrival.deferred) {
+            answer(&mut stream);
+        }
+        assert_eq!(answered.load(Ordering::SeqCst), 6, "the waiter saw 1..=6");
+        assert_eq!(offsets(&stream.read(None, 10)), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn messages_come_out_in_order_once_and_a_gap_waits_for_a_read() {
+        let history = copy();
+        let room = room("r");
+        let mut stream = history.room(&room, 0);
+        stream.when_synced(Box::new(|_| {}));
+        let _ = stream.apply_read(read("e1", 2, 1..=2));
+        assert_eq!(delivered(&stream.receive("e1", 3, frame(3))), [3]);
+        assert!(
+            delivered(&stream.receive("e1", 3, frame(3))).is_empty(),
+            "a duplicate"
+        );
+        let gap = stream.receive("e1", 6, frame(6));
+        assert!(
+            gap.deliver.is_empty() && gap.read,
+            "4 and 5 are missing: read the store"
+        );
+        let more = stream.receive("e1", 7, frame(7));
+        assert!(more.deliver.is_empty() && !more.read, "one read at a time");
+        let filled = stream.apply_read(read("e1", 7, 1..=7));
+        assert_eq!(
+            delivered(&filled),
+            [4, 5, 6, 7],
+            "the gap, then what waited, in order"
+        );
+        assert!(!filled.read);
+    }
+
+    #[test]
+    fn a_doubted_copy_holds_joins_and_a_new_epoch_starts_it_over() {
+        let history = copy();
+        let room = room("r");
+        let mut stream = history.room(&room, 0);
+        stream.when_synced(Box::new(|_| {}));
+        let _ = stream.apply_read(read("e1", 3, 1..=3));
+        assert!(stream.doubt(), "a read for the doubt");
+        assert!(!stream.synced(), "joins wait");
+        assert!(stream.current(), "members are still served");
+        assert!(
+            !stream.when_synced(Box::new(|_| {})),
+            "the read is under way"
+        );
+        assert!(
+            delivered(&stream.receive("e2", 1, frame(1))).is_empty(),
+            "held in doubt"
+        );
+        let fresh = stream.apply_read(read("e2", 1, 1..=1));
+        assert_eq!(
+            delivered(&fresh),
+            [1],
+            "the new epoch's message reaches the members"
+        );
+        assert_eq!(fresh.deferred.len(), 1);
+        assert_eq!(stream.position().epoch, "e2");
+        assert_eq!(stream.position().offset, 1);
+        stream.unsync();
+        assert!(!stream.synced() && !stream.current());
+    }
+}

@@ -30,6 +30,9 @@ pub(super) struct Mirror {
     synced: bool,
     /// A read of the store is under way.
     reading: bool,
+    /// The copy may be wrong (the broker was cut: the store may have lost the stream): joins
+    /// wait for the read under way.
+    doubted: bool,
     /// Messages that arrived ahead of a gap, or before the first read, by offset (with the
     /// epoch they belong to).
     pending: BTreeMap<u64, (Arc<str>, Delivery)>,
@@ -69,8 +72,17 @@ pub(in crate::hub) struct Arrival {
 }
 
 impl Locked<'_> {
-    /// Whether the stream can be used as it is: a lone node's always, a copy once synced.
+    /// Whether the stream can be used as it is: a lone node's always, a copy once synced and
+    /// while not in doubt.
     pub(in crate::hub) fn synced(&self) -> bool {
+        self.stream
+            .mirror
+            .as_ref()
+            .is_none_or(|mirror| mirror.synced && !mirror.doubted)
+    }
+
+    /// Whether the copy is kept current (it receives the store's messages), doubted or not.
+    pub(in crate::hub) fn current(&self) -> bool {
         self.stream
             .mirror
             .as_ref()
@@ -89,7 +101,7 @@ impl Locked<'_> {
     /// whether the caller must start a read of the store.
     pub(in crate::hub) fn when_synced(&mut self, action: Deferred) -> bool {
         match &mut self.stream.mirror {
-            Some(mirror) if !mirror.synced => {
+            Some(mirror) if !mirror.synced || mirror.doubted => {
                 mirror.deferred.push(action);
                 !std::mem::replace(&mut mirror.reading, true)
             }
@@ -100,11 +112,24 @@ impl Locked<'_> {
         }
     }
 
-    /// Marks a read of the store under way (to look for a gap after the broker reconnected).
-    /// Returns false when one already is, or when there is nothing to copy.
-    pub(in crate::hub) fn start_read(&mut self) -> bool {
+    /// Marks a read of the store under way (to fill a gap). Returns false when one already
+    /// is, or when there is nothing to copy.
+    fn start_read(&mut self) -> bool {
         match &mut self.stream.mirror {
             Some(mirror) if mirror.synced => !std::mem::replace(&mut mirror.reading, true),
+            _ => false,
+        }
+    }
+
+    /// The broker was cut: what the copy holds is in doubt until a read of the store (which
+    /// may have lost the stream) is applied; joins wait for it. Returns whether the caller must
+    /// start that read.
+    pub(in crate::hub) fn doubt(&mut self) -> bool {
+        match &mut self.stream.mirror {
+            Some(mirror) if mirror.synced => {
+                mirror.doubted = true;
+                !std::mem::replace(&mut mirror.reading, true)
+            }
             _ => false,
         }
     }
@@ -113,6 +138,7 @@ impl Locked<'_> {
     pub(in crate::hub) fn unsync(&mut self) {
         if let Some(mirror) = &mut self.stream.mirror {
             mirror.synced = false;
+            mirror.doubted = false;
             mirror.pending.clear();
         }
     }
@@ -125,7 +151,7 @@ impl Locked<'_> {
             return Arrival::default();
         };
         let epoch: Arc<str> = Arc::from(epoch);
-        if !mirror.synced {
+        if !mirror.synced || mirror.doubted {
             mirror.pending.insert(offset, (epoch, frame));
             return Arrival::default();
         }
@@ -170,6 +196,7 @@ impl Locked<'_> {
             return Arrival::default();
         };
         mirror.reading = false;
+        mirror.doubted = false;
         let was_synced = std::mem::replace(&mut mirror.synced, true);
         let deferred = std::mem::take(&mut mirror.deferred);
         mirror

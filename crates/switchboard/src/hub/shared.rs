@@ -87,7 +87,7 @@ impl Hub {
     pub(super) fn receive_stream(&self, message: StreamMessage) {
         let frame = frame::frame(OpCode::Text, &message.json);
         let mut stream = self.lock_stream(&message.stream);
-        let arrival = if stream.synced() || stream.reading() {
+        let arrival = if stream.current() || stream.reading() {
             // A copy being read keeps the message until the read is applied.
             stream.receive(&message.epoch, message.offset, (frame, message.except))
         } else {
@@ -119,7 +119,7 @@ impl Hub {
     /// The broker reached the other nodes again: every synced copy reads the store for what
     /// it may have missed meanwhile.
     pub(super) fn refill(&self) {
-        for id in self.inner.history.start_reads(self.now_ms()) {
+        for id in self.inner.history.doubt_all(self.now_ms()) {
             self.read_stream(id);
         }
     }

@@ -174,13 +174,13 @@ impl Hub {
     ) -> Answered {
         let inner = &self.inner;
         if !inner.history.enabled() {
-            let new = self.add_member(room, conn);
             let join = RoomJoin {
-                members: self.member_list(room, MAX_MEMBERS_LISTED),
+                members: self.members_with(room, conn),
                 position: None,
                 recovered: request.since.map(|_| false),
             };
             self.deliver_counted(conn, &(request.reply)(&join));
+            let new = self.add_member(room, conn);
             return Answered::Now { new };
         }
         let mut stream = inner.history.room(room, self.now_ms());
@@ -214,14 +214,14 @@ impl Hub {
                 channel
             }
             _ => {
-                let new = inner
-                    .channels
-                    .add(spec, Subscriber::Conn(conn), &inner.cluster);
                 let subscribed = Subscribed {
                     position: None,
                     recovered: request.since.map(|_| false),
                 };
                 self.deliver_counted(conn, &(request.reply)(&subscribed));
+                let new = inner
+                    .channels
+                    .add(spec, Subscriber::Conn(conn), &inner.cluster);
                 return Answered::Now { new };
             }
         };
@@ -240,7 +240,9 @@ impl Hub {
         })
     }
 
-    /// Joins under the stream's lock: membership, reply, replay.
+    /// Joins under the stream's lock: reply, replay, then membership, so that the reply comes
+    /// before anything sent to the room after it (stream messages wait for the lock; other
+    /// frames, such as notices, reach members only).
     fn join_locked(
         &self,
         stream: &mut Locked<'_>,
@@ -249,19 +251,30 @@ impl Hub {
         since: Option<StreamPosition>,
         reply: Box<dyn FnOnce(&RoomJoin) -> Bytes + Send>,
     ) -> bool {
-        let new = self.add_member(room, conn);
         let recovery = since.map(|since| stream.recover(&since));
         let join = RoomJoin {
-            members: self.member_list(room, MAX_MEMBERS_LISTED),
+            members: self.members_with(room, conn),
             position: Some(stream.position()),
             recovered: recovery.as_ref().map(Recovery::recovered),
         };
         self.deliver_counted(conn, &reply(&join));
         self.replay(conn, recovery);
-        new
+        self.add_member(room, conn)
     }
 
-    /// Subscribes under the stream's lock: subscription, reply, replay.
+    /// The room's members as they are once `conn` has joined.
+    fn members_with(&self, room: &RoomId, conn: &ConnHandle) -> MemberList {
+        let mut members = self.member_list(room, MAX_MEMBERS_LISTED);
+        if !members.users.contains(conn.user()) && !self.inner.rooms.has_user(room, conn.user()) {
+            members.count += 1;
+            if members.users.len() < MAX_MEMBERS_LISTED {
+                members.users.push(conn.user().clone());
+            }
+        }
+        members
+    }
+
+    /// Subscribes under the stream's lock: reply, replay, then the subscription.
     fn subscribe_locked(
         &self,
         stream: &mut Locked<'_>,
@@ -271,9 +284,6 @@ impl Hub {
         reply: Box<dyn FnOnce(&Subscribed) -> Bytes + Send>,
     ) -> bool {
         let inner = &self.inner;
-        let new = inner
-            .channels
-            .add(spec, Subscriber::Conn(conn), &inner.cluster);
         let recovery = since.map(|since| stream.recover(&since));
         let subscribed = Subscribed {
             position: Some(stream.position()),
@@ -281,7 +291,9 @@ impl Hub {
         };
         self.deliver_counted(conn, &reply(&subscribed));
         self.replay(conn, recovery);
-        new
+        inner
+            .channels
+            .add(spec, Subscriber::Conn(conn), &inner.cluster)
     }
 
     /// Cluster mode: `answer` runs under the stream's lock once this node holds a synced copy

@@ -337,7 +337,9 @@ impl StreamStore for RedisCluster {
     }
 
     fn available(&self) -> bool {
-        self.shared.publisher.is_up() && self.shared.subscriber.is_up()
+        // Appends go through the publishing connection; until it has failed it is presumed
+        // up (a cut subscriber loses deliveries, which reads fill, not appends).
+        !self.shared.publisher.is_down()
     }
 }
 

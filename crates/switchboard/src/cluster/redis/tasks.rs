@@ -73,6 +73,11 @@ impl Link {
         self.state.load(Ordering::Acquire) == UP
     }
 
+    /// Whether the last attempt failed (not merely: no attempt yet).
+    pub(super) fn is_down(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DOWN
+    }
+
     /// Marks the link up; returns whether that was news worth a log line.
     fn up(&self) -> bool {
         let recovered = self.state.swap(UP, Ordering::AcqRel) == DOWN;
@@ -308,20 +313,21 @@ pub(super) async fn subscriber(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         };
         let (mut sink, mut stream) = pubsub.split();
+        if shared.subscriber.is_down() {
+            // Publications were lost while the subscriber was away, and Redis may have lost
+            // the streams: the hub doubts its copies before this node counts as settled (so
+            // no join is answered from a stale copy), then fills them from the store.
+            if let Some(broker_sink) = shared.broker_sink() {
+                broker_sink.reconnected();
+            }
+        }
         if let Err(error) = resubscribe_all(&shared, &mut sink).await {
             shared.subscriber.down(&error);
             backoff.wait(&cancel).await;
             continue;
         }
-        let recovered = shared.subscriber.up();
+        shared.subscriber.up();
         backoff.reset();
-        if recovered {
-            // Publications were lost while the subscriber was away: the hub fills the gaps
-            // of its streams from the store.
-            if let Some(sink) = shared.broker_sink() {
-                sink.reconnected();
-            }
-        }
         // Redis may have lost this node's state (a restart) and this node may have missed
         // announcements: rewrite ours, reload everyone else's.
         shared.queue(Outgoing::Write(Write::Rewrite));
