@@ -7,12 +7,36 @@
 //! offset, appends it to the stream's capped history and publishes it to every node, the
 //! publishing one included, which delivers it in offset order.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::ids::{ConnId, StreamId};
 
-/// What is called with the outcome of an append: the offset, or why there is none.
-pub type AppendDone = Box<dyn FnOnce(Result<u64, StoreError>) + Send>;
+/// How much history each room and channel keeps (DESIGN.md §7): on a lone node, in its hub;
+/// in a cluster, in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Most messages kept per stream; 0 turns history (and offsets) off.
+    pub size: usize,
+    /// How long a message is kept.
+    pub ttl: Duration,
+}
+
+/// What is called with the outcome of an append: the offset, or the message given back.
+pub type AppendDone = Box<dyn FnOnce(Result<u64, NotAppended>) + Send>;
+
+/// A message the store could not take, given back (its frame's JSON without an offset is
+/// `head` then `tail`) so that the node can still deliver it to its own members.
+#[derive(Debug)]
+pub struct NotAppended {
+    /// Why.
+    pub error: StoreError,
+    /// The frame's JSON before where the offset would have been.
+    pub head: String,
+    /// The rest of it.
+    pub tail: String,
+}
 
 /// What is called with the outcome of a read.
 pub type ReadDone = Box<dyn FnOnce(Result<StoredStream, StoreError>) + Send>;
@@ -30,6 +54,17 @@ pub struct Append {
     pub except: Option<ConnId>,
     /// Called once, with the offset the message got.
     pub done: AppendDone,
+}
+
+impl Append {
+    /// Gives the message back to its sender's callback: the store could not take it.
+    pub fn fail(self, error: StoreError) {
+        (self.done)(Err(NotAppended {
+            error,
+            head: self.head,
+            tail: self.tail,
+        }));
+    }
 }
 
 /// A stream as the store holds it.

@@ -109,14 +109,7 @@ pub struct HubConfig {
     pub echo_endpoint: bool,
 }
 
-/// How much history each room and channel keeps (DESIGN.md §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryConfig {
-    /// Most messages kept per stream; 0 turns history (and offsets) off.
-    pub size: usize,
-    /// How long a message is kept.
-    pub ttl: Duration,
-}
+pub use crate::store::HistoryConfig;
 
 /// Resource limits, each enforced where the resource is taken.
 #[derive(Debug, Clone)]

@@ -68,18 +68,50 @@ impl Hub {
         };
         let hub = Arc::downgrade(inner);
         let ack = ack.map(|(conn, id)| (conn.clone(), id.to_owned()));
+        let local = stream.clone();
         store.append(Append {
             stream,
             head: head.to_owned(),
             tail: tail.to_owned(),
             except,
-            done: Box::new(move |offset| {
-                if let (Some((conn, id)), Some(inner)) = (ack, hub.upgrade()) {
-                    Hub { inner }.deliver_counted(&conn, &ack_frame(&id, offset.ok()));
+            done: Box::new(move |appended| {
+                let Some(inner) = hub.upgrade() else { return };
+                let hub = Hub { inner };
+                let offset = match appended {
+                    Ok(offset) => Some(offset),
+                    Err(not) => {
+                        // The store is out of reach: this node's members get it all the same.
+                        tracing::debug!(error = %not.error, "delivering a message locally only");
+                        let json = format!("{}{}", not.head, not.tail);
+                        let frame = frame::frame(OpCode::Text, json.as_bytes());
+                        hub.deliver_unnumbered(&local, &frame, except);
+                        None
+                    }
+                };
+                if let Some((conn, id)) = ack {
+                    hub.deliver_counted(&conn, &ack_frame(&id, offset));
                 }
             }),
         });
         Sent { delivered, offset }
+    }
+
+    /// Delivers a stream message the store could not number to this node's members (and
+    /// handlers) only, without an offset. Returns the connections reached.
+    fn deliver_unnumbered(
+        &self,
+        stream: &StreamId,
+        frame: &Bytes,
+        except: Option<ConnId>,
+    ) -> usize {
+        match stream {
+            StreamId::Room(room) => self.deliver_local(&Topic::Room(room.clone()), frame, except),
+            StreamId::Channel(channel) => {
+                let recipients = self.deliver_to_subscribers(channel, frame, except);
+                call_handlers(recipients.handlers, frame);
+                recipients.delivered
+            }
+        }
     }
 
     /// A stream message the store published: delivered in offset order through this node's

@@ -35,9 +35,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{Event, Membership, MembershipSink, Replica};
 use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
-use crate::config::HistoryConfig;
 use crate::ids::{NodeId, StreamId};
-use crate::store::{Append, ReadDone, StoreError, StreamStore};
+use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
 use keys::Keys;
 
 /// Most publications and announcements queued for Redis; beyond, they are dropped.
@@ -348,7 +347,7 @@ impl Outgoing {
     /// offset.
     fn fail(self) {
         if let Self::Append(append) = self {
-            (append.done)(Err(StoreError::Unavailable));
+            append.fail(StoreError::Unavailable);
         }
     }
 }

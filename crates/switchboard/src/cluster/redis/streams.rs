@@ -119,7 +119,7 @@ pub(super) async fn finish_appends(
     }
     if let Err(error) = shared.scripts.load(connection).await {
         for append in again {
-            (append.done)(Err(StoreError::Unavailable));
+            append.fail(StoreError::Unavailable);
         }
         return Err(error);
     }
@@ -129,9 +129,7 @@ pub(super) async fn finish_appends(
         add_append(shared, &mut retry, append);
     }
     for append in answer(again, retry.query_async(connection).await)? {
-        (append.done)(Err(StoreError::Failed(
-            "the append script is missing".into(),
-        )));
+        append.fail(StoreError::Failed("the append script is missing".into()));
     }
     Ok(())
 }
@@ -146,7 +144,7 @@ fn answer(
         Ok(replies) => replies,
         Err(error) => {
             for append in appends {
-                (append.done)(Err(StoreError::Unavailable));
+                append.fail(StoreError::Unavailable);
             }
             return Err(error);
         }
@@ -156,8 +154,11 @@ fn answer(
     for append in appends {
         match replies.next() {
             Some(reply) if is_noscript(&reply) => again.push(append),
-            Some(reply) => (append.done)(appended(reply)),
-            None => (append.done)(Err(StoreError::Failed("no reply".into()))),
+            Some(reply) => match appended(reply) {
+                Ok(offset) => (append.done)(Ok(offset)),
+                Err(error) => append.fail(error),
+            },
+            None => append.fail(StoreError::Failed("no reply".into())),
         }
     }
     Ok(again)

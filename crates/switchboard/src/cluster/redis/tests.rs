@@ -25,7 +25,10 @@ fn the_redis_broker_conforms() {
     };
     conformance::run(&|| {
         let node = NodeId::random();
-        let history = crate::config::Config::default().hub.history;
+        let history = crate::store::HistoryConfig {
+            size: 100,
+            ttl: std::time::Duration::from_secs(600),
+        };
         let cluster = RedisCluster::new(&config, node.clone(), history).unwrap();
         cluster.spawn(&tasks, &cancel);
         (node, Arc::new(cluster) as Arc<dyn Broker>)
