@@ -7,8 +7,10 @@
 #   scale   six nodes and one Redis holding 100 000 connections: idle memory per node, one
 #           broadcast to everyone (time until the last connection has it), room messages
 #           whose rooms have members on every node.
+#   history the cross-node fan-out with history off (--history-size 0) and on (100: offsets
+#           from a Redis script, history in Redis streams), three interleaved rounds.
 #
-#   scripts/bench_cluster.sh [cross|scale|all]
+#   scripts/bench_cluster.sh [cross|scale|history|all]
 #
 # Every process it starts (redis-server, the nodes) is stopped by PID when it ends. The Redis
 # CPU of each run is read from /proc and printed after the run's JSON line. Needs: cargo,
@@ -125,9 +127,29 @@ scale() {
   cleanup
 }
 
+history() {
+  local load=(fanout --rooms 10 --subscribers 100 --publishers 1 --rate 100 --duration 10
+              --warmup 2 --size 64)
+  for _ in 1 2 3; do
+    for size in 0 100; do
+      start_redis
+      local pids=()
+      for port in 39411 39412 39413; do
+        node "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT" --history-size "$size"
+        pids+=(--server-pid "$NODE_PID")
+      done
+      bench "${load[@]}" --label "3 nodes, --history-size $size" \
+        --publisher-url ws://127.0.0.1:39411/ --url ws://127.0.0.1:39412/ \
+        --url ws://127.0.0.1:39413/ "${pids[@]}"
+      cleanup
+    done
+  done
+}
+
 case "${1:-all}" in
   cross) cross ;;
   scale) scale ;;
-  all) cross; scale ;;
-  *) echo "usage: $0 [cross|scale|all]" >&2; exit 2 ;;
+  history) history ;;
+  all) cross; scale; history ;;
+  *) echo "usage: $0 [cross|scale|history|all]" >&2; exit 2 ;;
 esac

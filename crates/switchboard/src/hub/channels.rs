@@ -231,11 +231,28 @@ impl Channels {
         }
     }
 
-    /// How many connections but `except` subscribe to `channel`, exactly or by pattern.
+    /// How many connections but `except` subscribe to `channel`, exactly or by pattern (a
+    /// connection subscribed both ways counts once).
     pub(super) fn connection_count(&self, channel: &ChannelId, except: Option<ConnId>) -> usize {
-        let mut subscribers = HashMap::new();
-        self.collect_subscribers(channel, &mut subscribers);
-        subscribers.len() - except.map_or(0, |id| usize::from(subscribers.contains_key(&id)))
+        let patterns = self.patterns.read();
+        let mut matching = patterns
+            .iter()
+            .filter(|(prefix, _)| prefix.matches(channel))
+            .peekable();
+        if matching.peek().is_none() {
+            let exact = self.exact.read(channel);
+            return exact.get(channel).map_or(0, |subscribers| {
+                let excluded = except.is_some_and(|id| subscribers.conns.contains_key(&id));
+                subscribers.conns.len() - usize::from(excluded)
+            });
+        }
+        let mut seen: HashSet<ConnId> = matching
+            .flat_map(|(_, subscribers)| subscribers.conns.keys().copied())
+            .collect();
+        if let Some(subscribers) = self.exact.read(channel).get(channel) {
+            seen.extend(subscribers.conns.keys().copied());
+        }
+        seen.len() - except.map_or(0, |id| usize::from(seen.contains(&id)))
     }
 
     /// Whether `channel` has a local subscriber of its own (patterns aside).

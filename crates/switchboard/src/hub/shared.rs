@@ -39,24 +39,12 @@ impl Hub {
     ) -> Sent {
         let inner = &self.inner;
         let Some(store) = inner.cluster.store().filter(|store| store.available()) else {
-            let frame = frame.encode();
-            let delivered = match &stream {
-                StreamId::Room(room) => {
-                    self.deliver_local(&Topic::Room(room.clone()), &frame, except)
-                }
-                StreamId::Channel(channel) => {
-                    let recipients = self.deliver_to_subscribers(channel, &frame, except);
-                    call_handlers(recipients.handlers, &frame);
-                    recipients.delivered
-                }
-            };
             return Sent {
-                delivered,
+                delivered: self.deliver_unnumbered(&stream, &frame.encode(), except),
                 offset: Offset::None,
             };
         };
-        let json = frame.offset(PLACEHOLDER).json();
-        let (head, tail) = split_at_offset(&json);
+        let (head, tail) = split_at_offset(frame.offset(PLACEHOLDER).json());
         let delivered = match &stream {
             StreamId::Room(room) => inner.rooms.connection_count(room, except),
             StreamId::Channel(channel) => inner.channels.connection_count(channel, except),
@@ -71,8 +59,8 @@ impl Hub {
         let local = stream.clone();
         store.append(Append {
             stream,
-            head: head.to_owned(),
-            tail: tail.to_owned(),
+            head,
+            tail,
             except,
             done: Box::new(move |appended| {
                 let Some(inner) = hub.upgrade() else { return };
@@ -283,13 +271,17 @@ impl Hub {
     }
 }
 
-/// Splits an encoded frame's JSON around its `"offset":PLACEHOLDER,` field.
-fn split_at_offset(json: &str) -> (&str, &str) {
+/// Splits an encoded frame's JSON around its `"offset":PLACEHOLDER,` field (which goes).
+fn split_at_offset(mut json: String) -> (String, String) {
     let field = concat!("\"offset\":", "18446744073709551615", ",");
     // The field is written before the payload, so its first occurrence is the frame's own.
     match json.find(field) {
-        Some(at) => (&json[..at], &json[at + field.len()..]),
-        None => (json, ""),
+        Some(at) => {
+            let tail = json.split_off(at + field.len());
+            json.truncate(at);
+            (json, tail)
+        }
+        None => (json, String::new()),
     }
 }
 
@@ -315,7 +307,7 @@ mod tests {
             .room("r")
             .offset(PLACEHOLDER)
             .json();
-        let (head, tail) = split_at_offset(&json);
+        let (head, tail) = split_at_offset(json);
         assert_eq!(head, r#"{"type":"message","room":"r","#);
         assert!(tail.starts_with(r#""payload":{"content":"#), "{tail}");
         let whole = format!("{head}\"offset\":7,{tail}");
