@@ -1,6 +1,7 @@
-//! Cluster mode over Redis: one [`RedisCluster`] per node is both its [`Broker`] (publications
-//! to other nodes over Redis pub/sub) and its [`Membership`] (state and liveness in Redis keys,
-//! changes on a cluster event channel).
+//! Cluster mode over Redis: one [`RedisCluster`] per node is its [`Broker`] (publications to
+//! other nodes over Redis pub/sub), its [`Membership`] (state and liveness in Redis keys,
+//! changes on a cluster event channel) and its [`StreamStore`] (offsets and history of rooms
+//! and channels, `streams.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
 //! and one subscribing connection per node, whatever the number of rooms or clients. The node
@@ -8,14 +9,20 @@
 //! reference-counts); the wanted set lives here, so after a reconnect everything is
 //! resubscribed.
 //!
-//! Failure model: nothing here blocks the hub. Publications and announcements go through a
-//! bounded queue to the publisher task; when Redis is unreachable they are dropped (at-most-once
-//! delivery across outages) and counted, the node reports `Degraded`, logs the outage once, and
+//! Tasks: the publisher (`tasks.rs`), the subscriber (`subscriber.rs`), liveness
+//! (`liveness.rs`), and a short-lived one per stream read.
+//!
+//! Failure model: nothing here blocks the hub. Publications, appends and announcements go
+//! through a bounded queue to the publisher task; when Redis is unreachable they are dropped
+//! (at-most-once delivery across outages; an append is given back to the hub, which delivers
+//! it to its own members) and counted, the node reports `Degraded`, logs the outage once, and
 //! reconnects with backoff. On reconnect it rewrites its state hash from the hub, announces it,
-//! reloads the other nodes' state, and resubscribes.
+//! reloads the other nodes' state, resubscribes, and the hub reads what its streams missed.
 
 mod keys;
+mod liveness;
 mod streams;
+mod subscriber;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -188,8 +195,8 @@ impl RedisCluster {
                 receiver,
                 cancel.clone(),
             ));
-            tasks.spawn(tasks::subscriber(self.shared.clone(), cancel.clone()));
-            tasks.spawn(tasks::liveness(self.shared.clone(), cancel.clone()));
+            tasks.spawn(subscriber::run(self.shared.clone(), cancel.clone()));
+            tasks.spawn(liveness::run(self.shared.clone(), cancel.clone()));
         }
     }
 

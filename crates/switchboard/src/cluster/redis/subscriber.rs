@@ -1,0 +1,198 @@
+//! The subscriber task of a Redis-backed node: one pub/sub connection receives the other nodes'
+//! publications, the stream messages of the store and the membership announcements, and keeps
+//! its subscriptions equal to what the hub wants, resubscribing everything after a reconnect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, PubSubSink};
+use tokio_util::sync::CancellationToken;
+
+use super::keys::{self, Keys};
+use super::tasks::{Backoff, CONNECT_TIMEOUT, publishing_connection};
+use super::{Announcement, Event, Outgoing, Shared, SubscriptionChange, Write, liveness, streams};
+use crate::broker::Envelope;
+use crate::ids::NodeId;
+
+/// Receives other nodes' publications and announcements; keeps the subscriptions equal to the
+/// wanted set, resubscribing everything after a reconnect.
+pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut backoff = Backoff::new();
+    loop {
+        let connected = tokio::select! {
+            () = cancel.cancelled() => return,
+            result = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.get_async_pubsub()) => result,
+        };
+        let pubsub = match connected {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => {
+                shared.subscriber.down(&error);
+                backoff.wait(&cancel).await;
+                continue;
+            }
+            Err(elapsed) => {
+                shared.subscriber.down(&elapsed);
+                backoff.wait(&cancel).await;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        if shared.subscriber.is_down() {
+            // Publications were lost while the subscriber was away, and Redis may have lost
+            // the streams: the hub doubts its copies before this node counts as settled (so
+            // no join is answered from a stale copy), then fills them from the store.
+            if let Some(broker_sink) = shared.broker_sink() {
+                broker_sink.reconnected();
+            }
+        }
+        if let Err(error) = resubscribe_all(&shared, &mut sink).await {
+            shared.subscriber.down(&error);
+            backoff.wait(&cancel).await;
+            continue;
+        }
+        shared.subscriber.up();
+        backoff.reset();
+        // Redis may have lost this node's state (a restart) and this node may have missed
+        // announcements: rewrite ours, reload everyone else's.
+        shared.queue(Outgoing::Write(Write::Rewrite));
+        if let Some(mut connection) = publishing_connection(&shared).await {
+            let _ = liveness::refresh_peers(&shared, &mut connection).await;
+        }
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = shared.wanted_changed.notified() => {
+                    if let Err(error) = apply_changes(&shared, &mut sink).await {
+                        shared.subscriber.down(&error);
+                        break;
+                    }
+                }
+                message = stream.next() => match message {
+                    Some(message) => handle_message(&shared, &message).await,
+                    None => {
+                        shared.subscriber.down(&"the subscription connection closed");
+                        break;
+                    }
+                },
+            }
+        }
+        shared.settled.store(false, Ordering::Release);
+    }
+}
+
+/// Subscribes everything wanted on a fresh connection.
+async fn resubscribe_all(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+    let (channels, patterns) = {
+        let mut wanted = shared.wanted.lock();
+        wanted.changes.clear();
+        (
+            wanted.channels.iter().cloned().collect::<Vec<_>>(),
+            wanted.patterns.iter().cloned().collect::<Vec<_>>(),
+        )
+    };
+    for chunk in channels.chunks(1000) {
+        sink.subscribe(chunk).await?;
+    }
+    for chunk in patterns.chunks(1000) {
+        sink.psubscribe(chunk).await?;
+    }
+    shared.settle();
+    Ok(())
+}
+
+/// Applies the subscription changes queued since the last call.
+async fn apply_changes(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+    loop {
+        let changes = std::mem::take(&mut shared.wanted.lock().changes);
+        if changes.is_empty() {
+            shared.settle();
+            return Ok(());
+        }
+        for change in changes {
+            match change {
+                SubscriptionChange::Subscribe(name) => sink.subscribe(name).await?,
+                SubscriptionChange::Unsubscribe(name) => sink.unsubscribe(name).await?,
+                SubscriptionChange::PSubscribe(name) => sink.psubscribe(name).await?,
+                SubscriptionChange::PUnsubscribe(name) => sink.punsubscribe(name).await?,
+            }
+        }
+    }
+}
+
+async fn handle_message(shared: &Shared, message: &redis::Msg) {
+    let channel = message.get_channel_name();
+    if channel == shared.keys.events() {
+        handle_announcement(shared, message.get_payload_bytes()).await;
+        return;
+    }
+    let payload = message.get_payload_bytes();
+    if let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) {
+        if let Some(stream_message) = streams::decode(topic, payload) {
+            // A stream message reaches every node, this one included, once (patterns never
+            // carry them twice: see below).
+            if !(message.from_pattern() && shared.wanted.lock().channels.contains(channel)) {
+                sink.deliver_stream(stream_message);
+            }
+            return;
+        }
+    }
+    let Some((origin, frame)) = keys::decode_envelope(payload) else {
+        tracing::debug!(channel, "ignoring an undecodable publication");
+        return;
+    };
+    if origin == shared.node.as_str() {
+        // Our own publication: it was delivered locally before it was published.
+        return;
+    }
+    if message.from_pattern() && shared.wanted.lock().channels.contains(channel) {
+        // The exact subscription delivers it too; once is enough.
+        return;
+    }
+    let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) else {
+        return;
+    };
+    sink.deliver(&Envelope {
+        origin: NodeId::from_trusted(origin),
+        topic,
+        frame: Bytes::copy_from_slice(frame),
+    });
+}
+
+async fn handle_announcement(shared: &Shared, payload: &[u8]) {
+    let Ok(Announcement { origin, event }) = serde_json::from_slice(payload) else {
+        tracing::debug!("ignoring an undecodable announcement");
+        return;
+    };
+    if origin == shared.node {
+        return;
+    }
+    let changes = match event {
+        Event::Reload => {
+            let Some(mut connection) = shared.connection() else {
+                return;
+            };
+            match load_snapshot(&shared.keys, &mut connection, &origin).await {
+                Ok(snapshot) => shared.replica.write().replace(&origin, Some(snapshot)),
+                Err(error) => {
+                    tracing::debug!(%error, node = %origin, "cannot load a node's state");
+                    return;
+                }
+            }
+        }
+        event => shared.replica.write().apply(&origin, event),
+    };
+    shared.announce_changes(changes);
+}
+
+pub(super) async fn load_snapshot(
+    keys: &Keys,
+    connection: &mut ConnectionManager,
+    node: &NodeId,
+) -> redis::RedisResult<crate::cluster::Snapshot> {
+    let fields: HashMap<String, String> = connection.hgetall(keys.state(node)).await?;
+    Ok(keys::parse_snapshot(fields))
+}
