@@ -138,8 +138,8 @@ async fn every_node_shows_the_same_offsets_in_the_same_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_reset_and_rejoining_on_the_other_node_misses_nothing() {
-    const TOTAL: u64 = 1_500;
-    const RESETS: u64 = 50;
+    const TOTAL: u64 = 2_000;
+    const RESETS: u64 = 100;
     let redis = RedisServer::start().await;
     let nodes = [
         node(&redis, "a", 2_000).await,
@@ -189,8 +189,8 @@ async fn a_reader_reset_and_rejoining_on_the_other_node_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_subscriber_resubscribing_on_the_other_node_misses_nothing() {
-    const TOTAL: u64 = 600;
-    const RESETS: u64 = 20;
+    const TOTAL: u64 = 1_000;
+    const RESETS: u64 = 100;
     let redis = RedisServer::start().await;
     let nodes = [
         node(&redis, "a", 1_000).await,
@@ -304,4 +304,41 @@ async fn a_cut_pub_sub_connection_loses_nothing_the_store_kept() {
         );
     }
     no_more_messages(&mut reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_read_from_redis_on_a_node_without_the_room() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a", 100).await, node(&redis, "b", 100).await);
+    let mut writer = a.member("writer", "general").await;
+    for n in 1..=3 {
+        send_acked(&mut writer, "general", n).await;
+    }
+    // Node B has nobody in the room: it holds no copy and reads Redis.
+    let mut reader = b.connect("reader").await;
+    reader
+        .send(json!({"type": "history", "payload": {"room": "general", "limit": 2}, "id": "h"}))
+        .await;
+    let reply = reader.expect("history").await;
+    assert_eq!(reply["id"], "h");
+    assert_eq!(reply["payload"]["offset"], 3);
+    let contents: Vec<&Value> = reply["payload"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|frame| &frame["payload"]["content"])
+        .collect();
+    assert_eq!(contents, [&json!(2), &json!(3)]);
+    assert_eq!(
+        reader.expect("ack").await["id"],
+        "h",
+        "the ack follows the reply"
+    );
+    let epoch = reply["payload"]["epoch"].as_str().unwrap();
+    let path = format!("/api/rooms/general/history?offset=1&epoch={epoch}");
+    let (status, body) = switchboard_testkit::http_json(b.addr, "GET", &path, None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["offset"], 3);
+    assert_eq!(body["publications"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["publications"][0]["offset"], 2);
 }

@@ -304,4 +304,42 @@ mod mirrored {
         stream.unsync();
         assert!(!stream.synced() && !stream.current());
     }
+
+    #[test]
+    fn a_client_ahead_of_this_copy_waits_until_it_caught_up() {
+        let history = copy();
+        let room = room("r");
+        let mut stream = history.room(&room, 0);
+        stream.when_synced(Box::new(|_| {}));
+        let _ = stream.apply_read(read("e1", 3, 1..=3));
+        let ahead = since(5, "e1");
+        assert!(
+            stream.behind(&ahead),
+            "another node already delivered 4 and 5"
+        );
+        assert!(!stream.behind(&since(3, "e1")));
+        assert!(
+            !stream.behind(&since(9, "other")),
+            "another epoch is no position here"
+        );
+        let recovered = Arc::new(AtomicUsize::new(0));
+        let seen = recovered.clone();
+        let read_now = stream.after_catching_up(Box::new(move |stream| {
+            let position = since(5, "e1");
+            if stream.recover(&position).recovered() {
+                seen.store(1, Ordering::SeqCst);
+            }
+        }));
+        assert!(read_now);
+        let mut caught_up = stream.apply_read(read("e1", 6, 1..=6));
+        assert_eq!(
+            delivered(&caught_up),
+            [4, 5, 6],
+            "the members get what the read brought"
+        );
+        for answer in std::mem::take(&mut caught_up.deferred) {
+            answer(&mut stream);
+        }
+        assert_eq!(recovered.load(Ordering::SeqCst), 1);
+    }
 }

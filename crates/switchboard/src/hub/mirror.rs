@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::Locked;
 use crate::ids::ConnId;
+use crate::protocol::StreamPosition;
 
 /// A frame to deliver, and the connection that must not get it (a room message's sender).
 pub(in crate::hub) type Delivery = (Bytes, Option<ConnId>);
@@ -106,6 +107,30 @@ impl Locked<'_> {
                 !std::mem::replace(&mut mirror.reading, true)
             }
             _ => {
+                action(self);
+                false
+            }
+        }
+    }
+
+    /// Cluster mode: whether `since` is ahead of this copy (same epoch, a later offset): the
+    /// client saw, on another node, messages this node has not received yet.
+    pub(in crate::hub) fn behind(&self, since: &StreamPosition) -> bool {
+        self.stream.mirror.is_some()
+            && since.epoch == *self.stream.epoch
+            && since.offset > self.stream.top
+    }
+
+    /// Runs `action` once this copy has caught up with the store (a read, applied). Returns
+    /// whether the caller must start that read.
+    pub(in crate::hub) fn after_catching_up(&mut self, action: Deferred) -> bool {
+        match &mut self.stream.mirror {
+            Some(mirror) => {
+                mirror.doubted = true;
+                mirror.deferred.push(action);
+                !std::mem::replace(&mut mirror.reading, true)
+            }
+            None => {
                 action(self);
                 false
             }

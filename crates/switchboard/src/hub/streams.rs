@@ -184,7 +184,7 @@ impl Hub {
             return Answered::Now { new };
         }
         let mut stream = inner.history.room(room, self.now_ms());
-        if stream.synced() {
+        if stream.synced() && !request.since.as_ref().is_some_and(|s| stream.behind(s)) {
             let new = self.join_locked(&mut stream, room, conn, request.since, request.reply);
             return Answered::Now { new };
         }
@@ -226,7 +226,7 @@ impl Hub {
             }
         };
         let mut stream = inner.history.channel(channel, self.now_ms());
-        if stream.synced() {
+        if stream.synced() && !request.since.as_ref().is_some_and(|s| stream.behind(s)) {
             let new = self.subscribe_locked(&mut stream, spec, conn, request.since, request.reply);
             return Answered::Now { new };
         }
@@ -297,8 +297,9 @@ impl Hub {
     }
 
     /// Cluster mode: `answer` runs under the stream's lock once this node holds a synced copy
-    /// of it. Until then the node receives the stream's messages (so that none is missed
-    /// between the read and the first of them).
+    /// of it, caught up with the store (a client that comes from another node may have seen
+    /// messages this node has not received yet). Until then the node receives the stream's
+    /// messages (so that none is missed between the read and the first of them).
     fn answer_later(
         &self,
         mut stream: Locked<'_>,
@@ -307,11 +308,16 @@ impl Hub {
     ) -> Answered {
         self.inner.cluster.broker().subscribe(&shared_topic(&id));
         let hub = std::sync::Arc::downgrade(&self.inner);
-        let read = stream.when_synced(Box::new(move |stream| {
+        let answer: super::history::Deferred = Box::new(move |stream| {
             if let Some(inner) = hub.upgrade() {
                 answer(&Hub { inner }, stream);
             }
-        }));
+        });
+        let read = if stream.synced() {
+            stream.after_catching_up(answer)
+        } else {
+            stream.when_synced(answer)
+        };
         drop(stream);
         if read {
             self.read_stream(id);
