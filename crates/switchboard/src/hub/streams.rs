@@ -49,7 +49,8 @@ pub(crate) enum Offset {
 }
 
 /// How a join or subscription is answered: its reply (built from what the hub found), and the
-/// client's id for the `ack` that ends an answer given later.
+/// client's id for the `ack` that ends an answer given later (an answer given now is acked by
+/// the caller).
 pub(crate) struct Request<T> {
     /// The client's last position in the stream.
     pub(crate) since: Option<StreamPosition>,
@@ -185,15 +186,17 @@ impl Hub {
         }
         let mut stream = inner.history.room(room, self.now_ms());
         if stream.synced() && !request.since.as_ref().is_some_and(|s| stream.behind(s)) {
-            let new = self.join_locked(&mut stream, room, conn, request.since, request.reply);
+            let new = self.join_locked(&mut stream, room, conn, request);
             return Answered::Now { new };
         }
         let stream_id = StreamId::Room(room.clone());
         let (room, conn) = (room.clone(), conn.clone());
         self.answer_later(stream, stream_id, move |hub, stream| {
             if conn.closing_since().is_none() {
-                hub.join_locked(stream, &room, &conn, request.since, request.reply);
-                hub.ack_later(&conn, request.id);
+                let mut request = request;
+                let id = request.id.take();
+                hub.join_locked(stream, &room, &conn, request);
+                hub.ack_later(&conn, id);
             }
         })
     }
@@ -227,15 +230,17 @@ impl Hub {
         };
         let mut stream = inner.history.channel(channel, self.now_ms());
         if stream.synced() && !request.since.as_ref().is_some_and(|s| stream.behind(s)) {
-            let new = self.subscribe_locked(&mut stream, spec, conn, request.since, request.reply);
+            let new = self.subscribe_locked(&mut stream, spec, conn, request);
             return Answered::Now { new };
         }
         let stream_id = StreamId::Channel(channel.clone());
         let (spec, conn) = (spec.clone(), conn.clone());
         self.answer_later(stream, stream_id, move |hub, stream| {
             if conn.closing_since().is_none() {
-                hub.subscribe_locked(stream, &spec, &conn, request.since, request.reply);
-                hub.ack_later(&conn, request.id);
+                let mut request = request;
+                let id = request.id.take();
+                hub.subscribe_locked(stream, &spec, &conn, request);
+                hub.ack_later(&conn, id);
             }
         })
     }
@@ -248,16 +253,15 @@ impl Hub {
         stream: &mut Locked<'_>,
         room: &RoomId,
         conn: &ConnHandle,
-        since: Option<StreamPosition>,
-        reply: Box<dyn FnOnce(&RoomJoin) -> Bytes + Send>,
+        request: Request<RoomJoin>,
     ) -> bool {
-        let recovery = since.map(|since| stream.recover(&since));
+        let recovery = request.since.map(|since| stream.recover(&since));
         let join = RoomJoin {
             members: self.members_with(room, conn),
             position: Some(stream.position()),
             recovered: recovery.as_ref().map(Recovery::recovered),
         };
-        self.deliver_counted(conn, &reply(&join));
+        self.deliver_counted(conn, &(request.reply)(&join));
         self.replay(conn, recovery);
         self.add_member(room, conn)
     }
@@ -280,16 +284,15 @@ impl Hub {
         stream: &mut Locked<'_>,
         spec: &ChannelSpec,
         conn: &ConnHandle,
-        since: Option<StreamPosition>,
-        reply: Box<dyn FnOnce(&Subscribed) -> Bytes + Send>,
+        request: Request<Subscribed>,
     ) -> bool {
         let inner = &self.inner;
-        let recovery = since.map(|since| stream.recover(&since));
+        let recovery = request.since.map(|since| stream.recover(&since));
         let subscribed = Subscribed {
             position: Some(stream.position()),
             recovered: recovery.as_ref().map(Recovery::recovered),
         };
-        self.deliver_counted(conn, &reply(&subscribed));
+        self.deliver_counted(conn, &(request.reply)(&subscribed));
         self.replay(conn, recovery);
         inner
             .channels
