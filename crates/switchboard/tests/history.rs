@@ -81,6 +81,7 @@ async fn channel_publications_carry_offsets_per_channel_and_patterns_have_none()
         .send_type("subscribe", json!({"channel": "news"}))
         .await;
     let subscribed = reader.expect("subscribed").await;
+    assert_eq!(subscribed["channel"], "news", "like room_joined's room");
     assert_eq!(subscribed["payload"]["offset"], 0);
     assert!(subscribed["payload"]["epoch"].is_string());
     reader

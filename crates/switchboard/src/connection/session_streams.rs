@@ -109,7 +109,9 @@ impl Session {
                 position: subscribed.position.as_ref(),
                 recovered: subscribed.recovered,
             };
+            let channel = name.to_string();
             ServerFrame::new(ServerKind::Subscribed, payload)
+                .channel(&channel)
                 .stamped()
                 .reply_to(reply_id.as_deref())
                 .encode()
