@@ -136,82 +136,76 @@ async fn every_node_shows_the_same_offsets_in_the_same_order() {
     assert_eq!(offsets, (1..=40).collect::<Vec<u64>>());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_reset_and_rejoining_on_the_other_node_misses_nothing() {
-    const TOTAL: u64 = 2_000;
+/// A room or a channel, as the reset tests use them.
+#[derive(Clone, Copy)]
+enum Stream {
+    Room,
+    Channel,
+}
+
+impl Stream {
+    const NAME: &'static str = "feed";
+
+    /// Joins or subscribes, with `since` when given; returns the reply.
+    async fn enter(self, client: &mut Client, since: Option<&Value>) -> Value {
+        match self {
+            Self::Room => join(client, Self::NAME, since).await,
+            Self::Channel => {
+                let payload = json!({"channel": Self::NAME, "since": since});
+                client.send_type("subscribe", payload).await;
+                client.expect("subscribed").await
+            }
+        }
+    }
+
+    /// Sends message `n` and waits for its ack; returns the offset the ack carries.
+    async fn send_acked(self, client: &mut Client, n: u64) -> u64 {
+        match self {
+            Self::Room => send_acked(client, Self::NAME, n).await,
+            Self::Channel => {
+                let payload = json!({"channel": Self::NAME, "data": {"n": n}});
+                client
+                    .send(json!({"type": "publish", "payload": payload, "id": n}))
+                    .await;
+                loop {
+                    let frame = client.recv().await;
+                    if frame["type"] == "ack" && frame["id"] == n {
+                        return frame["payload"]["offset"].as_u64().unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next message of the stream: (offset, the number in it).
+    async fn next(self, client: &mut Client) -> (u64, u64) {
+        match self {
+            Self::Room => next_message(client).await,
+            Self::Channel => publication(client).await,
+        }
+    }
+}
+
+/// A reader reset 100 times, each time coming back on the other node, while a publisher on
+/// node A streams: offsets 1..=TOTAL, each once, in order, every rejoin recovered.
+async fn resets_across_nodes(stream: Stream) {
+    const TOTAL: u64 = 1_500;
     const RESETS: u64 = 100;
     let redis = RedisServer::start().await;
     let nodes = [
         node(&redis, "a", 2_000).await,
         node(&redis, "b", 2_000).await,
     ];
-    let mut reader = nodes[0].connect("reader").await;
-    let joined = join(&mut reader, "feed", None).await;
-    let epoch = joined["payload"]["epoch"].clone();
-    let mut publisher = nodes[0].member("publisher", "feed").await;
-    let publishing = tokio::spawn(async move {
-        for n in 1..=TOTAL {
-            let offset = send_acked(&mut publisher, "feed", n).await;
-            assert_eq!(offset, n, "the publisher is alone in the room");
-        }
-        publisher
-    });
-    let mut next = 1;
-    for round in 1..=RESETS {
-        let target = (TOTAL * round / (RESETS + 1)).max(next);
-        while next <= target {
-            assert_eq!(
-                next_message(&mut reader).await,
-                (next, next),
-                "round {round}"
-            );
-            next += 1;
-        }
-        reader.reset();
-        // Back on the other node every time.
-        let here = &nodes[(round % 2) as usize];
-        reader = here.connect("reader").await;
-        let since = json!({"offset": next - 1, "epoch": epoch});
-        let reply = join(&mut reader, "feed", Some(&since)).await;
-        assert_eq!(
-            reply["payload"]["recovered"], true,
-            "round {round}: {reply}"
-        );
-        assert_eq!(reply["payload"]["epoch"], epoch);
-    }
-    while next <= TOTAL {
-        assert_eq!(next_message(&mut reader).await, (next, next));
-        next += 1;
-    }
-    let _publisher = publishing.await.unwrap();
-    no_more_messages(&mut reader).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channel_subscriber_resubscribing_on_the_other_node_misses_nothing() {
-    const TOTAL: u64 = 1_000;
-    const RESETS: u64 = 100;
-    let redis = RedisServer::start().await;
-    let nodes = [
-        node(&redis, "a", 1_000).await,
-        node(&redis, "b", 1_000).await,
-    ];
-    let subscribe = |since: Option<Value>| json!({"channel": "ticker", "since": since});
     let mut reader = nodes[1].connect("reader").await;
-    reader.send_type("subscribe", subscribe(None)).await;
-    let epoch = reader.expect("subscribed").await["payload"]["epoch"].clone();
+    let epoch = stream.enter(&mut reader, None).await["payload"]["epoch"].clone();
     let mut publisher = nodes[0].connect("publisher").await;
+    if let Stream::Room = stream {
+        stream.enter(&mut publisher, None).await;
+    }
     let publishing = tokio::spawn(async move {
         for n in 1..=TOTAL {
-            let frame = json!({"type": "publish", "payload": {"channel": "ticker", "data": {"n": n}}, "id": n});
-            publisher.send(frame).await;
-            loop {
-                let frame = publisher.recv().await;
-                if frame["type"] == "ack" && frame["id"] == n {
-                    assert_eq!(frame["payload"]["offset"], n);
-                    break;
-                }
-            }
+            let offset = stream.send_acked(&mut publisher, n).await;
+            assert_eq!(offset, n, "the publisher is the stream's only one");
         }
         publisher
     });
@@ -220,7 +214,7 @@ async fn a_channel_subscriber_resubscribing_on_the_other_node_misses_nothing() {
         let target = (TOTAL * round / (RESETS + 1)).max(next);
         while next <= target {
             assert_eq!(
-                publication(&mut reader).await,
+                stream.next(&mut reader).await,
                 (next, next),
                 "round {round}"
             );
@@ -229,19 +223,29 @@ async fn a_channel_subscriber_resubscribing_on_the_other_node_misses_nothing() {
         reader.reset();
         reader = nodes[(round % 2) as usize].connect("reader").await;
         let since = json!({"offset": next - 1, "epoch": epoch});
-        reader.send_type("subscribe", subscribe(Some(since))).await;
-        let reply = reader.expect("subscribed").await;
+        let reply = stream.enter(&mut reader, Some(&since)).await;
         assert_eq!(
             reply["payload"]["recovered"], true,
             "round {round}: {reply}"
         );
+        assert_eq!(reply["payload"]["epoch"], epoch);
     }
     while next <= TOTAL {
-        assert_eq!(publication(&mut reader).await, (next, next));
+        assert_eq!(stream.next(&mut reader).await, (next, next));
         next += 1;
     }
     let _publisher = publishing.await.unwrap();
     no_more_messages(&mut reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_member_reset_and_rejoining_on_the_other_node_misses_nothing() {
+    resets_across_nodes(Stream::Room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_subscriber_resubscribing_on_the_other_node_misses_nothing() {
+    resets_across_nodes(Stream::Channel).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
