@@ -13,9 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::client::{ParseLimits, Rejection, field, room_name_to_id};
-use super::{ErrorCode, StreamPosition};
+use super::{ErrorCode, MAX_EPOCH_LEN, StreamPosition};
 use crate::ids::{ChannelId, StreamId};
-use switchboard_protocol::MAX_EPOCH_LEN;
 
 /// A `history` request.
 #[derive(Debug)]

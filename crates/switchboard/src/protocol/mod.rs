@@ -13,6 +13,6 @@ pub use client::{Command, Inbound, MAX_ID_LEN, ParseLimits, Rejection, parse};
 pub use history::HistoryRequest;
 pub use server::{AckPayload, ServerFrame, ack_frame, error_frame, error_frame_with_retry, now_ms};
 pub use switchboard_protocol::{
-    ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, HistoryPayload, ServerKind,
-    StreamPosition,
+    ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, HistoryPayload, MAX_EPOCH_LEN,
+    ServerKind, StreamPosition,
 };
