@@ -1,28 +1,23 @@
 #!/usr/bin/env bash
-# Runs the Autobahn WebSocket conformance suite (RFC 6455) against Switchboard's /echo endpoint.
+# Runs the Autobahn WebSocket conformance suite (RFC 6455, RFC 7692) against Switchboard's
+# /echo endpoint.
 #
 #   scripts/autobahn.sh [OUTDIR]      (default target/autobahn; report in OUTDIR/index.html)
+#   env: CASES='["1.*","2.*"]' narrows the run (default every case); AUTOBAHN_MIN_CASES is how
+#        many cases a whole run must report (default 517, the suite's count).
 #
-# Installs wstest once through ../shared/tools/autobahn/setup.sh, builds the release binary,
-# starts it on a free port with the echo endpoint and limits large enough for the suite's
-# 16 MiB messages, runs every case and prints the JSON summary. Exit status 1 on any FAILED case.
+# Installs wstest once (scripts/autobahn/install.sh), builds the release binary, starts it on a
+# free port with the echo endpoint and limits large enough for the suite's 16 MiB messages,
+# runs the cases and prints a JSON summary. Exit status 1 when a case FAILED or when fewer cases
+# ran than a whole run has.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS="$ROOT/../shared/tools/autobahn"
+TOOLS="$ROOT/scripts/autobahn"
 OUT="${1:-$ROOT/target/autobahn}"
+CASES="${CASES:-[\"*\"]}"
+if [ "$CASES" = '["*"]' ]; then MIN_CASES="${AUTOBAHN_MIN_CASES:-517}"; else MIN_CASES=1; fi
 
-if ! "$TOOLS/wstest.sh" --autobahnversion >/dev/null 2>&1; then
-  # setup.sh needs setuptools under Python 2.7 to build txaio; the last release for 2.7 is
-  # 44.1.1. Install it into the suite's private site dir first (setup.sh then resumes).
-  bash "$TOOLS/setup.sh" || {
-    P="${AUTOBAHN_HOME:-$HOME/.cache/autobahn-py27}"
-    LD_LIBRARY_PATH="$P/root/usr/lib/x86_64-linux-gnu:$P/root/lib/x86_64-linux-gnu" \
-    PYTHONHOME="$P/root/usr" PYTHONPATH="$P/site" "$P/root/usr/bin/python2.7" \
-      -m pip install -q --no-warn-script-location --target "$P/site" setuptools==44.1.1 wheel==0.37.1
-    bash "$TOOLS/setup.sh"
-  }
-fi
-
+"$TOOLS/install.sh"
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchboard
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$ROOT/target/release/switchboard" --host 127.0.0.1 --port "$PORT" --echo-endpoint \
@@ -34,4 +29,19 @@ for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
   sleep 0.1
 done
-"$TOOLS/run.sh" "ws://127.0.0.1:$PORT/echo" switchboard "$OUT"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+cat > "$OUT/spec.json" <<JSON
+{
+  "outdir": "$OUT",
+  "servers": [{"agent": "switchboard", "url": "ws://127.0.0.1:$PORT/echo"}],
+  "cases": $CASES,
+  "exclude-cases": [],
+  "exclude-agent-cases": {}
+}
+JSON
+(cd "$OUT" && timeout 3600 "$TOOLS/wstest.sh" -m fuzzingclient -s "$OUT/spec.json" \
+  > "$OUT/wstest.log" 2>&1) || echo "wstest exited with $? (log: $OUT/wstest.log)" >&2
+python3 "$TOOLS/verdict.py" "$OUT/index.json" switchboard "$MIN_CASES"

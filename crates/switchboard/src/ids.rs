@@ -117,6 +117,10 @@ name_id!(
     ChannelId
 );
 name_id!(
+    /// A collaborative (Yjs) document's name, as in `/yjs/{document}`.
+    DocId
+);
+name_id!(
     /// The id of one Switchboard node (process), unique within a cluster.
     NodeId
 );

@@ -29,8 +29,10 @@
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
+//! - `yjs`: the y-websocket wire format of collaborative documents (lib0 messages).
 //! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker;
-//!   [`store`]: the trait of a cluster's shared store of streams (offsets and history).
+//!   [`store`]: the trait of a cluster's shared store of streams (offsets and history);
+//!   [`docstore`]: where Yjs documents are kept while no client has them open (memory, files).
 //! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and presence)
 //!   and cluster mode over Redis, which is both a broker and a membership.
 //! - [`auth`]: JWT verification, permissions from claims, origin allowlist, admin key.
@@ -52,6 +54,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 mod connection;
+pub mod docstore;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -68,6 +71,7 @@ pub mod server;
 pub mod store;
 pub mod switchboard;
 mod ws;
+mod yjs;
 
 pub use config::Config;
 pub use hub::Hub;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
+use crate::docstore::DirDocs;
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::switchboard::Switchboard;
@@ -38,6 +39,14 @@ pub enum ServerError {
     Bind {
         /// The address, as configured.
         address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot use data_dir {path}: {source}")]
+    DataDir {
+        /// The directory, as configured.
+        path: std::path::PathBuf,
         /// The cause.
         source: std::io::Error,
     },
@@ -60,6 +69,13 @@ impl Server {
         let mut builder = Switchboard::builder(config.hub)
             .api(config.api)
             .auth(config.auth);
+        if let Some(path) = &config.server.data_dir {
+            let documents = DirDocs::open(path).map_err(|source| ServerError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            builder = builder.documents(Box::new(documents));
+        }
         if let Some(cluster) = &config.cluster {
             builder = builder.redis(cluster)?;
             tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis");

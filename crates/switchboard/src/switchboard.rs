@@ -16,6 +16,7 @@ use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig};
 use crate::connection::Endpoint;
+use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
 use crate::hub::{ConnInfo, Hub};
@@ -33,6 +34,9 @@ pub struct Switchboard {
     auth: AuthConfig,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Whether `/yjs` serves documents: on a lone node only, until documents are shared
+    /// through the cluster's store.
+    serves_documents: bool,
 }
 
 /// Builds a [`Switchboard`].
@@ -43,6 +47,7 @@ pub struct Builder {
     broker: Option<Arc<dyn Broker>>,
     membership: Option<Arc<dyn Membership>>,
     store: Option<Arc<dyn StreamStore>>,
+    documents: Option<Box<dyn DocStore>>,
     redis: Option<Arc<RedisCluster>>,
     extensions: Extensions,
 }
@@ -94,6 +99,12 @@ impl Builder {
         self
     }
 
+    /// Keeps Yjs documents that no client has open in `store` (default: in memory).
+    pub fn documents(mut self, store: Box<dyn DocStore>) -> Self {
+        self.documents = Some(store);
+        self
+    }
+
     /// Joins the cluster that shares the Redis at `config.url`: publications, presence and
     /// membership become cluster-wide. Nothing connects until [`Builder::build`]; an
     /// unreachable Redis is retried with backoff while the node serves local traffic.
@@ -112,11 +123,15 @@ impl Builder {
 
     /// Builds the instance and starts its sweeps. Must be called inside a tokio runtime.
     pub fn build(self) -> Switchboard {
+        let serves_documents = self.broker.is_none();
         let broker = self
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));
         let membership = self.membership.unwrap_or_else(|| Arc::new(NoPeers));
-        let hub = Hub::new(self.config, broker, membership, self.store);
+        let documents = self
+            .documents
+            .unwrap_or_else(|| Box::new(MemoryDocs::default()));
+        let hub = Hub::new(self.config, broker, membership, self.store, documents);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         hub.spawn_maintenance(&tasks, &cancel);
@@ -143,6 +158,7 @@ impl Builder {
             auth: self.auth,
             tasks,
             cancel,
+            serves_documents,
         }
     }
 }
@@ -157,6 +173,7 @@ impl Switchboard {
             broker: None,
             membership: None,
             store: None,
+            documents: None,
             redis: None,
             extensions: Extensions::default(),
         }
@@ -167,7 +184,7 @@ impl Switchboard {
         &self.hub
     }
 
-    /// The WebSocket endpoint (`/`, `/ws`) and the HTTP routes (`/stats`, `/health`, `/ready`,
+    /// The WebSocket endpoint (`/`, `/ws`), Yjs documents (`/yjs/{document}`) and the HTTP routes (`/stats`, `/health`, `/ready`,
     /// the server API under `/api`), ready to be served or merged into an application's router.
     pub fn router(&self) -> Router {
         http::router(AppState {
@@ -177,6 +194,7 @@ impl Switchboard {
             api_key: self.api.key.clone().map(Arc::from),
             auth: self.auth.clone(),
             shutdown: self.cancel.clone(),
+            serves_documents: self.serves_documents,
         })
     }
 
@@ -187,9 +205,13 @@ impl Switchboard {
         tracing::info!(connections = asked, "closing connections");
         self.cancel.cancel();
         self.tasks.close();
-        tokio::time::timeout(timeout, self.tasks.wait())
+        let finished = tokio::time::timeout(timeout, self.tasks.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // Each document was saved when its last client left; these are the documents of
+        // connections that did not finish in time.
+        self.hub.save_documents();
+        finished
     }
 
     pub(crate) fn tasks(&self) -> &TaskTracker {

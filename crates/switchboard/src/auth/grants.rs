@@ -6,19 +6,21 @@
 //! ```json
 //! {"rooms": ["general", "team-*"],
 //!  "channels": {"subscribe": ["user:alice", "news:*"], "publish": ["chat:*"]},
+//!  "docs": {"read": ["handbook-*"], "write": ["notes-alice"]},
 //!  "broadcast": false}
 //! ```
 //!
-//! `rooms` and `channels` are each either a list (every action) or an object with one list per
-//! action (`join`/`message`, `subscribe`/`publish`; an action left out of the object is not
-//! granted). A pattern is a name, a prefix ending in `*`, or `*` alone for everything.
-//! Defaults for a plain token: every room (chat works), no channel, no broadcast.
+//! `rooms`, `channels` and `docs` are each either a list (every action) or an object with one
+//! list per action (`join`/`message`, `subscribe`/`publish`, `read`/`write`; an action left out
+//! of the object is not granted; writing a document needs reading it too). A pattern is a
+//! name, a prefix ending in `*`, or `*` alone for everything. Defaults for a plain token:
+//! every room and every document (chat and shared editing work), no channel, no broadcast.
 //!
 //! This module owns the format and the checks; the session asks before it acts.
 
 use serde::Deserialize;
 
-use crate::ids::{ChannelId, ChannelSpec, RoomId};
+use crate::ids::{ChannelId, ChannelSpec, DocId, RoomId};
 
 /// What one authenticated connection may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub(crate) struct Grants {
     message: Patterns,
     subscribe: Patterns,
     publish: Patterns,
+    read_doc: Patterns,
+    write_doc: Patterns,
     broadcast: bool,
 }
 
@@ -56,6 +60,15 @@ struct ChannelActions {
     publish: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocActions {
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    write: Vec<String>,
+}
+
 /// The authorization claims as they appear in a token.
 #[derive(Debug, Deserialize)]
 pub(crate) struct GrantClaims {
@@ -63,6 +76,8 @@ pub(crate) struct GrantClaims {
     rooms: Option<Grant<RoomActions>>,
     #[serde(default)]
     channels: Option<Grant<ChannelActions>>,
+    #[serde(default)]
+    docs: Option<Grant<DocActions>>,
     #[serde(default)]
     broadcast: bool,
 }
@@ -105,11 +120,24 @@ impl GrantClaims {
                 Patterns::parse("channels", publish)?,
             ),
         };
+        let (read_doc, write_doc) = match self.docs {
+            None => (Patterns::everything(), Patterns::everything()),
+            Some(Grant::Every(list)) => {
+                let patterns = Patterns::parse("docs", list)?;
+                (patterns.clone(), patterns)
+            }
+            Some(Grant::PerAction(DocActions { read, write })) => (
+                Patterns::parse("docs", read)?,
+                Patterns::parse("docs", write)?,
+            ),
+        };
         Ok(Grants {
             join,
             message,
             subscribe,
             publish,
+            read_doc,
+            write_doc,
             broadcast: self.broadcast,
         })
     }
@@ -138,6 +166,16 @@ impl Grants {
 
     pub(crate) fn may_broadcast(&self) -> bool {
         self.broadcast
+    }
+
+    /// May open document `doc` (and read it, and share awareness in it).
+    pub(crate) fn may_read_doc(&self, doc: &DocId) -> bool {
+        self.read_doc.allows(doc.as_str()) || self.may_write_doc(doc)
+    }
+
+    /// May change document `doc`.
+    pub(crate) fn may_write_doc(&self, doc: &DocId) -> bool {
+        self.write_doc.allows(doc.as_str())
     }
 }
 
@@ -250,6 +288,23 @@ mod tests {
         assert!(g.may_broadcast());
         let empty = grants(json!({"rooms": {}, "channels": []})).unwrap();
         assert!(!empty.may_join(&room("general")) && !empty.may_subscribe(&channel("a")));
+    }
+
+    #[test]
+    fn docs_are_granted_like_rooms_and_writing_implies_reading() {
+        let doc = |name| DocId::parse(name, 128).unwrap();
+        let plain = grants(json!({})).unwrap();
+        assert!(plain.may_read_doc(&doc("any")) && plain.may_write_doc(&doc("any")));
+        let list = grants(json!({"docs": ["notes-*"]})).unwrap();
+        assert!(list.may_read_doc(&doc("notes-1")) && list.may_write_doc(&doc("notes-1")));
+        assert!(!list.may_read_doc(&doc("secret")));
+        let split = grants(json!({"docs": {"read": ["handbook"], "write": ["mine"]}})).unwrap();
+        assert!(split.may_read_doc(&doc("handbook")) && !split.may_write_doc(&doc("handbook")));
+        assert!(split.may_read_doc(&doc("mine")) && split.may_write_doc(&doc("mine")));
+        assert!(!split.may_read_doc(&doc("other")));
+        assert!(grants(json!({"docs": ["a*b"]})).is_err());
+        let none = grants(json!({"docs": []})).unwrap();
+        assert!(!none.may_read_doc(&doc("any")));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 /// Zero turns history off.
 pub(super) const HISTORY_SIZE: usize = 100;
 pub(super) const HISTORY_TTL: Duration = Duration::from_secs(600);
+pub(super) const MAX_DOCUMENT_SIZE: u64 = 2 << 20;
+/// Zero turns the document rate limit off.
+pub(super) const DOCUMENT_RATE_LIMIT: u32 = 100;
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Zero turns the per-IP cap off.
 pub(super) const MAX_CONNECTIONS_PER_IP: usize = 0;
@@ -90,6 +93,8 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "dedup_window" => duration(DEDUP_WINDOW),
         "history_size" => HISTORY_SIZE.to_string(),
         "history_ttl" => duration(HISTORY_TTL),
+        "max_document_size" => size(MAX_DOCUMENT_SIZE),
+        "document_rate_limit" => DOCUMENT_RATE_LIMIT.to_string(),
         "handshake_timeout" => duration(HANDSHAKE_TIMEOUT),
         "max_connections_per_ip" => MAX_CONNECTIONS_PER_IP.to_string(),
         "max_violations" => MAX_VIOLATIONS.to_string(),
@@ -120,6 +125,7 @@ fn text(setting: &str) -> Option<String> {
         "allowed_origins" => "any",
         "admin_key" => "none, open",
         "tls_cert" => "none, plain TCP",
+        "data_dir" => "none, documents in memory",
         _ => return None,
     };
     Some(text.to_owned())

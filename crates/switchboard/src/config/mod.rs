@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
+    /// Where Yjs documents are saved (`None`: in memory).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Settings of the server HTTP API (`/api/...`).
@@ -105,11 +107,22 @@ pub struct HubConfig {
     pub dedup_window: Duration,
     /// Message history for recovery and `history`.
     pub history: HistoryConfig,
+    /// Yjs documents (`/yjs`).
+    pub documents: DocumentConfig,
     /// Whether `/echo` echoes messages back (conformance testing only).
     pub echo_endpoint: bool,
 }
 
 pub use crate::store::HistoryConfig;
+
+/// Limits of Yjs documents and their connections.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentConfig {
+    /// Largest encoded state of a document, in bytes.
+    pub max_size: usize,
+    /// Messages each document connection may send (`None`: unlimited).
+    pub rate: Option<RateLimit>,
+}
 
 /// Resource limits, each enforced where the resource is taken.
 #[derive(Debug, Clone)]

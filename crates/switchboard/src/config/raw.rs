@@ -176,6 +176,18 @@ settings! {
     /// How long a message is kept for recovery and `history`.
     #[arg(long, env, value_name = "DURATION")]
     history_ttl: DurationArg,
+    /// Directory where Yjs documents are saved (`DIR/docs/`), so they survive a restart;
+    /// without it a single node keeps them in memory.
+    #[arg(long, env, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Largest encoded state of a Yjs document; an update that would make it larger closes
+    /// its connection with 1009. At most half of `max_queued_bytes`.
+    #[arg(long, env, value_name = "SIZE")]
+    max_document_size: ByteSize,
+    /// Messages per second each document connection may send (twice that in a burst); more
+    /// close it with 1008 (the client reconnects and resyncs). 0 disables.
+    #[arg(long, env, value_name = "N")]
+    document_rate_limit: u32,
     /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
     /// requires `--tls-key`.
     #[arg(long, env, value_name = "FILE")]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::defaults;
 use super::units::{ByteSize, DurationArg};
 use super::{
-    ApiConfig, ConfigError, Heartbeat, HistoryConfig, HubConfig, Limits, LogConfig, PubSubConfig,
-    RawSettings, ServerConfig, tls,
+    ApiConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig, Limits, LogConfig,
+    PubSubConfig, RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
 use crate::ids::{MAX_NAME_CHARS, NodeId};
@@ -39,6 +39,7 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
             "shutdown_timeout",
             duration(raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT),
         )?,
+        data_dir: raw.data_dir.clone(),
     })
 }
 
@@ -53,6 +54,7 @@ pub(super) fn hub(raw: &RawSettings) -> Result<HubConfig, ConfigError> {
     let heartbeat = heartbeat(raw)?;
     let limits = limits(raw)?;
     let (away_timeout, idle_timeout) = inactivity(raw)?;
+    let documents = documents(raw, &limits)?;
     Ok(HubConfig {
         node_id,
         limits,
@@ -73,6 +75,7 @@ pub(super) fn hub(raw: &RawSettings) -> Result<HubConfig, ConfigError> {
         )?,
         dedup_window: duration(raw.dedup_window, defaults::DEDUP_WINDOW),
         history: history(raw)?,
+        documents,
         echo_endpoint: raw.echo_endpoint.unwrap_or(defaults::ECHO_ENDPOINT),
     })
 }
@@ -94,6 +97,34 @@ fn history(raw: &RawSettings) -> Result<HistoryConfig, ConfigError> {
         return Err(ConfigError::invalid("history_ttl", "must be at least 1s"));
     }
     Ok(HistoryConfig { size, ttl })
+}
+
+/// Document limits. A document's whole state goes to each client that opens it, in one
+/// message that must fit the client's queue next to what else is queued.
+fn documents(raw: &RawSettings, limits: &Limits) -> Result<DocumentConfig, ConfigError> {
+    let max_size = byte_size(
+        "max_document_size",
+        raw.max_document_size,
+        defaults::MAX_DOCUMENT_SIZE,
+        1 << 10..=u64::MAX,
+    )?;
+    if max_size > limits.max_queued_bytes / 2 {
+        return Err(ConfigError::invalid(
+            "max_document_size",
+            format!(
+                "must be at most half of max_queued_bytes ({}), so that a document's state fits a client's queue",
+                defaults::size(limits.max_queued_bytes as u64)
+            ),
+        ));
+    }
+    let per_second = raw
+        .document_rate_limit
+        .unwrap_or(defaults::DOCUMENT_RATE_LIMIT);
+    let rate = (per_second > 0).then(|| RateLimit {
+        per_second,
+        burst: per_second.saturating_mul(2),
+    });
+    Ok(DocumentConfig { max_size, rate })
 }
 
 /// Most messages a stream may keep: a replay of this many must fit a connection's queue.

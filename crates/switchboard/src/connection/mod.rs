@@ -1,6 +1,7 @@
 //! One WebSocket connection after the upgrade: authentication when the token comes in an
-//! `auth` frame, admission, the session (protocol state and message handling) and the driver
-//! (the task that does the connection's I/O).
+//! `auth` frame, admission, the session (protocol state and message handling: protocol v1, or
+//! y-websocket on a document connection) and the driver (the task that does the connection's
+//! I/O).
 
 mod authenticate;
 mod dedup;
@@ -20,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::auth::{Grants, Identity};
 use crate::handlers::Extensions;
-use crate::hub::Hub;
-use crate::ids::UserId;
+use crate::hub::{Hub, Wire};
+use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
@@ -62,12 +63,22 @@ impl From<Identity> for Peer {
 }
 
 /// What a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Protocol v1 (DESIGN.md §2).
     Protocol,
     /// Every message is sent back as it came (`/echo`, for conformance testing).
     Echo,
+    /// y-websocket messages about one Yjs document (`/yjs/{document}`, DESIGN.md §8).
+    Document(DocAccess),
+}
+
+/// The document a `/yjs` connection opened, and what it may do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DocAccess {
+    pub(crate) name: DocId,
+    /// Its updates are applied; a read-only client may only read and share awareness.
+    pub(crate) writable: bool,
 }
 
 /// A byte stream a connection runs on.
@@ -116,7 +127,11 @@ pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, mode: Mode) -
 where
     S: Stream + Send + 'static,
 {
-    match endpoint.hub.register(peer.user.clone()) {
+    let wire = match mode {
+        Mode::Document(_) => Wire::Yjs,
+        Mode::Protocol | Mode::Echo => Wire::Json,
+    };
+    match endpoint.hub.register_as(peer.user.clone(), wire) {
         Ok(handle) => {
             let session = Session::start(endpoint, handle, mode, peer.grants);
             Connection::Open(driver::Driver::new(io, session))

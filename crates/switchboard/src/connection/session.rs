@@ -26,6 +26,7 @@ use crate::protocol::{
     ServerKind, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
+use document::DocClient;
 
 pub(crate) struct Session {
     /// The hub and the application's handlers (one pointer in every connection's task).
@@ -39,10 +40,21 @@ pub(crate) struct Session {
     dedup: DedupWindow,
     /// Bad frames in the current window; too many close the connection.
     violations: Violations,
-    mode: Mode,
+    mode: Kind,
     /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
     /// connection's task.
     grants: Option<Box<Grants>>,
+    /// The open document of a document connection (`None` for the others, and when the
+    /// document could not be opened: the connection is then closing).
+    document: Option<Box<DocClient>>,
+}
+
+/// What a session speaks ([`Mode`] without the document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Protocol,
+    Echo,
+    Document,
 }
 
 /// How a processed command is acknowledged (when it carried an `id`).
@@ -87,29 +99,39 @@ struct ChannelPayload<'a> {
 
 impl Session {
     /// Starts the session of a registered connection: runs the application's connect hooks,
-    /// then sends `connect` (protocol mode).
+    /// then sends `connect` (protocol mode), or opens the document (document mode).
     pub(crate) fn start(
         endpoint: Arc<Endpoint>,
         handle: ConnHandle,
         mode: Mode,
         grants: Option<Box<Grants>>,
     ) -> Self {
+        let (kind, access) = match mode {
+            Mode::Protocol => (Kind::Protocol, None),
+            Mode::Echo => (Kind::Echo, None),
+            Mode::Document(access) => (Kind::Document, Some(access)),
+        };
         tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
         let now = endpoint.hub.now_ms();
         for hook in &endpoint.extensions.on_connect {
             hook(&handle.info(now));
         }
-        let session = Self {
+        let mut session = Self {
             endpoint,
             handle,
             rooms: Vec::new(),
             channels: Vec::new(),
             dedup: DedupWindow::default(),
             violations: Violations::default(),
-            mode,
+            mode: kind,
             grants,
+            document: None,
         };
-        if mode == Mode::Echo {
+        if let Some(access) = access {
+            session.open_document(access);
+            return session;
+        }
+        if kind == Kind::Echo {
             return session;
         }
         let hub = session.hub();
@@ -142,7 +164,11 @@ impl Session {
         }
         let counters = self.hub().counters();
         Counters::add(&counters.bytes_in, text.len() as u64);
-        if self.mode == Mode::Echo {
+        if self.mode == Kind::Document {
+            self.on_document_text();
+            return;
+        }
+        if self.mode == Kind::Echo {
             counters.count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Text, text.as_bytes()));
             return;
@@ -184,10 +210,17 @@ impl Session {
         if self.closing() {
             return;
         }
-        if self.mode == Mode::Echo {
-            self.hub().counters().count_in(InKind::Echo);
-            self.reply(frame::frame(OpCode::Binary, data));
-            return;
+        match self.mode {
+            Kind::Echo => {
+                self.hub().counters().count_in(InKind::Echo);
+                self.reply(frame::frame(OpCode::Binary, data));
+                return;
+            }
+            Kind::Document => {
+                self.on_document_message(data);
+                return;
+            }
+            Kind::Protocol => {}
         }
         self.hub().counters().count_in(InKind::Invalid);
         if self.take_token(None) {
@@ -204,14 +237,21 @@ impl Session {
     /// limit. A ping without a token is not answered and counts as a violation (enough of them
     /// close the connection with 1008, as for other bad frames), but gets no `error` frame: a
     /// ping is a control frame, and its sender may not read text frames at all, which is what
-    /// the limit protects against. In echo mode (`/echo`, conformance testing) nothing is
-    /// limited.
+    /// the limit protects against. A document connection's pings take its document rate
+    /// tokens. In echo mode (`/echo`, conformance testing) nothing is limited.
     pub(crate) fn on_ping(&mut self, payload: &[u8]) {
         if self.closing() {
             return;
         }
-        if self.mode == Mode::Protocol && self.try_token().is_err() {
-            self.violation();
+        let limited = match self.mode {
+            Kind::Protocol => self.try_token().is_err(),
+            Kind::Document => !self.take_document_token(),
+            Kind::Echo => false,
+        };
+        if limited {
+            if self.mode == Kind::Protocol {
+                self.violation();
+            }
             return;
         }
         self.reply(frame::frame(OpCode::Pong, payload));
@@ -454,6 +494,7 @@ impl Session {
     /// application's disconnect hooks run.
     pub(crate) fn finish(&mut self) {
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "disconnected");
+        self.close_document();
         let rooms = std::mem::take(&mut self.rooms);
         let channels = std::mem::take(&mut self.channels);
         self.hub().disconnect(&self.handle, rooms, channels);
@@ -517,3 +558,6 @@ mod tests;
 
 #[path = "session_streams.rs"]
 mod streams;
+
+#[path = "session_document.rs"]
+mod document;

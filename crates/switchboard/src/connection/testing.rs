@@ -46,6 +46,7 @@ pub(super) fn hub(configure: impl FnOnce(&mut HubConfig)) -> Hub {
         Arc::new(LocalBroker::standalone()),
         Arc::new(NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     )
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, `/health`, `/ready`, the pages (`/demo`, `/dashboard`) and the JavaScript client
+//! `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages (`/demo`, `/dashboard`) and the JavaScript client
 //! (`/client.js`), the admin routes (`/stats`, `/metrics`), the server API under `/api`; `/echo`
 //! when enabled.
 
@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     /// Cancelled when the instance shuts down; connections still waiting for their `auth`
     /// frame (not yet in the hub) close with 1001 then.
     pub(crate) shutdown: CancellationToken,
+    /// Whether `/yjs` serves documents (not yet in a cluster).
+    pub(crate) serves_documents: bool,
 }
 
 /// The routes of a node.
@@ -44,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
+        .route("/yjs/{*document}", get(ws::document))
         .route("/demo", get(assets::demo))
         .route("/client.js", get(assets::client_js))
         .route("/health", get(status::health))

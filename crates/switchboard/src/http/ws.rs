@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
@@ -27,9 +27,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::AppState;
-use crate::connection::{self, Connection, Endpoint, Mode, Peer, Pending, Prefixed, Stream};
+use crate::connection::{
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream,
+};
 use crate::hub::Counters;
-use crate::ids::UserId;
+use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -78,6 +80,70 @@ pub(super) async fn echo(
     upgrade_to(state, params, request, Mode::Echo)
 }
 
+/// `GET /yjs/{document}`: a y-websocket connection to a Yjs document (DESIGN.md §8). The token
+/// comes with the request (`?token=`, which y-websocket's `params` sends, or a bearer header):
+/// a y-websocket client cannot send an `auth` frame.
+pub(super) async fn document(
+    state: State<AppState>,
+    Path(name): Path<String>,
+    params: Query<ConnectParams>,
+    request: Request,
+) -> Response {
+    if !state.serves_documents {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "documents are served by single nodes only (not yet in cluster mode)",
+        )
+            .into_response();
+    }
+    let name = match DocId::parse(&name, state.hub.config().limits.max_name_length) {
+        Ok(name) => name,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid document name: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let access = DocAccess {
+        name,
+        writable: true,
+    };
+    upgrade_to(state, params, request, Mode::Document(access))
+}
+
+/// What a document connection may do, from its token: 401 without one (authentication on),
+/// 403 when its `docs` claim does not cover the document.
+fn authorize_document(access: DocAccess, admission: &Admission) -> Result<Mode, Box<Response>> {
+    let grants = match admission {
+        Admission::AwaitToken(_) => {
+            return Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "a token is required: ?token= or Authorization: Bearer",
+                )
+                    .into_response(),
+            ));
+        }
+        Admission::Known(peer) => peer.grants.as_deref(),
+    };
+    let Some(grants) = grants else {
+        return Ok(Mode::Document(access));
+    };
+    if !grants.may_read_doc(&access.name) {
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                format!("the token does not grant document {}", access.name),
+            )
+                .into_response(),
+        ));
+    }
+    let writable = grants.may_write_doc(&access.name);
+    Ok(Mode::Document(DocAccess { writable, ..access }))
+}
+
 fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
@@ -111,6 +177,13 @@ fn upgrade_to(
     let admission = match admit(&state, &params, request.headers()) {
         Ok(admission) => admission,
         Err(response) => return *response,
+    };
+    let mode = match mode {
+        Mode::Document(access) => match authorize_document(access, &admission) {
+            Ok(mode) => mode,
+            Err(response) => return *response,
+        },
+        mode => mode,
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (

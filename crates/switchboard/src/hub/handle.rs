@@ -12,6 +12,16 @@ use super::UserState;
 use super::outbox::{CloseRequest, Outbox, Pushed};
 use crate::ids::{ConnId, UserId};
 
+/// What a connection's client reads, which decides what may be sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// Protocol v1 JSON frames (and the echo endpoint's messages): it gets broadcasts, sends
+    /// to its user and app-level pings.
+    Json,
+    /// y-websocket binary messages only (`/yjs`): no JSON frame may reach it.
+    Yjs,
+}
+
 /// A cheap, cloneable reference to a connection's shared half.
 #[derive(Clone)]
 pub(crate) struct ConnHandle(Arc<ConnShared>);
@@ -19,6 +29,7 @@ pub(crate) struct ConnHandle(Arc<ConnShared>);
 pub(crate) struct ConnShared {
     id: ConnId,
     user: UserId,
+    wire: Wire,
     /// Shared by all of the user's connections on this node.
     user_state: Arc<UserState>,
     outbox: Outbox,
@@ -52,10 +63,17 @@ pub struct ConnInfo {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(id: ConnId, user: UserId, user_state: Arc<UserState>, now: u64) -> Self {
+    pub(crate) fn new(
+        id: ConnId,
+        user: UserId,
+        wire: Wire,
+        user_state: Arc<UserState>,
+        now: u64,
+    ) -> Self {
         Self(Arc::new(ConnShared {
             id,
             user,
+            wire,
             user_state,
             outbox: Outbox::default(),
             connected_at: now,
@@ -71,6 +89,11 @@ impl ConnHandle {
 
     pub(crate) fn user(&self) -> &UserId {
         &self.0.user
+    }
+
+    /// Whether the client reads protocol v1 JSON frames.
+    pub(crate) fn speaks_json(&self) -> bool {
+        self.0.wire == Wire::Json
     }
 
     pub(crate) fn user_state(&self) -> &Arc<UserState> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::registry::Refusal;
 use super::rooms::{Joined, MemberList};
-use super::{CloseRequest, ConnHandle, Counters, Hub};
+use super::{CloseRequest, ConnHandle, Counters, Hub, Wire};
 use crate::broker::Topic;
 use crate::ids::{ChannelSpec, RoomId, StreamId, UserId};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
@@ -42,9 +42,15 @@ pub(super) fn member_frame(kind: ServerKind, room: &RoomId, user: &UserId) -> By
 }
 
 impl Hub {
-    /// Admits a new connection of `user`, or refuses it at a limit. A user's first connection
-    /// in the cluster makes them online.
+    /// Registers a protocol connection of `user` (tests).
+    #[cfg(test)]
     pub(crate) fn register(&self, user: UserId) -> Result<ConnHandle, Refusal> {
+        self.register_as(user, Wire::Json)
+    }
+
+    /// Admits a new connection of `user` whose client reads `wire`, or refuses it at a limit.
+    /// A user's first connection in the cluster makes them online.
+    pub(crate) fn register_as(&self, user: UserId, wire: Wire) -> Result<ConnHandle, Refusal> {
         if self.is_draining() {
             return Err(Refusal::Draining);
         }
@@ -52,7 +58,7 @@ impl Hub {
         let elsewhere = inner.cluster.user_connections(&user);
         let admitted = inner
             .registry
-            .admit(user, elsewhere, self.now_ms(), &inner.cluster)
+            .admit(user, wire, elsewhere, self.now_ms(), &inner.cluster)
             .inspect_err(|_| Counters::add(&inner.counters.connections_refused, 1))?;
         Counters::add(&inner.counters.connections_opened, 1);
         let handle = admitted.handle;

@@ -32,6 +32,10 @@ const IDLE_TIMEOUT: CloseRequest = CloseRequest {
     graceful: true,
 };
 
+/// How often open documents that changed are saved (their last client's departure saves at
+/// once): what a crash can lose is at most this much of the edits that no client resends.
+pub(crate) const DOCUMENT_SAVE_PERIOD: Duration = Duration::from_secs(5);
+
 /// What a heartbeat sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct HeartbeatReport {
@@ -104,6 +108,12 @@ impl Hub {
         every(Duration::from_secs(1), |hub| {
             hub.inner.rates.sample(&hub.inner.counters, hub.now_ms());
         });
+        every(DOCUMENT_SAVE_PERIOD, |hub| {
+            let saved = hub.save_documents();
+            if saved > 0 {
+                tracing::debug!(documents = saved, "documents saved");
+            }
+        });
     }
 
     /// Pings every open connection and closes those silent for longer than the heartbeat
@@ -133,7 +143,7 @@ impl Hub {
             if self.deliver(handle, &ping) {
                 report.pinged += 1;
             }
-            if let Some(app_ping) = &app_ping {
+            if let Some(app_ping) = app_ping.as_ref().filter(|_| handle.speaks_json()) {
                 self.deliver(handle, app_ping);
             }
         });

@@ -10,6 +10,7 @@
 //! | channels | channel and pattern subscribers (connections and handlers) | `channels.rs` |
 //! | presence book | offline users' last presence, presence handlers | `presence.rs` |
 //! | history | each room's and channel's stream: epoch, offsets, retained messages | `history.rs` |
+//! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
@@ -29,6 +30,7 @@
 
 mod channels;
 mod cluster;
+mod docs;
 mod handle;
 mod history;
 mod latency;
@@ -58,13 +60,16 @@ use serde::Serialize;
 use crate::broker::{Broker, BrokerSink, Topic};
 use crate::cluster::{Membership, MembershipSink};
 use crate::config::HubConfig;
-use crate::ids::{ConnId, NodeId, RoomId, UserId};
+use crate::docstore::DocStore;
+use crate::ids::{ConnId, DocId, NodeId, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, now_ms};
 use crate::store::StreamStore;
 use channels::Channels;
 use cluster::Cluster;
-pub(crate) use handle::ConnHandle;
+use docs::Documents;
+pub(crate) use docs::{DocCommand, DocError, OpenDoc};
 pub use handle::ConnInfo;
+pub(crate) use handle::{ConnHandle, Wire};
 use history::History;
 pub(crate) use latency::LatencySnapshot;
 use lifecycle::member_frame;
@@ -102,6 +107,7 @@ struct HubInner {
     channels: Channels,
     presence: PresenceBook,
     history: History,
+    documents: Documents,
     cluster: Cluster,
     /// Ids of application handlers.
     next_id: AtomicU64,
@@ -117,16 +123,19 @@ impl Hub {
     /// A hub with `config` that reaches other nodes through `broker` and learns about them
     /// through `membership`.
     /// In cluster mode `store` numbers and keeps the streams' messages (`None`: this hub
-    /// does, on a lone node or when history is off).
+    /// does, on a lone node or when history is off). `docs` keeps the Yjs documents no
+    /// client has open.
     pub(crate) fn new(
         config: HubConfig,
         broker: Arc<dyn Broker>,
         membership: Arc<dyn Membership>,
         store: Option<Arc<dyn StreamStore>>,
+        docs: Box<dyn DocStore>,
     ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| HubInner {
             registry: Registry::new(&config.limits),
             history: History::new(config.history, store.is_some()),
+            documents: Documents::new(docs, config.documents.max_size),
             config,
             epoch: tokio::time::Instant::now(),
             started_epoch_ms: now_ms(),
@@ -195,9 +204,10 @@ impl Hub {
         self.publish(Topic::User(user.clone()), frame.encode(), None)
     }
 
-    /// Sends a frame to one local connection. Returns whether it was queued.
+    /// Sends a frame to one local connection (not a document connection, which reads only
+    /// y-websocket messages). Returns whether it was queued.
     pub fn send_to_connection<P: Serialize>(&self, id: ConnId, frame: &ServerFrame<'_, P>) -> bool {
-        let handle = self.inner.registry.get(id);
+        let handle = self.inner.registry.get(id).filter(ConnHandle::speaks_json);
         handle.is_some_and(|handle| self.deliver_counted(&handle, &frame.encode()))
     }
 
@@ -219,18 +229,23 @@ impl Hub {
         let accepted = Instant::now();
         let inner = &self.inner;
         let deliver = |handle: &ConnHandle| self.deliver(handle, frame);
+        // Everyone and a user's connections: those that read JSON frames (not `/yjs` ones).
+        let deliver_json = |handle: &ConnHandle| handle.speaks_json() && deliver(handle);
         let (delivered, target) = match topic {
             Topic::Broadcast => {
                 let mut delivered = 0;
                 inner.registry.for_each_conn(|handle| {
-                    if Some(handle.id()) != except && deliver(handle) {
+                    if Some(handle.id()) != except && deliver_json(handle) {
                         delivered += 1;
                     }
                 });
                 (delivered, Target::Broadcast)
             }
             Topic::Room(room) => (inner.rooms.deliver(room, except, deliver), Target::Room),
-            Topic::User(user) => (inner.registry.deliver_to_user(user, deliver), Target::User),
+            Topic::User(user) => (
+                inner.registry.deliver_to_user(user, deliver_json),
+                Target::User,
+            ),
             // Publications go through `publish_to_channel` (local) and the sink (remote).
             Topic::Channel(_) | Topic::ChannelPattern(_) => return 0,
         };
@@ -261,6 +276,53 @@ impl Hub {
         let queued = self.deliver(handle, frame);
         if queued {
             self.inner.counters.count_out(Target::Reply, 1);
+            Counters::add(&self.inner.counters.bytes_out, frame.len() as u64);
+        }
+        queued
+    }
+
+    /// Opens document `name` for `client` (a `/yjs` connection): loads it if no client had it
+    /// open, and sends the client the server's sync step 1 and the awareness states.
+    pub(crate) fn open_document(
+        &self,
+        name: &DocId,
+        client: &ConnHandle,
+    ) -> Result<Arc<OpenDoc>, DocError> {
+        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        self.inner.documents.join(name, client, deliver)
+    }
+
+    /// Carries out a message of `from`, a client of document `doc`.
+    pub(crate) fn document_command(
+        &self,
+        doc: &Arc<OpenDoc>,
+        from: &ConnHandle,
+        command: DocCommand<'_>,
+    ) -> Result<(), DocError> {
+        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        let documents = &self.inner.documents;
+        if documents.command(doc, from, command, self.now_ms(), deliver)? {
+            Counters::add(&self.inner.counters.document_updates, 1);
+        }
+        Ok(())
+    }
+
+    /// Removes `client` from document `doc` (its awareness states go with it); the last client
+    /// to leave saves and unloads the document.
+    pub(crate) fn close_document(&self, doc: &Arc<OpenDoc>, client: ConnId) {
+        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        self.inner.documents.leave(doc, client, deliver);
+    }
+
+    /// Saves every open document that changed since its last save; returns how many.
+    pub(crate) fn save_documents(&self) -> usize {
+        self.inner.documents.save_changed()
+    }
+
+    fn deliver_document(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        let queued = self.deliver(handle, frame);
+        if queued {
+            self.inner.counters.count_out(Target::Document, 1);
             Counters::add(&self.inner.counters.bytes_out, frame.len() as u64);
         }
         queued
@@ -312,6 +374,7 @@ impl Hub {
         let inner = &self.inner;
         let broker = inner.cluster.broker();
         let (history_streams, history_messages) = inner.history.counts();
+        let (documents, document_clients) = inner.documents.counts();
         stats::Gauges {
             connections: inner.registry.connection_count(),
             rooms: inner.rooms.count(),
@@ -319,6 +382,8 @@ impl Hub {
             channels: inner.channels.count(),
             history_streams,
             history_messages,
+            documents,
+            document_clients,
             uptime_seconds: self.now_ms() / 1000,
             node_id: self.node_id().to_string(),
             broker: broker.name(),

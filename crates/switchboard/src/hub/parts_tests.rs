@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::Wire;
 use super::channels::{ChannelObserver, Channels, Subscriber, SubscriberId};
 use super::registry::{Refusal, Registry, UserObserver};
 use super::rooms::{Joined, MemberList, RoomObserver, Rooms};
@@ -70,9 +71,9 @@ fn registry(max_connections: usize, max_per_user: usize) -> Registry {
 fn the_registry_tells_first_counts_and_last_in_order() {
     let registry = registry(10, 3);
     let seen = Recorder::default();
-    let a1 = registry.admit(user("a"), 0, 0, &seen).unwrap();
+    let a1 = registry.admit(user("a"), Wire::Json, 0, 0, &seen).unwrap();
     assert!(a1.first_here);
-    let a2 = registry.admit(user("a"), 0, 0, &seen).unwrap();
+    let a2 = registry.admit(user("a"), Wire::Json, 0, 0, &seen).unwrap();
     assert!(!a2.first_here);
     assert_eq!(seen.take(), ["arrived a", "user a 1", "user a 2"]);
     assert!(Arc::ptr_eq(a1.handle.user_state(), a2.handle.user_state()));
@@ -90,16 +91,16 @@ fn admission_counts_connections_elsewhere_and_refusals_leave_no_trace() {
     let registry = registry(2, 2);
     let seen = Recorder::default();
     assert_eq!(
-        registry.admit(user("a"), 2, 0, &seen).err(),
+        registry.admit(user("a"), Wire::Json, 2, 0, &seen).err(),
         Some(Refusal::UserFull),
         "two connections on other nodes fill the user's quota"
     );
     assert!(seen.take().is_empty());
     assert_eq!((registry.connection_count(), registry.user_count()), (0, 0));
-    let _a = registry.admit(user("a"), 1, 0, &seen).unwrap();
-    let _b = registry.admit(user("b"), 0, 0, &seen).unwrap();
+    let _a = registry.admit(user("a"), Wire::Json, 1, 0, &seen).unwrap();
+    let _b = registry.admit(user("b"), Wire::Json, 0, 0, &seen).unwrap();
     assert_eq!(
-        registry.admit(user("c"), 0, 0, &seen).err(),
+        registry.admit(user("c"), Wire::Json, 0, 0, &seen).err(),
         Some(Refusal::ServerFull)
     );
     assert_eq!((registry.connection_count(), registry.user_count()), (2, 2));
@@ -109,9 +110,18 @@ fn admission_counts_connections_elsewhere_and_refusals_leave_no_trace() {
 fn rooms_report_users_not_connections_and_tell_first_and_last() {
     let registry = registry(10, 3);
     let quiet = Recorder::default();
-    let a1 = registry.admit(user("a"), 0, 0, &quiet).unwrap().handle;
-    let a2 = registry.admit(user("a"), 0, 0, &quiet).unwrap().handle;
-    let b = registry.admit(user("b"), 0, 0, &quiet).unwrap().handle;
+    let a1 = registry
+        .admit(user("a"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
+    let a2 = registry
+        .admit(user("a"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
+    let b = registry
+        .admit(user("b"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
     let rooms = Rooms::new();
     let seen = Recorder::default();
     let general = RoomId::from_trusted("general");
@@ -157,7 +167,10 @@ fn member_lists_merge_other_nodes_once_and_count_past_the_cap() {
     let rooms = Rooms::new();
     let general = RoomId::from_trusted("general");
     for name in ["a", "b", "c"] {
-        let handle = registry.admit(user(name), 0, 0, &quiet).unwrap().handle;
+        let handle = registry
+            .admit(user(name), Wire::Json, 0, 0, &quiet)
+            .unwrap()
+            .handle;
         rooms.join(&general, &handle, &quiet);
     }
     let others = vec![user("c"), user("d"), user("e")];
@@ -176,8 +189,14 @@ fn member_lists_merge_other_nodes_once_and_count_past_the_cap() {
 fn a_purge_removes_dead_members_and_empty_rooms_and_tells_the_observer() {
     let registry = registry(10, 3);
     let quiet = Recorder::default();
-    let alive = registry.admit(user("alive"), 0, 0, &quiet).unwrap().handle;
-    let dead = registry.admit(user("dead"), 0, 0, &quiet).unwrap().handle;
+    let alive = registry
+        .admit(user("alive"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
+    let dead = registry
+        .admit(user("dead"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
     let rooms = Rooms::new();
     let (shared, lonely) = (
         RoomId::from_trusted("shared"),
@@ -207,7 +226,10 @@ fn a_purge_removes_dead_members_and_empty_rooms_and_tells_the_observer() {
 fn channels_tell_first_and_last_subscriber_whatever_its_kind() {
     let registry = registry(10, 3);
     let quiet = Recorder::default();
-    let a = registry.admit(user("a"), 0, 0, &quiet).unwrap().handle;
+    let a = registry
+        .admit(user("a"), Wire::Json, 0, 0, &quiet)
+        .unwrap()
+        .handle;
     let channels = Channels::new();
     let seen = Recorder::default();
     let news = ChannelSpec::parse("news", 128).unwrap();

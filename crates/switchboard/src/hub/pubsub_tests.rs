@@ -92,12 +92,14 @@ fn publications_cross_hubs_on_a_bus_with_handlers_on_both_sides() {
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     );
     let hub_b = Hub::new(
         config,
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     );
     let on_b = hub_b.register(user("b")).unwrap();
     subscribe(&hub_b, &exact("event:login"), &on_b);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::shard::Sharded;
-use super::{ConnHandle, UserState};
+use super::{ConnHandle, UserState, Wire};
 use crate::config::{Limits, RateLimit};
 use crate::ids::{ConnId, UserId};
 use crate::protocol::CloseCode;
@@ -99,11 +99,12 @@ impl Registry {
         }
     }
 
-    /// Admits a connection of `user`, who has `elsewhere` connections on other nodes, at
+    /// Admits a connection of `user` speaking `wire`, who has `elsewhere` connections on other nodes, at
     /// hub-clock time `now`; or refuses it at a limit.
     pub(super) fn admit(
         &self,
         user: UserId,
+        wire: Wire,
         elsewhere: usize,
         now: u64,
         observer: &impl UserObserver,
@@ -133,7 +134,7 @@ impl Registry {
                 state: Arc::new(UserState::new(admission.rate, now)),
             }
         });
-        let handle = ConnHandle::new(ConnId::next(), user.clone(), entry.state.clone(), now);
+        let handle = ConnHandle::new(ConnId::next(), user.clone(), wire, entry.state.clone(), now);
         entry.conns.reserve_exact(1);
         entry.conns.push(handle.clone());
         observer.user_connections(&user, entry.conns.len() as u32);

@@ -30,6 +30,7 @@ pub(crate) struct Counters {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
+    pub(crate) document_updates: AtomicU64,
     pub(crate) fanout_latency: FanoutLatency,
 }
 
@@ -56,6 +57,7 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "errors_sent_total", help: "error frames sent to clients.", counter: |c| &c.errors_sent },
     ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
     ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
+    ExportedCounter { name: "document_updates_total", help: "Yjs updates applied to documents.", counter: |c| &c.document_updates },
     ExportedCounter { name: "auth_failures_total", help: "Refused tokens: at the upgrade (401), in auth frames, or missed auth deadlines.", counter: |c| &c.auth_failures },
 ];
 
@@ -120,11 +122,13 @@ pub(crate) enum InKind {
     Invalid,
     /// A message to the `/echo` endpoint.
     Echo,
+    /// A y-websocket message on a document connection (`/yjs`).
+    Document,
 }
 
 impl InKind {
     /// Every kind, in index order.
-    pub(crate) const ALL: [InKind; 15] = [
+    pub(crate) const ALL: [InKind; 16] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -140,6 +144,7 @@ impl InKind {
         Self::Custom,
         Self::Invalid,
         Self::Echo,
+        Self::Document,
     ];
 
     /// The kind of a parsed command.
@@ -179,6 +184,7 @@ impl InKind {
             Self::Custom => "custom",
             Self::Invalid => "invalid",
             Self::Echo => "echo",
+            Self::Document => "document",
         }
     }
 }
@@ -199,17 +205,20 @@ pub(crate) enum Target {
     Presence,
     /// One connection: replies (`room_joined`, `ack`, `error`, `pong`, …) and direct sends.
     Reply,
+    /// The clients of a document: sync replies, relayed updates and awareness.
+    Document,
 }
 
 impl Target {
     /// Every target, in index order.
-    pub(crate) const ALL: [Target; 6] = [
+    pub(crate) const ALL: [Target; 7] = [
         Self::Room,
         Self::User,
         Self::Broadcast,
         Self::Channel,
         Self::Presence,
         Self::Reply,
+        Self::Document,
     ];
 
     /// The `target` label in `/metrics`.
@@ -221,6 +230,7 @@ impl Target {
             Self::Channel => "channel",
             Self::Presence => "presence",
             Self::Reply => "reply",
+            Self::Document => "document",
         }
     }
 }
@@ -308,6 +318,12 @@ pub struct StatsSnapshot {
     pub history_streams: usize,
     /// Messages kept in those streams, for recovery and `history`.
     pub history_messages: usize,
+    /// Yjs documents open on this node.
+    pub documents: usize,
+    /// Connections to those documents.
+    pub document_clients: usize,
+    /// Yjs updates applied to documents since start.
+    pub document_updates: u64,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// This node's id.
@@ -340,6 +356,8 @@ pub(crate) struct Gauges {
     pub(crate) channels: usize,
     pub(crate) history_streams: usize,
     pub(crate) history_messages: usize,
+    pub(crate) documents: usize,
+    pub(crate) document_clients: usize,
     pub(crate) uptime_seconds: u64,
     pub(crate) node_id: String,
     pub(crate) broker: &'static str,
@@ -372,6 +390,9 @@ impl Counters {
             auth_failures: Self::get(&self.auth_failures),
             history_streams: gauges.history_streams,
             history_messages: gauges.history_messages,
+            documents: gauges.documents,
+            document_clients: gauges.document_clients,
+            document_updates: Self::get(&self.document_updates),
             uptime_seconds: gauges.uptime_seconds,
             node_id: gauges.node_id,
             broker: gauges.broker.to_owned(),

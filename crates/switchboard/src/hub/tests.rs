@@ -23,6 +23,7 @@ pub(super) fn hub() -> Hub {
         Arc::new(LocalBroker::standalone()),
         Arc::new(crate::cluster::NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     )
 }
 
@@ -277,12 +278,14 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     );
     let hub_b = Hub::new(
         config(),
         Arc::new(bus.broker()),
         Arc::new(crate::cluster::NoPeers),
         None,
+        Box::new(crate::docstore::MemoryDocs::default()),
     );
     let on_a = hub_a.register(user("a")).unwrap();
     let on_b = hub_b.register(user("b")).unwrap();
