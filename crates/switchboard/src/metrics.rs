@@ -104,6 +104,16 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
             gauges.channels as f64,
         ),
         gauge(
+            "documents",
+            "Yjs documents open on this node.",
+            gauges.documents as f64,
+        ),
+        gauge(
+            "document_clients",
+            "Connections to open Yjs documents.",
+            gauges.document_clients as f64,
+        ),
+        gauge(
             "uptime_seconds",
             "Seconds since the node started.",
             gauges.uptime_seconds as f64,

@@ -225,6 +225,17 @@ async fn concurrent_edits_converge_and_a_late_joiner_gets_everything() {
     assert_eq!(stats["documentClients"], 4);
     // Each edit, and each client's answer to the server's sync step 1 that carried one.
     assert!(stats["documentUpdates"].as_u64().unwrap() >= 2, "{stats}");
+    let (status, metrics) = switchboard_testkit::http_get(server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "switchboard_documents 2",
+        "switchboard_document_clients 4",
+        "switchboard_messages_in_total{type=\"document\"}",
+        "switchboard_messages_out_total{target=\"document\"}",
+        "switchboard_document_updates_total",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
 }
 
 #[tokio::test]
