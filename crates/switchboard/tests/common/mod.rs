@@ -36,6 +36,11 @@ pub(crate) fn command(args: &[&str]) -> Command {
         .env_remove("ADMIN_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
