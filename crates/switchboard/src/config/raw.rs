@@ -33,7 +33,7 @@ pub enum LogFormat {
 #[command(name = "switchboard", version, about = "A scalable WebSocket server")]
 pub struct Cli {
     /// TOML configuration file (keys as the flags, with `_` for `-`); flags and environment
-    /// variables override it. [env: SWITCHBOARD_CONFIG]
+    /// variables override it.
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The settings.
@@ -44,13 +44,15 @@ pub struct Cli {
     pub command: Option<super::Command>,
 }
 
-/// Completes the argument of every setting: its variable `SWITCHBOARD_<SETTING>` (read by
-/// `env`, shown here) and its default in the help, and global, so that it may follow a
-/// subcommand.
+/// Completes the argument of every setting (and of `--config`, declared before them): its
+/// variable `SWITCHBOARD_<SETTING>` (read by `sources` and `env`, shown here) and its default
+/// in the help, under its own heading, and global, so that it may follow a subcommand.
 fn setting_arg(arg: clap::Arg) -> clap::Arg {
     let variable = super::env::prefixed(arg.get_id().as_str());
     let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-    super::defaults::in_help(arg.help(format!("{help} [env: {variable}]"))).global(true)
+    super::defaults::in_help(arg.help(format!("{help} [env: {variable}]")))
+        .help_heading("Settings")
+        .global(true)
 }
 
 macro_rules! settings {

@@ -285,15 +285,10 @@ fn help_shows_the_default_of_every_setting() {
     }
 }
 
-/// The configuration from flags alone (the environment left out), as `Debug` text.
+/// The configuration from flags alone (no environment), as `Debug` text.
 fn from_flags_only(args: &[&str]) -> String {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command()
-        .mut_args(|arg| arg.env(None))
-        .try_get_matches_from(std::iter::once("switchboard").chain(args.iter().copied()))
-        .unwrap();
-    let cli = Cli::from_arg_matches(&matches).unwrap();
-    format!("{:?}", Config::from_settings(cli.settings).unwrap())
+    let invocation = invocation(args, &[]).unwrap();
+    format!("{:?}", invocation.config().unwrap())
 }
 
 #[test]
