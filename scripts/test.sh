@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy with warnings as errors, the whole test suite (unit,
 # integration against real servers, doc tests), the JavaScript client's build and tests (Node.js
-# and headless Chromium against the debug binary), the dependency audit, a short fuzzing run of
+# and headless Chromium against the debug binary), the container image (podman, no registry
+# needed), the dependency audit, a short fuzzing run of
 # every fuzz target (FUZZ_SECONDS each, default 10), and the Autobahn conformance suite.
 # Set SKIP_AUTOBAHN=1 to leave out the conformance run.
 set -euo pipefail
@@ -18,6 +19,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== JavaScript client (clients/js/ci.sh)"
 cargo build -p switchboard --locked --quiet
 clients/js/ci.sh
+echo "== container image (scripts/container_test.sh)"
+scripts/container_test.sh
 echo "== dependency audit (cargo deny)"
 scripts/audit.sh
 echo "== fuzzing (${FUZZ_SECONDS:-10}s per target)"

@@ -48,9 +48,11 @@
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`, the
 //!   server API under `/api`, the pages (`/demo`, `/dashboard`, `/client.js`).
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
+//! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 mod connection;

@@ -1,10 +1,10 @@
 //! The `switchboard` binary: load the configuration, set up logging, run the server until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C; or run a subcommand (`switchboard::cli`).
 
 use std::process::ExitCode;
 
-use switchboard::config::{ConfigError, LogConfig, LogFormat};
-use switchboard::{Config, Server};
+use switchboard::Server;
+use switchboard::config::{ConfigError, Invocation, LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc: smaller idle connections than glibc malloc and memory returned to the OS after
@@ -15,15 +15,28 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::load() {
-        Ok(config) => config,
+    let invocation = match Invocation::from_env() {
+        Ok(invocation) => invocation,
         Err(ConfigError::Cli(error)) => error.exit(),
-        Err(error) => {
-            eprintln!("switchboard: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return config_error(&error),
     };
-    init_logging(&config.log);
+    if let Some(command) = &invocation.command {
+        return switchboard::cli::run(command, &invocation).await;
+    }
+    let config = match invocation.config() {
+        Ok(config) => config,
+        Err(error) => return config_error(&error),
+    };
+    if let Err(error) = init_logging(&config.log) {
+        return config_error(&error);
+    }
+    for old in &invocation.sources.deprecated() {
+        tracing::warn!(
+            variable = %old.variable,
+            instead = %old.instead,
+            "deprecated environment variable"
+        );
+    }
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -37,10 +50,21 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+/// Prints a configuration error; exit code 2.
+fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("switchboard: {error}");
+    ExitCode::from(2)
+}
+
+/// Logs to stderr with the configured filter, or `RUST_LOG` when set, which must parse too.
+fn init_logging(config: &LogConfig) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => {
+            EnvFilter::try_new(&filter).map_err(|e| format!("invalid RUST_LOG {filter:?}: {e}"))?
+        }
+        _ => EnvFilter::try_new(&config.filter)
+            .map_err(|e| format!("invalid log_level {:?}: {e}", config.filter))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -48,6 +72,7 @@ fn init_logging(config: &LogConfig) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

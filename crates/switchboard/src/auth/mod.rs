@@ -207,6 +207,11 @@ impl JwtConfig {
         }
     }
 
+    /// The algorithm tokens must be signed with, as `jsonwebtoken` names it.
+    pub(crate) fn key_algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
     /// Verifies `token` and reads the identity and permissions from its claims.
     pub(crate) fn verify(
         &self,

@@ -1,13 +1,20 @@
 //! Configuration: raw settings from flags, env vars and a TOML file ([`RawSettings`]) are merged and
 //! validated into a [`Config`], one sub-struct per subsystem. Every error names the setting.
 //!
-//! `raw` declares the settings, `defaults` holds the default of each (which `--help` shows),
-//! `validate` turns raw settings into each subsystem's configuration, as `auth` and `tls` do
-//! for theirs, and `units` parses durations and sizes.
+//! `raw` declares the settings, `env` names their environment variables and reads the older
+//! ones, `sources` keeps each source apart until it merges them ([`Invocation`]), `defaults`
+//! holds the default of each setting (which `--help` shows), `validate` turns raw settings into
+//! each subsystem's configuration, as `auth` and `tls` do for theirs, `units` parses durations
+//! and sizes, `effective` writes the merged settings back out for `check-config`, and `command`
+//! declares the subcommands of the binary (`crate::cli` runs them).
 
 mod auth;
+mod command;
 mod defaults;
+mod effective;
+mod env;
 mod raw;
+mod sources;
 mod tls;
 mod units;
 mod validate;
@@ -16,13 +23,15 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-
 use crate::ids::NodeId;
 pub use crate::limits::{RateLimit, ViolationLimit};
+pub use command::{Command, HealthcheckArgs, TokenArgs};
+pub use env::{Deprecated, PREFIX as ENV_PREFIX};
 pub use raw::{Cli, LogFormat, RawSettings};
+pub use sources::{Invocation, Origin, Sources};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
+pub use validate::check_log_filter;
 
 /// The validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -193,11 +202,25 @@ pub enum ConfigError {
         /// Why, naming the key.
         source: toml::de::Error,
     },
+    /// An environment variable's value does not parse as its setting's.
+    #[error(
+        "invalid env {variable}: {reason}{hint}",
+        reason = env::clap_reason(source),
+        hint = env::hint(variable, value)
+    )]
+    Env {
+        /// The variable, e.g. `SWITCHBOARD_PORT`.
+        variable: String,
+        /// Its value.
+        value: String,
+        /// Why, naming the setting's flag.
+        source: clap::Error,
+    },
     /// A setting has a value that cannot work.
     #[error(
         "invalid setting `{setting}` (flag --{flag}, env {env}): {reason}",
         flag = setting.replace('_', "-"),
-        env = setting.to_ascii_uppercase()
+        env = env::prefixed(setting)
     )]
     Invalid {
         /// The setting's name (TOML key).
@@ -229,12 +252,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)?;
-        let file = match &cli.config {
-            Some(path) => read_file(path)?,
-            None => RawSettings::default(),
-        };
-        Self::from_settings(cli.settings.or(file))
+        Invocation::from_args(args)?.config()
     }
 
     /// Validates raw settings, filling in the defaults where a setting is unset.
@@ -246,7 +264,7 @@ impl Config {
             api: validate::api(&raw),
             auth,
             cluster: validate::cluster(&raw)?,
-            log: validate::log(&raw),
+            log: validate::log(&raw)?,
         })
     }
 }
@@ -259,17 +277,6 @@ impl Default for Config {
             Err(e) => unreachable!("the defaults are valid: {e}"),
         }
     }
-}
-
-fn read_file(path: &PathBuf) -> Result<RawSettings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.clone(),
-        source,
-    })
 }
 
 #[cfg(test)]

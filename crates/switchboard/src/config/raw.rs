@@ -1,13 +1,19 @@
 //! Raw settings as given: command-line flags, environment variables and a TOML file, each field
 //! optional. One struct serves all three sources, so a setting has the same name everywhere:
-//! field `heartbeat_interval` is flag `--heartbeat-interval`, env var `HEARTBEAT_INTERVAL` and
-//! TOML key `heartbeat_interval`. Precedence: flag > env var > file > default.
+//! field `heartbeat_interval` is flag `--heartbeat-interval`, env var
+//! `SWITCHBOARD_HEARTBEAT_INTERVAL` and TOML key `heartbeat_interval` ([`setting_arg`] derives
+//! the variable from the field; `env` reads the older unprefixed names). Precedence: flag >
+//! env var > file > default (`sources`).
+//!
+//! A setting marked `hide_env_values` is a secret: `--help` does not show its variable's value
+//! and `check-config` masks it.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use serde::Deserialize;
 
+use super::effective::TomlValue;
 use super::units::{ByteSize, DurationArg};
 
 /// Log output format.
@@ -21,17 +27,32 @@ pub enum LogFormat {
     Json,
 }
 
-/// The `switchboard` command line.
+/// The `switchboard` command line: the settings, and a subcommand (without one, the server
+/// runs). The settings are global, so they may follow the subcommand too.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about = "A scalable WebSocket server")]
 pub struct Cli {
     /// TOML configuration file (keys as the flags, with `_` for `-`); flags and environment
     /// variables override it.
-    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The settings.
     #[command(flatten)]
     pub settings: RawSettings,
+    /// What to do instead of running the server.
+    #[command(subcommand)]
+    pub command: Option<super::Command>,
+}
+
+/// Completes the argument of every setting (and of `--config`, declared before them): its
+/// variable `SWITCHBOARD_<SETTING>` (read by `sources` and `env`, shown here) and its default
+/// in the help, under its own heading, and global, so that it may follow a subcommand.
+fn setting_arg(arg: clap::Arg) -> clap::Arg {
+    let variable = super::env::prefixed(arg.get_id().as_str());
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    super::defaults::in_help(arg.help(format!("{help} [env: {variable}]")))
+        .help_heading("Settings")
+        .global(true)
 }
 
 macro_rules! settings {
@@ -40,7 +61,7 @@ macro_rules! settings {
         /// are filled in by validation, and shown by `--help`, from one table
         /// (`config::defaults`).
         #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
-        #[command(mut_args = super::defaults::in_help)]
+        #[command(mut_args = setting_arg)]
         #[serde(deny_unknown_fields)]
         pub struct RawSettings {
             $( $(#[$meta])* pub $name: Option<$ty>, )*
@@ -51,130 +72,140 @@ macro_rules! settings {
             pub fn or(self, lower: RawSettings) -> RawSettings {
                 RawSettings { $( $name: self.$name.or(lower.$name), )* }
             }
+
+            /// Every setting by name, in declaration order, with its value as TOML (`None`
+            /// where unset) and whether its default is written quoted.
+            pub(super) fn as_toml(&self) -> Vec<(&'static str, Option<String>, bool)> {
+                vec![$( (
+                    stringify!($name),
+                    self.$name.as_ref().map(TomlValue::toml),
+                    <$ty as TomlValue>::QUOTED,
+                ), )*]
+            }
         }
     };
 }
 
 settings! {
     /// Address to listen on.
-    #[arg(long, env, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     host: String,
     /// Port to listen on; 0 picks a free port.
-    #[arg(long, env)]
+    #[arg(long)]
     port: u16,
     /// This node's id, unique in a cluster.
-    #[arg(long, env)]
+    #[arg(long)]
     node_id: String,
     /// Most WebSocket connections this node accepts; more get close 1013.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_connections: usize,
     /// Most connections one user may hold; more get close 1013.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_connections_per_user: usize,
     /// Most rooms one connection may be in.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_rooms_per_connection: usize,
     /// How often to send WebSocket pings.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     heartbeat_interval: DurationArg,
     /// Close a connection after this long without any frame from the client.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     heartbeat_timeout: DurationArg,
     /// Also send app-level `ping` frames (for clients that cannot see WebSocket pings).
-    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     app_heartbeat: bool,
     /// How often the cleanup sweep runs.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     cleanup_interval: DurationArg,
     /// Close connections with no messages in either direction for this long (heartbeats do
     /// not count); 0 disables.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     idle_timeout: DurationArg,
     /// Messages per second per user; 0 disables rate limiting.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     rate_limit: u32,
     /// Messages a user may send at once above the rate.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     rate_limit_burst: u32,
     /// Largest WebSocket frame or message accepted from a client.
-    #[arg(long, env, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE")]
     max_frame_size: ByteSize,
     /// Longest message `content`, in characters.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_content_length: usize,
     /// Longest room or channel name, in characters.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_name_length: usize,
     /// Outbound bytes queued for one connection before it is dropped as a slow consumer.
-    #[arg(long, env, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE")]
     max_queued_bytes: ByteSize,
     /// Most pub/sub channels one connection may subscribe to.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_channels_per_connection: usize,
     /// Let clients subscribe to channel patterns such as `room:*`.
-    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     allow_client_patterns: bool,
     /// Deliver a client's publication back to it when it is subscribed to the channel.
-    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     deliver_to_publisher: bool,
     /// A user none of whose connections sent a message for this long is `away`.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     away_timeout: DurationArg,
     /// Largest presence metadata, in bytes of JSON.
-    #[arg(long, env, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE")]
     max_presence_metadata: ByteSize,
     /// Key the server HTTP API (`/api/...`) requires as `Authorization: Bearer KEY` or
     /// `X-API-Key: KEY`; without it the API is open (a warning is logged).
-    #[arg(long, env, value_name = "KEY", hide_env_values = true)]
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
     api_key: String,
     /// Join the cluster sharing this Redis, e.g. `redis://127.0.0.1:6379`; without it the
     /// node runs alone and touches no network.
-    #[arg(long, env, value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     redis_url: String,
     /// Prefix of every Redis key and channel, so clusters can share one Redis.
-    #[arg(long, env, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX")]
     redis_prefix: String,
     /// A node that has not refreshed its liveness for this long is dead: its users go offline
     /// on the other nodes.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     node_ttl: DurationArg,
     /// Turn authentication on with this HS256 shared secret: every connection needs a JWT.
-    #[arg(long, env, value_name = "SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
     jwt_secret: String,
     /// Turn authentication on with this PEM public key (RSA, EC or Ed25519).
-    #[arg(long, env, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     jwt_public_key: std::path::PathBuf,
     /// The one algorithm tokens may use, e.g. HS256, RS256, ES256.
-    #[arg(long, env, value_name = "ALG")]
+    #[arg(long, value_name = "ALG")]
     jwt_algorithm: String,
     /// Require this `iss` claim.
-    #[arg(long, env, value_name = "ISSUER")]
+    #[arg(long, value_name = "ISSUER")]
     jwt_issuer: String,
     /// Require this `aud` claim.
-    #[arg(long, env, value_name = "AUDIENCE")]
+    #[arg(long, value_name = "AUDIENCE")]
     jwt_audience: String,
     /// How long a connection without a token at the upgrade has to send its `auth` frame.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     auth_timeout: DurationArg,
     /// Comma-separated origins browsers may connect from, e.g.
     /// `https://app.example.com,http://localhost:5173`.
-    #[arg(long, env, value_name = "ORIGINS")]
+    #[arg(long, value_name = "ORIGINS")]
     allowed_origins: String,
     /// Key that `/stats` requires as `Authorization: Bearer KEY` or `X-API-Key: KEY`.
-    #[arg(long, env, value_name = "KEY", hide_env_values = true)]
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
     admin_key: String,
     /// How long a client `id` is remembered for duplicate suppression.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     dedup_window: DurationArg,
     /// Most messages kept per room and channel for recovery and `history`; 0 turns history
     /// (and offsets) off.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     history_size: usize,
     /// How long a message is kept for recovery and `history`.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     history_ttl: DurationArg,
     /// Directory where Yjs documents are saved (`DIR/docs/`), so they survive a restart;
     /// without it a single node keeps them in memory.
@@ -190,38 +221,38 @@ settings! {
     document_rate_limit: u32,
     /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
     /// requires `--tls-key`.
-    #[arg(long, env, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     tls_cert: PathBuf,
     /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
-    #[arg(long, env, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     tls_key: PathBuf,
     /// Time a client has to complete the TLS handshake (with TLS), and then the HTTP upgrade
     /// request.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     handshake_timeout: DurationArg,
     /// Most TCP connections from one client address (IPv6: one /64); more get HTTP 429;
     /// 0 disables the cap.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_connections_per_ip: usize,
     /// Bad frames (answered with an `error`) a connection may send within `violation_window`
     /// before it is closed with 1008; 0 disables.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     max_violations: u32,
     /// The window `max_violations` is counted in.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     violation_window: DurationArg,
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
-    #[arg(long, env, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     shutdown_timeout: DurationArg,
     /// Serve an echo endpoint on `/echo` that returns every message as sent, for conformance
     /// testing (Autobahn).
-    #[arg(long, env, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     echo_endpoint: bool,
     /// Log format.
-    #[arg(long, env, value_enum)]
+    #[arg(long, value_enum)]
     log_format: LogFormat,
     /// Log filter, e.g. `info` or `switchboard=debug`; RUST_LOG overrides it.
-    #[arg(long, env, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER")]
     log_level: String,
 }

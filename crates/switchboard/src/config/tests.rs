@@ -285,15 +285,10 @@ fn help_shows_the_default_of_every_setting() {
     }
 }
 
-/// The configuration from flags alone (the environment left out), as `Debug` text.
+/// The configuration from flags alone (no environment), as `Debug` text.
 fn from_flags_only(args: &[&str]) -> String {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command()
-        .mut_args(|arg| arg.env(None))
-        .try_get_matches_from(std::iter::once("switchboard").chain(args.iter().copied()))
-        .unwrap();
-    let cli = Cli::from_arg_matches(&matches).unwrap();
-    format!("{:?}", Config::from_settings(cli.settings).unwrap())
+    let invocation = invocation(args, &[]).unwrap();
+    format!("{:?}", invocation.config().unwrap())
 }
 
 #[test]
@@ -311,4 +306,266 @@ fn the_default_help_shows_is_the_one_in_force() {
         checked += 1;
     }
     assert!(checked > 30, "{checked}");
+}
+
+/// The invocation of `args` (after the program name) with exactly the variables `env`.
+fn invocation(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+    let env: std::collections::HashMap<String, OsString> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), OsString::from(value)))
+        .collect();
+    Invocation::from_args_and_env(
+        std::iter::once("switchboard").chain(args.iter().copied()),
+        move |name| env.get(name).cloned(),
+    )
+}
+
+fn config_with(args: &[&str], env: &[(&str, &str)]) -> Config {
+    invocation(args, env).unwrap().config().unwrap()
+}
+
+/// A TOML file in a fresh directory; the directory is removed by the caller.
+fn toml_file(text: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("switchboard-config-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn prefixed_variables_set_settings_of_every_kind() {
+    let config = config_with(
+        &[],
+        &[
+            ("SWITCHBOARD_PORT", "4000"),
+            ("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6390"),
+            ("SWITCHBOARD_HISTORY_SIZE", "7"),
+            ("SWITCHBOARD_HISTORY_TTL", "2m"),
+            ("SWITCHBOARD_MAX_FRAME_SIZE", "64KiB"),
+            ("SWITCHBOARD_APP_HEARTBEAT", "true"),
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            // A value that looks like a flag is still a value.
+            ("SWITCHBOARD_JWT_SECRET", "--not-a-flag"),
+        ],
+    );
+    assert_eq!(config.server.port, 4000);
+    assert_eq!(
+        config.cluster.map(|cluster| cluster.url).as_deref(),
+        Some("redis://127.0.0.1:6390")
+    );
+    assert_eq!(config.hub.history.size, 7);
+    assert_eq!(config.hub.history.ttl, Duration::from_secs(120));
+    assert_eq!(config.hub.limits.max_frame_size, 64 << 10);
+    assert!(config.hub.heartbeat.app_ping);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert!(config.auth.jwt.is_some());
+}
+
+#[test]
+fn port_is_honoured_without_a_warning_and_the_older_names_with_one() {
+    let invocation = invocation(
+        &[],
+        &[
+            ("PORT", "4100"),
+            ("HISTORY_SIZE", "9"),
+            ("HOST", "127.0.0.1"),
+        ],
+    )
+    .unwrap();
+    let config = invocation.config().unwrap();
+    assert_eq!(config.server.port, 4100);
+    assert_eq!(config.server.host, "127.0.0.1");
+    assert_eq!(config.hub.history.size, 9);
+    let deprecated: Vec<(String, String)> = invocation
+        .sources
+        .deprecated()
+        .into_iter()
+        .map(|old| (old.variable, old.instead))
+        .collect();
+    assert_eq!(
+        deprecated,
+        [
+            ("HOST".to_owned(), "SWITCHBOARD_HOST".to_owned()),
+            (
+                "HISTORY_SIZE".to_owned(),
+                "SWITCHBOARD_HISTORY_SIZE".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        invocation.sources.origin("port"),
+        Origin::Env("PORT".into())
+    );
+}
+
+#[test]
+fn precedence_is_flag_then_prefixed_variable_then_older_variable_then_file() {
+    let (dir, path) = toml_file(
+        "port = 4001\nhistory_size = 1\nmax_connections = 1\nmax_rooms_per_connection = 1\n",
+    );
+    let file = path.to_str().unwrap();
+    let invocation = invocation(
+        &["--config", file, "--port", "4004"],
+        &[
+            ("SWITCHBOARD_PORT", "4003"),
+            ("PORT", "4002"),
+            ("SWITCHBOARD_HISTORY_SIZE", "3"),
+            ("HISTORY_SIZE", "2"),
+            ("MAX_CONNECTIONS", "2"),
+        ],
+    )
+    .unwrap();
+    let config = invocation.config().unwrap();
+    assert_eq!(config.server.port, 4004, "the flag");
+    assert_eq!(config.hub.history.size, 3, "the prefixed variable");
+    assert_eq!(config.hub.limits.max_connections, 2, "the older variable");
+    assert_eq!(config.hub.limits.max_rooms_per_connection, 1, "the file");
+    assert_eq!(config.hub.limits.max_connections_per_user, 5, "the default");
+    let origin = |setting| invocation.sources.origin(setting);
+    assert_eq!(origin("port"), Origin::Flag);
+    assert_eq!(
+        origin("history_size"),
+        Origin::Env("SWITCHBOARD_HISTORY_SIZE".into())
+    );
+    assert_eq!(
+        origin("max_connections"),
+        Origin::Env("MAX_CONNECTIONS".into())
+    );
+    assert_eq!(
+        origin("max_rooms_per_connection"),
+        Origin::File(path.clone())
+    );
+    assert_eq!(origin("max_connections_per_user"), Origin::Default);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_config_file_may_come_from_a_variable_and_empty_variables_are_unset() {
+    let (dir, path) = toml_file("port = 4200\n");
+    let config = config_with(
+        &[],
+        &[
+            ("SWITCHBOARD_CONFIG", path.to_str().unwrap()),
+            ("SWITCHBOARD_PORT", ""),
+            ("SWITCHBOARD_REDIS_URL", ""),
+        ],
+    );
+    assert_eq!(config.server.port, 4200);
+    assert!(config.cluster.is_none());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_values_in_variables_name_the_variable_and_the_flag() {
+    for (variable, value, flag) in [
+        ("SWITCHBOARD_PORT", "lots", "--port"),
+        ("MAX_FRAME_SIZE", "big", "--max-frame-size"),
+        ("SWITCHBOARD_LOG_FORMAT", "xml", "--log-format"),
+        ("SWITCHBOARD_APP_HEARTBEAT", "maybe", "--app-heartbeat"),
+    ] {
+        let error = invocation(&[], &[(variable, value)]).unwrap_err();
+        assert!(matches!(error, ConfigError::Env { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(variable) && message.contains(flag) && !message.contains('\n'),
+            "{message}"
+        );
+    }
+    // Kubernetes gives every pod of a Service named `switchboard` SWITCHBOARD_PORT=tcp://…
+    let message = invocation(&[], &[("SWITCHBOARD_PORT", "tcp://10.0.0.7:3000")])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("enableServiceLinks"), "{message}");
+    // Values that parse but cannot work name the prefixed variable.
+    let message = config_error_message(&[], &[("MAX_CONNECTIONS", "0")]);
+    assert!(message.contains("SWITCHBOARD_MAX_CONNECTIONS"), "{message}");
+}
+
+fn config_error_message(args: &[&str], env: &[(&str, &str)]) -> String {
+    invocation(args, env)
+        .unwrap()
+        .config()
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_bad_log_level_is_refused_naming_the_setting() {
+    for level in [
+        "verbose",
+        "warning",
+        "switchboard=loud",
+        "info,,[",
+        "info,switchboard",
+    ] {
+        assert_eq!(
+            invalid_setting(from_args(&["--log-level", level])),
+            "log_level",
+            "{level}"
+        );
+    }
+    for level in [
+        "info",
+        "WARN",
+        "off",
+        "info,switchboard=debug",
+        "switchboard::hub=trace",
+    ] {
+        assert!(from_args(&["--log-level", level]).is_ok(), "{level}");
+    }
+}
+
+#[test]
+fn settings_may_follow_a_subcommand() {
+    let invocation = invocation(&["check-config", "--port", "4300"], &[]).unwrap();
+    assert!(matches!(invocation.command, Some(Command::CheckConfig)));
+    assert_eq!(invocation.config().unwrap().server.port, 4300);
+    let invocation = self::invocation(&["--port", "4301", "token", "--sub", "alice"], &[]).unwrap();
+    assert!(matches!(invocation.command, Some(Command::Token(_))));
+    assert_eq!(invocation.config().unwrap().server.port, 4301);
+}
+
+#[test]
+fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
+    let invocation = invocation(
+        &["--jwt-secret", "hunter2", "--node-id", "n1"],
+        &[
+            ("SWITCHBOARD_PORT", "4400"),
+            ("SWITCHBOARD_API_KEY", "api-secret"),
+            ("ADMIN_KEY", "admin-secret"),
+            (
+                "SWITCHBOARD_REDIS_URL",
+                "redis://app:redis-secret@redis:6379/0",
+            ),
+        ],
+    )
+    .unwrap();
+    let text = invocation.sources.effective();
+    for secret in ["hunter2", "api-secret", "admin-secret", "redis-secret"] {
+        assert!(!text.contains(secret), "{secret} in:\n{text}");
+    }
+    let line = |setting: &str| {
+        text.lines()
+            .find(|line| line.starts_with(&format!("{setting} = ")))
+            .unwrap_or_else(|| panic!("no {setting} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("port").ends_with("# env SWITCHBOARD_PORT"), "{text}");
+    assert!(line("jwt_secret").ends_with("# flag"), "{text}");
+    assert!(
+        line("admin_key").ends_with("# env ADMIN_KEY (deprecated: use SWITCHBOARD_ADMIN_KEY)"),
+        "{text}"
+    );
+    assert!(line("redis_url").contains("redis://app:********@redis:6379/0"));
+    assert!(line("heartbeat_interval").ends_with("# default"), "{text}");
+    // Read back as a config file, it gives the same configuration (secrets aside).
+    let file: RawSettings = toml::from_str(&text).unwrap();
+    let reread = Config::from_settings(file).unwrap();
+    let config = invocation.config().unwrap();
+    assert_eq!(format!("{:?}", reread.hub), format!("{:?}", config.hub));
+    assert_eq!(
+        format!("{:?}", reread.server),
+        format!("{:?}", config.server)
+    );
 }

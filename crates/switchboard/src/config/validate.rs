@@ -313,15 +313,39 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
     }))
 }
 
-/// Logging.
-pub(super) fn log(raw: &RawSettings) -> LogConfig {
-    LogConfig {
+/// Logging: the filter must parse, and a directive without `=` must be a level, so that a
+/// misspelt level (`warning`, `verbose`) is an error rather than a filter for a target of
+/// that name, which would silence the log.
+pub(super) fn log(raw: &RawSettings) -> Result<LogConfig, ConfigError> {
+    let filter = raw
+        .log_level
+        .clone()
+        .unwrap_or_else(|| defaults::LOG_LEVEL.to_owned());
+    check_log_filter(&filter).map_err(|reason| ConfigError::invalid("log_level", reason))?;
+    Ok(LogConfig {
         format: raw.log_format.unwrap_or_default(),
-        filter: raw
-            .log_level
-            .clone()
-            .unwrap_or_else(|| defaults::LOG_LEVEL.to_owned()),
+        filter,
+    })
+}
+
+/// Why `filter` is not a usable `tracing` filter, if it is not.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim) {
+        if !directive.is_empty()
+            && !directive.contains(['=', '['])
+            && !LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "{directive:?} is not a level ({}); filter a target with target=level",
+                LEVELS.join(", ")
+            ));
+        }
     }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|e| format!("{filter:?} is not a valid filter: {e}"))
 }
 
 fn duration(value: Option<DurationArg>, default: Duration) -> Duration {

@@ -36,6 +36,11 @@ pub(crate) fn command(args: &[&str]) -> Command {
         .env_remove("ADMIN_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
@@ -43,7 +48,9 @@ pub(crate) fn command(args: &[&str]) -> Command {
 pub(crate) struct Running {
     child: Child,
     pub(crate) addr: SocketAddr,
-    /// Every JSON log line, in order; a task reads the child's stderr into it until EOF.
+    /// The JSON log lines before the one that says it listens, in order.
+    pub(crate) startup: Vec<Value>,
+    /// Every later JSON log line, in order; a task reads the child's stderr into it until EOF.
     pub(crate) logs: mpsc::UnboundedReceiver<Value>,
 }
 
@@ -72,13 +79,29 @@ impl Running {
                 }
             }
         });
-        let listening = wait_for_log(&mut logs, "switchboard listening").await;
+        let mut startup = Vec::new();
+        let listening = tokio::time::timeout(WAIT, async {
+            loop {
+                let line = logs.recv().await.expect("the process's log ended");
+                if line["fields"]["message"] == "switchboard listening" {
+                    return line;
+                }
+                startup.push(line);
+            }
+        })
+        .await
+        .expect("no log line \"switchboard listening\"");
         let addr = listening["fields"]["address"]
             .as_str()
             .expect("the address is logged")
             .parse()
             .expect("the address parses");
-        Self { child, addr, logs }
+        Self {
+            child,
+            addr,
+            startup,
+            logs,
+        }
     }
 
     /// Sends SIGTERM.
