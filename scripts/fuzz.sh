@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target in fuzz/ for SECONDS (default 60): the WebSocket frame decoder,
-# the JSON client-frame parser and the configuration file. Usage: scripts/fuzz.sh [SECONDS]
+# the JSON client-frame parser, the y-websocket message decoder and the configuration file.
+# Usage: scripts/fuzz.sh [SECONDS]
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). The toolchain is stable; cargo-fuzz
 # needs nightly -Z flags, which RUSTC_BOOTSTRAP=1 allows. The committed seeds are in
@@ -16,7 +17,7 @@ case "$seconds" in
 esac
 export RUSTC_BOOTSTRAP=1
 
-targets=(ws_decoder client_frame config)
+targets=(ws_decoder client_frame yjs_message config)
 cargo fuzz build
 for target in "${targets[@]}"; do
   echo "== fuzz $target for ${seconds}s"

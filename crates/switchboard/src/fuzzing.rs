@@ -2,7 +2,7 @@
 //!
 //! The JSON client-frame parser ([`crate::protocol::parse`]) and the configuration
 //! ([`crate::config`]) are public already; this module exposes only what is private: the
-//! WebSocket frame decoder.
+//! WebSocket frame decoder and the y-websocket message decoder.
 
 use crate::ws::decoder::{Decoder, Flow, Limits, Message, OwnedMessage as Owned};
 
@@ -59,4 +59,26 @@ fn decode(input: &[u8], sizes: &[usize]) -> (Vec<Owned>, Option<String>) {
         }
     }
     (messages, None)
+}
+
+/// Decodes `input` as a y-websocket message, re-encodes what it decoded and decodes that again
+/// (panics if the two differ), and applies an update it carries to a fresh document as the
+/// server does. Panics only on a bug of ours: a panic of yrs on a crafted update is caught
+/// there, and must stay caught.
+pub fn yjs_message(input: &[u8]) {
+    use crate::yjs::{self, Message};
+    let Ok(message) = yjs::decode(input) else {
+        return;
+    };
+    let again = match &message {
+        Message::SyncStep1(body) => yjs::sync_step1(body),
+        Message::SyncStep2(body) => yjs::sync_step2(body),
+        Message::Update(body) => yjs::update(body),
+        Message::Awareness(entries) => yjs::awareness(entries.iter().copied()),
+        Message::QueryAwareness => vec![3],
+    };
+    assert_eq!(yjs::decode(&again).as_ref(), Ok(&message), "re-encoding changed the message");
+    if let Message::SyncStep2(update) | Message::Update(update) = message {
+        let _ = crate::hub::apply_update(&yrs::Doc::new(), update);
+    }
 }

@@ -464,7 +464,7 @@ fn record_awareness<'a>(
 /// leaves the document untouched (`InvalidUpdate`). yrs may also panic on crafted input: a
 /// panic while decoding is refused the same way; one while applying may have left the
 /// document half-changed (`Damaged`).
-fn apply(doc: &Doc, update: &[u8]) -> Result<(), DocError> {
+pub(crate) fn apply(doc: &Doc, update: &[u8]) -> Result<(), DocError> {
     let update = catch_unwind(|| Update::decode_v1(update))
         .map_err(|_| DocError::InvalidUpdate)?
         .map_err(|_| DocError::InvalidUpdate)?;

@@ -67,6 +67,8 @@ use crate::store::StreamStore;
 use channels::Channels;
 use cluster::Cluster;
 use docs::Documents;
+#[cfg(feature = "fuzzing")]
+pub(crate) use docs::apply as apply_update;
 pub(crate) use docs::{DocCommand, DocError, OpenDoc};
 pub use handle::ConnInfo;
 pub(crate) use handle::{ConnHandle, Wire};
