@@ -77,7 +77,11 @@ pub fn yjs_message(input: &[u8]) {
         Message::Awareness(entries) => yjs::awareness(entries.iter().copied()),
         Message::QueryAwareness => vec![3],
     };
-    assert_eq!(yjs::decode(&again).as_ref(), Ok(&message), "re-encoding changed the message");
+    assert_eq!(
+        yjs::decode(&again).as_ref(),
+        Ok(&message),
+        "re-encoding changed the message"
+    );
     if let Message::SyncStep2(update) | Message::Update(update) = message {
         let _ = crate::hub::apply_update(&yrs::Doc::new(), update);
     }
