@@ -1,10 +1,12 @@
 // Collaborative documents (DESIGN.md §8) with the real npm `yjs` and `y-websocket` packages,
 // unchanged, against the real server binary: an application switches to Switchboard by
 // pointing WebsocketProvider at ws://host/yjs. Concurrent edits converge, a late joiner gets
-// the whole document, awareness appears and disappears with its client, and a server restarted
-// with the same --data-dir still has the content.
+// the whole document, awareness appears and disappears with its client, a server restarted
+// with the same --data-dir still has the content, and in a cluster (a real redis-server)
+// clients on different nodes converge and a node that never had the document serves it.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,15 +15,39 @@ import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
 
-import { Server, within } from './helpers.mjs';
+import { Server, freePort, within } from './helpers.mjs';
 
 const servers = [];
 const providers = [];
+const children = [];
 
 afterEach(async () => {
   for (const provider of providers.splice(0)) provider.destroy();
   for (const server of servers.splice(0)) await server.stop();
+  for (const child of children.splice(0)) {
+    child.kill('SIGKILL');
+    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve()));
+  }
 });
+
+/** A redis-server child on a free port, keeping nothing on disk; resolves once it listens. */
+async function redisServer() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  await within(
+    new Promise((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+      child.stdout.on('data', (data) => {
+        if (String(data).includes('Ready to accept connections')) resolve();
+      });
+    }),
+    'redis-server to listen',
+  );
+  return `redis://127.0.0.1:${port}`;
+}
 
 async function server(args = []) {
   const started = await Server.start({ args });
@@ -136,4 +162,22 @@ test('a server restarted with the same --data-dir keeps the content', async () =
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('in a cluster, clients on different nodes converge and a new node serves the document', async () => {
+  const redis = await redisServer();
+  const a = await server(['--redis-url', redis, '--node-id', 'a']);
+  const b = await server(['--redis-url', redis, '--node-id', 'b']);
+  const onA = await open(a, 'shared');
+  const onB = await open(b, 'shared');
+  onA.text.insert(0, 'from a. ');
+  onB.text.insert(0, 'from b. ');
+  const whole = (side) => side.text.length === 16;
+  await until(onA.doc, () => whole(onA), 'node a to get both edits');
+  await until(onB.doc, () => whole(onB), 'node b to get both edits');
+  assert.equal(onA.text.toString(), onB.text.toString());
+  const c = await server(['--redis-url', redis, '--node-id', 'c']);
+  const onC = await open(c, 'shared');
+  await until(onC.doc, () => whole(onC), 'node c to load the document');
+  assert.equal(onC.text.toString(), onA.text.toString());
 });

@@ -1,11 +1,17 @@
-//! Where a node keeps the Yjs documents it is not serving (DESIGN.md §8): each document's
-//! whole state as one encoded Yjs update, saved when the document is unloaded (its last client
-//! left), periodically while it changes, and read back when a client opens it again.
+//! Where Yjs documents live when no client of this node has them open, and how their changes
+//! reach the other nodes (DESIGN.md §8).
 //!
-//! A single node keeps them in memory ([`MemoryDocs`]), or in files under `--data-dir`
-//! ([`DirDocs`]) so that they survive a restart. The saved state is always the document's
-//! compacted state (`encode_state_as_update`), never a log of updates, so it does not grow
-//! with the number of edits.
+//! A single node keeps each document's whole state as one encoded Yjs update, saved when the
+//! document is unloaded (its last client left) and periodically while it changes, in memory
+//! ([`MemoryDocs`]) or in files under `--data-dir` ([`DirDocs`]) so that they survive a
+//! restart. The saved state is always the compacted state (`encode_state_as_update`), never a
+//! log of updates, so it does not grow with the number of edits.
+//!
+//! A cluster's store (`cluster::redis`) keeps a log of updates per document instead: every
+//! node appends its clients' updates, which the store also publishes to the nodes that have
+//! the document open; a node that opens a document reads the log; the log is compacted into
+//! one update as it grows. Yjs updates commute and applying one twice changes nothing, so the
+//! order in which a node sees the log and the publications does not matter.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -15,24 +21,62 @@ use parking_lot::Mutex;
 
 use crate::ids::DocId;
 
-/// A store of Yjs document states, by document name.
+/// What is called with a document read from the store: the updates that make it (empty when
+/// it was never saved).
+pub type DocLoaded = Box<dyn FnOnce(io::Result<Vec<Vec<u8>>>) + Send>;
+
+/// A store of Yjs documents, by document name.
 pub trait DocStore: Send + Sync {
-    /// The state saved for `doc`, or `None` when it was never saved.
-    fn load(&self, doc: &DocId) -> io::Result<Option<Vec<u8>>>;
-    /// Saves `state`, replacing what was saved for `doc`. It is whole once this returns `Ok`.
+    /// Reads `doc`, calling `done` once with its updates (perhaps before this returns). In a
+    /// cluster the node receives the document's publications from the moment it calls this.
+    fn load(&self, doc: &DocId, done: DocLoaded);
+    /// Keeps `update`, which a client of this node made, and publishes it to the other nodes
+    /// that have `doc` open (a lone node's store keeps nothing here: [`DocStore::save`] does).
+    fn append(&self, doc: &DocId, update: &[u8]);
+    /// Sends a message to the clients of `doc` on other nodes, without keeping it
+    /// (awareness).
+    fn relay(&self, doc: &DocId, message: &[u8]);
+    /// Saves `state`, the whole document, replacing what was saved for `doc`; it is whole once
+    /// this returns `Ok`. A cluster's store, which already has every update, compacts its log.
     fn save(&self, doc: &DocId, state: &[u8]) -> io::Result<()>;
+    /// This node no longer has `doc` open: it stops receiving its publications.
+    fn close(&self, doc: &DocId);
 }
+
+/// A lone node's store: whole states, read and written at once; nothing to publish.
+macro_rules! local_doc_store {
+    ($store:ty) => {
+        impl DocStore for $store {
+            fn load(&self, doc: &DocId, done: DocLoaded) {
+                done(self.read(doc).map(|state| state.into_iter().collect()));
+            }
+
+            fn append(&self, _: &DocId, _: &[u8]) {}
+
+            fn relay(&self, _: &DocId, _: &[u8]) {}
+
+            fn save(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {
+                self.write(doc, state)
+            }
+
+            fn close(&self, _: &DocId) {}
+        }
+    };
+}
+
+local_doc_store!(MemoryDocs);
+local_doc_store!(DirDocs);
 
 /// Document states in this process's memory: they outlive their clients, not the process.
 #[derive(Default)]
 pub struct MemoryDocs(Mutex<HashMap<DocId, Box<[u8]>>>);
 
-impl DocStore for MemoryDocs {
-    fn load(&self, doc: &DocId) -> io::Result<Option<Vec<u8>>> {
+impl MemoryDocs {
+    fn read(&self, doc: &DocId) -> io::Result<Option<Vec<u8>>> {
         Ok(self.0.lock().get(doc).map(|state| state.to_vec()))
     }
 
-    fn save(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {
+    fn write(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {
         self.0.lock().insert(doc.clone(), state.into());
         Ok(())
     }
@@ -84,8 +128,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-impl DocStore for DirDocs {
-    fn load(&self, doc: &DocId) -> io::Result<Option<Vec<u8>>> {
+impl DirDocs {
+    fn read(&self, doc: &DocId) -> io::Result<Option<Vec<u8>>> {
         match std::fs::read(self.path(doc)) {
             Ok(state) => Ok(Some(state)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -93,7 +137,7 @@ impl DocStore for DirDocs {
         }
     }
 
-    fn save(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {
+    fn write(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {
         let path = self.path(doc);
         let temporary = path.with_extension(format!("{EXTENSION}.tmp"));
         let mut file = std::fs::File::create(&temporary)?;
@@ -123,13 +167,13 @@ mod tests {
             &"x".repeat(300),
         ];
         for (i, name) in names.iter().enumerate() {
-            assert_eq!(store.load(&doc(name)).expect("load"), None);
-            store.save(&doc(name), &[i as u8, 1, 2]).expect("save");
+            assert_eq!(store.read(&doc(name)).expect("load"), None);
+            store.write(&doc(name), &[i as u8, 1, 2]).expect("save");
         }
         let reopened = DirDocs::open(&dir).expect("reopen");
         for (i, name) in names.iter().enumerate() {
             assert_eq!(
-                reopened.load(&doc(name)).expect("load"),
+                reopened.read(&doc(name)).expect("load"),
                 Some(vec![i as u8, 1, 2])
             );
             let path = reopened.path(&doc(name));
@@ -149,9 +193,9 @@ mod tests {
     #[test]
     fn memory_keeps_the_last_save() {
         let store = MemoryDocs::default();
-        store.save(&doc("a"), &[1]).expect("save");
-        store.save(&doc("a"), &[2]).expect("save");
-        assert_eq!(store.load(&doc("a")).expect("load"), Some(vec![2]));
-        assert_eq!(store.load(&doc("b")).expect("load"), None);
+        store.write(&doc("a"), &[1]).expect("save");
+        store.write(&doc("a"), &[2]).expect("save");
+        assert_eq!(store.read(&doc("a")).expect("load"), Some(vec![2]));
+        assert_eq!(store.read(&doc("b")).expect("load"), None);
     }
 }

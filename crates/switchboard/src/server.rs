@@ -69,7 +69,10 @@ impl Server {
         let mut builder = Switchboard::builder(config.hub)
             .api(config.api)
             .auth(config.auth);
-        if let Some(path) = &config.server.data_dir {
+        if let (Some(path), Some(_)) = (&config.server.data_dir, &config.cluster) {
+            tracing::warn!(path = %path.display(), "data_dir is not used in cluster mode: documents live in Redis");
+        }
+        if let (Some(path), None) = (&config.server.data_dir, &config.cluster) {
             let documents = DirDocs::open(path).map_err(|source| ServerError::DataDir {
                 path: path.clone(),
                 source,

@@ -34,8 +34,8 @@ pub struct Switchboard {
     auth: AuthConfig,
     tasks: TaskTracker,
     cancel: CancellationToken,
-    /// Whether `/yjs` serves documents: on a lone node only, until documents are shared
-    /// through the cluster's store.
+    /// Whether `/yjs` serves documents: on a lone node, and in a Redis cluster (whose store
+    /// shares them); not with a broker of the application's that shares no documents.
     serves_documents: bool,
 }
 
@@ -108,13 +108,15 @@ impl Builder {
     /// Joins the cluster that shares the Redis at `config.url`: publications, presence and
     /// membership become cluster-wide. Nothing connects until [`Builder::build`]; an
     /// unreachable Redis is retried with backoff while the node serves local traffic.
-    /// Redis is also the store of streams: offsets and history are shared by every node.
+    /// Redis is also the store of streams (offsets and history are shared by every node) and
+    /// of Yjs documents (any node serves any document).
     pub fn redis(mut self, config: &RedisConfig) -> Result<Self, ClusterError> {
         let node = self.config.node_id.clone();
         let cluster = Arc::new(RedisCluster::new(config, node, self.config.history)?);
         if self.config.history.size > 0 {
             self.store = Some(cluster.clone());
         }
+        self.documents = Some(Box::new((*cluster).clone()));
         self.broker = Some(cluster.clone());
         self.membership = Some(cluster.clone());
         self.redis = Some(cluster);
@@ -123,7 +125,7 @@ impl Builder {
 
     /// Builds the instance and starts its sweeps. Must be called inside a tokio runtime.
     pub fn build(self) -> Switchboard {
-        let serves_documents = self.broker.is_none();
+        let serves_documents = self.broker.is_none() || self.redis.is_some();
         let broker = self
             .broker
             .unwrap_or_else(|| Arc::new(LocalBroker::standalone()));

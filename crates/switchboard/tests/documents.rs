@@ -405,3 +405,98 @@ async fn the_docs_claim_decides_who_reads_and_who_writes() {
     .unwrap();
     Peer::start(ws).await.until_text("by the writer.").await;
 }
+
+/// A peer of document `doc` on `node` as `user`.
+async fn peer_on(node: &TestServer, doc: &str) -> Peer {
+    Peer::connect(node, doc).await
+}
+
+#[tokio::test]
+async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document() {
+    let redis = switchboard_testkit::RedisServer::start().await;
+    let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
+    let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
+    let mut on_a = peer_on(&a, "shared").await;
+    let mut on_b = peer_on(&b, "shared").await;
+    on_a.until_text("").await;
+    on_a.type_text("from a ").await;
+    on_b.type_text("from b ").await;
+    while on_a.text().len() < 14 {
+        on_a.step().await;
+    }
+    while on_b.text().len() < 14 {
+        on_b.step().await;
+    }
+    assert_eq!(on_a.text(), on_b.text());
+    let both = on_a.text();
+    // A node that never had the document reads it from Redis.
+    let c = TestServer::cluster_node(&redis, "c", |_| {}).await;
+    peer_on(&c, "shared").await.until_text(&both).await;
+    // And after every client left every node, it is still there.
+    drop((on_a, on_b));
+    switchboard_testkit::wait_until("the documents to unload", || {
+        a.hub.stats().documents == 0 && b.hub.stats().documents == 0
+    })
+    .await;
+    peer_on(&b, "shared").await.until_text(&both).await;
+}
+
+#[tokio::test]
+async fn awareness_crosses_nodes_and_leaves_with_its_client() {
+    let redis = switchboard_testkit::RedisServer::start().await;
+    let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
+    let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
+    let mut ana = peer_on(&a, "cursors").await;
+    let mut ben = peer_on(&b, "cursors").await;
+    // Both documents are loaded (each peer got the server's sync step 1) before Ana speaks.
+    assert_eq!(ana.step().await, (0, 0));
+    assert_eq!(ben.step().await, (0, 0));
+    ana.send(awareness_message(21, 1, r#"{"user":"ana"}"#))
+        .await;
+    ben.until_awareness(21, Some(r#"{"user":"ana"}"#)).await;
+    // A client that opens the document later on node b is told Ana's state.
+    let mut cid = peer_on(&b, "cursors").await;
+    cid.until_awareness(21, Some(r#"{"user":"ana"}"#)).await;
+    drop(ana);
+    ben.until_awareness(21, None).await;
+    cid.until_awareness(21, None).await;
+}
+
+#[tokio::test]
+async fn the_log_in_redis_is_compacted_and_still_loads() {
+    let redis = switchboard_testkit::RedisServer::start().await;
+    let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
+    let mut writer = peer_on(&a, "long").await;
+    let mut expected = String::new();
+    for i in 0..40 {
+        let word = format!("{i} ");
+        writer.type_text(&word).await;
+        expected.push_str(&word);
+    }
+    let mut reader = peer_on(&a, "long").await;
+    reader.until_text(&expected).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let length: usize = redis::cmd("LLEN")
+        .arg("switchboard:d:long")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(length >= 40, "every update is in the log ({length})");
+    // The last client's departure saves the document, which compacts the long log.
+    drop((writer, reader));
+    switchboard_testkit::wait_until_async("the log to be compacted", || {
+        let mut connection = connection.clone();
+        async move {
+            let length: usize = redis::cmd("LLEN")
+                .arg("switchboard:d:long")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            length == 1
+        }
+    })
+    .await;
+    let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
+    peer_on(&b, "long").await.until_text(&expected).await;
+}

@@ -13,7 +13,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 
-use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId, StreamId, UserId};
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, NodeId, RoomId, StreamId, UserId};
 pub use local::{LocalBroker, LocalBus};
 
 /// What a publication is addressed to.
@@ -30,6 +30,9 @@ pub enum Topic {
     /// Subscriptions only: every channel matching a pattern. Publications are always addressed
     /// to a [`Topic::Channel`]; a node subscribed to a matching pattern receives them.
     ChannelPattern(ChannelPrefix),
+    /// The clients of a Yjs document: its updates and awareness messages (y-websocket
+    /// messages, not frames: each node frames them for its clients).
+    Document(DocId),
 }
 
 impl Topic {
@@ -50,7 +53,7 @@ pub struct Envelope {
     /// Its address.
     pub topic: Topic,
     /// The complete WebSocket frame, encoded once by the origin; every node writes these very
-    /// bytes to its local recipients.
+    /// bytes to its local recipients. For a [`Topic::Document`], the y-websocket message.
     pub frame: Bytes,
 }
 

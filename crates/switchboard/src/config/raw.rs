@@ -207,8 +207,8 @@ settings! {
     /// How long a message is kept for recovery and `history`.
     #[arg(long, value_name = "DURATION")]
     history_ttl: DurationArg,
-    /// Directory where Yjs documents are saved (`DIR/docs/`), so they survive a restart;
-    /// without it a single node keeps them in memory.
+    /// Directory where a lone node saves Yjs documents (`DIR/docs/`), so they survive a
+    /// restart; without it they are kept in memory. In cluster mode Redis keeps them.
     #[arg(long, env, value_name = "DIR")]
     data_dir: PathBuf,
     /// Largest encoded state of a Yjs document; an update that would make it larger closes

@@ -29,24 +29,17 @@ pub(super) struct DocClient {
 }
 
 impl Session {
-    /// Opens the connection's document; a document that cannot be opened closes it.
+    /// Opens the connection's document (one that cannot be loaded closes it, 1011).
     pub(super) fn open_document(&mut self, access: DocAccess) {
         let hub = self.hub();
-        match hub.open_document(&access.name, &self.handle) {
-            Ok(doc) => {
-                let rate = hub.config().documents.rate;
-                let now = hub.now_ms();
-                self.document = Some(Box::new(DocClient {
-                    doc,
-                    writable: access.writable,
-                    rate: rate.map(|rate| TokenBucket::new(rate, now)),
-                }));
-            }
-            Err(error) => {
-                tracing::warn!(doc = %access.name, %error, "document not opened");
-                self.close_with(error.close_code(), error.to_string());
-            }
-        }
+        let doc = hub.open_document(&access.name, &self.handle);
+        let rate = hub.config().documents.rate;
+        let now = hub.now_ms();
+        self.document = Some(Box::new(DocClient {
+            doc,
+            writable: access.writable,
+            rate: rate.map(|rate| TokenBucket::new(rate, now)),
+        }));
     }
 
     /// Handles one binary message of a document connection.

@@ -37,7 +37,7 @@ pub(crate) struct AppState {
     /// Cancelled when the instance shuts down; connections still waiting for their `auth`
     /// frame (not yet in the hub) close with 1001 then.
     pub(crate) shutdown: CancellationToken,
-    /// Whether `/yjs` serves documents (not yet in a cluster).
+    /// Whether `/yjs` serves documents (not behind an application's own broker).
     pub(crate) serves_documents: bool,
 }
 

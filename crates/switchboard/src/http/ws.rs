@@ -92,7 +92,7 @@ pub(super) async fn document(
     if !state.serves_documents {
         return (
             StatusCode::NOT_IMPLEMENTED,
-            "documents are served by single nodes only (not yet in cluster mode)",
+            "documents need a lone node or a Redis cluster, not an application's own broker",
         )
             .into_response();
     }

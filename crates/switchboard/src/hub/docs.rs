@@ -9,8 +9,15 @@
 //! with nothing in between (the reply to its sync step 1 is computed under the same lock).
 //!
 //! A relayed update or awareness message is framed once and the same buffer is queued to
-//! every recipient. Document I/O (loading, saving to `--data-dir`) happens under the
-//! document's lock and blocks only that document.
+//! every recipient. Saving to `--data-dir` happens under the document's lock and blocks only
+//! that document.
+//!
+//! Loading may take a while (in a cluster the store is Redis): clients that open a document
+//! while it loads are its clients at once (they receive its updates), and get the server's
+//! sync step 1, and the answer to theirs, when it has loaded. In a cluster every local update
+//! also goes to the store (which keeps it and publishes it to the other nodes), awareness goes
+//! to the other nodes, and what the other nodes publish is applied here and relayed to the
+//! local clients ([`Documents::receive`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,7 +31,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::{CloseRequest, ConnHandle};
-use crate::docstore::DocStore;
+use crate::docstore::{DocLoaded, DocStore};
 use crate::ids::{ConnId, DocId};
 use crate::protocol::CloseCode;
 use crate::ws::frame::{self, OpCode};
@@ -38,6 +45,12 @@ const DISCARDED: CloseRequest = CloseRequest {
     reason: std::borrow::Cow::Borrowed("document reloaded; reconnect"),
     graceful: true,
 };
+/// How the clients of a document that could not be loaded are closed.
+const UNAVAILABLE: CloseRequest = CloseRequest {
+    code: CloseCode::Internal,
+    reason: std::borrow::Cow::Borrowed("the document could not be loaded"),
+    graceful: true,
+};
 /// Largest awareness state, in bytes of JSON (a name, a colour, a cursor).
 pub(crate) const MAX_AWARENESS_STATE: usize = 16 * 1024;
 
@@ -45,8 +58,6 @@ pub(crate) const MAX_AWARENESS_STATE: usize = 16 * 1024;
 /// [`DocError::close_code`]; the document is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DocError {
-    #[error("the document could not be loaded")]
-    Unavailable,
     #[error("not a valid Yjs update")]
     InvalidUpdate,
     #[error("the document would exceed its size limit")]
@@ -63,7 +74,7 @@ pub(crate) enum DocError {
 impl DocError {
     pub(crate) fn close_code(&self) -> CloseCode {
         match self {
-            Self::Unavailable | Self::Damaged => CloseCode::Internal,
+            Self::Damaged => CloseCode::Internal,
             Self::InvalidUpdate => CloseCode::InvalidPayload,
             Self::TooLarge | Self::AwarenessTooLarge => CloseCode::TooBig,
             Self::TooManyAwarenessStates => CloseCode::Policy,
@@ -79,8 +90,7 @@ pub(crate) struct OpenDoc {
 
 struct DocState {
     doc: Doc,
-    /// Its saved state was read from the store (by the first client to open it).
-    loaded: bool,
+    load: Load,
     /// Set once the document was saved and taken out of the open set: whoever finds it so
     /// must look it up again.
     unloaded: bool,
@@ -94,11 +104,38 @@ struct DocState {
     size_bound: usize,
 }
 
+/// Where a document is in its loading.
+enum Load {
+    /// Its first client is about to ask the store.
+    NotStarted,
+    /// The store was asked; the sync step 1 messages clients sent meanwhile wait for it.
+    Loading {
+        step1: Vec<(ConnId, Vec<u8>)>,
+    },
+    Loaded,
+}
+
 struct Awareness {
-    owner: ConnId,
+    owner: Owner,
     clock: u64,
     state: Box<str>,
+    /// Hub-clock ms of its last renewal.
+    renewed: u64,
 }
+
+/// Whose awareness state it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// A client of this node (its state goes when the connection does).
+    Local(ConnId),
+    /// A client of another node (its state goes when that node says so, or when it is not
+    /// renewed for [`AWARENESS_TIMEOUT_MS`]).
+    Remote,
+}
+
+/// How long a state of another node's client lives without a renewal (y-protocols clients
+/// renew theirs every 15 s and drop others' after 30 s): what a crashed node leaves behind.
+const AWARENESS_TIMEOUT_MS: u64 = 30_000;
 
 impl OpenDoc {
     fn new(name: DocId) -> Self {
@@ -106,7 +143,7 @@ impl OpenDoc {
             name,
             state: Mutex::new(DocState {
                 doc: Doc::new(),
-                loaded: false,
+                load: Load::NotStarted,
                 unloaded: false,
                 clients: Vec::new(),
                 awareness: BTreeMap::new(),
@@ -170,14 +207,16 @@ impl Documents {
         (self.open.lock().len(), self.clients.load(Ordering::Relaxed))
     }
 
-    /// Adds `client` to document `name` (loading it first if it is not open), and sends it
-    /// the server's sync step 1 and the awareness states, if any.
+    /// Adds `client` to document `name`. A loaded document sends it the server's sync step 1
+    /// and the awareness states at once; one that is not loaded yet does when it has loaded
+    /// (the first client starts the load: `load(doc)` is what the store is to call back).
     pub(crate) fn join(
         &self,
         name: &DocId,
         client: &ConnHandle,
         deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
-    ) -> Result<Arc<OpenDoc>, DocError> {
+        load: impl FnOnce(Arc<OpenDoc>) -> DocLoaded,
+    ) -> Arc<OpenDoc> {
         loop {
             let open = self
                 .open
@@ -189,40 +228,66 @@ impl Documents {
             if state.unloaded {
                 continue;
             }
-            if !state.loaded {
-                if let Err(error) = self.load(name, &mut state) {
-                    state.unloaded = true;
-                    drop(state);
-                    self.forget(&open);
-                    return Err(error);
-                }
-            }
             state.clients.push(client.clone());
             self.clients.fetch_add(1, Ordering::Relaxed);
-            let state_vector = state.doc.transact().state_vector().encode_v1();
-            deliver(client, &binary(&yjs::sync_step1(&state_vector)));
-            if !state.awareness.is_empty() {
-                deliver(client, &binary(&yjs::awareness(state.entries())));
+            match state.load {
+                Load::Loaded => greet(&state, client, &deliver),
+                Load::Loading { .. } => {}
+                Load::NotStarted => {
+                    state.load = Load::Loading { step1: Vec::new() };
+                    drop(state);
+                    self.store.load(name, load(open.clone()));
+                    return open;
+                }
             }
-            return Ok(open.clone());
+            drop(state);
+            return open;
         }
     }
 
-    /// Reads a document from the store (it starts empty if it was never saved).
-    fn load(&self, name: &DocId, state: &mut DocState) -> Result<(), DocError> {
-        let saved = self.store.load(name).map_err(|error| {
-            tracing::error!(doc = %name, %error, "cannot load document");
-            DocError::Unavailable
-        })?;
-        if let Some(saved) = saved {
-            apply(&state.doc, &saved).map_err(|_| {
-                tracing::error!(doc = %name, "the saved state is not a valid Yjs update");
-                DocError::Unavailable
-            })?;
-            state.size_bound = saved.len();
+    /// Finishes loading `open` with what the store read: applies it, greets the clients that
+    /// came meanwhile and answers their sync step 1. A store that could not read closes them
+    /// (1011) and forgets the document.
+    pub(crate) fn loaded(
+        &self,
+        open: &Arc<OpenDoc>,
+        read: std::io::Result<Vec<Vec<u8>>>,
+        now_ms: u64,
+        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+    ) {
+        let mut state = open.state.lock();
+        if state.unloaded {
+            return;
         }
-        state.loaded = true;
-        Ok(())
+        let Load::Loading { step1 } = std::mem::replace(&mut state.load, Load::Loaded) else {
+            return;
+        };
+        let applied = read
+            .map_err(|error| tracing::error!(doc = %open.name, %error, "cannot load document"))
+            .and_then(|updates| {
+                for update in updates {
+                    apply(&state.doc, &update).map_err(|_| {
+                        tracing::error!(doc = %open.name, "the stored state is not a valid Yjs update");
+                    })?;
+                    state.size_bound = state.size_bound.saturating_add(update.len());
+                }
+                Ok(())
+            });
+        if applied.is_err() {
+            drop(state);
+            self.discard(open, UNAVAILABLE, now_ms);
+            return;
+        }
+        for client in &state.clients {
+            greet(&state, client, &deliver);
+        }
+        for (conn, state_vector) in step1 {
+            if let Some(client) = state.clients.iter().find(|c| c.id() == conn) {
+                if let Ok(missing) = diff(&state.doc, &state_vector) {
+                    deliver(client, &binary(&yjs::sync_step2(&missing)));
+                }
+            }
+        }
     }
 
     /// Carries out one client message; true when it applied an update. Updates go to the
@@ -239,9 +304,12 @@ impl Documents {
         let mut state = open.state.lock();
         match command {
             DocCommand::SyncStep1(state_vector) => {
-                let state_vector =
-                    StateVector::decode_v1(state_vector).map_err(|_| DocError::InvalidUpdate)?;
-                let missing = state.doc.transact().encode_diff_v1(&state_vector);
+                if let Load::Loading { step1 } = &mut state.load {
+                    step1.retain(|(conn, _)| *conn != from.id());
+                    step1.push((from.id(), state_vector.to_vec()));
+                    return Ok(false);
+                }
+                let missing = diff(&state.doc, state_vector)?;
                 deliver(from, &binary(&yjs::sync_step2(&missing)));
             }
             DocCommand::Update(update) => {
@@ -252,12 +320,13 @@ impl Documents {
                 if let Err(error) = apply(&state.doc, update) {
                     if matches!(error, DocError::Damaged) {
                         drop(state);
-                        self.discard(open, now_ms);
+                        self.discard(open, DISCARDED, now_ms);
                     }
                     return Err(error);
                 }
                 state.size_bound = state.size_bound.saturating_add(update.len());
                 state.dirty = true;
+                self.store.append(&open.name, update);
                 let relayed = binary(&yjs::update(update));
                 for client in state.clients.iter().filter(|c| c.id() != from.id()) {
                     deliver(client, &relayed);
@@ -265,11 +334,14 @@ impl Documents {
                 return Ok(true);
             }
             DocCommand::Awareness(entries) => {
-                let accepted = record_awareness(&mut state, from.id(), &entries)?;
+                let owner = Owner::Local(from.id());
+                let accepted = record_awareness(&mut state, owner, &entries, now_ms)?;
                 if accepted.is_empty() {
                     return Ok(false);
                 }
-                let relayed = binary(&yjs::awareness(accepted.into_iter()));
+                let message = yjs::awareness(accepted.into_iter());
+                self.store.relay(&open.name, &message);
+                let relayed = binary(&message);
                 for client in &state.clients {
                     deliver(client, &relayed);
                 }
@@ -313,28 +385,97 @@ impl Documents {
         let gone: Vec<(u64, u64)> = state
             .awareness
             .iter()
-            .filter(|(_, aware)| aware.owner == client)
+            .filter(|(_, aware)| aware.owner == Owner::Local(client))
             .map(|(&id, aware)| (id, aware.clock + 1))
             .collect();
         for (id, _) in &gone {
             state.awareness.remove(id);
         }
-        if !gone.is_empty() && !state.clients.is_empty() {
-            let removal = binary(&yjs::awareness(gone.iter().map(|&(id, clock)| {
-                AwarenessEntry {
-                    client: id,
-                    clock,
-                    state: "null",
-                }
-            })));
+        if !gone.is_empty() {
+            let removal = yjs::awareness(gone.iter().map(|&(id, clock)| AwarenessEntry {
+                client: id,
+                clock,
+                state: "null",
+            }));
+            self.store.relay(&open.name, &removal);
+            let removal = binary(&removal);
             for client in &state.clients {
                 deliver(client, &removal);
             }
         }
-        if state.clients.is_empty() && self.save(&open.name, &mut state) {
+        if !state.clients.is_empty() {
+            return;
+        }
+        // A document that has not loaded yet has nothing of its own to save.
+        let loaded = matches!(state.load, Load::Loaded);
+        if !loaded || self.save(&open.name, &mut state) {
             state.unloaded = true;
             drop(state);
             self.forget(open);
+        }
+    }
+
+    /// Applies a message another node published about document `name` (an update or
+    /// awareness states) and relays it to this node's clients of the document.
+    pub(crate) fn receive(
+        &self,
+        name: &DocId,
+        message: &[u8],
+        now_ms: u64,
+        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+    ) {
+        let Some(open) = self.open.lock().get(name).cloned() else {
+            return;
+        };
+        let mut state = open.state.lock();
+        if state.unloaded {
+            return;
+        }
+        let relayed = match yjs::decode(message) {
+            Ok(yjs::Message::Update(update) | yjs::Message::SyncStep2(update)) => {
+                match apply(&state.doc, update) {
+                    Ok(()) => {}
+                    Err(DocError::Damaged) => {
+                        drop(state);
+                        self.discard(&open, DISCARDED, now_ms);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(doc = %name, %error, "ignoring an update from another node");
+                        return;
+                    }
+                }
+                state.size_bound = state.size_bound.saturating_add(update.len());
+                state.dirty = true;
+                binary(&yjs::update(update))
+            }
+            Ok(yjs::Message::Awareness(entries)) => {
+                let Ok(accepted) = record_awareness(&mut state, Owner::Remote, &entries, now_ms)
+                else {
+                    return;
+                };
+                if accepted.is_empty() {
+                    return;
+                }
+                binary(&yjs::awareness(accepted.into_iter()))
+            }
+            _ => return,
+        };
+        for client in &state.clients {
+            deliver(client, &relayed);
+        }
+    }
+
+    /// After the store was unreachable: gives it the whole state of every open document, so
+    /// that what this node's clients changed meanwhile reaches the store and the other nodes
+    /// (which merge it: applying what they have changes nothing).
+    pub(crate) fn resync(&self) {
+        let open: Vec<Arc<OpenDoc>> = self.open.lock().values().cloned().collect();
+        for doc in open {
+            let state = doc.state.lock();
+            if !state.unloaded && matches!(state.load, Load::Loaded) {
+                self.store.append(&doc.name, &state.encoded());
+            }
         }
     }
 
@@ -362,20 +503,22 @@ impl Documents {
     /// changing it): it is unloaded without being saved and its clients are closed. They
     /// reconnect, the document is read again from its last save, and each client's sync
     /// sends back what the document lacks, so nothing the clients hold is lost.
-    fn discard(&self, open: &Arc<OpenDoc>, now_ms: u64) {
+    fn discard(&self, open: &Arc<OpenDoc>, reason: CloseRequest, now_ms: u64) {
         let mut state = open.state.lock();
-        tracing::error!(doc = %open.name, "document discarded after a failed update");
+        tracing::error!(doc = %open.name, reason = %reason.reason, "document dropped");
         state.unloaded = true;
         for client in state.clients.drain(..) {
             self.clients.fetch_sub(1, Ordering::Relaxed);
-            client.close(DISCARDED, now_ms);
+            client.close(reason.clone(), now_ms);
         }
         state.awareness.clear();
         drop(state);
         self.forget(open);
     }
 
-    /// Takes `open` out of the open set, unless another document of the name replaced it.
+    /// Takes `open` out of the open set, unless another document of the name replaced it,
+    /// and tells the store this node no longer has it open (under the set's lock, so that a
+    /// client opening it again starts a new load after that).
     fn forget(&self, open: &Arc<OpenDoc>) {
         let mut documents = self.open.lock();
         if documents
@@ -383,17 +526,23 @@ impl Documents {
             .is_some_and(|current| Arc::ptr_eq(current, open))
         {
             documents.remove(&open.name);
+            self.store.close(&open.name);
         }
     }
 
     /// Saves every document that changed since its last save, and unloads those whose last
-    /// client left while their save failed. Returns how many were saved.
-    pub(crate) fn save_changed(&self) -> usize {
+    /// client left while their save failed; drops other nodes' awareness states that were not
+    /// renewed in time. Returns how many documents were saved.
+    pub(crate) fn save_changed(&self, now_ms: u64) -> usize {
         let open: Vec<Arc<OpenDoc>> = self.open.lock().values().cloned().collect();
         let mut saved = 0;
         for doc in open {
             let mut state = doc.state.lock();
-            if state.unloaded || !state.dirty {
+            state.awareness.retain(|_, aware| {
+                aware.owner != Owner::Remote
+                    || now_ms.saturating_sub(aware.renewed) < AWARENESS_TIMEOUT_MS
+            });
+            if state.unloaded || !state.dirty || !matches!(state.load, Load::Loaded) {
                 continue;
             }
             if self.save(&doc.name, &mut state) {
@@ -411,11 +560,13 @@ impl Documents {
 
 /// Records the awareness entries `owner` sent; returns those accepted. A state is accepted
 /// when its clock is newer than the one known for its client (or a removal at the same clock,
-/// as in y-protocols), and its client is `owner`'s or new. A removal drops the state.
+/// as in y-protocols), and its client is `owner`'s or new. A removal drops the state. Each
+/// local connection holds at most [`MAX_AWARENESS_PER_CONNECTION`] states.
 fn record_awareness<'a>(
     state: &mut DocState,
-    owner: ConnId,
+    owner: Owner,
     entries: &[AwarenessEntry<'a>],
+    now_ms: u64,
 ) -> Result<Vec<AwarenessEntry<'a>>, DocError> {
     let mut accepted = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -452,6 +603,7 @@ fn record_awareness<'a>(
                     owner,
                     clock: entry.clock,
                     state: entry.state.into(),
+                    renewed: now_ms,
                 },
             );
         }
@@ -471,6 +623,21 @@ pub(crate) fn apply(doc: &Doc, update: &[u8]) -> Result<(), DocError> {
     catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)))
         .map_err(|_| DocError::Damaged)?
         .map_err(|_| DocError::InvalidUpdate)
+}
+
+/// Sends a client the server's sync step 1 and the awareness states, if any.
+fn greet(state: &DocState, client: &ConnHandle, deliver: &impl Fn(&ConnHandle, &Bytes) -> bool) {
+    let state_vector = state.doc.transact().state_vector().encode_v1();
+    deliver(client, &binary(&yjs::sync_step1(&state_vector)));
+    if !state.awareness.is_empty() {
+        deliver(client, &binary(&yjs::awareness(state.entries())));
+    }
+}
+
+/// What `doc` has that the encoded `state_vector` lacks.
+fn diff(doc: &Doc, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
+    let state_vector = StateVector::decode_v1(state_vector).map_err(|_| DocError::InvalidUpdate)?;
+    Ok(doc.transact().encode_diff_v1(&state_vector))
 }
 
 /// A binary WebSocket frame holding `message`.

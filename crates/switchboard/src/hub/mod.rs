@@ -60,7 +60,7 @@ use serde::Serialize;
 use crate::broker::{Broker, BrokerSink, Topic};
 use crate::cluster::{Membership, MembershipSink};
 use crate::config::HubConfig;
-use crate::docstore::DocStore;
+use crate::docstore::{DocLoaded, DocStore};
 use crate::ids::{ConnId, DocId, NodeId, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, now_ms};
 use crate::store::StreamStore;
@@ -248,8 +248,9 @@ impl Hub {
                 inner.registry.deliver_to_user(user, deliver_json),
                 Target::User,
             ),
-            // Publications go through `publish_to_channel` (local) and the sink (remote).
-            Topic::Channel(_) | Topic::ChannelPattern(_) => return 0,
+            // Publications go through `publish_to_channel` (local) and the sink (remote);
+            // documents through their own part.
+            Topic::Channel(_) | Topic::ChannelPattern(_) | Topic::Document(_) => return 0,
         };
         self.fanned_out(accepted, target, delivered, frame.len());
         delivered
@@ -284,14 +285,22 @@ impl Hub {
     }
 
     /// Opens document `name` for `client` (a `/yjs` connection): loads it if no client had it
-    /// open, and sends the client the server's sync step 1 and the awareness states.
-    pub(crate) fn open_document(
-        &self,
-        name: &DocId,
-        client: &ConnHandle,
-    ) -> Result<Arc<OpenDoc>, DocError> {
+    /// open, and sends the client the server's sync step 1 and the awareness states (once it
+    /// has loaded).
+    pub(crate) fn open_document(&self, name: &DocId, client: &ConnHandle) -> Arc<OpenDoc> {
         let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
-        self.inner.documents.join(name, client, deliver)
+        let hub = Arc::downgrade(&self.inner);
+        let load = move |open: Arc<OpenDoc>| -> DocLoaded {
+            Box::new(move |read| {
+                if let Some(inner) = hub.upgrade() {
+                    let hub = Hub { inner };
+                    let deliver = |h: &ConnHandle, frame: &Bytes| hub.deliver_document(h, frame);
+                    let documents = &hub.inner.documents;
+                    documents.loaded(&open, read, hub.now_ms(), deliver);
+                }
+            })
+        };
+        self.inner.documents.join(name, client, deliver, load)
     }
 
     /// Carries out a message of `from`, a client of document `doc`.
@@ -316,9 +325,18 @@ impl Hub {
         self.inner.documents.leave(doc, client, deliver);
     }
 
+    /// Applies what another node published about document `name` and relays it to this
+    /// node's clients of it.
+    pub(crate) fn receive_document(&self, name: &DocId, message: &[u8]) {
+        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        self.inner
+            .documents
+            .receive(name, message, self.now_ms(), deliver);
+    }
+
     /// Saves every open document that changed since its last save; returns how many.
     pub(crate) fn save_documents(&self) -> usize {
-        self.inner.documents.save_changed()
+        self.inner.documents.save_changed(self.now_ms())
     }
 
     fn deliver_document(&self, handle: &ConnHandle, frame: &Bytes) -> bool {

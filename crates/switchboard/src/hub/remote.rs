@@ -32,6 +32,7 @@ impl BrokerSink for Sink {
             Topic::Channel(channel) => {
                 hub.deliver_remote_publication(channel, &envelope.frame);
             }
+            Topic::Document(doc) => hub.receive_document(doc, &envelope.frame),
             topic => {
                 hub.deliver_local(topic, &envelope.frame, None);
             }
@@ -47,6 +48,7 @@ impl BrokerSink for Sink {
     fn reconnected(&self) {
         if let Some(hub) = self.hub() {
             hub.refill();
+            hub.inner.documents.resync();
         }
     }
 }

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::broker::Topic;
 use crate::cluster::Snapshot;
-use crate::ids::{ChannelId, ChannelPrefix, MAX_NAME_CHARS, NodeId, RoomId, UserId};
+use crate::ids::{ChannelId, ChannelPrefix, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
 use crate::presence::Presence;
 
 /// Version byte of the publication envelope.
@@ -41,6 +41,7 @@ impl Keys {
             Topic::User(user) => format!("{p}u:{user}"),
             Topic::Channel(channel) => format!("{p}c:{channel}"),
             Topic::ChannelPattern(prefix) => self.pattern(prefix),
+            Topic::Document(doc) => format!("{p}d:{doc}"),
         }
     }
 
@@ -61,6 +62,7 @@ impl Keys {
             "r" => Topic::Room(RoomId::parse(name, MAX_NAME_CHARS).ok()?),
             "u" => Topic::User(UserId::parse(name, MAX_NAME_CHARS).ok()?),
             "c" => Topic::Channel(ChannelId::parse(name, MAX_NAME_CHARS).ok()?),
+            "d" => Topic::Document(DocId::parse(name, MAX_NAME_CHARS).ok()?),
             _ => return None,
         })
     }
@@ -203,6 +205,7 @@ mod tests {
             Topic::Room(RoomId::from_trusted("general")),
             Topic::User(UserId::from_trusted("user:1")),
             Topic::Channel(ChannelId::from_trusted("event:login")),
+            Topic::Document(DocId::from_trusted("notes/1")),
         ] {
             assert_eq!(keys.topic(&keys.channel(&topic)), Some(topic));
         }

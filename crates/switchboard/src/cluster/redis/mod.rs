@@ -1,7 +1,8 @@
 //! Cluster mode over Redis: one [`RedisCluster`] per node is its [`Broker`] (publications to
 //! other nodes over Redis pub/sub), its [`Membership`] (state and liveness in Redis keys,
-//! changes on a cluster event channel) and its [`StreamStore`] (offsets and history of rooms
-//! and channels, `streams.rs`).
+//! changes on a cluster event channel), its [`StreamStore`] (offsets and history of rooms
+//! and channels, `streams.rs`) and its [`DocStore`](crate::docstore::DocStore) (Yjs documents,
+//! `docs.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
 //! and one subscribing connection per node, whatever the number of rooms or clients. The node
@@ -19,6 +20,7 @@
 //! reconnects with backoff. On reconnect it rewrites its state hash from the hub, announces it,
 //! reloads the other nodes' state, resubscribes, and the hub reads what its streams missed.
 
+mod docs;
 mod keys;
 mod liveness;
 mod streams;
@@ -87,6 +89,14 @@ enum Outgoing {
 enum Write {
     /// A publication to the other nodes.
     Publish { channel: String, payload: Bytes },
+    /// A document update: appended to the document's log, and published (as a y-websocket
+    /// message in an envelope) on its channel.
+    DocAppend {
+        log: String,
+        update: Bytes,
+        channel: String,
+        envelope: Bytes,
+    },
     /// A membership change: written to the node's hash and announced.
     Announce(Event),
     /// Rewrite the node's whole hash from the hub and announce a reload.
@@ -142,7 +152,9 @@ struct Shared {
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
 }
 
-/// Cluster mode over Redis: this node's [`Broker`] and [`Membership`].
+/// Cluster mode over Redis: this node's [`Broker`] and [`Membership`], and the store of its
+/// streams and documents. Clones are the same cluster.
+#[derive(Clone)]
 pub struct RedisCluster {
     shared: Arc<Shared>,
 }

@@ -33,10 +33,12 @@ pub(super) const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Version byte of a stream message's envelope.
 const STREAM_ENVELOPE: u8 = 2;
 
-/// The two scripts.
+/// The cluster's scripts: the two of streams, and the compaction of a document's log
+/// (`docs.rs`).
 pub(super) struct Scripts {
     append: redis::Script,
     read: redis::Script,
+    pub(super) doc_compact: redis::Script,
 }
 
 impl Scripts {
@@ -44,6 +46,7 @@ impl Scripts {
         Self {
             append: redis::Script::new(include_str!("scripts/append.lua")),
             read: redis::Script::new(include_str!("scripts/read.lua")),
+            doc_compact: redis::Script::new(include_str!("scripts/doc_compact.lua")),
         }
     }
 

@@ -197,6 +197,15 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
         Write::Publish { channel, payload } => {
             pipe.publish(channel, payload.as_ref()).ignore();
         }
+        Write::DocAppend {
+            log,
+            update,
+            channel,
+            envelope,
+        } => {
+            pipe.rpush(log, update.as_ref()).ignore();
+            pipe.publish(channel, envelope.as_ref()).ignore();
+        }
         Write::Announce(event) => {
             match &event {
                 Event::User { user, count } => {
