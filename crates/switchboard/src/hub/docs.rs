@@ -278,6 +278,11 @@ impl Documents {
             self.discard(open, UNAVAILABLE, now_ms);
             return;
         }
+        if state.dirty {
+            // Clients changed it while it loaded: their updates went to the store as they came,
+            // but one that was unreachable meanwhile lost them; the whole state covers both.
+            self.store.append(&open.name, &state.encoded());
+        }
         for client in &state.clients {
             greet(&state, client, &deliver);
         }
