@@ -258,6 +258,47 @@ fn abuse_limits_have_defaults_and_can_be_turned_off() {
     );
 }
 
+#[test]
+fn document_limits_fit_the_queue_at_their_edges() {
+    let config = Config::default();
+    assert_eq!(config.hub.documents.max_size, 2 << 20);
+    assert_eq!(
+        config.hub.documents.rate,
+        Some(RateLimit {
+            per_second: 100,
+            burst: 200
+        })
+    );
+    // A smaller queue lowers the default instead of refusing a setting nobody gave.
+    let small = from_args(&["--max-queued-bytes", "64KiB"]).unwrap();
+    assert_eq!(small.hub.documents.max_size, 32 << 10);
+    assert!(
+        from_args(&[
+            "--max-queued-bytes",
+            "64KiB",
+            "--max-document-size",
+            "32KiB"
+        ])
+        .is_ok()
+    );
+    assert_eq!(
+        invalid_setting(from_args(&[
+            "--max-queued-bytes",
+            "64KiB",
+            "--max-document-size",
+            "33KiB"
+        ])),
+        "max_document_size"
+    );
+    assert!(from_args(&["--max-document-size", "1KiB"]).is_ok());
+    assert_eq!(
+        invalid_setting(from_args(&["--max-document-size", "1023"])),
+        "max_document_size"
+    );
+    let off = from_args(&["--document-rate-limit", "0"]).unwrap();
+    assert_eq!(off.hub.documents.rate, None);
+}
+
 /// Every setting's `--long` flag, its help, and what the defaults table shows for it.
 fn settings_in_help() -> Vec<(String, String, defaults::Shown)> {
     use clap::CommandFactory;

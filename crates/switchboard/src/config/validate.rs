@@ -100,15 +100,20 @@ fn history(raw: &RawSettings) -> Result<HistoryConfig, ConfigError> {
 }
 
 /// Document limits. A document's whole state goes to each client that opens it, in one
-/// message that must fit the client's queue next to what else is queued.
+/// message that must fit the client's queue next to what else is queued: at most half of
+/// `max_queued_bytes`, which also caps the default.
 fn documents(raw: &RawSettings, limits: &Limits) -> Result<DocumentConfig, ConfigError> {
-    let max_size = byte_size(
-        "max_document_size",
-        raw.max_document_size,
-        defaults::MAX_DOCUMENT_SIZE,
-        1 << 10..=u64::MAX,
-    )?;
-    if max_size > limits.max_queued_bytes / 2 {
+    let half_queue = limits.max_queued_bytes / 2;
+    let max_size = match raw.max_document_size {
+        None => (defaults::MAX_DOCUMENT_SIZE as usize).min(half_queue),
+        given => byte_size(
+            "max_document_size",
+            given,
+            defaults::MAX_DOCUMENT_SIZE,
+            1 << 10..=u64::MAX,
+        )?,
+    };
+    if max_size > half_queue {
         return Err(ConfigError::invalid(
             "max_document_size",
             format!(
