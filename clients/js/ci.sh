@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the JavaScript client: a clean install from the lockfile, the build, that the
-# committed dist/ is what the sources build to (the server embeds it), and every Node test,
+# committed dist/ is what the sources and the lockfile build to (the server embeds both the
+# client and dist/yjs.bundle.js, the yjs + y-websocket bundle of /demo/doc), and every Node test,
 # the browser tests included. The tests run the server binary: $SWITCHBOARD_BIN, or the
 # workspace's debug build (scripts/test.sh runs this after cargo test has built it).
 set -euo pipefail
@@ -8,11 +9,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 echo "== npm ci"
 npm ci --no-audit --no-fund --loglevel=error
-echo "== npm run build"
+echo "== npm run build (tsc, then build:yjs)"
 npm run build --silent
 if ! git diff --quiet -- dist || [ -n "$(git status --porcelain -- dist)" ]; then
   git status --short -- dist
   echo "clients/js/dist is stale: run 'npm run build' in clients/js and commit dist/" >&2
+  echo "(dist/yjs.bundle.js changes when yjs, y-websocket or esbuild change in package-lock.json)" >&2
   exit 1
 fi
 echo "== node --test"

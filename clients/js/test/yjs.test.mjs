@@ -22,7 +22,7 @@ const providers = [];
 const children = [];
 
 afterEach(async () => {
-  for (const provider of providers.splice(0)) provider.destroy();
+  closeProviders();
   for (const server of servers.splice(0)) await server.stop();
   for (const child of children.splice(0)) {
     child.kill('SIGKILL');
@@ -47,6 +47,15 @@ async function redisServer() {
     'redis-server to listen',
   );
   return `redis://127.0.0.1:${port}`;
+}
+
+/** Closes every open provider and its document. The document too: its awareness runs an
+ * interval timer until the document is destroyed, which would keep the test process alive. */
+function closeProviders() {
+  for (const provider of providers.splice(0)) {
+    provider.destroy();
+    provider.doc.destroy();
+  }
 }
 
 async function server(args = []) {
@@ -154,7 +163,7 @@ test('a server restarted with the same --data-dir keeps the content', async () =
     // A graceful stop (SIGTERM) saves what is open.
     first.signal('SIGTERM');
     await within(first.exited, 'the server to stop');
-    for (const provider of providers.splice(0)) provider.destroy();
+    closeProviders();
 
     const second = await server(['--data-dir', dir]);
     const back = await open(second, 'kept');

@@ -46,7 +46,8 @@
 //!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`, the
-//!   server API under `/api`, the pages (`/demo`, `/dashboard`, `/client.js`).
+//!   server API under `/api`, the pages and scripts (`/demo`, `/demo/doc`, `/dashboard`,
+//!   `/client.js`, `/yjs.js`).
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 //! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 

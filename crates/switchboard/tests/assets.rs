@@ -1,5 +1,6 @@
 //! The embedded files: `/client.js` is the committed build of `clients/js`, and `/demo` is the
-//! chat page that loads it.
+//! chat page that loads it; `/yjs.js` is the committed yjs + y-websocket bundle, and
+//! `/demo/doc` is the shared editor that loads it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,4 +50,37 @@ async fn demo_is_a_page_that_loads_the_client() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-type: text/html"), "{head}");
     assert!(body.contains("from '/client.js'"), "{body}");
+}
+
+#[tokio::test]
+async fn yjs_js_is_the_committed_bundle_as_javascript() {
+    let server = TestServer::start().await;
+    let (head, body) = get(server.addr, "/yjs.js").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/javascript"),
+        "{head}"
+    );
+    let dist = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/js/dist/yjs.bundle.js"
+    ))
+    .unwrap();
+    assert_eq!(body, dist);
+    // The MIT notice of the bundled packages travels with them.
+    assert!(body.starts_with("/*!"), "no banner");
+    assert!(body.contains("yjs@13."));
+    assert!(body.contains("y-websocket@"));
+    assert!(body.contains("Permission is hereby granted"));
+}
+
+#[tokio::test]
+async fn demo_doc_is_a_page_that_loads_the_yjs_bundle() {
+    let server = TestServer::start().await;
+    let (head, body) = get(server.addr, "/demo/doc").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("from '/yjs.js'"), "{body}");
+    // Nothing from another origin: the node serves everything the page needs.
+    assert!(!body.contains("https://"), "{body}");
 }

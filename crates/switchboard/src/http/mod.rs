@@ -1,6 +1,7 @@
 //! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages (`/demo`, `/dashboard`) and the JavaScript client
-//! (`/client.js`), the admin routes (`/stats`, `/metrics`), the server API under `/api`; `/echo`
+//! `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages (`/demo`,
+//! `/demo/doc`, `/dashboard`), the JavaScript client (`/client.js`) and the editor's Yjs bundle
+//! (`/yjs.js`), the admin routes (`/stats`, `/metrics`), the server API under `/api`; `/echo`
 //! when enabled.
 
 mod admin;
@@ -48,7 +49,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/yjs/{*document}", get(ws::document))
         .route("/demo", get(assets::demo))
+        .route("/demo/doc", get(assets::doc_demo))
         .route("/client.js", get(assets::client_js))
+        .route("/yjs.js", get(assets::yjs_js))
         .route("/health", get(status::health))
         .route("/ready", get(status::ready))
         .route("/dashboard", get(assets::dashboard))
