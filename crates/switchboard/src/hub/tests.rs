@@ -308,3 +308,42 @@ fn hubs_on_one_bus_deliver_to_each_other_but_not_to_themselves() {
     assert_eq!(hub_a.send_to_user(&user("b"), &frame), 0);
     assert_eq!(drain(&on_b).0.len(), 1);
 }
+
+/// The awareness states in the one frame queued on `conn` (a small binary frame: two header
+/// bytes, then the y-websocket message).
+fn awareness_states(conn: &ConnHandle) -> usize {
+    let (frames, _) = drain(conn);
+    assert_eq!(frames.len(), 1);
+    match crate::yjs::decode(&frames[0][2..]) {
+        Ok(crate::yjs::Message::Awareness(entries)) => entries.len(),
+        other => panic!("not an awareness message: {other:?}"),
+    }
+}
+
+#[test]
+fn another_nodes_awareness_states_expire_unless_renewed() {
+    let hub = hub();
+    let doc = DocId::from_trusted("doc");
+    let conn = hub.register_as(user("a"), Wire::Yjs).unwrap();
+    let open = hub.open_document(&doc, &conn);
+    drain(&conn);
+    let state = crate::yjs::AwarenessEntry {
+        client: 7,
+        clock: 1,
+        state: r#"{"user":"far"}"#,
+    };
+    hub.receive_document(&doc, &crate::yjs::awareness([state].into_iter()));
+    assert_eq!(awareness_states(&conn), 1, "relayed to the local client");
+    let now = hub.now_ms();
+    let query = || hub.document_command(&open, &conn, DocCommand::QueryAwareness);
+    hub.inner.documents.save_changed(now + 29_999);
+    query().unwrap();
+    assert_eq!(awareness_states(&conn), 1, "still within its 30 s");
+    hub.inner.documents.save_changed(now + 30_000);
+    query().unwrap();
+    assert_eq!(
+        awareness_states(&conn),
+        0,
+        "a crashed node's client leaves no ghost"
+    );
+}
