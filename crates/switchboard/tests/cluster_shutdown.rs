@@ -10,10 +10,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Running, wait_for_log};
 use serde_json::json;
+use switchboard::broker::BrokerStatus;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 use switchboard_testkit::{Client, RedisServer, TestServer, wait_until};
@@ -180,6 +181,28 @@ async fn a_connection_still_open_at_the_deadline_leaves_with_its_node() {
         .expect_nothing_pending_across(&b, &c)
         .await;
     kim_is_gone(&b);
+}
+
+#[tokio::test]
+async fn a_node_whose_redis_is_down_still_stops_within_its_deadline() {
+    let mut redis = RedisServer::start().await;
+    let a = TestServer::cluster_node(&redis, "a", |s| {
+        s.node_ttl = Some(NODE_TTL.parse().unwrap());
+        s.shutdown_timeout = Some("1s".parse().unwrap());
+    })
+    .await;
+    let _kim = a.member("kim", "general").await;
+    redis.stop().await;
+    wait_until("the node reports degraded", || {
+        a.hub.stats().broker_status == BrokerStatus::Degraded
+    })
+    .await;
+    let started = Instant::now();
+    a.shutdown().await;
+    // The deadline, then at most LEAVE_AT_LEAST for Redis (1 s each), with slack for a
+    // loaded machine.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 #[tokio::test]
