@@ -22,6 +22,11 @@ use crate::http::{self, AppState};
 use crate::hub::{ConnInfo, Hub};
 use crate::store::StreamStore;
 
+/// The least a shutdown waits for Redis to take the node's departure, even when the
+/// connections used the whole deadline: without it the others keep the node's users online
+/// until its liveness expires.
+pub const LEAVE_AT_LEAST: Duration = Duration::from_secs(1);
+
 /// A Switchboard instance: the hub, its background sweeps and its connection tasks.
 ///
 /// Dropping it stops the sweeps; call [`Switchboard::shutdown`] first to close connections
@@ -34,6 +39,12 @@ pub struct Switchboard {
     auth: AuthConfig,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// The Redis cluster's tasks (publisher, subscriber, liveness, reads), apart from `tasks`
+    /// so that they outlive the connections: a shutdown leaves the cluster after the
+    /// connections' departures were sent. `cancel` is a child of `cluster_cancel`.
+    cluster_tasks: TaskTracker,
+    cluster_cancel: CancellationToken,
+    redis: Option<Arc<RedisCluster>>,
     /// Whether `/yjs` serves documents: on a lone node, and in a Redis cluster (whose store
     /// shares them); not with a broker of the application's that shares no documents.
     serves_documents: bool,
@@ -135,10 +146,12 @@ impl Builder {
             .unwrap_or_else(|| Box::new(MemoryDocs::default()));
         let hub = Hub::new(self.config, broker, membership, self.store, documents);
         let tasks = TaskTracker::new();
-        let cancel = CancellationToken::new();
+        let cluster_tasks = TaskTracker::new();
+        let cluster_cancel = CancellationToken::new();
+        let cancel = cluster_cancel.child_token();
         hub.spawn_maintenance(&tasks, &cancel);
         if let Some(redis) = &self.redis {
-            redis.spawn(&tasks, &cancel);
+            redis.spawn(&cluster_tasks, &cluster_cancel);
         }
         if self.api.key.is_none() {
             tracing::warn!(
@@ -160,6 +173,9 @@ impl Builder {
             auth: self.auth,
             tasks,
             cancel,
+            cluster_tasks,
+            cluster_cancel,
+            redis: self.redis,
             serves_documents,
         }
     }
@@ -202,17 +218,38 @@ impl Switchboard {
 
     /// Closes every connection with 1001 and waits up to `timeout` for them to finish.
     /// Returns whether they all finished in time.
+    ///
+    /// In a Redis cluster the node then leaves the cluster (see [`RedisCluster::leave`]): the
+    /// other nodes drop its users and memberships at once, announcing `offline` and
+    /// `user_left` to their clients, instead of waiting for its liveness to expire. That
+    /// waits for Redis until the deadline, or [`LEAVE_AT_LEAST`] past it when the
+    /// connections used it all; an unreachable Redis only costs that wait.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
         let asked = self.hub.shutdown();
         tracing::info!(connections = asked, "closing connections");
         self.cancel.cancel();
         self.tasks.close();
-        let finished = tokio::time::timeout(timeout, self.tasks.wait())
+        let finished = tokio::time::timeout_at(deadline, self.tasks.wait())
             .await
             .is_ok();
         // Each document was saved when its last client left; these are the documents of
         // connections that did not finish in time.
         self.hub.save_documents();
+        if let Some(redis) = &self.redis {
+            let within = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(LEAVE_AT_LEAST);
+            if redis.leave(within).await {
+                tracing::info!("left the cluster");
+            } else {
+                tracing::warn!(
+                    "could not tell the cluster this node left: the others will reap it when its liveness expires"
+                );
+            }
+        }
+        self.cluster_cancel.cancel();
+        self.cluster_tasks.close();
         finished
     }
 
@@ -227,6 +264,7 @@ impl Switchboard {
 
 impl Drop for Switchboard {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        // Cancels `cancel` too, its child.
+        self.cluster_cancel.cancel();
     }
 }

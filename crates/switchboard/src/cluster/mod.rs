@@ -23,7 +23,8 @@ pub use replica::{Change, Event, Replica, Snapshot};
 ///
 /// Guarantees: `announce` never blocks; announcements of one node reach the others in order;
 /// a node that stops announcing liveness is reaped within a bounded time, its users' departures
-/// reaching every other node's sink as [`Change`]s.
+/// reaching every other node's sink as [`Change`]s; a node that leaves on a clean stop
+/// (`RedisCluster::leave`) is dropped by the others at once, the same way.
 pub trait Membership: Send + Sync + 'static {
     /// Starts delivering the other nodes' changes to `sink`. Called once, by the hub.
     fn start(&self, sink: Weak<dyn MembershipSink>);

@@ -43,7 +43,8 @@ pub enum Event {
     Presence(Presence),
     /// The node rewrote its whole state (after a reconnect): reload it.
     Reload,
-    /// The node is gone (it stopped refreshing its liveness key).
+    /// The node is gone: it stopped refreshing its liveness key (announced by its reaper), or
+    /// it left the cluster on a clean stop (announced by itself).
     Dead {
         /// The dead node.
         node: NodeId,

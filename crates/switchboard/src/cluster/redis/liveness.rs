@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -26,11 +27,17 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         let Some(mut connection) = shared.connection() else {
             continue;
         };
+        let registration = shared.registration.lock().await;
+        if shared.departed.load(Ordering::Acquire) {
+            // The node left the cluster: refreshing would bring it back.
+            return;
+        }
         let mut pipe = redis::pipe();
         register(&shared, &mut pipe);
         pipe.pexpire(shared.keys.state(&shared.node), state_ttl_ms(&shared))
             .ignore();
         let heartbeat = pipe.query_async::<()>(&mut connection).await;
+        drop(registration);
         if heartbeat.is_ok() {
             let _ = refresh_peers(&shared, &mut connection).await;
         }

@@ -19,6 +19,13 @@
 //! it to its own members) and counted, the node reports `Degraded`, logs the outage once, and
 //! reconnects with backoff. On reconnect it rewrites its state hash from the hub, announces it,
 //! reloads the other nodes' state, resubscribes, and the hub reads what its streams missed.
+//!
+//! Leaving: a node that shuts down cleanly calls [`RedisCluster::leave`] once its connections
+//! are gone. Their departures were announced through the queue like any others; behind them
+//! the publisher deletes the node's state and liveness, removes it from the node set and
+//! announces it [`Event::Dead`], so the others drop it at once, through the same path as a
+//! reaped node (anything its connections could not announce, a connection still open at the
+//! deadline say, is announced there). Nothing is queued after that.
 
 mod docs;
 mod keys;
@@ -38,7 +45,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -101,6 +108,10 @@ enum Write {
     Announce(Event),
     /// Rewrite the node's whole hash from the hub and announce a reload.
     Rewrite,
+    /// The node is leaving: delete its state and liveness, and announce it gone. The sender
+    /// is dropped once Redis answered (or the write failed); [`RedisCluster::leave`] waits
+    /// on the other end.
+    Leave(oneshot::Sender<()>),
 }
 
 /// Redis channels and patterns this node wants to receive, and the changes the subscriber
@@ -150,6 +161,11 @@ struct Shared {
     settled_changed: Notify,
     /// Where reads run, set by [`RedisCluster::spawn`].
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
+    /// Set by [`RedisCluster::leave`]: nothing more is queued, liveness is not refreshed.
+    departed: AtomicBool,
+    /// Held by the liveness task while it refreshes the node's liveness, and by the publisher
+    /// while it sends the departure, so a refresh never re-registers a node that left.
+    registration: tokio::sync::Mutex<()>,
 }
 
 /// Cluster mode over Redis: this node's [`Broker`] and [`Membership`], and the store of its
@@ -194,6 +210,8 @@ impl RedisCluster {
                 history,
                 settled_changed: Notify::new(),
                 runtime: OnceLock::new(),
+                departed: AtomicBool::new(false),
+                registration: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -216,10 +234,36 @@ impl RedisCluster {
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// Takes this node out of the cluster, for a clean stop: after everything queued so far
+    /// (the departures of its connections), its state and liveness keys are deleted, it leaves
+    /// the node set, and the other nodes are told it is gone, which they treat as they treat a
+    /// reaped node (their clients see `offline` and `user_left` for what is still listed).
+    /// From the call on, nothing else is sent. Waits at most `within` for Redis to take it;
+    /// returns whether it did (`false`: Redis unreachable or slow, or already left; the other
+    /// nodes then reap this one when its liveness expires).
+    pub async fn leave(&self, within: Duration) -> bool {
+        let shared = &self.shared;
+        if shared.departed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let (sent, done) = oneshot::channel::<()>();
+        let leave = Outgoing::Write(Write::Leave(sent));
+        let confirmed = async {
+            shared.outgoing.send(leave).await.ok()?;
+            done.await.ok()
+        };
+        matches!(tokio::time::timeout(within, confirmed).await, Ok(Some(())))
+    }
 }
 
 impl Shared {
     fn queue(&self, item: Outgoing) {
+        if self.departed.load(Ordering::Acquire) {
+            // The others were told this node is gone: anything more would bring it back.
+            item.fail();
+            return;
+        }
         if let Err(refused) = self.outgoing.try_send(item) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             refused.into_inner().fail();

@@ -131,15 +131,26 @@ pub(super) async fn publisher(
         // Appends keep their place among the other items: their replies (the offsets) are the
         // pipeline's only ones.
         let mut appends = Vec::new();
+        let mut leaving = Vec::new();
         for item in batch.drain(..) {
             match item {
                 Outgoing::Append(append) => {
                     streams::add_append(&shared, &mut pipe, &append);
                     appends.push(append);
                 }
+                Outgoing::Write(Write::Leave(done)) => {
+                    add_departure(&shared, &mut pipe);
+                    leaving.push(done);
+                }
                 Outgoing::Write(write) => add_to_pipeline(&shared, &mut pipe, write),
             }
         }
+        // A departure waits for a liveness refresh under way, and keeps later ones out.
+        let _registration = if leaving.is_empty() {
+            None
+        } else {
+            Some(shared.registration.lock().await)
+        };
         let sent = if fresh {
             shared.scripts.load(&mut connection).await
         } else {
@@ -160,6 +171,9 @@ pub(super) async fn publisher(
             Ok(()) => {
                 shared.publisher.up();
                 backoff.reset();
+                for done in leaving {
+                    let _ = done.send(());
+                }
             }
             Err(error) => {
                 shared.publisher.down(&error);
@@ -237,6 +251,9 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
             }
             announce(shared, pipe, event);
         }
+        // The publisher takes departures out first, to keep their senders; this arm is for
+        // completeness.
+        Write::Leave(_) => add_departure(shared, pipe),
         Write::Rewrite => {
             let Some(sink) = shared.membership_sink() else {
                 return;
@@ -251,6 +268,20 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
             announce(shared, pipe, Event::Reload);
         }
     }
+}
+
+/// Deletes this node's state and liveness, removes it from the node set and announces it gone:
+/// the others drop it from their replicas as they drop a reaped node.
+fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
+    let keys = &shared.keys;
+    pipe.del(keys.state(&shared.node))
+        .ignore()
+        .del(keys.alive(&shared.node))
+        .ignore()
+        .srem(keys.nodes(), shared.node.as_str())
+        .ignore();
+    let node = shared.node.clone();
+    announce(shared, pipe, Event::Dead { node });
 }
 
 /// Sets this node's liveness key (its value: the node's stats) and adds it to the node set.
