@@ -155,8 +155,9 @@ impl Decoder {
     /// `payload[unmasked..]`, and checks them if the frame carries text that is valid so far:
     /// text that is invalid already fails now, not when the frame completes.
     ///
-    /// Only a frame that would be accepted when complete is checked here, so the violation is
-    /// the same however the frame's bytes were split into reads (the fuzz target's invariant).
+    /// Only a frame that passes the rules `frame` checks before the text is checked here, so the
+    /// violation is the same however the frame's bytes were split into reads (the fuzz target's
+    /// invariant): invalid bytes stay invalid whatever follows them.
     fn arriving(
         &self,
         header: Header,
