@@ -7,6 +7,14 @@
 //! as soon as they complete, so an idle connection holds no buffer at all.
 //!
 //! Limits are checked from the header, before any payload byte is buffered.
+//!
+//! Text fails fast: invalid UTF-8 is a violation as soon as its bytes arrive, not when the
+//! message ends. A fragment is checked when it completes (`Fragments::utf8_valid`), and the
+//! payload of a frame that arrives over several reads is unmasked and checked read by read
+//! (`Decoder::arriving`); a character split across fragments or reads is fine. A frame that
+//! arrives whole is checked once, when it is delivered. The check of an arriving frame needs no
+//! state of its own: the bytes of `partial` before this read are the ones already unmasked and
+//! checked, and an incomplete character at their end (at most 3 bytes) is found again from them.
 
 use super::Violation;
 use super::frame::{self, Header, OpCode};
@@ -75,11 +83,14 @@ impl Decoder {
     ) -> Result<Flow, Violation> {
         if !self.partial.is_empty() {
             let mut partial = std::mem::take(&mut self.partial);
+            let before = partial.len();
             let taken = self.complete_partial(&mut partial, input)?;
             input = &mut input[taken..];
             match parse_header(&partial, self.limits)? {
                 Some(header) if partial.len() == header.frame_len() => {
-                    let flow = self.frame(header, &mut partial[header.header_len..], on_message)?;
+                    let unmasked = before.saturating_sub(header.header_len);
+                    let payload = &mut partial[header.header_len..];
+                    let flow = self.frame(header, payload, unmasked, on_message)?;
                     partial.clear();
                     if partial.capacity() <= KEEP_CAPACITY {
                         self.partial = partial;
@@ -88,8 +99,12 @@ impl Decoder {
                         return Ok(flow);
                     }
                 }
-                _ => {
+                header => {
                     // `input` is used up and the frame is still incomplete.
+                    if let Some(header) = header {
+                        let unmasked = before.saturating_sub(header.header_len);
+                        self.arriving(header, &mut partial[header.header_len..], unmasked)?;
+                    }
                     self.partial = partial;
                     return Ok(Flow::Continue);
                 }
@@ -102,12 +117,13 @@ impl Decoder {
             };
             let len = header.frame_len();
             if input.len() < len {
+                self.arriving(header, &mut input[header.header_len..], 0)?;
                 // Grows with what arrives, not with what the header claims.
                 self.partial.extend_from_slice(input);
                 return Ok(Flow::Continue);
             }
             let (this, rest) = input.split_at_mut(len);
-            if self.frame(header, &mut this[header.header_len..], on_message)? == Flow::Stop {
+            if self.frame(header, &mut this[header.header_len..], 0, on_message)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
             if rest.is_empty() {
@@ -135,14 +151,54 @@ impl Decoder {
         }
     }
 
-    /// Handles one complete frame whose (still masked) payload is `payload`.
+    /// Unmasks the bytes of an incomplete frame's payload that arrived with this read,
+    /// `payload[unmasked..]`, and checks them if the frame carries text that is valid so far:
+    /// text that is invalid already fails now, not when the frame completes.
+    ///
+    /// Only a frame that passes the rules `frame` checks before the text is checked here, so the
+    /// violation is the same however the frame's bytes were split into reads (the fuzz target's
+    /// invariant): invalid bytes stay invalid whatever follows them.
+    fn arriving(
+        &self,
+        header: Header,
+        payload: &mut [u8],
+        unmasked: usize,
+    ) -> Result<(), Violation> {
+        let (checked, arrived) = payload.split_at_mut(unmasked);
+        apply_mask_at(arrived, header.mask, unmasked);
+        // The incomplete character that ends the text of the earlier fragments, if any.
+        let carried: &[u8] = match (header.opcode, &self.fragments) {
+            (OpCode::Text, None) => &[],
+            (OpCode::Continuation, Some(fragments))
+                if fragments.text
+                    && fragments.data.len() as u64 + header.payload_len
+                        <= self.limits.max_message as u64 =>
+            {
+                &fragments.data[fragments.utf8_valid..]
+            }
+            // Binary, or a frame that breaks a rule `frame` checks once it is complete.
+            _ => return Ok(()),
+        };
+        // The last 3 bytes of the text checked so far hold any incomplete character.
+        let recent = &checked[checked.len().saturating_sub(3)..];
+        let carried = &carried[carried.len().saturating_sub(3 - recent.len())..];
+        let mut last = [0; 3];
+        last[..carried.len()].copy_from_slice(carried);
+        last[carried.len()..carried.len() + recent.len()].copy_from_slice(recent);
+        let last = &last[..carried.len() + recent.len()];
+        check_utf8_after(&last[last.len() - incomplete_char_len(last)..], arrived)
+    }
+
+    /// Handles one complete frame whose payload is `payload`, still masked from `unmasked` on
+    /// (the bytes before were unmasked as they arrived).
     fn frame(
         &mut self,
         header: Header,
         payload: &mut [u8],
+        unmasked: usize,
         on_message: &mut dyn FnMut(Message<'_>) -> Flow,
     ) -> Result<Flow, Violation> {
-        frame::apply_mask(payload, header.mask);
+        apply_mask_at(&mut payload[unmasked..], header.mask, unmasked);
         match header.opcode {
             OpCode::Ping => Ok(on_message(Message::Ping(payload))),
             OpCode::Pong => Ok(on_message(Message::Pong(payload))),
@@ -207,18 +263,75 @@ fn deliver(
     }
 }
 
+/// Unmasks `payload`, whose first byte is at `offset` in its frame's payload.
+fn apply_mask_at(payload: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut mask = mask;
+    mask.rotate_left(offset % 4);
+    frame::apply_mask(payload, mask);
+}
+
 impl Fragments {
     /// Validates the text received so far, allowing only an incomplete character at the end.
     fn check_utf8_prefix(&mut self) -> Result<(), Violation> {
-        if !self.text {
-            return Ok(());
-        }
-        match std::str::from_utf8(&self.data[self.utf8_valid..]) {
-            Ok(_) => self.utf8_valid = self.data.len(),
-            Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to(),
-            Err(_) => return Err(Violation::InvalidUtf8),
+        if self.text {
+            self.utf8_valid += utf8_valid_up_to(&self.data[self.utf8_valid..])?;
         }
         Ok(())
+    }
+}
+
+/// How many leading bytes of `bytes` are complete UTF-8 characters, when the rest is at most
+/// the start of one more (text that may continue); a violation when they are not UTF-8.
+fn utf8_valid_up_to(bytes: &[u8]) -> Result<usize, Violation> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(bytes.len()),
+        Err(e) if e.error_len().is_none() => Ok(e.valid_up_to()),
+        Err(_) => Err(Violation::InvalidUtf8),
+    }
+}
+
+/// Checks `bytes`, which continue text that ends with `pending`, the start of a character (at
+/// most 3 bytes; empty when the text ends on a character boundary): the whole must be UTF-8,
+/// except perhaps for an incomplete character at the end.
+fn check_utf8_after(pending: &[u8], bytes: &[u8]) -> Result<(), Violation> {
+    let mut rest = bytes;
+    if let Some(&lead) = pending.first() {
+        // Complete the pending character first, in a buffer of its own (at most 4 bytes).
+        let take = (utf8_width(lead) - pending.len()).min(rest.len());
+        let mut joined = [0; 4];
+        joined[..pending.len()].copy_from_slice(pending);
+        joined[pending.len()..pending.len() + take].copy_from_slice(&rest[..take]);
+        utf8_valid_up_to(&joined[..pending.len() + take])?;
+        rest = &rest[take..];
+    }
+    utf8_valid_up_to(rest).map(drop)
+}
+
+/// The length of the incomplete character that ends `text` (0 to 3 bytes), where `text` is the
+/// end of UTF-8 text that is valid except perhaps for such a character.
+fn incomplete_char_len(text: &[u8]) -> usize {
+    // An incomplete character is at most 3 bytes, starting with its lead byte: find the last
+    // byte that is not a continuation byte (0b10xx_xxxx) and see whether its character ends.
+    for (back, &byte) in text.iter().rev().take(3).enumerate() {
+        if byte & 0xC0 != 0x80 {
+            return if back + 1 < utf8_width(byte) {
+                back + 1
+            } else {
+                0
+            };
+        }
+    }
+    0
+}
+
+/// The length of the character a UTF-8 lead byte starts (1 for ASCII and for invalid bytes,
+/// which `from_utf8` rejects anyway).
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xF7 => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
     }
 }
 

@@ -124,6 +124,153 @@ fn invalid_utf8_fails_fast_in_the_first_fragment() {
     );
 }
 
+/// A text message of `parts.len()` fragments (text, continuation..., final continuation).
+fn fragmented(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    let last = parts.len() - 1;
+    let first_byte = |i: usize| match (i, i == last) {
+        (0, true) => 0x81,
+        (0, false) => 0x01,
+        (_, true) => 0x80,
+        (_, false) => 0x00,
+    };
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| masked(first_byte(i), part))
+        .collect()
+}
+
+/// Invalid UTF-8: overlong encodings, UTF-16 surrogates, code points past U+10FFFF, stray
+/// continuation bytes and bytes that never occur.
+const INVALID: &[&[u8]] = &[
+    &[0xC0, 0xAF],
+    &[0xC1, 0xBF],
+    &[0xE0, 0x80, 0xAF],
+    &[0xF0, 0x80, 0x80, 0xAF],
+    &[0xED, 0xA0, 0x80],
+    &[0xED, 0xBF, 0xBF],
+    &[0xF4, 0x90, 0x80, 0x80],
+    &[0x80],
+    &[0xFE],
+];
+
+#[test]
+fn invalid_utf8_in_the_first_of_three_fragments_fails_before_the_others_arrive() {
+    let frames = fragmented(&[&[b'a', 0xFF], b"b", b"c"]);
+    let mut decoder = Decoder::new(LIMITS);
+    let (out, result) = decode(&mut decoder, &[&frames[0]]);
+    assert_eq!(result, Err(Violation::InvalidUtf8));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_four_byte_character_split_across_fragments_is_valid() {
+    let bytes = "a😀b".as_bytes();
+    for cut in 2..=4 {
+        // 1+3, 2+2 and 3+1 bytes of the character; every way of reading the frames, too.
+        let frames = fragmented(&[&bytes[..cut], &bytes[cut..]]);
+        let input = frames.concat();
+        for split in 0..input.len() {
+            let (out, result) = decode(
+                &mut Decoder::new(LIMITS),
+                &[&input[..split], &input[split..]],
+            );
+            assert_eq!(result, Ok(Flow::Continue), "cut {cut}, split {split}");
+            assert_eq!(out, vec![Owned::Text("a😀b".into())], "cut {cut}");
+        }
+    }
+    // And one byte per fragment.
+    let frames = fragmented(&[b"a", &bytes[1..2], &bytes[2..3], &bytes[3..4], &bytes[4..]]);
+    let (out, result) = decode(&mut Decoder::new(LIMITS), &[&frames.concat()]);
+    assert_eq!(result, Ok(Flow::Continue));
+    assert_eq!(out, vec![Owned::Text("a😀b".into())]);
+}
+
+#[test]
+fn an_incomplete_character_at_the_end_of_the_final_fragment_is_invalid() {
+    let bytes = "😀".as_bytes();
+    for len in 1..4 {
+        let frames = fragmented(&[b"ok", &bytes[..len]]);
+        let (_, result) = decode(&mut Decoder::new(LIMITS), &[&frames.concat()]);
+        assert_eq!(result, Err(Violation::InvalidUtf8), "{len} of 4 bytes");
+    }
+    // Also when the final fragment arrives byte by byte.
+    let input = fragmented(&[b"ok", &bytes[..3]]).concat();
+    let chunks: Vec<&[u8]> = input.chunks(1).collect();
+    let (_, result) = decode(&mut Decoder::new(LIMITS), &chunks);
+    assert_eq!(result, Err(Violation::InvalidUtf8));
+}
+
+#[test]
+fn overlong_encodings_and_surrogates_are_invalid_wherever_they_are() {
+    for bad in INVALID {
+        let whole = masked(0x81, bad);
+        let (_, result) = decode(&mut Decoder::new(LIMITS), &[&whole]);
+        assert_eq!(result, Err(Violation::InvalidUtf8), "{bad:x?} in one frame");
+        // Split across two fragments after each of its bytes.
+        for cut in 0..=bad.len() {
+            let frames = fragmented(&[&bad[..cut], &bad[cut..], b"rest"]);
+            let (_, result) = decode(&mut Decoder::new(LIMITS), &[&frames.concat()]);
+            assert_eq!(result, Err(Violation::InvalidUtf8), "{bad:x?} cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_in_a_frame_arriving_in_pieces_fails_when_it_arrives() {
+    // Autobahn 6.4.3/6.4.4: one text frame sent in three pieces, the invalid bytes in the
+    // second. The violation comes with the second read, before the third.
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xF4, 0x90, 0x80, 0x80]);
+    payload.extend_from_slice(b"edited");
+    let input = masked(0x81, &payload);
+    let cut = input.len() - 6;
+    let mut decoder = Decoder::new(LIMITS);
+    let (_, result) = decode(&mut decoder, &[&input[..10]]);
+    assert_eq!(result, Ok(Flow::Continue));
+    let (_, result) = decode(&mut decoder, &[&input[10..cut]]);
+    assert_eq!(result, Err(Violation::InvalidUtf8));
+    // Only the first byte of the bad sequence has arrived: it may still turn out valid.
+    let (_, result) = decode(&mut Decoder::new(LIMITS), &[&input[..cut - 3]]);
+    assert_eq!(result, Ok(Flow::Continue));
+    // A continuation frame arriving in pieces, the bad bytes right after a carried lead byte.
+    let mut input = masked(0x01, &[b'a', 0xF0]);
+    input.extend(masked(0x80, &[0x28, b'b', b'c', b'd']));
+    let (_, result) = decode(&mut Decoder::new(LIMITS), &[&input[..input.len() - 3]]);
+    assert_eq!(result, Err(Violation::InvalidUtf8));
+}
+
+#[test]
+fn text_split_into_reads_anywhere_decodes_the_same() {
+    let text = "ascii, then é and ☃ and 😀, again: é☃😀 — end";
+    let bytes = text.as_bytes();
+    let mut single = masked(0x81, bytes);
+    single
+        .extend(fragmented(&[&bytes[..13], &bytes[13..30], &bytes[30..31], &bytes[31..]]).concat());
+    single.extend(fragmented(&[&bytes[..28], &bytes[28..]]).concat());
+    for size in 1..single.len() {
+        let chunks: Vec<&[u8]> = single.chunks(size).collect();
+        let (out, result) = decode(&mut Decoder::new(LIMITS), &chunks);
+        assert_eq!(result, Ok(Flow::Continue), "reads of {size}");
+        let expected: Vec<Owned> = (0..3).map(|_| Owned::Text(text.into())).collect();
+        assert_eq!(out, expected, "reads of {size}");
+    }
+    for cut in 1..single.len() {
+        let (out, result) = decode(&mut Decoder::new(LIMITS), &[&single[..cut], &single[cut..]]);
+        assert_eq!(result, Ok(Flow::Continue), "cut {cut}");
+        assert_eq!(out.len(), 3, "cut {cut}");
+    }
+}
+
+#[test]
+fn binary_frames_arriving_in_pieces_are_not_checked_as_text() {
+    let input = masked(0x82, &[0xFF; 300]);
+    let chunks: Vec<&[u8]> = input.chunks(7).collect();
+    let (out, result) = decode(&mut Decoder::new(LIMITS), &chunks);
+    assert_eq!(result, Ok(Flow::Continue));
+    assert_eq!(out, vec![Owned::Binary(vec![0xFF; 300])]);
+}
+
 #[test]
 fn fragmentation_rules_are_enforced() {
     let (_, result) = decode(&mut Decoder::new(LIMITS), &[&masked(0x80, b"x")]);
