@@ -69,6 +69,45 @@ struct DocActions {
     write: Vec<String>,
 }
 
+/// The two lists of a per-action claim object, in the order its actions are granted.
+trait Actions {
+    fn lists(self) -> (Vec<String>, Vec<String>);
+}
+
+impl Actions for RoomActions {
+    fn lists(self) -> (Vec<String>, Vec<String>) {
+        (self.join, self.message)
+    }
+}
+
+impl Actions for ChannelActions {
+    fn lists(self) -> (Vec<String>, Vec<String>) {
+        (self.subscribe, self.publish)
+    }
+}
+
+impl Actions for DocActions {
+    fn lists(self) -> (Vec<String>, Vec<String>) {
+        (self.read, self.write)
+    }
+}
+
+impl<A: Actions> Grant<A> {
+    /// The patterns of each of the claim's two actions: one list for both, or one each.
+    fn parse(self, claim: &'static str) -> Result<(Patterns, Patterns), GrantError> {
+        match self {
+            Self::Every(list) => Ok(Patterns::both(Patterns::parse(claim, list)?)),
+            Self::PerAction(actions) => {
+                let (first, second) = actions.lists();
+                Ok((
+                    Patterns::parse(claim, first)?,
+                    Patterns::parse(claim, second)?,
+                ))
+            }
+        }
+    }
+}
+
 /// The authorization claims as they appear in a token.
 #[derive(Debug, Deserialize)]
 pub(crate) struct GrantClaims {
@@ -98,39 +137,18 @@ pub enum GrantError {
 impl GrantClaims {
     /// Checks the patterns and builds the grants.
     pub(crate) fn into_grants(self) -> Result<Grants, GrantError> {
-        let (join, message) = match self.rooms {
-            None => (Patterns::everything(), Patterns::everything()),
-            Some(Grant::Every(list)) => {
-                let patterns = Patterns::parse("rooms", list)?;
-                (patterns.clone(), patterns)
-            }
-            Some(Grant::PerAction(RoomActions { join, message })) => (
-                Patterns::parse("rooms", join)?,
-                Patterns::parse("rooms", message)?,
-            ),
-        };
-        let (subscribe, publish) = match self.channels {
-            None => (Patterns::default(), Patterns::default()),
-            Some(Grant::Every(list)) => {
-                let patterns = Patterns::parse("channels", list)?;
-                (patterns.clone(), patterns)
-            }
-            Some(Grant::PerAction(ChannelActions { subscribe, publish })) => (
-                Patterns::parse("channels", subscribe)?,
-                Patterns::parse("channels", publish)?,
-            ),
-        };
-        let (read_doc, write_doc) = match self.docs {
-            None => (Patterns::everything(), Patterns::everything()),
-            Some(Grant::Every(list)) => {
-                let patterns = Patterns::parse("docs", list)?;
-                (patterns.clone(), patterns)
-            }
-            Some(Grant::PerAction(DocActions { read, write })) => (
-                Patterns::parse("docs", read)?,
-                Patterns::parse("docs", write)?,
-            ),
-        };
+        let (join, message) = self.rooms.map_or_else(
+            || Ok(Patterns::both(Patterns::everything())),
+            |g| g.parse("rooms"),
+        )?;
+        let (subscribe, publish) = self.channels.map_or_else(
+            || Ok(Patterns::both(Patterns::default())),
+            |g| g.parse("channels"),
+        )?;
+        let (read_doc, write_doc) = self.docs.map_or_else(
+            || Ok(Patterns::both(Patterns::everything())),
+            |g| g.parse("docs"),
+        )?;
         Ok(Grants {
             join,
             message,
@@ -191,6 +209,11 @@ enum Pattern {
 }
 
 impl Patterns {
+    /// The same patterns for both actions of a claim.
+    fn both(self) -> (Self, Self) {
+        (self.clone(), self)
+    }
+
     fn everything() -> Self {
         Self(vec![Pattern::Prefix(String::new())])
     }
