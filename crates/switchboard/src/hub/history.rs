@@ -31,7 +31,7 @@ use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use super::shard::Sharded;
 use crate::ids::{ChannelId, RoomId, StreamId};
 use crate::protocol::StreamPosition;
-pub(super) use mirror::{Arrival, Deferred, StoreState, Stored};
+pub(super) use mirror::{Arrival, Deferred, Delivery, StoreState, Stored};
 
 /// One retained message.
 struct Entry {

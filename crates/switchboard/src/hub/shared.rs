@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::channels::PublicationHandler;
-use super::history::{Arrival, StoreState, Stored};
+use super::history::{Arrival, Delivery, StoreState, Stored};
 use super::pubsub::Publication;
 use super::streams::{HistoryPage, Offset, Sent};
 use super::{ConnHandle, Hub};
@@ -171,19 +171,35 @@ impl Hub {
                 .collect(),
         };
         let mut arrival = stream.apply_read(state);
+        // What the members missed goes to them before a waiting joiner becomes one: its
+        // replay (read from the copy the read just filled) already holds those messages.
+        let handlers = self.deliver_arrival(&id, std::mem::take(&mut arrival.deliver));
         for answer in std::mem::take(&mut arrival.deferred) {
             answer(&mut stream);
         }
         self.release_if_vacated(&id, &mut stream);
-        self.settle(id, stream, arrival);
+        drop(stream);
+        self.after_arrival(id, handlers, arrival.read);
     }
 
     /// Delivers an arrival's frames under the stream's lock, then, released, calls the
     /// publication handlers and starts the read the arrival asks for.
     fn settle(&self, id: StreamId, stream: super::history::Locked<'_>, arrival: Arrival) {
+        let handlers = self.deliver_arrival(&id, arrival.deliver);
+        drop(stream);
+        self.after_arrival(id, handlers, arrival.read);
+    }
+
+    /// Delivers frames of the stream `id` to its local members (call with the stream's lock
+    /// held); returns the publication handlers to call once it is released.
+    fn deliver_arrival(
+        &self,
+        id: &StreamId,
+        deliveries: Vec<Delivery>,
+    ) -> Vec<(Vec<PublicationHandler>, Bytes)> {
         let mut handlers = Vec::new();
-        for (frame, except) in arrival.deliver {
-            match &id {
+        for (frame, except) in deliveries {
+            match id {
                 StreamId::Room(room) => {
                     self.deliver_local(&Topic::Room(room.clone()), &frame, except);
                 }
@@ -195,11 +211,21 @@ impl Hub {
                 }
             }
         }
-        drop(stream);
+        handlers
+    }
+
+    /// With the stream's lock released: calls the publication handlers of what was delivered
+    /// and starts the read of the store that was asked for.
+    fn after_arrival(
+        &self,
+        id: StreamId,
+        handlers: Vec<(Vec<PublicationHandler>, Bytes)>,
+        read: bool,
+    ) {
         for (handlers, frame) in handlers {
             call_handlers(handlers, &frame);
         }
-        if arrival.read {
+        if read {
             self.read_stream(id);
         }
     }
