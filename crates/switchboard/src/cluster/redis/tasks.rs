@@ -120,6 +120,7 @@ pub(super) async fn publisher(
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             batch.drain(..).for_each(Outgoing::fail);
             backoff.wait(&cancel).await;
+            retry(&shared, &receiver);
             continue;
         };
         let mut pipe = redis::pipe();
@@ -179,8 +180,19 @@ pub(super) async fn publisher(
                 shared.publisher.down(&error);
                 shared.dropped.fetch_add(received as u64, Ordering::Relaxed);
                 backoff.wait(&cancel).await;
+                retry(&shared, &receiver);
             }
         }
+    }
+}
+
+/// After a failed write: unless more is queued (which retries by itself), queues a rewrite of
+/// the node's state. What failed may have been the registration or state changes, and the
+/// publisher counts as up only after a write succeeds: without this a quiet node would stay
+/// degraded, and its state wrong in Redis, until its next liveness refresh.
+fn retry(shared: &Shared, receiver: &mpsc::Receiver<Outgoing>) {
+    if receiver.is_empty() {
+        shared.queue(Outgoing::Write(Write::Rewrite));
     }
 }
 
@@ -255,11 +267,11 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
         // completeness.
         Write::Leave(_) => add_departure(shared, pipe),
         Write::Rewrite => {
+            register(shared, pipe);
             let Some(sink) = shared.membership_sink() else {
                 return;
             };
             let fields = keys::snapshot_fields(&sink.snapshot());
-            register(shared, pipe);
             pipe.del(&state).ignore();
             for chunk in fields.chunks(1000) {
                 pipe.hset_multiple(&state, chunk).ignore();

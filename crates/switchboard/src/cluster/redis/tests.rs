@@ -1,15 +1,16 @@
 //! The broker conformance suite against a real redis-server child process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use switchboard_testkit::RedisServer;
+use bytes::Bytes;
+use switchboard_testkit::{RedisServer, wait_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{RedisCluster, RedisConfig};
-use crate::broker::{Broker, conformance};
-use crate::ids::NodeId;
+use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic, conformance};
+use crate::ids::{NodeId, RoomId};
 
 #[test]
 fn the_redis_broker_conforms() {
@@ -33,5 +34,62 @@ fn the_redis_broker_conforms() {
         cluster.spawn(&tasks, &cancel);
         (node, Arc::new(cluster) as Arc<dyn Broker>)
     });
+    cancel.cancel();
+}
+
+/// A sink that takes everything and keeps nothing.
+struct Discard;
+
+impl BrokerSink for Discard {
+    fn deliver(&self, _envelope: &Envelope) {}
+
+    fn deliver_stream(&self, _message: crate::broker::StreamMessage) {}
+
+    fn reconnected(&self) {}
+}
+
+#[tokio::test]
+async fn a_failed_write_is_retried_without_more_traffic() {
+    let redis = RedisServer::start().await;
+    let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: "retry:".into(),
+        // Liveness refreshes come every 20 s, longer than any wait below: they cannot be
+        // what brings the publisher back.
+        node_ttl: Duration::from_secs(60),
+    };
+    let history = crate::store::HistoryConfig {
+        size: 100,
+        ttl: Duration::from_secs(600),
+    };
+    let node = NodeId::random();
+    let cluster = RedisCluster::new(&config, node.clone(), history).unwrap();
+    cluster.spawn(&tasks, &cancel);
+    let sink: Arc<dyn BrokerSink> = Arc::new(Discard);
+    cluster.start(Arc::downgrade(&sink) as Weak<dyn BrokerSink>);
+    let status = |want: BrokerStatus| {
+        let cluster = &cluster;
+        wait_until("the broker's status", move || cluster.status() == want)
+    };
+    status(BrokerStatus::Connected).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    // Writes hang past the publisher's response timeout (2 s, one retry).
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(5_000)
+        .arg("WRITE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    cluster.publish(Envelope {
+        origin: node,
+        topic: Topic::Room(RoomId::from_trusted("retry")),
+        frame: Bytes::from_static(b"lost"),
+    });
+    status(BrokerStatus::Degraded).await;
+    // Nothing more is published: the publisher comes back by itself once Redis takes writes.
+    status(BrokerStatus::Connected).await;
     cancel.cancel();
 }
