@@ -42,6 +42,7 @@
 //!   membership); the fan-out path; sweeps. Its module doc says where each piece of state
 //!   lives and who may change it.
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
+//! - [`webhooks`]: lifecycle events and chosen client messages POSTed, signed, to a backend.
 //! - `connection`: the per-connection task (driver) and protocol state (session); the only
 //!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
@@ -73,6 +74,7 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod switchboard;
+pub mod webhooks;
 mod ws;
 mod yjs;
 

@@ -83,6 +83,10 @@ impl Server {
             builder = builder.redis(cluster)?;
             tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis");
         }
+        if let Some(webhooks) = config.webhooks {
+            tracing::info!(endpoints = webhooks.urls.len(), "webhooks on");
+            builder = builder.webhooks(webhooks);
+        }
         let switchboard = builder.build();
         Ok(Self {
             listener,

@@ -14,13 +14,14 @@ use serde_json::Value;
 use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
-use crate::config::{ApiConfig, HubConfig};
+use crate::config::{ApiConfig, HubConfig, WebhookConfig};
 use crate::connection::Endpoint;
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, AppState};
-use crate::hub::{ConnInfo, Hub};
+use crate::hub::{ConnInfo, EventHook, Hub, HubEvent};
 use crate::store::StreamStore;
+use crate::webhooks::Webhooks;
 
 /// The least a shutdown waits for Redis to take the node's departure, even when the
 /// connections used the whole deadline: without it the others keep the node's users online
@@ -45,6 +46,8 @@ pub struct Switchboard {
     cluster_tasks: TaskTracker,
     cluster_cancel: CancellationToken,
     redis: Option<Arc<RedisCluster>>,
+    /// Kept alive here: the hub's hook holds the webhooks weakly.
+    _webhooks: Option<Arc<Webhooks>>,
     /// Whether `/yjs` serves documents: on a lone node, and in a Redis cluster (whose store
     /// shares them); not with a broker of the application's that shares no documents.
     serves_documents: bool,
@@ -61,6 +64,8 @@ pub struct Builder {
     documents: Option<Box<dyn DocStore>>,
     redis: Option<Arc<RedisCluster>>,
     extensions: Extensions,
+    events: Vec<EventHook>,
+    webhooks: Option<WebhookConfig>,
 }
 
 impl Builder {
@@ -100,6 +105,22 @@ impl Builder {
     /// Calls `hook` when a connection has closed and left its rooms.
     pub fn on_disconnect(mut self, hook: impl Fn(&ConnInfo) + Send + Sync + 'static) -> Self {
         self.extensions.on_disconnect.push(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` with every lifecycle event of this node: rooms and channels occupied and
+    /// vacated, members added and removed, presence changes ([`HubEvent`]). Hooks run under
+    /// the lock of the room or channel the event is about: they must be quick (queue the
+    /// event) and must not call into the hub.
+    pub fn on_event(mut self, hook: impl Fn(&HubEvent) + Send + Sync + 'static) -> Self {
+        self.events.push(Arc::new(hook));
+        self
+    }
+
+    /// Sends the lifecycle events, and client messages of the types listed, to the backend's
+    /// webhook endpoints ([`crate::webhooks`]).
+    pub fn webhooks(mut self, config: WebhookConfig) -> Self {
+        self.webhooks = Some(config);
         self
     }
 
@@ -150,6 +171,24 @@ impl Builder {
         let cluster_cancel = CancellationToken::new();
         let cancel = cluster_cancel.child_token();
         hub.spawn_maintenance(&tasks, &cancel);
+        let mut events = self.events;
+        let mut extensions = self.extensions;
+        let webhooks = self.webhooks.map(|config| {
+            let webhooks = Webhooks::new(config, hub.clone());
+            // The senders outlive the connections, as the cluster's tasks do, so that the
+            // departures of a shutdown are sent.
+            webhooks.spawn(&cluster_tasks, &cluster_cancel);
+            events.push(webhooks.hook());
+            for (kind, handler) in webhooks.client_types() {
+                let handler = move |context: &MessageContext<'_>, payload: &Value| {
+                    handler(context, payload);
+                    Ok(())
+                };
+                extensions.messages.insert(kind, Arc::new(handler));
+            }
+            webhooks
+        });
+        hub.set_event_hooks(events);
         if let Some(redis) = &self.redis {
             redis.spawn(&cluster_tasks, &cluster_cancel);
         }
@@ -164,7 +203,7 @@ impl Builder {
         }
         let endpoint = Arc::new(Endpoint {
             hub: hub.clone(),
-            extensions: self.extensions,
+            extensions,
         });
         Switchboard {
             hub,
@@ -177,6 +216,7 @@ impl Builder {
             cluster_cancel,
             redis: self.redis,
             serves_documents,
+            _webhooks: webhooks,
         }
     }
 }
@@ -194,6 +234,8 @@ impl Switchboard {
             documents: None,
             redis: None,
             extensions: Extensions::default(),
+            events: Vec::new(),
+            webhooks: None,
         }
     }
 
@@ -248,8 +290,13 @@ impl Switchboard {
                 );
             }
         }
+        // The webhook senders try once more to send what the departures queued.
         self.cluster_cancel.cancel();
         self.cluster_tasks.close();
+        let rest = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(LEAVE_AT_LEAST);
+        let _ = tokio::time::timeout(rest, self.cluster_tasks.wait()).await;
         finished
     }
 

@@ -126,6 +126,10 @@ fn text(setting: &str) -> Option<String> {
         "admin_key" => "none, open",
         "tls_cert" => "none, plain TCP",
         "data_dir" => "none, documents in memory",
+        "webhook_url" => "none, no webhooks",
+        "webhook_secret" => "none",
+        "webhook_events" => "all",
+        "webhook_client_types" => "none",
         _ => return None,
     };
     Some(text.to_owned())

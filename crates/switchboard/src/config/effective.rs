@@ -187,10 +187,10 @@ mod tests {
     }
 
     #[test]
-    fn the_secrets_are_the_keys_and_the_jwt_secret() {
+    fn the_secrets_are_the_keys_and_the_signing_secrets() {
         assert_eq!(
             secret_settings(),
-            ["api_key", "jwt_secret", "admin_key"],
+            ["api_key", "jwt_secret", "admin_key", "webhook_secret"],
             "a new secret setting needs hide_env_values"
         );
     }

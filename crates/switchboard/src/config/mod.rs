@@ -18,6 +18,7 @@ mod sources;
 mod tls;
 mod units;
 mod validate;
+mod webhooks;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use sources::{Invocation, Origin, Sources};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
 pub use validate::check_log_filter;
+pub use webhooks::{EventName, UnknownEvent, WebhookConfig};
 
 /// The validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Cluster mode (`None`: a lone node).
     pub cluster: Option<crate::cluster::RedisConfig>,
+    /// Webhooks (`None`: none are sent).
+    pub webhooks: Option<WebhookConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -264,6 +268,7 @@ impl Config {
             api: validate::api(&raw),
             auth,
             cluster: validate::cluster(&raw)?,
+            webhooks: webhooks::from_raw(&raw)?,
             log: validate::log(&raw)?,
         })
     }

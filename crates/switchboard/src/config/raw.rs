@@ -249,6 +249,22 @@ settings! {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     echo_endpoint: bool,
+    /// Comma-separated backend URLs (`http://`) that lifecycle events are POSTed to, signed
+    /// with `webhook_secret`; a lone node only (a cluster would send each event per node).
+    #[arg(long, value_name = "URLS")]
+    webhook_url: String,
+    /// Key of the webhooks' HMAC-SHA256 signature (`X-Switchboard-Signature`); required with
+    /// `webhook_url`.
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// Comma-separated events the webhooks send: room_occupied, room_vacated, member_added,
+    /// member_removed, presence_changed, channel_occupied, channel_vacated, client_message.
+    #[arg(long, value_name = "EVENTS")]
+    webhook_events: String,
+    /// Comma-separated client message types sent to the webhooks as `client_message` (and
+    /// acked to the client instead of refused as unknown).
+    #[arg(long, value_name = "TYPES")]
+    webhook_client_types: String,
     /// Log format.
     #[arg(long, value_enum)]
     log_format: LogFormat,

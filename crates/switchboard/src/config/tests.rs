@@ -610,3 +610,89 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
         format!("{:?}", config.server)
     );
 }
+
+#[test]
+fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
+    assert!(Config::default().webhooks.is_none());
+    let url = "http://127.0.0.1:9/hooks";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--webhook-url", url], "webhook_secret"),
+        (
+            &["--webhook-url", url, "--webhook-secret", ""],
+            "webhook_secret",
+        ),
+        (
+            &[
+                "--webhook-url",
+                "https://b.example/h",
+                "--webhook-secret",
+                "s",
+            ],
+            "webhook_url",
+        ),
+        (
+            &[
+                "--webhook-url",
+                "ftp://b.example/h",
+                "--webhook-secret",
+                "s",
+            ],
+            "webhook_url",
+        ),
+        (
+            &["--webhook-url", "/relative", "--webhook-secret", "s"],
+            "webhook_url",
+        ),
+        (
+            &[
+                "--webhook-url",
+                url,
+                "--webhook-secret",
+                "s",
+                "--webhook-events",
+                "room_occupied,room_closed",
+            ],
+            "webhook_events",
+        ),
+        (
+            &[
+                "--webhook-url",
+                url,
+                "--webhook-secret",
+                "s",
+                "--redis-url",
+                "redis://127.0.0.1:6379",
+            ],
+            "webhook_url",
+        ),
+    ];
+    for (args, setting) in cases {
+        assert_eq!(invalid_setting(from_args(args)), *setting, "{args:?}");
+    }
+    let config = from_args(&[
+        "--webhook-url",
+        &format!("{url}, http://localhost:8080/other"),
+        "--webhook-secret",
+        "s",
+        "--webhook-events",
+        " member_added ,client_message",
+        "--webhook-client-types",
+        "typing,,cursor",
+    ])
+    .unwrap();
+    let webhooks = config.webhooks.unwrap();
+    assert_eq!(webhooks.urls.len(), 2);
+    assert_eq!(
+        webhooks.events,
+        [EventName::MemberAdded, EventName::ClientMessage]
+    );
+    assert_eq!(webhooks.client_types, ["typing", "cursor"]);
+    assert!(
+        !format!("{webhooks:?}").contains("\"s\""),
+        "the secret is masked"
+    );
+    let all = from_args(&["--webhook-url", url, "--webhook-secret", "s"]).unwrap();
+    assert_eq!(all.webhooks.unwrap().events, EventName::ALL);
+    let none = from_args(&["--webhook-url", " , ", "--webhook-secret", "s"]).unwrap();
+    assert!(none.webhooks.is_none(), "an empty list is no webhook");
+}

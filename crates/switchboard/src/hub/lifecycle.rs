@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::registry::Refusal;
 use super::rooms::{Joined, MemberList};
-use super::{CloseRequest, ConnHandle, Counters, Hub, Wire};
+use super::{CloseRequest, ConnHandle, Counters, Hub, HubEvent, Wire};
 use crate::broker::Topic;
 use crate::ids::{ChannelSpec, RoomId, StreamId, UserId};
 use crate::protocol::{ServerFrame, ServerKind, now_ms};
@@ -93,12 +93,19 @@ impl Hub {
     /// [`Hub::join_room`], which adds the reply and the recovery.)
     pub(super) fn add_member(&self, room: &RoomId, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
-        match inner.rooms.join(room, conn, &inner.cluster) {
+        match inner.rooms.join(room, conn, &inner.observers()) {
             Joined::Already => false,
             Joined::Joined { user_connections } => {
                 conn.user_state().add_room(room);
-                if user_connections == 1 && !inner.cluster.in_room(room, conn.user()) {
-                    self.announce_member(ServerKind::UserJoined, room, conn);
+                if user_connections == 1 {
+                    // This node's view, as every hub event (`events.rs`).
+                    inner.events.emit(|| HubEvent::MemberAdded {
+                        room: room.clone(),
+                        user: conn.user().clone(),
+                    });
+                    if !inner.cluster.in_room(room, conn.user()) {
+                        self.announce_member(ServerKind::UserJoined, room, conn);
+                    }
                 }
                 true
             }
@@ -124,7 +131,7 @@ impl Hub {
 
     fn leave_unlocked(&self, room: &RoomId, conn: &ConnHandle) -> bool {
         let inner = &self.inner;
-        let Some(remaining) = inner.rooms.leave(room, conn, &inner.cluster) else {
+        let Some(remaining) = inner.rooms.leave(room, conn, &inner.observers()) else {
             return false;
         };
         conn.user_state().remove_room(room);
@@ -159,7 +166,7 @@ impl Hub {
     /// Returns (memberships removed, rooms removed).
     pub(crate) fn purge_rooms(&self, dead: impl Fn(&ConnHandle) -> bool) -> (usize, usize) {
         let inner = &self.inner;
-        let purged = inner.rooms.purge(dead, &inner.cluster);
+        let purged = inner.rooms.purge(dead, &inner.observers());
         for (room, handle) in &purged.members {
             handle.user_state().remove_room(room);
             if inner.cluster.store().is_some() {

@@ -12,6 +12,7 @@
 //! | history | each room's and channel's stream: epoch, offsets, retained messages | `history.rs` |
 //! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
+//! | events | the application's lifecycle event hooks (webhooks) | `events.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
@@ -31,6 +32,7 @@
 mod channels;
 mod cluster;
 mod docs;
+mod events;
 mod handle;
 mod history;
 mod latency;
@@ -70,6 +72,8 @@ use docs::Documents;
 #[cfg(feature = "fuzzing")]
 pub(crate) use docs::apply as apply_update;
 pub(crate) use docs::{DocCommand, DocError, OpenDoc};
+pub use events::{EventHook, HubEvent};
+use events::{Events, Observers};
 pub use handle::ConnInfo;
 pub(crate) use handle::{ConnHandle, Wire};
 use history::History;
@@ -111,6 +115,8 @@ struct HubInner {
     history: History,
     documents: Documents,
     cluster: Cluster,
+    /// The application's lifecycle event hooks.
+    events: Events,
     /// Ids of application handlers.
     next_id: AtomicU64,
     counters: Counters,
@@ -119,6 +125,16 @@ struct HubInner {
     draining: AtomicBool,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
+}
+
+impl HubInner {
+    /// Who the rooms and channels tell of their first and last members.
+    fn observers(&self) -> Observers<'_> {
+        Observers {
+            cluster: &self.cluster,
+            events: &self.events,
+        }
+    }
 }
 
 impl Hub {
@@ -145,6 +161,7 @@ impl Hub {
             channels: Channels::new(),
             presence: PresenceBook::new(),
             cluster: Cluster::new(broker, membership, store),
+            events: Events::default(),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
             rates: stats::Rates::default(),
@@ -158,6 +175,11 @@ impl Hub {
         cluster.membership().start(Arc::downgrade(&membership_sink));
         cluster.broker().subscribe(&Topic::Broadcast);
         Self { inner }
+    }
+
+    /// Calls `hooks` with every lifecycle event from now on (set once, before connections).
+    pub(crate) fn set_event_hooks(&self, hooks: Vec<EventHook>) {
+        self.inner.events.set(hooks);
     }
 
     /// This node's id.

@@ -147,6 +147,9 @@ impl Hub {
         }
         self.deliver_presence(&presence, &rooms);
         self.inner.cluster.presence_changed(&presence);
+        self.inner
+            .events
+            .emit(|| super::HubEvent::PresenceChanged { presence });
     }
 
     /// Shows `presence` to this node's connections in `rooms` and watching the user (each

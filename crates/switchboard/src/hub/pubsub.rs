@@ -80,7 +80,7 @@ impl Hub {
         let remove = || {
             inner
                 .channels
-                .remove(spec, SubscriberId::Conn(conn.id()), &inner.cluster)
+                .remove(spec, SubscriberId::Conn(conn.id()), &inner.observers())
         };
         match spec {
             ChannelSpec::Exact(channel) if inner.cluster.store().is_some() => {
@@ -203,7 +203,7 @@ impl PubSub<'_> {
         let inner = &self.hub.inner;
         inner
             .channels
-            .add(&spec, Subscriber::Handler(id, handler), &inner.cluster);
+            .add(&spec, Subscriber::Handler(id, handler), &inner.observers());
         Ok(Subscription {
             hub: Arc::downgrade(inner),
             spec,
@@ -250,9 +250,11 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(inner) = self.hub.upgrade() {
-            inner
-                .channels
-                .remove(&self.spec, SubscriberId::Handler(self.id), &inner.cluster);
+            inner.channels.remove(
+                &self.spec,
+                SubscriberId::Handler(self.id),
+                &inner.observers(),
+            );
         }
     }
 }

@@ -31,6 +31,10 @@ pub(crate) struct Counters {
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
     pub(crate) document_updates: AtomicU64,
+    pub(crate) webhook_events_sent: AtomicU64,
+    pub(crate) webhook_events_dropped: AtomicU64,
+    pub(crate) webhook_events_failed: AtomicU64,
+    pub(crate) webhook_requests_failed: AtomicU64,
     pub(crate) fanout_latency: FanoutLatency,
 }
 
@@ -58,6 +62,10 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
     ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
     ExportedCounter { name: "document_updates_total", help: "Yjs updates applied to documents.", counter: |c| &c.document_updates },
+    ExportedCounter { name: "webhook_events_sent_total", help: "Webhook events the backend accepted (2xx).", counter: |c| &c.webhook_events_sent },
+    ExportedCounter { name: "webhook_events_dropped_total", help: "Webhook events dropped, oldest first, because the queue was full.", counter: |c| &c.webhook_events_dropped },
+    ExportedCounter { name: "webhook_events_failed_total", help: "Webhook events given up after every retry failed.", counter: |c| &c.webhook_events_failed },
+    ExportedCounter { name: "webhook_requests_failed_total", help: "Webhook requests that failed (each retry counts).", counter: |c| &c.webhook_requests_failed },
     ExportedCounter { name: "auth_failures_total", help: "Refused tokens: at the upgrade (401), in auth frames, or missed auth deadlines.", counter: |c| &c.auth_failures },
 ];
 

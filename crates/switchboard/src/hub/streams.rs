@@ -224,7 +224,7 @@ impl Hub {
                 self.deliver_counted(conn, &(request.reply)(&subscribed));
                 let new = inner
                     .channels
-                    .add(spec, Subscriber::Conn(conn), &inner.cluster);
+                    .add(spec, Subscriber::Conn(conn), &inner.observers());
                 return Answered::Now { new };
             }
         };
@@ -296,7 +296,7 @@ impl Hub {
         self.replay(conn, recovery);
         inner
             .channels
-            .add(spec, Subscriber::Conn(conn), &inner.cluster)
+            .add(spec, Subscriber::Conn(conn), &inner.observers())
     }
 
     /// Cluster mode: `answer` runs under the stream's lock once this node holds a synced copy

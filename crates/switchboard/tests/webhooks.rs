@@ -1,0 +1,333 @@
+//! Webhooks against a real HTTP backend (an axum app in this test): every event, signed;
+//! batching; a retry after a 500; the events filter; client message types.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use switchboard_testkit::{Client, TestServer, WAIT, http_get};
+use tokio::sync::{mpsc, oneshot};
+
+const SECRET: &str = "webhook-test-secret";
+
+/// One request the backend received: its headers and body.
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The events' names, in order.
+    fn names(&self) -> Vec<String> {
+        self.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// What the backend answers: a queue of statuses (then 200), and requests to hold until
+/// the test lets them go.
+#[derive(Clone, Default)]
+struct Script {
+    statuses: Arc<Mutex<VecDeque<StatusCode>>>,
+    holds: Arc<Mutex<VecDeque<oneshot::Receiver<()>>>>,
+}
+
+#[derive(Clone)]
+struct Backend {
+    received: mpsc::UnboundedSender<Received>,
+    script: Script,
+}
+
+async fn receive(State(backend): State<Backend>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let _ = backend.received.send(Received { headers, body });
+    let hold = backend.script.holds.lock().unwrap().pop_front();
+    if let Some(hold) = hold {
+        let _ = hold.await;
+    }
+    let status = backend.script.statuses.lock().unwrap().pop_front();
+    status.unwrap_or(StatusCode::OK)
+}
+
+/// A backend on a free port: the address, what it receives, and its script.
+async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<Received>, Script) {
+    let (sender, received) = mpsc::unbounded_channel();
+    let script = Script::default();
+    let app = Router::new()
+        .route("/hooks", post(receive))
+        .with_state(Backend {
+            received: sender,
+            script: script.clone(),
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received, script)
+}
+
+async fn server(backend: SocketAddr, events: Option<&str>) -> TestServer {
+    let url = format!("http://{backend}/hooks");
+    let events = events.map(str::to_owned);
+    TestServer::with(move |s| {
+        s.webhook_url = Some(url);
+        s.webhook_secret = Some(SECRET.into());
+        s.webhook_events = events;
+        s.webhook_client_types = Some("typing, cursor".into());
+    })
+    .await
+}
+
+/// The next request, within the harness's wait.
+async fn next(received: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(WAIT, received.recv())
+        .await
+        .expect("a webhook request in time")
+        .unwrap()
+}
+
+/// Events from the next requests until `count` have come, flattened.
+async fn events(received: &mut mpsc::UnboundedReceiver<Received>, count: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let request = next(received).await;
+        assert_signed(&request);
+        events.extend(request.json()["events"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(
+        events.len(),
+        count,
+        "no more events than expected: {events:?}"
+    );
+    events
+}
+
+/// The signature header is the HMAC-SHA256 of the raw body, and the timestamp its `time`.
+fn assert_signed(request: &Received) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let header = request.headers["x-switchboard-signature"].to_str().unwrap();
+    assert_eq!(header, format!("sha256={expected}"));
+    let timestamp = request.headers["x-switchboard-timestamp"].to_str().unwrap();
+    assert_eq!(timestamp, request.json()["time"].to_string());
+    assert_eq!(request.headers["content-type"], "application/json");
+}
+
+/// The (name, subject) of each event: the room, channel or client message type.
+fn summary(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|event| {
+            let subject = ["room", "channel", "type"]
+                .iter()
+                .find_map(|field| event[field].as_str())
+                .unwrap_or_default();
+            (
+                event["name"].as_str().unwrap().to_owned(),
+                subject.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(name, subject)| ((*name).to_owned(), (*subject).to_owned()))
+        .collect()
+}
+
+/// Waits until everything `client` sent before has been handled: frames are handled in order.
+async fn barrier(client: &mut Client) {
+    client.send_type("ping", json!({"barrier": true})).await;
+    client.expect("pong").await;
+}
+
+#[tokio::test]
+async fn every_event_arrives_signed_in_order() {
+    let (addr, mut received, _script) = backend().await;
+    let server = server(addr, None).await;
+    let mut alice = server.connect("alice").await;
+    let online = events(&mut received, 1).await;
+    assert_eq!(online[0]["name"], "presence_changed");
+    assert_eq!(online[0]["userId"], "alice");
+    assert_eq!(online[0]["presence"]["status"], "online");
+    assert!(online[0]["time"].as_u64().unwrap() > 0);
+
+    alice.join("general").await;
+    let joined = events(&mut received, 2).await;
+    assert_eq!(
+        summary(&joined),
+        pairs(&[("room_occupied", "general"), ("member_added", "general")])
+    );
+    assert_eq!(joined[1]["userId"], "alice");
+
+    alice
+        .send_type("subscribe", json!({"channel": "news"}))
+        .await;
+    alice.expect("subscribed").await;
+    assert_eq!(
+        summary(&events(&mut received, 1).await),
+        pairs(&[("channel_occupied", "news")])
+    );
+
+    alice
+        .send(json!({"type": "typing", "payload": {"room": "general", "typing": true}, "id": "t1"}))
+        .await;
+    assert_eq!(alice.expect("ack").await["id"], "t1");
+    let typed = events(&mut received, 1).await;
+    assert_eq!(summary(&typed), pairs(&[("client_message", "typing")]));
+    assert_eq!(typed[0]["userId"], "alice");
+    assert_eq!(typed[0]["connectionId"], alice.connection_id());
+    assert_eq!(
+        typed[0]["payload"],
+        json!({"room": "general", "typing": true})
+    );
+
+    alice
+        .send_type("leave_room", json!({"room": "general"}))
+        .await;
+    alice.expect("room_left").await;
+    assert_eq!(
+        summary(&events(&mut received, 2).await),
+        pairs(&[("member_removed", "general"), ("room_vacated", "general")])
+    );
+    alice
+        .send_type("unsubscribe", json!({"channel": "news"}))
+        .await;
+    alice.expect("unsubscribed").await;
+    assert_eq!(
+        summary(&events(&mut received, 1).await),
+        pairs(&[("channel_vacated", "news")])
+    );
+
+    drop(alice);
+    let offline = events(&mut received, 1).await;
+    assert_eq!(offline[0]["name"], "presence_changed");
+    assert_eq!(offline[0]["presence"]["status"], "offline");
+}
+
+#[tokio::test]
+async fn a_member_with_two_connections_is_added_and_removed_once() {
+    let (addr, mut received, _script) = backend().await;
+    let server = server(addr, Some("member_added,member_removed")).await;
+    let mut first = server.member("bob", "general").await;
+    let mut second = server.member("bob", "general").await;
+    barrier(&mut second).await;
+    assert_eq!(
+        summary(&events(&mut received, 1).await),
+        pairs(&[("member_added", "general")])
+    );
+    first
+        .send_type("leave_room", json!({"room": "general"}))
+        .await;
+    first.expect("room_left").await;
+    // Bob is still in the room through his second connection: the next event is his
+    // departure, when that one leaves too.
+    second
+        .send_type("leave_room", json!({"room": "general"}))
+        .await;
+    second.expect("room_left").await;
+    assert_eq!(
+        summary(&events(&mut received, 1).await),
+        pairs(&[("member_removed", "general")])
+    );
+}
+
+#[tokio::test]
+async fn events_that_come_while_a_request_is_out_go_in_the_next_one() {
+    let (addr, mut received, script) = backend().await;
+    let (release, hold) = oneshot::channel();
+    script.holds.lock().unwrap().push_back(hold);
+    let server = server(addr, Some("room_occupied,member_added,presence_changed")).await;
+    let mut alice = server.connect("alice").await;
+    let first = next(&mut received).await;
+    assert_eq!(first.names(), ["presence_changed"], "held by the backend");
+    for room in ["a", "b", "c"] {
+        alice.join(room).await;
+    }
+    barrier(&mut alice).await;
+    release.send(()).unwrap();
+    let batch = next(&mut received).await;
+    assert_signed(&batch);
+    assert_eq!(
+        summary(batch.json()["events"].as_array().unwrap()),
+        pairs(&[
+            ("room_occupied", "a"),
+            ("member_added", "a"),
+            ("room_occupied", "b"),
+            ("member_added", "b"),
+            ("room_occupied", "c"),
+            ("member_added", "c"),
+        ]),
+        "one request for what queued meanwhile"
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_backend_fails_is_retried_with_the_same_events() {
+    let (addr, mut received, script) = backend().await;
+    script
+        .statuses
+        .lock()
+        .unwrap()
+        .push_back(StatusCode::INTERNAL_SERVER_ERROR);
+    let server = server(addr, Some("presence_changed")).await;
+    let _alice = server.connect("alice").await;
+    let failed = next(&mut received).await;
+    let retried = next(&mut received).await;
+    assert_signed(&retried);
+    assert_eq!(failed.json()["events"], retried.json()["events"]);
+    let (status, metrics) = http_get(server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(value("switchboard_webhook_requests_failed_total"), 1);
+    // The counter of sent events moves once the backend's answer is read.
+    switchboard_testkit::wait_until_async("the retry is counted as sent", || async {
+        let (_, metrics) = http_get(server.addr, "/metrics").await;
+        metrics.contains("switchboard_webhook_events_sent_total 1")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_chosen_events_are_sent_and_other_types_stay_unknown() {
+    let (addr, mut received, _script) = backend().await;
+    let server = server(addr, Some("member_added,client_message")).await;
+    let mut alice = server.member("alice", "general").await;
+    alice.send_type("cursor", json!({"x": 1})).await;
+    alice.send_type("shout", json!({})).await;
+    alice.expect_error("UNKNOWN_TYPE").await;
+    // Presence and room_occupied came first if they were sent at all: order is kept.
+    assert_eq!(
+        summary(&events(&mut received, 2).await),
+        pairs(&[("member_added", "general"), ("client_message", "cursor")])
+    );
+}
