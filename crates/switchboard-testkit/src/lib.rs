@@ -40,6 +40,7 @@
 pub mod client;
 pub mod cluster;
 pub mod http;
+pub mod nats;
 pub mod pki;
 pub mod raw;
 pub mod redis;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 pub use client::{Client, Ended};
 pub use http::{http_get, http_json, http_request};
+pub use nats::NatsServer;
 pub use pki::TestPki;
 pub use raw::{RawClient, masked_frame};
 pub use redis::{RedisServer, free_port};

@@ -54,11 +54,7 @@ fn verify(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), &'stati
     Ok(())
 }
 
-async fn webhooks(
-    State(secret): State<Arc<[u8]>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn webhooks(State(secret): State<Arc<[u8]>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     if let Err(why) = verify(&secret, &headers, &body) {
         eprintln!("refused a request: {why}");
         return StatusCode::UNAUTHORIZED;
@@ -81,6 +77,9 @@ async fn main() -> std::io::Result<()> {
         .route("/webhooks", post(webhooks))
         .with_state(Arc::<[u8]>::from(secret.as_bytes()));
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    println!("webhook backend on http://{}/webhooks", listener.local_addr()?);
+    println!(
+        "webhook backend on http://{}/webhooks",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await
 }

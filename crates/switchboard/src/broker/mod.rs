@@ -3,11 +3,13 @@
 //! member for it. The broker hands publications from *other* nodes to the hub's
 //! [`BrokerSink`]; a node never receives its own messages back.
 //!
-//! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing) and, in cluster
-//! mode, `RedisCluster` (in the `cluster` module, above this one). The hub never knows which
+//! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing),
+//! [`NatsBroker`] (over a NATS server) and, in cluster mode, `RedisCluster` (in the `cluster`
+//! module, above this one). The hub never knows which
 //! one it talks to; one conformance suite (`conformance.rs`) runs against each.
 
 mod local;
+mod nats;
 
 use std::sync::Weak;
 
@@ -15,6 +17,7 @@ use bytes::Bytes;
 
 use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, NodeId, RoomId, StreamId, UserId};
 pub use local::{LocalBroker, LocalBus};
+pub use nats::{NatsBroker, NatsConfig, NatsError};
 
 /// What a publication is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //!
 //! Each endpoint (`--webhook-url`) has its own bounded queue (`queue.rs`: the oldest event is
 //! dropped, and counted, when it is full) and its own sender task (`sender.rs`): it batches the
-//! events that arrive within [`sender::BATCH_DELAY`] into one request and retries a failed
+//! events that arrive within 50 ms into one request and retries a failed
 //! request with exponential backoff and jitter, in order. Events are encoded once, when they
 //! happen, and shared by the endpoints' queues.
 //!
