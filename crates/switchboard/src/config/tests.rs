@@ -610,3 +610,18 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
         format!("{:?}", config.server)
     );
 }
+
+/// The variables are read by `env` (prefixed first, then the older name with a warning), never
+/// by clap: a clap `env` would read the older name straight from the process, above
+/// `SWITCHBOARD_<SETTING>` and without a warning (as `DATA_DIR` once did).
+#[test]
+fn no_setting_reads_its_variable_through_clap() {
+    use clap::Args;
+    let command = RawSettings::augment_args(clap::Command::new("switchboard"));
+    let read_by_clap: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| arg.get_env().is_some())
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    assert!(read_by_clap.is_empty(), "{read_by_clap:?}");
+}
