@@ -14,6 +14,9 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== documentation: links, OpenAPI (docs/openapi.yaml against the routes)"
+scripts/check_links.py
+scripts/check_openapi.py
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== JavaScript client (clients/js/ci.sh)"
