@@ -12,6 +12,10 @@ use crate::broker::{Broker, conformance};
 use crate::ids::NodeId;
 
 #[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 fn the_redis_broker_conforms() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let redis = runtime.block_on(RedisServer::start());
