@@ -4,6 +4,8 @@
 # and headless Chromium against the debug binary), the container image (podman, no registry
 # needed), the dependency audit, a short fuzzing run of
 # every fuzz target (FUZZ_SECONDS each, default 10), and the Autobahn conformance suite.
+# Tests against redis-server and nginx are behind the `external` feature of the switchboard
+# crate (plain `cargo test` passes without them); this script enables it, so it runs them all.
 # Set SKIP_AUTOBAHN=1 to leave out the conformance run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,9 +13,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets --locked --features switchboard/external -- -D warnings
+echo "== cargo test (with the external tests: redis-server, nginx)"
+cargo test --workspace --locked --features switchboard/external
+echo "== documentation: links, OpenAPI (docs/openapi.yaml against the routes)"
+scripts/check_links.py
+scripts/check_openapi.py
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== JavaScript client (clients/js/ci.sh)"

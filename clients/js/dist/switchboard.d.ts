@@ -1,6 +1,6 @@
 /**
  * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
- * the Switchboard wire protocol v1 (JSON text frames, see the project's README).
+ * the Switchboard wire protocol v1 (JSON text frames, see docs/protocol.md).
  *
  * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
@@ -15,7 +15,7 @@
  * last offset) in every room and exact channel and rejoins with it as `since`; the server then
  * replays what was missed, in order and once, or says it cannot. Either way the client emits
  * `recovery` (`{room | channel, recovered}`): `recovered: false` means "reload from your own
- * source of truth" (or read {@link SwitchboardClient.history}). See the README.
+ * source of truth" (or read {@link SwitchboardClient.history}). See docs/clients.md.
  *
  * What it does not own: outgoing delivery. A frame written to a socket that then dies may be
  * lost; the queue holds only frames no socket has taken.

@@ -3,7 +3,7 @@
 //! Nothing here counts anything: [`HubCollector`] is a [`prometheus`] collector that reads
 //! the hub's own counters (the relaxed atomics behind `/stats`), gauges and fan-out latency
 //! histogram when it is scraped, so the hot path pays nothing for the exposition. Every name
-//! starts with `switchboard_`; the README lists them. A library user can register a
+//! starts with `switchboard_`; docs/operations.md lists them (`tests/docs.rs` checks it). A library user can register a
 //! `HubCollector` in their own [`prometheus::Registry`] instead of mounting `/metrics`.
 
 use std::collections::HashMap;

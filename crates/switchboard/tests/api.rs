@@ -321,3 +321,27 @@ async fn bodies_over_the_frame_limit_are_refused() {
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
 }
+
+#[tokio::test]
+async fn unknown_api_paths_and_methods_get_json_errors() {
+    let server = keyed().await;
+    for (method, path, status, code) in [
+        ("GET", "/api/nothing", 404, "NOT_FOUND"),
+        ("POST", "/api/rooms/general/nothing", 404, "NOT_FOUND"),
+        ("GET", "/api", 404, "NOT_FOUND"),
+        ("GET", "/api/broadcast", 405, "METHOD_NOT_ALLOWED"),
+        ("POST", "/api/rooms", 405, "METHOD_NOT_ALLOWED"),
+    ] {
+        let (got, body) = call(&server, method, path, None).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{method} {path}");
+        assert!(body["error"]["message"].is_string(), "{method} {path}");
+    }
+    // Outside /api an unknown path stays a plain 404.
+    let (status, _) = http_request(
+        server.addr,
+        "GET /nothing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 404);
+}

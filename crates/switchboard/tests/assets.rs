@@ -12,8 +12,13 @@ use tokio::net::TcpStream;
 
 /// `GET path`; returns the response head (status line and headers) and the body.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    get_with(addr, path, "").await
+}
+
+/// `GET path` with `extra` header lines (each ending in `\r\n`).
+async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
@@ -83,4 +88,53 @@ async fn demo_doc_is_a_page_that_loads_the_yjs_bundle() {
     assert!(body.contains("from '/yjs.js'"), "{body}");
     // Nothing from another origin: the node serves everything the page needs.
     assert!(!body.contains("https://"), "{body}");
+}
+
+/// The value of header `name` (lower case) in a response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim())
+}
+
+#[tokio::test]
+async fn scripts_are_served_with_cors_and_cache_headers() {
+    let server = TestServer::start().await;
+    for path in ["/client.js", "/yjs.js"] {
+        let (head, body) = get(server.addr, path).await;
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        assert_eq!(
+            header(&head, "access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+        let cache = header(&head, "cache-control").unwrap_or_default();
+        assert!(
+            cache.contains("public") && cache.contains("max-age="),
+            "{path}: {cache}"
+        );
+        let etag = header(&head, "etag").unwrap_or_else(|| panic!("{path}: no etag"));
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+            "{etag}"
+        );
+
+        // The same tag again: 304 with no body, still with the headers.
+        let (again, empty) =
+            get_with(server.addr, path, &format!("If-None-Match: {etag}\r\n")).await;
+        assert!(again.starts_with("http/1.1 304"), "{path}: {again}");
+        assert!(empty.is_empty(), "{path}: a 304 has no body");
+        assert_eq!(header(&again, "etag"), Some(etag), "{path}");
+        assert_eq!(header(&again, "access-control-allow-origin"), Some("*"));
+
+        // Another tag: the whole script.
+        let (other, full) = get_with(server.addr, path, "If-None-Match: \"stale\"\r\n").await;
+        assert!(other.starts_with("http/1.1 200"), "{path}: {other}");
+        assert_eq!(full, body, "{path}");
+    }
+    // The two scripts have different tags.
+    let (client, _) = get(server.addr, "/client.js").await;
+    let (yjs, _) = get(server.addr, "/yjs.js").await;
+    assert_ne!(header(&client, "etag"), header(&yjs, "etag"));
 }

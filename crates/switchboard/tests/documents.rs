@@ -412,6 +412,10 @@ async fn peer_on(node: &TestServer, doc: &str) -> Peer {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document() {
     let redis = switchboard_testkit::RedisServer::start().await;
     let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
@@ -442,6 +446,10 @@ async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document()
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 async fn awareness_crosses_nodes_and_leaves_with_its_client() {
     let redis = switchboard_testkit::RedisServer::start().await;
     let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
@@ -463,6 +471,10 @@ async fn awareness_crosses_nodes_and_leaves_with_its_client() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 async fn the_log_in_redis_is_compacted_and_still_loads() {
     let redis = switchboard_testkit::RedisServer::start().await;
     let a = TestServer::cluster_node(&redis, "a", |_| {}).await;

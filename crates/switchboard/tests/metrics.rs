@@ -456,6 +456,10 @@ async fn cluster_node(redis: &RedisServer, name: &str) -> TestServer {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 async fn a_cluster_node_reports_the_cluster_and_top_rooms_over_every_node() {
     let redis = RedisServer::start().await;
     let a = cluster_node(&redis, "a").await;

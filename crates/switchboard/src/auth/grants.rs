@@ -1,7 +1,7 @@
 //! Authorization from a token's claims: which rooms a connection may join and message, which
 //! channels it may subscribe and publish to, and whether it may broadcast.
 //!
-//! The claim format (README, "Authentication"):
+//! The claim format (docs/security.md, "Permissions (claims)"):
 //!
 //! ```json
 //! {"rooms": ["general", "team-*"],

@@ -165,3 +165,84 @@ fn keys_and_algorithms_must_fit() {
         Err(KeyError::NotAPublicKey(_))
     ));
 }
+
+/// Test-only key pairs (generated with `openssl genpkey`; they protect nothing): private keys
+/// sign, the public keys are what the server is given.
+mod keys {
+    pub(super) const RSA: (&str, &str) = (
+        include_str!("test_keys/rsa.pem"),
+        include_str!("test_keys/rsa.pub.pem"),
+    );
+    pub(super) const P256: (&str, &str) = (
+        include_str!("test_keys/p256.pem"),
+        include_str!("test_keys/p256.pub.pem"),
+    );
+    pub(super) const P384: (&str, &str) = (
+        include_str!("test_keys/p384.pem"),
+        include_str!("test_keys/p384.pub.pem"),
+    );
+    pub(super) const ED25519: (&str, &str) = (
+        include_str!("test_keys/ed25519.pem"),
+        include_str!("test_keys/ed25519.pub.pem"),
+    );
+}
+
+/// Every algorithm docs/configuration.md and docs/security.md list: a token signed with it is
+/// accepted by a server configured with it, and refused by one configured with another.
+#[test]
+fn a_token_signed_with_each_documented_algorithm_is_accepted() {
+    let claims = json!({"sub": "alice", "exp": now() + 60});
+    let secret = |algorithm: Algorithm, name: &str| {
+        let token = encode(
+            &Header::new(algorithm),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        (token, JwtConfig::secret(SECRET, Some(name)).unwrap())
+    };
+    let pem = |algorithm: Algorithm, name: Option<&str>, (private, public): (&str, &str)| {
+        let key = match algorithm {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(private.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(private.as_bytes()),
+        }
+        .unwrap();
+        let token = encode(&Header::new(algorithm), &claims, &key).unwrap();
+        (
+            token,
+            JwtConfig::public_key_pem(public.as_bytes(), name).unwrap(),
+        )
+    };
+    let cases = [
+        ("HS256", secret(Algorithm::HS256, "HS256")),
+        ("HS384", secret(Algorithm::HS384, "HS384")),
+        ("HS512", secret(Algorithm::HS512, "HS512")),
+        ("RS256", pem(Algorithm::RS256, Some("RS256"), keys::RSA)),
+        ("RS384", pem(Algorithm::RS384, Some("RS384"), keys::RSA)),
+        ("RS512", pem(Algorithm::RS512, Some("RS512"), keys::RSA)),
+        ("PS256", pem(Algorithm::PS256, Some("PS256"), keys::RSA)),
+        ("PS384", pem(Algorithm::PS384, Some("PS384"), keys::RSA)),
+        ("PS512", pem(Algorithm::PS512, Some("PS512"), keys::RSA)),
+        ("ES256", pem(Algorithm::ES256, Some("ES256"), keys::P256)),
+        ("ES384", pem(Algorithm::ES384, Some("ES384"), keys::P384)),
+        ("EdDSA", pem(Algorithm::EdDSA, Some("EdDSA"), keys::ED25519)),
+        // Without --jwt-algorithm the key's type decides.
+        ("RS256 by default", pem(Algorithm::RS256, None, keys::RSA)),
+        ("ES256 by default", pem(Algorithm::ES256, None, keys::P256)),
+        (
+            "EdDSA by default",
+            pem(Algorithm::EdDSA, None, keys::ED25519),
+        ),
+    ];
+    for (name, (token, config)) in &cases {
+        let identity = verify(config, token).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(identity.user.as_str(), "alice", "{name}");
+    }
+    // The one configured algorithm only: RS256's token against the PS256 configuration.
+    let (rs256, _) = &cases[3].1;
+    let (_, ps256) = &cases[6].1;
+    assert!(verify(ps256, rs256).is_err());
+    let (hs384, _) = &cases[1].1;
+    assert!(verify(&hs256(), hs384).is_err());
+}

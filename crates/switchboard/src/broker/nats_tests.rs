@@ -11,6 +11,10 @@ use crate::broker::{Broker, conformance};
 use crate::ids::NodeId;
 
 #[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs nats-server: --features external"
+)]
 fn the_nats_broker_conforms() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let nats = runtime.block_on(NatsServer::start());
@@ -64,6 +68,10 @@ impl crate::broker::BrokerSink for Recorder {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs nats-server: --features external"
+)]
 async fn a_restarted_nats_gets_the_subscriptions_back_and_the_hub_is_told() {
     use crate::broker::{BrokerSink, BrokerStatus, Envelope, Topic};
     use crate::ids::RoomId;

@@ -172,13 +172,15 @@ settings! {
     /// on the other nodes.
     #[arg(long, value_name = "DURATION")]
     node_ttl: DurationArg,
-    /// Turn authentication on with this HS256 shared secret: every connection needs a JWT.
+    /// Turn authentication on with this shared secret: every connection needs a JWT, signed
+    /// with HS256 (or HS384/HS512 with `--jwt-algorithm`).
     #[arg(long, value_name = "SECRET", hide_env_values = true)]
     jwt_secret: String,
     /// Turn authentication on with this PEM public key (RSA, EC or Ed25519).
     #[arg(long, value_name = "FILE")]
     jwt_public_key: std::path::PathBuf,
-    /// The one algorithm tokens may use, e.g. HS256, RS256, ES256.
+    /// The one algorithm tokens may use: HS256/384/512 with a secret; RS256/384/512 or
+    /// PS256/384/512 with an RSA key, ES256/ES384 with an EC key, EdDSA with an Ed25519 key.
     #[arg(long, value_name = "ALG")]
     jwt_algorithm: String,
     /// Require this `iss` claim.
@@ -194,7 +196,8 @@ settings! {
     /// `https://app.example.com,http://localhost:5173`.
     #[arg(long, value_name = "ORIGINS")]
     allowed_origins: String,
-    /// Key that `/stats` requires as `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+    /// Key that `/stats` and `/metrics` require as `Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`; without it they are open. `/health` and `/ready` stay open.
     #[arg(long, value_name = "KEY", hide_env_values = true)]
     admin_key: String,
     /// How long a client `id` is remembered for duplicate suppression.
@@ -209,15 +212,15 @@ settings! {
     history_ttl: DurationArg,
     /// Directory where a lone node saves Yjs documents (`DIR/docs/`), so they survive a
     /// restart; without it they are kept in memory. In cluster mode Redis keeps them.
-    #[arg(long, env, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
     /// Largest encoded state of a Yjs document; an update that would make it larger closes
     /// its connection with 1009. At most half of `max_queued_bytes`.
-    #[arg(long, env, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE")]
     max_document_size: ByteSize,
     /// Messages per second each document connection may send (twice that in a burst); more
     /// close it with 1008 (the client reconnects and resyncs). 0 disables.
-    #[arg(long, env, value_name = "N")]
+    #[arg(long, value_name = "N")]
     document_rate_limit: u32,
     /// Certificate chain (PEM) to serve TLS with: `wss://` and `https://` on the same port;
     /// requires `--tls-key`.

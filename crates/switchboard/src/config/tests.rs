@@ -695,4 +695,187 @@ fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
     assert_eq!(all.webhooks.unwrap().events, EventName::ALL);
     let none = from_args(&["--webhook-url", " , ", "--webhook-secret", "s"]).unwrap();
     assert!(none.webhooks.is_none(), "an empty list is no webhook");
+
+/// Every validation rule at its edge: the last value that passes and the first that does not
+/// (docs/configuration.md, "What a value must be").
+#[test]
+fn each_rule_holds_at_its_edge() {
+    let long_id = "n".repeat(64);
+    let too_long_id = "n".repeat(65);
+    let long_prefix = "p".repeat(64);
+    let too_long_prefix = "p".repeat(65);
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        // (passes, fails, setting named)
+        (&["--host", "127.0.0.1"], &["--host", " "], "host"),
+        (
+            &["--shutdown-timeout", "1ms"],
+            &["--shutdown-timeout", "0s"],
+            "shutdown_timeout",
+        ),
+        (
+            &["--handshake-timeout", "1ms"],
+            &["--handshake-timeout", "0s"],
+            "handshake_timeout",
+        ),
+        (
+            &["--cleanup-interval", "1ms"],
+            &["--cleanup-interval", "0s"],
+            "cleanup_interval",
+        ),
+        (
+            &["--history-size", "10000"],
+            &["--history-size", "10001"],
+            "history_size",
+        ),
+        (
+            &["--history-ttl", "1s"],
+            &["--history-ttl", "999ms"],
+            "history_ttl",
+        ),
+        (
+            &[
+                "--heartbeat-interval",
+                "10s",
+                "--heartbeat-timeout",
+                "10001ms",
+            ],
+            &["--heartbeat-interval", "10s", "--heartbeat-timeout", "10s"],
+            "heartbeat_timeout",
+        ),
+        (
+            &["--idle-timeout", "60s", "--away-timeout", "59999ms"],
+            &["--idle-timeout", "60s", "--away-timeout", "60s"],
+            "away_timeout",
+        ),
+        (
+            &["--idle-timeout", "0", "--away-timeout", "1h"],
+            &["--away-timeout", "0s"],
+            "away_timeout",
+        ),
+        (
+            &["--max-name-length", "1024"],
+            &["--max-name-length", "1025"],
+            "max_name_length",
+        ),
+        (
+            &["--max-name-length", "1"],
+            &["--max-name-length", "0"],
+            "max_name_length",
+        ),
+        (
+            &["--max-rooms-per-connection", "1"],
+            &["--max-rooms-per-connection", "0"],
+            "max_rooms_per_connection",
+        ),
+        (
+            &["--max-channels-per-connection", "1"],
+            &["--max-channels-per-connection", "0"],
+            "max_channels_per_connection",
+        ),
+        (
+            &["--max-content-length", "1"],
+            &["--max-content-length", "0"],
+            "max_content_length",
+        ),
+        (
+            &["--max-connections-per-user", "1"],
+            &["--max-connections-per-user", "0"],
+            "max_connections_per_user",
+        ),
+        (
+            &["--max-presence-metadata", "2"],
+            &["--max-presence-metadata", "1"],
+            "max_presence_metadata",
+        ),
+        (
+            &["--max-presence-metadata", "64KiB"],
+            &["--max-presence-metadata", "65537"],
+            "max_presence_metadata",
+        ),
+        (
+            &["--max-frame-size", "125"],
+            &["--max-frame-size", "124"],
+            "max_frame_size",
+        ),
+        (
+            &["--max-frame-size", "1GiB", "--max-queued-bytes", "2GiB"],
+            &["--max-frame-size", "1073741825"],
+            "max_frame_size",
+        ),
+        (
+            &["--max-queued-bytes", "65536"],
+            &["--max-queued-bytes", "65535"],
+            "max_queued_bytes",
+        ),
+        (
+            &["--rate-limit", "1", "--rate-limit-burst", "1"],
+            &["--rate-limit", "1", "--rate-limit-burst", "0"],
+            "rate_limit_burst",
+        ),
+        (
+            &["--node-id", &long_id],
+            &["--node-id", &too_long_id],
+            "node_id",
+        ),
+        (
+            &["--redis-url", "rediss://cache.example:6380"],
+            &["--redis-url", "http://cache.example:6379"],
+            "redis_url",
+        ),
+        (
+            &["--redis-url", "redis://r", "--redis-prefix", &long_prefix],
+            &[
+                "--redis-url",
+                "redis://r",
+                "--redis-prefix",
+                &too_long_prefix,
+            ],
+            "redis_prefix",
+        ),
+        (
+            &["--redis-url", "redis://r", "--redis-prefix", "a-b_c.d:{e}"],
+            &["--redis-url", "redis://r", "--redis-prefix", "a b"],
+            "redis_prefix",
+        ),
+        (
+            &["--redis-url", "redis://r", "--node-ttl", "1s"],
+            &["--redis-url", "redis://r", "--node-ttl", "999ms"],
+            "node_ttl",
+        ),
+        (
+            &["--redis-url", "redis://r", "--node-ttl", "10m"],
+            &["--redis-url", "redis://r", "--node-ttl", "601s"],
+            "node_ttl",
+        ),
+        (&[], &["--tls-cert", "/nonexistent/cert.pem"], "tls_key"),
+        (&[], &["--tls-key", "/nonexistent/key.pem"], "tls_cert"),
+        (
+            &["--log-level", "warn,switchboard=debug"],
+            &["--log-level", "verbose"],
+            "log_level",
+        ),
+    ];
+    for (passes, fails, setting) in cases {
+        if let Err(error) = from_args(passes) {
+            panic!("{passes:?} should pass: {error}");
+        }
+        assert_eq!(invalid_setting(from_args(fails)), *setting, "{fails:?}");
+    }
+    // A burst of 0 is refused only while rate limiting is on.
+    assert!(from_args(&["--rate-limit", "0", "--rate-limit-burst", "0"]).is_ok());
+}
+
+/// The variables are read by `env` (prefixed first, then the older name with a warning), never
+/// by clap: a clap `env` would read the older name straight from the process, above
+/// `SWITCHBOARD_<SETTING>` and without a warning (as `DATA_DIR` once did).
+#[test]
+fn no_setting_reads_its_variable_through_clap() {
+    use clap::Args;
+    let command = RawSettings::augment_args(clap::Command::new("switchboard"));
+    let read_by_clap: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| arg.get_env().is_some())
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    assert!(read_by_clap.is_empty(), "{read_by_clap:?}");
 }

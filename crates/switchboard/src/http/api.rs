@@ -63,6 +63,17 @@ pub(super) enum ApiError {
     /// The body is over the size limit.
     #[error("the body is larger than the limit")]
     TooLarge,
+    /// No endpoint has this path.
+    #[error("no API endpoint {0}")]
+    NoRoute(String),
+    /// The path exists, but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method of the request.
+        method: String,
+        /// The path of the request.
+        path: String,
+    },
     /// The query string is not what the endpoint takes.
     #[error("{0}")]
     InvalidQuery(#[source] axum::extract::rejection::QueryRejection),
@@ -117,7 +128,8 @@ impl ApiError {
             | Self::InvalidParameter(_)
             | Self::HistoryOff => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::NotFound(_) | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
         }
     }
@@ -148,6 +160,33 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/api/users/{user}/disconnect", post(disconnect))
         .route("/api/presence", get(online))
         .route_layer(middleware::from_fn_with_state(state, require_key))
+}
+
+/// What an unknown path answers: under `/api`, a JSON `NOT_FOUND` like every API error (a
+/// backend parses one error shape); elsewhere, an empty 404.
+pub(super) async fn fallback(uri: axum::http::Uri) -> Response {
+    if is_api(uri.path()) {
+        return ApiError::NoRoute(uri.path().to_owned()).into_response();
+    }
+    StatusCode::NOT_FOUND.into_response()
+}
+
+/// What a known path answers to a method it does not take: under `/api`, a JSON
+/// `METHOD_NOT_ALLOWED`; elsewhere, an empty 405.
+pub(super) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    if is_api(uri.path()) {
+        let path = uri.path().to_owned();
+        let method = method.to_string();
+        return ApiError::MethodNotAllowed { method, path }.into_response();
+    }
+    StatusCode::METHOD_NOT_ALLOWED.into_response()
+}
+
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
 }
 
 async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -62,6 +62,8 @@ pub(crate) fn router(state: AppState) -> Router {
     let body_limit = state.hub.config().limits.max_frame_size;
     router
         .merge(api::routes(state.clone()))
+        .fallback(api::fallback)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -1,7 +1,7 @@
 //! Presence: whether a user is `online`, `away` or `offline`, with optional metadata and the
 //! time they were last seen. Per user, across all of the user's connections.
 //!
-//! The rules (DESIGN.md §2, README "Presence"):
+//! The rules (DESIGN.md §2, docs/protocol.md "Presence"):
 //! - a user with at least one connection is `online`, or `away` once none of their connections
 //!   has sent a message for the away timeout; a message makes them `online` again;
 //! - a `presence` frame may set `away` or `offline` ("appear offline") explicitly; that choice

@@ -13,6 +13,10 @@ use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic, conforman
 use crate::ids::{NodeId, RoomId};
 
 #[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 fn the_redis_broker_conforms() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let redis = runtime.block_on(RedisServer::start());
@@ -49,6 +53,10 @@ impl BrokerSink for Discard {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
 async fn a_failed_write_is_retried_without_more_traffic() {
     let redis = RedisServer::start().await;
     let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
