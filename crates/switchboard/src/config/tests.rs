@@ -695,6 +695,7 @@ fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
     assert_eq!(all.webhooks.unwrap().events, EventName::ALL);
     let none = from_args(&["--webhook-url", " , ", "--webhook-secret", "s"]).unwrap();
     assert!(none.webhooks.is_none(), "an empty list is no webhook");
+}
 
 /// Every validation rule at its edge: the last value that passes and the first that does not
 /// (docs/configuration.md, "What a value must be").
