@@ -20,6 +20,10 @@
 //!   reply or `ack` carrying it, fails on the `error` carrying it or on timeout.
 //! - **Typed events** ([`Event`]) on a stream ([`Events`]), room and channel helpers
 //!   ([`Client::room`], [`Client::channel`]), [`Client::set_presence`].
+//! - **Tokens that refresh**: with [`ClientConfig::with_token_provider`] the client asks the
+//!   application for a token before every connection attempt and sends it in an `auth`
+//!   frame; when the server warns that it expires ([`Event::TokenExpiring`]) the client asks
+//!   again and sends it in a `refresh` frame, so the connection outlives the first token.
 //! - `wss://` with rustls (Mozilla roots, or your own [`rustls::ClientConfig`]).
 //!
 //! Delivery is at most once per connection: a frame is taken off the queue once written to
@@ -90,7 +94,7 @@
 //!
 //! ## Modules
 //!
-//! - `config`: [`ClientConfig`], [`Reconnect`], [`Heartbeat`].
+//! - `config`: [`ClientConfig`], [`Reconnect`], [`Heartbeat`], [`TokenProvider`].
 //! - `client`: [`Client`], [`Room`], [`Channel`], [`Events`].
 //! - `event`: [`Event`] and the wire [`Frame`].
 //! - `history`: [`HistoryQuery`], a `history` request.
@@ -111,7 +115,7 @@ mod shared;
 mod task;
 
 pub use client::{Channel, Client, DEFAULT_REQUEST_TIMEOUT, Events, Room, Status};
-pub use config::{ClientConfig, Heartbeat, Reconnect};
+pub use config::{ClientConfig, Heartbeat, Reconnect, TokenProvider, TokenResult};
 pub use error::Error;
 pub use event::{ClosedBy, ConnectInfo, Event, Frame, Presence};
 pub use history::HistoryQuery;

@@ -1,6 +1,7 @@
-//! The connection task: connects, restores rooms, channels and presence, flushes the queue,
-//! routes what arrives (replies to waiting requests, everything else to [`Events`]), keeps
-//! the heartbeat, and reconnects with backoff until the client is closed, refused, or out
+//! The connection task: connects (asking the token provider, if any, for the `auth` frame's
+//! token), restores rooms, channels and presence, flushes the queue, routes what arrives
+//! (replies to waiting requests, everything else to [`Events`]), refreshes the token when the
+//! server warns that it expires, keeps the heartbeat, and reconnects with backoff until the client is closed, refused, or out
 //! of attempts. One task per client; it ends with [`Event::Closed`].
 //!
 //! [`Events`]: crate::Events
@@ -254,6 +255,11 @@ impl Task {
                 }
                 return None;
             }
+            Some(ServerKind::TokenExpiring) => {
+                if let Err(ended) = self.refresh(ws, write_timeout).await {
+                    return Some(ended);
+                }
+            }
             _ => {}
         }
         // Before the frame is answered or passed on: whoever sees it next may rejoin or ask
@@ -284,32 +290,66 @@ impl Task {
     }
 }
 
-/// One connection attempt: the WebSocket handshake and the server's `connect` frame, within
-/// the connect timeout.
-async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), Ended> {
-    let attempt = async {
-        let connector = config.tls.clone().map(Connector::Rustls);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
-                .await
-                .map_err(handshake_failure)?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let info = serde_json::from_str::<Frame>(&text)
-                        .ok()
-                        .filter(|frame| frame.kind == ServerKind::Connect.as_str())
-                        .and_then(|frame| serde_json::from_value(frame.payload).ok())
-                        .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
-                    return Ok((ws, info));
-                }
-                Some(Ok(Message::Close(frame))) => return Err(Ended::from_close(frame)),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(Ended::lost(error.to_string())),
-                None => return Err(Ended::lost("the connection ended before `connect`")),
+impl Task {
+    /// Asks the token provider for a newer token and sends it in a `refresh` frame. A provider
+    /// that fails (or takes longer than the connect timeout) leaves the old token in force: the
+    /// server closes the connection at its expiry and the next attempt asks again. The server
+    /// answers a refused token with an `error` event.
+    async fn refresh(&self, ws: &mut Ws, write_timeout: Duration) -> Result<(), Ended> {
+        let Some(provider) = &self.config.token_provider else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.config.connect_timeout, provider.fetch()).await {
+            Ok(Ok(token)) => {
+                let refresh =
+                    json!({"type": ClientKind::Refresh.as_str(), "payload": {"token": token}});
+                send(ws, refresh.to_string(), write_timeout).await
             }
+            Ok(Err(_)) | Err(_) => Ok(()),
         }
-    };
+    }
+}
+
+/// One connection attempt: a token from the provider (if any), the WebSocket handshake, the
+/// `auth` frame with that token, and the server's `connect` frame, within the connect timeout.
+async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), Ended> {
+    let attempt =
+        async {
+            let token =
+                match &config.token_provider {
+                    Some(provider) => Some(provider.fetch().await.map_err(|error| {
+                        Ended::lost(format!("the token provider failed: {error}"))
+                    })?),
+                    None => None,
+                };
+            let connector = config.tls.clone().map(Connector::Rustls);
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+                    .await
+                    .map_err(handshake_failure)?;
+            if let Some(token) = token {
+                let auth = json!({"type": ClientKind::Auth.as_str(), "payload": {"token": token}});
+                ws.send(Message::text(auth.to_string()))
+                    .await
+                    .map_err(|error| Ended::lost(error.to_string()))?;
+            }
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let info = serde_json::from_str::<Frame>(&text)
+                            .ok()
+                            .filter(|frame| frame.kind == ServerKind::Connect.as_str())
+                            .and_then(|frame| serde_json::from_value(frame.payload).ok())
+                            .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
+                        return Ok((ws, info));
+                    }
+                    Some(Ok(Message::Close(frame))) => return Err(Ended::from_close(frame)),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(Ended::lost(error.to_string())),
+                    None => return Err(Ended::lost("the connection ended before `connect`")),
+                }
+            }
+        };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Ended::lost(format!(

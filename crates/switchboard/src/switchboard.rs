@@ -149,7 +149,8 @@ impl Builder {
         let cluster_tasks = TaskTracker::new();
         let cluster_cancel = CancellationToken::new();
         let cancel = cluster_cancel.child_token();
-        hub.spawn_maintenance(&tasks, &cancel);
+        let tokens = self.auth.jwt.is_some().then_some(self.auth.expiry);
+        hub.spawn_maintenance(&tasks, &cancel, tokens);
         if let Some(redis) = &self.redis {
             redis.spawn(&cluster_tasks, &cluster_cancel);
         }
@@ -165,6 +166,8 @@ impl Builder {
         let endpoint = Arc::new(Endpoint {
             hub: hub.clone(),
             extensions: self.extensions,
+            jwt: self.auth.jwt.clone(),
+            expiry: self.auth.expiry,
         });
         Switchboard {
             hub,

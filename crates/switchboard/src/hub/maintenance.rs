@@ -1,6 +1,6 @@
 //! Periodic work over all connections, done by a few sweeps instead of per-connection timers:
-//! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms, and
-//! rate sampling for `/stats`.
+//! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms,
+//! rate sampling for `/stats`, and token expiry (`token_sweep`, when authentication is on).
 //!
 //! The sweep tasks hold only a weak reference to the hub and end when it is dropped or when the
 //! cancellation token fires.
@@ -12,7 +12,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tokens::{TOKEN_SWEEP_PERIOD, TokenReport};
 use super::{CloseRequest, ConnHandle, Counters, Hub, HubInner};
+use crate::auth::TokenExpiry;
 use crate::protocol::{CloseCode, ServerFrame, ServerKind, now_ms};
 use crate::ws::frame;
 
@@ -56,9 +58,15 @@ pub(crate) struct CleanupReport {
 
 impl Hub {
     /// Spawns the sweeps on `tasks`; they stop when `cancel` fires or the hub is dropped.
-    pub(crate) fn spawn_maintenance(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+    /// With `tokens` (authentication is on), the token sweep runs too, with those settings.
+    pub(crate) fn spawn_maintenance(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        tokens: Option<TokenExpiry>,
+    ) {
         let config = &self.inner.config;
-        let every = |period: Duration, sweep: fn(&Hub)| {
+        let every = |period: Duration, sweep: Box<dyn Fn(&Hub) + Send>| {
             let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
             let cancel = cancel.clone();
             tasks.spawn(async move {
@@ -75,45 +83,73 @@ impl Hub {
                 }
             });
         };
-        every(config.heartbeat.interval, |hub| {
-            let report = hub.heartbeat_sweep();
-            if report.timed_out > 0 {
-                tracing::info!(timed_out = report.timed_out, "heartbeat sweep");
-            }
-        });
-        every(config.cleanup_interval, |hub| {
-            let report = hub.cleanup_sweep();
-            if report != CleanupReport::default() {
-                tracing::info!(
-                    idle_closed = report.idle_closed,
-                    dead_removed = report.dead_removed,
-                    room_members_removed = report.room_members_removed,
-                    empty_rooms_removed = report.empty_rooms_removed,
-                    offline_forgotten = report.offline_forgotten,
-                    history_streams_removed = report.history_streams_removed,
-                    "cleanup sweep"
-                );
-            } else {
-                tracing::debug!("cleanup sweep: nothing to do");
-            }
-        });
+        every(
+            config.heartbeat.interval,
+            Box::new(|hub| {
+                let report = hub.heartbeat_sweep();
+                if report.timed_out > 0 {
+                    tracing::info!(timed_out = report.timed_out, "heartbeat sweep");
+                }
+            }),
+        );
+        every(
+            config.cleanup_interval,
+            Box::new(|hub| {
+                let report = hub.cleanup_sweep();
+                if report != CleanupReport::default() {
+                    tracing::info!(
+                        idle_closed = report.idle_closed,
+                        dead_removed = report.dead_removed,
+                        room_members_removed = report.room_members_removed,
+                        empty_rooms_removed = report.empty_rooms_removed,
+                        offline_forgotten = report.offline_forgotten,
+                        history_streams_removed = report.history_streams_removed,
+                        "cleanup sweep"
+                    );
+                } else {
+                    tracing::debug!("cleanup sweep: nothing to do");
+                }
+            }),
+        );
         let away_period =
             (config.away_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
-        every(away_period, |hub| {
-            let changed = hub.away_sweep();
-            if changed > 0 {
-                tracing::debug!(users = changed, "away sweep");
-            }
-        });
-        every(Duration::from_secs(1), |hub| {
-            hub.inner.rates.sample(&hub.inner.counters, hub.now_ms());
-        });
-        every(DOCUMENT_SAVE_PERIOD, |hub| {
-            let saved = hub.save_documents();
-            if saved > 0 {
-                tracing::debug!(documents = saved, "documents saved");
-            }
-        });
+        every(
+            away_period,
+            Box::new(|hub| {
+                let changed = hub.away_sweep();
+                if changed > 0 {
+                    tracing::debug!(users = changed, "away sweep");
+                }
+            }),
+        );
+        every(
+            Duration::from_secs(1),
+            Box::new(|hub| hub.inner.rates.sample(&hub.inner.counters, hub.now_ms())),
+        );
+        every(
+            DOCUMENT_SAVE_PERIOD,
+            Box::new(|hub| {
+                let saved = hub.save_documents();
+                if saved > 0 {
+                    tracing::debug!(documents = saved, "documents saved");
+                }
+            }),
+        );
+        if let Some(tokens) = tokens {
+            every(
+                TOKEN_SWEEP_PERIOD,
+                Box::new(move |hub| {
+                    let report = hub.token_sweep(&tokens, now_ms());
+                    if report != TokenReport::default() {
+                        tracing::debug!(
+                            warned = report.warned,
+                            expired = report.expired,
+                            "token sweep"
+                        );
+                    }
+                }),
+            );
+        }
     }
 
     /// Pings every open connection and closes those silent for longer than the heartbeat
@@ -195,7 +231,7 @@ impl Hub {
         report
     }
 
-    fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
+    pub(super) fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
         self.inner.registry.for_each_conn(|handle| {
             if handle.closing_since().is_none() {
                 visit(handle);

@@ -47,6 +47,7 @@ mod shard;
 mod shared;
 mod stats;
 mod streams;
+mod tokens;
 mod top_rooms;
 mod user;
 
@@ -71,7 +72,7 @@ use docs::Documents;
 pub(crate) use docs::apply as apply_update;
 pub(crate) use docs::{DocCommand, DocError, OpenDoc};
 pub use handle::ConnInfo;
-pub(crate) use handle::{ConnHandle, Wire};
+pub(crate) use handle::{ConnHandle, TokenDeadline, Wire};
 use history::History;
 pub(crate) use latency::LatencySnapshot;
 use lifecycle::member_frame;
