@@ -12,36 +12,17 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard::config::DurationArg;
-use switchboard_testkit::{Client, Ended, TestServer};
+use switchboard_testkit::{Client, Ended, TestServer, hs256_token, now_secs as now};
 
 const SECRET: &str = "integration-test-secret-0123456789";
 
 /// Seconds after `exp` at which the test servers close a connection.
 const GRACE: Duration = Duration::from_secs(2);
 
-fn now() -> u64 {
-    jsonwebtoken::get_current_timestamp()
-}
-
-/// An HS256 token signed with `secret` for `sub`, expiring at `exp`, with `extra` claims.
-fn signed(secret: &str, sub: &str, exp: u64, extra: Value) -> String {
-    let mut claims = json!({"sub": sub, "exp": exp});
-    if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
-        claims.extend(extra);
-    }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 fn token(sub: &str, exp: u64, extra: Value) -> String {
-    signed(SECRET, sub, exp, extra)
+    hs256_token(SECRET, sub, exp, extra)
 }
 
 async fn server() -> TestServer {
@@ -94,7 +75,7 @@ async fn a_refused_refresh_leaves_the_old_token_in_force() {
         ("bob's", token("bob", exp, narrower.clone())),
         (
             "forged",
-            signed(
+            hs256_token(
                 "another-secret-0123456789abcdef",
                 "alice",
                 exp,
