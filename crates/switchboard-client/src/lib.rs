@@ -4,7 +4,8 @@
 //! behaviour as the JavaScript client:
 //!
 //! - **Reconnection** with exponential backoff and jitter ([`Reconnect`]); none after
-//!   [`Client::close`] or a refusal by the server (HTTP 401/403 at the handshake, close 1008).
+//!   [`Client::close`] or a refusal by the server (HTTP 401/403 at the handshake, close 1008;
+//!   but a close 1008 "token expired" reconnects when a token provider can bring a new one).
 //! - **Outgoing queue**: frames sent while disconnected wait in a bounded queue
 //!   ([`ClientConfig::with_queue_capacity`]) and are sent in order once connected. A send to a
 //!   full queue fails with [`Error::QueueFull`]; nothing already queued is dropped.

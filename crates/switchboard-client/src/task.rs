@@ -30,6 +30,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The close code with which the server refuses a client for good (authentication, policy).
 const POLICY_VIOLATION: u16 = CloseCode::Policy.as_u16();
 
+/// The reason of the server's close for a token that expired without a refresh.
+const TOKEN_EXPIRED: &str = "token expired";
+
 /// How a connection or an attempt at one ended.
 enum Ended {
     /// The client closed; the close handshake is done.
@@ -48,9 +51,15 @@ impl Ended {
         }
     }
 
-    fn from_close(frame: Option<CloseFrame>) -> Self {
+    /// How a close from the server ends the connection. With `renewable` (a token provider
+    /// that can bring a fresh token), a close for an expired token is no refusal: the client
+    /// reconnects.
+    fn from_close(frame: Option<CloseFrame>, renewable: bool) -> Self {
         match frame {
-            Some(frame) if u16::from(frame.code) == POLICY_VIOLATION => {
+            Some(frame)
+                if u16::from(frame.code) == POLICY_VIOLATION
+                    && !(renewable && frame.reason == TOKEN_EXPIRED) =>
+            {
                 Self::Refused(format!("close {POLICY_VIOLATION}: {}", frame.reason))
             }
             Some(frame) => Self::Lost {
@@ -206,7 +215,7 @@ impl Task {
                             while ws.next().await.is_some() {}
                         })
                         .await;
-                        return Ended::from_close(frame);
+                        return Ended::from_close(frame, self.config.token_provider.is_some());
                     }
                     // Binary frames are not part of the protocol; WebSocket pings are
                     // answered by tungstenite.
@@ -343,7 +352,9 @@ async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), 
                             .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
                         return Ok((ws, info));
                     }
-                    Some(Ok(Message::Close(frame))) => return Err(Ended::from_close(frame)),
+                    Some(Ok(Message::Close(frame))) => {
+                        return Err(Ended::from_close(frame, config.token_provider.is_some()));
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(error)) => return Err(Ended::lost(error.to_string())),
                     None => return Err(Ended::lost("the connection ended before `connect`")),

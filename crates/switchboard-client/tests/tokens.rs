@@ -82,3 +82,45 @@ async fn the_provider_is_asked_on_connect_on_expiry_and_on_reconnect() {
     assert!(matches!(back, Event::Connected { .. }), "{back:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_token_that_expired_without_a_refresh_reconnects_with_a_new_one() {
+    let server = TestServer::with(|raw| {
+        raw.jwt_secret = Some(SECRET.to_owned());
+        raw.token_expiry_grace = Some(DurationArg(Duration::from_secs(1)));
+    })
+    .await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let config = support::config(&server.url(""), "alice").with_token_provider(move || {
+        let call = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match call {
+                0 => Ok(hs256_token(SECRET, "alice", now_secs() + 3, json!({}))),
+                // The refresh fails: the token expires and the server closes with 1008.
+                1 => Err("the token service is down".into()),
+                _ => Ok(hs256_token(SECRET, "alice", now_secs() + 600, json!({}))),
+            }
+        }
+    });
+    let (_alice, mut events) = Client::connect(config).await.unwrap();
+    let lost = next_event(&mut events, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(&lost, Event::Disconnected { code: Some(1008), reason } if reason == "token expired"),
+        "{lost:?}"
+    );
+    next_event(&mut events, "reconnected", |e| {
+        matches!(
+            e,
+            Event::Connected {
+                reconnected: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
