@@ -297,9 +297,7 @@ impl Task {
         }
         None
     }
-}
 
-impl Task {
     /// Asks the token provider for a newer token and sends it in a `refresh` frame. A provider
     /// that fails (or takes longer than the connect timeout) leaves the old token in force: the
     /// server closes the connection at its expiry and the next attempt asks again. The server
