@@ -66,90 +66,85 @@ impl Hub {
         tokens: Option<TokenExpiry>,
     ) {
         let config = &self.inner.config;
-        let every = |period: Duration, sweep: Box<dyn Fn(&Hub) + Send>| {
-            let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
-            let cancel = cancel.clone();
-            tasks.spawn(async move {
-                let mut ticker = tokio::time::interval(period);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                ticker.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = ticker.tick() => {}
-                    }
-                    let Some(inner) = weak.upgrade() else { return };
-                    sweep(&Hub { inner });
-                }
-            });
-        };
-        every(
-            config.heartbeat.interval,
-            Box::new(|hub| {
-                let report = hub.heartbeat_sweep();
-                if report.timed_out > 0 {
-                    tracing::info!(timed_out = report.timed_out, "heartbeat sweep");
-                }
-            }),
-        );
-        every(
-            config.cleanup_interval,
-            Box::new(|hub| {
-                let report = hub.cleanup_sweep();
-                if report != CleanupReport::default() {
-                    tracing::info!(
-                        idle_closed = report.idle_closed,
-                        dead_removed = report.dead_removed,
-                        room_members_removed = report.room_members_removed,
-                        empty_rooms_removed = report.empty_rooms_removed,
-                        offline_forgotten = report.offline_forgotten,
-                        history_streams_removed = report.history_streams_removed,
-                        "cleanup sweep"
-                    );
-                } else {
-                    tracing::debug!("cleanup sweep: nothing to do");
-                }
-            }),
-        );
+        let every =
+            |period: Duration, sweep: fn(&Hub)| self.spawn_sweep(tasks, cancel, period, sweep);
+        every(config.heartbeat.interval, |hub| {
+            let report = hub.heartbeat_sweep();
+            if report.timed_out > 0 {
+                tracing::info!(timed_out = report.timed_out, "heartbeat sweep");
+            }
+        });
+        every(config.cleanup_interval, |hub| {
+            let report = hub.cleanup_sweep();
+            if report != CleanupReport::default() {
+                tracing::info!(
+                    idle_closed = report.idle_closed,
+                    dead_removed = report.dead_removed,
+                    room_members_removed = report.room_members_removed,
+                    empty_rooms_removed = report.empty_rooms_removed,
+                    offline_forgotten = report.offline_forgotten,
+                    history_streams_removed = report.history_streams_removed,
+                    "cleanup sweep"
+                );
+            } else {
+                tracing::debug!("cleanup sweep: nothing to do");
+            }
+        });
         let away_period =
             (config.away_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
-        every(
-            away_period,
-            Box::new(|hub| {
-                let changed = hub.away_sweep();
-                if changed > 0 {
-                    tracing::debug!(users = changed, "away sweep");
-                }
-            }),
-        );
-        every(
-            Duration::from_secs(1),
-            Box::new(|hub| hub.inner.rates.sample(&hub.inner.counters, hub.now_ms())),
-        );
-        every(
-            DOCUMENT_SAVE_PERIOD,
-            Box::new(|hub| {
-                let saved = hub.save_documents();
-                if saved > 0 {
-                    tracing::debug!(documents = saved, "documents saved");
-                }
-            }),
-        );
+        every(away_period, |hub| {
+            let changed = hub.away_sweep();
+            if changed > 0 {
+                tracing::debug!(users = changed, "away sweep");
+            }
+        });
+        every(Duration::from_secs(1), |hub| {
+            hub.inner.rates.sample(&hub.inner.counters, hub.now_ms());
+        });
+        every(DOCUMENT_SAVE_PERIOD, |hub| {
+            let saved = hub.save_documents();
+            if saved > 0 {
+                tracing::debug!(documents = saved, "documents saved");
+            }
+        });
         if let Some(tokens) = tokens {
-            every(
-                TOKEN_SWEEP_PERIOD,
-                Box::new(move |hub| {
-                    let report = hub.token_sweep(&tokens, now_ms());
-                    if report != TokenReport::default() {
-                        tracing::debug!(
-                            warned = report.warned,
-                            expired = report.expired,
-                            "token sweep"
-                        );
-                    }
-                }),
-            );
+            self.spawn_sweep(tasks, cancel, TOKEN_SWEEP_PERIOD, move |hub| {
+                let report = hub.token_sweep(&tokens, now_ms());
+                if report != TokenReport::default() {
+                    tracing::debug!(
+                        warned = report.warned,
+                        expired = report.expired,
+                        "token sweep"
+                    );
+                }
+            });
         }
+    }
+
+    /// Spawns a task on `tasks` that runs `sweep` every `period`, holding only a weak
+    /// reference to the hub; it ends when `cancel` fires or the hub is dropped.
+    fn spawn_sweep(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        period: Duration,
+        sweep: impl Fn(&Hub) + Send + 'static,
+    ) {
+        let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                sweep(&Hub { inner });
+            }
+        });
     }
 
     /// Pings every open connection and closes those silent for longer than the heartbeat
