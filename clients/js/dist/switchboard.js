@@ -27,7 +27,8 @@
  * lost; the queue holds only frames no socket has taken.
  */
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed) from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
+ * from the client. */
 export class SwitchboardError extends Error {
     code;
     retryAfter;

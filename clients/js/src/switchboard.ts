@@ -249,7 +249,8 @@ export interface ClientEvents {
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
 
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed) from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
+ * from the client. */
 export class SwitchboardError extends Error {
   readonly code: string;
   readonly retryAfter: number | undefined;
