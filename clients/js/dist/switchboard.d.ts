@@ -11,6 +11,12 @@
  * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
  * `maxAttempts` failures in a row.
  *
+ * Tokens: a fixed `token`, or `getToken()`, an async function asked for a fresh token before
+ * every connection attempt and whenever the server sends `token_expiring`; the client then
+ * sends `refresh` with it, and the connection outlives its first token. Tokens go in the
+ * `auth` frame, not in the URL (where proxies log them), unless `tokenInUrl` is set. A
+ * connection closed with 1008 "token expired" reconnects when there is a `getToken`.
+ *
  * Recovery (the server's history, on by default): the client keeps its position (epoch and
  * last offset) in every room and exact channel and rejoins with it as `since`; the server then
  * replays what was missed, in order and once, or says it cannot. Either way the client emits
@@ -60,8 +66,16 @@ export interface ClientOptions {
     url: string;
     /** Identity, sent as `?userId=` (honoured when the server's authentication is off). */
     userId?: string;
-    /** A JWT, sent as `?token=`. */
+    /** A fixed JWT, sent in the `auth` frame (or as `?token=` with `tokenInUrl`). */
     token?: string;
+    /** Returns a current JWT; called before every connection attempt (its token goes in the
+     * `auth` frame) and when the server sends `token_expiring` (its token goes in a `refresh`
+     * frame, which keeps the connection open past the old token's expiry). A rejection fails
+     * the attempt, which is retried with backoff. Takes precedence over `token`. */
+    getToken?: () => Promise<string> | string;
+    /** Send `token` as `?token=` in the URL instead of in the `auth` frame (default false; for
+     * servers older than the `auth` frame). Not used with `getToken`. */
+    tokenInUrl?: boolean;
     /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
     WebSocket?: WebSocketConstructor;
     /** Backoff settings, or `false` for no reconnection. */
@@ -241,11 +255,17 @@ export interface ClientEvents {
     }>;
     /** An `error` frame that answers no pending request. */
     error: ServerFrame<ErrorPayload>;
+    /** The connection's token expires at `expiresAt` (ms since the epoch); with `getToken` the
+     * client has already asked for a new one and is sending `refresh`. */
+    token_expiring: ServerFrame<{
+        expiresAt: number;
+    }>;
 }
 /** The connection's state. */
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
+ * from the client. */
 export declare class SwitchboardError extends Error {
     readonly code: string;
     readonly retryAfter: number | undefined;
@@ -281,6 +301,9 @@ export declare class SwitchboardClient {
     private stopWatchingNetwork;
     private presence;
     private firstConnect;
+    /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
+     * client closed) is dropped. */
+    private generation;
     constructor(options: ClientOptions);
     /** The connection's state. */
     get state(): ConnectionState;
@@ -337,7 +360,15 @@ export declare class SwitchboardClient {
     broadcast(content: unknown): boolean;
     private enqueue;
     private write;
+    /** Starts a connection attempt: first the token (from `getToken`, if any), then the socket. */
     private open;
+    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+    private openSocket;
+    /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
+     * A failure (of `getToken`, or the server's refusal) is reported as an `error` event; the
+     * server then closes the connection at the old token's expiry, and the reconnect asks
+     * `getToken` again. */
+    private refreshToken;
     private connectTimeout;
     private receive;
     /** Updates the positions with a server frame; returns the verdict a rejoin carries. */

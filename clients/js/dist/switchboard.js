@@ -11,6 +11,12 @@
  * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
  * `maxAttempts` failures in a row.
  *
+ * Tokens: a fixed `token`, or `getToken()`, an async function asked for a fresh token before
+ * every connection attempt and whenever the server sends `token_expiring`; the client then
+ * sends `refresh` with it, and the connection outlives its first token. Tokens go in the
+ * `auth` frame, not in the URL (where proxies log them), unless `tokenInUrl` is set. A
+ * connection closed with 1008 "token expired" reconnects when there is a `getToken`.
+ *
  * Recovery (the server's history, on by default): the client keeps its position (epoch and
  * last offset) in every room and exact channel and rejoins with it as `since`; the server then
  * replays what was missed, in order and once, or says it cannot. Either way the client emits
@@ -21,7 +27,8 @@
  * lost; the queue holds only frames no socket has taken.
  */
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
+ * from the client. */
 export class SwitchboardError extends Error {
     code;
     retryAfter;
@@ -67,6 +74,9 @@ export class SwitchboardClient {
     stopWatchingNetwork = null;
     presence = null;
     firstConnect = null;
+    /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
+     * client closed) is dropped. */
+    generation = 0;
     constructor(options) {
         this.options = options;
         const impl = options.WebSocket ??
@@ -309,13 +319,39 @@ export class SwitchboardClient {
         }
         return true;
     }
+    /** Starts a connection attempt: first the token (from `getToken`, if any), then the socket. */
     open() {
         this.stateValue = 'connecting';
+        const generation = ++this.generation;
+        this.connectTimer = setTimeout(() => {
+            this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
+        }, this.connectTimeout());
+        const getToken = this.options.getToken;
+        if (!getToken) {
+            const { token, tokenInUrl } = this.options;
+            this.openSocket(tokenInUrl ? undefined : token);
+            return;
+        }
+        Promise.resolve()
+            .then(getToken)
+            .then((token) => {
+            if (generation === this.generation && this.stateValue === 'connecting') {
+                this.openSocket(token);
+            }
+        }, (error) => {
+            if (generation === this.generation && this.stateValue === 'connecting') {
+                this.detach();
+                this.lost({ code: ABNORMAL, reason: `getToken failed: ${describe(error)}` }, false);
+            }
+        });
+    }
+    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+    openSocket(authToken) {
         const url = new URL(this.options.url);
         if (this.options.userId !== undefined) {
             url.searchParams.set('userId', this.options.userId);
         }
-        if (this.options.token !== undefined) {
+        if (this.options.tokenInUrl && !this.options.getToken && this.options.token !== undefined) {
             url.searchParams.set('token', this.options.token);
         }
         let socket;
@@ -328,6 +364,11 @@ export class SwitchboardClient {
         }
         this.socket = socket;
         let refused = false;
+        if (authToken !== undefined) {
+            socket.onopen = () => {
+                socket.send(JSON.stringify({ type: 'auth', payload: { token: authToken } }));
+            };
+        }
         socket.onmessage = (event) => {
             if (typeof event.data === 'string') {
                 this.receive(event.data);
@@ -340,9 +381,24 @@ export class SwitchboardClient {
         socket.onclose = (event) => {
             this.lost({ code: event.code, reason: event.reason }, refused);
         };
-        this.connectTimer = setTimeout(() => {
-            this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
-        }, this.connectTimeout());
+    }
+    /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
+     * A failure (of `getToken`, or the server's refusal) is reported as an `error` event; the
+     * server then closes the connection at the old token's expiry, and the reconnect asks
+     * `getToken` again. */
+    refreshToken() {
+        const getToken = this.options.getToken;
+        if (!getToken) {
+            return;
+        }
+        const refreshed = Promise.resolve()
+            .then(getToken)
+            .then((token) => this.request('refresh', { token }));
+        this.background(refreshed.catch((error) => {
+            throw error instanceof SwitchboardError
+                ? error
+                : new SwitchboardError('TOKEN', `getToken failed: ${describe(error)}`);
+        }));
     }
     connectTimeout() {
         return this.options.connectTimeout ?? 10_000;
@@ -366,6 +422,9 @@ export class SwitchboardClient {
         }
         else if (frame.type === 'ping') {
             this.write({ type: 'pong', payload: frame.payload ?? {} });
+        }
+        else if (frame.type === 'token_expiring') {
+            this.refreshToken();
         }
         const id = frame.id === undefined ? undefined : String(frame.id);
         if (frame.type === 'error') {
@@ -431,6 +490,11 @@ export class SwitchboardClient {
             case 'room_left':
                 if (typeof frame.room === 'string') {
                     this.positions.room.delete(frame.room);
+                    if (frame.id === undefined) {
+                        // Not an answer to `leave_room`: the server removed us (a refreshed token no
+                        // longer grants the room), so the room must not be rejoined.
+                        this.joinedRooms.delete(frame.room);
+                    }
                 }
                 break;
             case 'unsubscribed':
@@ -596,7 +660,9 @@ export class SwitchboardClient {
             }
         }
         const reconnect = this.options.reconnect;
-        const authRefused = refused || close.code === POLICY;
+        // A token that expired is no refusal when `getToken` can bring a fresh one.
+        const expired = close.code === POLICY && close.reason === 'token expired';
+        const authRefused = refused || (close.code === POLICY && !(expired && this.options.getToken));
         const maxAttempts = reconnect === false ? 0 : (reconnect?.maxAttempts ?? Infinity);
         const willReconnect = !authRefused && this.attempt < maxAttempts;
         const info = { code: close.code, reason: close.reason, willReconnect };

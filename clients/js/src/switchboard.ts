@@ -11,6 +11,12 @@
  * Reconnecting stops after `close()`, after an auth refusal (close 1008 or HTTP 401) and after
  * `maxAttempts` failures in a row.
  *
+ * Tokens: a fixed `token`, or `getToken()`, an async function asked for a fresh token before
+ * every connection attempt and whenever the server sends `token_expiring`; the client then
+ * sends `refresh` with it, and the connection outlives its first token. Tokens go in the
+ * `auth` frame, not in the URL (where proxies log them), unless `tokenInUrl` is set. A
+ * connection closed with 1008 "token expired" reconnects when there is a `getToken`.
+ *
  * Recovery (the server's history, on by default): the client keeps its position (epoch and
  * last offset) in every room and exact channel and rejoins with it as `since`; the server then
  * replays what was missed, in order and once, or says it cannot. Either way the client emits
@@ -66,8 +72,16 @@ export interface ClientOptions {
   url: string;
   /** Identity, sent as `?userId=` (honoured when the server's authentication is off). */
   userId?: string;
-  /** A JWT, sent as `?token=`. */
+  /** A fixed JWT, sent in the `auth` frame (or as `?token=` with `tokenInUrl`). */
   token?: string;
+  /** Returns a current JWT; called before every connection attempt (its token goes in the
+   * `auth` frame) and when the server sends `token_expiring` (its token goes in a `refresh`
+   * frame, which keeps the connection open past the old token's expiry). A rejection fails
+   * the attempt, which is retried with backoff. Takes precedence over `token`. */
+  getToken?: () => Promise<string> | string;
+  /** Send `token` as `?token=` in the URL instead of in the `auth` frame (default false; for
+   * servers older than the `auth` frame). Not used with `getToken`. */
+  tokenInUrl?: boolean;
   /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
   WebSocket?: WebSocketConstructor;
   /** Backoff settings, or `false` for no reconnection. */
@@ -226,13 +240,17 @@ export interface ClientEvents {
   ack: ServerFrame<{ id: string | number }>;
   /** An `error` frame that answers no pending request. */
   error: ServerFrame<ErrorPayload>;
+  /** The connection's token expires at `expiresAt` (ms since the epoch); with `getToken` the
+   * client has already asked for a new one and is sending `refresh`. */
+  token_expiring: ServerFrame<{ expiresAt: number }>;
 }
 
 /** The connection's state. */
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'closed';
 
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
- * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL` or `UNEXPECTED_REPLY` from the client. */
+ * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
+ * from the client. */
 export class SwitchboardError extends Error {
   readonly code: string;
   readonly retryAfter: number | undefined;
@@ -307,6 +325,9 @@ export class SwitchboardClient {
   private presence: { status: PresenceStatus; metadata?: unknown } | null = null;
   private firstConnect: { resolve: (info: ConnectInfo) => void; reject: (e: Error) => void } | null =
     null;
+  /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
+   * client closed) is dropped. */
+  private generation = 0;
 
   constructor(options: ClientOptions) {
     this.options = options;
@@ -579,13 +600,43 @@ export class SwitchboardClient {
     return true;
   }
 
+  /** Starts a connection attempt: first the token (from `getToken`, if any), then the socket. */
   private open(): void {
     this.stateValue = 'connecting';
+    const generation = ++this.generation;
+    this.connectTimer = setTimeout(() => {
+      this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
+    }, this.connectTimeout());
+    const getToken = this.options.getToken;
+    if (!getToken) {
+      const { token, tokenInUrl } = this.options;
+      this.openSocket(tokenInUrl ? undefined : token);
+      return;
+    }
+    Promise.resolve()
+      .then(getToken)
+      .then(
+        (token) => {
+          if (generation === this.generation && this.stateValue === 'connecting') {
+            this.openSocket(token);
+          }
+        },
+        (error: unknown) => {
+          if (generation === this.generation && this.stateValue === 'connecting') {
+            this.detach();
+            this.lost({ code: ABNORMAL, reason: `getToken failed: ${describe(error)}` }, false);
+          }
+        },
+      );
+  }
+
+  /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+  private openSocket(authToken: string | undefined): void {
     const url = new URL(this.options.url);
     if (this.options.userId !== undefined) {
       url.searchParams.set('userId', this.options.userId);
     }
-    if (this.options.token !== undefined) {
+    if (this.options.tokenInUrl && !this.options.getToken && this.options.token !== undefined) {
       url.searchParams.set('token', this.options.token);
     }
     let socket: WebSocketLike;
@@ -597,6 +648,11 @@ export class SwitchboardClient {
     }
     this.socket = socket;
     let refused = false;
+    if (authToken !== undefined) {
+      socket.onopen = () => {
+        socket.send(JSON.stringify({ type: 'auth', payload: { token: authToken } }));
+      };
+    }
     socket.onmessage = (event: { data: unknown }) => {
       if (typeof event.data === 'string') {
         this.receive(event.data);
@@ -609,9 +665,27 @@ export class SwitchboardClient {
     socket.onclose = (event: { code: number; reason: string }) => {
       this.lost({ code: event.code, reason: event.reason }, refused);
     };
-    this.connectTimer = setTimeout(() => {
-      this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
-    }, this.connectTimeout());
+  }
+
+  /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
+   * A failure (of `getToken`, or the server's refusal) is reported as an `error` event; the
+   * server then closes the connection at the old token's expiry, and the reconnect asks
+   * `getToken` again. */
+  private refreshToken(): void {
+    const getToken = this.options.getToken;
+    if (!getToken) {
+      return;
+    }
+    const refreshed = Promise.resolve()
+      .then(getToken)
+      .then((token) => this.request('refresh', { token }));
+    this.background(
+      refreshed.catch((error: unknown) => {
+        throw error instanceof SwitchboardError
+          ? error
+          : new SwitchboardError('TOKEN', `getToken failed: ${describe(error)}`);
+      }),
+    );
   }
 
   private connectTimeout(): number {
@@ -635,6 +709,8 @@ export class SwitchboardClient {
       this.connected(frame as ServerFrame<ConnectInfo>);
     } else if (frame.type === 'ping') {
       this.write({ type: 'pong', payload: frame.payload ?? {} });
+    } else if (frame.type === 'token_expiring') {
+      this.refreshToken();
     }
     const id = frame.id === undefined ? undefined : String(frame.id);
     if (frame.type === 'error') {
@@ -700,6 +776,11 @@ export class SwitchboardClient {
       case 'room_left':
         if (typeof frame.room === 'string') {
           this.positions.room.delete(frame.room);
+          if (frame.id === undefined) {
+            // Not an answer to `leave_room`: the server removed us (a refreshed token no
+            // longer grants the room), so the room must not be rejoined.
+            this.joinedRooms.delete(frame.room);
+          }
         }
         break;
       case 'unsubscribed':
@@ -876,7 +957,9 @@ export class SwitchboardClient {
       }
     }
     const reconnect = this.options.reconnect;
-    const authRefused = refused || close.code === POLICY;
+    // A token that expired is no refusal when `getToken` can bring a fresh one.
+    const expired = close.code === POLICY && close.reason === 'token expired';
+    const authRefused = refused || (close.code === POLICY && !(expired && this.options.getToken));
     const maxAttempts = reconnect === false ? 0 : (reconnect?.maxAttempts ?? Infinity);
     const willReconnect = !authRefused && this.attempt < maxAttempts;
     const info = { code: close.code, reason: close.reason, willReconnect };

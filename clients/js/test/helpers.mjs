@@ -3,6 +3,7 @@
 // deadline so a missing event fails the test instead of hanging it.
 
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -179,4 +180,19 @@ export async function screenshot(page, name) {
   const dir = `${repo}target/screenshots`;
   mkdirSync(dir, { recursive: true });
   await page.screenshot({ path: `${dir}/${name}.png` });
+}
+
+/** An HS256 JWT for `sub`, signed with `secret`, expiring `ttl` seconds from now (second
+ * granularity, as `exp` is), with `extra` claims. Returns the token and its `exp`. */
+export function mintToken(secret, sub, ttl, extra = {}) {
+  const exp = Math.floor(Date.now() / 1000) + ttl;
+  return { token: signToken(secret, { sub, exp, ...extra }), exp };
+}
+
+/** An HS256 JWT of `claims`, signed with `secret`. */
+export function signToken(secret, claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  const signature = createHmac('sha256', secret).update(body).digest('base64url');
+  return `${body}.${signature}`;
 }

@@ -1,11 +1,37 @@
 //! What a client connects to and how it behaves when the connection is lost: the URL and
-//! identity, the reconnect policy (exponential backoff with jitter), the heartbeat, and the
-//! bounds of its queues.
+//! identity (a fixed token, or a [`TokenProvider`] asked for a fresh one), the reconnect policy
+//! (exponential backoff with jitter), the heartbeat, and the bounds of its queues.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+
+/// What a token provider's future resolves to: a token, or why none could be had.
+pub type TokenResult = Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Gives the client a current token: asked before every connection attempt (the token is sent
+/// in an `auth` frame) and when the server sends `token_expiring` (the token is sent in a
+/// `refresh` frame). Made with [`ClientConfig::with_token_provider`].
+#[derive(Clone)]
+pub struct TokenProvider(
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = TokenResult> + Send>> + Send + Sync>,
+);
+
+impl TokenProvider {
+    /// Asks for a token.
+    pub(crate) fn fetch(&self) -> Pin<Box<dyn Future<Output = TokenResult> + Send>> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider")
+    }
+}
 
 /// How a [`Client`](crate::Client) connects. Built with [`ClientConfig::new`] and the
 /// `with_*` methods; every field has a default but the URL.
@@ -14,6 +40,7 @@ pub struct ClientConfig {
     pub(crate) url: String,
     pub(crate) user_id: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) token_provider: Option<TokenProvider>,
     pub(crate) reconnect: Reconnect,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) connect_timeout: Duration,
@@ -32,6 +59,7 @@ impl ClientConfig {
             url: url.into(),
             user_id: None,
             token: None,
+            token_provider: None,
             reconnect: Reconnect::default(),
             heartbeat: Some(Heartbeat::default()),
             connect_timeout: Duration::from_secs(10),
@@ -50,6 +78,21 @@ impl ClientConfig {
     /// Authenticates with `token` (`?token=`).
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Authenticates with tokens from `provider`, an async function called before every
+    /// connection attempt (its token goes in the `auth` frame, not the URL) and whenever the
+    /// server warns that the token expires (`token_expiring`: its token goes in a `refresh`
+    /// frame, which keeps the connection open past the old token's `exp`). A provider that
+    /// fails makes the attempt fail (it is retried with backoff); a failed refresh leaves
+    /// the connection to be closed at the old token's expiry, and the next attempt asks again.
+    pub fn with_token_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TokenResult> + Send + 'static,
+    {
+        self.token_provider = Some(TokenProvider(Arc::new(move || Box::pin(provider()))));
         self
     }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use switchboard_protocol::{ConnectPayload, ErrorPayload, ServerKind, StreamPosition};
+use switchboard_protocol::{
+    ConnectPayload, ErrorPayload, ServerKind, StreamPosition, TokenExpiringPayload,
+};
 
 /// A server frame as received: `{type, payload, room?, channel?, userId?, timestamp?, offset?,
 /// id?}`.
@@ -207,6 +209,14 @@ pub enum Event {
         /// The server's explanation.
         message: String,
     },
+    /// `token_expiring`: the connection's token expires at `expires_at` (ms since the epoch)
+    /// and the server closes the connection soon after unless it gets a newer one. With a
+    /// token provider ([`ClientConfig::with_token_provider`](crate::ClientConfig::with_token_provider))
+    /// the client has already asked it for one and sent `refresh`; this event is informative.
+    TokenExpiring {
+        /// When the token expires, in ms since the epoch.
+        expires_at: u64,
+    },
     /// Any other frame (application types, or a known type with an unexpected shape).
     Other(Frame),
 }
@@ -323,6 +333,9 @@ fn typed(frame: &Frame) -> Option<Event> {
                 message: error.message.into_owned(),
             }
         }
+        ServerKind::TokenExpiring => Event::TokenExpiring {
+            expires_at: parse::<TokenExpiringPayload>(&frame.payload)?.expires_at,
+        },
         // Handled by the connection task, never passed here.
         ServerKind::Connect | ServerKind::Ping | ServerKind::Pong | ServerKind::Ack => {
             return None;

@@ -4,7 +4,8 @@
 //! behaviour as the JavaScript client:
 //!
 //! - **Reconnection** with exponential backoff and jitter ([`Reconnect`]); none after
-//!   [`Client::close`] or a refusal by the server (HTTP 401/403 at the handshake, close 1008).
+//!   [`Client::close`] or a refusal by the server (HTTP 401/403 at the handshake, close 1008;
+//!   but a close 1008 "token expired" reconnects when a token provider can bring a new one).
 //! - **Outgoing queue**: frames sent while disconnected wait in a bounded queue
 //!   ([`ClientConfig::with_queue_capacity`]) and are sent in order once connected. A send to a
 //!   full queue fails with [`Error::QueueFull`]; nothing already queued is dropped.
@@ -20,6 +21,10 @@
 //!   reply or `ack` carrying it, fails on the `error` carrying it or on timeout.
 //! - **Typed events** ([`Event`]) on a stream ([`Events`]), room and channel helpers
 //!   ([`Client::room`], [`Client::channel`]), [`Client::set_presence`].
+//! - **Tokens that refresh**: with [`ClientConfig::with_token_provider`] the client asks the
+//!   application for a token before every connection attempt and sends it in an `auth`
+//!   frame; when the server warns that it expires ([`Event::TokenExpiring`]) the client asks
+//!   again and sends it in a `refresh` frame, so the connection outlives the first token.
 //! - `wss://` with rustls (Mozilla roots, or your own [`rustls::ClientConfig`]).
 //!
 //! Delivery is at most once per connection: a frame is taken off the queue once written to
@@ -90,7 +95,7 @@
 //!
 //! ## Modules
 //!
-//! - `config`: [`ClientConfig`], [`Reconnect`], [`Heartbeat`].
+//! - `config`: [`ClientConfig`], [`Reconnect`], [`Heartbeat`], [`TokenProvider`].
 //! - `client`: [`Client`], [`Room`], [`Channel`], [`Events`].
 //! - `event`: [`Event`] and the wire [`Frame`].
 //! - `history`: [`HistoryQuery`], a `history` request.
@@ -111,7 +116,7 @@ mod shared;
 mod task;
 
 pub use client::{Channel, Client, DEFAULT_REQUEST_TIMEOUT, Events, Room, Status};
-pub use config::{ClientConfig, Heartbeat, Reconnect};
+pub use config::{ClientConfig, Heartbeat, Reconnect, TokenProvider, TokenResult};
 pub use error::Error;
 pub use event::{ClosedBy, ConnectInfo, Event, Frame, Presence};
 pub use history::HistoryQuery;

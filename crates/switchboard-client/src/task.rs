@@ -1,6 +1,7 @@
-//! The connection task: connects, restores rooms, channels and presence, flushes the queue,
-//! routes what arrives (replies to waiting requests, everything else to [`Events`]), keeps
-//! the heartbeat, and reconnects with backoff until the client is closed, refused, or out
+//! The connection task: connects (asking the token provider, if any, for the `auth` frame's
+//! token), restores rooms, channels and presence, flushes the queue, routes what arrives
+//! (replies to waiting requests, everything else to [`Events`]), refreshes the token when the
+//! server warns that it expires, keeps the heartbeat, and reconnects with backoff until the client is closed, refused, or out
 //! of attempts. One task per client; it ends with [`Event::Closed`].
 //!
 //! [`Events`]: crate::Events
@@ -29,6 +30,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The close code with which the server refuses a client for good (authentication, policy).
 const POLICY_VIOLATION: u16 = CloseCode::Policy.as_u16();
 
+/// The reason of the server's close for a token that expired without a refresh.
+const TOKEN_EXPIRED: &str = "token expired";
+
 /// How a connection or an attempt at one ended.
 enum Ended {
     /// The client closed; the close handshake is done.
@@ -47,9 +51,15 @@ impl Ended {
         }
     }
 
-    fn from_close(frame: Option<CloseFrame>) -> Self {
+    /// How a close from the server ends the connection. With `renewable` (a token provider
+    /// that can bring a fresh token), a close for an expired token is no refusal: the client
+    /// reconnects.
+    fn from_close(frame: Option<CloseFrame>, renewable: bool) -> Self {
         match frame {
-            Some(frame) if u16::from(frame.code) == POLICY_VIOLATION => {
+            Some(frame)
+                if u16::from(frame.code) == POLICY_VIOLATION
+                    && !(renewable && frame.reason == TOKEN_EXPIRED) =>
+            {
                 Self::Refused(format!("close {POLICY_VIOLATION}: {}", frame.reason))
             }
             Some(frame) => Self::Lost {
@@ -205,7 +215,7 @@ impl Task {
                             while ws.next().await.is_some() {}
                         })
                         .await;
-                        return Ended::from_close(frame);
+                        return Ended::from_close(frame, self.config.token_provider.is_some());
                     }
                     // Binary frames are not part of the protocol; WebSocket pings are
                     // answered by tungstenite.
@@ -254,6 +264,11 @@ impl Task {
                 }
                 return None;
             }
+            Some(ServerKind::TokenExpiring) => {
+                if let Err(ended) = self.refresh(ws, write_timeout).await {
+                    return Some(ended);
+                }
+            }
             _ => {}
         }
         // Before the frame is answered or passed on: whoever sees it next may rejoin or ask
@@ -282,34 +297,68 @@ impl Task {
         }
         None
     }
+
+    /// Asks the token provider for a newer token and sends it in a `refresh` frame. A provider
+    /// that fails (or takes longer than the connect timeout) leaves the old token in force: the
+    /// server closes the connection at its expiry and the next attempt asks again. The server
+    /// answers a refused token with an `error` event.
+    async fn refresh(&self, ws: &mut Ws, write_timeout: Duration) -> Result<(), Ended> {
+        let Some(provider) = &self.config.token_provider else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.config.connect_timeout, provider.fetch()).await {
+            Ok(Ok(token)) => {
+                let refresh =
+                    json!({"type": ClientKind::Refresh.as_str(), "payload": {"token": token}});
+                send(ws, refresh.to_string(), write_timeout).await
+            }
+            Ok(Err(_)) | Err(_) => Ok(()),
+        }
+    }
 }
 
-/// One connection attempt: the WebSocket handshake and the server's `connect` frame, within
-/// the connect timeout.
+/// One connection attempt: a token from the provider (if any), the WebSocket handshake, the
+/// `auth` frame with that token, and the server's `connect` frame, within the connect timeout.
 async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), Ended> {
-    let attempt = async {
-        let connector = config.tls.clone().map(Connector::Rustls);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
-                .await
-                .map_err(handshake_failure)?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let info = serde_json::from_str::<Frame>(&text)
-                        .ok()
-                        .filter(|frame| frame.kind == ServerKind::Connect.as_str())
-                        .and_then(|frame| serde_json::from_value(frame.payload).ok())
-                        .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
-                    return Ok((ws, info));
-                }
-                Some(Ok(Message::Close(frame))) => return Err(Ended::from_close(frame)),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(Ended::lost(error.to_string())),
-                None => return Err(Ended::lost("the connection ended before `connect`")),
+    let attempt =
+        async {
+            let token =
+                match &config.token_provider {
+                    Some(provider) => Some(provider.fetch().await.map_err(|error| {
+                        Ended::lost(format!("the token provider failed: {error}"))
+                    })?),
+                    None => None,
+                };
+            let connector = config.tls.clone().map(Connector::Rustls);
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+                    .await
+                    .map_err(handshake_failure)?;
+            if let Some(token) = token {
+                let auth = json!({"type": ClientKind::Auth.as_str(), "payload": {"token": token}});
+                ws.send(Message::text(auth.to_string()))
+                    .await
+                    .map_err(|error| Ended::lost(error.to_string()))?;
             }
-        }
-    };
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let info = serde_json::from_str::<Frame>(&text)
+                            .ok()
+                            .filter(|frame| frame.kind == ServerKind::Connect.as_str())
+                            .and_then(|frame| serde_json::from_value(frame.payload).ok())
+                            .ok_or_else(|| Ended::lost("the first frame was not `connect`"))?;
+                        return Ok((ws, info));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return Err(Ended::from_close(frame, config.token_provider.is_some()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(Ended::lost(error.to_string())),
+                    None => return Err(Ended::lost("the connection ended before `connect`")),
+                }
+            }
+        };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Ended::lost(format!(

@@ -83,6 +83,9 @@ kinds! {
         /// The reply to `history`: a stream's retained messages
         /// ([`HistoryPayload`](crate::HistoryPayload)).
         History = "history",
+        /// The connection's token expires soon and the connection will be closed unless it
+        /// sends `refresh` ([`TokenExpiringPayload`](crate::TokenExpiringPayload)).
+        TokenExpiring = "token_expiring",
     }
 }
 
@@ -122,6 +125,9 @@ kinds! {
         Auth = "auth",
         /// Read a room's or channel's retained messages (`{room | channel, limit?, since?}`).
         History = "history",
+        /// Replace the connection's token and permissions with a newer token of the same user
+        /// (`{token}`).
+        Refresh = "refresh",
     }
 }
 
@@ -138,8 +144,8 @@ mod tests {
         for kind in ClientKind::ALL {
             assert_eq!(ClientKind::parse(kind.as_str()), Some(*kind));
         }
-        assert_eq!(ServerKind::ALL.len(), 16);
-        assert_eq!(ClientKind::ALL.len(), 12);
+        assert_eq!(ServerKind::ALL.len(), 17);
+        assert_eq!(ClientKind::ALL.len(), 13);
         assert_eq!(ServerKind::parse("game_state"), None);
         assert_eq!(ClientKind::parse("JOIN_ROOM"), None);
     }

@@ -10,8 +10,9 @@
 //!   with the wire names and the kinds an application may not impersonate.
 //! - `codes`: [`ErrorCode`] (the `code` of `error` frames) and [`CloseCode`] (WebSocket close
 //!   codes), each with its one `match` to the wire value.
-//! - `payload`: [`ConnectPayload`], [`ErrorPayload`] and [`HistoryPayload`], the payloads both
-//!   sides read or write, and [`StreamPosition`], a position in a room's or channel's history.
+//! - `payload`: [`ConnectPayload`], [`ErrorPayload`], [`HistoryPayload`],
+//!   [`TokenExpiringPayload`] and [`RefreshPayload`], the payloads both sides read or write,
+//!   and [`StreamPosition`], a position in a room's or channel's history.
 //! - [`ws`]: the client side of WebSocket framing: masked client frames and opcodes.
 //!
 //! Not here: parsing client frames and encoding server frames (the server's `protocol`
@@ -24,4 +25,7 @@ pub mod ws;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use kind::{ClientKind, ServerKind};
-pub use payload::{ConnectPayload, ErrorPayload, HistoryPayload, MAX_EPOCH_LEN, StreamPosition};
+pub use payload::{
+    ConnectPayload, ErrorPayload, HistoryPayload, MAX_EPOCH_LEN, RefreshPayload, StreamPosition,
+    TokenExpiringPayload,
+};

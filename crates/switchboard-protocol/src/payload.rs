@@ -1,4 +1,5 @@
-//! The payloads that the server writes and clients read: `connect`, `error` and `history`, and
+//! The payloads that the server writes and clients read: `connect`, `error`, `history` and
+//! `token_expiring`, and
 //! a client's position in a stream (`since`). Their field names (camelCase on the wire) are
 //! declared once, here.
 //!
@@ -98,6 +99,23 @@ pub struct HistoryPayload<P = serde_json::Value> {
     pub publications: Vec<P>,
 }
 
+/// Payload of `token_expiring`: the connection's token expires at `expires_at`, and the
+/// connection is closed (1008, "token expired") a grace period after that unless the client
+/// sends a `refresh` frame with a newer token first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExpiringPayload {
+    /// When the token expires (its `exp`), in ms since the epoch.
+    pub expires_at: u64,
+}
+
+/// Payload of the client's `refresh` frame: a newer token for the same user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshPayload<S = String> {
+    /// The JWT.
+    pub token: S,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +136,24 @@ mod tests {
         let minimal: ConnectPayload =
             serde_json::from_value(json!({"connectionId": "1", "userId": "bob"})).unwrap();
         assert_eq!((minimal.heartbeat_interval, minimal.node), (None, None));
+    }
+
+    #[test]
+    fn token_frames_are_camel_case() {
+        let expiring = TokenExpiringPayload {
+            expires_at: 1_732_000_000_000,
+        };
+        let json = serde_json::to_value(expiring).unwrap();
+        assert_eq!(json, json!({"expiresAt": 1_732_000_000_000_u64}));
+        assert_eq!(
+            serde_json::from_value::<TokenExpiringPayload>(json).unwrap(),
+            expiring
+        );
+        let refresh = RefreshPayload { token: "t" };
+        assert_eq!(
+            serde_json::to_value(refresh).unwrap(),
+            json!({"token": "t"})
+        );
     }
 
     #[test]

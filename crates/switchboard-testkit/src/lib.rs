@@ -13,6 +13,7 @@
 //!   distinct copy of the server crate through this one, a dev-dependency cycle).
 //! - [`cluster`]: in-process nodes sharing a [`RedisServer`], and the barrier that crosses it.
 //! - [`pki`]: [`TestPki`], a self-signed certificate per test for `wss://` and `https://`.
+//! - [`tokens`]: [`hs256_token`], a JWT with the claims and `exp` a test needs.
 //!
 //! ## Waiting
 //!
@@ -45,6 +46,7 @@ pub mod pki;
 pub mod raw;
 pub mod redis;
 pub mod server;
+pub mod tokens;
 pub mod wait;
 
 use std::time::Duration;
@@ -56,6 +58,7 @@ pub use pki::TestPki;
 pub use raw::{RawClient, masked_frame};
 pub use redis::{RedisServer, free_port};
 pub use server::TestServer;
+pub use tokens::{hs256_token, now_secs};
 pub use wait::{next_event, received_events, wait_for_port, wait_until, wait_until_async};
 
 /// Upper bound for any single expected event.

@@ -170,7 +170,8 @@ impl Builder {
         let cluster_tasks = TaskTracker::new();
         let cluster_cancel = CancellationToken::new();
         let cancel = cluster_cancel.child_token();
-        hub.spawn_maintenance(&tasks, &cancel);
+        let tokens = self.auth.jwt.is_some().then_some(self.auth.expiry);
+        hub.spawn_maintenance(&tasks, &cancel, tokens);
         let mut events = self.events;
         let mut extensions = self.extensions;
         let webhooks = self.webhooks.map(|config| {
@@ -204,6 +205,8 @@ impl Builder {
         let endpoint = Arc::new(Endpoint {
             hub: hub.clone(),
             extensions,
+            jwt: self.auth.jwt.clone(),
+            expiry: self.auth.expiry,
         });
         Switchboard {
             hub,

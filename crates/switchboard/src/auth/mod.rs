@@ -2,10 +2,12 @@
 //! do), the origin allowlist for browser upgrades, and the admin key of `/stats`.
 //!
 //! Authentication is on exactly when a JWT key is configured ([`AuthConfig::jwt`]). A token
-//! is verified once, when the connection presents it (at the upgrade or in its `auth` frame);
-//! the identity is the `sub` claim and the permissions come from the other claims (`grants`:
-//! `rooms`, `channels`, `broadcast`). This module does no I/O: `http::ws` and `connection::authenticate` present the
-//! tokens, the session enforces the grants.
+//! is verified when the connection presents it (at the upgrade, in its `auth` frame, or in a
+//! `refresh` frame that replaces it); the identity is the `sub` claim, the permissions come
+//! from the other claims (`grants`: `rooms`, `channels`, `broadcast`), and `exp` says until
+//! when they hold ([`TokenExpiry`]: the connection is warned before and closed after). This
+//! module does no I/O: `http::ws` and `connection::authenticate` present the tokens, the
+//! session enforces the grants and the hub's token sweep the expiry.
 
 mod grants;
 mod origin;
@@ -40,6 +42,42 @@ pub struct AuthConfig {
     pub allowed_origins: Option<OriginAllowlist>,
     /// Key that `/stats` (and the other admin routes) require; `None` leaves them open.
     pub admin_key: Option<Arc<str>>,
+    /// When a connection whose token expires is warned and closed.
+    pub expiry: TokenExpiry,
+}
+
+/// What happens to a connection as its token's `exp` approaches: a `token_expiring` frame
+/// `warning` before it (or at half the token's remaining lifetime, when that is shorter), and a
+/// close with 1008 "token expired" `grace` after it, unless a `refresh` frame brought a newer
+/// token first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry {
+    /// How long before `exp` the client is warned (`--token-expiry-warning`).
+    pub warning: Duration,
+    /// How long after `exp` the connection is closed (`--token-expiry-grace`).
+    pub grace: Duration,
+}
+
+impl Default for TokenExpiry {
+    /// A warning 60 s before `exp`, the close 10 s after it.
+    fn default() -> Self {
+        Self {
+            warning: Duration::from_secs(60),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TokenExpiry {
+    /// When a connection holding a token that expires at `expires_at` is warned, if it got the
+    /// token at `now` (both in ms since the epoch): `warning` before `exp`, or at half the
+    /// remaining lifetime for a token that lives less than twice `warning`; at once for one
+    /// already past its `exp` (accepted within the leeway).
+    pub(crate) fn warn_at(&self, expires_at: u64, now: u64) -> u64 {
+        let remaining = expires_at.saturating_sub(now);
+        let warning = (self.warning.as_millis() as u64).min(remaining / 2);
+        expires_at.saturating_sub(warning).max(now)
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -49,18 +87,21 @@ impl std::fmt::Debug for AuthConfig {
             .field("timeout", &self.timeout)
             .field("allowed_origins", &self.allowed_origins)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
+            .field("expiry", &self.expiry)
             .finish()
     }
 }
 
 impl Default for AuthConfig {
-    /// Authentication off, every origin, no admin key, a 5 s `auth` deadline.
+    /// Authentication off, every origin, no admin key, a 5 s `auth` deadline, the default
+    /// [`TokenExpiry`].
     fn default() -> Self {
         Self {
             jwt: None,
             timeout: Duration::from_secs(5),
             allowed_origins: None,
             admin_key: None,
+            expiry: TokenExpiry::default(),
         }
     }
 }
@@ -233,7 +274,11 @@ impl JwtConfig {
             .grants
             .into_grants()
             .map_err(TokenError::InvalidGrant)?;
-        Ok(Identity { user, grants })
+        Ok(Identity {
+            user,
+            grants,
+            expires_at: claims.exp.saturating_mul(1000),
+        })
     }
 }
 
@@ -249,6 +294,9 @@ fn parse_algorithm(name: Option<&str>) -> Result<Option<Algorithm>, KeyError> {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Seconds since the epoch; required and checked by the validation, read again here to
+    /// schedule the connection's expiry.
+    exp: u64,
     #[serde(flatten)]
     grants: grants::GrantClaims,
 }
@@ -258,6 +306,8 @@ struct Claims {
 pub(crate) struct Identity {
     pub(crate) user: UserId,
     pub(crate) grants: Grants,
+    /// The token's `exp`, in ms since the epoch.
+    pub(crate) expires_at: u64,
 }
 
 /// Why a token was refused. The messages are short: they go into HTTP 401 bodies and close

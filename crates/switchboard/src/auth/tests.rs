@@ -31,6 +31,20 @@ fn a_valid_token_gives_the_subject() {
     let token = sign(&json!({"sub": "alice", "exp": now() + 60}));
     let identity = verify(&hs256(), &token).unwrap();
     assert_eq!(identity.user.as_str(), "alice");
+    assert_eq!(identity.expires_at, (now() + 60) * 1000);
+}
+
+#[test]
+fn the_warning_comes_before_exp_or_at_half_a_short_lifetime() {
+    let expiry = TokenExpiry {
+        warning: Duration::from_secs(60),
+        grace: Duration::from_secs(10),
+    };
+    let now = 1_000_000;
+    assert_eq!(expiry.warn_at(now + 3_600_000, now), now + 3_540_000);
+    assert_eq!(expiry.warn_at(now + 120_000, now), now + 60_000);
+    assert_eq!(expiry.warn_at(now + 4_000, now), now + 2_000);
+    assert_eq!(expiry.warn_at(now - 5_000, now), now);
 }
 
 #[test]

@@ -1,15 +1,19 @@
 //! Validation of the authentication settings into an [`AuthConfig`]: the JWT key (read and
-//! parsed at start, so a bad key file fails fast), the `auth` deadline, the origin allowlist
-//! and the admin key.
+//! parsed at start, so a bad key file fails fast), the `auth` deadline, the token expiry's
+//! warning and grace, the origin allowlist and the admin key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ConfigError, RawSettings};
-use crate::auth::{AuthConfig, JwtConfig, KeyError};
+use crate::auth::{AuthConfig, JwtConfig, KeyError, TokenExpiry};
 
 /// Longest `auth_timeout` accepted.
 const MAX_AUTH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Longest `token_expiry_warning` and `token_expiry_grace` accepted: a day, beyond which a
+/// typo (`60m` for `60s`) is likelier than intent.
+const MAX_TOKEN_EXPIRY_SETTING: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn from_raw(raw: &RawSettings) -> Result<AuthConfig, ConfigError> {
     let timeout = raw
@@ -21,6 +25,7 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<AuthConfig, ConfigError> {
             "must be greater than zero and at most 5m",
         ));
     }
+    let expiry = token_expiry(raw)?;
     let allowed_origins = raw
         .allowed_origins
         .as_deref()
@@ -36,7 +41,23 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<AuthConfig, ConfigError> {
             .as_deref()
             .filter(|key| !key.is_empty())
             .map(Arc::from),
+        expiry,
     })
+}
+
+fn token_expiry(raw: &RawSettings) -> Result<TokenExpiry, ConfigError> {
+    let default = TokenExpiry::default();
+    let warning = raw.token_expiry_warning.map_or(default.warning, |d| d.0);
+    let grace = raw.token_expiry_grace.map_or(default.grace, |d| d.0);
+    for (setting, value) in [
+        ("token_expiry_warning", warning),
+        ("token_expiry_grace", grace),
+    ] {
+        if value > MAX_TOKEN_EXPIRY_SETTING {
+            return Err(ConfigError::invalid(setting, "must be at most 24h"));
+        }
+    }
+    Ok(TokenExpiry { warning, grace })
 }
 
 fn jwt(raw: &RawSettings) -> Result<Option<JwtConfig>, ConfigError> {

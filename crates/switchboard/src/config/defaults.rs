@@ -90,6 +90,8 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "redis_prefix" => REDIS_PREFIX.to_owned(),
         "node_ttl" => duration(NODE_TTL),
         "auth_timeout" => duration(AuthConfig::default().timeout),
+        "token_expiry_warning" => duration(AuthConfig::default().expiry.warning),
+        "token_expiry_grace" => duration(AuthConfig::default().expiry.grace),
         "dedup_window" => duration(DEDUP_WINDOW),
         "history_size" => HISTORY_SIZE.to_string(),
         "history_ttl" => duration(HISTORY_TTL),

@@ -192,6 +192,14 @@ settings! {
     /// How long a connection without a token at the upgrade has to send its `auth` frame.
     #[arg(long, value_name = "DURATION")]
     auth_timeout: DurationArg,
+    /// How long before its token's `exp` a connection gets `token_expiring` (at half the
+    /// token's remaining lifetime when that is sooner), so its client can send `refresh`.
+    #[arg(long, value_name = "DURATION")]
+    token_expiry_warning: DurationArg,
+    /// How long after its token's `exp` a connection that did not refresh it is closed
+    /// (1008, "token expired"); `0s` closes it at `exp`.
+    #[arg(long, value_name = "DURATION")]
+    token_expiry_grace: DurationArg,
     /// Comma-separated origins browsers may connect from, e.g.
     /// `https://app.example.com,http://localhost:5173`.
     #[arg(long, value_name = "ORIGINS")]

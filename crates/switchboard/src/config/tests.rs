@@ -72,7 +72,8 @@ fn flags_override_the_file() {
     let path = dir.join("switchboard.toml");
     std::fs::write(
         &path,
-        "port = 4100\nmax_connections = 7\nheartbeat_interval = \"10s\"\nmax_frame_size = 2048\n",
+        "port = 4100\nmax_connections = 7\nheartbeat_interval = \"10s\"\nmax_frame_size = 2048\n\
+         token_expiry_warning = \"20s\"\n",
     )
     .unwrap();
     let config = from_args(&["--config", path.to_str().unwrap(), "--port", "4200"]).unwrap();
@@ -80,6 +81,7 @@ fn flags_override_the_file() {
     assert_eq!(config.hub.limits.max_connections, 7);
     assert_eq!(config.hub.heartbeat.interval, Duration::from_secs(10));
     assert_eq!(config.hub.limits.max_frame_size, 2048);
+    assert_eq!(config.auth.expiry.warning, Duration::from_secs(20));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -198,6 +200,8 @@ fn invalid_auth_settings_name_the_setting() {
         (&["--jwt-algorithm", "HS256"], "jwt_algorithm"),
         (&["--auth-timeout", "0s"], "auth_timeout"),
         (&["--auth-timeout", "301s"], "auth_timeout"),
+        (&["--token-expiry-grace", "25h"], "token_expiry_grace"),
+        (&["--token-expiry-warning", "2d"], "token_expiry_warning"),
         (&["--allowed-origins", "*"], "allowed_origins"),
         (
             &["--allowed-origins", "https://a.example/"],
@@ -386,6 +390,7 @@ fn prefixed_variables_set_settings_of_every_kind() {
             ("SWITCHBOARD_MAX_FRAME_SIZE", "64KiB"),
             ("SWITCHBOARD_APP_HEARTBEAT", "true"),
             ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("SWITCHBOARD_TOKEN_EXPIRY_GRACE", "3s"),
             // A value that looks like a flag is still a value.
             ("SWITCHBOARD_JWT_SECRET", "--not-a-flag"),
         ],
@@ -401,6 +406,7 @@ fn prefixed_variables_set_settings_of_every_kind() {
     assert!(config.hub.heartbeat.app_ping);
     assert_eq!(config.log.format, LogFormat::Json);
     assert!(config.auth.jwt.is_some());
+    assert_eq!(config.auth.expiry.grace, Duration::from_secs(3));
 }
 
 #[test]

@@ -19,19 +19,33 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::auth::{Grants, Identity};
+use crate::auth::{Grants, Identity, JwtConfig, TokenExpiry};
 use crate::handlers::Extensions;
-use crate::hub::{Hub, Wire};
+use crate::hub::{Hub, TokenDeadline, Wire};
 use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
 
-/// What every connection of one instance shares: the hub, and the application's handlers and
-/// hooks (fixed when the instance is built).
+/// What every connection of one instance shares: the hub, the application's handlers and
+/// hooks, and how tokens are verified and expire (fixed when the instance is built).
 pub(crate) struct Endpoint {
     pub(crate) hub: Hub,
     pub(crate) extensions: Extensions,
+    /// Verifies the tokens of `refresh` frames; `None` when authentication is off.
+    pub(crate) jwt: Option<Arc<JwtConfig>>,
+    /// When a connection is warned of its token's expiry.
+    pub(crate) expiry: TokenExpiry,
+}
+
+impl Endpoint {
+    /// The deadline of a token that expires at `expires_at` (ms since the epoch), given now.
+    pub(crate) fn token_deadline(&self, expires_at: u64) -> TokenDeadline {
+        TokenDeadline {
+            expires_at,
+            warn_at: self.expiry.warn_at(expires_at, crate::protocol::now_ms()),
+        }
+    }
 }
 
 /// The limits client frames are parsed with.
@@ -51,6 +65,8 @@ pub(crate) struct Peer {
     pub(crate) user: UserId,
     /// What the connection may do; `None` when authentication is off (everything).
     pub(crate) grants: Option<Box<Grants>>,
+    /// When the token expires (ms since the epoch); `None` without a token.
+    pub(crate) expires_at: Option<u64>,
 }
 
 impl From<Identity> for Peer {
@@ -58,6 +74,7 @@ impl From<Identity> for Peer {
         Self {
             user: identity.user,
             grants: Some(Box::new(identity.grants)),
+            expires_at: Some(identity.expires_at),
         }
     }
 }
@@ -133,6 +150,9 @@ where
     };
     match endpoint.hub.register_as(peer.user.clone(), wire) {
         Ok(handle) => {
+            if let Some(expires_at) = peer.expires_at {
+                handle.set_token_deadline(endpoint.token_deadline(expires_at));
+            }
             let session = Session::start(endpoint, handle, mode, peer.grants);
             Connection::Open(driver::Driver::new(io, session))
         }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::auth::TokenError;
 use crate::handlers::Reject;
 use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::protocol::ErrorCode;
@@ -31,7 +32,13 @@ pub(crate) enum Refused {
     /// An `auth` frame on a connection that has its identity already.
     #[error("this connection is already authenticated")]
     AlreadyAuthenticated,
-    /// An `auth` frame while authentication is off.
+    /// A `refresh` frame whose token does not verify.
+    #[error("invalid token: {0}")]
+    InvalidToken(#[source] TokenError),
+    /// A `refresh` frame whose token is another user's.
+    #[error("the token is for another user")]
+    OtherUser,
+    /// An `auth` or `refresh` frame while authentication is off.
     #[error("authentication is off on this server")]
     AuthenticationOff,
     /// A `history` request while history is off.
@@ -62,6 +69,7 @@ impl Refused {
             | Self::HistoryOff
             | Self::InvalidData(_) => ErrorCode::InvalidMessage,
             Self::UnknownType(_) => ErrorCode::UnknownType,
+            Self::InvalidToken(_) | Self::OtherUser => ErrorCode::Unauthorized,
             Self::Handler(reject) => reject.code(),
         }
     }

@@ -4,7 +4,9 @@
 //! rooms and channels the connection is in and which ids it has processed; the user's rate
 //! limiter and presence are shared with the user's other connections through `UserState`.
 //! It never touches the socket: replies go through the connection's own outbox, so they are
-//! written in order with everything else and count against the same byte limit.
+//! written in order with everything else and count against the same byte limit. Commands
+//! about streams (`session_streams.rs`), documents (`session_document.rs`) and token refresh
+//! (`session_tokens.rs`) live in sibling files.
 
 use std::sync::Arc;
 
@@ -371,6 +373,7 @@ impl Session {
                 Ok(Done::Ack(None))
             }
             Command::Pong => Ok(Done::Ack(None)),
+            Command::Refresh { token } => self.refresh(&token),
             Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
             Command::Auth { .. } => Err(Refused::AuthenticationOff),
             Command::Other { kind, payload } => {
@@ -561,3 +564,6 @@ mod streams;
 
 #[path = "session_document.rs"]
 mod document;
+
+#[path = "session_tokens.rs"]
+mod tokens;

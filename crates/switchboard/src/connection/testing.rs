@@ -55,6 +55,8 @@ pub(super) fn endpoint(hub: &Hub) -> Arc<Endpoint> {
     Arc::new(Endpoint {
         hub: hub.clone(),
         extensions: Extensions::default(),
+        jwt: None,
+        expiry: crate::auth::TokenExpiry::default(),
     })
 }
 

@@ -235,7 +235,11 @@ fn admit(
                 Box::new((StatusCode::BAD_REQUEST, format!("invalid userId: {e}")).into_response())
             })?,
         };
-        return Ok(Admission::Known(Peer { user, grants: None }));
+        return Ok(Admission::Known(Peer {
+            user,
+            grants: None,
+            expires_at: None,
+        }));
     };
     let token = match super::keys::bearer(headers) {
         // A header that is not UTF-8 is no JWT: verified as the empty token, it is refused.

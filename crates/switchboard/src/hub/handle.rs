@@ -1,4 +1,5 @@
-//! The hub's handle to one connection: its ids, its outbox and its activity clock. The hub's
+//! The hub's handle to one connection: its ids, its outbox, its activity clock and when its
+//! token expires. The hub's
 //! maps hold these; the socket and the per-connection protocol state live in the connection's
 //! task and are never reachable from here.
 
@@ -44,6 +45,21 @@ pub(crate) struct ConnShared {
     last_active: AtomicU64,
     /// Hub-clock ms when a close was first requested; 0 while open.
     closing_since: AtomicU64,
+    /// The `exp` of the connection's token, in ms since the epoch (wall clock, as `exp` is);
+    /// 0 when it has none (authentication off). Written by the connection's session when it
+    /// authenticates or refreshes, read by the hub's token sweep.
+    token_expires_at: AtomicU64,
+    /// When the sweep sends `token_expiring` (ms since the epoch); 0 once sent, or when there is
+    /// no token.
+    token_warn_at: AtomicU64,
+}
+
+/// When a connection's token expires, and when its client is to be warned (ms since the
+/// epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenDeadline {
+    pub(crate) expires_at: u64,
+    pub(crate) warn_at: u64,
 }
 
 /// A snapshot of a connection, as the library API and the server API report it.
@@ -80,6 +96,8 @@ impl ConnHandle {
             last_seen: AtomicU64::new(now),
             last_active: AtomicU64::new(now),
             closing_since: AtomicU64::new(0),
+            token_expires_at: AtomicU64::new(0),
+            token_warn_at: AtomicU64::new(0),
         }))
     }
 
@@ -142,6 +160,36 @@ impl ConnHandle {
 
     pub(crate) fn last_active(&self) -> u64 {
         self.0.last_active.load(Ordering::Relaxed)
+    }
+
+    /// Sets when the connection's token expires and when its client is warned, replacing what
+    /// an earlier token set. The expiry is stored first, so a sweep that sees the new warning
+    /// time announces the new `exp`.
+    pub(crate) fn set_token_deadline(&self, deadline: TokenDeadline) {
+        self.0
+            .token_expires_at
+            .store(deadline.expires_at, Ordering::Release);
+        self.0
+            .token_warn_at
+            .store(deadline.warn_at.max(1), Ordering::Release);
+    }
+
+    /// When the connection's token expires (ms since the epoch), if it has one.
+    pub(crate) fn token_expires_at(&self) -> Option<u64> {
+        Some(self.0.token_expires_at.load(Ordering::Acquire)).filter(|&t| t != 0)
+    }
+
+    /// Takes the warning that is due at `now` (ms since the epoch): true once per token, when
+    /// its warning time has come.
+    pub(crate) fn take_token_warning(&self, now: u64) -> bool {
+        let warn_at = self.0.token_warn_at.load(Ordering::Acquire);
+        warn_at != 0
+            && now >= warn_at
+            && self
+                .0
+                .token_warn_at
+                .compare_exchange(warn_at, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     pub(crate) fn info(&self, now: u64) -> ConnInfo {

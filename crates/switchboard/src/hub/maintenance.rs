@@ -1,6 +1,6 @@
 //! Periodic work over all connections, done by a few sweeps instead of per-connection timers:
-//! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms, and
-//! rate sampling for `/stats`.
+//! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms,
+//! rate sampling for `/stats`, and token expiry (`token_sweep`, when authentication is on).
 //!
 //! The sweep tasks hold only a weak reference to the hub and end when it is dropped or when the
 //! cancellation token fires.
@@ -12,7 +12,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tokens::{TOKEN_SWEEP_PERIOD, TokenReport};
 use super::{CloseRequest, ConnHandle, Counters, Hub, HubInner};
+use crate::auth::TokenExpiry;
 use crate::protocol::{CloseCode, ServerFrame, ServerKind, now_ms};
 use crate::ws::frame;
 
@@ -56,25 +58,16 @@ pub(crate) struct CleanupReport {
 
 impl Hub {
     /// Spawns the sweeps on `tasks`; they stop when `cancel` fires or the hub is dropped.
-    pub(crate) fn spawn_maintenance(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+    /// With `tokens` (authentication is on), the token sweep runs too, with those settings.
+    pub(crate) fn spawn_maintenance(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        tokens: Option<TokenExpiry>,
+    ) {
         let config = &self.inner.config;
-        let every = |period: Duration, sweep: fn(&Hub)| {
-            let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
-            let cancel = cancel.clone();
-            tasks.spawn(async move {
-                let mut ticker = tokio::time::interval(period);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                ticker.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = ticker.tick() => {}
-                    }
-                    let Some(inner) = weak.upgrade() else { return };
-                    sweep(&Hub { inner });
-                }
-            });
-        };
+        let every =
+            |period: Duration, sweep: fn(&Hub)| self.spawn_sweep(tasks, cancel, period, sweep);
         every(config.heartbeat.interval, |hub| {
             let report = hub.heartbeat_sweep();
             if report.timed_out > 0 {
@@ -112,6 +105,44 @@ impl Hub {
             let saved = hub.save_documents();
             if saved > 0 {
                 tracing::debug!(documents = saved, "documents saved");
+            }
+        });
+        if let Some(tokens) = tokens {
+            self.spawn_sweep(tasks, cancel, TOKEN_SWEEP_PERIOD, move |hub| {
+                let report = hub.token_sweep(&tokens, now_ms());
+                if report != TokenReport::default() {
+                    tracing::debug!(
+                        warned = report.warned,
+                        expired = report.expired,
+                        "token sweep"
+                    );
+                }
+            });
+        }
+    }
+
+    /// Spawns a task on `tasks` that runs `sweep` every `period`, holding only a weak
+    /// reference to the hub; it ends when `cancel` fires or the hub is dropped.
+    fn spawn_sweep(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        period: Duration,
+        sweep: impl Fn(&Hub) + Send + 'static,
+    ) {
+        let weak: Weak<HubInner> = std::sync::Arc::downgrade(&self.inner);
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                sweep(&Hub { inner });
             }
         });
     }
@@ -195,7 +226,7 @@ impl Hub {
         report
     }
 
-    fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
+    pub(super) fn for_each_open(&self, mut visit: impl FnMut(&ConnHandle)) {
         self.inner.registry.for_each_conn(|handle| {
             if handle.closing_since().is_none() {
                 visit(handle);

@@ -1,7 +1,7 @@
 //! The hub: this node's connections, users, rooms, channels and presence, and the fan-out path.
 //!
-//! It holds only handles (`ConnHandle`: ids, a bounded outbox, activity clocks), never a
-//! socket. Its state lives in parts that own it, each behind its own locks:
+//! It holds only handles (`ConnHandle`: ids, a bounded outbox, activity clocks, the token's
+//! expiry), never a socket. Its state lives in parts that own it, each behind its own locks:
 //!
 //! | part | owns | file |
 //! |---|---|---|
@@ -16,7 +16,8 @@
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
-//! and history reads: `streams.rs`); the registry, rooms and channels tell the cluster part
+//! and history reads: `streams.rs`; the sweeps over every connection: `maintenance.rs`, and
+//! `tokens.rs` for token expiry); the registry, rooms and channels tell the cluster part
 //! about first and last local members through observer traits, under their own locks, so they
 //! never see the broker.
 //!
@@ -49,6 +50,7 @@ mod shard;
 mod shared;
 mod stats;
 mod streams;
+mod tokens;
 mod top_rooms;
 mod user;
 
@@ -75,7 +77,7 @@ pub(crate) use docs::{DocCommand, DocError, OpenDoc};
 pub use events::{EventHook, HubEvent};
 use events::{Events, Observers};
 pub use handle::ConnInfo;
-pub(crate) use handle::{ConnHandle, Wire};
+pub(crate) use handle::{ConnHandle, TokenDeadline, Wire};
 use history::History;
 pub(crate) use latency::LatencySnapshot;
 use lifecycle::member_frame;

@@ -123,6 +123,7 @@ pub(crate) enum InKind {
     Ping,
     Pong,
     Auth,
+    Refresh,
     History,
     /// A type handled by an application handler, or an unknown one.
     Custom,
@@ -136,7 +137,7 @@ pub(crate) enum InKind {
 
 impl InKind {
     /// Every kind, in index order.
-    pub(crate) const ALL: [InKind; 16] = [
+    pub(crate) const ALL: [InKind; 17] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -148,6 +149,7 @@ impl InKind {
         Self::Ping,
         Self::Pong,
         Self::Auth,
+        Self::Refresh,
         Self::History,
         Self::Custom,
         Self::Invalid,
@@ -169,6 +171,7 @@ impl InKind {
             Command::Ping { .. } => Self::Ping,
             Command::Pong => Self::Pong,
             Command::Auth { .. } => Self::Auth,
+            Command::Refresh { .. } => Self::Refresh,
             Command::History(_) => Self::History,
             Command::Other { .. } => Self::Custom,
         }
@@ -188,6 +191,7 @@ impl InKind {
             Self::Ping => "ping",
             Self::Pong => "pong",
             Self::Auth => "auth",
+            Self::Refresh => "refresh",
             Self::History => "history",
             Self::Custom => "custom",
             Self::Invalid => "invalid",

@@ -109,6 +109,11 @@ pub enum Command<'a> {
         /// The JWT.
         token: Cow<'a, str>,
     },
+    /// `refresh {token}`: replaces the connection's token (same user) and permissions.
+    Refresh {
+        /// The JWT.
+        token: Cow<'a, str>,
+    },
     /// Any other type: handled by a registered custom handler, or refused as `UNKNOWN_TYPE`.
     Other {
         /// The message type.
@@ -331,6 +336,10 @@ fn command<'a>(
         ClientKind::Auth => {
             let AuthPayload { token } = field(required(payload)?)?;
             Command::Auth { token }
+        }
+        ClientKind::Refresh => {
+            let AuthPayload { token } = field(required(payload)?)?;
+            Command::Refresh { token }
         }
         ClientKind::History => Command::History(history::request(required(payload)?, limits)?),
     })

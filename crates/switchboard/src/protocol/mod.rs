@@ -14,5 +14,5 @@ pub use history::HistoryRequest;
 pub use server::{AckPayload, ServerFrame, ack_frame, error_frame, error_frame_with_retry, now_ms};
 pub use switchboard_protocol::{
     ClientKind, CloseCode, ConnectPayload, ErrorCode, ErrorPayload, HistoryPayload, MAX_EPOCH_LEN,
-    ServerKind, StreamPosition,
+    ServerKind, StreamPosition, TokenExpiringPayload,
 };
