@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use axum::routing::post;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use switchboard_testkit::{Client, TestServer, WAIT, http_get};
+use switchboard_testkit::{Client, TestPki, TestServer, WAIT, http_get};
 use tokio::sync::{mpsc, oneshot};
 
 const SECRET: &str = "webhook-test-secret";
@@ -330,4 +332,85 @@ async fn only_the_chosen_events_are_sent_and_other_types_stay_unknown() {
         summary(&events(&mut received, 2).await),
         pairs(&[("member_added", "general"), ("client_message", "cursor")])
     );
+}
+
+/// The backend again, over TLS with `pki`'s certificate (for `localhost`).
+async fn tls_backend(pki: &TestPki) -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (sender, received) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route("/hooks", post(receive))
+        .with_state(Backend {
+            received: sender,
+            script: Script::default(),
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn https_backends_are_verified_against_the_system_roots() {
+    let pki = TestPki::generate();
+    let (addr, mut received) = tls_backend(&pki).await;
+    let url = format!("https://localhost:{}/hooks", addr.port());
+    let args = [
+        "--webhook-url",
+        url.as_str(),
+        "--webhook-secret",
+        SECRET,
+        "--webhook-events",
+        "presence_changed",
+    ];
+    // The roots come from SSL_CERT_FILE, as the system's would.
+    let cert = pki.cert.to_str().unwrap();
+    let trusting = common::Running::start(&args, &[("SSL_CERT_FILE", cert)]).await;
+    let _alice = Client::connect(&format!("ws://{}/?userId=alice", trusting.addr)).await;
+    let request = next(&mut received).await;
+    assert_signed(&request);
+    assert_eq!(request.names(), ["presence_changed"]);
+
+    // A server that does not trust the backend's certificate gets no answer from it: the
+    // request fails (counted) and the backend is never reached with events.
+    let other = TestPki::generate();
+    let other_cert = other.cert.to_str().unwrap();
+    let doubting = common::Running::start(&args, &[("SSL_CERT_FILE", other_cert)]).await;
+    let _bob = Client::connect(&format!("ws://{}/?userId=bob", doubting.addr)).await;
+    switchboard_testkit::wait_until_async("the TLS failure is counted", || async {
+        let (_, metrics) = http_get(doubting.addr, "/metrics").await;
+        metrics.lines().any(|line| {
+            line.starts_with("switchboard_webhook_requests_failed_total ") && !line.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(received.try_recv().is_err(), "no request got through");
 }

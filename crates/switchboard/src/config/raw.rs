@@ -260,7 +260,7 @@ settings! {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     echo_endpoint: bool,
-    /// Comma-separated backend URLs (`http://`) that lifecycle events are POSTed to, signed
+    /// Comma-separated backend URLs (`http://` or `https://`) lifecycle events are POSTed to, signed
     /// with `webhook_secret`; a lone node only (a cluster would send each event per node).
     #[arg(long, value_name = "URLS")]
     webhook_url: String,

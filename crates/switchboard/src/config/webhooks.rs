@@ -12,7 +12,7 @@ use super::{ConfigError, RawSettings};
 /// The webhook settings.
 #[derive(Clone)]
 pub struct WebhookConfig {
-    /// The endpoints every event is POSTed to (`http://` only).
+    /// The endpoints every event is POSTed to (`http://` or `https://`).
     pub urls: Vec<Uri>,
     /// The key of the requests' HMAC-SHA256 signature.
     pub secret: Arc<str>,
@@ -104,7 +104,7 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
-/// The webhook settings: `None` without a URL. Every URL must be `http://` with a host, a
+/// The webhook settings: `None` without a URL. Every URL must be `http(s)://` with a host, a
 /// secret is required, and they are refused in cluster mode (each node would send its own
 /// view of every event).
 pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<WebhookConfig>, ConfigError> {
@@ -158,16 +158,13 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<WebhookConfig>, Confi
     }))
 }
 
-/// An `http://host[:port][/path]` URL.
+/// An `http(s)://host[:port][/path]` URL.
 fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(host)) if !host.is_empty() => Ok(uri),
-        (Some("https"), _) => Err(format!(
-            "{url:?}: https is not supported yet; use http:// (a local backend or a TLS-terminating proxy)"
-        )),
-        _ => Err(format!("{url:?} must be http://host[:port]/path")),
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(uri),
+        _ => Err(format!("{url:?} must be http(s)://host[:port]/path")),
     }
 }
