@@ -18,7 +18,7 @@ use crate::config::{ApiConfig, HubConfig};
 use crate::connection::Endpoint;
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
-use crate::http::{self, AppState};
+use crate::http::{self, ApiAccess, AppState};
 use crate::hub::{ConnInfo, Hub};
 use crate::store::StreamStore;
 
@@ -64,7 +64,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Settings of the server HTTP API under `/api` (default: open, with a warning).
+    /// Settings of the server HTTP API under `/api` (default: every request refused, until a
+    /// key is configured or the API is declared open with [`ApiConfig::insecure`]).
     pub fn api(mut self, api: ApiConfig) -> Self {
         self.api = api;
         self
@@ -153,10 +154,14 @@ impl Builder {
         if let Some(redis) = &self.redis {
             redis.spawn(&cluster_tasks, &cluster_cancel);
         }
-        if self.api.key.is_none() {
-            tracing::warn!(
-                "the server API (/api) has no key: anyone who can reach it can use it; set --api-key"
-            );
+        match (&self.api.key, self.api.insecure) {
+            (Some(_), _) => {}
+            (None, true) => tracing::warn!(
+                "the server API (/api) is open (api_insecure): anyone who can reach it can use it"
+            ),
+            (None, false) => tracing::info!(
+                "the server API (/api) refuses every request: set --api-key to use it"
+            ),
         }
         match &self.auth.jwt {
             Some(jwt) => tracing::info!(algorithm = jwt.algorithm(), "authentication on (JWT)"),
@@ -209,7 +214,7 @@ impl Switchboard {
             hub: self.hub.clone(),
             endpoint: self.endpoint.clone(),
             tasks: self.tasks.clone(),
-            api_key: self.api.key.clone().map(Arc::from),
+            api: ApiAccess::from_config(&self.api),
             auth: self.auth.clone(),
             shutdown: self.cancel.clone(),
             serves_documents: self.serves_documents,

@@ -70,17 +70,21 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
 }
 
-/// Settings of the server HTTP API (`/api/...`).
+/// Settings of the server HTTP API (`/api/...`). The default refuses every request: the API
+/// is served with a key, or without one only when `insecure` says so.
 #[derive(Clone, Default)]
 pub struct ApiConfig {
-    /// The key callers must present; `None` leaves the API open.
+    /// The key callers must present.
     pub key: Option<String>,
+    /// Serve the API without a key (`--api-insecure`); ignored when `key` is set.
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -261,7 +265,7 @@ impl Config {
         Ok(Self {
             server: validate::server(&raw)?,
             hub: validate::hub(&raw)?,
-            api: validate::api(&raw),
+            api: validate::api(&raw)?,
             auth,
             cluster: validate::cluster(&raw)?,
             log: validate::log(&raw)?,
@@ -282,3 +286,7 @@ impl Default for Config {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod ops_tests;

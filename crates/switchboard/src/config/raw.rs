@@ -158,9 +158,15 @@ settings! {
     #[arg(long, value_name = "SIZE")]
     max_presence_metadata: ByteSize,
     /// Key the server HTTP API (`/api/...`) requires as `Authorization: Bearer KEY` or
-    /// `X-API-Key: KEY`; without it the API is open (a warning is logged).
+    /// `X-API-Key: KEY`; without it (and without `--api-insecure`) the API refuses every
+    /// request.
     #[arg(long, value_name = "KEY", hide_env_values = true)]
     api_key: String,
+    /// Serve the server HTTP API without a key: anyone who can reach the port can publish and
+    /// disconnect users (a warning is logged). Not together with `--api-key`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    api_insecure: bool,
     /// Join the cluster sharing this Redis, e.g. `redis://127.0.0.1:6379`; without it the
     /// node runs alone and touches no network.
     #[arg(long, value_name = "URL")]

@@ -280,11 +280,18 @@ fn violations(raw: &RawSettings) -> Result<Option<ViolationLimit>, ConfigError> 
     }))
 }
 
-/// The server HTTP API.
-pub(super) fn api(raw: &RawSettings) -> ApiConfig {
-    ApiConfig {
-        key: raw.api_key.clone().filter(|key| !key.is_empty()),
+/// The server HTTP API: a key, or `api_insecure` to serve it without one, not both (an
+/// operator who set both cannot tell which one wins).
+pub(super) fn api(raw: &RawSettings) -> Result<ApiConfig, ConfigError> {
+    let key = raw.api_key.clone().filter(|key| !key.is_empty());
+    let insecure = raw.api_insecure.unwrap_or(defaults::API_INSECURE);
+    if insecure && key.is_some() {
+        return Err(ConfigError::invalid(
+            "api_insecure",
+            "cannot be set together with api_key: the API requires the key; unset one of them",
+        ));
     }
+    Ok(ApiConfig { key, insecure })
 }
 
 /// Cluster mode: `None` without a Redis URL.

@@ -19,6 +19,8 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use api::ApiAccess;
+
 use crate::auth::AuthConfig;
 use crate::connection::Endpoint;
 use crate::hub::Hub;
@@ -31,8 +33,8 @@ pub(crate) struct AppState {
     pub(crate) endpoint: Arc<Endpoint>,
     /// Connection tasks are spawned here, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
-    /// The key the server API requires, if any.
-    pub(crate) api_key: Option<Arc<str>>,
+    /// Who may use the server API.
+    pub(crate) api: ApiAccess,
     /// Token verification, origins and the admin key.
     pub(crate) auth: AuthConfig,
     /// Cancelled when the instance shuts down; connections still waiting for their `auth`

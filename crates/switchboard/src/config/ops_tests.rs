@@ -1,0 +1,67 @@
+//! Validation of the operating settings at their edges: the server API's access.
+
+use super::*;
+
+fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
+    from_env(args, &[])
+}
+
+fn from_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: std::collections::HashMap<String, OsString> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), OsString::from(value)))
+        .collect();
+    Invocation::from_args_and_env(
+        std::iter::once("switchboard").chain(args.iter().copied()),
+        move |name| env.get(name).cloned(),
+    )?
+    .config()
+}
+
+fn from_toml(text: &str) -> Result<Config, ConfigError> {
+    Config::from_settings(toml::from_str(text).expect("valid TOML"))
+}
+
+fn refused(args: &[&str]) -> (&'static str, String) {
+    match from_args(args) {
+        Err(ConfigError::Invalid { setting, reason }) => (setting, reason),
+        other => panic!("expected {args:?} to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_api_is_closed_by_default_and_opens_with_a_key_or_insecure() {
+    let api = from_args(&[]).unwrap().api;
+    assert_eq!((api.key, api.insecure), (None, false));
+    let api = from_args(&["--api-key", "k"]).unwrap().api;
+    assert_eq!((api.key.as_deref(), api.insecure), (Some("k"), false));
+    let api = from_args(&["--api-insecure"]).unwrap().api;
+    assert_eq!((api.key, api.insecure), (None, true));
+    let api = from_args(&["--api-insecure=false"]).unwrap().api;
+    assert!(!api.insecure);
+    // An empty key is no key: still closed.
+    let api = from_args(&["--api-key", ""]).unwrap().api;
+    assert_eq!((api.key, api.insecure), (None, false));
+    let api = from_args(&["--api-key", "", "--api-insecure"]).unwrap().api;
+    assert_eq!((api.key, api.insecure), (None, true));
+}
+
+#[test]
+fn a_key_and_insecure_together_are_refused() {
+    let (setting, reason) = refused(&["--api-key", "k", "--api-insecure"]);
+    assert_eq!(setting, "api_insecure");
+    assert!(reason.contains("api_key"), "{reason}");
+    assert!(from_args(&["--api-key", "k", "--api-insecure=false"]).is_ok());
+}
+
+#[test]
+fn api_insecure_comes_from_every_source() {
+    assert!(
+        from_env(&[], &[("SWITCHBOARD_API_INSECURE", "true")])
+            .unwrap()
+            .api
+            .insecure
+    );
+    assert!(from_toml("api_insecure = true").unwrap().api.insecure);
+    assert!(!from_toml("api_insecure = false").unwrap().api.insecure);
+}
