@@ -24,6 +24,7 @@
 //! Layered bottom to top: a module uses only modules above it in this list, never one below
 //! (`tests/architecture.rs` fails on any two modules that use each other).
 //!
+//! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
 //!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
@@ -69,6 +70,7 @@ mod limits;
 pub mod metrics;
 mod per_ip;
 pub mod presence;
+pub mod process;
 pub mod protocol;
 pub mod server;
 pub mod store;

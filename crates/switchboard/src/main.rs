@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
             "deprecated environment variable"
         );
     }
+    raise_open_file_limit(config.hub.limits.max_connections);
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -48,6 +49,18 @@ async fn main() -> ExitCode {
     // requested one, so supervisors do not treat it as a crash.
     server.run_until(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// Raises the open-file limit to what `max_connections` needs, as far as the hard limit
+/// allows, and logs the outcome; a failure is a warning, not a reason not to start.
+fn raise_open_file_limit(max_connections: usize) {
+    #[cfg(unix)]
+    match switchboard::process::open_files::raise(max_connections) {
+        Ok(outcome) => outcome.log(max_connections),
+        Err(error) => tracing::warn!(%error, max_connections, "open-file limit unchanged"),
+    }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }
 
 /// Prints a configuration error; exit code 2.
