@@ -1,6 +1,8 @@
-//! The standalone server: binds the listener, accepts connections (completing the TLS
-//! handshake first when TLS is configured) and serves each with hyper (HTTP/1.1 with upgrades)
-//! over the [`Switchboard`] router, and shuts down gracefully.
+//! The standalone server: binds the listener (and the admin listener with `--admin-port`),
+//! accepts connections (completing the TLS handshake first when TLS is configured) and serves
+//! each with hyper (HTTP/1.1 with upgrades) over the [`Switchboard`] router, and shuts down
+//! gracefully. With an admin listener the public one serves [`Switchboard::public_router`] and
+//! the admin one [`Switchboard::admin_router`], with the same TLS and without the per-IP cap.
 //!
 //! Shutdown: stop accepting, close every WebSocket with 1001 (after flushing what is queued
 //! for it), let HTTP connections finish their request, and wait for all of it at most the
@@ -55,6 +57,8 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The admin routes' own listener (`--admin-port`).
+    admin_listener: Option<TcpListener>,
     config: ServerConfig,
     switchboard: Switchboard,
 }
@@ -66,6 +70,16 @@ impl Server {
         let listener = listen(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
+        let admin_listener = match config.server.admin_port {
+            None => None,
+            Some(port) => {
+                let address = format!("{}:{port}", config.server.host);
+                let listener = listen(&address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?;
+                Some(listener)
+            }
+        };
         let mut builder = Switchboard::builder(config.hub)
             .api(config.api)
             .auth(config.auth);
@@ -86,6 +100,7 @@ impl Server {
         let switchboard = builder.build();
         Ok(Self {
             listener,
+            admin_listener,
             config: config.server,
             switchboard,
         })
@@ -98,6 +113,13 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.config.port)))
     }
 
+    /// The address of the admin listener, when there is one (`--admin-port`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// The hub.
     pub fn hub(&self) -> &Hub {
         self.switchboard.hub()
@@ -108,31 +130,52 @@ impl Server {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> bool {
         let Self {
             listener,
+            admin_listener,
             config,
             switchboard,
         } = self;
+        if let Some(admin) = &admin_listener {
+            tracing::info!(
+                address = %admin.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+                "admin routes listening (/api, /metrics, /stats, /dashboard)"
+            );
+        }
         tracing::info!(
             address = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             node = %switchboard.hub().node_id(),
             tls = config.tls.is_some(),
             "switchboard listening"
         );
-        let intake = Intake {
-            router: switchboard.router(),
+        let intake = |router, per_ip| Intake {
+            router,
             tasks: switchboard.tasks().clone(),
             cancel: switchboard.cancel_token().clone(),
-            per_ip: config.max_connections_per_ip.map(PerIpLimit::new),
+            per_ip,
             tls: config.tls.as_ref().map(|tls| tls.acceptor().clone()),
             handshake_timeout: config.handshake_timeout,
         };
+        let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
+        let (public, admin) = match &admin_listener {
+            None => (intake(switchboard.router(), per_ip), None),
+            Some(_) => (
+                intake(switchboard.public_router(), per_ip),
+                Some(intake(switchboard.admin_router(), None)),
+            ),
+        };
         tokio::pin!(shutdown);
-        let mut accept_errors = 0;
+        let (mut accept_errors, mut admin_errors) = (0, 0);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                (stream, peer) = accept(&listener, &mut accept_errors) => intake.admit(stream, peer),
+                (stream, peer) = accept(&listener, &mut accept_errors) => public.admit(stream, peer),
+                (stream, peer) = accept_if(admin_listener.as_ref(), &mut admin_errors) => {
+                    if let Some(admin) = &admin {
+                        admin.admit(stream, peer);
+                    }
+                }
             }
         }
+        drop(admin_listener);
         drop(listener);
         shut_down(&switchboard, config.shutdown_timeout).await
     }
@@ -155,6 +198,14 @@ async fn accept(listener: &TcpListener, errors: &mut u32) -> (TcpStream, SocketA
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_if(listener: Option<&TcpListener>, errors: &mut u32) -> (TcpStream, SocketAddr) {
+    match listener {
+        Some(listener) => accept(listener, errors).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::config::{ApiConfig, HubConfig};
 use crate::connection::Endpoint;
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
-use crate::http::{self, ApiAccess, AppState};
+use crate::http::{self, ApiAccess, AppState, Routes};
 use crate::hub::{ConnInfo, Hub};
 use crate::store::StreamStore;
 
@@ -207,10 +207,28 @@ impl Switchboard {
         &self.hub
     }
 
-    /// The WebSocket endpoint (`/`, `/ws`), Yjs documents (`/yjs/{document}`) and the HTTP routes (`/stats`, `/health`, `/ready`,
-    /// the server API under `/api`), ready to be served or merged into an application's router.
+    /// The WebSocket endpoint (`/`, `/ws`), Yjs documents (`/yjs/{document}`) and the HTTP
+    /// routes (`/health`, `/ready`, the pages, and the admin routes of
+    /// [`Switchboard::admin_router`]), ready to be served or merged into an application's
+    /// router.
     pub fn router(&self) -> Router {
-        http::router(AppState {
+        http::router(self.state(), Routes::All)
+    }
+
+    /// [`Switchboard::router`] without the admin routes, for a public listener when
+    /// [`Switchboard::admin_router`] is served on another (404 for them here).
+    pub fn public_router(&self) -> Router {
+        http::router(self.state(), Routes::Public)
+    }
+
+    /// The admin routes only: `/stats`, `/metrics`, `/dashboard` and the server API under
+    /// `/api`, for an internal listener.
+    pub fn admin_router(&self) -> Router {
+        http::router(self.state(), Routes::Admin)
+    }
+
+    fn state(&self) -> AppState {
+        AppState {
             hub: self.hub.clone(),
             endpoint: self.endpoint.clone(),
             tasks: self.tasks.clone(),
@@ -218,7 +236,7 @@ impl Switchboard {
             auth: self.auth.clone(),
             shutdown: self.cancel.clone(),
             serves_documents: self.serves_documents,
-        })
+        }
     }
 
     /// Closes every connection with 1001 and waits up to `timeout` for them to finish.

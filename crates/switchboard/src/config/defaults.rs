@@ -127,6 +127,7 @@ fn text(setting: &str) -> Option<String> {
         "jwt_issuer" | "jwt_audience" => "not checked",
         "allowed_origins" => "any",
         "admin_key" => "none, open",
+        "admin_port" => "none, on the public port",
         "tls_cert" => "none, plain TCP",
         "data_dir" => "none, documents in memory",
         _ => return None,

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
+    /// Port of the admin listener (`None`: the admin routes are on `port`); 0 picks a free one.
+    pub admin_port: Option<u16>,
     /// TLS on the listener (`None`: plain TCP).
     pub tls: Option<TlsConfig>,
     /// Time a client has to complete the TLS handshake (with TLS), and again to send its

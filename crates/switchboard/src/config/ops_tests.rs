@@ -1,4 +1,5 @@
-//! Validation of the operating settings at their edges: the server API's access.
+//! Validation of the operating settings at their edges: the server API's access, the admin
+//! listener.
 
 use super::*;
 
@@ -64,4 +65,29 @@ fn api_insecure_comes_from_every_source() {
     );
     assert!(from_toml("api_insecure = true").unwrap().api.insecure);
     assert!(!from_toml("api_insecure = false").unwrap().api.insecure);
+}
+
+#[test]
+fn the_admin_port_is_off_by_default_and_must_differ_from_the_port() {
+    assert_eq!(from_args(&[]).unwrap().server.admin_port, None);
+    let server = from_args(&["--port", "3000", "--admin-port", "3001"])
+        .unwrap()
+        .server;
+    assert_eq!((server.port, server.admin_port), (3000, Some(3001)));
+    let (setting, reason) = refused(&["--admin-port", "3000"]);
+    assert_eq!(setting, "admin_port");
+    assert!(reason.contains("3000"), "{reason}");
+    refused(&["--port", "9090", "--admin-port", "9090"]);
+    // Both ephemeral: two different free ports.
+    let server = from_args(&["--port", "0", "--admin-port", "0"])
+        .unwrap()
+        .server;
+    assert_eq!((server.port, server.admin_port), (0, Some(0)));
+    assert!(from_args(&["--admin-port", "65536"]).is_err());
+    let env = from_env(&[], &[("SWITCHBOARD_ADMIN_PORT", "9100")]).unwrap();
+    assert_eq!(env.server.admin_port, Some(9100));
+    assert_eq!(
+        from_toml("admin_port = 9100").unwrap().server.admin_port,
+        Some(9100)
+    );
 }

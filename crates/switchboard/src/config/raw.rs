@@ -93,6 +93,11 @@ settings! {
     /// Port to listen on; 0 picks a free port.
     #[arg(long)]
     port: u16,
+    /// Serve the admin routes (`/api`, `/metrics`, `/stats`, `/dashboard`) on this port, on
+    /// the same host, instead of the public one (where they then answer 404); 0 picks a free
+    /// port.
+    #[arg(long)]
+    admin_port: u16,
     /// This node's id, unique in a cluster.
     #[arg(long)]
     node_id: String,

@@ -26,9 +26,20 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
     let max_per_ip = raw
         .max_connections_per_ip
         .unwrap_or(defaults::MAX_CONNECTIONS_PER_IP);
+    let port = raw.port.unwrap_or(defaults::PORT);
+    let admin_port = raw.admin_port;
+    if admin_port.is_some_and(|admin| admin != 0 && admin == port) {
+        return Err(ConfigError::invalid(
+            "admin_port",
+            format!(
+                "must differ from port ({port}): the admin routes need a listener of their own"
+            ),
+        ));
+    }
     Ok(ServerConfig {
         host,
-        port: raw.port.unwrap_or(defaults::PORT),
+        port,
+        admin_port,
         tls: tls::from_settings(raw.tls_cert.clone(), raw.tls_key.clone())?,
         handshake_timeout: positive(
             "handshake_timeout",
