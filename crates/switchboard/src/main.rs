@@ -70,6 +70,7 @@ fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
 }
 
 /// Logs to stderr with the configured filter, or `RUST_LOG` when set, which must parse too.
+/// Colours only on a terminal: escape codes garble files, journald and log collectors.
 fn init_logging(config: &LogConfig) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.trim().is_empty() => {
@@ -80,7 +81,8 @@ fn init_logging(config: &LogConfig) -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -105,14 +105,20 @@ pub enum OpenFilesError {
     },
 }
 
+/// The process's open-file limits now.
+#[cfg(unix)]
+pub fn current() -> io::Result<Limit> {
+    super::sys::nofile()
+}
+
 /// Raises the soft open-file limit towards what `max_connections` needs (see [`target`]).
 #[cfg(unix)]
 pub fn raise(max_connections: usize) -> Result<OpenFiles, OpenFilesError> {
     let needed = needed(max_connections);
-    let before = sys::get().map_err(OpenFilesError::Read)?;
+    let before = current().map_err(OpenFilesError::Read)?;
     let soft = target(before, needed);
     if soft != before.soft {
-        sys::set(Limit { soft, ..before })
+        super::sys::set_nofile(Limit { soft, ..before })
             .map_err(|source| OpenFilesError::Raise { to: soft, source })?;
     }
     Ok(OpenFiles {
@@ -120,61 +126,6 @@ pub fn raise(max_connections: usize) -> Result<OpenFiles, OpenFilesError> {
         soft,
         needed,
     })
-}
-
-/// The two system calls, the crate's only `unsafe` code: each passes a pointer to a local
-/// `rlimit` that lives across the call, and `RLIMIT_NOFILE` is a valid resource.
-#[cfg(unix)]
-#[allow(unsafe_code)]
-mod sys {
-    use std::io;
-
-    use super::Limit;
-
-    pub(super) fn get() -> io::Result<Limit> {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `limit` is a valid, writable `rlimit` for the duration of the call.
-        let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Limit {
-            soft: from_rlim(limit.rlim_cur),
-            hard: from_rlim(limit.rlim_max),
-        })
-    }
-
-    pub(super) fn set(limit: Limit) -> io::Result<()> {
-        let limit = libc::rlimit {
-            rlim_cur: to_rlim(limit.soft),
-            rlim_max: to_rlim(limit.hard),
-        };
-        // SAFETY: `limit` is a valid `rlimit` for the duration of the call, which only reads it.
-        let result = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// `rlim_t` is 64 bits on 64-bit targets and 32 on some 32-bit ones, where the conversions
-    /// are not the identity.
-    #[allow(clippy::useless_conversion)]
-    fn from_rlim(value: libc::rlim_t) -> u64 {
-        if value == libc::RLIM_INFINITY {
-            u64::MAX
-        } else {
-            u64::from(value)
-        }
-    }
-
-    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
-    fn to_rlim(value: u64) -> libc::rlim_t {
-        libc::rlim_t::try_from(value).unwrap_or(libc::RLIM_INFINITY)
-    }
 }
 
 #[cfg(test)]
@@ -224,10 +175,10 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn raising_to_what_the_process_has_changes_nothing() {
-        let current = sys::get().unwrap();
+        let before = current().unwrap();
         let outcome = raise(0).unwrap();
-        assert_eq!(outcome.before, current);
+        assert_eq!(outcome.before, before);
         assert_eq!(outcome.needed, MARGIN);
-        assert_eq!(sys::get().unwrap().soft, current.soft.max(outcome.soft));
+        assert_eq!(current().unwrap().soft, before.soft.max(outcome.soft));
     }
 }
