@@ -26,7 +26,8 @@
 //!
 //! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
-//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
+//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap;
+//!   [`forwarded`]: the client address behind trusted proxies.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -59,6 +60,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod docstore;
+pub mod forwarded;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,9 +9,11 @@
 //! configured deadline.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{Either, Ready, ready};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -23,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::docstore::DirDocs;
+use crate::forwarded::TrustedProxies;
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::switchboard::Switchboard;
@@ -146,8 +149,10 @@ impl Server {
             tls = config.tls.is_some(),
             "switchboard listening"
         );
+        let proxies = Arc::new(config.trusted_proxies.clone());
         let intake = |router, per_ip| Intake {
             router,
+            proxies: proxies.clone(),
             tasks: switchboard.tasks().clone(),
             cancel: switchboard.cancel_token().clone(),
             per_ip,
@@ -233,17 +238,20 @@ struct Intake {
     /// The instance's shutdown token.
     cancel: CancellationToken,
     per_ip: Option<PerIpLimit>,
+    /// Peers whose forwarding headers give the client address.
+    proxies: Arc<TrustedProxies>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
 }
 
 impl Intake {
     /// Takes a connection's slot under the per-IP cap (or refuses it with 429) and spawns the
-    /// task that serves it.
+    /// task that serves it. A connection from a trusted proxy carries many clients: each of
+    /// its requests takes the slot of the client it names instead ([`WithSlot`]).
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let proxied = self.proxies.contains(peer.ip());
         let slot = match &self.per_ip {
-            None => None,
-            Some(limit) => match limit.try_acquire(peer.ip()) {
+            Some(limit) if !proxied => match limit.try_acquire(peer.ip()) {
                 Some(slot) => Some(slot),
                 None => {
                     tracing::debug!(%peer, "refused: too many connections from the address");
@@ -251,13 +259,20 @@ impl Intake {
                     return;
                 }
             },
+            _ => None,
         };
+        let forwarded = proxied.then(|| Forwarded {
+            proxy: peer.ip(),
+            proxies: self.proxies.clone(),
+            per_ip: self.per_ip.clone(),
+        });
         // Latency matters more than packet count for a message server.
         let _ = stream.set_nodelay(true);
         let http = Http {
             service: WithSlot {
                 inner: TowerToHyperService::new(self.router.clone()),
                 slot,
+                forwarded,
             },
             handshake_timeout: self.handshake_timeout,
             cancel: self.cancel.clone(),
@@ -300,28 +315,49 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
 }
 
 /// The router's service for one HTTP connection, which hands the connection's [`IpSlot`] to
-/// every request (a WebSocket upgrade keeps it for the WebSocket's life).
+/// every request (a WebSocket upgrade keeps it for the WebSocket's life). On a connection from
+/// a trusted proxy each request takes the slot of the client its headers name, or is refused
+/// with 429 when that client is at the cap.
 struct WithSlot {
     inner: TowerToHyperService<axum::Router>,
     slot: Option<IpSlot>,
+    /// Set when the peer is a trusted proxy.
+    forwarded: Option<Forwarded>,
 }
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithSlot {
-    type Response = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Response;
-    type Error = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Error;
-    type Future = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Future;
+/// A connection from a trusted proxy.
+struct Forwarded {
+    proxy: IpAddr,
+    proxies: Arc<TrustedProxies>,
+    per_ip: Option<PerIpLimit>,
+}
 
-    fn call(&self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        if let Some(slot) = &self.slot {
+type HyperRequest = hyper::Request<hyper::body::Incoming>;
+type Inner = TowerToHyperService<axum::Router>;
+
+impl hyper::service::Service<HyperRequest> for WithSlot {
+    type Response = <Inner as hyper::service::Service<HyperRequest>>::Response;
+    type Error = <Inner as hyper::service::Service<HyperRequest>>::Error;
+    type Future = Either<
+        Ready<Result<Self::Response, Self::Error>>,
+        <Inner as hyper::service::Service<HyperRequest>>::Future,
+    >;
+
+    fn call(&self, mut request: HyperRequest) -> Self::Future {
+        if let Some(forwarded) = &self.forwarded {
+            let client = forwarded.proxies.client(forwarded.proxy, request.headers());
+            tracing::debug!(proxy = %forwarded.proxy, %client, path = %request.uri().path(), "forwarded request");
+            if let Some(limit) = &forwarded.per_ip {
+                let Some(slot) = limit.try_acquire(client) else {
+                    tracing::debug!(%client, "refused: too many connections from the address");
+                    return Either::Left(ready(Ok(per_ip::too_many())));
+                };
+                request.extensions_mut().insert(slot);
+            }
+        } else if let Some(slot) = &self.slot {
             request.extensions_mut().insert(slot.clone());
         }
-        self.inner.call(request)
+        Either::Right(self.inner.call(request))
     }
 }
 

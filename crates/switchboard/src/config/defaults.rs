@@ -128,6 +128,7 @@ fn text(setting: &str) -> Option<String> {
         "allowed_origins" => "any",
         "admin_key" => "none, open",
         "admin_port" => "none, on the public port",
+        "trusted_proxies" => "none, forwarding headers ignored",
         "tls_cert" => "none, plain TCP",
         "data_dir" => "none, documents in memory",
         _ => return None,

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Most TCP connections from one client address (`None`: no cap).
     pub max_connections_per_ip: Option<usize>,
+    /// Proxies whose forwarding headers give the client address (empty: none).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
     /// Where Yjs documents are saved (`None`: in memory).

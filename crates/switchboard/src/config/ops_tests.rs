@@ -1,5 +1,5 @@
 //! Validation of the operating settings at their edges: the server API's access, the admin
-//! listener.
+//! listener, the trusted proxies.
 
 use super::*;
 
@@ -90,4 +90,27 @@ fn the_admin_port_is_off_by_default_and_must_differ_from_the_port() {
         from_toml("admin_port = 9100").unwrap().server.admin_port,
         Some(9100)
     );
+}
+
+#[test]
+fn trusted_proxies_parse_as_blocks_and_name_a_bad_one() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    assert!(from_args(&[]).unwrap().server.trusted_proxies.is_empty());
+    let proxies = from_args(&["--trusted-proxies", "10.0.0.0/8, 127.0.0.1,::1"])
+        .unwrap()
+        .server
+        .trusted_proxies;
+    for trusted in ["10.200.0.1", "127.0.0.1", "::1"] {
+        assert!(proxies.contains(ip(trusted)), "{trusted}");
+    }
+    assert!(!proxies.contains(ip("127.0.0.2")));
+    for bad in ["10.0.0.0/33", "proxy.internal", "10.1.0.0/8", "::/129"] {
+        let (setting, reason) = refused(&["--trusted-proxies", bad]);
+        assert_eq!(setting, "trusted_proxies", "{bad}");
+        assert!(reason.contains(bad.split('/').next().unwrap()), "{reason}");
+    }
+    let env = from_env(&[], &[("SWITCHBOARD_TRUSTED_PROXIES", "192.168.0.0/16")]).unwrap();
+    assert!(env.server.trusted_proxies.contains(ip("192.168.1.1")));
+    let file = from_toml(r#"trusted_proxies = "172.16.0.0/12""#).unwrap();
+    assert!(file.server.trusted_proxies.contains(ip("172.31.255.255")));
 }

@@ -245,6 +245,12 @@ settings! {
     /// 0 disables the cap.
     #[arg(long, value_name = "N")]
     max_connections_per_ip: usize,
+    /// Comma-separated address blocks of reverse proxies, e.g. `10.0.0.0/8,127.0.0.1`: a
+    /// connection from one of them is counted (per-IP cap) and logged under the client address
+    /// its `Forwarded: for=` or `X-Forwarded-For` header gives (the rightmost one that is not
+    /// a trusted proxy); from any other peer the headers are ignored.
+    #[arg(long, value_name = "CIDRS")]
+    trusted_proxies: String,
     /// Bad frames (answered with an `error`) a connection may send within `violation_window`
     /// before it is closed with 1008; 0 disables.
     #[arg(long, value_name = "N")]

@@ -11,6 +11,7 @@ use super::{
     PubSubConfig, RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
+use crate::forwarded::TrustedProxies;
 use crate::ids::{MAX_NAME_CHARS, NodeId};
 use crate::limits::{RateLimit, ViolationLimit, Violations};
 
@@ -46,6 +47,8 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
             duration(raw.handshake_timeout, defaults::HANDSHAKE_TIMEOUT),
         )?,
         max_connections_per_ip: Some(max_per_ip).filter(|&max| max > 0),
+        trusted_proxies: TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?,
         shutdown_timeout: positive(
             "shutdown_timeout",
             duration(raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT),
