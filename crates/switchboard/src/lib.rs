@@ -50,6 +50,7 @@
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`, the
 //!   server API under `/api`, the pages and scripts (`/demo`, `/demo/doc`, `/dashboard`,
 //!   `/client.js`, `/yjs.js`).
+//! - [`reload`]: reading the TLS and JWT key files again (SIGHUP).
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 //! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 
@@ -74,6 +75,7 @@ mod per_ip;
 pub mod presence;
 pub mod process;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod switchboard;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use switchboard::Server;
 use switchboard::config::{ConfigError, Invocation, LogConfig, LogFormat};
+use switchboard::reload::Reloader;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc: smaller idle connections than glibc malloc and memory returned to the OS after
@@ -45,9 +46,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Registered before the server listens: SIGHUP's default action would end the process.
+    let reloads = reload_on_hangup(server.reloader());
     // A shutdown that hit its deadline is logged as a warning; the exit is still the
     // requested one, so supervisors do not treat it as a crash.
-    server.run_until(shutdown_signal()).await;
+    tokio::select! {
+        _ = server.run_until(shutdown_signal()) => {}
+        () = reloads => {}
+    }
     ExitCode::SUCCESS
 }
 
@@ -88,6 +94,28 @@ fn init_logging(config: &LogConfig) -> Result<(), String> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// Reloads the TLS and JWT key files on every SIGHUP; never completes. The handler is
+/// installed now, before the future is first polled.
+fn reload_on_hangup(reloader: Reloader) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        match hangups {
+            Ok(mut hangups) => {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the key files");
+                    reloader.reload();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "no reloads on SIGHUP"),
+        }
+        #[cfg(not(unix))]
+        let _ = reloader;
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

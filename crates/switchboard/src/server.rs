@@ -28,6 +28,7 @@ use crate::docstore::DirDocs;
 use crate::forwarded::TrustedProxies;
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
+use crate::reload::Reloader;
 use crate::switchboard::Switchboard;
 
 /// Largest HTTP request head accepted (request line and headers).
@@ -63,6 +64,7 @@ pub struct Server {
     /// The admin routes' own listener (`--admin-port`).
     admin_listener: Option<TcpListener>,
     config: ServerConfig,
+    reloader: Reloader,
     switchboard: Switchboard,
 }
 
@@ -83,6 +85,7 @@ impl Server {
                 Some(listener)
             }
         };
+        let reloader = Reloader::new(config.server.tls.clone(), config.auth.jwt.clone());
         let mut builder = Switchboard::builder(config.hub)
             .api(config.api)
             .auth(config.auth);
@@ -105,6 +108,7 @@ impl Server {
             listener,
             admin_listener,
             config: config.server,
+            reloader,
             switchboard,
         })
     }
@@ -123,6 +127,11 @@ impl Server {
             .and_then(|listener| listener.local_addr().ok())
     }
 
+    /// What reloads this server's TLS certificate and JWT public key files.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// The hub.
     pub fn hub(&self) -> &Hub {
         self.switchboard.hub()
@@ -136,6 +145,7 @@ impl Server {
             admin_listener,
             config,
             switchboard,
+            reloader: _,
         } = self;
         if let Some(admin) = &admin_listener {
             tracing::info!(

@@ -141,6 +141,11 @@ impl Running {
         self.signal("-TERM").await;
     }
 
+    /// Sends SIGHUP: the server reloads its key files.
+    pub(crate) async fn hangup(&self) {
+        self.signal("-HUP").await;
+    }
+
     /// Sends SIGKILL: the process dies without any clean-up.
     pub(crate) async fn kill(&self) {
         self.signal("-KILL").await;
