@@ -13,6 +13,11 @@ use std::net::IpAddr;
 
 use axum::http::HeaderMap;
 
+/// The client address of a request as the standalone server determined it (the peer, or the
+/// forwarded client behind a trusted proxy), in the request's extensions for the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) IpAddr);
+
 /// A block of addresses, e.g. `10.0.0.0/8` or `2001:db8::/32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::docstore::DirDocs;
-use crate::forwarded::TrustedProxies;
+use crate::forwarded::{ClientAddr, TrustedProxies};
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::reload::Reloader;
@@ -281,6 +281,7 @@ impl Intake {
         let http = Http {
             service: WithSlot {
                 inner: TowerToHyperService::new(self.router.clone()),
+                peer: peer.ip(),
                 slot,
                 forwarded,
             },
@@ -330,6 +331,8 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
 /// with 429 when that client is at the cap.
 struct WithSlot {
     inner: TowerToHyperService<axum::Router>,
+    /// The TCP peer's address.
+    peer: IpAddr,
     slot: Option<IpSlot>,
     /// Set when the peer is a trusted proxy.
     forwarded: Option<Forwarded>,
@@ -354,8 +357,12 @@ impl hyper::service::Service<HyperRequest> for WithSlot {
     >;
 
     fn call(&self, mut request: HyperRequest) -> Self::Future {
+        let client = match &self.forwarded {
+            Some(forwarded) => forwarded.proxies.client(forwarded.proxy, request.headers()),
+            None => self.peer,
+        };
+        request.extensions_mut().insert(ClientAddr(client));
         if let Some(forwarded) = &self.forwarded {
-            let client = forwarded.proxies.client(forwarded.proxy, request.headers());
             tracing::debug!(proxy = %forwarded.proxy, %client, path = %request.uri().path(), "forwarded request");
             if let Some(limit) = &forwarded.per_ip {
                 let Some(slot) = limit.try_acquire(client) else {

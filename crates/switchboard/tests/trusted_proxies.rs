@@ -1,9 +1,14 @@
 //! `--trusted-proxies`: from a trusted peer the forwarding headers name the client the per-IP
-//! cap counts; from any other peer they are ignored. The tests connect from 127.0.0.1, which
+//! cap counts and the logs show; from any other peer they are ignored. The tests connect from 127.0.0.1, which
 //! is or is not in the trusted blocks.
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{Running, wait_for_log};
 use switchboard_testkit::{Client, TestServer, WAIT, http_request};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -24,8 +29,15 @@ async fn upgrade(
     user: &str,
     headers: &[(&'static str, &str)],
 ) -> Result<Client, u16> {
-    let mut request = server
-        .url(&format!("/?userId={user}"))
+    upgrade_at(server.addr, user, headers).await
+}
+
+async fn upgrade_at(
+    addr: SocketAddr,
+    user: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Client, u16> {
+    let mut request = format!("ws://{addr}/?userId={user}")
         .into_client_request()
         .unwrap();
     for (name, value) in headers {
@@ -123,4 +135,27 @@ async fn from_an_untrusted_peer_the_headers_are_ignored() {
             .err(),
         Some(429)
     );
+}
+
+#[tokio::test]
+async fn debug_logs_name_the_client_a_trusted_proxy_forwards() {
+    let mut server = Running::start(
+        &[
+            "--log-level",
+            "switchboard=debug",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+        &[],
+    )
+    .await;
+    let _client = upgrade_at(server.addr, "dana", &[("X-Forwarded-For", "198.51.100.1")])
+        .await
+        .unwrap();
+    let forwarded = wait_for_log(&mut server.logs, "forwarded request").await;
+    assert_eq!(forwarded["fields"]["proxy"], "127.0.0.1");
+    assert_eq!(forwarded["fields"]["client"], "198.51.100.1");
+    let connected = wait_for_log(&mut server.logs, "connected").await;
+    assert_eq!(connected["fields"]["user"], "dana");
+    assert_eq!(connected["span"]["address"], "198.51.100.1", "{connected}");
 }
