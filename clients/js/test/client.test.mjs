@@ -198,7 +198,8 @@ test('the queue keeps the oldest frames and refuses the newest when full, then f
 });
 
 test('no reconnect after close(), after close 1008, or after maxAttempts failures', async () => {
-  const s = await server();
+  // The test calls the server API without a key.
+  const s = await server({ args: ['--api-insecure'] });
   const alice = make(s.url, { userId: 'alice' });
   await alice.connect();
   const closed = next(alice, 'closed');

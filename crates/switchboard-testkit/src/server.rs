@@ -16,6 +16,8 @@ use crate::{Client, WAIT, http_get};
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin listener listens (`admin_port` set), if it has one.
+    pub admin_addr: Option<SocketAddr>,
     /// Its hub, to drive it as a library user would and to read its state.
     pub hub: Hub,
     /// Ends the server's `run_until`; the server task holds the receiver.
@@ -51,6 +53,7 @@ impl TestServer {
         let config = Config::from_settings(raw).expect("valid test config");
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();
+        let admin_addr = server.admin_addr();
         let hub = server.hub().clone();
         before_run(&hub);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -59,6 +62,7 @@ impl TestServer {
         }));
         Self {
             addr,
+            admin_addr,
             hub,
             stop: Some(stop),
             task: Some(task),

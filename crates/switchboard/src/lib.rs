@@ -24,8 +24,10 @@
 //! Layered bottom to top: a module uses only modules above it in this list, never one below
 //! (`tests/architecture.rs` fails on any two modules that use each other).
 //!
+//! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
-//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
+//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap;
+//!   [`forwarded`]: the client address behind trusted proxies.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -49,6 +51,7 @@
 //! - `http`: the axum routes: WebSocket upgrade, `/stats`, `/health`, `/ready`, `/metrics`, the
 //!   server API under `/api`, the pages and scripts (`/demo`, `/demo/doc`, `/dashboard`,
 //!   `/client.js`, `/yjs.js`).
+//! - [`reload`]: reading the TLS and JWT key files again (SIGHUP).
 //! - [`switchboard`]: the embeddable instance; [`server`]: the standalone server.
 //! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 
@@ -59,6 +62,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod docstore;
+pub mod forwarded;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -70,7 +74,9 @@ mod limits;
 pub mod metrics;
 mod per_ip;
 pub mod presence;
+pub mod process;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod switchboard;

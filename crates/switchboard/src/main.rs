@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use switchboard::Server;
 use switchboard::config::{ConfigError, Invocation, LogConfig, LogFormat};
+use switchboard::reload::Reloader;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc: smaller idle connections than glibc malloc and memory returned to the OS after
@@ -37,6 +38,7 @@ async fn main() -> ExitCode {
             "deprecated environment variable"
         );
     }
+    raise_open_file_limit(config.hub.limits.max_connections);
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -44,10 +46,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Registered before the server listens: SIGHUP's default action would end the process.
+    let reloads = reload_on_hangup(server.reloader());
     // A shutdown that hit its deadline is logged as a warning; the exit is still the
     // requested one, so supervisors do not treat it as a crash.
-    server.run_until(shutdown_signal()).await;
+    tokio::select! {
+        _ = server.run_until(shutdown_signal()) => {}
+        () = reloads => {}
+    }
     ExitCode::SUCCESS
+}
+
+/// Raises the open-file limit to what `max_connections` needs, as far as the hard limit
+/// allows, and logs the outcome; a failure is a warning, not a reason not to start.
+fn raise_open_file_limit(max_connections: usize) {
+    #[cfg(unix)]
+    match switchboard::process::open_files::raise(max_connections) {
+        Ok(outcome) => outcome.log(max_connections),
+        Err(error) => tracing::warn!(%error, max_connections, "open-file limit unchanged"),
+    }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }
 
 /// Prints a configuration error; exit code 2.
@@ -57,6 +76,7 @@ fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
 }
 
 /// Logs to stderr with the configured filter, or `RUST_LOG` when set, which must parse too.
+/// Colours only on a terminal: escape codes garble files, journald and log collectors.
 fn init_logging(config: &LogConfig) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.trim().is_empty() => {
@@ -67,12 +87,35 @@ fn init_logging(config: &LogConfig) -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// Reloads the TLS and JWT key files on every SIGHUP; never completes. The handler is
+/// installed now, before the future is first polled.
+fn reload_on_hangup(reloader: Reloader) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        match hangups {
+            Ok(mut hangups) => {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the key files");
+                    reloader.reload();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "no reloads on SIGHUP"),
+        }
+        #[cfg(not(unix))]
+        let _ = reloader;
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

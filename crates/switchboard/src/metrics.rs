@@ -3,8 +3,13 @@
 //! Nothing here counts anything: [`HubCollector`] is a [`prometheus`] collector that reads
 //! the hub's own counters (the relaxed atomics behind `/stats`), gauges and fan-out latency
 //! histogram when it is scraped, so the hot path pays nothing for the exposition. Every name
-//! starts with `switchboard_`; docs/operations.md lists them (`tests/docs.rs` checks it). A library user can register a
-//! `HubCollector` in their own [`prometheus::Registry`] instead of mounting `/metrics`.
+//! it exposes starts with `switchboard_`; docs/operations.md lists them (`tests/docs.rs`
+//! checks it). A library user can register a `HubCollector` in their own
+//! [`prometheus::Registry`] instead of mounting `/metrics`.
+//!
+//! [`render`] (`/metrics`) adds the standard process metrics (`process_cpu_seconds_total`,
+//! …), read from `/proc` on Linux. They are not part of `HubCollector`: an application that
+//! embeds the hub has its own process collector, and the names would clash.
 
 use std::collections::HashMap;
 
@@ -15,7 +20,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use crate::broker::BrokerStatus;
-use crate::hub::{Counters, EXPORTED_COUNTERS, Hub, InKind, LatencySnapshot, Target};
+use crate::hub::{Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, LatencySnapshot, Target};
 
 /// Prefix of every metric name.
 const PREFIX: &str = "switchboard_";
@@ -71,10 +76,12 @@ impl Collector for HubCollector {
     }
 }
 
-/// The hub's metrics in the Prometheus text exposition format.
+/// The hub's metrics and the process's in the Prometheus text exposition format.
 pub fn render(hub: &Hub) -> Result<String, prometheus::Error> {
+    let mut families = families(hub);
+    families.extend(process_families());
     let mut buffer = Vec::new();
-    TextEncoder::new().encode(&families(hub), &mut buffer)?;
+    TextEncoder::new().encode(&families, &mut buffer)?;
     String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
 }
 
@@ -141,6 +148,21 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
                 })
                 .collect(),
         ),
+        family(
+            "errors_sent_total",
+            "error frames sent to clients, by code.",
+            MetricType::COUNTER,
+            ERROR_CODES
+                .iter()
+                .map(|code| counter_metric(&[("code", code.as_str())], counters.errors_sent(*code)))
+                .collect(),
+        ),
+        family(
+            "build_info",
+            "Always 1; the labels say which build this node runs.",
+            MetricType::GAUGE,
+            vec![gauge_metric(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        ),
         broker_state(hub),
         latency_family(&counters.fanout_latency.snapshot()),
     ];
@@ -163,6 +185,66 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
         ));
     }
     families
+}
+
+/// The standard process metrics, without the `switchboard_` prefix so that the usual
+/// dashboards find them; none where `/proc` cannot be read.
+#[cfg(target_os = "linux")]
+fn process_families() -> Vec<MetricFamily> {
+    let stats = match crate::process::stats::read() {
+        Ok(stats) => stats,
+        Err(error) => {
+            tracing::debug!(%error, "no process metrics");
+            return Vec::new();
+        }
+    };
+    let unprefixed = |name: &str, help: &str, kind, value: f64| {
+        let metric = if kind == MetricType::COUNTER {
+            counter_value(value)
+        } else {
+            gauge_metric(&[], value)
+        };
+        let mut family = family(name, help, kind, vec![metric]);
+        family.set_name(name.to_owned());
+        family
+    };
+    vec![
+        unprefixed(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, in seconds.",
+            MetricType::COUNTER,
+            stats.cpu_seconds,
+        ),
+        unprefixed(
+            "process_resident_memory_bytes",
+            "Resident memory size, in bytes.",
+            MetricType::GAUGE,
+            stats.resident_memory_bytes as f64,
+        ),
+        unprefixed(
+            "process_open_fds",
+            "Open file descriptors.",
+            MetricType::GAUGE,
+            stats.open_fds as f64,
+        ),
+        unprefixed(
+            "process_max_fds",
+            "The open-file limit (soft).",
+            MetricType::GAUGE,
+            stats.max_fds as f64,
+        ),
+        unprefixed(
+            "process_start_time_seconds",
+            "Start time of the process, in seconds since the Unix epoch.",
+            MetricType::GAUGE,
+            stats.start_time_seconds,
+        ),
+    ]
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_families() -> Vec<MetricFamily> {
+    Vec::new()
 }
 
 /// `switchboard_broker_state{broker, state}`: 1 for the broker's current state, 0 for the other.
@@ -235,9 +317,15 @@ fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> Met
 }
 
 fn counter_metric(labels: &[(&str, &str)], value: u64) -> Metric {
+    let mut metric = counter_value(value as f64);
+    metric.set_label(label_pairs(labels));
+    metric
+}
+
+fn counter_value(value: f64) -> Metric {
     let mut counter = Counter::default();
-    counter.set_value(value as f64);
-    let mut metric = Metric::from_label(label_pairs(labels));
+    counter.set_value(value);
+    let mut metric = Metric::default();
     metric.set_counter(counter);
     metric
 }

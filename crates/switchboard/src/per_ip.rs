@@ -10,6 +10,10 @@
 //! as the IPv4 address. The map holds only addresses with open connections, so it is bounded
 //! by the number of open connections.
 //!
+//! Behind trusted proxies (`--trusted-proxies`) the address is the client's as the proxy
+//! forwards it ([`crate::forwarded`]), and the slot is taken per request rather than per TCP
+//! connection: one proxy connection carries many clients.
+//!
 //! Embedders that serve [`Switchboard::router`](crate::Switchboard::router) themselves have
 //! no slots in their requests and no cap.
 
@@ -117,6 +121,23 @@ const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
     retry-after: 1\r\n\
     connection: close\r\n\r\n\
     too many connections from your address\n";
+
+/// The answer to a request over the cap that came through a trusted proxy: the proxy's
+/// connection stays open for its other clients.
+pub(crate) fn too_many() -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many connections from your address\n",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
 
 /// Answers a connection over the cap with HTTP 429 and closes it. The request is read and
 /// discarded (a little of it, for at most [`REFUSE_TIMEOUT`]) so that closing does not reset

@@ -1,15 +1,19 @@
-//! The standalone server: binds the listener, accepts connections (completing the TLS
-//! handshake first when TLS is configured) and serves each with hyper (HTTP/1.1 with upgrades)
-//! over the [`Switchboard`] router, and shuts down gracefully.
+//! The standalone server: binds the listener (and the admin listener with `--admin-port`),
+//! accepts connections (completing the TLS handshake first when TLS is configured) and serves
+//! each with hyper (HTTP/1.1 with upgrades) over the [`Switchboard`] router, and shuts down
+//! gracefully. With an admin listener the public one serves [`Switchboard::public_router`] and
+//! the admin one [`Switchboard::admin_router`], with the same TLS and without the per-IP cap.
 //!
 //! Shutdown: stop accepting, close every WebSocket with 1001 (after flushing what is queued
 //! for it), let HTTP connections finish their request, and wait for all of it at most the
 //! configured deadline.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{Either, Ready, ready};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -21,8 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::docstore::DirDocs;
+use crate::forwarded::{ClientAddr, TrustedProxies};
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
+use crate::reload::Reloader;
 use crate::switchboard::Switchboard;
 
 /// Largest HTTP request head accepted (request line and headers).
@@ -55,7 +61,10 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The admin routes' own listener (`--admin-port`).
+    admin_listener: Option<TcpListener>,
     config: ServerConfig,
+    reloader: Reloader,
     switchboard: Switchboard,
 }
 
@@ -66,6 +75,17 @@ impl Server {
         let listener = listen(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
+        let admin_listener = match config.server.admin_port {
+            None => None,
+            Some(port) => {
+                let address = format!("{}:{port}", config.server.host);
+                let listener = listen(&address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?;
+                Some(listener)
+            }
+        };
+        let reloader = Reloader::new(config.server.tls.clone(), config.auth.jwt.clone());
         let mut builder = Switchboard::builder(config.hub)
             .api(config.api)
             .auth(config.auth);
@@ -90,7 +110,9 @@ impl Server {
         let switchboard = builder.build();
         Ok(Self {
             listener,
+            admin_listener,
             config: config.server,
+            reloader,
             switchboard,
         })
     }
@@ -100,6 +122,18 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.config.port)))
+    }
+
+    /// The address of the admin listener, when there is one (`--admin-port`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// What reloads this server's TLS certificate and JWT public key files.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The hub.
@@ -112,31 +146,55 @@ impl Server {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> bool {
         let Self {
             listener,
+            admin_listener,
             config,
             switchboard,
+            reloader: _,
         } = self;
+        if let Some(admin) = &admin_listener {
+            tracing::info!(
+                address = %admin.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+                "admin routes listening (/api, /metrics, /stats, /dashboard)"
+            );
+        }
         tracing::info!(
             address = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             node = %switchboard.hub().node_id(),
             tls = config.tls.is_some(),
             "switchboard listening"
         );
-        let intake = Intake {
-            router: switchboard.router(),
+        let proxies = Arc::new(config.trusted_proxies.clone());
+        let intake = |router, per_ip| Intake {
+            router,
+            proxies: proxies.clone(),
             tasks: switchboard.tasks().clone(),
             cancel: switchboard.cancel_token().clone(),
-            per_ip: config.max_connections_per_ip.map(PerIpLimit::new),
+            per_ip,
             tls: config.tls.as_ref().map(|tls| tls.acceptor().clone()),
             handshake_timeout: config.handshake_timeout,
         };
+        let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
+        let (public, admin) = match &admin_listener {
+            None => (intake(switchboard.router(), per_ip), None),
+            Some(_) => (
+                intake(switchboard.public_router(), per_ip),
+                Some(intake(switchboard.admin_router(), None)),
+            ),
+        };
         tokio::pin!(shutdown);
-        let mut accept_errors = 0;
+        let (mut accept_errors, mut admin_errors) = (0, 0);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                (stream, peer) = accept(&listener, &mut accept_errors) => intake.admit(stream, peer),
+                (stream, peer) = accept(&listener, &mut accept_errors) => public.admit(stream, peer),
+                (stream, peer) = accept_if(admin_listener.as_ref(), &mut admin_errors) => {
+                    if let Some(admin) = &admin {
+                        admin.admit(stream, peer);
+                    }
+                }
             }
         }
+        drop(admin_listener);
         drop(listener);
         shut_down(&switchboard, config.shutdown_timeout).await
     }
@@ -159,6 +217,14 @@ async fn accept(listener: &TcpListener, errors: &mut u32) -> (TcpStream, SocketA
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_if(listener: Option<&TcpListener>, errors: &mut u32) -> (TcpStream, SocketAddr) {
+    match listener {
+        Some(listener) => accept(listener, errors).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -186,17 +252,20 @@ struct Intake {
     /// The instance's shutdown token.
     cancel: CancellationToken,
     per_ip: Option<PerIpLimit>,
+    /// Peers whose forwarding headers give the client address.
+    proxies: Arc<TrustedProxies>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
 }
 
 impl Intake {
     /// Takes a connection's slot under the per-IP cap (or refuses it with 429) and spawns the
-    /// task that serves it.
+    /// task that serves it. A connection from a trusted proxy carries many clients: each of
+    /// its requests takes the slot of the client it names instead ([`WithSlot`]).
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let proxied = self.proxies.contains(peer.ip());
         let slot = match &self.per_ip {
-            None => None,
-            Some(limit) => match limit.try_acquire(peer.ip()) {
+            Some(limit) if !proxied => match limit.try_acquire(peer.ip()) {
                 Some(slot) => Some(slot),
                 None => {
                     tracing::debug!(%peer, "refused: too many connections from the address");
@@ -204,13 +273,21 @@ impl Intake {
                     return;
                 }
             },
+            _ => None,
         };
+        let forwarded = proxied.then(|| Forwarded {
+            proxy: peer.ip(),
+            proxies: self.proxies.clone(),
+            per_ip: self.per_ip.clone(),
+        });
         // Latency matters more than packet count for a message server.
         let _ = stream.set_nodelay(true);
         let http = Http {
             service: WithSlot {
                 inner: TowerToHyperService::new(self.router.clone()),
+                peer: peer.ip(),
                 slot,
+                forwarded,
             },
             handshake_timeout: self.handshake_timeout,
             cancel: self.cancel.clone(),
@@ -253,28 +330,55 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
 }
 
 /// The router's service for one HTTP connection, which hands the connection's [`IpSlot`] to
-/// every request (a WebSocket upgrade keeps it for the WebSocket's life).
+/// every request (a WebSocket upgrade keeps it for the WebSocket's life). On a connection from
+/// a trusted proxy each request takes the slot of the client its headers name, or is refused
+/// with 429 when that client is at the cap.
 struct WithSlot {
     inner: TowerToHyperService<axum::Router>,
+    /// The TCP peer's address.
+    peer: IpAddr,
     slot: Option<IpSlot>,
+    /// Set when the peer is a trusted proxy.
+    forwarded: Option<Forwarded>,
 }
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithSlot {
-    type Response = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Response;
-    type Error = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Error;
-    type Future = <TowerToHyperService<axum::Router> as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Future;
+/// A connection from a trusted proxy.
+struct Forwarded {
+    proxy: IpAddr,
+    proxies: Arc<TrustedProxies>,
+    per_ip: Option<PerIpLimit>,
+}
 
-    fn call(&self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        if let Some(slot) = &self.slot {
+type HyperRequest = hyper::Request<hyper::body::Incoming>;
+type Inner = TowerToHyperService<axum::Router>;
+
+impl hyper::service::Service<HyperRequest> for WithSlot {
+    type Response = <Inner as hyper::service::Service<HyperRequest>>::Response;
+    type Error = <Inner as hyper::service::Service<HyperRequest>>::Error;
+    type Future = Either<
+        Ready<Result<Self::Response, Self::Error>>,
+        <Inner as hyper::service::Service<HyperRequest>>::Future,
+    >;
+
+    fn call(&self, mut request: HyperRequest) -> Self::Future {
+        let client = match &self.forwarded {
+            Some(forwarded) => forwarded.proxies.client(forwarded.proxy, request.headers()),
+            None => self.peer,
+        };
+        request.extensions_mut().insert(ClientAddr(client));
+        if let Some(forwarded) = &self.forwarded {
+            tracing::debug!(proxy = %forwarded.proxy, %client, path = %request.uri().path(), "forwarded request");
+            if let Some(limit) = &forwarded.per_ip {
+                let Some(slot) = limit.try_acquire(client) else {
+                    tracing::debug!(%client, "refused: too many connections from the address");
+                    return Either::Left(ready(Ok(per_ip::too_many())));
+                };
+                request.extensions_mut().insert(slot);
+            }
+        } else if let Some(slot) = &self.slot {
             request.extensions_mut().insert(slot.clone());
         }
-        self.inner.call(request)
+        Either::Right(self.inner.call(request))
     }
 }
 

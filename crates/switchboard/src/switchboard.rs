@@ -18,7 +18,7 @@ use crate::config::{ApiConfig, HubConfig, WebhookConfig};
 use crate::connection::Endpoint;
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
-use crate::http::{self, AppState};
+use crate::http::{self, ApiAccess, AppState, Routes};
 use crate::hub::{ConnInfo, EventHook, Hub, HubEvent};
 use crate::store::StreamStore;
 use crate::webhooks::Webhooks;
@@ -69,7 +69,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Settings of the server HTTP API under `/api` (default: open, with a warning).
+    /// Settings of the server HTTP API under `/api` (default: every request refused, until a
+    /// key is configured or the API is declared open with [`ApiConfig::insecure`]).
     pub fn api(mut self, api: ApiConfig) -> Self {
         self.api = api;
         self
@@ -193,10 +194,14 @@ impl Builder {
         if let Some(redis) = &self.redis {
             redis.spawn(&cluster_tasks, &cluster_cancel);
         }
-        if self.api.key.is_none() {
-            tracing::warn!(
-                "the server API (/api) has no key: anyone who can reach it can use it; set --api-key"
-            );
+        match (&self.api.key, self.api.insecure) {
+            (Some(_), _) => {}
+            (None, true) => tracing::warn!(
+                "the server API (/api) is open (api_insecure): anyone who can reach it can use it"
+            ),
+            (None, false) => tracing::info!(
+                "the server API (/api) refuses every request: set --api-key to use it"
+            ),
         }
         match &self.auth.jwt {
             Some(jwt) => tracing::info!(algorithm = jwt.algorithm(), "authentication on (JWT)"),
@@ -247,18 +252,36 @@ impl Switchboard {
         &self.hub
     }
 
-    /// The WebSocket endpoint (`/`, `/ws`), Yjs documents (`/yjs/{document}`) and the HTTP routes (`/stats`, `/health`, `/ready`,
-    /// the server API under `/api`), ready to be served or merged into an application's router.
+    /// The WebSocket endpoint (`/`, `/ws`), Yjs documents (`/yjs/{document}`) and the HTTP
+    /// routes (`/health`, `/ready`, the pages, and the admin routes of
+    /// [`Switchboard::admin_router`]), ready to be served or merged into an application's
+    /// router.
     pub fn router(&self) -> Router {
-        http::router(AppState {
+        http::router(self.state(), Routes::All)
+    }
+
+    /// [`Switchboard::router`] without the admin routes, for a public listener when
+    /// [`Switchboard::admin_router`] is served on another (404 for them here).
+    pub fn public_router(&self) -> Router {
+        http::router(self.state(), Routes::Public)
+    }
+
+    /// The admin routes only: `/stats`, `/metrics`, `/dashboard` and the server API under
+    /// `/api`, for an internal listener.
+    pub fn admin_router(&self) -> Router {
+        http::router(self.state(), Routes::Admin)
+    }
+
+    fn state(&self) -> AppState {
+        AppState {
             hub: self.hub.clone(),
             endpoint: self.endpoint.clone(),
             tasks: self.tasks.clone(),
-            api_key: self.api.key.clone().map(Arc::from),
+            api: ApiAccess::from_config(&self.api),
             auth: self.auth.clone(),
             shutdown: self.cancel.clone(),
             serves_documents: self.serves_documents,
-        })
+        }
     }
 
     /// Closes every connection with 1001 and waits up to `timeout` for them to finish.

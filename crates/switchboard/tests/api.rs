@@ -60,10 +60,104 @@ async fn the_key_is_required_when_configured() {
 }
 
 #[tokio::test]
-async fn without_a_key_the_api_is_open() {
+async fn without_a_key_the_api_refuses_everything_and_says_how_to_configure_one() {
     let server = TestServer::start().await;
+    for (method, path) in [("GET", "/api/rooms"), ("POST", "/api/broadcast")] {
+        let body = json!({"payload": 1});
+        let (status, body) = http_json(server.addr, method, path, Some(&body), &[]).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "API_KEY_NOT_CONFIGURED");
+        let message = body["error"]["message"].as_str().unwrap();
+        for hint in ["--api-key", "SWITCHBOARD_API_KEY", "--api-insecure"] {
+            assert!(message.contains(hint), "{message}");
+        }
+    }
+    // A key presented to a server without one changes nothing.
+    let (status, _) = http_json(
+        server.addr,
+        "GET",
+        "/api/rooms",
+        None,
+        &[("Authorization", "Bearer anything")],
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn api_insecure_serves_the_api_without_a_key() {
+    let server = TestServer::with(|s| s.api_insecure = Some(true)).await;
     let (status, body) = http_json(server.addr, "GET", "/api/rooms", None, &[]).await;
     assert_eq!((status, body), (200, json!({"rooms": []})));
+}
+
+/// `POST path` with `content_type` (none when `None`) and the key; the status and the body.
+async fn post_as(
+    server: &TestServer,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let content_type = content_type
+        .map(|value| format!("Content-Type: {value}\r\n"))
+        .unwrap_or_default();
+    let (status, body) = http_request(
+        server.addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Authorization: Bearer {KEY}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn posts_must_declare_a_json_body() {
+    let server = keyed().await;
+    let mut member = server.member("bob", "general").await;
+    let body = r#"{"payload":{"n":1}}"#;
+    for refused in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let (status, reply) = post_as(&server, "/api/rooms/general/messages", refused, body).await;
+        assert_eq!(status, 415, "{refused:?}: {reply}");
+        assert_eq!(reply["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json")
+        );
+    }
+    // Even a POST without a body: a cross-site form could send one.
+    let (status, _) = post_as(&server, "/api/users/bob/disconnect", Some("text/plain"), "").await;
+    assert_eq!(status, 415);
+    member.expect_nothing_pending().await;
+    for accepted in ["application/json", "application/json; charset=utf-8"] {
+        let (status, reply) =
+            post_as(&server, "/api/rooms/general/messages", Some(accepted), body).await;
+        assert_eq!(
+            (status, reply),
+            (200, json!({"recipients": 1})),
+            "{accepted}"
+        );
+        assert_eq!(member.expect("message").await["payload"]["n"], 1);
+    }
+    // Reads carry no body and need no content type.
+    let (status, _) = http_request(
+        server.addr,
+        &format!(
+            "GET /api/rooms HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Authorization: Bearer {KEY}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -315,7 +409,11 @@ async fn bad_requests_get_json_errors_with_codes() {
 
 #[tokio::test]
 async fn bodies_over_the_frame_limit_are_refused() {
-    let server = TestServer::with(|s| s.max_frame_size = Some("4KiB".parse().unwrap())).await;
+    let server = TestServer::with(|s| {
+        s.max_frame_size = Some("4KiB".parse().unwrap());
+        s.api_insecure = Some(true);
+    })
+    .await;
     let big = json!({"payload": {"content": "x".repeat(5000)}});
     let (status, body) = http_json(server.addr, "POST", "/api/broadcast", Some(&big), &[]).await;
     assert_eq!(status, 413);

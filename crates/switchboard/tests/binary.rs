@@ -239,3 +239,42 @@ async fn debug_logs_record_connects_joins_and_disconnects_as_json() {
     drop(client);
     wait_for_log(&mut server.logs, "disconnected").await;
 }
+
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::from(command(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-format",
+        "text",
+    ]))
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let startup = tokio::time::timeout(switchboard_testkit::WAIT, async {
+        let mut startup = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let listening = line.contains("switchboard listening");
+            startup.push(line);
+            if listening {
+                return startup;
+            }
+        }
+        panic!("the log ended before the server listened: {startup:?}");
+    })
+    .await
+    .expect("no log line \"switchboard listening\"");
+    assert!(
+        startup.iter().all(|line| !line.contains('\u{1b}')),
+        "escape codes in {startup:?}"
+    );
+    assert!(
+        startup.iter().any(|line| line.contains(" INFO ")),
+        "{startup:?}"
+    );
+}

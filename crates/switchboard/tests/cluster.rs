@@ -90,7 +90,8 @@ async fn broadcast_users_channels_and_the_api_work_from_any_node() {
     let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let c = node(&redis, "c").await;
+    // C serves the server API without a key.
+    let c = node_with(&redis, "c", |s| s.api_insecure = Some(true)).await;
     let mut on_a = a.connect("dana").await;
     let mut on_b = b.connect("dana").await;
     let mut other = c.connect("erin").await;

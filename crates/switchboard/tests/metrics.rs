@@ -253,15 +253,17 @@ async fn metrics_parse_and_follow_connections_and_messages() {
     assert_eq!(messages_out("room"), 2.0);
     // connect x2, room_joined x2, the INVALID_JSON error.
     assert_eq!(messages_out("reply"), 5.0);
-    assert_eq!(after.value("switchboard_errors_sent_total", &[]), 1.0);
+    let errors = |code: &str| after.value("switchboard_errors_sent_total", &[("code", code)]);
+    assert_eq!(errors("INVALID_JSON"), 1.0);
+    assert_eq!(errors("RATE_LIMITED"), 0.0);
     // Both room fan-outs reached someone, so both are in the histogram.
     assert_eq!(
         after.value("switchboard_fanout_latency_seconds_count", &[]),
         2.0
     );
     assert!(after.value("switchboard_fanout_latency_seconds_sum", &[]) > 0.0);
-    assert!(after.value("switchboard_bytes_in_total", &[]) > 0.0);
-    assert!(after.value("switchboard_bytes_out_total", &[]) > 0.0);
+    assert!(after.value("switchboard_messages_in_bytes_total", &[]) > 0.0);
+    assert!(after.value("switchboard_messages_out_bytes_total", &[]) > 0.0);
     // The totals of /stats are the sums of the labelled series: one set of counters.
     let stats = server.stats().await;
     let sum = |name: &str| -> f64 {
@@ -279,6 +281,10 @@ async fn metrics_parse_and_follow_connections_and_messages() {
     assert_eq!(
         stats["messagesOut"].as_f64(),
         Some(sum("switchboard_messages_out_total"))
+    );
+    assert_eq!(
+        stats["errorsSent"].as_f64(),
+        Some(sum("switchboard_errors_sent_total"))
     );
 
     // bob has used 2 of his 3 tokens (join, the bad frame): two more frames, one refused.
@@ -499,5 +505,46 @@ async fn a_cluster_node_reports_the_cluster_and_top_rooms_over_every_node() {
             &[("broker", "redis"), ("state", "connected")]
         ),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn metrics_carry_the_build_and_the_process() {
+    let server = TestServer::start().await;
+    let metrics = scrape(&server).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        metrics.value("switchboard_build_info", &[("version", version)]),
+        1.0
+    );
+    assert_eq!(metrics.types["switchboard_build_info"], "gauge");
+    // Byte counters end in `_bytes_total`; the older names are gone.
+    for old in ["switchboard_bytes_in_total", "switchboard_bytes_out_total"] {
+        assert!(!metrics.has(old), "{old} is still exposed");
+    }
+    for name in [
+        "switchboard_messages_in_bytes_total",
+        "switchboard_messages_out_bytes_total",
+    ] {
+        assert_eq!(metrics.types[name], "counter", "{name}");
+    }
+    // The process metrics, unprefixed as every Prometheus client library names them. The
+    // test runs the server in its own process, so they describe this one.
+    assert_eq!(metrics.types["process_cpu_seconds_total"], "counter");
+    // Counted in clock ticks (10 ms): a fresh test process may not have spent one yet.
+    assert!(metrics.value("process_cpu_seconds_total", &[]) >= 0.0);
+    assert!(metrics.value("process_resident_memory_bytes", &[]) > 1.0e6);
+    let open = metrics.value("process_open_fds", &[]);
+    // At least stdio and the listener.
+    assert!(open >= 4.0, "{open}");
+    assert!(metrics.value("process_max_fds", &[]) >= open);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = metrics.value("process_start_time_seconds", &[]);
+    assert!(
+        started <= now + 1.0 && started > now - 24.0 * 3600.0,
+        "{started}"
     );
 }

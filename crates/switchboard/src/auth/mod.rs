@@ -12,11 +12,13 @@
 mod grants;
 mod origin;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::RwLock;
 use serde::Deserialize;
 
 pub use grants::GrantError;
@@ -107,11 +109,39 @@ impl Default for AuthConfig {
 }
 
 /// How tokens are verified: the key, the one algorithm accepted, and the expected issuer and
-/// audience.
+/// audience. A public key read from a file can be read again ([`JwtConfig::reload`], on
+/// SIGHUP): tokens verified from then on use the new key; connections already authenticated
+/// stay, as a token is verified only once.
 pub struct JwtConfig {
-    key: DecodingKey,
+    /// Read by every verification, replaced by a reload.
+    key: RwLock<Arc<DecodingKey>>,
     validation: Validation,
     algorithm: Algorithm,
+    /// The PEM file the public key came from, if it came from one.
+    key_file: Option<PathBuf>,
+}
+
+/// Why a key file could not be reloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no usable key for the algorithm in force.
+    #[error("{}: {source}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
 }
 
 impl std::fmt::Debug for JwtConfig {
@@ -211,10 +241,40 @@ impl JwtConfig {
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            key,
+            key: RwLock::new(Arc::new(key)),
             validation,
             algorithm,
+            key_file: None,
         }
+    }
+
+    /// Remembers that the public key came from `path`, so that [`JwtConfig::reload`] reads it
+    /// again.
+    pub fn with_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
+    /// Reads the public key file again and verifies with it from now on; it must fit the
+    /// algorithm in force. Returns the file, or `None` when the key did not come from one (a
+    /// shared secret, which only a restart changes). On an error the key in force stays.
+    pub fn reload(&self) -> Result<Option<&Path>, ReloadError> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|source| ReloadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let fresh = Self::public_key_pem(&pem, Some(self.algorithm())).map_err(|source| {
+            ReloadError::Key {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let key = fresh.key.read().clone();
+        *self.key.write() = key;
+        Ok(Some(path))
     }
 
     /// Requires the `iss` claim to be `issuer`.
@@ -264,7 +324,8 @@ impl JwtConfig {
         }
         // Decoded as JSON first, so that a claim of the wrong shape (after the signature
         // verified) is told apart from a token that is not JSON at all.
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+        let key = self.key.read().clone();
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation)
             .map_err(TokenError::from_jwt)?;
         let claims: Claims =
             serde_json::from_value(data.claims).map_err(TokenError::InvalidClaims)?;

@@ -260,3 +260,34 @@ fn a_token_signed_with_each_documented_algorithm_is_accepted() {
     let (hs384, _) = &cases[1].1;
     assert!(verify(&hs256(), hs384).is_err());
 }
+
+#[test]
+fn only_a_key_from_a_file_reloads_and_a_bad_file_leaves_it() {
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+
+    let secret = JwtConfig::secret(b"s3cret", None).unwrap();
+    assert!(matches!(secret.reload(), Ok(None)));
+    let dir = std::env::temp_dir().join(format!("switchboard-jwt-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("key.pem");
+    let pem = |key: &p256::SecretKey| key.public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let first = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    std::fs::write(&path, pem(&first)).unwrap();
+    let jwt = JwtConfig::public_key_pem(pem(&first).as_bytes(), None)
+        .unwrap()
+        .with_key_file(&path);
+    let second = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    std::fs::write(&path, pem(&second)).unwrap();
+    assert_eq!(jwt.reload().unwrap(), Some(path.as_path()));
+    std::fs::write(&path, "garbage").unwrap();
+    assert!(matches!(
+        jwt.reload(),
+        Err(ReloadError::Key {
+            source: KeyError::NotAPublicKey(_),
+            ..
+        })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(matches!(jwt.reload(), Err(ReloadError::Read { .. })));
+    assert_eq!(jwt.algorithm(), "ES256");
+}

@@ -78,12 +78,14 @@ fn jwt(raw: &RawSettings) -> Result<Option<JwtConfig>, ConfigError> {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            JwtConfig::public_key_pem(&pem, algorithm).map_err(|e| {
-                ConfigError::invalid(
-                    blame(&e, "jwt_public_key"),
-                    format!("{}: {e}", path.display()),
-                )
-            })?
+            JwtConfig::public_key_pem(&pem, algorithm)
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        blame(&e, "jwt_public_key"),
+                        format!("{}: {e}", path.display()),
+                    )
+                })?
+                .with_key_file(path)
         }
         (None, None) => {
             let orphan = [

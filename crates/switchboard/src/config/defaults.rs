@@ -36,6 +36,7 @@ pub(super) const ALLOW_CLIENT_PATTERNS: bool = false;
 pub(super) const DELIVER_TO_PUBLISHER: bool = true;
 pub(super) const AWAY_TIMEOUT: Duration = Duration::from_secs(120);
 pub(super) const MAX_PRESENCE_METADATA: u64 = 1 << 10;
+pub(super) const API_INSECURE: bool = false;
 pub(super) const REDIS_PREFIX: &str = "switchboard:";
 pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
 pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
@@ -87,6 +88,7 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "deliver_to_publisher" => DELIVER_TO_PUBLISHER.to_string(),
         "away_timeout" => duration(AWAY_TIMEOUT),
         "max_presence_metadata" => size(MAX_PRESENCE_METADATA),
+        "api_insecure" => API_INSECURE.to_string(),
         "redis_prefix" => REDIS_PREFIX.to_owned(),
         "node_ttl" => duration(NODE_TTL),
         "auth_timeout" => duration(AuthConfig::default().timeout),
@@ -121,11 +123,14 @@ fn text(setting: &str) -> Option<String> {
             return Some(format!("{burst}: rate_limit × {RATE_LIMIT_BURST_SECONDS}"));
         }
         "node_id" => "random",
-        "api_key" | "redis_url" | "jwt_secret" | "jwt_public_key" | "tls_key" => "none",
+        "api_key" => "none, the API refuses requests unless api_insecure",
+        "redis_url" | "jwt_secret" | "jwt_public_key" | "tls_key" => "none",
         "jwt_algorithm" => "HS256 with a secret, else from the key's type",
         "jwt_issuer" | "jwt_audience" => "not checked",
         "allowed_origins" => "any",
         "admin_key" => "none, open",
+        "admin_port" => "none, on the public port",
+        "trusted_proxies" => "none, forwarding headers ignored",
         "tls_cert" => "none, plain TCP",
         "data_dir" => "none, documents in memory",
         "webhook_url" => "none, no webhooks",

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
+    /// Port of the admin listener (`None`: the admin routes are on `port`); 0 picks a free one.
+    pub admin_port: Option<u16>,
     /// TLS on the listener (`None`: plain TCP).
     pub tls: Option<TlsConfig>,
     /// Time a client has to complete the TLS handshake (with TLS), and again to send its
@@ -68,23 +70,29 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Most TCP connections from one client address (`None`: no cap).
     pub max_connections_per_ip: Option<usize>,
+    /// Proxies whose forwarding headers give the client address (empty: none).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
     /// Where Yjs documents are saved (`None`: in memory).
     pub data_dir: Option<PathBuf>,
 }
 
-/// Settings of the server HTTP API (`/api/...`).
+/// Settings of the server HTTP API (`/api/...`). The default refuses every request: the API
+/// is served with a key, or without one only when `insecure` says so.
 #[derive(Clone, Default)]
 pub struct ApiConfig {
-    /// The key callers must present; `None` leaves the API open.
+    /// The key callers must present.
     pub key: Option<String>,
+    /// Serve the API without a key (`--api-insecure`); ignored when `key` is set.
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -265,7 +273,7 @@ impl Config {
         Ok(Self {
             server: validate::server(&raw)?,
             hub: validate::hub(&raw)?,
-            api: validate::api(&raw),
+            api: validate::api(&raw)?,
             auth,
             cluster: validate::cluster(&raw)?,
             webhooks: webhooks::from_raw(&raw)?,
@@ -287,3 +295,7 @@ impl Default for Config {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod ops_tests;

@@ -93,6 +93,11 @@ settings! {
     /// Port to listen on; 0 picks a free port.
     #[arg(long)]
     port: u16,
+    /// Serve the admin routes (`/api`, `/metrics`, `/stats`, `/dashboard`) on this port, on
+    /// the same host, instead of the public one (where they then answer 404); 0 picks a free
+    /// port.
+    #[arg(long)]
+    admin_port: u16,
     /// This node's id, unique in a cluster.
     #[arg(long)]
     node_id: String,
@@ -158,9 +163,15 @@ settings! {
     #[arg(long, value_name = "SIZE")]
     max_presence_metadata: ByteSize,
     /// Key the server HTTP API (`/api/...`) requires as `Authorization: Bearer KEY` or
-    /// `X-API-Key: KEY`; without it the API is open (a warning is logged).
+    /// `X-API-Key: KEY`; without it (and without `--api-insecure`) the API refuses every
+    /// request.
     #[arg(long, value_name = "KEY", hide_env_values = true)]
     api_key: String,
+    /// Serve the server HTTP API without a key: anyone who can reach the port can publish and
+    /// disconnect users (a warning is logged). Not together with `--api-key`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    api_insecure: bool,
     /// Join the cluster sharing this Redis, e.g. `redis://127.0.0.1:6379`; without it the
     /// node runs alone and touches no network.
     #[arg(long, value_name = "URL")]
@@ -245,6 +256,12 @@ settings! {
     /// 0 disables the cap.
     #[arg(long, value_name = "N")]
     max_connections_per_ip: usize,
+    /// Comma-separated address blocks of reverse proxies, e.g. `10.0.0.0/8,127.0.0.1`: a
+    /// connection from one of them is counted (per-IP cap) and logged under the client address
+    /// its `Forwarded: for=` or `X-Forwarded-For` header gives (the rightmost one that is not
+    /// a trusted proxy); from any other peer the headers are ignored.
+    #[arg(long, value_name = "CIDRS")]
+    trusted_proxies: String,
     /// Bad frames (answered with an `error`) a connection may send within `violation_window`
     /// before it is closed with 1008; 0 disables.
     #[arg(long, value_name = "N")]

@@ -11,6 +11,7 @@ use super::{
     PubSubConfig, RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
+use crate::forwarded::TrustedProxies;
 use crate::ids::{MAX_NAME_CHARS, NodeId};
 use crate::limits::{RateLimit, ViolationLimit, Violations};
 
@@ -26,15 +27,28 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
     let max_per_ip = raw
         .max_connections_per_ip
         .unwrap_or(defaults::MAX_CONNECTIONS_PER_IP);
+    let port = raw.port.unwrap_or(defaults::PORT);
+    let admin_port = raw.admin_port;
+    if admin_port.is_some_and(|admin| admin != 0 && admin == port) {
+        return Err(ConfigError::invalid(
+            "admin_port",
+            format!(
+                "must differ from port ({port}): the admin routes need a listener of their own"
+            ),
+        ));
+    }
     Ok(ServerConfig {
         host,
-        port: raw.port.unwrap_or(defaults::PORT),
+        port,
+        admin_port,
         tls: tls::from_settings(raw.tls_cert.clone(), raw.tls_key.clone())?,
         handshake_timeout: positive(
             "handshake_timeout",
             duration(raw.handshake_timeout, defaults::HANDSHAKE_TIMEOUT),
         )?,
         max_connections_per_ip: Some(max_per_ip).filter(|&max| max > 0),
+        trusted_proxies: TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?,
         shutdown_timeout: positive(
             "shutdown_timeout",
             duration(raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT),
@@ -280,11 +294,18 @@ fn violations(raw: &RawSettings) -> Result<Option<ViolationLimit>, ConfigError> 
     }))
 }
 
-/// The server HTTP API.
-pub(super) fn api(raw: &RawSettings) -> ApiConfig {
-    ApiConfig {
-        key: raw.api_key.clone().filter(|key| !key.is_empty()),
+/// The server HTTP API: a key, or `api_insecure` to serve it without one, not both (an
+/// operator who set both cannot tell which one wins).
+pub(super) fn api(raw: &RawSettings) -> Result<ApiConfig, ConfigError> {
+    let key = raw.api_key.clone().filter(|key| !key.is_empty());
+    let insecure = raw.api_insecure.unwrap_or(defaults::API_INSECURE);
+    if insecure && key.is_some() {
+        return Err(ConfigError::invalid(
+            "api_insecure",
+            "cannot be set together with api_key: the API requires the key; unset one of them",
+        ));
     }
+    Ok(ApiConfig { key, insecure })
 }
 
 /// Cluster mode: `None` without a Redis URL.

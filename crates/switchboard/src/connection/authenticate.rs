@@ -131,7 +131,7 @@ async fn wait_for_token<S: Stream>(
                 }) => continue,
                 Ok(Inbound { id, .. }) => unauthorized(hub, id),
                 Err(rejection) => {
-                    Counters::add(&hub.counters().errors_sent, 1);
+                    hub.counters().count_error(rejection.code);
                     protocol::error_frame(rejection.code, &rejection.message, rejection.id)
                 }
             },
@@ -151,7 +151,7 @@ async fn wait_for_token<S: Stream>(
 }
 
 fn unauthorized(hub: &Hub, id: Option<&serde_json::value::RawValue>) -> bytes::Bytes {
-    Counters::add(&hub.counters().errors_sent, 1);
+    hub.counters().count_error(ErrorCode::Unauthorized);
     protocol::error_frame(
         ErrorCode::Unauthorized,
         "authenticate first: send {\"type\":\"auth\",\"payload\":{\"token\":\"…\"}}",

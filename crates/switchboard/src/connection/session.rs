@@ -519,7 +519,7 @@ impl Session {
     /// fault) counts as a violation; the one that reaches the limit closes the connection with
     /// 1008, after the error itself.
     fn send_error(&mut self, code: ErrorCode, frame: Bytes) {
-        Counters::add(&self.hub().counters().errors_sent, 1);
+        self.hub().counters().count_error(code);
         self.reply(frame);
         if code != ErrorCode::Internal {
             self.violation();

@@ -1,17 +1,24 @@
 //! The server HTTP API for backends (`/api/...`): publish to rooms, channels, users and
 //! everyone; list rooms and members; read presence; disconnect users. JSON in and out, behind
-//! an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) when one is configured.
+//! an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Without a key the API refuses
+//! every request with 403, unless the operator declared it open (`--api-insecure`): secure by
+//! default ([`ApiAccess`]).
+//!
+//! Every `POST` must say `Content-Type: application/json` (a charset may follow), even with an
+//! empty body, or gets 415: a browser sends a cross-site form or `text/plain` POST without
+//! asking first, but not a JSON one, so an open API cannot be driven from another site's page.
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the matching HTTP status.
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +27,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{AppState, history};
+use crate::config::ApiConfig;
 use crate::hub::{Hub, PublishError};
 use crate::ids::{ChannelId, NameError, RoomId, UserId};
 use crate::protocol::{CloseCode, ServerFrame, ServerKind};
@@ -30,6 +38,16 @@ pub(super) enum ApiError {
     /// No API key, or not the configured one.
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// No key is configured and the API was not declared open.
+    #[error(
+        "the server API is off: no API key is configured; start the server with --api-key KEY \
+         (env SWITCHBOARD_API_KEY, TOML api_key) and send it as `Authorization: Bearer KEY`, \
+         or with --api-insecure to serve the API to anyone who can reach it"
+    )]
+    NoKeyConfigured,
+    /// A `POST` whose body is not declared as JSON.
+    #[error("the body must be JSON: send `Content-Type: application/json`")]
+    NotJson,
     /// The body (or the `data` it carries) is not JSON.
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
@@ -118,6 +136,8 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::NoKeyConfigured => (StatusCode::FORBIDDEN, "API_KEY_NOT_CONFIGURED"),
+            Self::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "INVALID_JSON"),
             Self::InvalidBody(_)
             | Self::UnreadableBody(_)
@@ -189,11 +209,52 @@ fn is_api(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
 }
 
+/// Who may use the server API.
+#[derive(Clone)]
+pub(crate) enum ApiAccess {
+    /// Callers that present this key.
+    Key(Arc<str>),
+    /// Anyone (`--api-insecure`).
+    Open,
+    /// No one: no key is configured.
+    Closed,
+}
+
+impl ApiAccess {
+    /// The access `config` gives: its key, else open only when declared insecure.
+    pub(crate) fn from_config(config: &ApiConfig) -> Self {
+        match (&config.key, config.insecure) {
+            (Some(key), _) => Self::Key(Arc::from(key.as_str())),
+            (None, true) => Self::Open,
+            (None, false) => Self::Closed,
+        }
+    }
+}
+
+/// Refuses requests without the key (401), every request when no key is configured (403), and
+/// a `POST` not declared as JSON (415).
 async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !super::keys::authorized(request.headers(), state.api_key.as_deref()) {
+    let allowed = match &state.api {
+        ApiAccess::Key(key) => super::keys::authorized(request.headers(), Some(key)),
+        ApiAccess::Open => true,
+        ApiAccess::Closed => return ApiError::NoKeyConfigured.into_response(),
+    };
+    if !allowed {
         return ApiError::Unauthorized.into_response();
     }
+    if request.method() == Method::POST && !declares_json(request.headers()) {
+        return ApiError::NotJson.into_response();
+    }
     next.run(request).await
+}
+
+/// Whether the `Content-Type` is `application/json`, with or without parameters (`charset`).
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Body of the message-sending endpoints.
@@ -417,6 +478,36 @@ mod tests {
             ApiError::InvalidJson(not_json).to_string(),
             format!("the body is not valid JSON: {message}")
         );
+    }
+
+    #[test]
+    fn only_json_content_types_are_json() {
+        let with = |value: &'static str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            declares_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("application/json; charset=utf-8"));
+        assert!(with("Application/JSON;charset=UTF-8"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("application/jsonx"));
+        assert!(!with("multipart/form-data; boundary=application/json"));
+        assert!(!declares_json(&axum::http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn access_follows_the_key_then_the_insecure_flag() {
+        let access = |key: Option<&str>, insecure| {
+            ApiAccess::from_config(&ApiConfig {
+                key: key.map(str::to_owned),
+                insecure,
+            })
+        };
+        assert!(matches!(access(None, false), ApiAccess::Closed));
+        assert!(matches!(access(None, true), ApiAccess::Open));
+        assert!(matches!(access(Some("k"), false), ApiAccess::Key(key) if &*key == "k"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The HTTP surface (DESIGN.md §3) as an axum [`Router`]: the WebSocket upgrade on `/` and
-//! `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages (`/demo`,
-//! `/demo/doc`, `/dashboard`), the JavaScript client (`/client.js`) and the editor's Yjs bundle
-//! (`/yjs.js`), the admin routes (`/stats`, `/metrics`), the server API under `/api`; `/echo`
-//! when enabled.
+//! The HTTP surface (DESIGN.md §3) as axum [`Router`]s. The public routes: the WebSocket
+//! upgrade on `/` and `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages
+//! (`/demo`, `/demo/doc`), the JavaScript client (`/client.js`) and the editor's Yjs bundle
+//! (`/yjs.js`); `/echo` when enabled. The admin routes, which a node may serve on a listener of
+//! their own (`--admin-port`, see [`Routes`]): `/stats`, `/metrics`, `/dashboard` and the server
+//! API under `/api`.
 
 mod admin;
 mod api;
@@ -19,6 +20,8 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use api::ApiAccess;
+
 use crate::auth::AuthConfig;
 use crate::connection::Endpoint;
 use crate::hub::Hub;
@@ -31,8 +34,8 @@ pub(crate) struct AppState {
     pub(crate) endpoint: Arc<Endpoint>,
     /// Connection tasks are spawned here, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
-    /// The key the server API requires, if any.
-    pub(crate) api_key: Option<Arc<str>>,
+    /// Who may use the server API.
+    pub(crate) api: ApiAccess,
     /// Token verification, origins and the admin key.
     pub(crate) auth: AuthConfig,
     /// Cancelled when the instance shuts down; connections still waiting for their `auth`
@@ -42,9 +45,41 @@ pub(crate) struct AppState {
     pub(crate) serves_documents: bool,
 }
 
-/// The routes of a node.
-pub(crate) fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+/// Which of a node's routes a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routes {
+    /// Every route, on one listener.
+    All,
+    /// The public routes only: the admin routes are served elsewhere (404 here).
+    Public,
+    /// The admin routes only.
+    Admin,
+}
+
+/// The routes of a node that `routes` selects.
+pub(crate) fn router(state: AppState, routes: Routes) -> Router {
+    let mut router = Router::new();
+    if routes != Routes::Admin {
+        router = router.merge(public_routes(&state));
+    }
+    if routes != Routes::Public {
+        router = router
+            .route("/dashboard", get(assets::dashboard))
+            .merge(admin::routes(state.clone()))
+            .merge(api::routes(state.clone()))
+            // Unknown paths and methods under /api answer in the API's JSON error shape.
+            .fallback(api::fallback)
+            .method_not_allowed_fallback(api::method_not_allowed);
+    }
+    let body_limit = state.hub.config().limits.max_frame_size;
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// What clients and browsers use.
+fn public_routes(state: &AppState) -> Router<AppState> {
+    let router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
         .route("/yjs/{*document}", get(ws::document))
@@ -53,17 +88,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/client.js", get(assets::client_js))
         .route("/yjs.js", get(assets::yjs_js))
         .route("/health", get(status::health))
-        .route("/ready", get(status::ready))
-        .route("/dashboard", get(assets::dashboard))
-        .merge(admin::routes(state.clone()));
+        .route("/ready", get(status::ready));
     if state.hub.config().echo_endpoint {
-        router = router.route("/echo", get(ws::echo));
+        router.route("/echo", get(ws::echo))
+    } else {
+        router
     }
-    let body_limit = state.hub.config().limits.max_frame_size;
-    router
-        .merge(api::routes(state.clone()))
-        .fallback(api::fallback)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .with_state(state)
 }

@@ -30,6 +30,7 @@ use super::AppState;
 use crate::connection::{
     self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream,
 };
+use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
 use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
@@ -199,13 +200,26 @@ fn upgrade_to(
     };
     // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
-    state.tasks.spawn(async move {
+    let task = async move {
         let _ip_slot = ip_slot;
         match on_upgrade.await {
             Ok(io) => serve_upgraded(io, upgraded).await,
             Err(error) => tracing::debug!(%error, "upgrade failed"),
         }
-    });
+    };
+    // The connection's logs name its client (behind trusted proxies, the forwarded one). The
+    // span exists only while debug logs are on: an idle connection pays nothing otherwise.
+    let span = match request.extensions().get::<ClientAddr>() {
+        Some(ClientAddr(client)) => tracing::debug_span!("client", address = %client),
+        None => tracing::Span::none(),
+    };
+    if span.is_disabled() {
+        state.tasks.spawn(task);
+    } else {
+        state
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span));
+    }
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

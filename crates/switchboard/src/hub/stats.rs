@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::latency::FanoutLatency;
 use crate::broker::BrokerStatus;
 use crate::ids::RoomId;
-use crate::protocol::Command;
+use crate::protocol::{Command, ErrorCode};
 
 /// Event counters of one node.
 #[derive(Debug, Default)]
@@ -26,7 +26,8 @@ pub(crate) struct Counters {
     pub(crate) connections_refused: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
-    pub(crate) errors_sent: AtomicU64,
+    /// `error` frames sent, by code (index: [`error_index`]).
+    errors_sent: [AtomicU64; ERROR_CODES.len()],
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
@@ -52,13 +53,12 @@ pub(crate) struct ExportedCounter {
 /// line each, as a table, by `rustfmt::skip`).
 #[rustfmt::skip]
 pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
-    ExportedCounter { name: "bytes_in_total", help: "Payload bytes received in client text messages.", counter: |c| &c.bytes_in },
-    ExportedCounter { name: "bytes_out_total", help: "Bytes of frames queued to connections.", counter: |c| &c.bytes_out },
+    ExportedCounter { name: "messages_in_bytes_total", help: "Payload bytes received in client text messages.", counter: |c| &c.bytes_in },
+    ExportedCounter { name: "messages_out_bytes_total", help: "Bytes of frames queued to connections.", counter: |c| &c.bytes_out },
     ExportedCounter { name: "connections_opened_total", help: "WebSocket connections accepted.", counter: |c| &c.connections_opened },
     ExportedCounter { name: "connections_refused_total", help: "WebSocket connections refused at capacity.", counter: |c| &c.connections_refused },
     ExportedCounter { name: "slow_consumers_dropped_total", help: "Connections dropped because their outbound queue overflowed.", counter: |c| &c.slow_consumers },
     ExportedCounter { name: "rate_limited_total", help: "Client frames refused by the rate limiter.", counter: |c| &c.rate_limited },
-    ExportedCounter { name: "errors_sent_total", help: "error frames sent to clients.", counter: |c| &c.errors_sent },
     ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
     ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
     ExportedCounter { name: "document_updates_total", help: "Yjs updates applied to documents.", counter: |c| &c.document_updates },
@@ -100,12 +100,56 @@ impl Counters {
         Self::get(&self.messages_out[target as usize])
     }
 
+    /// Counts one `error` frame of `code` sent to a client.
+    pub(crate) fn count_error(&self, code: ErrorCode) {
+        Self::add(&self.errors_sent[error_index(code)], 1);
+    }
+
+    /// `error` frames of `code` sent.
+    pub(crate) fn errors_sent(&self, code: ErrorCode) -> u64 {
+        Self::get(&self.errors_sent[error_index(code)])
+    }
+
+    fn errors_sent_total(&self) -> u64 {
+        self.errors_sent.iter().map(Self::get).sum()
+    }
+
     fn messages_in_total(&self) -> u64 {
         self.messages_in.iter().map(Self::get).sum()
     }
 
     fn messages_out_total(&self) -> u64 {
         self.messages_out.iter().map(Self::get).sum()
+    }
+}
+
+/// Every error code, in counter index order ([`error_index`]).
+pub(crate) const ERROR_CODES: [ErrorCode; 10] = [
+    ErrorCode::InvalidJson,
+    ErrorCode::InvalidMessage,
+    ErrorCode::UnknownType,
+    ErrorCode::MessageTooLarge,
+    ErrorCode::RateLimited,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::NotInRoom,
+    ErrorCode::LimitExceeded,
+    ErrorCode::Internal,
+];
+
+/// The index of `code` in [`ERROR_CODES`]; exhaustive, so a new code cannot go uncounted.
+fn error_index(code: ErrorCode) -> usize {
+    match code {
+        ErrorCode::InvalidJson => 0,
+        ErrorCode::InvalidMessage => 1,
+        ErrorCode::UnknownType => 2,
+        ErrorCode::MessageTooLarge => 3,
+        ErrorCode::RateLimited => 4,
+        ErrorCode::Unauthorized => 5,
+        ErrorCode::Forbidden => 6,
+        ErrorCode::NotInRoom => 7,
+        ErrorCode::LimitExceeded => 8,
+        ErrorCode::Internal => 9,
     }
 }
 
@@ -396,7 +440,7 @@ impl Counters {
             connections_refused: Self::get(&self.connections_refused),
             slow_consumers_dropped: Self::get(&self.slow_consumers),
             rate_limited: Self::get(&self.rate_limited),
-            errors_sent: Self::get(&self.errors_sent),
+            errors_sent: self.errors_sent_total(),
             heartbeat_timeouts: Self::get(&self.heartbeat_timeouts),
             idle_timeouts: Self::get(&self.idle_timeouts),
             auth_failures: Self::get(&self.auth_failures),

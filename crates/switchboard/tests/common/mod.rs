@@ -23,7 +23,21 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// A command for the binary with a clean environment for the settings tests pass.
 pub(crate) fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    clean(Command::new(BIN), args)
+}
+
+/// `command` that runs the binary under `prlimit` with the open-file limits `soft` and `hard`.
+pub(crate) fn command_with_nofile(soft: u64, hard: u64, args: &[&str]) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={soft}:{hard}"))
+        .arg("--")
+        .arg(BIN);
+    clean(command, args)
+}
+
+/// `command` with `args` and without the variables that would give the tests' settings.
+fn clean(mut command: Command, args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("PORT")
@@ -58,6 +72,19 @@ impl Running {
     /// Starts the binary on 127.0.0.1 and an ephemeral port with JSON logs, and waits until
     /// it logs that it listens.
     pub(crate) async fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_as(command, args, envs).await
+    }
+
+    /// [`Running::start`] with the open-file limits `soft` and `hard` (through `prlimit`).
+    pub(crate) async fn start_with_nofile(soft: u64, hard: u64, args: &[&str]) -> Self {
+        Self::start_as(|args| command_with_nofile(soft, hard, args), args, &[]).await
+    }
+
+    async fn start_as(
+        command: impl FnOnce(&[&str]) -> Command,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut base = vec!["--host", "127.0.0.1", "--log-format", "json"];
         base.extend_from_slice(args);
         let mut cmd = command(&base);
@@ -104,9 +131,19 @@ impl Running {
         }
     }
 
+    /// The process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
+    }
+
     /// Sends SIGTERM.
     pub(crate) async fn terminate(&self) {
         self.signal("-TERM").await;
+    }
+
+    /// Sends SIGHUP: the server reloads its key files.
+    pub(crate) async fn hangup(&self) {
+        self.signal("-HUP").await;
     }
 
     /// Sends SIGKILL: the process dies without any clean-up.
