@@ -27,7 +27,8 @@
 //! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
 //!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap;
-//!   [`forwarded`]: the client address behind trusted proxies.
+//!   [`forwarded`]: the client address behind trusted proxies; `proxy_protocol`: the PROXY
+//!   protocol header a TCP load balancer puts before a connection.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -76,6 +77,7 @@ mod per_ip;
 pub mod presence;
 pub mod process;
 pub mod protocol;
+mod proxy_protocol;
 pub mod reload;
 pub mod server;
 pub mod store;

@@ -28,6 +28,7 @@ use crate::docstore::DirDocs;
 use crate::forwarded::{ClientAddr, TrustedProxies};
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
+use crate::proxy_protocol;
 use crate::reload::Reloader;
 use crate::switchboard::Switchboard;
 
@@ -172,6 +173,7 @@ impl Server {
             per_ip,
             tls: config.tls.as_ref().map(|tls| tls.acceptor().clone()),
             handshake_timeout: config.handshake_timeout,
+            proxy_protocol: config.proxy_protocol,
         };
         let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
         let (public, admin) = match &admin_listener {
@@ -245,6 +247,7 @@ async fn shut_down(switchboard: &Switchboard, deadline: Duration) -> bool {
 }
 
 /// What every accepted connection is served with.
+#[derive(Clone)]
 struct Intake {
     router: axum::Router,
     /// The instance's tracker: shutdown waits for every connection task spawned on it.
@@ -256,13 +259,45 @@ struct Intake {
     proxies: Arc<TrustedProxies>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    /// Whether connections from the trusted proxies start with a PROXY protocol header.
+    proxy_protocol: bool,
 }
 
 impl Intake {
-    /// Takes a connection's slot under the per-IP cap (or refuses it with 429) and spawns the
-    /// task that serves it. A connection from a trusted proxy carries many clients: each of
+    /// Admits a connection; one from a trusted proxy with `--proxy-protocol` first gives its
+    /// client's address in a PROXY header (read within the handshake timeout, on the
+    /// connection's own task), and is then admitted as that client's.
+    fn admit(&self, mut stream: TcpStream, peer: SocketAddr) {
+        if !(self.proxy_protocol && self.proxies.contains(peer.ip())) {
+            return self.admit_from(stream, peer);
+        }
+        let intake = self.clone();
+        self.tasks.spawn(async move {
+            let header = tokio::time::timeout(
+                intake.handshake_timeout,
+                proxy_protocol::read_header(&mut stream),
+            );
+            let client = tokio::select! {
+                read = header => read,
+                () = intake.cancel.cancelled() => return,
+            };
+            match client {
+                Ok(Ok(client)) => {
+                    // No address (the proxy's own health check): the proxy is the client.
+                    let client = client.unwrap_or(peer);
+                    tracing::debug!(proxy = %peer, %client, "PROXY header");
+                    intake.admit_from(stream, client);
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "refused: bad PROXY header"),
+                Err(_) => tracing::debug!(%peer, "refused: no PROXY header in time"),
+            }
+        });
+    }
+
+    /// Takes the slot of a connection from `peer` under the per-IP cap (or refuses it with 429)
+    /// and spawns the task that serves it. A connection from a trusted proxy carries many clients: each of
     /// its requests takes the slot of the client it names instead ([`WithSlot`]).
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+    fn admit_from(&self, stream: TcpStream, peer: SocketAddr) {
         let proxied = self.proxies.contains(peer.ip());
         let slot = match &self.per_ip {
             Some(limit) if !proxied => match limit.try_acquire(peer.ip()) {

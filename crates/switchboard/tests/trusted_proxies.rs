@@ -159,3 +159,83 @@ async fn debug_logs_name_the_client_a_trusted_proxy_forwards() {
     assert_eq!(connected["fields"]["user"], "dana");
     assert_eq!(connected["span"]["address"], "198.51.100.1", "{connected}");
 }
+
+/// Opens a WebSocket as `user` over a TCP connection that first sends `header` (a PROXY
+/// protocol header, or anything); `Err(None)` when the server closed it without an answer.
+async fn upgrade_behind(
+    addr: SocketAddr,
+    header: &[u8],
+    user: &str,
+) -> Result<Client, Option<u16>> {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    let request = format!("ws://{addr}/?userId={user}")
+        .into_client_request()
+        .unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let connecting = tokio_tungstenite::client_async(request, stream);
+    match tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect timed out")
+    {
+        Ok((ws, _)) => Ok(Client::from_stream(ws).await),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(Some(response.status().as_u16()))
+        }
+        Err(_) => Err(None),
+    }
+}
+
+/// A version 2 PROXY header for an IPv4 client.
+fn v2_header(client: [u8; 4], port: u16) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    header.extend_from_slice(&client);
+    header.extend_from_slice(&[127, 0, 0, 1]);
+    header.extend_from_slice(&port.to_be_bytes());
+    header.extend_from_slice(&3000u16.to_be_bytes());
+    header
+}
+
+#[tokio::test]
+async fn with_the_proxy_protocol_the_header_names_the_client_the_cap_counts() {
+    let server = TestServer::with(|s| {
+        s.max_connections_per_ip = Some(1);
+        s.trusted_proxies = Some("127.0.0.0/8".into());
+        s.proxy_protocol = Some(true);
+    })
+    .await;
+    let v1 = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 40000 3000\r\n").into_bytes();
+    let first = upgrade_behind(server.addr, &v1("203.0.113.1"), "a").await;
+    assert!(first.is_ok(), "the first connection of 203.0.113.1");
+    let again = upgrade_behind(server.addr, &v1("203.0.113.1"), "b").await;
+    assert_eq!(again.err(), Some(Some(429)), "its second is over the cap");
+    let other = upgrade_behind(server.addr, &v2_header([203, 0, 113, 2], 40001), "c").await;
+    assert!(other.is_ok(), "another client, in a version 2 header");
+    let again = upgrade_behind(server.addr, &v2_header([203, 0, 113, 2], 40002), "d").await;
+    assert_eq!(again.err(), Some(Some(429)));
+    // The proxy's own health check (LOCAL) counts as the proxy, which the cap leaves alone.
+    let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    let check = upgrade_behind(server.addr, &local, "e").await;
+    assert!(check.is_ok(), "LOCAL");
+    // From a trusted proxy a connection without the header is refused: a client could not
+    // otherwise be told from the proxy.
+    assert_eq!(
+        upgrade_behind(server.addr, b"", "f").await.err(),
+        Some(None)
+    );
+    let forged = b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\n";
+    assert_eq!(
+        upgrade_behind(server.addr, forged, "g").await.err(),
+        Some(None)
+    );
+    drop(first);
+}
+
+#[tokio::test]
+async fn the_proxy_protocol_needs_trusted_proxies() {
+    let error = switchboard::Config::load_from(["switchboard", "--proxy-protocol"]).unwrap_err();
+    assert!(error.to_string().contains("proxy_protocol"), "{error}");
+}

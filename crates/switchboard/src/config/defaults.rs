@@ -37,6 +37,7 @@ pub(super) const DELIVER_TO_PUBLISHER: bool = true;
 pub(super) const AWAY_TIMEOUT: Duration = Duration::from_secs(120);
 pub(super) const MAX_PRESENCE_METADATA: u64 = 1 << 10;
 pub(super) const API_INSECURE: bool = false;
+pub(super) const PROXY_PROTOCOL: bool = false;
 pub(super) const REDIS_PREFIX: &str = "switchboard:";
 pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
 pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
@@ -89,6 +90,7 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "away_timeout" => duration(AWAY_TIMEOUT),
         "max_presence_metadata" => size(MAX_PRESENCE_METADATA),
         "api_insecure" => API_INSECURE.to_string(),
+        "proxy_protocol" => PROXY_PROTOCOL.to_string(),
         "redis_prefix" => REDIS_PREFIX.to_owned(),
         "node_ttl" => duration(NODE_TTL),
         "auth_timeout" => duration(AuthConfig::default().timeout),

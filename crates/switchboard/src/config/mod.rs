@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// Proxies whose forwarding headers give the client address (empty: none).
     pub trusted_proxies: crate::forwarded::TrustedProxies,
+    /// Whether connections from the trusted proxies start with a PROXY protocol header.
+    pub proxy_protocol: bool,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
     /// Where Yjs documents are saved (`None`: in memory).

@@ -262,6 +262,11 @@ settings! {
     /// a trusted proxy); from any other peer the headers are ignored.
     #[arg(long, value_name = "CIDRS")]
     trusted_proxies: String,
+    /// Connections from `trusted_proxies` start with a PROXY protocol header (v1 or v2, as
+    /// TCP load balancers write it): its source address is the client. Needs `trusted_proxies`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    proxy_protocol: bool,
     /// Bad frames (answered with an `error`) a connection may send within `violation_window`
     /// before it is closed with 1008; 0 disables.
     #[arg(long, value_name = "N")]

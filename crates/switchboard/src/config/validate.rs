@@ -37,6 +37,15 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
             ),
         ));
     }
+    let trusted_proxies = TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or_default())
+        .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?;
+    let proxy_protocol = raw.proxy_protocol.unwrap_or(defaults::PROXY_PROTOCOL);
+    if proxy_protocol && trusted_proxies.is_empty() {
+        return Err(ConfigError::invalid(
+            "proxy_protocol",
+            "needs trusted_proxies: only the proxies listed there may send the header",
+        ));
+    }
     Ok(ServerConfig {
         host,
         port,
@@ -47,8 +56,8 @@ pub(super) fn server(raw: &RawSettings) -> Result<ServerConfig, ConfigError> {
             duration(raw.handshake_timeout, defaults::HANDSHAKE_TIMEOUT),
         )?,
         max_connections_per_ip: Some(max_per_ip).filter(|&max| max > 0),
-        trusted_proxies: TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or_default())
-            .map_err(|e| ConfigError::invalid("trusted_proxies", e.to_string()))?,
+        trusted_proxies,
+        proxy_protocol,
         shutdown_timeout: positive(
             "shutdown_timeout",
             duration(raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT),
