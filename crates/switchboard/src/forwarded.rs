@@ -6,7 +6,7 @@
 //! client cannot pick the address it is counted under by sending the header itself. From an
 //! untrusted peer the headers are ignored and the peer is the client.
 //!
-//! The standalone server uses the address for the per-IP cap ([`crate::per_ip`]) and its logs;
+//! The standalone server uses the address for the per-IP cap (`per_ip`) and its logs;
 //! nothing else reads the headers.
 
 use std::net::IpAddr;
