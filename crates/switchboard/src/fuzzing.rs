@@ -10,6 +10,7 @@ use crate::ws::decoder::{Decoder, Flow, Limits, Message, OwnedMessage as Owned};
 const LIMITS: Limits = Limits {
     max_frame: 256,
     max_message: 1024,
+    deflate: false,
 };
 
 /// Decodes `input` as one read, then again split into reads at the sizes `splits` gives (each

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Endpoint, Mode, Peer, Stream, driver};
+use super::{Endpoint, Peer, Stream, Terms, driver};
 use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
 use crate::hub::{Counters, Hub};
 use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
@@ -61,7 +61,7 @@ pub(crate) async fn authenticate<S>(
     mut io: S,
     endpoint: Arc<Endpoint>,
     pending: Pending,
-    mode: Mode,
+    terms: Terms,
 ) where
     S: Stream + Send + 'static,
 {
@@ -70,6 +70,7 @@ pub(crate) async fn authenticate<S>(
     let limits = Limits {
         max_frame: max,
         max_message: max,
+        deflate: terms.deflate.is_some(),
     };
     let outcome = tokio::select! {
         waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.jwt, limits)) => {
@@ -83,7 +84,7 @@ pub(crate) async fn authenticate<S>(
         }
     };
     match outcome {
-        Outcome::Authenticated(peer) => super::serve(io, endpoint, peer, mode).await,
+        Outcome::Authenticated(peer) => super::serve(io, endpoint, peer, terms).await,
         Outcome::Refuse(code, reason) => driver::refuse(io, code, &reason, limits).await,
         Outcome::Gone => {}
     }

@@ -24,6 +24,7 @@ use crate::handlers::Extensions;
 use crate::hub::{Hub, Wire};
 use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
+use crate::ws::deflate::Deflate;
 pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
 
@@ -71,6 +72,15 @@ pub(crate) enum Mode {
     Echo,
     /// y-websocket messages about one Yjs document (`/yjs/{document}`, DESIGN.md §8).
     Document(DocAccess),
+}
+
+/// What the upgrade settled for a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Terms {
+    /// What it speaks.
+    pub(crate) mode: Mode,
+    /// permessage-deflate, when the client offered it and the server has it on.
+    pub(crate) deflate: Option<Deflate>,
 }
 
 /// The document a `/yjs` connection opened, and what it may do with it.
@@ -123,22 +133,23 @@ pub(crate) enum Connection<S> {
 
 /// Admits an upgraded connection of `peer` (or refuses it with close 1013 at capacity) and
 /// returns the future that serves it until it ends.
-pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, mode: Mode) -> Connection<S>
+pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, terms: Terms) -> Connection<S>
 where
     S: Stream + Send + 'static,
 {
-    let wire = match mode {
+    let wire = match terms.mode {
         Mode::Document(_) => Wire::Yjs,
         Mode::Protocol | Mode::Echo => Wire::Json,
     };
     match endpoint.hub.register_as(peer.user.clone(), wire) {
         Ok(handle) => {
-            let session = Session::start(endpoint, handle, mode, peer.grants);
+            handle.set_deflate(terms.deflate);
+            let session = Session::start(endpoint, handle, terms.mode, peer.grants);
             Connection::Open(driver::Driver::new(io, session))
         }
         Err(refusal) => {
             tracing::debug!(user = %peer.user, %refusal, "connection refused");
-            let limits = driver::decoder_limits(&endpoint.hub);
+            let limits = driver::decoder_limits(&endpoint.hub, terms.deflate.is_some());
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
                 driver::refuse(io, refusal.close_code(), &reason, limits).await;
