@@ -610,3 +610,29 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
         format!("{:?}", config.server)
     );
 }
+
+#[test]
+fn compression_is_on_by_default_and_set_by_flag_variable_or_file() {
+    let compression = Config::default().hub.compression;
+    assert!(compression.enabled);
+    assert_eq!(compression.threshold, 1 << 10);
+    let config = from_args(&["--compression", "false", "--compression-threshold", "0"]).unwrap();
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 0);
+    let config = config_with(
+        &[],
+        &[
+            ("SWITCHBOARD_COMPRESSION", "false"),
+            ("SWITCHBOARD_COMPRESSION_THRESHOLD", "4KiB"),
+        ],
+    );
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 4 << 10);
+    let (dir, file) = toml_file("compression = false\ncompression_threshold = \"256\"\n");
+    let config = config_with(&["--config", file.to_str().unwrap()], &[]);
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 256);
+    let _ = std::fs::remove_dir_all(dir);
+    let bad = invocation(&["--compression-threshold", "lots"], &[]).and_then(|i| i.config());
+    assert!(bad.is_err(), "a threshold must be a size");
+}

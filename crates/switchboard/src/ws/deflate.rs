@@ -12,6 +12,7 @@
 //! at most the limit and one step before it is refused with 1009.
 
 use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::{BufMut, Bytes};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -29,9 +30,10 @@ pub(crate) const MAX_WINDOW_BITS: u8 = 15;
 /// The smallest window zlib can compress with (raw deflate); a client that allows only a
 /// smaller one gets its messages uncompressed.
 const MIN_COMPRESS_WINDOW_BITS: u8 = 9;
-/// Compression level: level 1 keeps most of the gain on JSON at a fraction of the CPU of the
-/// default level (see BENCHMARKS.md).
-const LEVEL: u32 = 1;
+/// Compression level: a fast one keeps most of the gain on JSON at a fraction of the CPU of
+/// the default level (6). Not 1: zlib-rs 0.6's level 1 ("quick") panics on some inputs with a
+/// window below 2^15 (`every_window_compresses_text_and_noise_of_many_sizes`).
+const LEVEL: u32 = 2;
 /// First and smallest growth step of the inflate output.
 const INFLATE_STEP: usize = 16 << 10;
 /// Inflate output buffers above this capacity are freed after the message.
@@ -90,20 +92,30 @@ pub(crate) fn compress_frame(frame: &[u8], window_bits: u8) -> Option<Bytes> {
         return None;
     }
     let payload = frame::server_payload(frame);
-    let built = frame::build_with(0x80 | RSV1, opcode, payload.len(), |buf| {
-        COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut slot) => {
-                let compress = match &mut *slot {
-                    Some((bits, compress)) if *bits == window_bits => compress,
-                    slot => &mut slot.insert((window_bits, new_compressor(window_bits))).1,
-                };
-                compress.reset();
-                compress_into(compress, payload, buf)
-            }
-            Err(_) => compress_into(&mut new_compressor(window_bits), payload, buf),
+    // A fan-out compresses inside its delivery loop: a panic in zlib would cut the loop short
+    // for every later recipient. It sends the frame plain instead, with a fresh compressor.
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        frame::build_with(0x80 | RSV1, opcode, payload.len(), |buf| {
+            COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut slot) => {
+                    let compress = match &mut *slot {
+                        Some((bits, compress)) if *bits == window_bits => compress,
+                        slot => &mut slot.insert((window_bits, new_compressor(window_bits))).1,
+                    };
+                    compress.reset();
+                    compress_into(compress, payload, buf)
+                }
+                Err(_) => compress_into(&mut new_compressor(window_bits), payload, buf),
+            })
         })
-    });
-    built.ok()
+    }));
+    match built {
+        Ok(built) => built.ok(),
+        Err(_) => {
+            COMPRESSOR.with(|cell| cell.replace(None));
+            None
+        }
+    }
 }
 
 fn new_compressor(window_bits: u8) -> Compress {

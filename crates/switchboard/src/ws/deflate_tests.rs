@@ -74,3 +74,21 @@ fn empty_and_final_block_messages_inflate() {
     let final_block = [0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00];
     assert_eq!(inflated(&final_block, 10).unwrap(), b"Hello");
 }
+
+#[test]
+fn every_window_compresses_text_and_noise_of_many_sizes() {
+    let mut rng = fastrand::Rng::with_seed(12);
+    let text: Vec<u8> = (0..140_000).map(|_| b"abcdefgh {}:,\" "[rng.usize(..15)]).collect();
+    let noise: Vec<u8> = (0..140_000).map(|_| rng.u8(..)).collect();
+    for bits in 9..=15 {
+        for len in [16, 64, 256, 1000, 4096, 8191, 32768, 65536, 131_072] {
+            for source in [&text, &noise] {
+                let plain = frame::frame(OpCode::Binary, &source[..len]);
+                if let Some(compressed) = compress_frame(&plain, bits) {
+                    let body = frame::server_payload(&compressed);
+                    assert_eq!(inflated(body, len).unwrap(), &source[..len]);
+                }
+            }
+        }
+    }
+}
