@@ -32,12 +32,18 @@ fn inflate(data: &[u8]) -> Vec<u8> {
     let mut input = data.to_vec();
     input.extend_from_slice(&TAIL);
     let mut decompress = Decompress::new(false);
-    let mut out = Vec::with_capacity(input.len() * 20 + 1024);
-    decompress
-        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
-        .unwrap();
-    assert_eq!(decompress.total_in() as usize, input.len(), "inflated whole");
-    out
+    let mut out = Vec::with_capacity(4096);
+    // Until all input is used and the output had room to spare (no output left behind).
+    loop {
+        out.reserve(out.capacity());
+        let rest = &input[decompress.total_in() as usize..];
+        decompress
+            .decompress_vec(rest, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        if decompress.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return out;
+        }
+    }
 }
 
 /// The value of the extensions header in a response head, if any.
