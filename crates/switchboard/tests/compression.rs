@@ -70,7 +70,10 @@ impl Deflating {
         let mut client = Self::connect(server, &format!("/ws?userId={user}")).await;
         assert_eq!(client.next_json().await.1["type"], "connect");
         client
-            .send(&json!({"type": "join_room", "payload": {"room": room}}), true)
+            .send(
+                &json!({"type": "join_room", "payload": {"room": room}}),
+                true,
+            )
             .await;
         assert_eq!(client.next_json().await.1["type"], "room_joined");
         client
@@ -118,10 +121,7 @@ impl Deflating {
     /// The next JSON frame and whether it came compressed.
     async fn next_json(&mut self) -> (bool, Value) {
         let (first, payload) = self.next_data().await;
-        (
-            first & 0x40 != 0,
-            serde_json::from_slice(&payload).unwrap(),
-        )
+        (first & 0x40 != 0, serde_json::from_slice(&payload).unwrap())
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::defaults;
 use super::units::{ByteSize, DurationArg};
 use super::{
-    ApiConfig, CompressionConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig, Limits, LogConfig,
-    PubSubConfig, RawSettings, ServerConfig, tls,
+    ApiConfig, CompressionConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig,
+    Limits, LogConfig, PubSubConfig, RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
 use crate::ids::{MAX_NAME_CHARS, NodeId};

@@ -354,7 +354,10 @@ impl Documents {
                 }
             }
             DocCommand::QueryAwareness => {
-                deliver(from, &Outgoing::new(&binary(&yjs::awareness(state.entries()))));
+                deliver(
+                    from,
+                    &Outgoing::new(&binary(&yjs::awareness(state.entries()))),
+                );
             }
         }
         Ok(false)
@@ -635,11 +638,21 @@ pub(crate) fn apply(doc: &Doc, update: &[u8]) -> Result<(), DocError> {
 }
 
 /// Sends a client the server's sync step 1 and the awareness states, if any.
-fn greet(state: &DocState, client: &ConnHandle, deliver: &impl Fn(&ConnHandle, &Outgoing<'_>) -> bool) {
+fn greet(
+    state: &DocState,
+    client: &ConnHandle,
+    deliver: &impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
+) {
     let state_vector = state.doc.transact().state_vector().encode_v1();
-    deliver(client, &Outgoing::new(&binary(&yjs::sync_step1(&state_vector))));
+    deliver(
+        client,
+        &Outgoing::new(&binary(&yjs::sync_step1(&state_vector))),
+    );
     if !state.awareness.is_empty() {
-        deliver(client, &Outgoing::new(&binary(&yjs::awareness(state.entries()))));
+        deliver(
+            client,
+            &Outgoing::new(&binary(&yjs::awareness(state.entries()))),
+        );
     }
 }
 

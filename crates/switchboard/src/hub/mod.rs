@@ -291,13 +291,15 @@ impl Hub {
     /// open, and sends the client the server's sync step 1 and the awareness states (once it
     /// has loaded).
     pub(crate) fn open_document(&self, name: &DocId, client: &ConnHandle) -> Arc<OpenDoc> {
-        let deliver = |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         let hub = Arc::downgrade(&self.inner);
         let load = move |open: Arc<OpenDoc>| -> DocLoaded {
             Box::new(move |read| {
                 if let Some(inner) = hub.upgrade() {
                     let hub = Hub { inner };
-                    let deliver = |h: &ConnHandle, frame: &Outgoing<'_>| hub.deliver_document(h, frame);
+                    let deliver =
+                        |h: &ConnHandle, frame: &Outgoing<'_>| hub.deliver_document(h, frame);
                     let documents = &hub.inner.documents;
                     documents.loaded(&open, read, hub.now_ms(), deliver);
                 }
@@ -313,7 +315,8 @@ impl Hub {
         from: &ConnHandle,
         command: DocCommand<'_>,
     ) -> Result<(), DocError> {
-        let deliver = |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         let documents = &self.inner.documents;
         if documents.command(doc, from, command, self.now_ms(), deliver)? {
             Counters::add(&self.inner.counters.document_updates, 1);
@@ -324,14 +327,16 @@ impl Hub {
     /// Removes `client` from document `doc` (its awareness states go with it); the last client
     /// to leave saves and unloads the document.
     pub(crate) fn close_document(&self, doc: &Arc<OpenDoc>, client: ConnId) {
-        let deliver = |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         self.inner.documents.leave(doc, client, deliver);
     }
 
     /// Applies what another node published about document `name` and relays it to this
     /// node's clients of it.
     pub(crate) fn receive_document(&self, name: &DocId, message: &[u8]) {
-        let deliver = |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         self.inner
             .documents
             .receive(name, message, self.now_ms(), deliver);

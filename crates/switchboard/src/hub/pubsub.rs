@@ -161,10 +161,9 @@ impl Hub {
     ) -> Recipients {
         let accepted = Instant::now();
         let outgoing = super::Outgoing::new(frame);
-        let recipients = self
-            .inner
-            .channels
-            .deliver(channel, except, |handle| self.deliver_shared(handle, &outgoing));
+        let recipients = self.inner.channels.deliver(channel, except, |handle| {
+            self.deliver_shared(handle, &outgoing)
+        });
         self.fanned_out(accepted, Target::Channel, recipients.delivered, frame.len());
         recipients
     }

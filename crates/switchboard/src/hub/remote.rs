@@ -139,9 +139,7 @@ impl Hub {
         }
         let frame = member_frame(kind, room, user);
         let outgoing = super::Outgoing::new(&frame);
-        let delivered = rooms.deliver(room, None, |handle| {
-            self.deliver_shared(handle, &outgoing)
-        });
+        let delivered = rooms.deliver(room, None, |handle| self.deliver_shared(handle, &outgoing));
         self.inner.counters.count_out(Target::Room, delivered);
     }
 

@@ -35,9 +35,16 @@ fn compressed_frames_inflate_back_to_the_payload() {
 fn what_does_not_shrink_or_is_not_data_is_not_compressed() {
     assert_eq!(compress_frame(&frame::frame(OpCode::Text, b""), 15), None);
     assert_eq!(compress_frame(&frame::frame(OpCode::Text, b"ab"), 15), None);
-    assert_eq!(compress_frame(&frame::close_frame(1000, &"x".repeat(100)), 15), None);
+    assert_eq!(
+        compress_frame(&frame::close_frame(1000, &"x".repeat(100)), 15),
+        None
+    );
     let long = frame::frame(OpCode::Binary, &[7; 4000]);
-    assert_eq!(compress_frame(&long, 8), None, "no window of 256 bytes in zlib");
+    assert_eq!(
+        compress_frame(&long, 8),
+        None,
+        "no window of 256 bytes in zlib"
+    );
     assert!(compress_frame(&long, 9).is_some());
 }
 
@@ -78,7 +85,9 @@ fn empty_and_final_block_messages_inflate() {
 #[test]
 fn every_window_compresses_text_and_noise_of_many_sizes() {
     let mut rng = fastrand::Rng::with_seed(12);
-    let text: Vec<u8> = (0..140_000).map(|_| b"abcdefgh {}:,\" "[rng.usize(..15)]).collect();
+    let text: Vec<u8> = (0..140_000)
+        .map(|_| b"abcdefgh {}:,\" "[rng.usize(..15)])
+        .collect();
     let noise: Vec<u8> = (0..140_000).map(|_| rng.u8(..)).collect();
     for bits in 9..=15 {
         for len in [16, 64, 256, 1000, 4096, 8191, 32768, 65536, 131_072] {

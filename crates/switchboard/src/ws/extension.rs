@@ -70,10 +70,10 @@ fn accept(offer: &str) -> Option<Agreed> {
     }
     let answer = match server_window {
         None => HeaderValue::from_static(NO_CONTEXT_TAKEOVER),
-        Some(bits) => {
-            HeaderValue::from_str(&format!("{NO_CONTEXT_TAKEOVER}; server_max_window_bits={bits}"))
-                .ok()?
-        }
+        Some(bits) => HeaderValue::from_str(&format!(
+            "{NO_CONTEXT_TAKEOVER}; server_max_window_bits={bits}"
+        ))
+        .ok()?,
     };
     Some(Agreed {
         deflate: Deflate::new(server_window.unwrap_or(MAX_WINDOW_BITS)),
@@ -124,7 +124,10 @@ mod tests {
         let agreed = offers(&["permessage-deflate; client_max_window_bits"]).unwrap();
         assert_eq!(agreed.answer, NO_CONTEXT_TAKEOVER);
         assert_eq!(agreed.deflate.window_bits(), 15);
-        assert_eq!(answer(&["permessage-deflate"]).unwrap(), NO_CONTEXT_TAKEOVER);
+        assert_eq!(
+            answer(&["permessage-deflate"]).unwrap(),
+            NO_CONTEXT_TAKEOVER
+        );
     }
 
     #[test]

@@ -214,7 +214,11 @@ pub(crate) fn build_with<E>(
     buf.put_bytes(0, SERVER_HEADER_ROOM);
     fill(&mut buf)?;
     let mut header = [0; SERVER_HEADER_ROOM];
-    let n = server_header(flags | opcode.bits(), buf.len() - SERVER_HEADER_ROOM, &mut header);
+    let n = server_header(
+        flags | opcode.bits(),
+        buf.len() - SERVER_HEADER_ROOM,
+        &mut header,
+    );
     buf[SERVER_HEADER_ROOM - n..SERVER_HEADER_ROOM].copy_from_slice(&header[..n]);
     buf.advance(SERVER_HEADER_ROOM - n);
     Ok(buf.freeze())
