@@ -67,6 +67,7 @@ pub(crate) async fn authenticate<S>(
 {
     let hub = &endpoint.hub;
     let max = PENDING_MAX_FRAME.min(hub.config().limits.max_frame_size);
+    let max = u32::try_from(max).unwrap_or(u32::MAX);
     let limits = Limits {
         max_frame: max,
         max_message: max,
@@ -199,7 +200,7 @@ async fn read_message<S: Stream>(
     // Checked here, before anything is allocated for the payload.
     let payload_len = usize::try_from(payload_len)
         .ok()
-        .filter(|&len| len <= limits.max_frame)
+        .filter(|&len| len <= limits.max_frame as usize)
         .ok_or(ReadError::Violation(Violation::TooBig))?;
     let mut frame = Vec::with_capacity(header_len + payload_len);
     frame.extend_from_slice(&head[..header_len]);

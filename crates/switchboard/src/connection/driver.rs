@@ -156,10 +156,11 @@ where
 /// The decoder limits a hub's configuration sets, for a connection that negotiated
 /// permessage-deflate (`deflate`) or not.
 pub(crate) fn decoder_limits(hub: &Hub, deflate: bool) -> Limits {
-    let limits = &hub.config().limits;
+    // At most 1 GiB (`config::validate`), so the conversion never saturates.
+    let max = u32::try_from(hub.config().limits.max_frame_size).unwrap_or(u32::MAX);
     Limits {
-        max_frame: limits.max_frame_size,
-        max_message: limits.max_frame_size,
+        max_frame: max,
+        max_message: max,
         deflate,
     }
 }

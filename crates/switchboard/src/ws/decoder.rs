@@ -25,13 +25,15 @@ use super::Violation;
 use super::deflate;
 use super::frame::{self, Header, OpCode};
 
-/// Size limits applied to incoming frames and messages, and what was negotiated.
+/// Size limits applied to incoming frames and messages, and what was negotiated. The sizes are
+/// `u32` (the configuration caps them at 1 GiB) so that the flag fits in the room they leave:
+/// every connection's task holds one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Largest payload of a single frame.
-    pub(crate) max_frame: usize,
+    pub(crate) max_frame: u32,
     /// Largest payload of a whole (possibly fragmented) message, inflated if it was compressed.
-    pub(crate) max_message: usize,
+    pub(crate) max_message: u32,
     /// permessage-deflate was negotiated: messages with RSV1 are inflated. Without it RSV1 is
     /// a protocol error.
     pub(crate) deflate: bool,
@@ -184,7 +186,7 @@ impl Decoder {
                 if fragments.text
                     && !fragments.compressed
                     && fragments.data.len() as u64 + header.payload_len
-                        <= self.limits.max_message as u64 =>
+                        <= u64::from(self.limits.max_message) =>
             {
                 &fragments.data[fragments.utf8_valid..]
             }
@@ -240,7 +242,7 @@ impl Decoder {
                 let Some(mut fragments) = self.fragments.take() else {
                     return Err(Violation::Protocol("continuation frame without a message"));
                 };
-                if fragments.data.len() + payload.len() > self.limits.max_message {
+                if fragments.data.len() + payload.len() > self.limits.max_message as usize {
                     return Err(Violation::TooBig);
                 }
                 fragments.data.extend_from_slice(payload);
@@ -273,7 +275,7 @@ impl Decoder {
         if !compressed {
             return deliver(text, payload, on_message);
         }
-        deflate::with_inflated(payload, self.limits.max_message, |inflated| {
+        deflate::with_inflated(payload, self.limits.max_message as usize, |inflated| {
             deliver(text, inflated, on_message)
         })
     }
@@ -286,7 +288,9 @@ fn parse_header(buf: &[u8], limits: Limits) -> Result<Option<Header>, Violation>
         Some(header) if header.compressed && !limits.deflate => Err(Violation::Protocol(
             "reserved bits set without a negotiated extension",
         )),
-        Some(header) if header.payload_len > limits.max_frame as u64 => Err(Violation::TooBig),
+        Some(header) if header.payload_len > u64::from(limits.max_frame) => {
+            Err(Violation::TooBig)
+        }
         other => Ok(other),
     }
 }

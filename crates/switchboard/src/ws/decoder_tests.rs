@@ -395,7 +395,7 @@ fn rsv1_needs_the_extension_and_a_first_frame() {
 
 #[test]
 fn the_message_limit_applies_to_the_inflated_size() {
-    let limit = DEFLATE.max_message;
+    let limit = DEFLATE.max_message as usize;
     let at_limit = deflated(&vec![b'a'; limit]);
     let (out, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC2, &at_limit)]);
     assert_eq!(result, Ok(Flow::Continue));
