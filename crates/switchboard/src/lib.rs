@@ -17,7 +17,8 @@
 //! ```
 //!
 //! A message is encoded once into a complete WebSocket frame; every recipient's outbox holds
-//! a reference to the same buffer.
+//! a reference to the same buffer (and it is compressed at most once, shared the same way by
+//! the recipients that negotiated permessage-deflate).
 //!
 //! ## Modules
 //!
@@ -25,7 +26,7 @@
 //! (`tests/architecture.rs` fails on any two modules that use each other).
 //!
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
-//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
+//!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
