@@ -11,8 +11,10 @@
 //!     cargo run --release -p switchboard-bench --example compression -- BIN [RECEIVERS MESSAGES IDLE]
 //!
 //! BIN is the server binary (e.g. target/release/switchboard). Prints one line per measurement.
-//! The receivers are raw sockets that count frames without inflating them (a compressed frame
-//! here is always a room message: the smaller frames stay under the threshold).
+//! The receivers are raw sockets that count frames without inflating them once they have
+//! joined (a compressed frame is then always a room message: the other frames stay under the
+//! threshold); before, they inflate to find their `room_joined`, which lists the room's members
+//! and may be compressed.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -76,6 +78,16 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
+/// A compressed message's payload inflated (RFC 7692 §7.2.2: the sync-flush tail put back).
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
+    let mut decompress = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(64 << 10);
+    let _ = decompress.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync);
+    out
+}
+
 /// SIZE bytes of JSON text: records whose numbers vary, so it compresses like real data.
 fn json_content(size: usize) -> String {
     let mut rng = fastrand::Rng::with_seed(size as u64);
@@ -116,11 +128,16 @@ async fn fan_out(
             let (mut received, mut wire) = (0, 0);
             while received < messages {
                 let (first, payload) = client.read_frame().await;
-                let message = first & 0x40 != 0 || payload.starts_with(br#"{"type":"message""#);
-                if !joined && payload.starts_with(br#"{"type":"room_joined""#) {
-                    joined = true;
-                    let _ = ready.send(()).await;
-                } else if message {
+                let compressed = first & 0x40 != 0;
+                if !joined {
+                    let text = if compressed { inflate(&payload) } else { payload };
+                    joined = text.starts_with(br#"{"type":"room_joined""#);
+                    if joined {
+                        let _ = ready.send(()).await;
+                    }
+                    continue;
+                }
+                if compressed || payload.starts_with(br#"{"type":"message""#) {
                     received += 1;
                     wire += payload.len() + if payload.len() < 126 { 2 } else { 4 };
                 }
@@ -166,7 +183,7 @@ impl Server {
             .args(["--max-queued-bytes", "256MiB", "--max-connections", "100000"])
             .args(["--max-connections-per-user", "100000", "--log-level", "warn"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()?;
         for _ in 0..100 {
