@@ -116,7 +116,12 @@ async fn fan_out(
     let join = r#"{"type":"join_room","payload":{"room":"bench"}}"#;
     let mut sender = server.raw("/ws?userId=sender", false).await?;
     sender.send_frame(0x81, join.as_bytes()).await;
-    while !sender.read_frame().await.1.starts_with(br#"{"type":"room_joined""#) {}
+    while !sender
+        .read_frame()
+        .await
+        .1
+        .starts_with(br#"{"type":"room_joined""#)
+    {}
     let mut tasks = Vec::new();
     let (ready, mut all_ready) = tokio::sync::mpsc::channel(receivers);
     for i in 0..receivers {
@@ -130,7 +135,11 @@ async fn fan_out(
                 let (first, payload) = client.read_frame().await;
                 let compressed = first & 0x40 != 0;
                 if !joined {
-                    let text = if compressed { inflate(&payload) } else { payload };
+                    let text = if compressed {
+                        inflate(&payload)
+                    } else {
+                        payload
+                    };
                     joined = text.starts_with(br#"{"type":"room_joined""#);
                     if joined {
                         let _ = ready.send(()).await;
@@ -149,9 +158,8 @@ async fn fan_out(
         all_ready.recv().await.ok_or("a receiver ended")?;
     }
     let content = json_content(size);
-    let frame = format!(
-        r#"{{"type":"message","payload":{{"room":"bench","content":"{content}"}}}}"#
-    );
+    let frame =
+        format!(r#"{{"type":"message","payload":{{"room":"bench","content":"{content}"}}}}"#);
     let before = server.cpu_seconds()?;
     for _ in 0..messages {
         sender.send_frame(0x81, frame.as_bytes()).await;
@@ -180,8 +188,18 @@ impl Server {
         let child = Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--rate-limit", "0", "--max-content-length", "100000"])
-            .args(["--max-queued-bytes", "256MiB", "--max-connections", "100000"])
-            .args(["--max-connections-per-user", "100000", "--log-level", "warn"])
+            .args([
+                "--max-queued-bytes",
+                "256MiB",
+                "--max-connections",
+                "100000",
+            ])
+            .args([
+                "--max-connections-per-user",
+                "100000",
+                "--log-level",
+                "warn",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

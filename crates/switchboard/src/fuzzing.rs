@@ -29,7 +29,9 @@ pub fn ws_decoder(splits: &[u8], input: &[u8]) {
         match message {
             Owned::Text(text) => assert!(text.len() <= LIMITS.max_message as usize),
             Owned::Binary(data) => assert!(data.len() <= LIMITS.max_message as usize),
-            Owned::Ping(data) | Owned::Pong(data) => assert!(data.len() <= LIMITS.max_frame as usize),
+            Owned::Ping(data) | Owned::Pong(data) => {
+                assert!(data.len() <= LIMITS.max_frame as usize)
+            }
             Owned::Close(_) => {}
         }
     }

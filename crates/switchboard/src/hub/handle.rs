@@ -31,7 +31,7 @@ pub(crate) struct ConnShared {
     id: ConnId,
     user: UserId,
     wire: Wire,
-    /// permessage-deflate as negotiated at the upgrade (`Deflate::to_bits`; 0: not), set once
+    /// permessage-deflate as negotiated at the upgrade (`Deflate::window_bits`; 0: not), set once
     /// right after registration. A frame queued before it is set goes uncompressed, which
     /// RFC 7692 allows for any message.
     deflate: AtomicU8,
@@ -109,7 +109,7 @@ impl ConnHandle {
 
     /// Records the permessage-deflate agreement of the upgrade.
     pub(crate) fn set_deflate(&self, deflate: Option<Deflate>) {
-        let bits = deflate.map_or(0, Deflate::to_bits);
+        let bits = deflate.map_or(0, Deflate::window_bits);
         self.0.deflate.store(bits, Ordering::Relaxed);
     }
 

@@ -365,9 +365,8 @@ impl Hub {
     /// negotiated permessage-deflate and the frame is big enough (its compressed form is made
     /// once for the whole fan-out); counts a slow-consumer drop if it overflows.
     pub(crate) fn deliver_shared(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
-        let config = &self.inner.config;
-        let deflate = handle.deflate().filter(|_| config.compression.enabled);
-        let frame = frame.for_peer(deflate, config.compression.threshold);
+        let threshold = self.inner.config.compression.threshold;
+        let frame = frame.for_peer(handle.deflate(), threshold);
         self.push(handle, &frame)
     }
 

@@ -288,9 +288,7 @@ fn parse_header(buf: &[u8], limits: Limits) -> Result<Option<Header>, Violation>
         Some(header) if header.compressed && !limits.deflate => Err(Violation::Protocol(
             "reserved bits set without a negotiated extension",
         )),
-        Some(header) if header.payload_len > u64::from(limits.max_frame) => {
-            Err(Violation::TooBig)
-        }
+        Some(header) if header.payload_len > u64::from(limits.max_frame) => Err(Violation::TooBig),
         other => Ok(other),
     }
 }

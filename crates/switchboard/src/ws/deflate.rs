@@ -54,17 +54,12 @@ impl Deflate {
         }
     }
 
-    /// The window our frames to this client may use, in bits.
+    /// The window our frames to this client may use, in bits (never 0).
     pub(crate) fn window_bits(self) -> u8 {
         self.window_bits
     }
 
-    /// A one-byte form for an atomic (never 0).
-    pub(crate) fn to_bits(self) -> u8 {
-        self.window_bits
-    }
-
-    /// The inverse of [`Deflate::to_bits`]; 0 is "not negotiated".
+    /// The inverse of [`Deflate::window_bits`]; 0 is "not negotiated".
     pub(crate) fn from_bits(bits: u8) -> Option<Self> {
         (bits != 0).then_some(Self { window_bits: bits })
     }
