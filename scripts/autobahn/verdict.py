@@ -4,7 +4,8 @@
 Usage: verdict.py INDEX_JSON AGENT MIN_CASES
 
 Exit status 0 only when the report exists, at least MIN_CASES cases ran, and none FAILED (in its
-behaviour or its close behaviour): a run that stopped early cannot pass.
+behaviour or its close behaviour), was UNIMPLEMENTED (permessage-deflate, 12.* and 13.*, is
+implemented) or passed only NON-STRICT: a run that stopped early cannot pass.
 """
 import collections
 import json
@@ -42,6 +43,9 @@ def main():
     print(json.dumps(summary, sort_keys=True))
     if len(results) < min_cases:
         print("autobahn: only %d of at least %d cases ran" % (len(results), min_cases), file=sys.stderr)
+        return 1
+    if unimplemented or summary["non_strict"]:
+        print("autobahn: cases UNIMPLEMENTED or NON-STRICT", file=sys.stderr)
         return 1
     return 1 if failed else 0
 

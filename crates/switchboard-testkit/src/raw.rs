@@ -18,11 +18,21 @@ pub struct RawClient {
 impl RawClient {
     /// Connects to `addr`, upgrades `path_and_query` and reads the `101` head, nothing more.
     pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Self {
+        Self::connect_with(addr, path_and_query, "").await.0
+    }
+
+    /// [`RawClient::connect`] with `headers` (each line ending in `\r\n`) added to the
+    /// upgrade request; returns the response head too.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        path_and_query: &str,
+        headers: &str,
+    ) -> (Self, String) {
         let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
         let request = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\n{headers}\r\n"
         );
         stream
             .write_all(request.as_bytes())
@@ -38,9 +48,9 @@ impl RawClient {
                 .expect("read the upgrade response");
             head.push(byte[0]);
         }
-        let head = String::from_utf8_lossy(&head);
+        let head = String::from_utf8_lossy(&head).into_owned();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        Self { stream }
+        (Self { stream }, head)
     }
 
     /// Sends one masked frame: `first_byte` (FIN, RSV, opcode) and `payload`.

@@ -10,6 +10,7 @@ use crate::ws::decoder::{Decoder, Flow, Limits, Message, OwnedMessage as Owned};
 const LIMITS: Limits = Limits {
     max_frame: 256,
     max_message: 1024,
+    deflate: false,
 };
 
 /// Decodes `input` as one read, then again split into reads at the sizes `splits` gives (each
@@ -26,9 +27,11 @@ pub fn ws_decoder(splits: &[u8], input: &[u8]) {
     );
     for message in &whole.0 {
         match message {
-            Owned::Text(text) => assert!(text.len() <= LIMITS.max_message),
-            Owned::Binary(data) => assert!(data.len() <= LIMITS.max_message),
-            Owned::Ping(data) | Owned::Pong(data) => assert!(data.len() <= LIMITS.max_frame),
+            Owned::Text(text) => assert!(text.len() <= LIMITS.max_message as usize),
+            Owned::Binary(data) => assert!(data.len() <= LIMITS.max_message as usize),
+            Owned::Ping(data) | Owned::Pong(data) => {
+                assert!(data.len() <= LIMITS.max_frame as usize)
+            }
             Owned::Close(_) => {}
         }
     }

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! A message is encoded once into a complete WebSocket frame; every recipient's outbox holds
-//! a reference to the same buffer.
+//! a reference to the same buffer (and it is compressed at most once, shared the same way by
+//! the recipients that negotiated permessage-deflate).
 //!
 //! ## Modules
 //!
@@ -26,9 +27,9 @@
 //!
 //! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
-//!   assembly); `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap;
-//!   [`forwarded`]: the client address behind trusted proxies; `proxy_protocol`: the PROXY
-//!   protocol header a TCP load balancer puts before a connection.
+//!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation
+//!   counter, the per-IP cap; [`forwarded`]: the client address behind trusted proxies;
+//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection.
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.

@@ -28,6 +28,8 @@ pub(super) const RATE_LIMIT: u32 = 10;
 /// Without `rate_limit_burst`, the burst is this many seconds' worth of the rate.
 pub(super) const RATE_LIMIT_BURST_SECONDS: u32 = 2;
 pub(super) const MAX_FRAME_SIZE: u64 = 1 << 20;
+pub(super) const COMPRESSION: bool = true;
+pub(super) const COMPRESSION_THRESHOLD: u64 = 1 << 10;
 pub(super) const MAX_CONTENT_LENGTH: usize = 10_000;
 pub(super) const MAX_NAME_LENGTH: usize = 128;
 pub(super) const MAX_QUEUED_BYTES: u64 = 4 << 20;
@@ -81,6 +83,8 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "idle_timeout" => duration(IDLE_TIMEOUT),
         "rate_limit" => RATE_LIMIT.to_string(),
         "max_frame_size" => size(MAX_FRAME_SIZE),
+        "compression" => COMPRESSION.to_string(),
+        "compression_threshold" => size(COMPRESSION_THRESHOLD),
         "max_content_length" => MAX_CONTENT_LENGTH.to_string(),
         "max_name_length" => MAX_NAME_LENGTH.to_string(),
         "max_queued_bytes" => size(MAX_QUEUED_BYTES),

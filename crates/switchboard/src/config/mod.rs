@@ -134,6 +134,17 @@ pub struct HubConfig {
     pub documents: DocumentConfig,
     /// Whether `/echo` echoes messages back (conformance testing only).
     pub echo_endpoint: bool,
+    /// permessage-deflate.
+    pub compression: CompressionConfig,
+}
+
+/// permessage-deflate (RFC 7692) settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CompressionConfig {
+    /// Whether the extension is negotiated with clients that offer it.
+    pub enabled: bool,
+    /// Frames whose payload is smaller than this many bytes go uncompressed.
+    pub threshold: usize,
 }
 
 pub use crate::store::HistoryConfig;

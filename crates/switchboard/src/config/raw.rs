@@ -136,6 +136,14 @@ settings! {
     /// Largest WebSocket frame or message accepted from a client.
     #[arg(long, value_name = "SIZE")]
     max_frame_size: ByteSize,
+    /// Compress messages with permessage-deflate (RFC 7692) for clients that offer it (every
+    /// browser does).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    compression: bool,
+    /// Messages smaller than this go uncompressed, where compressing gains little.
+    #[arg(long, value_name = "SIZE")]
+    compression_threshold: ByteSize,
     /// Longest message `content`, in characters.
     #[arg(long, value_name = "N")]
     max_content_length: usize,

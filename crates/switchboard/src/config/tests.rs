@@ -877,3 +877,29 @@ fn no_setting_reads_its_variable_through_clap() {
         .collect();
     assert!(read_by_clap.is_empty(), "{read_by_clap:?}");
 }
+
+#[test]
+fn compression_is_on_by_default_and_set_by_flag_variable_or_file() {
+    let compression = Config::default().hub.compression;
+    assert!(compression.enabled);
+    assert_eq!(compression.threshold, 1 << 10);
+    let config = from_args(&["--compression", "false", "--compression-threshold", "0"]).unwrap();
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 0);
+    let config = config_with(
+        &[],
+        &[
+            ("SWITCHBOARD_COMPRESSION", "false"),
+            ("SWITCHBOARD_COMPRESSION_THRESHOLD", "4KiB"),
+        ],
+    );
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 4 << 10);
+    let (dir, file) = toml_file("compression = false\ncompression_threshold = \"256\"\n");
+    let config = config_with(&["--config", file.to_str().unwrap()], &[]);
+    assert!(!config.hub.compression.enabled);
+    assert_eq!(config.hub.compression.threshold, 256);
+    let _ = std::fs::remove_dir_all(dir);
+    let bad = invocation(&["--compression-threshold", "lots"], &[]).and_then(|i| i.config());
+    assert!(bad.is_err(), "a threshold must be a size");
+}

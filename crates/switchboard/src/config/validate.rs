@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::defaults;
 use super::units::{ByteSize, DurationArg};
 use super::{
-    ApiConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig, Limits, LogConfig,
-    PubSubConfig, RawSettings, ServerConfig, tls,
+    ApiConfig, CompressionConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig,
+    Limits, LogConfig, PubSubConfig, RawSettings, ServerConfig, tls,
 };
 use crate::cluster::RedisConfig;
 use crate::forwarded::TrustedProxies;
@@ -100,6 +100,15 @@ pub(super) fn hub(raw: &RawSettings) -> Result<HubConfig, ConfigError> {
         history: history(raw)?,
         documents,
         echo_endpoint: raw.echo_endpoint.unwrap_or(defaults::ECHO_ENDPOINT),
+        compression: CompressionConfig {
+            enabled: raw.compression.unwrap_or(defaults::COMPRESSION),
+            threshold: byte_size(
+                "compression_threshold",
+                raw.compression_threshold,
+                defaults::COMPRESSION_THRESHOLD,
+                0..=u64::MAX,
+            )?,
+        },
     })
 }
 

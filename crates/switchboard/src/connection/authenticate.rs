@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Endpoint, Mode, Peer, Stream, driver};
+use super::{Endpoint, Peer, Stream, Terms, driver};
 use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
 use crate::hub::{Counters, Hub};
 use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
@@ -61,15 +61,17 @@ pub(crate) async fn authenticate<S>(
     mut io: S,
     endpoint: Arc<Endpoint>,
     pending: Pending,
-    mode: Mode,
+    terms: Terms,
 ) where
     S: Stream + Send + 'static,
 {
     let hub = &endpoint.hub;
     let max = PENDING_MAX_FRAME.min(hub.config().limits.max_frame_size);
+    let max = u32::try_from(max).unwrap_or(u32::MAX);
     let limits = Limits {
         max_frame: max,
         max_message: max,
+        deflate: terms.deflate.is_some(),
     };
     let outcome = tokio::select! {
         waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.jwt, limits)) => {
@@ -83,7 +85,7 @@ pub(crate) async fn authenticate<S>(
         }
     };
     match outcome {
-        Outcome::Authenticated(peer) => super::serve(io, endpoint, peer, mode).await,
+        Outcome::Authenticated(peer) => super::serve(io, endpoint, peer, terms).await,
         Outcome::Refuse(code, reason) => driver::refuse(io, code, &reason, limits).await,
         Outcome::Gone => {}
     }
@@ -198,7 +200,7 @@ async fn read_message<S: Stream>(
     // Checked here, before anything is allocated for the payload.
     let payload_len = usize::try_from(payload_len)
         .ok()
-        .filter(|&len| len <= limits.max_frame)
+        .filter(|&len| len <= limits.max_frame as usize)
         .ok_or(ReadError::Violation(Violation::TooBig))?;
     let mut frame = Vec::with_capacity(header_len + payload_len);
     frame.extend_from_slice(&head[..header_len]);

@@ -21,7 +21,15 @@ fn waiting(hub: &Hub, shutdown: &CancellationToken) -> (Client, tokio::task::Joi
         deadline: Instant::now() + DEADLINE,
         shutdown: shutdown.clone(),
     };
-    let task = tokio::spawn(authenticate(io, endpoint(hub), pending, Mode::Protocol));
+    let task = tokio::spawn(authenticate(
+        io,
+        endpoint(hub),
+        pending,
+        Terms {
+            mode: super::super::Mode::Protocol,
+            deflate: None,
+        },
+    ));
     (client, task)
 }
 

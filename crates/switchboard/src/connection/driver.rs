@@ -87,7 +87,10 @@ impl<S: Stream> Driver<S> {
     /// this struct and nothing more.
     pub(crate) fn new(io: S, session: Session) -> Self {
         Self {
-            decoder: Decoder::new(decoder_limits(session.hub())),
+            decoder: Decoder::new(decoder_limits(
+                session.hub(),
+                session.handle().deflate().is_some(),
+            )),
             io,
             session,
             pending: VecDeque::new(),
@@ -150,12 +153,15 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
-/// The decoder limits a hub's configuration sets.
-pub(crate) fn decoder_limits(hub: &Hub) -> Limits {
-    let limits = &hub.config().limits;
+/// The decoder limits a hub's configuration sets, for a connection that negotiated
+/// permessage-deflate (`deflate`) or not.
+pub(crate) fn decoder_limits(hub: &Hub, deflate: bool) -> Limits {
+    // At most 1 GiB (`config::validate`), so the conversion never saturates.
+    let max = u32::try_from(hub.config().limits.max_frame_size).unwrap_or(u32::MAX);
     Limits {
-        max_frame: limits.max_frame_size,
-        max_message: limits.max_frame_size,
+        max_frame: max,
+        max_message: max,
+        deflate,
     }
 }
 

@@ -24,6 +24,7 @@ use crate::handlers::Extensions;
 use crate::hub::{Hub, TokenDeadline, Wire};
 use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
+use crate::ws::deflate::Deflate;
 pub(crate) use authenticate::{Pending, authenticate};
 use session::Session;
 
@@ -90,6 +91,15 @@ pub(crate) enum Mode {
     Document(DocAccess),
 }
 
+/// What the upgrade settled for a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Terms {
+    /// What it speaks.
+    pub(crate) mode: Mode,
+    /// permessage-deflate, when the client offered it and the server has it on.
+    pub(crate) deflate: Option<Deflate>,
+}
+
 /// The document a `/yjs` connection opened, and what it may do with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DocAccess {
@@ -140,11 +150,11 @@ pub(crate) enum Connection<S> {
 
 /// Admits an upgraded connection of `peer` (or refuses it with close 1013 at capacity) and
 /// returns the future that serves it until it ends.
-pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, mode: Mode) -> Connection<S>
+pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, terms: Terms) -> Connection<S>
 where
     S: Stream + Send + 'static,
 {
-    let wire = match mode {
+    let wire = match terms.mode {
         Mode::Document(_) => Wire::Yjs,
         Mode::Protocol | Mode::Echo => Wire::Json,
     };
@@ -153,12 +163,13 @@ where
             if let Some(expires_at) = peer.expires_at {
                 handle.set_token_deadline(endpoint.token_deadline(expires_at));
             }
-            let session = Session::start(endpoint, handle, mode, peer.grants);
+            handle.set_deflate(terms.deflate);
+            let session = Session::start(endpoint, handle, terms.mode, peer.grants);
             Connection::Open(driver::Driver::new(io, session))
         }
         Err(refusal) => {
             tracing::debug!(user = %peer.user, %refusal, "connection refused");
-            let limits = driver::decoder_limits(&endpoint.hub);
+            let limits = driver::decoder_limits(&endpoint.hub, terms.deflate.is_some());
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
                 driver::refuse(io, refusal.close_code(), &reason, limits).await;

@@ -28,12 +28,13 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream,
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
 use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
+use crate::ws::extension;
 use crate::ws::handshake::{self, HandshakeError};
 
 /// Query parameters of the upgrade request.
@@ -193,10 +194,20 @@ fn upgrade_to(
         )
             .into_response();
     };
+    let agreed = state
+        .hub
+        .config()
+        .compression
+        .enabled
+        .then(|| extension::negotiate(request.headers()))
+        .flatten();
     let upgraded = Upgraded {
         endpoint: state.endpoint.clone(),
         admission,
-        mode,
+        terms: Terms {
+            mode,
+            deflate: agreed.as_ref().map(|agreed| agreed.deflate),
+        },
     };
     // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
@@ -230,6 +241,9 @@ fn upgrade_to(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(handshake::SUBPROTOCOL),
         );
+    }
+    if let Some(agreed) = agreed {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, agreed.answer);
     }
     response
 }
@@ -309,7 +323,7 @@ impl Future for ServeUpgraded {
 struct Upgraded {
     endpoint: Arc<Endpoint>,
     admission: Admission,
-    mode: Mode,
+    terms: Terms,
 }
 
 fn serve_upgraded(io: hyper::upgrade::Upgraded, upgraded: Upgraded) -> ServeUpgraded {
@@ -357,7 +371,7 @@ fn serve_stream<S: Stream + Send + 'static>(
             stream,
             upgraded.endpoint,
             peer,
-            upgraded.mode,
+            upgraded.terms,
         )),
         (None, admission) => boxed(
             stream,
@@ -382,12 +396,12 @@ fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded
     let Upgraded {
         endpoint,
         admission,
-        mode,
+        terms,
     } = upgraded;
     ServeUpgraded::Other(match admission {
-        Admission::Known(peer) => Box::pin(connection::serve(io, endpoint, peer, mode)),
+        Admission::Known(peer) => Box::pin(connection::serve(io, endpoint, peer, terms)),
         Admission::AwaitToken(pending) => {
-            Box::pin(connection::authenticate(io, endpoint, pending, mode))
+            Box::pin(connection::authenticate(io, endpoint, pending, terms))
         }
     })
 }

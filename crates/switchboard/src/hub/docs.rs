@@ -30,7 +30,7 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
-use super::{CloseRequest, ConnHandle};
+use super::{CloseRequest, ConnHandle, Outgoing};
 use crate::docstore::{DocLoaded, DocStore};
 use crate::ids::{ConnId, DocId};
 use crate::protocol::CloseCode;
@@ -214,7 +214,7 @@ impl Documents {
         &self,
         name: &DocId,
         client: &ConnHandle,
-        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+        deliver: impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
         load: impl FnOnce(Arc<OpenDoc>) -> DocLoaded,
     ) -> Arc<OpenDoc> {
         loop {
@@ -253,7 +253,7 @@ impl Documents {
         open: &Arc<OpenDoc>,
         read: std::io::Result<Vec<Vec<u8>>>,
         now_ms: u64,
-        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+        deliver: impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
     ) {
         let mut state = open.state.lock();
         if state.unloaded {
@@ -289,7 +289,7 @@ impl Documents {
         for (conn, state_vector) in step1 {
             if let Some(client) = state.clients.iter().find(|c| c.id() == conn) {
                 if let Ok(missing) = diff(&state.doc, &state_vector) {
-                    deliver(client, &binary(&yjs::sync_step2(&missing)));
+                    deliver(client, &Outgoing::new(&binary(&yjs::sync_step2(&missing))));
                 }
             }
         }
@@ -304,7 +304,7 @@ impl Documents {
         from: &ConnHandle,
         command: DocCommand<'_>,
         now_ms: u64,
-        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+        deliver: impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
     ) -> Result<bool, DocError> {
         let mut state = open.state.lock();
         match command {
@@ -315,7 +315,7 @@ impl Documents {
                     return Ok(false);
                 }
                 let missing = diff(&state.doc, state_vector)?;
-                deliver(from, &binary(&yjs::sync_step2(&missing)));
+                deliver(from, &Outgoing::new(&binary(&yjs::sync_step2(&missing))));
             }
             DocCommand::Update(update) => {
                 if update == yjs::EMPTY_UPDATE {
@@ -333,6 +333,7 @@ impl Documents {
                 state.dirty = true;
                 self.store.append(&open.name, update);
                 let relayed = binary(&yjs::update(update));
+                let relayed = Outgoing::new(&relayed);
                 for client in state.clients.iter().filter(|c| c.id() != from.id()) {
                     deliver(client, &relayed);
                 }
@@ -347,12 +348,16 @@ impl Documents {
                 let message = yjs::awareness(accepted.into_iter());
                 self.store.relay(&open.name, &message);
                 let relayed = binary(&message);
+                let relayed = Outgoing::new(&relayed);
                 for client in &state.clients {
                     deliver(client, &relayed);
                 }
             }
             DocCommand::QueryAwareness => {
-                deliver(from, &binary(&yjs::awareness(state.entries())));
+                deliver(
+                    from,
+                    &Outgoing::new(&binary(&yjs::awareness(state.entries()))),
+                );
             }
         }
         Ok(false)
@@ -379,7 +384,7 @@ impl Documents {
         &self,
         open: &Arc<OpenDoc>,
         client: ConnId,
-        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+        deliver: impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
     ) {
         let mut state = open.state.lock();
         let Some(index) = state.clients.iter().position(|c| c.id() == client) else {
@@ -404,6 +409,7 @@ impl Documents {
             }));
             self.store.relay(&open.name, &removal);
             let removal = binary(&removal);
+            let removal = Outgoing::new(&removal);
             for client in &state.clients {
                 deliver(client, &removal);
             }
@@ -427,7 +433,7 @@ impl Documents {
         name: &DocId,
         message: &[u8],
         now_ms: u64,
-        deliver: impl Fn(&ConnHandle, &Bytes) -> bool,
+        deliver: impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
     ) {
         let Some(open) = self.open.lock().get(name).cloned() else {
             return;
@@ -466,6 +472,7 @@ impl Documents {
             }
             _ => return,
         };
+        let relayed = Outgoing::new(&relayed);
         for client in &state.clients {
             deliver(client, &relayed);
         }
@@ -631,11 +638,21 @@ pub(crate) fn apply(doc: &Doc, update: &[u8]) -> Result<(), DocError> {
 }
 
 /// Sends a client the server's sync step 1 and the awareness states, if any.
-fn greet(state: &DocState, client: &ConnHandle, deliver: &impl Fn(&ConnHandle, &Bytes) -> bool) {
+fn greet(
+    state: &DocState,
+    client: &ConnHandle,
+    deliver: &impl Fn(&ConnHandle, &Outgoing<'_>) -> bool,
+) {
     let state_vector = state.doc.transact().state_vector().encode_v1();
-    deliver(client, &binary(&yjs::sync_step1(&state_vector)));
+    deliver(
+        client,
+        &Outgoing::new(&binary(&yjs::sync_step1(&state_vector))),
+    );
     if !state.awareness.is_empty() {
-        deliver(client, &binary(&yjs::awareness(state.entries())));
+        deliver(
+            client,
+            &Outgoing::new(&binary(&yjs::awareness(state.entries()))),
+        );
     }
 }
 

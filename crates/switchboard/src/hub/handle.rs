@@ -4,7 +4,7 @@
 //! task and are never reachable from here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::UserState;
 use super::outbox::{CloseRequest, Outbox, Pushed};
 use crate::ids::{ConnId, UserId};
+use crate::ws::deflate::Deflate;
 
 /// What a connection's client reads, which decides what may be sent to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub(crate) struct ConnShared {
     id: ConnId,
     user: UserId,
     wire: Wire,
+    /// permessage-deflate as negotiated at the upgrade (`Deflate::window_bits`; 0: not), set once
+    /// right after registration. A frame queued before it is set goes uncompressed, which
+    /// RFC 7692 allows for any message.
+    deflate: AtomicU8,
     /// Shared by all of the user's connections on this node.
     user_state: Arc<UserState>,
     outbox: Outbox,
@@ -90,6 +95,7 @@ impl ConnHandle {
             id,
             user,
             wire,
+            deflate: AtomicU8::new(0),
             user_state,
             outbox: Outbox::default(),
             connected_at: now,
@@ -112,6 +118,17 @@ impl ConnHandle {
     /// Whether the client reads protocol v1 JSON frames.
     pub(crate) fn speaks_json(&self) -> bool {
         self.0.wire == Wire::Json
+    }
+
+    /// What permessage-deflate the client negotiated, if any.
+    pub(crate) fn deflate(&self) -> Option<Deflate> {
+        Deflate::from_bits(self.0.deflate.load(Ordering::Relaxed))
+    }
+
+    /// Records the permessage-deflate agreement of the upgrade.
+    pub(crate) fn set_deflate(&self, deflate: Option<Deflate>) {
+        let bits = deflate.map_or(0, Deflate::window_bits);
+        self.0.deflate.store(bits, Ordering::Relaxed);
     }
 
     pub(crate) fn user_state(&self) -> &Arc<UserState> {

@@ -171,11 +171,12 @@ impl Hub {
             }
             // Control frames are tiny and bounded by the sweep period, so the byte limit that
             // protects against slow consumers still applies to them without special cases.
-            if self.deliver(handle, &ping) {
+            if self.push(handle, &ping) {
                 report.pinged += 1;
             }
+            // Never compressed: the connection's task knows an app-level ping by its text.
             if let Some(app_ping) = app_ping.as_ref().filter(|_| handle.speaks_json()) {
-                self.deliver(handle, app_ping);
+                self.push(handle, app_ping);
             }
         });
         Counters::add(

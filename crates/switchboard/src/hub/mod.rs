@@ -40,6 +40,7 @@ mod latency;
 mod lifecycle;
 mod maintenance;
 mod outbox;
+mod outgoing;
 mod presence;
 mod pubsub;
 mod queries;
@@ -82,6 +83,7 @@ use history::History;
 pub(crate) use latency::LatencySnapshot;
 use lifecycle::member_frame;
 pub(crate) use outbox::{CloseRequest, Pushed, Taken};
+pub(crate) use outgoing::Outgoing;
 use presence::PresenceBook;
 pub use presence::{PresenceView, PresenceWatch};
 pub use pubsub::{PubSub, Publication, PublishError, Subscription};
@@ -254,7 +256,8 @@ impl Hub {
     ) -> usize {
         let accepted = Instant::now();
         let inner = &self.inner;
-        let deliver = |handle: &ConnHandle| self.deliver(handle, frame);
+        let outgoing = Outgoing::new(frame);
+        let deliver = |handle: &ConnHandle| self.deliver_shared(handle, &outgoing);
         // Everyone and a user's connections: those that read JSON frames (not `/yjs` ones).
         let deliver_json = |handle: &ConnHandle| handle.speaks_json() && deliver(handle);
         let (delivered, target) = match topic {
@@ -312,13 +315,15 @@ impl Hub {
     /// open, and sends the client the server's sync step 1 and the awareness states (once it
     /// has loaded).
     pub(crate) fn open_document(&self, name: &DocId, client: &ConnHandle) -> Arc<OpenDoc> {
-        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         let hub = Arc::downgrade(&self.inner);
         let load = move |open: Arc<OpenDoc>| -> DocLoaded {
             Box::new(move |read| {
                 if let Some(inner) = hub.upgrade() {
                     let hub = Hub { inner };
-                    let deliver = |h: &ConnHandle, frame: &Bytes| hub.deliver_document(h, frame);
+                    let deliver =
+                        |h: &ConnHandle, frame: &Outgoing<'_>| hub.deliver_document(h, frame);
                     let documents = &hub.inner.documents;
                     documents.loaded(&open, read, hub.now_ms(), deliver);
                 }
@@ -334,7 +339,8 @@ impl Hub {
         from: &ConnHandle,
         command: DocCommand<'_>,
     ) -> Result<(), DocError> {
-        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         let documents = &self.inner.documents;
         if documents.command(doc, from, command, self.now_ms(), deliver)? {
             Counters::add(&self.inner.counters.document_updates, 1);
@@ -345,14 +351,16 @@ impl Hub {
     /// Removes `client` from document `doc` (its awareness states go with it); the last client
     /// to leave saves and unloads the document.
     pub(crate) fn close_document(&self, doc: &Arc<OpenDoc>, client: ConnId) {
-        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         self.inner.documents.leave(doc, client, deliver);
     }
 
     /// Applies what another node published about document `name` and relays it to this
     /// node's clients of it.
     pub(crate) fn receive_document(&self, name: &DocId, message: &[u8]) {
-        let deliver = |handle: &ConnHandle, frame: &Bytes| self.deliver_document(handle, frame);
+        let deliver =
+            |handle: &ConnHandle, frame: &Outgoing<'_>| self.deliver_document(handle, frame);
         self.inner
             .documents
             .receive(name, message, self.now_ms(), deliver);
@@ -363,17 +371,31 @@ impl Hub {
         self.inner.documents.save_changed(self.now_ms())
     }
 
-    fn deliver_document(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
-        let queued = self.deliver(handle, frame);
+    fn deliver_document(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
+        let queued = self.deliver_shared(handle, frame);
         if queued {
             self.inner.counters.count_out(Target::Document, 1);
-            Counters::add(&self.inner.counters.bytes_out, frame.len() as u64);
+            Counters::add(&self.inner.counters.bytes_out, frame.plain().len() as u64);
         }
         queued
     }
 
     /// Queues `frame` on one connection, counting a slow-consumer drop if it overflows.
     pub(crate) fn deliver(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        self.deliver_shared(handle, &Outgoing::new(frame))
+    }
+
+    /// Queues a frame of a fan-out on one of its connections, compressed if the connection
+    /// negotiated permessage-deflate and the frame is big enough (its compressed form is made
+    /// once for the whole fan-out); counts a slow-consumer drop if it overflows.
+    pub(crate) fn deliver_shared(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
+        let threshold = self.inner.config.compression.threshold;
+        let frame = frame.for_peer(handle.deflate(), threshold);
+        self.push(handle, &frame)
+    }
+
+    /// Queues `frame` on one connection as it is (never compressed).
+    pub(crate) fn push(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
         match handle.push(frame, self.inner.config.limits.max_queued_bytes) {
             Pushed::Queued => true,
             Pushed::Overflow => {

@@ -171,9 +171,10 @@ impl Hub {
                 .user(user.as_str())
                 .stamped()
                 .encode();
+            let outgoing = super::Outgoing::new(&frame);
             let delivered = recipients
                 .values()
-                .filter(|handle| self.deliver(handle, &frame))
+                .filter(|handle| self.deliver_shared(handle, &outgoing))
                 .count();
             inner.counters.count_out(Target::Presence, delivered);
         }

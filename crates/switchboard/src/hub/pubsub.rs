@@ -160,10 +160,10 @@ impl Hub {
         except: Option<ConnId>,
     ) -> Recipients {
         let accepted = Instant::now();
-        let recipients = self
-            .inner
-            .channels
-            .deliver(channel, except, |handle| self.deliver(handle, frame));
+        let outgoing = super::Outgoing::new(frame);
+        let recipients = self.inner.channels.deliver(channel, except, |handle| {
+            self.deliver_shared(handle, &outgoing)
+        });
         self.fanned_out(accepted, Target::Channel, recipients.delivered, frame.len());
         recipients
     }

@@ -138,7 +138,8 @@ impl Hub {
             return;
         }
         let frame = member_frame(kind, room, user);
-        let delivered = rooms.deliver(room, None, |handle| self.deliver(handle, &frame));
+        let outgoing = super::Outgoing::new(&frame);
+        let delivered = rooms.deliver(room, None, |handle| self.deliver_shared(handle, &outgoing));
         self.inner.counters.count_out(Target::Room, delivered);
     }
 

@@ -8,6 +8,11 @@
 //!
 //! Limits are checked from the header, before any payload byte is buffered.
 //!
+//! A compressed message (permessage-deflate, RSV1 on its first frame, when negotiated) is
+//! assembled compressed, as any other, and inflated whole when it completes, into the worker
+//! thread's buffer (`ws::deflate`); the size limit then applies to the inflated size, and its
+//! text is checked after inflation.
+//!
 //! Text fails fast: invalid UTF-8 is a violation as soon as its bytes arrive, not when the
 //! message ends. A fragment is checked when it completes (`Fragments::utf8_valid`), and the
 //! payload of a frame that arrives over several reads is unmasked and checked read by read
@@ -17,15 +22,21 @@
 //! checked, and an incomplete character at their end (at most 3 bytes) is found again from them.
 
 use super::Violation;
+use super::deflate;
 use super::frame::{self, Header, OpCode};
 
-/// Size limits applied to incoming frames and messages.
+/// Size limits applied to incoming frames and messages, and what was negotiated. The sizes are
+/// `u32` (the configuration caps them at 1 GiB) so that the flag fits in the room they leave:
+/// every connection's task holds one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Largest payload of a single frame.
-    pub(crate) max_frame: usize,
-    /// Largest payload of a whole (possibly fragmented) message.
-    pub(crate) max_message: usize,
+    pub(crate) max_frame: u32,
+    /// Largest payload of a whole (possibly fragmented) message, inflated if it was compressed.
+    pub(crate) max_message: u32,
+    /// permessage-deflate was negotiated: messages with RSV1 are inflated. Without it RSV1 is
+    /// a protocol error.
+    pub(crate) deflate: bool,
 }
 
 /// A complete message (or control frame) from the client.
@@ -49,6 +60,8 @@ pub(crate) enum Flow {
 /// A fragmented data message being assembled.
 struct Fragments {
     text: bool,
+    /// `data` is compressed: it is inflated (and its text checked) when the message ends.
+    compressed: bool,
     data: Vec<u8>,
     /// `data[..utf8_valid]` is known to be valid UTF-8 (text only), so invalid text fails fast.
     utf8_valid: usize,
@@ -168,15 +181,17 @@ impl Decoder {
         apply_mask_at(arrived, header.mask, unmasked);
         // The incomplete character that ends the text of the earlier fragments, if any.
         let carried: &[u8] = match (header.opcode, &self.fragments) {
-            (OpCode::Text, None) => &[],
+            (OpCode::Text, None) if !header.compressed => &[],
             (OpCode::Continuation, Some(fragments))
                 if fragments.text
+                    && !fragments.compressed
                     && fragments.data.len() as u64 + header.payload_len
-                        <= self.limits.max_message as u64 =>
+                        <= u64::from(self.limits.max_message) =>
             {
                 &fragments.data[fragments.utf8_valid..]
             }
-            // Binary, or a frame that breaks a rule `frame` checks once it is complete.
+            // Binary, compressed, or a frame that breaks a rule `frame` checks once it is
+            // complete.
             _ => return Ok(()),
         };
         // The last 3 bytes of the text checked so far hold any incomplete character.
@@ -211,10 +226,11 @@ impl Decoder {
                 }
                 let text = header.opcode == OpCode::Text;
                 if header.fin {
-                    return deliver(text, payload, on_message);
+                    return self.deliver(text, header.compressed, payload, on_message);
                 }
                 let mut fragments = Box::new(Fragments {
                     text,
+                    compressed: header.compressed,
                     data: payload.to_vec(),
                     utf8_valid: 0,
                 });
@@ -226,13 +242,18 @@ impl Decoder {
                 let Some(mut fragments) = self.fragments.take() else {
                     return Err(Violation::Protocol("continuation frame without a message"));
                 };
-                if fragments.data.len() + payload.len() > self.limits.max_message {
+                if fragments.data.len() + payload.len() > self.limits.max_message as usize {
                     return Err(Violation::TooBig);
                 }
                 fragments.data.extend_from_slice(payload);
                 fragments.check_utf8_prefix()?;
                 if header.fin {
-                    deliver(fragments.text, &fragments.data, on_message)
+                    self.deliver(
+                        fragments.text,
+                        fragments.compressed,
+                        &fragments.data,
+                        on_message,
+                    )
                 } else {
                     self.fragments = Some(fragments);
                     Ok(Flow::Continue)
@@ -242,10 +263,32 @@ impl Decoder {
     }
 }
 
-/// Parses a header and applies the frame-size limit before anything is buffered.
+impl Decoder {
+    /// Hands a complete data message to `on_message`, inflated first if it is compressed.
+    fn deliver(
+        &self,
+        text: bool,
+        compressed: bool,
+        payload: &[u8],
+        on_message: &mut dyn FnMut(Message<'_>) -> Flow,
+    ) -> Result<Flow, Violation> {
+        if !compressed {
+            return deliver(text, payload, on_message);
+        }
+        deflate::with_inflated(payload, self.limits.max_message as usize, |inflated| {
+            deliver(text, inflated, on_message)
+        })
+    }
+}
+
+/// Parses a header and applies the frame-size limit before anything is buffered; RSV1 is a
+/// protocol error unless permessage-deflate was negotiated.
 fn parse_header(buf: &[u8], limits: Limits) -> Result<Option<Header>, Violation> {
     match frame::parse_header(buf)? {
-        Some(header) if header.payload_len > limits.max_frame as u64 => Err(Violation::TooBig),
+        Some(header) if header.compressed && !limits.deflate => Err(Violation::Protocol(
+            "reserved bits set without a negotiated extension",
+        )),
+        Some(header) if header.payload_len > u64::from(limits.max_frame) => Err(Violation::TooBig),
         other => Ok(other),
     }
 }
@@ -271,9 +314,10 @@ fn apply_mask_at(payload: &mut [u8], mask: [u8; 4], offset: usize) {
 }
 
 impl Fragments {
-    /// Validates the text received so far, allowing only an incomplete character at the end.
+    /// Validates the text received so far, allowing only an incomplete character at the end
+    /// (compressed text is checked once inflated).
     fn check_utf8_prefix(&mut self) -> Result<(), Violation> {
-        if self.text {
+        if self.text && !self.compressed {
             self.utf8_valid += utf8_valid_up_to(&self.data[self.utf8_valid..])?;
         }
         Ok(())

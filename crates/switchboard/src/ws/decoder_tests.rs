@@ -6,6 +6,7 @@ use super::*;
 const LIMITS: Limits = Limits {
     max_frame: 1024,
     max_message: 4096,
+    deflate: false,
 };
 
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -346,4 +347,68 @@ fn stop_discards_the_rest_of_the_input() {
     });
     assert_eq!(flow, Ok(Flow::Stop));
     assert_eq!(seen, 1);
+}
+
+const DEFLATE: Limits = Limits {
+    deflate: true,
+    ..LIMITS
+};
+
+fn deflated(data: &[u8]) -> Vec<u8> {
+    crate::ws::deflate::tests::client_deflate(data)
+}
+
+#[test]
+fn compressed_messages_are_inflated_whole_or_fragmented() {
+    let text = "compressed text ".repeat(20);
+    let body = deflated(text.as_bytes());
+    let (out, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC1, &body)]);
+    assert_eq!(result, Ok(Flow::Continue));
+    assert_eq!(out, vec![Owned::Text(text.clone())]);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut input = masked(0x41, first);
+    input.extend(masked(0x89, b"between"));
+    input.extend(masked(0x80, rest));
+    for split in [1, input.len() / 2, input.len() - 1] {
+        let (out, result) = decode(
+            &mut Decoder::new(DEFLATE),
+            &[&input[..split], &input[split..]],
+        );
+        assert_eq!(result, Ok(Flow::Continue));
+        assert_eq!(
+            out,
+            vec![Owned::Ping(b"between".to_vec()), Owned::Text(text.clone())]
+        );
+    }
+}
+
+#[test]
+fn rsv1_needs_the_extension_and_a_first_frame() {
+    let body = deflated(b"hello");
+    let (_, result) = decode(&mut Decoder::new(LIMITS), &[&masked(0xC1, &body)]);
+    assert!(matches!(result, Err(Violation::Protocol(_))));
+    let mut input = masked(0x01, b"he");
+    input.extend(masked(0xC0, b"llo"));
+    let (_, result) = decode(&mut Decoder::new(DEFLATE), &[&input]);
+    assert!(matches!(result, Err(Violation::Protocol(_))));
+}
+
+#[test]
+fn the_message_limit_applies_to_the_inflated_size() {
+    let limit = DEFLATE.max_message as usize;
+    let at_limit = deflated(&vec![b'a'; limit]);
+    let (out, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC2, &at_limit)]);
+    assert_eq!(result, Ok(Flow::Continue));
+    assert_eq!(out, vec![Owned::Binary(vec![b'a'; limit])]);
+    let over = deflated(&vec![b'a'; limit + 1]);
+    let (out, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC2, &over)]);
+    assert_eq!(result, Err(Violation::TooBig));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn invalid_utf8_after_inflation_is_refused() {
+    let body = deflated(&[b'a', 0xFF, b'b']);
+    let (_, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC1, &body)]);
+    assert_eq!(result, Err(Violation::InvalidUtf8));
 }

@@ -61,6 +61,9 @@ pub(crate) struct Header {
     pub(crate) fin: bool,
     pub(crate) opcode: OpCode,
     pub(crate) mask: [u8; 4],
+    /// RSV1: the message is compressed (permessage-deflate); whether that is allowed is the
+    /// decoder's to check, as it knows what was negotiated.
+    pub(crate) compressed: bool,
     /// Payload length in bytes.
     pub(crate) payload_len: u64,
     /// Length of the header itself in bytes.
@@ -76,19 +79,26 @@ impl Header {
 }
 
 /// Parses a client frame header from the start of `buf`. `Ok(None)` means more bytes are needed.
-/// Refuses what no extension we support could make valid: reserved bits, reserved opcodes,
-/// unmasked client frames, fragmented or oversized control frames, 64-bit lengths with the top
-/// bit set.
+/// Refuses what no extension we support could make valid: RSV2 and RSV3, RSV1 on a control
+/// or continuation frame (permessage-deflate marks only a message's first frame), reserved
+/// opcodes, unmasked client frames, fragmented or oversized control frames, 64-bit lengths
+/// with the top bit set.
 pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, Violation> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(Violation::Protocol(
             "reserved bits set without a negotiated extension",
         ));
     }
     let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(Violation::Protocol("reserved opcode"))?;
+    let compressed = b0 & 0x40 != 0;
+    if compressed && (opcode == OpCode::Continuation || opcode.is_control()) {
+        return Err(Violation::Protocol(
+            "RSV1 set on a control or continuation frame",
+        ));
+    }
     let fin = b0 & 0x80 != 0;
     if b1 & 0x80 == 0 {
         return Err(Violation::Protocol("client frames must be masked"));
@@ -128,6 +138,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, Violation> {
         fin,
         opcode,
         mask: [m[0], m[1], m[2], m[3]],
+        compressed,
         payload_len,
         header_len: mask_at + 4,
     }))
@@ -162,9 +173,10 @@ pub(crate) fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Writes an unmasked server frame header for a payload of `len` bytes; returns its length.
-fn server_header(opcode: OpCode, len: usize, out: &mut [u8; SERVER_HEADER_ROOM]) -> usize {
-    out[0] = 0x80 | opcode.bits();
+/// Writes an unmasked server frame header (first byte `first`) for a payload of `len` bytes;
+/// returns its length.
+fn server_header(first: u8, len: usize, out: &mut [u8; SERVER_HEADER_ROOM]) -> usize {
+    out[0] = first;
     if len < 126 {
         out[1] = len as u8;
         2
@@ -187,11 +199,26 @@ pub(crate) fn build<E>(
     size_hint: usize,
     fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
 ) -> Result<Bytes, E> {
+    build_with(0x80, opcode, size_hint, fill)
+}
+
+/// [`build`] with the FIN and RSV bits of the first byte given as `flags` (a compressed
+/// message sets RSV1).
+pub(crate) fn build_with<E>(
+    flags: u8,
+    opcode: OpCode,
+    size_hint: usize,
+    fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<Bytes, E> {
     let mut buf = BytesMut::with_capacity(SERVER_HEADER_ROOM + size_hint);
     buf.put_bytes(0, SERVER_HEADER_ROOM);
     fill(&mut buf)?;
     let mut header = [0; SERVER_HEADER_ROOM];
-    let n = server_header(opcode, buf.len() - SERVER_HEADER_ROOM, &mut header);
+    let n = server_header(
+        flags | opcode.bits(),
+        buf.len() - SERVER_HEADER_ROOM,
+        &mut header,
+    );
     buf[SERVER_HEADER_ROOM - n..SERVER_HEADER_ROOM].copy_from_slice(&header[..n]);
     buf.advance(SERVER_HEADER_ROOM - n);
     Ok(buf.freeze())
@@ -272,8 +299,14 @@ mod tests {
     fn refuses_what_a_server_must_refuse() {
         let unmasked = [0x81, 0x01, b'a'];
         assert!(parse_header(&unmasked).is_err());
-        let rsv = [0xC1, 0x81, 0, 0, 0, 0, 0];
-        assert!(parse_header(&rsv).is_err());
+        let rsv2 = [0xA1, 0x81, 0, 0, 0, 0, 0];
+        assert!(parse_header(&rsv2).is_err());
+        let compressed_ping = [0xC9, 0x80, 0, 0, 0, 0];
+        assert!(parse_header(&compressed_ping).is_err());
+        let compressed_continuation = [0xC0, 0x80, 0, 0, 0, 0];
+        assert!(parse_header(&compressed_continuation).is_err());
+        let compressed_text = [0xC1, 0x80, 0, 0, 0, 0];
+        assert!(parse_header(&compressed_text).unwrap().unwrap().compressed);
         let reserved_opcode = [0x83, 0x80, 0, 0, 0, 0];
         assert!(parse_header(&reserved_opcode).is_err());
         let fragmented_ping = [0x09, 0x80, 0, 0, 0, 0];

@@ -1,5 +1,5 @@
-//! Our RFC 6455 WebSocket layer: the opening handshake, frame parsing and encoding, and message
-//! assembly.
+//! Our RFC 6455 WebSocket layer: the opening handshake, frame parsing and encoding, message
+//! assembly, and permessage-deflate (RFC 7692: `extension` negotiates it, `deflate` does it).
 //!
 //! Why our own and not tungstenite or fastwebsockets: Switchboard's two hardest targets need
 //! control that those crates do not give. An idle connection must cost under 2 KiB, so a
@@ -9,6 +9,8 @@
 //! no I/O of its own (the connection driver does the I/O) and is checked with the Autobahn suite.
 
 pub(crate) mod decoder;
+pub(crate) mod deflate;
+pub(crate) mod extension;
 pub(crate) mod frame;
 pub(crate) mod handshake;
 
