@@ -16,15 +16,20 @@
 //! threshold); before, they inflate to find their `room_joined`, which lists the room's members
 //! and may be compressed.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
+use common::{Error, Server};
 use switchboard_testkit::RawClient;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+/// What the server runs with besides the common settings (`common::Server::start`).
+const ARGS: &[&str] = &[
+    "--max-content-length",
+    "100000",
+    "--max-queued-bytes",
+    "256MiB",
+];
 
 /// What a browser offers.
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
@@ -45,7 +50,7 @@ async fn main() -> Result<(), Error> {
     let (receivers, messages, idle) = (number(1, 50)?, number(2, 500)?, number(3, 2000)?);
     for size in [1 << 10, 16 << 10] {
         for deflate in [false, true] {
-            let server = Server::start(&bin).await?;
+            let server = Server::start(&bin, ARGS).await?;
             let (cpu_us, wire) = fan_out(&server, receivers, messages, size, deflate).await?;
             println!(
                 "fan-out: {size} B JSON, {receivers} receivers x {messages} messages, {}: \
@@ -56,7 +61,7 @@ async fn main() -> Result<(), Error> {
         }
     }
     for deflate in [false, true] {
-        let server = Server::start(&bin).await?;
+        let server = Server::start(&bin, ARGS).await?;
         let base = server.rss_kib()?;
         let mut held = Vec::new();
         for i in 0..idle {
@@ -174,45 +179,7 @@ async fn fan_out(
     Ok((cpu * 1e6 / deliveries, wire as f64 / deliveries))
 }
 
-/// The server binary as a child process on a free port.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
 impl Server {
-    async fn start(bin: &str) -> Result<Self, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--rate-limit", "0", "--max-content-length", "100000"])
-            .args([
-                "--max-queued-bytes",
-                "256MiB",
-                "--max-connections",
-                "100000",
-            ])
-            .args([
-                "--max-connections-per-user",
-                "100000",
-                "--log-level",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Ok(Self { child, port });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err("the server did not start".into())
-    }
-
     /// A raw client of `path` that offered permessage-deflate (and got it) or not.
     async fn raw(&self, path: &str, deflate: bool) -> Result<RawClient, Error> {
         let addr = ([127, 0, 0, 1], self.port).into();
@@ -222,38 +189,5 @@ impl Server {
             return Err(format!("unexpected negotiation: {head}").into());
         }
         Ok(client)
-    }
-
-    fn pid(&self) -> Result<u32, Error> {
-        self.child.id().ok_or_else(|| "the server exited".into())
-    }
-
-    fn rss_kib(&self) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .ok_or("no VmRSS")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .ok_or("no VmRSS value")?
-            .parse()?)
-    }
-
-    fn cpu_seconds(&self) -> Result<f64, Error> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .ok_or("bad stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        Ok(ticks as f64 / 100.0)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }

@@ -12,18 +12,21 @@
 //! BIN is the server binary (e.g. target/release/switchboard); RATE is messages per second over
 //! all senders. Prints one line per measurement.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use yrs::{Doc, ReadTxn, Text, Transact};
 
+use common::{Error, Server};
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Error = Box<dyn std::error::Error + Send + Sync>;
+/// What the server runs with besides the common settings (`common::Server::start`).
+const ARGS: &[&str] = &["--document-rate-limit", "0"];
 
 /// The content every message carries.
 const CONTENT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -49,7 +52,7 @@ async fn main() -> Result<(), Error> {
     );
 
     // Memory: documents with 2 clients each, against as many plain connections.
-    let plain = Server::start(&bin).await?;
+    let plain = Server::start(&bin, ARGS).await?;
     let base = plain.rss_kib()?;
     let mut held = Vec::new();
     for i in 0..docs * 2 {
@@ -61,7 +64,7 @@ async fn main() -> Result<(), Error> {
     drop(held);
     plain.stop().await;
 
-    let server = Server::start(&bin).await?;
+    let server = Server::start(&bin, ARGS).await?;
     let base = server.rss_kib()?;
     let mut held = Vec::new();
     for i in 0..docs * 2 {
@@ -76,7 +79,7 @@ async fn main() -> Result<(), Error> {
     drop(held);
     server.stop().await;
 
-    let server = Server::start(&bin).await?;
+    let server = Server::start(&bin, ARGS).await?;
     let base = server.rss_kib()?;
     let big = 100;
     let text = "x".repeat(100 * 1024);
@@ -102,7 +105,7 @@ async fn main() -> Result<(), Error> {
     server.stop().await;
 
     // CPU per delivery: relayed updates against room messages, interleaved.
-    let server = Server::start(&bin).await?;
+    let server = Server::start(&bin, ARGS).await?;
     let pairs = docs.min(100);
     let mut doc_pairs = Vec::new();
     for i in 0..pairs {
@@ -227,40 +230,7 @@ async fn next_text(ws: &mut Ws) -> Result<String, Error> {
     }
 }
 
-/// The server binary as a child process on a free port.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
 impl Server {
-    async fn start(bin: &str) -> Result<Self, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--rate-limit", "0", "--document-rate-limit", "0"])
-            .args([
-                "--max-connections",
-                "100000",
-                "--max-connections-per-user",
-                "100000",
-            ])
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Ok(Self { child, port });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err("the server did not start".into())
-    }
-
     async fn connect(&self, path: &str) -> Result<Ws, Error> {
         Ok(connect_async(format!("ws://127.0.0.1:{}{path}", self.port))
             .await?
@@ -278,38 +248,5 @@ impl Server {
             }
         }
         Ok(ws)
-    }
-
-    fn pid(&self) -> Result<u32, Error> {
-        self.child.id().ok_or_else(|| "the server exited".into())
-    }
-
-    fn rss_kib(&self) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .ok_or("no VmRSS")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .ok_or("no VmRSS value")?
-            .parse()?)
-    }
-
-    fn cpu_seconds(&self) -> Result<f64, Error> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .ok_or("bad stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        Ok(ticks as f64 / 100.0)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }

@@ -32,6 +32,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 10] = [
+        Self::InvalidJson,
+        Self::InvalidMessage,
+        Self::UnknownType,
+        Self::MessageTooLarge,
+        Self::RateLimited,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotInRoom,
+        Self::LimitExceeded,
+        Self::Internal,
+    ];
+
     /// The wire form, e.g. `"NOT_IN_ROOM"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,18 +115,7 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_their_wire_names() {
-        for code in [
-            ErrorCode::InvalidJson,
-            ErrorCode::InvalidMessage,
-            ErrorCode::UnknownType,
-            ErrorCode::MessageTooLarge,
-            ErrorCode::RateLimited,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotInRoom,
-            ErrorCode::LimitExceeded,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),
                 format!("\"{}\"", code.as_str())

@@ -40,6 +40,7 @@
 
 pub mod client;
 pub mod cluster;
+mod daemon;
 pub mod http;
 pub mod nats;
 pub mod pki;

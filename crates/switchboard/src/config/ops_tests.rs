@@ -8,15 +8,7 @@ fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
 }
 
 fn from_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: std::collections::HashMap<String, OsString> = env
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), OsString::from(value)))
-        .collect();
-    Invocation::from_args_and_env(
-        std::iter::once("switchboard").chain(args.iter().copied()),
-        move |name| env.get(name).cloned(),
-    )?
-    .config()
+    super::tests::invocation(args, env)?.config()
 }
 
 fn from_toml(text: &str) -> Result<Config, ConfigError> {

@@ -354,7 +354,7 @@ fn the_default_help_shows_is_the_one_in_force() {
 }
 
 /// The invocation of `args` (after the program name) with exactly the variables `env`.
-fn invocation(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+pub(super) fn invocation(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
     let env: std::collections::HashMap<String, OsString> = env
         .iter()
         .map(|(name, value)| ((*name).to_owned(), OsString::from(value)))

@@ -124,18 +124,7 @@ impl Counters {
 }
 
 /// Every error code, in counter index order ([`error_index`]).
-pub(crate) const ERROR_CODES: [ErrorCode; 10] = [
-    ErrorCode::InvalidJson,
-    ErrorCode::InvalidMessage,
-    ErrorCode::UnknownType,
-    ErrorCode::MessageTooLarge,
-    ErrorCode::RateLimited,
-    ErrorCode::Unauthorized,
-    ErrorCode::Forbidden,
-    ErrorCode::NotInRoom,
-    ErrorCode::LimitExceeded,
-    ErrorCode::Internal,
-];
+pub(crate) const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 
 /// The index of `code` in [`ERROR_CODES`]; exhaustive, so a new code cannot go uncounted.
 fn error_index(code: ErrorCode) -> usize {
@@ -455,6 +444,18 @@ impl Counters {
             broker_status: gauges.broker_status,
             broker_settled: gauges.broker_settled,
             top_rooms: gauges.top_rooms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_code_counts_at_its_own_index() {
+        for (index, code) in ERROR_CODES.into_iter().enumerate() {
+            assert_eq!(error_index(code), index, "{code:?}");
         }
     }
 }
