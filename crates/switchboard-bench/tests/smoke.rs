@@ -1,10 +1,11 @@
 //! Smoke test of the load tool: every scenario, small, against the real `switchboard` binary.
 //!
 //! Checks correctness only (exit status, one parsable JSON line, expected counts, no loss),
-//! never timings. The server binary is the one `cargo test --workspace` builds next to ours;
-//! when it is missing (`cargo test -p switchboard-bench` on a fresh tree) it is built into a
-//! target directory of its own, since the outer cargo may hold the lock on ours. Set
-//! `SWITCHBOARD_BIN` to use another binary.
+//! never timings. The server binary is the one `cargo test --workspace` builds next to ours,
+//! when it is newer than every source file of the server and the protocol crates; otherwise
+//! (`cargo test -p switchboard-bench`, or a tree edited since) it is built into a target
+//! directory of its own, since the outer cargo may hold the lock on ours, and a failed build
+//! fails the test: a stale server is never tested. Set `SWITCHBOARD_BIN` to use another binary.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,7 @@ fn find_or_build_server() -> PathBuf {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_switchboard-bench"));
     let profile_dir = bench.parent().expect("the bench binary has a directory");
     let beside = profile_dir.join("switchboard");
-    if beside.exists() {
+    if modified(&beside).is_some_and(|built| built >= newest_source()) {
         return beside;
     }
     let own_target = profile_dir
@@ -87,12 +88,38 @@ fn find_or_build_server() -> PathBuf {
         .env("CARGO_TARGET_DIR", &own_target)
         .status()
         .expect("run cargo build -p switchboard");
-    if !status.success() {
-        // A server tree in the middle of an edit: an earlier build still tests the tool.
-        assert!(built.exists(), "cargo build -p switchboard failed");
-        eprintln!("cargo build -p switchboard failed; using the earlier {built:?}");
-    }
+    assert!(status.success(), "cargo build -p switchboard failed");
     built
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// When what the server binary is built from last changed: its crate's sources and manifest,
+/// the protocol crate, and the pages and scripts it embeds (its tests do not count).
+fn newest_source() -> std::time::SystemTime {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate is in crates/");
+    let root = crates.parent().expect("crates/ is in the workspace");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut pending = vec![
+        crates.join("switchboard/src"),
+        crates.join("switchboard/Cargo.toml"),
+        crates.join("switchboard-protocol"),
+        root.join("web"),
+        root.join("clients/js/dist"),
+    ];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).into_iter().flatten().flatten();
+            pending.extend(entries.map(|entry| entry.path()));
+        } else if let Some(time) = modified(&path) {
+            newest = newest.max(time);
+        }
+    }
+    newest
 }
 
 /// Runs the tool; asserts it exits 0 and prints exactly one JSON line; returns that record.
