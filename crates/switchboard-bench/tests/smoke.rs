@@ -56,6 +56,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            // A failed test whose server had already gone: say so (and how it ended).
+            eprintln!("the server on port {} had exited: {status}", self.port);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
