@@ -93,6 +93,24 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 9] = [
+        Self::Normal,
+        Self::GoingAway,
+        Self::ProtocolError,
+        Self::Unsupported,
+        Self::InvalidPayload,
+        Self::Policy,
+        Self::TooBig,
+        Self::Internal,
+        Self::TryAgainLater,
+    ];
+
+    /// The code with this number, if it is one of ours.
+    pub fn from_u16(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|known| known.as_u16() == code)
+    }
+
     /// The numeric code on the wire.
     pub const fn as_u16(self) -> u16 {
         match self {

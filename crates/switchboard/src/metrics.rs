@@ -20,7 +20,10 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use crate::broker::BrokerStatus;
-use crate::hub::{Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, LatencySnapshot, Target};
+use crate::hub::{
+    Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, Initiator, LatencySnapshot, Target,
+};
+use crate::protocol::CloseCode;
 
 /// Prefix of every metric name.
 const PREFIX: &str = "switchboard_";
@@ -155,6 +158,25 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
             ERROR_CODES
                 .iter()
                 .map(|code| counter_metric(&[("code", code.as_str())], counters.errors_sent(*code)))
+                .collect(),
+        ),
+        family(
+            "connections_closed_total",
+            "Connections ended by a close frame, by who sent it first and its code (`other`: a client's code the server does not send).",
+            MetricType::COUNTER,
+            Initiator::ALL
+                .into_iter()
+                .flat_map(|initiator| {
+                    let known = CloseCode::ALL.into_iter().map(Some);
+                    known.chain([None]).map(move |code| {
+                        let label = code
+                            .map_or_else(|| "other".to_owned(), |code| code.as_u16().to_string());
+                        counter_metric(
+                            &[("initiator", initiator.label()), ("code", &label)],
+                            counters.closes(initiator, code),
+                        )
+                    })
+                })
                 .collect(),
         ),
         family(

@@ -548,3 +548,59 @@ async fn metrics_carry_the_build_and_the_process() {
         "{started}"
     );
 }
+
+#[tokio::test]
+async fn closes_are_counted_by_who_sent_them_and_their_code() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+
+    let server = TestServer::start().await;
+    let closed = |scrape: &Exposition, initiator: &str, code: &str| {
+        scrape.value(
+            "switchboard_connections_closed_total",
+            &[("initiator", initiator), ("code", code)],
+        )
+    };
+    let before = scrape(&server).await;
+    assert_eq!(
+        before.types["switchboard_connections_closed_total"],
+        "counter"
+    );
+    assert_eq!(closed(&before, "server", "1008"), 0.0);
+
+    // The server closes: 1008, as a ban through the API would.
+    let mut banned = server.connect("mallory").await;
+    let user = UserId::from_trusted("mallory");
+    let code = switchboard::protocol::CloseCode::Policy;
+    assert_eq!(server.hub.disconnect_user(&user, code, "banned"), 1);
+    assert_eq!(banned.close_code().await, 1008);
+
+    // Clients close: a normal close, and one with an application's own code.
+    for (user, code) in [("alice", WsCode::Normal), ("bob", WsCode::Library(4000))] {
+        let url = server.url(&format!("/?userId={user}"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let frame = CloseFrame {
+            code,
+            reason: "bye".into(),
+        };
+        ws.send(Message::Close(Some(frame))).await.unwrap();
+        // The server's echo ends the handshake.
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut ws).await {
+            if message.is_close() {
+                break;
+            }
+        }
+    }
+    switchboard_testkit::wait_until_async("the closes are counted", || async {
+        let now = scrape(&server).await;
+        closed(&now, "server", "1008") == 1.0
+            && closed(&now, "client", "1000") == 1.0
+            && closed(&now, "client", "other") == 1.0
+    })
+    .await;
+    let after = scrape(&server).await;
+    assert_eq!(closed(&after, "server", "1000"), 0.0);
+    assert_eq!(closed(&after, "client", "1008"), 0.0);
+}

@@ -32,7 +32,7 @@ use tokio::time::Sleep;
 
 use super::Stream;
 use super::session::Session;
-use crate::hub::{CloseRequest, Hub, Taken};
+use crate::hub::{CloseRequest, Hub, Initiator, Taken};
 use crate::protocol::CloseCode;
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
 use crate::ws::frame;
@@ -239,9 +239,16 @@ impl<S: Stream> Driver<S> {
             Poll::Ready(Taken {
                 close: Some(request),
             }) => {
+                let counters = self.session.hub().counters();
                 let close = match self.close_reply.take() {
-                    Some(code) => frame::close_frame(code.get(), ""),
-                    None => frame::close_frame(request.code.as_u16(), &request.reason),
+                    Some(code) => {
+                        counters.count_close(Initiator::Client, code.get());
+                        frame::close_frame(code.get(), "")
+                    }
+                    None => {
+                        counters.count_close(Initiator::Server, request.code.as_u16());
+                        frame::close_frame(request.code.as_u16(), &request.reason)
+                    }
                 };
                 self.finish_after_close |= !request.graceful;
                 self.abort |= !request.graceful;

@@ -92,7 +92,7 @@ pub use remote::ClusterStats;
 use remote::Sink;
 pub use rooms::RoomSummary;
 use rooms::Rooms;
-pub(crate) use stats::{Counters, ERROR_CODES, EXPORTED_COUNTERS, InKind, Target};
+pub(crate) use stats::{Counters, ERROR_CODES, EXPORTED_COUNTERS, InKind, Initiator, Target};
 pub use stats::{RoomMembers, StatsSnapshot};
 pub(crate) use streams::{Answered, Offset, Request, RoomJoin, Sent, Subscribed};
 pub(crate) use user::UserState;

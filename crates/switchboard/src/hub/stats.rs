@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::latency::FanoutLatency;
 use crate::broker::BrokerStatus;
 use crate::ids::RoomId;
-use crate::protocol::{Command, ErrorCode};
+use crate::protocol::{CloseCode, Command, ErrorCode};
 
 /// Event counters of one node.
 #[derive(Debug, Default)]
@@ -28,6 +28,8 @@ pub(crate) struct Counters {
     pub(crate) rate_limited: AtomicU64,
     /// `error` frames sent, by code (index: [`error_index`]).
     errors_sent: [AtomicU64; ERROR_CODES.len()],
+    /// Close frames that ended connections, by [`Initiator`] and code (index: [`close_index`]).
+    closes: [[AtomicU64; CloseCode::ALL.len() + 1]; 2],
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
@@ -110,6 +112,17 @@ impl Counters {
         Self::get(&self.errors_sent[error_index(code)])
     }
 
+    /// Counts the close frame that ended a connection: sent first by `initiator`, with `code`.
+    pub(crate) fn count_close(&self, initiator: Initiator, code: u16) {
+        Self::add(&self.closes[initiator as usize][close_index(code)], 1);
+    }
+
+    /// Connections `initiator` closed with `code` (`None`: a code the server does not send).
+    pub(crate) fn closes(&self, initiator: Initiator, code: Option<CloseCode>) -> u64 {
+        let index = code.map_or(CloseCode::ALL.len(), |code| close_index(code.as_u16()));
+        Self::get(&self.closes[initiator as usize][index])
+    }
+
     fn errors_sent_total(&self) -> u64 {
         self.errors_sent.iter().map(Self::get).sum()
     }
@@ -139,6 +152,36 @@ fn error_index(code: ErrorCode) -> usize {
         ErrorCode::NotInRoom => 7,
         ErrorCode::LimitExceeded => 8,
         ErrorCode::Internal => 9,
+    }
+}
+
+/// The index of close code `code` among [`CloseCode::ALL`], or one past them for another.
+fn close_index(code: u16) -> usize {
+    CloseCode::ALL
+        .iter()
+        .position(|known| known.as_u16() == code)
+        .unwrap_or(CloseCode::ALL.len())
+}
+
+/// Who sent the first close frame of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Initiator {
+    /// The server closed it (a limit, a timeout, shutdown, the API, a protocol error).
+    Server,
+    /// The client did; the server echoed its code.
+    Client,
+}
+
+impl Initiator {
+    /// Both, in counter order.
+    pub(crate) const ALL: [Self; 2] = [Self::Server, Self::Client];
+
+    /// The `initiator` label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
     }
 }
 
