@@ -39,6 +39,9 @@ async fn main() -> ExitCode {
         );
     }
     raise_open_file_limit(config.hub.limits.max_connections);
+    // Registered before the server listens: the default action of SIGTERM and SIGINT would end
+    // the process at once, without the graceful shutdown.
+    let shutdown = shutdown_signal();
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -51,7 +54,7 @@ async fn main() -> ExitCode {
     // A shutdown that hit its deadline is logged as a warning; the exit is still the
     // requested one, so supervisors do not treat it as a crash.
     tokio::select! {
-        _ = server.run_until(shutdown_signal()) => {}
+        _ = server.run_until(shutdown) => {}
         () = reloads => {}
     }
     ExitCode::SUCCESS
@@ -118,24 +121,30 @@ fn reload_on_hangup(reloader: Reloader) -> impl std::future::Future<Output = ()>
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGTERM and Ctrl-C (SIGINT) now; the future completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let next = |stream: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Ok(mut stream) => {
+                        stream.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = next(terminate) => {}
+                () = next(interrupt) => {}
             }
-            Err(_) => std::future::pending().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

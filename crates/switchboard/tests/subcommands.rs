@@ -121,7 +121,8 @@ async fn older_variables_work_with_a_warning_and_port_without_one() {
     let client = Client::connect(&format!("ws://{}/", server.addr)).await;
     assert_eq!(client.connect["node"], "old-name");
     server.terminate().await;
-    assert!(server.wait_exit(switchboard_testkit::WAIT).await.success());
+    let status = server.wait_exit(switchboard_testkit::WAIT).await;
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
