@@ -169,6 +169,19 @@ fn upgrade_to(
             return response;
         }
     };
+    if state.hub.is_draining() {
+        // Before the 101: a balancer can try another node, and the client is not told 1001
+        // by a connection that never served it.
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down: connect to another node",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     if let Some(allowed) = &state.auth.allowed_origins {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
             if !allowed.allows(origin.as_bytes()) {
