@@ -186,6 +186,15 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
             vec![gauge_metric(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
         ),
         broker_state(hub),
+        family(
+            "broker_dropped_total",
+            "Publications the broker dropped instead of reaching the other nodes (outages).",
+            MetricType::COUNTER,
+            vec![counter_metric(
+                &[("broker", hub.broker().name())],
+                hub.broker().dropped(),
+            )],
+        ),
         latency_family(&counters.fanout_latency.snapshot()),
     ];
     families.extend(EXPORTED_COUNTERS.iter().map(|exported| {

@@ -12,7 +12,7 @@ use serde_json::json;
 use switchboard::broker::BrokerStatus;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
-use switchboard_testkit::{Client, RedisServer, TestServer, http_json, wait_until};
+use switchboard_testkit::{Client, RedisServer, TestServer, http_get, http_json, wait_until};
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
     TestServer::cluster_node(redis, name, |s| s.node_ttl = Some("2s".parse().unwrap())).await
@@ -123,6 +123,20 @@ async fn nodes_survive_a_redis_outage_and_recover_without_restart() {
     );
     let (status, body) = http_json(a.addr, "GET", "/health", None, &[]).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    // What could not reach the other nodes is counted where operators look.
+    wait_until("the message's publication is counted as dropped", || {
+        a.hub.stats().broker_dropped > 0
+    })
+    .await;
+    let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
+    assert!(stats["brokerDropped"].as_u64() > Some(0), "{stats}");
+    let (_, metrics) = http_get(a.addr, "/metrics").await;
+    assert!(
+        metrics.lines().any(|line| line
+            .starts_with("switchboard_broker_dropped_total{broker=\"redis\"} ")
+            && !line.ends_with(" 0")),
+        "{metrics}"
+    );
 
     // Redis comes back empty; the nodes reconnect, rewrite their state and resubscribe.
     redis.restart().await;

@@ -122,6 +122,10 @@ pub trait Broker: Send + Sync + 'static {
     fn settled(&self) -> bool;
     /// A short name for logs and `/stats` (`local`, `redis`).
     fn name(&self) -> &'static str;
+    /// Publications (and, for a broker that carries them, announcements and stream appends)
+    /// dropped since start instead of reaching the other nodes: while they were unreachable,
+    /// or beyond the broker's queue. `/stats` shows it as `brokerDropped`.
+    fn dropped(&self) -> u64;
 }
 
 #[cfg(test)]

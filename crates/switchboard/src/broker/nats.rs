@@ -131,14 +131,13 @@ impl NatsBroker {
             manage_subscriptions(shared, client, tasks, cancel).await;
         });
     }
-
-    /// Publications dropped because the queue was full (NATS unreachable for long).
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Broker for NatsBroker {
+    fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
     fn start(&self, sink: Weak<dyn BrokerSink>) {
         let _ = self.shared.sink.set(sink);
     }

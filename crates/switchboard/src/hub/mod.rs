@@ -455,6 +455,7 @@ impl Hub {
             broker: broker.name(),
             broker_status: broker.status(),
             broker_settled: broker.settled(),
+            broker_dropped: broker.dropped(),
             top_rooms,
         }
     }

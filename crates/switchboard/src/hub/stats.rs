@@ -422,6 +422,8 @@ pub struct StatsSnapshot {
     pub broker_status: BrokerStatus,
     /// Whether every broker subscription change is in effect.
     pub broker_settled: bool,
+    /// Publications the broker dropped instead of reaching the other nodes (during outages).
+    pub broker_dropped: u64,
     /// The rooms with the most members, most first (ties by name), at most
     /// [`TOP_ROOMS`](crate::hub::TOP_ROOMS).
     pub top_rooms: Vec<RoomMembers>,
@@ -451,6 +453,7 @@ pub(crate) struct Gauges {
     pub(crate) broker: &'static str,
     pub(crate) broker_status: BrokerStatus,
     pub(crate) broker_settled: bool,
+    pub(crate) broker_dropped: u64,
     pub(crate) top_rooms: Vec<RoomMembers>,
 }
 
@@ -486,6 +489,7 @@ impl Counters {
             broker: gauges.broker.to_owned(),
             broker_status: gauges.broker_status,
             broker_settled: gauges.broker_settled,
+            broker_dropped: gauges.broker_dropped,
             top_rooms: gauges.top_rooms,
         }
     }

@@ -230,11 +230,6 @@ impl RedisCluster {
         }
     }
 
-    /// Publications and announcements dropped because Redis was unreachable.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
-    }
-
     /// Takes this node out of the cluster, for a clean stop: after everything queued so far
     /// (the departures of its connections), its state and liveness keys are deleted, it leaves
     /// the node set, and the other nodes are told it is gone, which they treat as they treat a
@@ -376,6 +371,10 @@ impl Broker for RedisCluster {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
