@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 use switchboard_testkit::{
-    Client, Ended, RedisServer, TestServer, http_json, wait_until, wait_until_async,
+    Client, Ended, RedisServer, TestPki, TestServer, http_json, wait_until, wait_until_async,
 };
 
 /// Starts a node of the cluster on `redis` with `prefix`.
@@ -302,4 +302,43 @@ async fn clusters_with_different_prefixes_share_one_redis_without_mixing() {
     on_green
         .expect_nothing_pending_across(&green_a, &green_b)
         .await;
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_with_a_password_delivers_across_nodes() {
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(&pki, "s3cret").await;
+    let trust = |s: &mut switchboard::config::RawSettings| {
+        s.redis_tls_ca = Some(pki.cert.clone());
+    };
+    let a = node_with(&redis, "a", trust).await;
+    let b = node_with(&redis, "b", trust).await;
+    let mut alice = a.member("alice", "general").await;
+    a.settled().await;
+    sees_member(&b, "general", "alice").await;
+    let mut bob = b.member("bob", "general").await;
+    b.settled().await;
+    alice.expect("user_joined").await;
+    bob.send_type("message", json!({"room": "general", "content": "over TLS"}))
+        .await;
+    assert_eq!(
+        alice.expect("message").await["payload"]["content"],
+        "over TLS"
+    );
+
+    // Without the CA the server's certificate is not trusted (the system's roots do not hold
+    // it): the node runs alone and says it is degraded.
+    let untrusting = TestServer::with(|s| s.redis_url = Some(redis.url())).await;
+    let mut carol = untrusting.connect("carol").await;
+    carol
+        .send_type("broadcast", json!({"content": "lost"}))
+        .await;
+    carol.expect("broadcast").await;
+    wait_until(
+        "the publication is dropped, Redis being unreachable",
+        || untrusting.hub.stats().broker_dropped > 0,
+    )
+    .await;
+    let (status, body) = http_json(untrusting.addr, "GET", "/ready", None, &[]).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")));
 }

@@ -184,6 +184,10 @@ settings! {
     /// node runs alone and touches no network.
     #[arg(long, value_name = "URL")]
     redis_url: String,
+    /// PEM certificates of the authorities that sign the Redis server's certificate, trusted
+    /// instead of the system's roots for a `rediss://` URL (a Redis with a private CA).
+    #[arg(long, value_name = "FILE")]
+    redis_tls_ca: PathBuf,
     /// Prefix of every Redis key and channel, so clusters can share one Redis.
     #[arg(long, value_name = "PREFIX")]
     redis_prefix: String,

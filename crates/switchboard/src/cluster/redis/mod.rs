@@ -61,12 +61,14 @@ const OUTGOING_CAPACITY: usize = 65_536;
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
     /// Prefix of every key and channel, so several clusters can share one Redis.
     pub prefix: String,
     /// A node that has not refreshed its liveness key for this long is dead.
     pub node_ttl: Duration,
+    /// PEM certificates trusted for a `rediss://` URL instead of the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Why cluster mode could not be set up.
@@ -183,7 +185,17 @@ impl RedisCluster {
         node: NodeId,
         history: HistoryConfig,
     ) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(ClusterError::Url)?;
+        let client = match &config.tls_ca {
+            None => redis::Client::open(config.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(ClusterError::Url)?;
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
         wanted.channels.insert(Keys::new(&config.prefix).events());
