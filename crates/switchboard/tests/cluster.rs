@@ -260,21 +260,46 @@ async fn cluster_stats_add_up_every_node() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let _x = a.member("x", "shared").await;
-    let _y = b.member("y", "shared").await;
-    let _z = b.member("z", "only-b").await;
+    let y = b.member("y", "shared").await;
+    let z = b.member("z", "only-b").await;
     let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
     assert_eq!(stats["connections"], 1, "without a scope: this node");
     let addr = a.addr;
     wait_until_async("cluster totals include node B", || async move {
         let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
-        body["connections"] == 3 && body["rooms"] == 2 && body["onlineUsers"] == 3
+        body["connections"] == 3
+            && body["rooms"] == 2
+            && body["onlineUsers"] == 3
+            && body["nodeCount"] == 2
+            && body["nodes"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    let (status, _) = http_json(a.addr, "GET", "/stats?scope=galaxy", None, &[]).await;
+    assert_eq!(status, 400);
+
+    // Node B leaves cleanly: as soon as A has dropped it, every figure agrees that it is gone
+    // (none waits for the next liveness round).
+    drop((y, z));
+    assert!(b.shutdown().await);
+    let shared = RoomId::from_trusted("shared");
+    wait_until("A has dropped node B", || {
+        !a.hub
+            .room_members(&shared)
+            .contains(&UserId::from_trusted("y"))
     })
     .await;
     let (_, cluster) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
-    assert_eq!(cluster["nodeCount"], 2);
-    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 2);
-    let (status, _) = http_json(a.addr, "GET", "/stats?scope=galaxy", None, &[]).await;
-    assert_eq!(status, 400);
+    assert_eq!(
+        (
+            &cluster["nodeCount"],
+            cluster["nodes"].as_array().unwrap().len(),
+            &cluster["connections"],
+            &cluster["rooms"],
+            &cluster["onlineUsers"],
+        ),
+        (&json!(1), 1, &json!(1), &json!(1), &json!(1)),
+        "{cluster}"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@ pub trait Membership: Send + Sync + 'static {
     fn announce(&self, event: Event);
     /// The replica of the other nodes; `None` for a lone node.
     fn replica(&self) -> Option<&RwLock<Replica>>;
-    /// The latest statistics each other live node published (JSON objects as in `/stats`).
+    /// The latest statistics each other live node published (JSON objects as in `/stats`),
+    /// for the nodes in the replica only.
     fn peer_stats(&self) -> Vec<serde_json::Value>;
 }
 

@@ -332,6 +332,11 @@ impl Replica {
         self.users.get(user).copied().unwrap_or(0)
     }
 
+    /// Connections on the other nodes.
+    pub fn connections(&self) -> u64 {
+        self.users.values().map(|&count| u64::from(count)).sum()
+    }
+
     /// The latest presence of a user connected to another node.
     pub fn presence(&self, user: &UserId) -> Option<Presence> {
         self.presence.get(user).cloned()

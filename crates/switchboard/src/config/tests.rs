@@ -874,10 +874,19 @@ fn redis_tls_ca_needs_rediss_and_a_pem_certificate() {
     let key = pki.key.to_str().unwrap();
     for fails in [
         ["--redis-url", "redis://r", "--redis-tls-ca", ca],
-        ["--redis-url", "rediss://r", "--redis-tls-ca", "/nonexistent/ca.pem"],
+        [
+            "--redis-url",
+            "rediss://r",
+            "--redis-tls-ca",
+            "/nonexistent/ca.pem",
+        ],
         ["--redis-url", "rediss://r", "--redis-tls-ca", key],
     ] {
-        assert_eq!(invalid_setting(from_args(&fails)), "redis_tls_ca", "{fails:?}");
+        assert_eq!(
+            invalid_setting(from_args(&fails)),
+            "redis_tls_ca",
+            "{fails:?}"
+        );
     }
 }
 

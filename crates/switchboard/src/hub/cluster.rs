@@ -156,10 +156,15 @@ impl Cluster {
             .collect()
     }
 
+    /// Connections on the other nodes, from the replica.
+    pub(super) fn connections(&self) -> u64 {
+        self.read(Replica::connections).unwrap_or(0)
+    }
+
     /// How many live nodes the cluster has, this one included; `None` on a lone node.
     pub(super) fn node_count(&self) -> Option<usize> {
         self.clustered
-            .then(|| self.membership.peer_stats().len() + 1)
+            .then(|| self.read(|replica| replica.nodes().count()).unwrap_or(0) + 1)
     }
 }
 

@@ -440,7 +440,21 @@ impl Membership for RedisCluster {
     }
 
     fn peer_stats(&self) -> Vec<serde_json::Value> {
-        self.shared.peer_stats.lock().clone()
+        // The statistics come with liveness (every ttl/3); a node that left or was reaped
+        // since is already gone from the replica, which is what every other figure reads.
+        let live: HashSet<String> = self
+            .shared
+            .replica
+            .read()
+            .nodes()
+            .map(ToString::to_string)
+            .collect();
+        let stats = self.shared.peer_stats.lock();
+        stats
+            .iter()
+            .filter(|stats| stats["nodeId"].as_str().is_some_and(|id| live.contains(id)))
+            .cloned()
+            .collect()
     }
 }
 
