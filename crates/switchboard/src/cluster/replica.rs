@@ -109,9 +109,12 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Applies an event from `origin`. Membership events change nothing visible: the origin
-    /// announces joins and departures to the room itself. Presence events are delivered by
-    /// every node to its own clients, so they come back as a [`Change`].
+    /// Applies an event from `origin`; returns what it means for this node's clients. A user's
+    /// arrival in a room on the first other node, or departure from the last, is a
+    /// [`Change`], whichever brings it first: this event, or a snapshot of the origin loaded
+    /// before or after it. That makes it the one source of another node's `user_joined` and
+    /// `user_left` here, announced once (the origin tells only its own clients). Presence
+    /// events always come back as a [`Change`]: every node delivers them to its own clients.
     pub fn apply(&mut self, origin: &NodeId, event: Event) -> Vec<Change> {
         match event {
             Event::User { user, count } => {
@@ -121,7 +124,9 @@ impl Replica {
                 }
             }
             Event::Member { room, user, count } => {
-                self.set_member(origin, room, user, count, &mut Vec::new());
+                let mut changes = Vec::new();
+                self.set_member(origin, room, user, count, &mut changes);
+                return changes;
             }
             Event::Channel { channel, present } => self.set_channel(origin, channel, present),
             Event::Presence(presence) => {

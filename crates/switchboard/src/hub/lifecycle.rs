@@ -178,10 +178,13 @@ impl Hub {
         (purged.members.len(), purged.rooms)
     }
 
-    /// Tells the other members of `room`, on every node, that `conn`'s user joined or left it.
+    /// Tells the other members of `room` on this node that `conn`'s user joined or left it.
+    /// The other nodes learn it from the membership event the room part announces, each
+    /// telling its own members once (`cluster::Replica::apply`), so that an arrival their
+    /// replica also learns from a snapshot is not announced twice.
     fn announce_member(&self, kind: ServerKind, room: &RoomId, conn: &ConnHandle) {
         let frame = member_frame(kind, room, conn.user());
-        self.publish(Topic::Room(room.clone()), frame, Some(conn.id()));
+        self.deliver_local(&Topic::Room(room.clone()), &frame, Some(conn.id()));
     }
 
     /// The distinct users in `room` on every node, at most `cap` listed.
