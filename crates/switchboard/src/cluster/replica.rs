@@ -213,6 +213,9 @@ impl Replica {
         }
         if gone {
             self.nodes.remove(node);
+        } else {
+            // Known from now on, even with nothing in it.
+            self.node(node);
         }
         offline.append(&mut changes);
         offline

@@ -57,9 +57,31 @@ fn absolute_counts_make_events_idempotent() {
 }
 
 #[test]
-fn membership_events_need_no_announcement_but_presence_does() {
+fn a_member_arrives_and_leaves_once_and_presence_always_shows() {
     let mut replica = Replica::default();
-    assert!(replica.apply(&node("a"), member("r", "u", 1)).is_empty());
+    let joined = Change::Joined {
+        room: room("r"),
+        user: user("u"),
+    };
+    assert_eq!(
+        replica.apply(&node("a"), member("r", "u", 1)),
+        vec![joined.clone()]
+    );
+    assert!(
+        replica.apply(&node("a"), member("r", "u", 2)).is_empty(),
+        "another connection in the room: no news"
+    );
+    assert!(
+        replica.apply(&node("b"), member("r", "u", 1)).is_empty(),
+        "in the room on a second node: no news"
+    );
+    let mut from_snapshot = replica_with_member_from_snapshot();
+    assert!(
+        from_snapshot
+            .apply(&node("a"), member("r", "u", 1))
+            .is_empty(),
+        "the snapshot already brought the arrival"
+    );
     let changes = replica.apply(&node("a"), Event::Presence(presence("u", Status::Away)));
     assert_eq!(
         changes,
@@ -68,6 +90,15 @@ fn membership_events_need_no_announcement_but_presence_does() {
             rooms: vec![room("r")]
         }]
     );
+    replica.apply(&node("b"), member("r", "u", 0));
+    assert_eq!(
+        replica.apply(&node("a"), member("r", "u", 0)),
+        vec![Change::Left {
+            room: room("r"),
+            user: user("u")
+        }],
+        "out of the room on its last node"
+    );
     replica.apply(&node("a"), connected("u", 1));
     assert_eq!(replica.presence(&user("u")).unwrap().status, Status::Away);
     replica.apply(&node("a"), connected("u", 0));
@@ -75,6 +106,37 @@ fn membership_events_need_no_announcement_but_presence_does() {
         replica.presence(&user("u")).is_none(),
         "no connection left anywhere"
     );
+}
+
+#[test]
+fn a_node_with_nothing_is_known_once_its_snapshot_is_loaded() {
+    let mut replica = Replica::default();
+    assert!(
+        replica
+            .replace(&node("idle"), Some(Snapshot::default()))
+            .is_empty()
+    );
+    assert_eq!(replica.nodes().collect::<Vec<_>>(), [&node("idle")]);
+    replica.replace(&node("idle"), None);
+    assert!(replica.nodes().next().is_none());
+}
+
+/// A replica that learned of u in r on node a from a's snapshot.
+fn replica_with_member_from_snapshot() -> Replica {
+    let mut replica = Replica::default();
+    let snapshot = Snapshot {
+        members: [((room("r"), user("u")), 1)].into(),
+        ..Snapshot::default()
+    };
+    let changes = replica.replace(&node("a"), Some(snapshot));
+    assert_eq!(
+        changes,
+        vec![Change::Joined {
+            room: room("r"),
+            user: user("u")
+        }]
+    );
+    replica
 }
 
 #[test]

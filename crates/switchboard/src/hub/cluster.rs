@@ -156,6 +156,12 @@ impl Cluster {
             .collect()
     }
 
+    /// Whether the other nodes are replicated here: they then announce their members'
+    /// arrivals and departures to this node's clients from the replica.
+    pub(super) fn replicated(&self) -> bool {
+        self.membership.replica().is_some()
+    }
+
     /// Connections on the other nodes, from the replica.
     pub(super) fn connections(&self) -> u64 {
         self.read(Replica::connections).unwrap_or(0)
