@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 
 pub(crate) use redis::check_prefix;
 pub use redis::{ClusterError, RedisCluster, RedisConfig};
-pub use replica::{Change, Event, Replica, Snapshot};
+pub use replica::{Change, Event, Replica, Snapshot, Version};
 
 /// Cluster membership as the hub sees it.
 ///

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::broker::Topic;
-use crate::cluster::Snapshot;
+use crate::cluster::{Snapshot, Version};
 use crate::ids::{ChannelId, ChannelPrefix, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
 use crate::presence::Presence;
 
@@ -152,10 +152,31 @@ pub(super) fn snapshot_fields(snapshot: &Snapshot) -> Vec<(String, String)> {
     fields
 }
 
+/// The field of a node's hash holding the version of its last announcement (no `:`, so it
+/// cannot be mistaken for a fact's field).
+pub(super) const VERSION_FIELD: &str = "version";
+
+/// How a version is stored in [`VERSION_FIELD`].
+pub(super) fn version_value(version: Version) -> String {
+    format!("{}:{}", version.instance, version.seq)
+}
+
+fn parse_version(value: &str) -> Option<Version> {
+    let (instance, seq) = value.split_once(':')?;
+    Some(Version {
+        instance: instance.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
+}
+
 /// Reads a node's hash back; fields that do not parse are skipped.
 pub(super) fn parse_snapshot(fields: HashMap<String, String>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for (field, value) in fields {
+        if field == VERSION_FIELD {
+            snapshot.version = parse_version(&value);
+            continue;
+        }
         let Some((kind, name)) = field.split_once(':') else {
             continue;
         };
@@ -244,7 +265,20 @@ mod tests {
                 last_seen: 7,
             },
         );
-        let fields: HashMap<String, String> = snapshot_fields(&snapshot).into_iter().collect();
-        assert_eq!(parse_snapshot(fields), snapshot);
+        let mut fields: HashMap<String, String> = snapshot_fields(&snapshot).into_iter().collect();
+        assert_eq!(parse_snapshot(fields.clone()), snapshot);
+        let version = Version {
+            instance: u64::MAX,
+            seq: 42,
+        };
+        fields.insert(VERSION_FIELD.to_owned(), version_value(version));
+        snapshot.version = Some(version);
+        assert_eq!(parse_snapshot(fields.clone()), snapshot);
+        fields.insert(VERSION_FIELD.to_owned(), "42".to_owned());
+        assert_eq!(
+            parse_snapshot(fields).version,
+            None,
+            "malformed: unversioned"
+        );
     }
 }

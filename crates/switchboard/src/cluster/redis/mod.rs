@@ -49,7 +49,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Event, Membership, MembershipSink, Replica};
+use super::{Event, Membership, MembershipSink, Replica, Version};
 use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
@@ -84,6 +84,10 @@ pub enum ClusterError {
 struct Announcement {
     origin: NodeId,
     event: Event,
+    /// The origin's version once the event is applied, also written to its state hash in
+    /// the same transaction; `None` for what a node announces about another (a reaped node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<Version>,
 }
 
 /// What the publisher task sends to Redis, in order.
@@ -165,6 +169,11 @@ struct Shared {
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
     /// Set by [`RedisCluster::leave`]: nothing more is queued, liveness is not refreshed.
     departed: AtomicBool,
+    /// This process, in the versions of its announcements.
+    instance: u64,
+    /// Announcements versioned so far (only the publisher task takes the next one, so their
+    /// order is the order Redis receives them in).
+    announced: AtomicU64,
     /// Held by the liveness task while it refreshes the node's liveness, and by the publisher
     /// while it sends the departure, so a refresh never re-registers a node that left.
     registration: tokio::sync::Mutex<()>,
@@ -223,6 +232,8 @@ impl RedisCluster {
                 settled_changed: Notify::new(),
                 runtime: OnceLock::new(),
                 departed: AtomicBool::new(false),
+                instance: fastrand::u64(..),
+                announced: AtomicU64::new(0),
                 registration: tokio::sync::Mutex::new(()),
             }),
         })
@@ -265,6 +276,14 @@ impl RedisCluster {
 }
 
 impl Shared {
+    /// The version of this node's next announcement.
+    fn next_version(&self) -> Version {
+        Version {
+            instance: self.instance,
+            seq: self.announced.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
     fn queue(&self, item: Outgoing) {
         if self.departed.load(Ordering::Acquire) {
             // The others were told this node is gone: anything more would bring it back.
