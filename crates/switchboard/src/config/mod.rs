@@ -18,6 +18,7 @@ mod sources;
 mod tls;
 mod units;
 mod validate;
+mod proxy;
 mod webhooks;
 
 use std::ffi::OsString;
@@ -33,6 +34,7 @@ pub use sources::{Invocation, Origin, Sources};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
 pub use validate::check_log_filter;
+pub use proxy::ProxyConfig;
 pub use webhooks::{EventName, UnknownEvent, WebhookConfig};
 
 /// The validated configuration of a node.
@@ -50,6 +52,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::RedisConfig>,
     /// Webhooks (`None`: none are sent).
     pub webhooks: Option<WebhookConfig>,
+    /// Backend proxies (`None`: the backend is never asked).
+    pub proxy: Option<ProxyConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -290,6 +294,7 @@ impl Config {
             auth,
             cluster: validate::cluster(&raw)?,
             webhooks: webhooks::from_raw(&raw)?,
+            proxy: proxy::from_raw(&raw)?,
             log: validate::log(&raw)?,
         })
     }
