@@ -37,6 +37,8 @@ pub(crate) struct Endpoint {
     pub(crate) jwt: Option<Arc<JwtConfig>>,
     /// When a connection is warned of its token's expiry.
     pub(crate) expiry: TokenExpiry,
+    /// The backend proxies, when any is set.
+    pub(crate) proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl Endpoint {
