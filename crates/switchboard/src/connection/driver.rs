@@ -126,11 +126,12 @@ impl<S: Stream> Future for Driver<S> {
 
 /// Answers a connection that was not admitted: a close frame with `code` and `reason`, then
 /// waits (at most `CLOSE_TIMEOUT`) for the client's close frame or EOF, and closes TCP.
-pub(crate) async fn refuse<S>(mut io: S, code: CloseCode, reason: &str, limits: Limits)
+/// (`code` is a number: a backend's connect proxy may choose one of the application's own.)
+pub(crate) async fn refuse<S>(mut io: S, code: u16, reason: &str, limits: Limits)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let close = frame::close_frame(code.as_u16(), reason);
+    let close = frame::close_frame(code, reason);
     let mut decoder = Decoder::new(limits);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         io.write_all(&close).await?;

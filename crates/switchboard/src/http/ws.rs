@@ -4,7 +4,8 @@
 //! Identity: with authentication off, `?userId=` (or a generated `anon-…` id). With it on, a
 //! token from `Authorization: Bearer …` or `?token=`; a bad one is answered 401 without an
 //! upgrade, and a connection without one is upgraded but must send an `auth` frame first
-//! (`connection::authenticate`).
+//! (`connection::authenticate`). With a connect proxy the backend decides instead of the JWT
+//! key (`admit_by_backend`).
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
@@ -12,6 +13,7 @@
 //! and run on their own monomorphization of the driver; other streams (custom servers) run
 //! through hyper's upgraded I/O.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,12 +30,13 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms, Verifier,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
 use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
+use crate::proxy::{ConnectRequest, ConnectVerdict, Proxy, ProxyError};
 use crate::ws::extension;
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -60,7 +63,7 @@ pub(super) async fn upgrade_or_landing(
 ) -> Response {
     match handshake::check(request.method(), request.headers()) {
         Err(HandshakeError::NotUpgrade) => super::assets::landing(),
-        _ => upgrade_to(state, params, request, Mode::Protocol),
+        _ => upgrade_to(state, params, request, Mode::Protocol).await,
     }
 }
 
@@ -70,7 +73,7 @@ pub(super) async fn upgrade(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Protocol)
+    upgrade_to(state, params, request, Mode::Protocol).await
 }
 
 /// `GET /echo` (when enabled): a WebSocket that echoes every message.
@@ -79,7 +82,7 @@ pub(super) async fn echo(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Echo)
+    upgrade_to(state, params, request, Mode::Echo).await
 }
 
 /// `GET /yjs/{document}`: a y-websocket connection to a Yjs document (DESIGN.md §8). The token
@@ -112,7 +115,7 @@ pub(super) async fn document(
         name,
         writable: true,
     };
-    upgrade_to(state, params, request, Mode::Document(access))
+    upgrade_to(state, params, request, Mode::Document(access)).await
 }
 
 /// What a document connection may do, from its token: 401 without one (authentication on),
@@ -146,7 +149,7 @@ fn authorize_document(access: DocAccess, admission: &Admission) -> Result<Mode, 
     Ok(Mode::Document(DocAccess { writable, ..access }))
 }
 
-fn upgrade_to(
+async fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
     mut request: Request,
@@ -176,7 +179,15 @@ fn upgrade_to(
             }
         }
     }
-    let admission = match admit(&state, &params, request.headers()) {
+    let admitted = match &state.endpoint.proxy {
+        Some(proxy) if proxy.config().connect.is_some() => {
+            let connect = connect_request(proxy, &params, &request);
+            let cookie = request.headers().contains_key(header::COOKIE);
+            admit_by_backend(&state, proxy, connect, cookie).await
+        }
+        _ => admit(&state, &params, request.headers()),
+    };
+    let admission = match admitted {
         Ok(admission) => admission,
         Err(response) => return *response,
     };
@@ -276,7 +287,7 @@ fn admit(
     };
     let Some(token) = token else {
         return Ok(Admission::AwaitToken(Pending {
-            jwt: jwt.clone(),
+            verifier: Verifier::Jwt(jwt.clone()),
             deadline: tokio::time::Instant::now() + state.auth.timeout,
             shutdown: state.shutdown.clone(),
         }));
@@ -295,6 +306,96 @@ fn admit(
             Err(Box::new(response))
         }
     }
+}
+
+/// What the connect proxy is told about an upgrade request.
+fn connect_request(proxy: &Proxy, params: &ConnectParams, request: &Request) -> ConnectRequest {
+    let headers = request.headers();
+    let token = match super::keys::bearer(headers) {
+        Some(bearer) => Some(String::from_utf8_lossy(bearer).into_owned()),
+        None => params.token.clone().filter(|token| !token.is_empty()),
+    };
+    ConnectRequest {
+        transport: "websocket",
+        path: request.uri().path().to_owned(),
+        remote_addr: request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|ClientAddr(address)| address.to_string()),
+        query: Query::<BTreeMap<String, String>>::try_from_uri(request.uri())
+            .map(|Query(mut query)| {
+                query.remove("token");
+                query
+            })
+            .unwrap_or_default(),
+        headers: forwarded_headers(headers, &proxy.config().headers),
+        token,
+    }
+}
+
+/// Decides who the connection is by asking the backend's connect proxy, which replaces JWT
+/// verification: at the upgrade when the request carries a token or a `cookie` (a refusal is
+/// then the backend's 401 or 403, a backend without an answer 503, and a nonsensical answer
+/// 502); otherwise after the connection's `auth` frame (`connection::authenticate`).
+async fn admit_by_backend(
+    state: &AppState,
+    proxy: &Arc<Proxy>,
+    connect: ConnectRequest,
+    cookie: bool,
+) -> Result<Admission, Box<Response>> {
+    if connect.token.is_none() && !cookie {
+        return Ok(Admission::AwaitToken(Pending {
+            verifier: Verifier::Proxy(proxy.clone(), Box::new(connect)),
+            deadline: tokio::time::Instant::now() + state.auth.timeout,
+            shutdown: state.shutdown.clone(),
+        }));
+    }
+    let refusal = match proxy.connect(&connect).await {
+        Ok(ConnectVerdict::Allowed { user, grants }) => {
+            return Ok(Admission::Known(Peer {
+                user,
+                grants: Some(Box::new(grants)),
+                expires_at: None,
+            }));
+        }
+        Ok(ConnectVerdict::Refused { status, message }) => (status, message),
+        Ok(ConnectVerdict::Disconnect { reason, .. }) => (StatusCode::FORBIDDEN, reason),
+        Err(error) => {
+            let status = match error {
+                ProxyError::NotSet
+                | ProxyError::Timeout
+                | ProxyError::Unavailable(_)
+                | ProxyError::Status(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ProxyError::TooLarge | ProxyError::Malformed(_) | ProxyError::Invalid(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
+            };
+            return Err(Box::new((status, error.to_string()).into_response()));
+        }
+    };
+    Counters::add(&state.hub.counters().auth_failures, 1);
+    Err(Box::new(refusal.into_response()))
+}
+
+/// The headers of `names` that `headers` holds, by lowercase name; a header sent more than
+/// once is joined as HTTP joins it (`; ` for cookies, `, ` for the others), and a value that is
+/// not text is left out.
+fn forwarded_headers(
+    headers: &axum::http::HeaderMap,
+    names: &[axum::http::HeaderName],
+) -> BTreeMap<String, String> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect();
+            let separator = if name == header::COOKIE { "; " } else { ", " };
+            (!values.is_empty()).then(|| (name.as_str().to_owned(), values.join(separator)))
+        })
+        .collect()
 }
 
 /// The future that serves one upgraded connection: the bare-socket and TLS paths inline (not

@@ -37,6 +37,9 @@ pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
 /// frame, an HTTP body, a close reason): short, and naming no internals.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
+    /// The instance has no proxy of this kind (a library user built a connect without one).
+    #[error("backend unavailable (no proxy set)")]
+    NotSet,
     /// The request could not be sent, or the answer could not be read.
     #[error("backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -61,7 +64,7 @@ impl ProxyError {
     /// The metric outcome of a request that ended with this error.
     fn outcome(&self) -> ProxyOutcome {
         match self {
-            Self::Unavailable(_) | Self::Status(_) => ProxyOutcome::Unavailable,
+            Self::NotSet | Self::Unavailable(_) | Self::Status(_) => ProxyOutcome::Unavailable,
             Self::Timeout => ProxyOutcome::Timeout,
             Self::TooLarge | Self::Malformed(_) | Self::Invalid(_) => ProxyOutcome::Invalid,
         }
@@ -99,13 +102,18 @@ impl Proxy {
         &self.config
     }
 
-    /// Asks the connect proxy who `request` is; `None` without a connect proxy.
+    /// Asks the connect proxy who `request` is (an error when none is set).
     pub(crate) fn connect(
         self: &Arc<Self>,
         request: &ConnectRequest,
-    ) -> Option<impl Future<Output = Result<ConnectVerdict, ProxyError>> + Send + 'static> {
-        let url = self.config.connect.clone()?;
-        Some(self.clone().call(ProxyKind::Connect, url, wire::body(request)))
+    ) -> impl Future<Output = Result<ConnectVerdict, ProxyError>> + Send + 'static {
+        let url = self.config.connect.clone();
+        let body = wire::body(request);
+        let proxy = self.clone();
+        async move {
+            let url = url.ok_or(ProxyError::NotSet)?;
+            proxy.call(ProxyKind::Connect, url, body).await
+        }
     }
 
     /// Asks the join (`ProxyKind::Join`) or subscribe proxy whether `request` may go ahead;
