@@ -35,7 +35,7 @@ pub struct ProxyConfig {
 }
 
 /// The proxy settings: `None` without any proxy URL. URLs must be `http(s)://` with a host;
-/// the timeout is above zero and at most 30 s; the connect proxy replaces JWT verification,
+/// the timeout is above zero, at most 30 s and below the heartbeat timeout; the connect proxy replaces JWT verification,
 /// so it cannot be combined with a JWT key.
 pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigError> {
     let url = |setting: &'static str, value: &Option<String>| {
@@ -55,6 +55,16 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigE
         return Err(ConfigError::invalid(
             "proxy_timeout",
             "must be greater than zero and at most 30s",
+        ));
+    }
+    // A connection reads nothing, its pongs included, while it waits for the backend.
+    let heartbeat_timeout = raw
+        .heartbeat_timeout
+        .map_or(super::defaults::HEARTBEAT_TIMEOUT, |d| d.0);
+    if timeout >= heartbeat_timeout {
+        return Err(ConfigError::invalid(
+            "proxy_timeout",
+            "must be shorter than heartbeat_timeout (a connection waiting for the backend reads no pong)",
         ));
     }
     let headers = raw
@@ -93,3 +103,7 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigE
         headers,
     }))
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! The answers each proxy accepts and refuses.
 
 use super::*;
+use crate::proxy::MAX_MESSAGE_CHARS;
 
 const MAX_NAME: usize = 128;
 
