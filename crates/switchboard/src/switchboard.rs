@@ -20,8 +20,8 @@ use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, ApiAccess, AppState, Routes};
 use crate::hub::{ConnInfo, EventHook, Hub, HubEvent};
-use crate::store::StreamStore;
 use crate::proxy::Proxy;
+use crate::store::StreamStore;
 use crate::webhooks::Webhooks;
 
 /// The least a shutdown waits for Redis to take the node's departure, even when the

@@ -13,12 +13,12 @@ mod command;
 mod defaults;
 mod effective;
 mod env;
+mod proxy;
 mod raw;
 mod sources;
 mod tls;
 mod units;
 mod validate;
-mod proxy;
 mod webhooks;
 
 use std::ffi::OsString;
@@ -29,12 +29,12 @@ use crate::ids::NodeId;
 pub use crate::limits::{RateLimit, ViolationLimit};
 pub use command::{Command, HealthcheckArgs, TokenArgs};
 pub use env::{Deprecated, PREFIX as ENV_PREFIX};
+pub use proxy::ProxyConfig;
 pub use raw::{Cli, LogFormat, RawSettings};
 pub use sources::{Invocation, Origin, Sources};
 pub use tls::TlsConfig;
 pub use units::{ByteSize, DurationArg};
 pub use validate::check_log_filter;
-pub use proxy::ProxyConfig;
 pub use webhooks::{EventName, UnknownEvent, WebhookConfig};
 
 /// The validated configuration of a node.

@@ -43,7 +43,9 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigE
             .as_deref()
             .map(str::trim)
             .filter(|url| !url.is_empty())
-            .map(|url| super::webhooks::parse_url(url).map_err(|e| ConfigError::invalid(setting, e)))
+            .map(|url| {
+                super::webhooks::parse_url(url).map_err(|e| ConfigError::invalid(setting, e))
+            })
             .transpose()
     };
     let connect = url("proxy_connect_url", &raw.proxy_connect_url)?;

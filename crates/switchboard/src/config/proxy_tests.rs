@@ -26,7 +26,13 @@ fn proxies_are_off_by_default_and_each_url_is_its_own() {
     let names: Vec<&str> = proxy.headers.iter().map(|h| h.as_str()).collect();
     assert_eq!(
         names,
-        ["cookie", "authorization", "origin", "user-agent", "accept-language"]
+        [
+            "cookie",
+            "authorization",
+            "origin",
+            "user-agent",
+            "accept-language"
+        ]
     );
     let blank = from_args(&["--proxy-join-url", " ", "--proxy-headers", "X-Tenant"]).unwrap();
     assert!(blank.proxy.is_none(), "a blank URL is no proxy");
@@ -90,13 +96,22 @@ fn each_proxy_rule_holds_at_its_edge() {
             "proxy_timeout",
         ),
         (
-            &["--proxy-rpc-url", URL, "--proxy-headers", "x-tenant, Cookie"],
+            &[
+                "--proxy-rpc-url",
+                URL,
+                "--proxy-headers",
+                "x-tenant, Cookie",
+            ],
             &["--proxy-rpc-url", URL, "--proxy-headers", "bad header"],
             "proxy_headers",
         ),
     ];
     for (passes, fails, setting) in cases {
-        assert!(from_args(passes).is_ok(), "{passes:?}: {:?}", from_args(passes).err());
+        assert!(
+            from_args(passes).is_ok(),
+            "{passes:?}: {:?}",
+            from_args(passes).err()
+        );
         assert_eq!(invalid_setting(from_args(fails)), *setting, "{fails:?}");
     }
 }

@@ -168,13 +168,21 @@ fn verify(hub: &Hub, jwt: &JwtConfig, token: &str) -> Outcome {
         Err(error) => {
             Counters::add(&hub.counters().auth_failures, 1);
             tracing::debug!(%error, "auth frame refused");
-            Outcome::Refuse(CloseCode::Policy.as_u16(), format!("invalid token: {error}"))
+            Outcome::Refuse(
+                CloseCode::Policy.as_u16(),
+                format!("invalid token: {error}"),
+            )
         }
     }
 }
 
 /// Asks the connect proxy about an `auth` frame's token.
-async fn ask(hub: &Hub, proxy: &Arc<Proxy>, request: &ConnectRequest, token: Cow<'_, str>) -> Outcome {
+async fn ask(
+    hub: &Hub,
+    proxy: &Arc<Proxy>,
+    request: &ConnectRequest,
+    token: Cow<'_, str>,
+) -> Outcome {
     let request = ConnectRequest {
         token: Some(token.into_owned()),
         ..request.clone()
@@ -194,9 +202,7 @@ async fn ask(hub: &Hub, proxy: &Arc<Proxy>, request: &ConnectRequest, token: Cow
                 ProxyError::NotSet
                 | ProxyError::Timeout
                 | ProxyError::Unavailable(_)
-                | ProxyError::Status(_) => {
-                    CloseCode::TryAgainLater
-                }
+                | ProxyError::Status(_) => CloseCode::TryAgainLater,
                 ProxyError::TooLarge | ProxyError::Malformed(_) | ProxyError::Invalid(_) => {
                     CloseCode::Internal
                 }

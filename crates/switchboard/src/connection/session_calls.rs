@@ -202,11 +202,7 @@ impl Session {
             } => approved(verdict).and_then(|()| self.subscribe(channel, since, id)),
             Answer::Rpc { kind, verdict } => match verdict {
                 Ok(RpcVerdict::Result(payload)) => {
-                    self.reply(
-                        ServerFrame::custom(&kind, &*payload)
-                            .reply_to(id)
-                            .encode(),
-                    );
+                    self.reply(ServerFrame::custom(&kind, &*payload).reply_to(id).encode());
                     Ok(Done::Ack(None))
                 }
                 Ok(RpcVerdict::Error { code, message }) => {

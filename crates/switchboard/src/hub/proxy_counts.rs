@@ -99,9 +99,21 @@ mod tests {
     #[test]
     fn requests_are_counted_by_kind_and_outcome_with_their_time() {
         let counters = ProxyCounters::default();
-        counters.count(ProxyKind::Join, ProxyOutcome::Refused, Duration::from_millis(1500));
-        counters.count(ProxyKind::Join, ProxyOutcome::Refused, Duration::from_millis(500));
-        counters.count(ProxyKind::Rpc, ProxyOutcome::Timeout, Duration::from_secs(5));
+        counters.count(
+            ProxyKind::Join,
+            ProxyOutcome::Refused,
+            Duration::from_millis(1500),
+        );
+        counters.count(
+            ProxyKind::Join,
+            ProxyOutcome::Refused,
+            Duration::from_millis(500),
+        );
+        counters.count(
+            ProxyKind::Rpc,
+            ProxyOutcome::Timeout,
+            Duration::from_secs(5),
+        );
         assert_eq!(counters.requests(ProxyKind::Join, ProxyOutcome::Refused), 2);
         assert_eq!(counters.requests(ProxyKind::Join, ProxyOutcome::Allowed), 0);
         assert_eq!(counters.requests(ProxyKind::Rpc, ProxyOutcome::Timeout), 1);

@@ -141,7 +141,12 @@ impl Proxy {
     }
 
     /// POSTs `body` to `url` within the timeout, parses the answer and counts the request.
-    async fn call<V: Verdict>(self: Arc<Self>, kind: ProxyKind, url: Uri, body: Bytes) -> Result<V, ProxyError> {
+    async fn call<V: Verdict>(
+        self: Arc<Self>,
+        kind: ProxyKind,
+        url: Uri,
+        body: Bytes,
+    ) -> Result<V, ProxyError> {
         let started = Instant::now();
         let max_name = self.hub.config().limits.max_name_length;
         let answered = tokio::time::timeout(self.config.timeout, self.post(url, body))
@@ -155,7 +160,10 @@ impl Proxy {
                 error.outcome()
             }
         };
-        self.hub.counters().proxy.count(kind, outcome, started.elapsed());
+        self.hub
+            .counters()
+            .proxy
+            .count(kind, outcome, started.elapsed());
         verdict
     }
 
@@ -163,7 +171,10 @@ impl Proxy {
     async fn post(&self, url: Uri, body: Bytes) -> Result<Bytes, ProxyError> {
         let request = Request::post(url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(body))
             .map_err(|error| ProxyError::Unavailable(error.into()))?;
         let response = self

@@ -166,10 +166,10 @@ impl Verdict for ConnectVerdict {
                     Some(403) => StatusCode::FORBIDDEN,
                     Some(_) => return Err(ProxyError::Invalid("error.code must be 401 or 403")),
                 };
-                let message = error.message.as_deref().map_or_else(
-                    || "refused by the backend".to_owned(),
-                    bounded,
-                );
+                let message = error
+                    .message
+                    .as_deref()
+                    .map_or_else(|| "refused by the backend".to_owned(), bounded);
                 Ok(Self::Refused { status, message })
             }
             Reply::Disconnect(raw) => {
@@ -179,7 +179,10 @@ impl Verdict for ConnectVerdict {
                         "disconnect.code must be 1008 or within 4000-4999",
                     ));
                 }
-                let reason = disconnect.reason.as_deref().map_or_else(String::new, bounded);
+                let reason = disconnect
+                    .reason
+                    .as_deref()
+                    .map_or_else(String::new, bounded);
                 Ok(Self::Disconnect {
                     code: disconnect.code,
                     reason,
@@ -215,9 +218,7 @@ impl Verdict for StreamVerdict {
                     bounded,
                 )))
             }
-            Reply::Disconnect(_) => Err(ProxyError::Invalid(
-                "disconnect answers a connect only",
-            )),
+            Reply::Disconnect(_) => Err(ProxyError::Invalid("disconnect answers a connect only")),
         }
     }
 
@@ -254,9 +255,7 @@ impl Verdict for RpcVerdict {
                     .map_or_else(|| "backend error".to_owned(), bounded);
                 Ok(Self::Error { code, message })
             }
-            Reply::Disconnect(_) => Err(ProxyError::Invalid(
-                "disconnect answers a connect only",
-            )),
+            Reply::Disconnect(_) => Err(ProxyError::Invalid("disconnect answers a connect only")),
         }
     }
 

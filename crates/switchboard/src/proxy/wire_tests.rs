@@ -28,7 +28,10 @@ fn connect_refusals_carry_a_status_or_a_close_code_in_range() {
     let default = ConnectVerdict::parse(br#"{"error":{}}"#, MAX_NAME);
     assert!(matches!(
         default,
-        Ok(ConnectVerdict::Refused { status: StatusCode::UNAUTHORIZED, .. })
+        Ok(ConnectVerdict::Refused {
+            status: StatusCode::UNAUTHORIZED,
+            ..
+        })
     ));
     for code in [1008, 4000, 4999] {
         let body = format!(r#"{{"disconnect":{{"code":{code},"reason":"bye"}}}}"#);
@@ -80,9 +83,21 @@ fn messages_are_bounded_and_unknown_rpc_codes_become_internal() {
     };
     assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
     let rpc = RpcVerdict::parse(br#"{"error":{"code":"TEAPOT","message":"x"}}"#, MAX_NAME);
-    assert!(matches!(rpc, Ok(RpcVerdict::Error { code: ErrorCode::Internal, .. })));
+    assert!(matches!(
+        rpc,
+        Ok(RpcVerdict::Error {
+            code: ErrorCode::Internal,
+            ..
+        })
+    ));
     let rpc = RpcVerdict::parse(br#"{"error":{"code":"FORBIDDEN"}}"#, MAX_NAME);
-    assert!(matches!(rpc, Ok(RpcVerdict::Error { code: ErrorCode::Forbidden, .. })));
+    assert!(matches!(
+        rpc,
+        Ok(RpcVerdict::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        })
+    ));
     let rpc = RpcVerdict::parse(br#"{"result":null}"#, MAX_NAME).unwrap();
     assert!(matches!(rpc, RpcVerdict::Result(raw) if raw.get() == "null"));
 }

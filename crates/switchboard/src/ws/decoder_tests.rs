@@ -429,7 +429,13 @@ fn a_stop_leaves_the_following_frames_unread_and_they_decode_later() {
             Flow::Stop
         })
         .unwrap();
-    assert_eq!(fed, Fed { flow: Flow::Stop, unread: 3 });
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Stop,
+            unread: 3
+        }
+    );
     assert_eq!(seen, vec![Owned::Text("first".into())]);
     // Whatever stayed unread is fed again, in front of the next read.
     let mut again = head[split - fed.unread..].to_vec();
@@ -440,7 +446,13 @@ fn a_stop_leaves_the_following_frames_unread_and_they_decode_later() {
             Flow::Stop
         })
         .unwrap();
-    assert_eq!(fed, Fed { flow: Flow::Stop, unread: frames[2].len() });
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Stop,
+            unread: frames[2].len()
+        }
+    );
     let len = again.len();
     let fed = decoder
         .feed_until(&mut again[len - fed.unread..], &mut |m| {
@@ -448,7 +460,13 @@ fn a_stop_leaves_the_following_frames_unread_and_they_decode_later() {
             Flow::Continue
         })
         .unwrap();
-    assert_eq!(fed, Fed { flow: Flow::Continue, unread: 0 });
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Continue,
+            unread: 0
+        }
+    );
     assert_eq!(
         seen,
         vec![
