@@ -44,6 +44,7 @@ async fn answer(
         body: body.clone(),
     });
     match proxy.as_str() {
+        "hooks" => StatusCode::OK.into_response(),
         "connect" => decide_connect(&body).into_response(),
         "join" | "subscribe" => {
             let name = body["room"].as_str().or(body["channel"].as_str()).unwrap();
@@ -483,4 +484,45 @@ async fn a_backend_that_is_down_gives_503_at_the_upgrade_and_errors_after_it() {
         .send_type("subscribe", json!({"channel": "news:1"}))
         .await;
     alice.expect("subscribed").await;
+}
+
+#[tokio::test]
+async fn a_shutdown_closes_a_connection_that_waits_for_the_backend() {
+    let (addr, mut received, backend) = backend().await;
+    let server = server(addr, |_| {}).await;
+    let (_never, held) = oneshot::channel::<()>();
+    backend.held.lock().unwrap().push(held);
+    let mut alice = connect(&server, "/?token=good-alice", &[]).await;
+    next(&mut received).await;
+    alice.send(json!({"type": "held"})).await;
+    assert_eq!(next(&mut received).await.body["type"], "held");
+    let (clean, code) = tokio::join!(server.shutdown(), alice.close_code());
+    assert_eq!(code, 1001);
+    assert!(clean, "the waiting connection closed within the deadline");
+}
+
+#[tokio::test]
+async fn a_type_the_server_handles_itself_never_reaches_the_rpc_proxy() {
+    let (addr, mut received, _) = backend().await;
+    // Webhook client types are handled by a message handler, as a library's would be.
+    let server = server(addr, |s| {
+        s.webhook_url = Some(format!("http://{addr}/proxy/hooks"));
+        s.webhook_secret = Some("secret".into());
+        s.webhook_client_types = Some("typing".into());
+    })
+    .await;
+    let mut alice = connect(&server, "/?token=good-alice", &[]).await;
+    alice
+        .send(json!({"type": "typing", "payload": {}, "id": "t"}))
+        .await;
+    assert_eq!(alice.expect("ack").await["payload"]["id"], "t");
+    alice
+        .send(json!({"type": "sum", "payload": {"a": 0, "b": 0}}))
+        .await;
+    alice.expect("sum").await;
+    let rpcs: Vec<Value> = std::iter::from_fn(|| received.try_recv().ok())
+        .filter(|request| request.proxy == "rpc")
+        .map(|request| request.body["type"].clone())
+        .collect();
+    assert_eq!(rpcs, [json!("sum")]);
 }
