@@ -54,9 +54,9 @@ pub(crate) enum Refused {
     /// An application handler, or the backend's RPC proxy, refused the message.
     #[error("{}", .0.message())]
     Handler(Reject),
-    /// The backend's join or subscribe proxy refused, with this message (bounded).
+    /// Refused by the backend's join or subscribe proxy, with its message (bounded).
     #[error("{0}")]
-    BackendRefused(String),
+    ByBackend(String),
     /// The backend gave no usable answer (down, slow, non-2xx, not the documented JSON).
     #[error("{0}")]
     Backend(#[source] ProxyError),
@@ -78,7 +78,7 @@ impl Refused {
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::InvalidToken(_) | Self::OtherUser => ErrorCode::Unauthorized,
             Self::Handler(reject) => reject.code(),
-            Self::BackendRefused(_) => ErrorCode::Forbidden,
+            Self::ByBackend(_) => ErrorCode::Forbidden,
             Self::Backend(_) => ErrorCode::Internal,
         }
     }
@@ -140,6 +140,16 @@ mod tests {
                 Refused::Handler(Reject::new(ErrorCode::Forbidden, "muted")),
                 ErrorCode::Forbidden,
                 "muted",
+            ),
+            (
+                Refused::ByBackend("members only".to_owned()),
+                ErrorCode::Forbidden,
+                "members only",
+            ),
+            (
+                Refused::Backend(ProxyError::Timeout),
+                ErrorCode::Internal,
+                "backend timeout",
             ),
         ];
         for (refused, code, message) in cases {

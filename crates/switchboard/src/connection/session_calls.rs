@@ -219,7 +219,7 @@ impl Session {
 fn approved(verdict: Result<StreamVerdict, ProxyError>) -> Result<(), Refused> {
     match verdict {
         Ok(StreamVerdict::Allowed) => Ok(()),
-        Ok(StreamVerdict::Refused(message)) => Err(Refused::BackendRefused(message)),
+        Ok(StreamVerdict::Refused(message)) => Err(Refused::ByBackend(message)),
         Err(error) => Err(Refused::Backend(error)),
     }
 }
