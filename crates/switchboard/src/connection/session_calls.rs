@@ -10,24 +10,30 @@
 //! made the call are held in the call and decoded once it is answered. A request ends within
 //! `--proxy-timeout`; a close abandons it.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use serde_json::value::RawValue;
 
 use super::{Done, Session};
+use crate::config::ProxyConfig;
 use crate::connection::refused::Refused;
 use crate::handlers::Reject;
 use crate::hub::ProxyKind;
 use crate::ids::{ChannelSpec, RoomId};
 use crate::protocol::{Command, ServerFrame, StreamPosition};
-use crate::proxy::{ProxyError, RpcRequest, RpcVerdict, StreamRequest, StreamVerdict};
+use crate::proxy::{Proxy, ProxyError, RpcRequest, RpcVerdict, StreamRequest, StreamVerdict};
+
+/// A request to the backend that resolves to what to do with the client frame it is for.
+type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// A request to the backend, out on behalf of one client frame.
 pub(crate) struct Call {
-    /// The request; it resolves to what to do with the frame.
-    answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
+    /// The request.
+    answer: Pending,
     /// The client frame's `id`.
     id: Option<Box<RawValue>>,
     /// Bytes read after the frame, not yet decoded (they start at a frame boundary).
@@ -65,82 +71,20 @@ impl Session {
         let Some(proxy) = self.endpoint.proxy.clone() else {
             return Ok(Some(command));
         };
-        let config = proxy.config();
-        let asked = match &command {
-            Command::JoinRoom { room, .. } => config.join.is_some() && !self.rooms.contains(room),
-            Command::Subscribe { channel, .. } => {
-                config.subscribe.is_some() && !self.channels.contains(channel)
-            }
-            Command::Other { kind, .. } => {
-                config.rpc.is_some() && !self.endpoint.extensions.messages.contains_key(&**kind)
-            }
-            _ => false,
-        };
-        if !asked {
+        if !self.decided_by(proxy.config(), &command) {
             return Ok(Some(command));
         }
         self.authorize(&command)?;
-        let connection_id = self.handle.id().to_string();
-        let user_id = self.handle.user().as_str();
-        let answer: Pin<Box<dyn Future<Output = Answer> + Send>> = match command {
+        let answer = match command {
             Command::JoinRoom { room, since } => {
                 self.may_join(&room)?;
-                let request = StreamRequest {
-                    connection_id,
-                    user_id,
-                    room: Some(room.as_str()),
-                    channel: None,
-                };
-                let Some(approval) = proxy.approve(ProxyKind::Join, &request) else {
-                    return Ok(Some(Command::JoinRoom { room, since }));
-                };
-                Box::pin(async move {
-                    let verdict = approval.await;
-                    Answer::Join {
-                        room,
-                        since,
-                        verdict,
-                    }
-                })
+                self.ask_join(&proxy, room, since)
             }
             Command::Subscribe { channel, since } => {
                 self.may_subscribe(&channel)?;
-                let name = channel.to_string();
-                let request = StreamRequest {
-                    connection_id,
-                    user_id,
-                    room: None,
-                    channel: Some(&name),
-                };
-                let Some(approval) = proxy.approve(ProxyKind::Subscribe, &request) else {
-                    return Ok(Some(Command::Subscribe { channel, since }));
-                };
-                Box::pin(async move {
-                    let verdict = approval.await;
-                    Answer::Subscribe {
-                        channel,
-                        since,
-                        verdict,
-                    }
-                })
+                self.ask_subscribe(&proxy, channel, since)
             }
-            Command::Other { kind, payload } => {
-                let request = RpcRequest {
-                    connection_id,
-                    user_id,
-                    kind: &kind,
-                    payload,
-                    id,
-                };
-                let Some(answered) = proxy.rpc(&request) else {
-                    return Ok(Some(Command::Other { kind, payload }));
-                };
-                let kind = kind.into_owned();
-                Box::pin(async move {
-                    let verdict = answered.await;
-                    Answer::Rpc { kind, verdict }
-                })
-            }
+            Command::Other { kind, payload } => self.ask_rpc(&proxy, kind, payload, id),
             command => return Ok(Some(command)),
         };
         self.call = Some(Box::new(Call {
@@ -149,6 +93,84 @@ impl Session {
             held: Vec::new(),
         }));
         Ok(None)
+    }
+
+    /// Whether a proxy of `config` decides `command`.
+    fn decided_by(&self, config: &ProxyConfig, command: &Command<'_>) -> bool {
+        match command {
+            Command::JoinRoom { room, .. } => config.join.is_some() && !self.rooms.contains(room),
+            Command::Subscribe { channel, .. } => {
+                config.subscribe.is_some() && !self.channels.contains(channel)
+            }
+            Command::Other { kind, .. } => {
+                config.rpc.is_some() && !self.endpoint.extensions.messages.contains_key(&**kind)
+            }
+            _ => false,
+        }
+    }
+
+    fn ask_join(&self, proxy: &Arc<Proxy>, room: RoomId, since: Option<StreamPosition>) -> Pending {
+        let request = StreamRequest {
+            connection_id: self.handle.id().to_string(),
+            user_id: self.handle.user().as_str(),
+            room: Some(room.as_str()),
+            channel: None,
+        };
+        let approval = proxy.approve(ProxyKind::Join, &request);
+        Box::pin(async move {
+            let verdict = approval.await;
+            Answer::Join {
+                room,
+                since,
+                verdict,
+            }
+        })
+    }
+
+    fn ask_subscribe(
+        &self,
+        proxy: &Arc<Proxy>,
+        channel: ChannelSpec,
+        since: Option<StreamPosition>,
+    ) -> Pending {
+        let name = channel.to_string();
+        let request = StreamRequest {
+            connection_id: self.handle.id().to_string(),
+            user_id: self.handle.user().as_str(),
+            room: None,
+            channel: Some(&name),
+        };
+        let approval = proxy.approve(ProxyKind::Subscribe, &request);
+        Box::pin(async move {
+            let verdict = approval.await;
+            Answer::Subscribe {
+                channel,
+                since,
+                verdict,
+            }
+        })
+    }
+
+    fn ask_rpc(
+        &self,
+        proxy: &Arc<Proxy>,
+        kind: Cow<'_, str>,
+        payload: Option<&RawValue>,
+        id: Option<&RawValue>,
+    ) -> Pending {
+        let request = RpcRequest {
+            connection_id: self.handle.id().to_string(),
+            user_id: self.handle.user().as_str(),
+            kind: &kind,
+            payload,
+            id,
+        };
+        let answered = proxy.rpc(&request);
+        let kind = kind.into_owned();
+        Box::pin(async move {
+            let verdict = answered.await;
+            Answer::Rpc { kind, verdict }
+        })
     }
 
     /// Whether a call is out: the connection reads nothing until it is answered.

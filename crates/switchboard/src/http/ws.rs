@@ -5,7 +5,7 @@
 //! token from `Authorization: Bearer …` or `?token=`; a bad one is answered 401 without an
 //! upgrade, and a connection without one is upgraded but must send an `auth` frame first
 //! (`connection::authenticate`). With a connect proxy the backend decides instead of the JWT
-//! key (`admit_by_backend`).
+//! key (`ws_backend.rs`).
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
@@ -13,7 +13,6 @@
 //! and run on their own monomorphization of the driver; other streams (custom servers) run
 //! through hyper's upgraded I/O.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,7 +35,6 @@ use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
 use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
-use crate::proxy::{ConnectRequest, ConnectVerdict, Proxy, ProxyError};
 use crate::ws::extension;
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -181,9 +179,9 @@ async fn upgrade_to(
     }
     let admitted = match &state.endpoint.proxy {
         Some(proxy) if proxy.config().connect.is_some() => {
-            let connect = connect_request(proxy, &params, &request);
+            let connect = backend::connect_request(proxy, &params, &request);
             let cookie = request.headers().contains_key(header::COOKIE);
-            admit_by_backend(&state, proxy, connect, cookie).await
+            backend::admit(&state, proxy, connect, cookie).await
         }
         _ => admit(&state, &params, request.headers()),
     };
@@ -308,96 +306,6 @@ fn admit(
     }
 }
 
-/// What the connect proxy is told about an upgrade request.
-fn connect_request(proxy: &Proxy, params: &ConnectParams, request: &Request) -> ConnectRequest {
-    let headers = request.headers();
-    let token = match super::keys::bearer(headers) {
-        Some(bearer) => Some(String::from_utf8_lossy(bearer).into_owned()),
-        None => params.token.clone().filter(|token| !token.is_empty()),
-    };
-    ConnectRequest {
-        transport: "websocket",
-        path: request.uri().path().to_owned(),
-        remote_addr: request
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|ClientAddr(address)| address.to_string()),
-        query: Query::<BTreeMap<String, String>>::try_from_uri(request.uri())
-            .map(|Query(mut query)| {
-                query.remove("token");
-                query
-            })
-            .unwrap_or_default(),
-        headers: forwarded_headers(headers, &proxy.config().headers),
-        token,
-    }
-}
-
-/// Decides who the connection is by asking the backend's connect proxy, which replaces JWT
-/// verification: at the upgrade when the request carries a token or a `cookie` (a refusal is
-/// then the backend's 401 or 403, a backend without an answer 503, and a nonsensical answer
-/// 502); otherwise after the connection's `auth` frame (`connection::authenticate`).
-async fn admit_by_backend(
-    state: &AppState,
-    proxy: &Arc<Proxy>,
-    connect: ConnectRequest,
-    cookie: bool,
-) -> Result<Admission, Box<Response>> {
-    if connect.token.is_none() && !cookie {
-        return Ok(Admission::AwaitToken(Pending {
-            verifier: Verifier::Proxy(proxy.clone(), Box::new(connect)),
-            deadline: tokio::time::Instant::now() + state.auth.timeout,
-            shutdown: state.shutdown.clone(),
-        }));
-    }
-    let refusal = match proxy.connect(&connect).await {
-        Ok(ConnectVerdict::Allowed { user, grants }) => {
-            return Ok(Admission::Known(Peer {
-                user,
-                grants: Some(Box::new(grants)),
-                expires_at: None,
-            }));
-        }
-        Ok(ConnectVerdict::Refused { status, message }) => (status, message),
-        Ok(ConnectVerdict::Disconnect { reason, .. }) => (StatusCode::FORBIDDEN, reason),
-        Err(error) => {
-            let status = match error {
-                ProxyError::NotSet
-                | ProxyError::Timeout
-                | ProxyError::Unavailable(_)
-                | ProxyError::Status(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ProxyError::TooLarge | ProxyError::Malformed(_) | ProxyError::Invalid(_) => {
-                    StatusCode::BAD_GATEWAY
-                }
-            };
-            return Err(Box::new((status, error.to_string()).into_response()));
-        }
-    };
-    Counters::add(&state.hub.counters().auth_failures, 1);
-    Err(Box::new(refusal.into_response()))
-}
-
-/// The headers of `names` that `headers` holds, by lowercase name; a header sent more than
-/// once is joined as HTTP joins it (`; ` for cookies, `, ` for the others), and a value that is
-/// not text is left out.
-fn forwarded_headers(
-    headers: &axum::http::HeaderMap,
-    names: &[axum::http::HeaderName],
-) -> BTreeMap<String, String> {
-    names
-        .iter()
-        .filter_map(|name| {
-            let values: Vec<&str> = headers
-                .get_all(name)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .collect();
-            let separator = if name == header::COOKIE { "; " } else { ", " };
-            (!values.is_empty()).then(|| (name.as_str().to_owned(), values.join(separator)))
-        })
-        .collect()
-}
-
 /// The future that serves one upgraded connection: the bare-socket and TLS paths inline (not
 /// boxing the common case saves every connection an allocation), any other stream boxed.
 enum ServeUpgraded {
@@ -506,3 +414,6 @@ fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded
         }
     })
 }
+
+#[path = "ws_backend.rs"]
+mod backend;

@@ -37,7 +37,7 @@ pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
 /// frame, an HTTP body, a close reason): short, and naming no internals.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
-    /// The instance has no proxy of this kind (a library user built a connect without one).
+    /// The instance has no proxy of this kind.
     #[error("backend unavailable (no proxy set)")]
     NotSet,
     /// The request could not be sent, or the answer could not be read.
@@ -102,51 +102,51 @@ impl Proxy {
         &self.config
     }
 
-    /// Asks the connect proxy who `request` is (an error when none is set).
+    /// Asks the connect proxy who `request` is.
     pub(crate) fn connect(
         self: &Arc<Self>,
         request: &ConnectRequest,
     ) -> impl Future<Output = Result<ConnectVerdict, ProxyError>> + Send + 'static {
-        let url = self.config.connect.clone();
-        let body = wire::body(request);
-        let proxy = self.clone();
-        async move {
-            let url = url.ok_or(ProxyError::NotSet)?;
-            proxy.call(ProxyKind::Connect, url, body).await
-        }
+        self.clone().call(
+            ProxyKind::Connect,
+            self.config.connect.clone(),
+            wire::body(request),
+        )
     }
 
-    /// Asks the join (`ProxyKind::Join`) or subscribe proxy whether `request` may go ahead;
-    /// `None` when that proxy is not set.
+    /// Asks the join (`ProxyKind::Join`) or subscribe proxy whether `request` may go ahead.
     pub(crate) fn approve(
         self: &Arc<Self>,
         kind: ProxyKind,
         request: &StreamRequest<'_>,
-    ) -> Option<impl Future<Output = Result<StreamVerdict, ProxyError>> + Send + 'static> {
+    ) -> impl Future<Output = Result<StreamVerdict, ProxyError>> + Send + 'static {
         let url = match kind {
             ProxyKind::Join => self.config.join.clone(),
             ProxyKind::Subscribe => self.config.subscribe.clone(),
             ProxyKind::Connect | ProxyKind::Rpc => None,
-        }?;
-        Some(self.clone().call(kind, url, wire::body(request)))
+        };
+        self.clone().call(kind, url, wire::body(request))
     }
 
-    /// Asks the RPC proxy to answer `request`; `None` without an RPC proxy.
+    /// Asks the RPC proxy to answer `request`.
     pub(crate) fn rpc(
         self: &Arc<Self>,
         request: &RpcRequest<'_>,
-    ) -> Option<impl Future<Output = Result<RpcVerdict, ProxyError>> + Send + 'static> {
-        let url = self.config.rpc.clone()?;
-        Some(self.clone().call(ProxyKind::Rpc, url, wire::body(request)))
+    ) -> impl Future<Output = Result<RpcVerdict, ProxyError>> + Send + 'static {
+        self.clone()
+            .call(ProxyKind::Rpc, self.config.rpc.clone(), wire::body(request))
     }
 
-    /// POSTs `body` to `url` within the timeout, parses the answer and counts the request.
+    /// POSTs `body` to `url` (an error when that proxy is not set) within the timeout, parses
+    /// the answer and counts the request.
     async fn call<V: Verdict>(
         self: Arc<Self>,
         kind: ProxyKind,
-        url: Uri,
+        url: Option<Uri>,
         body: Bytes,
     ) -> Result<V, ProxyError> {
+        // Not counted: no request is made.
+        let url = url.ok_or(ProxyError::NotSet)?;
         let started = Instant::now();
         let max_name = self.hub.config().limits.max_name_length;
         let answered = tokio::time::timeout(self.config.timeout, self.post(url, body))
