@@ -97,6 +97,12 @@ async fn rpc(backend: &Backend, body: &Value) -> Response {
         "hang" => std::future::pending().await,
         "garbage" => "not json".into_response(),
         "huge" => Json(json!({"result": "x".repeat(300 * 1024)})).into_response(),
+        // An answer of exactly `bytes` bytes.
+        "sized" => {
+            let bytes = body["payload"]["bytes"].as_u64().unwrap() as usize;
+            let filler = "x".repeat(bytes - r#"{"result":""}"#.len());
+            format!(r#"{{"result":"{filler}"}}"#).into_response()
+        }
         "broken" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         _ => Json(json!({"error": {"message": "no such procedure"}})).into_response(),
     }
@@ -441,6 +447,24 @@ async fn answers_that_are_no_answers_give_clear_errors() {
             (&json!(message), &json!(kind))
         );
     }
+    // Answers are read up to 256 KiB: the last size taken, the first refused.
+    let limit = 256 * 1024;
+    alice
+        .send(json!({"type": "sized", "payload": {"bytes": limit}, "id": 1}))
+        .await;
+    assert_eq!(
+        alice.expect("sized").await["payload"]
+            .as_str()
+            .unwrap()
+            .len(),
+        limit - 13
+    );
+    alice.expect("ack").await;
+    alice
+        .send(json!({"type": "sized", "payload": {"bytes": limit + 1}, "id": 2}))
+        .await;
+    let error = alice.expect_error("INTERNAL").await;
+    assert_eq!(error["payload"]["message"], "backend answer too large");
     // INTERNAL is the server's (or the backend's) fault, never the client's: no violation.
     alice.expect_nothing_pending().await;
 }
