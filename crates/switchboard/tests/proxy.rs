@@ -358,6 +358,11 @@ async fn an_rpc_answers_with_the_clients_id_and_keeps_the_order_of_frames() {
         (&json!("not you"), &json!(7))
     );
     assert_eq!(next(&mut received).await.body["payload"], Value::Null);
+    // The type of a server frame is never answered: the answer would impersonate it.
+    alice
+        .send(json!({"type": "room_joined", "id": "fake"}))
+        .await;
+    assert_eq!(alice.expect_error("UNKNOWN_TYPE").await["id"], "fake");
     alice.send(json!({"type": "weird", "id": 8})).await;
     let error = alice.expect_error("INTERNAL").await;
     assert_eq!(error["payload"]["message"], "backend error");

@@ -24,7 +24,7 @@ use crate::connection::refused::Refused;
 use crate::handlers::Reject;
 use crate::hub::ProxyKind;
 use crate::ids::{ChannelSpec, RoomId};
-use crate::protocol::{Command, ServerFrame, StreamPosition};
+use crate::protocol::{Command, ServerFrame, ServerKind, StreamPosition};
 use crate::proxy::{Proxy, ProxyError, RpcRequest, RpcVerdict, StreamRequest, StreamVerdict};
 
 /// A request to the backend that resolves to what to do with the client frame it is for.
@@ -102,8 +102,11 @@ impl Session {
             Command::Subscribe { channel, .. } => {
                 config.subscribe.is_some() && !self.channels.contains(channel)
             }
+            // A server frame's type is refused as unknown: its answer would impersonate one.
             Command::Other { kind, .. } => {
-                config.rpc.is_some() && !self.endpoint.extensions.messages.contains_key(&**kind)
+                config.rpc.is_some()
+                    && !self.endpoint.extensions.messages.contains_key(&**kind)
+                    && !ServerKind::parse(kind).is_some_and(ServerKind::is_reserved)
             }
             _ => false,
         }
