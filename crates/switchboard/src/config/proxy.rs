@@ -59,16 +59,6 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigE
             "must be greater than zero and at most 30s",
         ));
     }
-    // A connection reads nothing, its pongs included, while it waits for the backend.
-    let heartbeat_timeout = raw
-        .heartbeat_timeout
-        .map_or(super::defaults::HEARTBEAT_TIMEOUT, |d| d.0);
-    if timeout >= heartbeat_timeout {
-        return Err(ConfigError::invalid(
-            "proxy_timeout",
-            "must be shorter than heartbeat_timeout (a connection waiting for the backend reads no pong)",
-        ));
-    }
     let headers = raw
         .proxy_headers
         .as_deref()
@@ -84,6 +74,16 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<ProxyConfig>, ConfigE
         .collect::<Result<Vec<_>, _>>()?;
     if connect.is_none() && join.is_none() && subscribe.is_none() && rpc.is_none() {
         return Ok(None);
+    }
+    // A connection reads nothing, its pongs included, while it waits for the backend.
+    let heartbeat_timeout = raw
+        .heartbeat_timeout
+        .map_or(super::defaults::HEARTBEAT_TIMEOUT, |d| d.0);
+    if timeout >= heartbeat_timeout {
+        return Err(ConfigError::invalid(
+            "proxy_timeout",
+            "must be shorter than heartbeat_timeout (a connection waiting for the backend reads no pong)",
+        ));
     }
     let jwt = raw.jwt_secret.as_deref().is_some_and(|key| !key.is_empty())
         || raw

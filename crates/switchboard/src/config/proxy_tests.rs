@@ -36,6 +36,9 @@ fn proxies_are_off_by_default_and_each_url_is_its_own() {
     );
     let blank = from_args(&["--proxy-join-url", " ", "--proxy-headers", "X-Tenant"]).unwrap();
     assert!(blank.proxy.is_none(), "a blank URL is no proxy");
+    // Without a proxy, the default timeout does not constrain the heartbeat.
+    let quick = ["--heartbeat-interval", "1s", "--heartbeat-timeout", "2s"];
+    assert!(from_args(&quick).is_ok());
 }
 
 #[test]

@@ -156,7 +156,7 @@ impl Proxy {
         let outcome = match &verdict {
             Ok(verdict) => verdict.outcome(),
             Err(error) => {
-                tracing::debug!(kind = kind.label(), %error, "proxy request failed");
+                tracing::debug!(kind = kind.label(), ?error, "proxy request failed");
                 error.outcome()
             }
         };
