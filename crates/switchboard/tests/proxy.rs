@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchboard::config::RawSettings;
-use switchboard_testkit::{Client, Ended, TestServer, WAIT, http_get};
+use switchboard_testkit::{Client, Ended, RawClient, TestServer, WAIT, http_get, masked_frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -554,4 +554,34 @@ async fn a_type_the_server_handles_itself_never_reaches_the_rpc_proxy() {
         .map(|request| request.body["type"].clone())
         .collect();
     assert_eq!(rpcs, [json!("sum")]);
+}
+
+#[tokio::test]
+async fn frames_read_with_the_one_that_waits_are_handled_after_its_answer_in_order() {
+    let (addr, mut received, _) = backend().await;
+    let server = server(addr, |_| {}).await;
+    let mut raw = RawClient::connect(server.addr, "/?token=good-alice").await;
+    next(&mut received).await;
+    let (_, connect) = raw.read_frame().await;
+    let connect: Value = serde_json::from_slice(&connect).unwrap();
+    assert_eq!(connect["type"], "connect");
+    // One write: the sum, then a ping and a join the connection reads in the same read and
+    // must keep until the backend has answered.
+    let frames = [
+        json!({"type": "sum", "payload": {"a": 4, "b": 5}, "id": "s"}),
+        json!({"type": "ping", "payload": {"n": 1}}),
+        json!({"type": "join_room", "payload": {"room": "general"}, "id": "j"}),
+    ];
+    let bytes: Vec<u8> = frames
+        .iter()
+        .flat_map(|frame| masked_frame(0x81, frame.to_string().as_bytes()))
+        .collect();
+    raw.send_frame_bytes(&bytes).await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 5 {
+        let (_, payload) = raw.read_frame().await;
+        let frame: Value = serde_json::from_slice(&payload).unwrap();
+        kinds.push(frame["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["sum", "ack", "pong", "room_joined", "ack"]);
 }
