@@ -13,6 +13,7 @@
 //! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //! | events | the application's lifecycle event hooks (webhooks) | `events.rs` |
+//! | counters | event counts for `/stats` and `/metrics`, the backend proxies' among them | `stats.rs`, `proxy_counts.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
