@@ -458,6 +458,23 @@ export class SwitchboardClient {
   }
 
   /**
+   * Calls a procedure of the application's backend (the server's `--proxy-rpc-url`, or a
+   * message handler of an embedding application): sends a frame of `type` with an `id` and
+   * resolves with the `payload` of the first frame answering it: the backend's result (a frame
+   * of the same type), or the `ack` of a handler that replied nothing. Rejects as
+   * {@link request}: with the backend's error code (`INTERNAL` when the backend is down, slow or
+   * answers nonsense), `UNKNOWN_TYPE` when nothing handles the type, or `TIMEOUT`.
+   *
+   * ```js
+   * const { sum } = await client.rpc('sum', { a: 2, b: 3 });
+   * ```
+   */
+  async rpc<T = unknown>(type: string, payload: unknown, options?: { timeout?: number }): Promise<T> {
+    const answer = await this.request(type, payload, options);
+    return answer.payload as T;
+  }
+
+  /**
    * Reads a room's or exact channel's retained messages (membership or subscribe rights
    * needed), each the frame as it was delivered, with its `offset`. Rejects with the server's
    * `FORBIDDEN` or `INVALID_MESSAGE` (history off, limit too large), or as {@link request}.

@@ -46,7 +46,10 @@
 //!   membership); the fan-out path; sweeps. Its module doc says where each piece of state
 //!   lives and who may change it.
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
+//! - `backend`: the pooled HTTP client to the application's backend (webhooks, proxies).
 //! - [`webhooks`]: lifecycle events and chosen client messages POSTed, signed, to a backend.
+//! - `proxy`: the backend asked who connects, whether a join or subscribe may go ahead, and
+//!   what to answer to custom message types (RPC).
 //! - `connection`: the per-connection task (driver) and protocol state (session); the only
 //!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
@@ -58,6 +61,7 @@
 //! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 
 pub mod auth;
+mod backend;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
@@ -78,6 +82,7 @@ mod per_ip;
 pub mod presence;
 pub mod process;
 pub mod protocol;
+mod proxy;
 mod proxy_protocol;
 pub mod reload;
 pub mod server;

@@ -21,7 +21,8 @@ use prometheus::{Encoder, TextEncoder};
 
 use crate::broker::BrokerStatus;
 use crate::hub::{
-    Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, Initiator, LatencySnapshot, Target,
+    Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, Initiator, LatencySnapshot, ProxyKind,
+    ProxyOutcome, Target,
 };
 use crate::protocol::CloseCode;
 
@@ -176,6 +177,35 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
                             counters.closes(initiator, code),
                         )
                     })
+                })
+                .collect(),
+        ),
+        family(
+            "proxy_requests_total",
+            "Requests to the backend proxies, by what they were for and how they ended.",
+            MetricType::COUNTER,
+            ProxyKind::ALL
+                .into_iter()
+                .flat_map(|kind| {
+                    ProxyOutcome::ALL.into_iter().map(move |outcome| {
+                        counter_metric(
+                            &[("kind", kind.label()), ("outcome", outcome.label())],
+                            counters.proxy.requests(kind, outcome),
+                        )
+                    })
+                })
+                .collect(),
+        ),
+        family(
+            "proxy_request_duration_seconds_total",
+            "Seconds the backend proxy requests took, in total, by what they were for.",
+            MetricType::COUNTER,
+            ProxyKind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let mut metric = counter_value(counters.proxy.seconds(kind));
+                    metric.set_label(label_pairs(&[("kind", kind.label())]));
+                    metric
                 })
                 .collect(),
         ),

@@ -110,6 +110,10 @@ impl Server {
             tracing::info!(endpoints = webhooks.urls.len(), "webhooks on");
             builder = builder.webhooks(webhooks);
         }
+        if let Some(proxy) = config.proxy {
+            tracing::info!(timeout = ?proxy.timeout, "backend proxies on");
+            builder = builder.proxy(proxy);
+        }
         let switchboard = builder.build();
         Ok(Self {
             listener,

@@ -25,7 +25,7 @@ use crate::hub::{Hub, TokenDeadline, Wire};
 use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 use crate::ws::deflate::Deflate;
-pub(crate) use authenticate::{Pending, authenticate};
+pub(crate) use authenticate::{Pending, Verifier, authenticate};
 use session::Session;
 
 /// What every connection of one instance shares: the hub, the application's handlers and
@@ -37,6 +37,8 @@ pub(crate) struct Endpoint {
     pub(crate) jwt: Option<Arc<JwtConfig>>,
     /// When a connection is warned of its token's expiry.
     pub(crate) expiry: TokenExpiry,
+    /// The backend proxies, when any is set.
+    pub(crate) proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl Endpoint {
@@ -172,7 +174,7 @@ where
             let limits = driver::decoder_limits(&endpoint.hub, terms.deflate.is_some());
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
-                driver::refuse(io, refusal.close_code(), &reason, limits).await;
+                driver::refuse(io, refusal.close_code().as_u16(), &reason, limits).await;
             }))
         }
     }

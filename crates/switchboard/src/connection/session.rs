@@ -28,6 +28,7 @@ use crate::protocol::{
     ServerKind, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
+use calls::Call;
 use document::DocClient;
 
 pub(crate) struct Session {
@@ -49,6 +50,8 @@ pub(crate) struct Session {
     /// The open document of a document connection (`None` for the others, and when the
     /// document could not be opened: the connection is then closing).
     document: Option<Box<DocClient>>,
+    /// The request to the backend that is out, if any (`session_calls.rs`).
+    call: Option<Box<Call>>,
 }
 
 /// What a session speaks ([`Mode`] without the document).
@@ -128,6 +131,7 @@ impl Session {
             mode: kind,
             grants,
             document: None,
+            call: None,
         };
         if let Some(access) = access {
             session.open_document(access);
@@ -304,7 +308,23 @@ impl Session {
                 return;
             }
         }
-        let done = match self.execute(command, id) {
+        let command = match self.ask_backend(command, id) {
+            Ok(Some(command)) => command,
+            // The backend's answer completes it.
+            Ok(None) => return,
+            Err(refused) => {
+                self.error(refused.code(), &refused.to_string(), id);
+                return;
+            }
+        };
+        let result = self.execute(command, id);
+        self.complete(id, result);
+    }
+
+    /// Answers a processed command: its refusal, or its acknowledgement (when it carried an
+    /// `id`, which is then remembered for deduplication).
+    fn complete(&mut self, id: Option<&RawValue>, result: Result<Done, Refused>) {
+        let done = match result {
             Ok(done) => done,
             Err(refused) => {
                 self.error(refused.code(), &refused.to_string(), id);
@@ -312,7 +332,7 @@ impl Session {
             }
         };
         if let Some(id) = id {
-            self.dedup.insert(id, now);
+            self.dedup.insert(id, self.hub().now_ms());
             if let Done::Ack(offset) = done {
                 self.reply(protocol::ack_frame(id, offset));
             }
@@ -567,3 +587,6 @@ mod document;
 
 #[path = "session_tokens.rs"]
 mod tokens;
+
+#[path = "session_calls.rs"]
+mod calls;

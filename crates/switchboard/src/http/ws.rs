@@ -4,7 +4,8 @@
 //! Identity: with authentication off, `?userId=` (or a generated `anon-…` id). With it on, a
 //! token from `Authorization: Bearer …` or `?token=`; a bad one is answered 401 without an
 //! upgrade, and a connection without one is upgraded but must send an `auth` frame first
-//! (`connection::authenticate`).
+//! (`connection::authenticate`). With a connect proxy the backend decides instead of the JWT
+//! key (`ws_backend.rs`).
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
@@ -28,7 +29,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms, Verifier,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
@@ -60,7 +61,7 @@ pub(super) async fn upgrade_or_landing(
 ) -> Response {
     match handshake::check(request.method(), request.headers()) {
         Err(HandshakeError::NotUpgrade) => super::assets::landing(),
-        _ => upgrade_to(state, params, request, Mode::Protocol),
+        _ => upgrade_to(state, params, request, Mode::Protocol).await,
     }
 }
 
@@ -70,7 +71,7 @@ pub(super) async fn upgrade(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Protocol)
+    upgrade_to(state, params, request, Mode::Protocol).await
 }
 
 /// `GET /echo` (when enabled): a WebSocket that echoes every message.
@@ -79,7 +80,7 @@ pub(super) async fn echo(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Echo)
+    upgrade_to(state, params, request, Mode::Echo).await
 }
 
 /// `GET /yjs/{document}`: a y-websocket connection to a Yjs document (DESIGN.md §8). The token
@@ -112,7 +113,7 @@ pub(super) async fn document(
         name,
         writable: true,
     };
-    upgrade_to(state, params, request, Mode::Document(access))
+    upgrade_to(state, params, request, Mode::Document(access)).await
 }
 
 /// What a document connection may do, from its token: 401 without one (authentication on),
@@ -146,7 +147,7 @@ fn authorize_document(access: DocAccess, admission: &Admission) -> Result<Mode, 
     Ok(Mode::Document(DocAccess { writable, ..access }))
 }
 
-fn upgrade_to(
+async fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
     mut request: Request,
@@ -189,7 +190,15 @@ fn upgrade_to(
             }
         }
     }
-    let admission = match admit(&state, &params, request.headers()) {
+    let admitted = match &state.endpoint.proxy {
+        Some(proxy) if proxy.config().connect.is_some() => {
+            let connect = backend::connect_request(proxy, &params, &request);
+            let cookie = request.headers().contains_key(header::COOKIE);
+            backend::admit(&state, proxy, connect, cookie).await
+        }
+        _ => admit(&state, &params, request.headers()),
+    };
+    let admission = match admitted {
         Ok(admission) => admission,
         Err(response) => return *response,
     };
@@ -289,7 +298,7 @@ fn admit(
     };
     let Some(token) = token else {
         return Ok(Admission::AwaitToken(Pending {
-            jwt: jwt.clone(),
+            verifier: Verifier::Jwt(jwt.clone()),
             deadline: tokio::time::Instant::now() + state.auth.timeout,
             shutdown: state.shutdown.clone(),
         }));
@@ -418,3 +427,6 @@ fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded
         }
     })
 }
+
+#[path = "ws_backend.rs"]
+mod backend;

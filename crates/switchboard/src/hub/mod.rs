@@ -13,6 +13,7 @@
 //! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //! | events | the application's lifecycle event hooks (webhooks) | `events.rs` |
+//! | counters | event counts for `/stats` and `/metrics`, the backend proxies' among them | `stats.rs`, `proxy_counts.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
@@ -42,6 +43,7 @@ mod maintenance;
 mod outbox;
 mod outgoing;
 mod presence;
+mod proxy_counts;
 mod pubsub;
 mod queries;
 mod registry;
@@ -86,6 +88,7 @@ pub(crate) use outbox::{CloseRequest, Pushed, Taken};
 pub(crate) use outgoing::Outgoing;
 use presence::PresenceBook;
 pub use presence::{PresenceView, PresenceWatch};
+pub(crate) use proxy_counts::{ProxyKind, ProxyOutcome};
 pub use pubsub::{PubSub, Publication, PublishError, Subscription};
 use registry::Registry;
 pub use remote::ClusterStats;

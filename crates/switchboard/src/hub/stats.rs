@@ -38,6 +38,8 @@ pub(crate) struct Counters {
     pub(crate) webhook_events_dropped: AtomicU64,
     pub(crate) webhook_events_failed: AtomicU64,
     pub(crate) webhook_requests_failed: AtomicU64,
+    /// Requests to the backend proxies.
+    pub(crate) proxy: super::proxy_counts::ProxyCounters,
     pub(crate) fanout_latency: FanoutLatency,
 }
 
