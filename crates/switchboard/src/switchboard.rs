@@ -15,7 +15,7 @@ use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig, WebhookConfig};
-use crate::connection::Endpoint;
+use crate::connection::{Endpoint, SseLinks};
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, ApiAccess, AppState, Routes};
@@ -212,6 +212,7 @@ impl Builder {
             extensions,
             jwt: self.auth.jwt.clone(),
             expiry: self.auth.expiry,
+            sse: SseLinks::default(),
         });
         Switchboard {
             hub,

@@ -1,13 +1,14 @@
 //! One WebSocket connection after the upgrade: authentication when the token comes in an
 //! `auth` frame, admission, the session (protocol state and message handling: protocol v1, or
 //! y-websocket on a document connection) and the driver (the task that does the connection's
-//! I/O).
+//! I/O); and SSE connections (`sse`), the same session behind an event stream and POSTs.
 
 mod authenticate;
 mod dedup;
 mod driver;
 mod refused;
 mod session;
+pub(crate) mod sse;
 #[cfg(test)]
 mod testing;
 
@@ -26,6 +27,7 @@ use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 use crate::ws::deflate::Deflate;
 pub(crate) use authenticate::{Pending, authenticate};
+pub(crate) use sse::{PostError, SseLinks};
 use session::Session;
 
 /// What every connection of one instance shares: the hub, the application's handlers and
@@ -37,6 +39,8 @@ pub(crate) struct Endpoint {
     pub(crate) jwt: Option<Arc<JwtConfig>>,
     /// When a connection is warned of its token's expiry.
     pub(crate) expiry: TokenExpiry,
+    /// The open SSE connections, which their POSTs reach through it.
+    pub(crate) sse: SseLinks,
 }
 
 impl Endpoint {

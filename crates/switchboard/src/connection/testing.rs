@@ -57,6 +57,7 @@ pub(super) fn endpoint(hub: &Hub) -> Arc<Endpoint> {
         extensions: Extensions::default(),
         jwt: None,
         expiry: crate::auth::TokenExpiry::default(),
+        sse: super::SseLinks::default(),
     })
 }
 

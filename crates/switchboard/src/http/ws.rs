@@ -46,7 +46,7 @@ pub(super) struct ConnectParams {
 }
 
 /// Who is connecting, as far as the upgrade request tells.
-enum Admission {
+pub(super) enum Admission {
     Known(Peer),
     /// Authentication is on and the request carried no token.
     AwaitToken(Pending),
@@ -249,7 +249,7 @@ fn upgrade_to(
 }
 
 /// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
-fn admit(
+pub(super) fn admit(
     state: &AppState,
     params: &ConnectParams,
     headers: &axum::http::HeaderMap,

@@ -87,6 +87,7 @@ pub(crate) use outgoing::Outgoing;
 use presence::PresenceBook;
 pub use presence::{PresenceView, PresenceWatch};
 pub use pubsub::{PubSub, Publication, PublishError, Subscription};
+pub(crate) use registry::Refusal;
 use registry::Registry;
 pub use remote::ClusterStats;
 use remote::Sink;
@@ -388,14 +389,30 @@ impl Hub {
     /// Queues a frame of a fan-out on one of its connections, compressed if the connection
     /// negotiated permessage-deflate and the frame is big enough (its compressed form is made
     /// once for the whole fan-out); counts a slow-consumer drop if it overflows.
+    /// An SSE connection gets the frame's event form instead (also made once per fan-out).
     pub(crate) fn deliver_shared(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
+        if handle.wire() == Wire::Sse {
+            return frame
+                .for_sse()
+                .is_some_and(|event| self.enqueue(handle, event));
+        }
         let threshold = self.inner.config.compression.threshold;
         let frame = frame.for_peer(handle.deflate(), threshold);
-        self.push(handle, &frame)
+        self.enqueue(handle, &frame)
     }
 
-    /// Queues `frame` on one connection as it is (never compressed).
+    /// Queues `frame` on one connection as it is (never compressed); an SSE connection gets its
+    /// event form, made for it alone (heartbeats: a shared static comment).
     pub(crate) fn push(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        if handle.wire() == Wire::Sse {
+            return crate::sse::event_of_frame(frame).is_some_and(|event| self.enqueue(handle, &event));
+        }
+        self.enqueue(handle, frame)
+    }
+
+    /// Queues bytes in the connection's own form on its outbox; an overflow closes it as a
+    /// slow consumer.
+    fn enqueue(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
         match handle.push(frame, self.inner.config.limits.max_queued_bytes) {
             Pushed::Queued => true,
             Pushed::Overflow => {
