@@ -72,7 +72,10 @@ mod tests {
     fn a_text_frame_becomes_one_data_event() {
         let json = br#"{"type":"message","payload":{"content":"hi"}}"#;
         let event = event_of_frame(&frame::frame(OpCode::Text, json)).unwrap();
-        assert_eq!(&event[..], &[b"data: ".as_slice(), json, b"\n\n"].concat()[..]);
+        assert_eq!(
+            &event[..],
+            &[b"data: ".as_slice(), json, b"\n\n"].concat()[..]
+        );
     }
 
     #[test]
@@ -86,7 +89,10 @@ mod tests {
     #[test]
     fn line_breaks_split_the_data_into_lines() {
         let event = data_event(b"{\"a\":\n1,\r\n\"b\":\r2}");
-        assert_eq!(&event[..], b"data: {\"a\":\ndata: 1,\ndata: \"b\":\ndata: 2}\n\n");
+        assert_eq!(
+            &event[..],
+            b"data: {\"a\":\ndata: 1,\ndata: \"b\":\ndata: 2}\n\n"
+        );
         assert_eq!(&data_event(b"x\n")[..], b"data: x\ndata: \n\n");
     }
 

@@ -27,8 +27,8 @@ use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 use crate::ws::deflate::Deflate;
 pub(crate) use authenticate::{Pending, authenticate};
-pub(crate) use sse::{PostError, SseLinks};
 use session::Session;
+pub(crate) use sse::{PostError, SseLinks};
 
 /// What every connection of one instance shares: the hub, the application's handlers and
 /// hooks, and how tokens are verified and expire (fixed when the instance is built).

@@ -405,7 +405,8 @@ impl Hub {
     /// event form, made for it alone (heartbeats: a shared static comment).
     pub(crate) fn push(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
         if handle.wire() == Wire::Sse {
-            return crate::sse::event_of_frame(frame).is_some_and(|event| self.enqueue(handle, &event));
+            return crate::sse::event_of_frame(frame)
+                .is_some_and(|event| self.enqueue(handle, &event));
         }
         self.enqueue(handle, frame)
     }
