@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use switchboard_testkit::sse::{Item, SseClient, post_to};
 use switchboard_testkit::tokens::hs256_token;
 use switchboard_testkit::wait::wait_until_async;
-use switchboard_testkit::{TestServer, http_request};
+use switchboard_testkit::{TestServer, http_get, http_request};
 
 fn join(room: &str, id: u64) -> Value {
     json!({"type": "join_room", "payload": {"room": room}, "id": id})
@@ -197,6 +197,12 @@ async fn bad_posts_get_clear_errors_and_change_nothing() {
     bob.send(json!({"type": "ping", "payload": {"last": true}}))
         .await;
     assert_eq!(bob.expect("pong").await["payload"]["last"], true);
+    let (_, metrics) = http_get(server.addr, "/metrics").await;
+    assert!(
+        metrics.contains("switchboard_sse_posts_refused_total 10\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchboard_sse_connections_opened_total 1\n"));
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::session::Session;
 use super::{Endpoint, Peer};
-use crate::hub::{ConnHandle, Initiator, Refusal, Taken, Wire};
+use crate::hub::{ConnHandle, Counters, Initiator, Refusal, Taken, Wire};
 use crate::ids::ConnId;
 use crate::protocol::{CloseCode, ServerFrame};
 use crate::sse;
@@ -128,6 +128,7 @@ pub(crate) fn open<K: Send + 'static>(
             return Ok(SseStream::refused(refusal, keep));
         }
     };
+    Counters::add(&endpoint.hub.counters().sse_connections_opened, 1);
     if let Some(expires_at) = peer.expires_at {
         handle.set_token_deadline(endpoint.token_deadline(expires_at));
     }

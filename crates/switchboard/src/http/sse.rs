@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::ws::{Admission, ConnectParams, admit};
 use crate::connection::{self, PostError};
+use crate::hub::Counters;
 use crate::per_ip::IpSlot;
 
 /// Most client frames in one POST body.
@@ -126,7 +127,10 @@ pub(super) async fn post(
     };
     let mut response = match handle_post(&state, &id, request).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            Counters::add(&state.hub.counters().sse_posts_refused, 1);
+            error.into_response()
+        }
     };
     cors(response.headers_mut(), origin);
     response
