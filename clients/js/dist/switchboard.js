@@ -1009,7 +1009,9 @@ class SseSocket {
         if (typeof fetchImpl !== 'function') {
             throw new TypeError('no fetch implementation for the SSE transport: pass options.fetch');
         }
-        this.fetchImpl = fetchImpl;
+        // Called as a plain function: a browser's `fetch` called as a method of another object
+        // throws "Illegal invocation".
+        this.fetchImpl = (input, init) => fetchImpl(input, init);
         void this.run();
     }
     send(data) {
