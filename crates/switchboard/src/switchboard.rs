@@ -214,6 +214,14 @@ impl Builder {
             expiry: self.auth.expiry,
             sse: SseLinks::default(),
         });
+        // POSTs relayed from other nodes reach this node's SSE connections; weak, as the hub
+        // is inside the endpoint.
+        let relay_to = Arc::downgrade(&endpoint);
+        hub.set_relay_handler(Box::new(move |conn, post| {
+            if let Some(endpoint) = relay_to.upgrade() {
+                endpoint.sse.relayed(conn, post);
+            }
+        }));
         Switchboard {
             hub,
             endpoint,

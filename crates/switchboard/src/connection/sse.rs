@@ -18,7 +18,12 @@
 //! handled. So there is no queue between the POST and the session and no overflow policy to
 //! name: a POST's frames are handled before it is answered, and the rate limiter and the
 //! violation counter apply to them as to WebSocket frames.
+//!
+//! In a cluster a POST may reach another node than the stream's: that node relays it through
+//! the broker (`hub::relay`, [`relay`]) to the holder, which checks the session and handles the
+//! frames as if the POST had come to it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -28,11 +33,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::session::Session;
 use super::{Endpoint, Peer};
-use crate::hub::{ConnHandle, Counters, Initiator, Refusal, Taken, Wire};
+use crate::hub::{ConnHandle, Counters, Hub, Initiator, Refusal, Taken, Wire};
 use crate::ids::ConnId;
 use crate::protocol::{CloseCode, ServerFrame};
 use crate::sse;
@@ -75,12 +81,50 @@ impl SseLinks {
         Ok(SseTarget(link))
     }
 
+    /// Handles a POST another node relayed to `conn` (see [`relay`]). Its sender has already
+    /// been answered 202, so a relayed POST that fails the checks is only logged.
+    pub(crate) fn relayed(&self, conn: ConnId, post: &[u8]) {
+        let relayed: Relayed<'_> = match serde_json::from_slice(post) {
+            Ok(relayed) => relayed,
+            Err(error) => {
+                tracing::debug!(%conn, %error, "unreadable relayed POST");
+                return;
+            }
+        };
+        match self.find(&conn.to_string(), Some(relayed.session.as_bytes())) {
+            Ok(target) => target.handle(relayed.frames.iter().map(|frame| frame.get())),
+            Err(error) => tracing::debug!(%conn, %error, "relayed POST refused"),
+        }
+    }
+
     fn insert(&self, id: ConnId, link: Arc<Link>) {
         self.links.write().insert(id, link);
     }
 
     fn remove(&self, id: ConnId) {
         self.links.write().remove(&id);
+    }
+}
+
+/// A POST as one node relays it to another: the session it claimed and its frames.
+#[derive(Serialize, Deserialize)]
+struct Relayed<'a> {
+    #[serde(borrow)]
+    session: Cow<'a, str>,
+    #[serde(borrow)]
+    frames: Vec<&'a RawValue>,
+}
+
+/// Relays a POST for `conn`, another node's SSE connection, to that node (in a cluster): its
+/// holder checks `session` and handles `frames` as if the POST had reached it.
+pub(crate) fn relay(hub: &Hub, conn: ConnId, session: &str, frames: Vec<&RawValue>) {
+    let relayed = Relayed {
+        session: Cow::Borrowed(session),
+        frames,
+    };
+    match serde_json::to_vec(&relayed) {
+        Ok(post) => hub.relay_to(conn, Bytes::from(post)),
+        Err(error) => tracing::warn!(%conn, %error, "a POST could not be relayed"),
     }
 }
 
@@ -138,6 +182,7 @@ pub(crate) fn open<K: Send + 'static>(
         session: Mutex::new(session),
     });
     endpoint.sse.insert(handle.id(), link.clone());
+    endpoint.hub.relay_open(handle.id());
     Ok(SseStream {
         open: Some(Open {
             endpoint,
@@ -255,6 +300,7 @@ impl<K: Unpin> Body for SseStream<K> {
 impl Drop for Open {
     fn drop(&mut self) {
         self.endpoint.sse.remove(self.handle.id());
+        self.endpoint.hub.relay_close(self.handle.id());
         self.link.session.lock().finish();
     }
 }

@@ -7,7 +7,9 @@
 //! A POST body is one client frame or a JSON array of at most [`MAX_FRAMES`] of them, at most
 //! `--max-frame-size` bytes in all: a batch may not hold more than one WebSocket frame could.
 //! Refused POSTs get a status and a JSON body `{code, message}`, and nothing of them is
-//! handled.
+//! handled. In a cluster, a POST for a connection this node does not hold is checked here for
+//! everything but the session, relayed to the node that holds it (which checks the session)
+//! and answered 202.
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,8 +19,10 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::ws::{Admission, ConnectParams, admit};
+use crate::connection::sse::SseTarget;
 use crate::connection::{self, PostError};
 use crate::hub::Counters;
+use crate::ids::ConnId;
 use crate::per_ip::IpSlot;
 
 /// Most client frames in one POST body.
@@ -126,7 +130,8 @@ pub(super) async fn post(
         Err(error) => return error.into_response(),
     };
     let mut response = match handle_post(&state, &id, request).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Accepted::Handled) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Accepted::Relayed) => StatusCode::ACCEPTED.into_response(),
         Err(error) => {
             Counters::add(&state.hub.counters().sse_posts_refused, 1);
             error.into_response()
@@ -136,16 +141,42 @@ pub(super) async fn post(
     response
 }
 
-async fn handle_post(state: &AppState, id: &str, request: Request) -> Result<(), SseError> {
+/// Where a POST's frames go.
+enum Destination {
+    /// A connection of this node.
+    Here(SseTarget),
+    /// Another node's connection (in a cluster), with the session the POST claims.
+    Elsewhere(ConnId, String),
+}
+
+/// What became of an accepted POST.
+enum Accepted {
+    /// Its frames were handled (204).
+    Handled,
+    /// It was relayed to the node holding the connection (202).
+    Relayed,
+}
+
+async fn handle_post(state: &AppState, id: &str, request: Request) -> Result<Accepted, SseError> {
     if !is_text_or_json(request.headers()) {
         return Err(SseError::MediaType);
     }
     let secret = request.headers().get(SESSION_HEADER).cloned();
-    // Unknown connections and wrong secrets are refused before the body is read.
-    let link = state
+    // Unknown connections and wrong secrets are refused before the body is read. In a
+    // cluster a connection this node does not hold may be another node's: that node checks.
+    let found = state
         .endpoint
         .sse
-        .find(id, secret.as_ref().map(HeaderValue::as_bytes))?;
+        .find(id, secret.as_ref().map(HeaderValue::as_bytes));
+    let destination = match (found, ConnId::parse(id)) {
+        (Ok(target), _) => Destination::Here(target),
+        (Err(PostError::UnknownConnection(_)), Some(conn)) if state.hub.relays_across_nodes() => {
+            let session = secret.as_ref().and_then(|value| value.to_str().ok());
+            let session = session.ok_or(SseError::Post(PostError::WrongSession))?;
+            Destination::Elsewhere(conn, session.to_owned())
+        }
+        (Err(error), _) => return Err(error.into()),
+    };
     let limit = state.hub.config().limits.max_frame_size;
     let body = Limited::new(request.into_body(), limit)
         .collect()
@@ -156,17 +187,24 @@ async fn handle_post(state: &AppState, id: &str, request: Request) -> Result<(),
         })?
         .to_bytes();
     let text = std::str::from_utf8(&body).map_err(SseError::NotUtf8)?;
-    if text.trim_start().starts_with('[') {
-        let frames: Vec<&RawValue> = serde_json::from_str(text).map_err(SseError::InvalidJson)?;
-        if frames.len() > MAX_FRAMES {
-            return Err(SseError::TooManyFrames(frames.len()));
-        }
-        link.handle(frames.iter().map(|frame| frame.get()));
+    let frames: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(SseError::InvalidJson)?
     } else {
-        let frame: &RawValue = serde_json::from_str(text).map_err(SseError::InvalidJson)?;
-        link.handle([frame.get()]);
+        vec![serde_json::from_str(text).map_err(SseError::InvalidJson)?]
+    };
+    if frames.len() > MAX_FRAMES {
+        return Err(SseError::TooManyFrames(frames.len()));
     }
-    Ok(())
+    match destination {
+        Destination::Here(target) => {
+            target.handle(frames.iter().map(|frame| frame.get()));
+            Ok(Accepted::Handled)
+        }
+        Destination::Elsewhere(conn, session) => {
+            connection::sse::relay(&state.hub, conn, &session, frames);
+            Ok(Accepted::Relayed)
+        }
+    }
 }
 
 /// `OPTIONS /sse/{connectionId}`: the CORS preflight of a browser's POST.

@@ -13,6 +13,7 @@
 //! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //! | events | the application's lifecycle event hooks (webhooks) | `events.rs` |
+//! | relay | where POSTs relayed to this node's SSE connections go | `relay.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
@@ -45,6 +46,7 @@ mod presence;
 mod pubsub;
 mod queries;
 mod registry;
+mod relay;
 mod remote;
 mod rooms;
 mod shard;
@@ -128,6 +130,8 @@ struct HubInner {
     rates: stats::Rates,
     /// Set when the node starts shutting down; new connections are refused.
     draining: AtomicBool,
+    /// Where POSTs relayed to this node's SSE connections go.
+    relay: relay::Relay,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
 }
@@ -171,6 +175,7 @@ impl Hub {
             counters: Counters::default(),
             rates: stats::Rates::default(),
             draining: AtomicBool::new(false),
+            relay: relay::Relay::default(),
             _sink: Arc::new(Sink(weak.clone())),
         });
         let cluster = &inner.cluster;
@@ -277,8 +282,12 @@ impl Hub {
                 Target::User,
             ),
             // Publications go through `publish_to_channel` (local) and the sink (remote);
-            // documents through their own part.
-            Topic::Channel(_) | Topic::ChannelPattern(_) | Topic::Document(_) => return 0,
+            // documents through their own part; an SSE connection's relayed POSTs through the
+            // connection layer (`Hub::relay_received`).
+            Topic::Channel(_)
+            | Topic::ChannelPattern(_)
+            | Topic::Document(_)
+            | Topic::Connection(_) => return 0,
         };
         self.fanned_out(accepted, target, delivered, frame.len());
         delivered
