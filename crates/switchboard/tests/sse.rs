@@ -267,6 +267,28 @@ async fn heartbeats_are_comments_and_a_reading_client_stays_connected() {
 }
 
 #[tokio::test]
+async fn an_idle_stream_ends_with_the_idle_close() {
+    let server = TestServer::with(|s| {
+        s.idle_timeout = Some("300ms".parse().unwrap());
+        s.away_timeout = Some("200ms".parse().unwrap());
+        s.cleanup_interval = Some("100ms".parse().unwrap());
+    })
+    .await;
+    let mut bob = SseClient::connect(server.addr, "bob").await;
+    let events = bob.ended().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "close");
+    assert_eq!(
+        (
+            &events[0]["payload"]["code"],
+            &events[0]["payload"]["reason"]
+        ),
+        (&json!(1000), &json!("idle timeout"))
+    );
+    assert_eq!(server.stats().await["connections"], 0);
+}
+
+#[tokio::test]
 async fn a_full_server_answers_with_a_close_event() {
     let server = TestServer::with(|s| s.max_connections = Some(1)).await;
     let _first = SseClient::connect(server.addr, "a").await;
