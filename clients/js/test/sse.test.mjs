@@ -136,3 +136,30 @@ test('over SSE the server close is seen and the client reconnects and rejoins', 
   const members = await alice.room('general').join();
   assert.deepEqual(members.payload.members.map((m) => m.userId).sort(), ['alice', 'bob']);
 });
+
+test("transport: 'websocket' never falls back, and a fallback that fails tries a WebSocket again", async () => {
+  const s = await server();
+  const pinned = track(
+    new SwitchboardClient({ url: s.url, WebSocket: BlockedWebSocket, transport: 'websocket', reconnect: false }),
+  );
+  const pinnedTransports = collect(pinned, 'transport');
+  await assert.rejects(pinned.connect());
+  assert.deepEqual(pinnedTransports, []);
+  assert.equal(pinned.transport, 'websocket');
+
+  // No server at all: neither transport opens, and the next attempt would start over with a
+  // WebSocket (a client started while the server is down does not stay on SSE for good).
+  const port = s.port;
+  await s.stop();
+  servers.splice(servers.indexOf(s), 1);
+  const early = track(
+    new SwitchboardClient({ url: `ws://127.0.0.1:${port}/ws`, WebSocket: BlockedWebSocket, reconnect: false }),
+  );
+  const transports = collect(early, 'transport');
+  await assert.rejects(early.connect());
+  assert.deepEqual(
+    transports.map((t) => t.name),
+    ['sse', 'websocket'],
+  );
+  assert.equal(early.transport, 'websocket');
+});
