@@ -38,6 +38,8 @@ export interface WebSocketLike {
 }
 /** A WebSocket constructor, such as `globalThis.WebSocket` or the `ws` package's export. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/** The transports a client can use. */
+export type TransportName = 'websocket' | 'sse';
 /** Reconnection with exponential backoff: the n-th retry (from 0) waits
  * `min(maxDelay, baseDelay * multiplier ** n)`, less a random share of up to `jitter` of it. */
 export interface ReconnectOptions {
@@ -78,6 +80,15 @@ export interface ClientOptions {
     tokenInUrl?: boolean;
     /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
     WebSocket?: WebSocketConstructor;
+    /** How to reach the server: `'auto'` (default) tries a WebSocket and falls back to SSE by
+     * itself when one cannot be opened (announced by a `transport` event); `'websocket'` never
+     * falls back; `'sse'` uses SSE only. Without a WebSocket implementation `'auto'` uses SSE. */
+    transport?: 'auto' | TransportName;
+    /** The SSE endpoint (default: `url` with `ws`/`wss` made `http`/`https` and a last `/ws`
+     * path segment, or the root, made `/sse`). */
+    sseUrl?: string;
+    /** The fetch implementation of the SSE transport (default `globalThis.fetch`). */
+    fetch?: typeof fetch;
     /** Backoff settings, or `false` for no reconnection. */
     reconnect?: ReconnectOptions | false;
     /** Heartbeat settings, or `false` for none. */
@@ -216,6 +227,12 @@ export interface ClientEvents {
     };
     /** The server's verdict on a rejoin or resubscribe after a reconnect. */
     recovery: RecoveryEvent;
+    /** The client changed transport: `{name: 'sse', reason}` when it fell back to SSE because
+     * a WebSocket could not be opened (or when there is no WebSocket implementation). */
+    transport: {
+        name: TransportName;
+        reason: string;
+    };
     connect: ServerFrame<ConnectInfo>;
     message: ServerFrame<{
         content: unknown;
@@ -276,6 +293,13 @@ type Handler = (event: any) => void;
 export declare class SwitchboardClient {
     private readonly options;
     private readonly WebSocketImpl;
+    /** The transport of the next attempt; `'auto'` settles on SSE after a WebSocket fails. */
+    private transportName;
+    /** A WebSocket of this client opened once: a later failure is the server's or the
+     * network's, not a block, and never makes `'auto'` fall back. */
+    private websocketWorked;
+    /** SSE is in use because `'auto'` fell back to it. */
+    private fellBack;
     private socket;
     private stateValue;
     private info;
@@ -305,6 +329,8 @@ export declare class SwitchboardClient {
      * client closed) is dropped. */
     private generation;
     constructor(options: ClientOptions);
+    /** The transport in use, or to be used by the next connection attempt. */
+    get transport(): TransportName;
     /** The connection's state. */
     get state(): ConnectionState;
     /** The current connection's `connect` payload, while connected. */
@@ -377,8 +403,16 @@ export declare class SwitchboardClient {
     private write;
     /** Starts a connection attempt: first the token (from `getToken`, if any), then the socket. */
     private open;
-    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens
+     * (over SSE, which has no `auth` frame, it goes in the URL). */
     private openSocket;
+    /** With `transport: 'auto'`, switches to SSE when a WebSocket could not be opened and none
+     * of this client ever was, announces it and starts the SSE attempt at once; returns whether
+     * it did. */
+    private fallBack;
+    /** Whether a failed WebSocket attempt is to be followed by SSE (`transport: 'auto'`, and
+     * no WebSocket of this client ever opened). */
+    private autoFallback;
     /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
      * A failure (of `getToken`, or the server's refusal) is reported as an `error` event; the
      * server then closes the connection at the old token's expiry, and the reconnect asks

@@ -29,7 +29,8 @@
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
 //!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation
 //!   counter, the per-IP cap; [`forwarded`]: the client address behind trusted proxies;
-//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection.
+//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection;
+//!   `sse`: the `text/event-stream` form of server frames (the SSE fallback).
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -86,6 +87,7 @@ mod proxy;
 mod proxy_protocol;
 pub mod reload;
 pub mod server;
+mod sse;
 pub mod store;
 pub mod switchboard;
 pub mod webhooks;

@@ -15,7 +15,7 @@ use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
 use crate::config::{ApiConfig, HubConfig, ProxyConfig, WebhookConfig};
-use crate::connection::Endpoint;
+use crate::connection::{Endpoint, SseLinks};
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, ApiAccess, AppState, Routes};
@@ -224,7 +224,16 @@ impl Builder {
             proxy: self
                 .proxy
                 .map(|config| Arc::new(Proxy::new(config, hub.clone()))),
+            sse: SseLinks::default(),
         });
+        // POSTs relayed from other nodes reach this node's SSE connections; weak, as the hub
+        // is inside the endpoint.
+        let relay_to = Arc::downgrade(&endpoint);
+        hub.set_relay_handler(Box::new(move |conn, post| {
+            if let Some(endpoint) = relay_to.upgrade() {
+                endpoint.sse.relayed(conn, post);
+            }
+        }));
         Switchboard {
             hub,
             endpoint,

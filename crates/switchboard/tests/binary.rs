@@ -77,6 +77,12 @@ async fn a_draining_node_answers_probes_503_and_refuses_upgrades_until_it_exits(
     let (status, body) = http_request(server.addr, upgrade).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("shutting down"), "{body}");
+    let sse = "GET /sse?userId=late HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        http_request(server.addr, sse).await.0,
+        503,
+        "nor an SSE stream"
+    );
     drop(stuck);
     let status = server.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");

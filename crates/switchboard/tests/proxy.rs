@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchboard::config::RawSettings;
+use switchboard_testkit::sse::SseClient;
 use switchboard_testkit::{Client, Ended, RawClient, TestServer, WAIT, http_get, masked_frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite;
@@ -584,4 +585,27 @@ async fn frames_read_with_the_one_that_waits_are_handled_after_its_answer_in_ord
         kinds.push(frame["type"].as_str().unwrap().to_owned());
     }
     assert_eq!(kinds, ["sum", "ack", "pong", "room_joined", "ack"]);
+}
+
+#[tokio::test]
+async fn an_sse_connection_is_admitted_by_the_connect_proxy_too() {
+    let (addr, mut received, _) = backend().await;
+    let server = server(addr, |_| {}).await;
+    let mut alice = SseClient::open(server.addr, "/sse?token=good-alice", &[]).await;
+    assert_eq!(alice.status, 200, "{}", alice.head);
+    let connect = alice.read_connect().await;
+    assert_eq!(connect["payload"]["userId"], "alice");
+    let asked = next(&mut received).await;
+    assert_eq!(
+        (
+            asked.body["transport"].as_str(),
+            asked.body["path"].as_str()
+        ),
+        (Some("sse"), Some("/sse"))
+    );
+    // Not `userId`: with the connect proxy set, only the backend says who connects.
+    let anonymous = SseClient::open(server.addr, "/sse?userId=mallory", &[]).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.head);
+    let refused = SseClient::open(server.addr, "/sse?token=banned", &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.head);
 }

@@ -116,12 +116,45 @@ impl Session {
             Mode::Echo => (Kind::Echo, None),
             Mode::Document(access) => (Kind::Document, Some(access)),
         };
+        let mut session = Self::connected(endpoint, handle, kind, grants);
+        if let Some(access) = access {
+            session.open_document(access);
+            return session;
+        }
+        if kind == Kind::Echo {
+            return session;
+        }
+        session.send_connect(None);
+        session
+    }
+
+    /// Starts the session of a registered SSE connection (protocol v1): as [`Session::start`],
+    /// with `secret` added to the `connect` payload as `session`, the secret its client's
+    /// POSTs prove themselves with.
+    pub(crate) fn start_sse(
+        endpoint: Arc<Endpoint>,
+        handle: ConnHandle,
+        grants: Option<Box<Grants>>,
+        secret: &str,
+    ) -> Self {
+        let session = Self::connected(endpoint, handle, Kind::Protocol, grants);
+        session.send_connect(Some(secret));
+        session
+    }
+
+    /// A new session, after the application's connect hooks ran; nothing sent yet.
+    fn connected(
+        endpoint: Arc<Endpoint>,
+        handle: ConnHandle,
+        kind: Kind,
+        grants: Option<Box<Grants>>,
+    ) -> Self {
         tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
         let now = endpoint.hub.now_ms();
         for hook in &endpoint.extensions.on_connect {
             hook(&handle.info(now));
         }
-        let mut session = Self {
+        Self {
             endpoint,
             handle,
             rooms: Vec::new(),
@@ -132,27 +165,40 @@ impl Session {
             grants,
             document: None,
             call: None,
-        };
-        if let Some(access) = access {
-            session.open_document(access);
-            return session;
         }
-        if kind == Kind::Echo {
-            return session;
+    }
+
+    /// Sends `connect`, with the SSE session secret when there is one.
+    fn send_connect(&self, secret: Option<&str>) {
+        /// `connect`'s payload on an SSE connection.
+        #[derive(Serialize)]
+        struct WithSecret<'a, P> {
+            #[serde(flatten)]
+            connect: P,
+            session: &'a str,
         }
-        let hub = session.hub();
+        let hub = self.hub();
         let payload = ConnectPayload::new(
-            session.handle.id(),
-            session.handle.user().as_str(),
+            self.handle.id(),
+            self.handle.user().as_str(),
             hub.config().heartbeat.interval.as_millis() as u64,
             hub.node_id().as_str(),
         );
-        session.reply(
-            ServerFrame::new(ServerKind::Connect, payload)
+        let frame = match secret {
+            None => ServerFrame::new(ServerKind::Connect, payload)
                 .stamped()
                 .encode(),
-        );
-        session
+            Some(session) => ServerFrame::new(
+                ServerKind::Connect,
+                WithSecret {
+                    connect: payload,
+                    session,
+                },
+            )
+            .stamped()
+            .encode(),
+        };
+        self.reply(frame);
     }
 
     pub(crate) fn handle(&self) -> &ConnHandle {

@@ -58,6 +58,7 @@ pub(super) fn endpoint(hub: &Hub) -> Arc<Endpoint> {
         jwt: None,
         expiry: crate::auth::TokenExpiry::default(),
         proxy: None,
+        sse: super::SseLinks::default(),
     })
 }
 

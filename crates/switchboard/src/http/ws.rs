@@ -47,7 +47,7 @@ pub(super) struct ConnectParams {
 }
 
 /// Who is connecting, as far as the upgrade request tells.
-enum Admission {
+pub(super) enum Admission {
     Known(Peer),
     /// Authentication is on and the request carried no token.
     AwaitToken(Pending),
@@ -147,6 +147,68 @@ fn authorize_document(access: DocAccess, admission: &Admission) -> Result<Mode, 
     Ok(Mode::Document(DocAccess { writable, ..access }))
 }
 
+/// `503` while the node drains, before a connection is opened: a balancer can try another
+/// node, and the client is not told 1001 by a connection that never served it.
+pub(super) fn draining(state: &AppState) -> Option<Response> {
+    if !state.hub.is_draining() {
+        return None;
+    }
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down: connect to another node",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Some(response)
+}
+
+/// How a connection's identity is decided.
+pub(super) enum Identify {
+    /// From the request: its token, or `userId` with authentication off.
+    Decided(Result<Admission, Box<Response>>),
+    /// By the backend's connect proxy, told this.
+    AskBackend {
+        proxy: Arc<crate::proxy::Proxy>,
+        connect: crate::proxy::ConnectRequest,
+        cookie: bool,
+    },
+}
+
+impl Identify {
+    /// How to decide who is connecting over `transport`: the connect proxy when it is set,
+    /// otherwise the request's token (or `userId` with authentication off). Synchronous, so
+    /// that no borrow of the request is held while the backend answers.
+    pub(super) fn from(
+        state: &AppState,
+        params: &ConnectParams,
+        request: &Request,
+        transport: &'static str,
+    ) -> Self {
+        match &state.endpoint.proxy {
+            Some(proxy) if proxy.config().connect.is_some() => Self::AskBackend {
+                proxy: proxy.clone(),
+                connect: backend::connect_request(proxy, params, request, transport),
+                cookie: request.headers().contains_key(header::COOKIE),
+            },
+            _ => Self::Decided(admit(state, params, request.headers())),
+        }
+    }
+
+    /// The admission, or the response that refuses the connection.
+    pub(super) async fn admission(self, state: &AppState) -> Result<Admission, Box<Response>> {
+        match self {
+            Self::Decided(admission) => admission,
+            Self::AskBackend {
+                proxy,
+                connect,
+                cookie,
+            } => backend::admit(state, &proxy, connect, cookie).await,
+        }
+    }
+}
+
 async fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
@@ -170,17 +232,7 @@ async fn upgrade_to(
             return response;
         }
     };
-    if state.hub.is_draining() {
-        // Before the 101: a balancer can try another node, and the client is not told 1001
-        // by a connection that never served it.
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down: connect to another node",
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(response) = draining(&state) {
         return response;
     }
     if let Some(allowed) = &state.auth.allowed_origins {
@@ -190,15 +242,8 @@ async fn upgrade_to(
             }
         }
     }
-    let admitted = match &state.endpoint.proxy {
-        Some(proxy) if proxy.config().connect.is_some() => {
-            let connect = backend::connect_request(proxy, &params, &request);
-            let cookie = request.headers().contains_key(header::COOKIE);
-            backend::admit(&state, proxy, connect, cookie).await
-        }
-        _ => admit(&state, &params, request.headers()),
-    };
-    let admission = match admitted {
+    let identify = Identify::from(&state, &params, &request, "websocket");
+    let admission = match identify.admission(&state).await {
         Ok(admission) => admission,
         Err(response) => return *response,
     };
@@ -271,7 +316,7 @@ async fn upgrade_to(
 }
 
 /// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
-fn admit(
+pub(super) fn admit(
     state: &AppState,
     params: &ConnectParams,
     headers: &axum::http::HeaderMap,

@@ -20,6 +20,7 @@ pub(super) fn connect_request(
     proxy: &Proxy,
     params: &ConnectParams,
     request: &Request,
+    transport: &'static str,
 ) -> ConnectRequest {
     let headers = request.headers();
     let token = match super::super::keys::bearer(headers) {
@@ -27,7 +28,7 @@ pub(super) fn connect_request(
         None => params.token.clone().filter(|token| !token.is_empty()),
     };
     ConnectRequest {
-        transport: "websocket",
+        transport,
         path: request.uri().path().to_owned(),
         remote_addr: request
             .extensions()

@@ -22,6 +22,9 @@ pub(crate) enum Wire {
     Json,
     /// y-websocket binary messages only (`/yjs`): no JSON frame may reach it.
     Yjs,
+    /// Protocol v1 JSON frames as server-sent events (`GET /sse`): it gets what a `Json`
+    /// connection gets, each frame in its SSE form (`crate::sse`), never a WebSocket frame.
+    Sse,
 }
 
 /// A cheap, cloneable reference to a connection's shared half.
@@ -117,7 +120,12 @@ impl ConnHandle {
 
     /// Whether the client reads protocol v1 JSON frames.
     pub(crate) fn speaks_json(&self) -> bool {
-        self.0.wire == Wire::Json
+        matches!(self.0.wire, Wire::Json | Wire::Sse)
+    }
+
+    /// What the client reads.
+    pub(crate) fn wire(&self) -> Wire {
+        self.0.wire
     }
 
     /// What permessage-deflate the client negotiated, if any.

@@ -6,6 +6,9 @@
 //! that same `Bytes`. A connection without compression pays one branch: no allocation, no
 //! copy. A client that allows only a smaller window than the one the shared form was made with
 //! (`server_max_window_bits`, which browsers do not send) gets a form of its own.
+//!
+//! SSE connections (`Wire::Sse`) get the frame's event form (`crate::sse`), made the same way:
+//! at most once per fan-out, by the first SSE recipient, and shared by the others.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -19,6 +22,8 @@ pub(crate) struct Outgoing<'a> {
     frame: &'a Bytes,
     /// The window it was compressed with, and the compressed frame (`None`: not worth it).
     deflated: OnceCell<(u8, Option<Bytes>)>,
+    /// The SSE event (`None`: the frame has no SSE form, see `sse::event_of_frame`).
+    sse: OnceCell<Option<Bytes>>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -27,12 +32,20 @@ impl<'a> Outgoing<'a> {
         Self {
             frame,
             deflated: OnceCell::new(),
+            sse: OnceCell::new(),
         }
     }
 
     /// The frame as it is, uncompressed.
     pub(crate) fn plain(&self) -> &'a Bytes {
         self.frame
+    }
+
+    /// The bytes to queue for an SSE connection: the frame's event, if it has one.
+    pub(crate) fn for_sse(&self) -> Option<&Bytes> {
+        self.sse
+            .get_or_init(|| crate::sse::event_of_frame(self.frame))
+            .as_ref()
     }
 
     /// The bytes to queue for a connection with `deflate` (what it negotiated): the compressed
@@ -78,6 +91,17 @@ mod tests {
         assert_eq!(first.as_ptr(), second.as_ptr(), "the same buffer for both");
         let smaller_window = outgoing.for_peer(Some(Deflate::new(9)), 0);
         assert_ne!(smaller_window.as_ptr(), first.as_ptr());
+    }
+
+    #[test]
+    fn the_sse_event_is_made_once_and_shared() {
+        let frame = frame::frame(OpCode::Text, br#"{"type":"broadcast"}"#);
+        let outgoing = Outgoing::new(&frame);
+        let first = outgoing.for_sse().unwrap().clone();
+        assert_eq!(&first[..], b"data: {\"type\":\"broadcast\"}\n\n");
+        assert_eq!(first.as_ptr(), outgoing.for_sse().unwrap().as_ptr());
+        let binary = frame::frame(OpCode::Binary, b"\x01");
+        assert_eq!(Outgoing::new(&binary).for_sse(), None);
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl BrokerSink for Sink {
                 hub.deliver_remote_publication(channel, &envelope.frame);
             }
             Topic::Document(doc) => hub.receive_document(doc, &envelope.frame),
+            Topic::Connection(conn) => hub.relay_received(*conn, &envelope.frame),
             topic => {
                 hub.deliver_local(topic, &envelope.frame, None);
             }

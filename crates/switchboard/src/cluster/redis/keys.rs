@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::broker::Topic;
 use crate::cluster::{Snapshot, Version};
-use crate::ids::{ChannelId, ChannelPrefix, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
 use crate::presence::Presence;
 
 /// Version byte of the publication envelope.
@@ -42,6 +42,7 @@ impl Keys {
             Topic::Channel(channel) => format!("{p}c:{channel}"),
             Topic::ChannelPattern(prefix) => self.pattern(prefix),
             Topic::Document(doc) => format!("{p}d:{doc}"),
+            Topic::Connection(conn) => format!("{p}k:{conn}"),
         }
     }
 
@@ -63,6 +64,7 @@ impl Keys {
             "u" => Topic::User(UserId::parse(name, MAX_NAME_CHARS).ok()?),
             "c" => Topic::Channel(ChannelId::parse(name, MAX_NAME_CHARS).ok()?),
             "d" => Topic::Document(DocId::parse(name, MAX_NAME_CHARS).ok()?),
+            "k" => Topic::Connection(ConnId::parse(name)?),
             _ => return None,
         })
     }
@@ -227,6 +229,7 @@ mod tests {
             Topic::User(UserId::from_trusted("user:1")),
             Topic::Channel(ChannelId::from_trusted("event:login")),
             Topic::Document(DocId::from_trusted("notes/1")),
+            Topic::Connection(ConnId::next()),
         ] {
             assert_eq!(keys.topic(&keys.channel(&topic)), Some(topic));
         }
