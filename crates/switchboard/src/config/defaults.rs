@@ -143,6 +143,7 @@ fn text(setting: &str) -> Option<String> {
         "webhook_secret" => "none",
         "webhook_events" => "all",
         "webhook_client_types" => "none",
+        "max_memory" => "0, off",
         _ => return None,
     };
     Some(text.to_owned())

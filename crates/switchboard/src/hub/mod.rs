@@ -39,6 +39,7 @@ mod history;
 mod latency;
 mod lifecycle;
 mod maintenance;
+mod memory;
 mod outbox;
 mod outgoing;
 mod presence;
@@ -127,6 +128,8 @@ struct HubInner {
     rates: stats::Rates,
     /// Set when the node starts shutting down; new connections are refused.
     draining: AtomicBool,
+    /// `--max-memory`: the limit and the pressure flag (`None`: off).
+    memory: Option<memory::MemoryGuard>,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
 }
@@ -158,6 +161,7 @@ impl Hub {
             registry: Registry::new(&config.limits),
             history: History::new(config.history, store.is_some()),
             documents: Documents::new(docs, config.documents.max_size),
+            memory: config.limits.max_memory.map(memory::MemoryGuard::new),
             config,
             epoch: tokio::time::Instant::now(),
             started_epoch_ms: now_ms(),
@@ -455,6 +459,7 @@ impl Hub {
             broker: broker.name(),
             broker_status: broker.status(),
             broker_settled: broker.settled(),
+            memory_pressure: self.is_under_memory_pressure(),
             top_rooms,
         }
     }
