@@ -9,7 +9,9 @@
 //!
 //! Why only queues: they are the memory a node gains fastest and the only part that one slow
 //! client can grow (to `max_queued_bytes` each). Connections, rooms and history grow with
-//! admitted load, which refusing new connections already stops.
+//! admitted load, which refusing new connections already stops. And only when the queues can
+//! cover the excess: when the memory is elsewhere, closing clients would not bring the node
+//! back under the mark, so it only refuses new connections.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,15 +129,21 @@ impl Hub {
     }
 
     /// Closes the open connections with the largest queues (at least [`MIN_SHED_QUEUE`]),
-    /// largest first, until their queued bytes reach `excess`; returns how many and their bytes.
+    /// largest first, until their queued bytes reach `excess`; none when all of them together
+    /// hold less than `excess`. Returns how many were closed and their queued bytes.
     fn shed_queues(&self, excess: usize) -> (usize, usize) {
         let mut queues: Vec<(usize, ConnHandle)> = Vec::new();
+        let mut total = 0usize;
         self.for_each_open(|handle| {
             let queued = handle.outbox().queued_bytes();
             if queued >= MIN_SHED_QUEUE {
+                total = total.saturating_add(queued);
                 queues.push((queued, handle.clone()));
             }
         });
+        if total < excess {
+            return (0, 0);
+        }
         queues.sort_unstable_by(|a, b| b.0.cmp(&a.0));
         let now = self.now_ms();
         let (mut shed, mut freed) = (0, 0);
@@ -254,6 +262,23 @@ mod tests {
         assert!(report.entered);
         assert_eq!(report.shed, 0);
         assert!(tiny.closing_since().is_none());
+    }
+
+    #[test]
+    fn queues_that_cannot_cover_the_excess_are_left_alone() {
+        let hub = hub();
+        let a = connect(&hub, "a");
+        let b = connect(&hub, "b");
+        queue(&hub, &a, 6 << 20);
+        queue(&hub, &b, 4 << 20);
+        // 10 MiB + 1 over the low-water mark, 10 MiB queued: the memory is elsewhere.
+        let report = hub.memory_sweep(LIMIT + 1);
+        assert!(report.entered);
+        assert_eq!((report.shed, report.shed_bytes), (0, 0));
+        assert!(a.closing_since().is_none() && b.closing_since().is_none());
+        // One byte less over the mark: they cover it, both go.
+        let report = hub.memory_sweep(LIMIT);
+        assert_eq!((report.shed, report.shed_bytes), (2, 10 << 20));
     }
 
     #[test]
