@@ -105,7 +105,7 @@ ROWS = [
     ("idle", "connections/s while joining", lambda r: r["connections_per_sec"]),
     ("connect", "connections/s", lambda r: r["connections_per_sec"]),
     ("connect", "server CPU µs per connection",
-     lambda r: server_cpu(r) * 1e6 / r["connected"] if server_cpu(r) and r["connected"] else None),
+     lambda r: server_cpu(r) * 1e6 / r["connected"] if server_cpu(r) is not None and r["connected"] else None),
     ("connect", "handshake p50 ms", lambda r: r["handshake_us"]["p50"] / 1000),
     ("connect", "handshake p99 ms", lambda r: r["handshake_us"]["p99"] / 1000),
 ]
