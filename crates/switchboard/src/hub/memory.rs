@@ -144,7 +144,7 @@ impl Hub {
         if total < excess {
             return (0, 0);
         }
-        queues.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        queues.sort_unstable_by_key(|&(queued, _)| std::cmp::Reverse(queued));
         let now = self.now_ms();
         let (mut shed, mut freed) = (0, 0);
         for (queued, handle) in queues {
