@@ -76,7 +76,10 @@ async fn stats_until(
         if done(&now) {
             return now;
         }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}: {now}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}: {now}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -169,7 +172,10 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
             assert_eq!(now["memoryPressure"], true, "{now}");
             break;
         }
-        assert!(published < 4 * HISTORY, "not shed after {published} messages: {now}");
+        assert!(
+            published < 4 * HISTORY,
+            "not shed after {published} messages: {now}"
+        );
         publish(addr, "big", &content).await;
         published += 1;
     }
@@ -188,7 +194,10 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
     // nothing has left none, so it may see the end of the stream instead.
     let code = slow.read_close().await;
     assert!(matches!(code, None | Some(1013)), "{code:?}");
-    stats_until(addr, WAIT, "the slow member is gone", |s| s["connections"] == 2).await;
+    stats_until(addr, WAIT, "the slow member is gone", |s| {
+        s["connections"] == 2
+    })
+    .await;
     // The calm client still works.
     calm.send_type("ping", json!({ "n": 1 })).await;
     assert_eq!(calm.expect("pong").await["payload"]["n"], 1);
@@ -197,7 +206,10 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
         metrics.contains("switchboard_memory_shed_connections_total 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("switchboard_memory_pressure 1"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_memory_pressure 1"),
+        "{metrics}"
+    );
 
     // Small messages push the big ones out of the history; once the allocator returns their
     // memory the node is under the low-water mark and accepts connections again.

@@ -213,14 +213,20 @@ mod tests {
     fn pressure_starts_above_the_limit_and_ends_at_the_low_water_mark() {
         let hub = hub();
         assert_eq!(hub.memory_sweep(LIMIT), MemoryReport::default());
-        assert!(!hub.is_under_memory_pressure(), "at the limit is not above it");
+        assert!(
+            !hub.is_under_memory_pressure(),
+            "at the limit is not above it"
+        );
         let entered = hub.memory_sweep(LIMIT + 1);
         assert!(entered.entered && !entered.left);
         assert!(hub.is_under_memory_pressure());
         let refused = hub.register_as(UserId::from_trusted("late"), Wire::Json);
         assert!(matches!(refused, Err(Refusal::MemoryPressure)));
         // Between the marks: still under pressure, and no new episode.
-        assert_eq!(hub.memory_sweep(low_water(LIMIT) + 1), MemoryReport::default());
+        assert_eq!(
+            hub.memory_sweep(low_water(LIMIT) + 1),
+            MemoryReport::default()
+        );
         assert!(hub.is_under_memory_pressure());
         let left = hub.memory_sweep(low_water(LIMIT));
         assert!(left.left && !left.entered);
@@ -246,10 +252,19 @@ mod tests {
         // the 7 MiB one is added, the 4 MiB one stays.
         let report = hub.memory_sweep(LIMIT + 1);
         assert_eq!((report.shed, report.shed_bytes), (2, 16 << 20));
-        for (handle, shed) in [(&large, true), (&middle, true), (&small, false), (&tiny, false)] {
+        for (handle, shed) in [
+            (&large, true),
+            (&middle, true),
+            (&small, false),
+            (&tiny, false),
+        ] {
             assert_eq!(handle.closing_since().is_some(), shed, "{}", handle.user());
         }
-        assert_eq!(large.outbox().queued_bytes(), 0, "a shed queue is freed at once");
+        assert_eq!(
+            large.outbox().queued_bytes(),
+            0,
+            "a shed queue is freed at once"
+        );
         assert_eq!(hub.stats().memory_shed, 2);
     }
 

@@ -27,7 +27,10 @@ mod tests {
 
     #[test]
     fn resident_pages_are_the_second_field() {
-        assert_eq!(parse_resident_pages("2466 1021 512 180 0 300 0\n"), Some(1021));
+        assert_eq!(
+            parse_resident_pages("2466 1021 512 180 0 300 0\n"),
+            Some(1021)
+        );
         assert_eq!(parse_resident_pages("2466"), None);
         assert_eq!(parse_resident_pages("2466 x 512"), None);
     }
@@ -38,6 +41,9 @@ mod tests {
         let status = super::super::stats::read().unwrap().resident_memory_bytes;
         assert!(statm > 0);
         // Two readings a few allocations apart: equal to within a few MiB.
-        assert!(statm.abs_diff(status) < 8 << 20, "statm {statm}, status {status}");
+        assert!(
+            statm.abs_diff(status) < 8 << 20,
+            "statm {statm}, status {status}"
+        );
     }
 }
