@@ -119,12 +119,12 @@ async fn startup_footprint() -> u64 {
     resident(probe.pid())
 }
 
-#[tokio::test]
-async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recovers() {
-    let limit = startup_footprint().await + HEADROOM;
+/// The binary with `limit` as `--max-memory`, queues and frames large enough for the test's
+/// messages, [`HISTORY`] messages kept per room, and the server API open.
+async fn start_with_limit(limit: u64) -> Running {
     let limit_arg = limit.to_string();
     let history = HISTORY.to_string();
-    let server = Running::start(
+    Running::start(
         &[
             "--max-memory",
             &limit_arg,
@@ -142,15 +142,11 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
         ],
         &[],
     )
-    .await;
-    let addr = server.addr;
+    .await
+}
 
-    // A client elsewhere, which must not notice anything.
-    let mut calm = Client::connect(&url(addr, "calm")).await;
-    calm.join("calm").await;
-    // A member of the big room that reads everything, so that the room and its history stay.
-    let reading = tokio::spawn(reader(addr).await);
-    // A member that never reads after joining: its queue grows with every message.
+/// A member of the big room that never reads after its `room_joined`.
+async fn slow_member(addr: SocketAddr) -> RawClient {
     let mut slow = RawClient::connect(addr, "/?userId=slow").await;
     slow.read_frame().await; // connect
     slow.send_frame_bytes(&masked_frame(
@@ -159,9 +155,12 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
     ))
     .await;
     slow.read_frame().await; // room_joined
+    slow
+}
 
-    // Publish until the slow member is shed, and until the history alone holds the process
-    // over the limit (more messages than the headroom in MiB).
+/// Publishes big messages to the big room until a member is shed and the history alone holds
+/// the process over the limit (more messages than the headroom in MiB).
+async fn publish_until_shed(addr: SocketAddr) {
     let content = "x".repeat(MESSAGE);
     let mut published = 0;
     loop {
@@ -170,7 +169,7 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
         if shed > 0 && published > (HEADROOM >> 20) as usize {
             assert_eq!(shed, 1, "only the slow member is shed: {now}");
             assert_eq!(now["memoryPressure"], true, "{now}");
-            break;
+            return;
         }
         assert!(
             published < 4 * HISTORY,
@@ -179,6 +178,21 @@ async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recov
         publish(addr, "big", &content).await;
         published += 1;
     }
+}
+
+#[tokio::test]
+async fn over_max_memory_the_node_refuses_and_sheds_the_largest_queue_then_recovers() {
+    let server = start_with_limit(startup_footprint().await + HEADROOM).await;
+    let addr = server.addr;
+
+    // A client elsewhere, which must not notice anything.
+    let mut calm = Client::connect(&url(addr, "calm")).await;
+    calm.join("calm").await;
+    // A member of the big room that reads everything, so that the room and its history stay.
+    let reading = tokio::spawn(reader(addr).await);
+    // A member that never reads: its queue grows with every message until it is shed.
+    let mut slow = slow_member(addr).await;
+    publish_until_shed(addr).await;
 
     // Under pressure: new connections are refused with 1013, /ready says why.
     assert_eq!(refused_code(addr, "late").await, 1013);
