@@ -33,7 +33,7 @@ RESULTS="$(mktemp)"
 FLOORS="$(mktemp)"
 trap 'rm -f "$RESULTS" "$FLOORS"' EXIT
 
-cargo build --release --quiet -p switchboard -p switchboard-bench --example write_floor
+cargo build --release --quiet -p switchboard -p switchboard-bench --bins --example write_floor
 [ -x "$BUN" ] || (cd "$PEER" && npm ci --no-audit --no-fund --silent)
 mkdir -p "$(dirname "$OUT")"
 
