@@ -9,6 +9,10 @@
 #   B_BIN=target/release/switchboard B_ARGS="--history-size 0" B_LABEL=after \
 #   ROUNDS=5 SCENARIOS="fanout idle" scripts/bench_ab.sh
 #
+# A_ENV and B_ENV set environment variables for a side's server (e.g.
+# B_ENV="_RJEM_MALLOC_CONF=background_thread:false"); SETTLE is the idle scenario's wait after
+# the joins before memory is read (seconds, default 2).
+#
 # Defaults: both binaries target/release/switchboard, no extra arguments, 5 rounds, both
 # scenarios. BENCH (default target/release/switchboard-bench) is the load tool. Every server
 # is stopped by PID when its run ends.
@@ -19,6 +23,9 @@ A_BIN=${A_BIN:-target/release/switchboard}
 B_BIN=${B_BIN:-target/release/switchboard}
 A_ARGS=${A_ARGS:-}
 B_ARGS=${B_ARGS:-}
+A_ENV=${A_ENV:-}
+B_ENV=${B_ENV:-}
+SETTLE=${SETTLE:-2}
 A_LABEL=${A_LABEL:-A}
 B_LABEL=${B_LABEL:-B}
 ROUNDS=${ROUNDS:-5}
@@ -36,11 +43,11 @@ wait_port() {
   return 1
 }
 
-# run BIN ARGS LABEL SCENARIO: one fresh server, one run of the scenario.
+# run BIN ARGS LABEL SCENARIO ENV: one fresh server, one run of the scenario.
 run() {
-  local bin=$1 args=$2 label=$3 scenario=$4
-  # shellcheck disable=SC2086 # ARGS is a list of flags
-  "$bin" --host 127.0.0.1 --port "$PORT" --rate-limit 0 \
+  local bin=$1 args=$2 label=$3 scenario=$4 vars=$5
+  # shellcheck disable=SC2086 # ARGS and ENV are lists
+  env $vars "$bin" --host 127.0.0.1 --port "$PORT" --rate-limit 0 \
     --max-connections 200000 --max-connections-per-user 100000 \
     --max-queued-bytes 64MiB --log-level error $args >>"$LOG" 2>&1 &
   local pid=$!
@@ -50,7 +57,7 @@ run() {
       "$BENCH" fanout --url "ws://127.0.0.1:$PORT/" --rooms 10 --subscribers 100 --publishers 1 \
         --rate 100 --duration 10 --warmup 2 --size 64 --server-pid "$pid" --label "$label" ;;
     idle)
-      "$BENCH" idle --url "ws://127.0.0.1:$PORT/" --connections 10000 --rooms 100 --hold 3 \
+      "$BENCH" idle --url "ws://127.0.0.1:$PORT/" --connections 10000 --rooms 100 --hold 3 --settle "$SETTLE" \
         --server-pid "$pid" --label "$label" ;;
   esac | grep '^{' | tee -a "$OUT" >>"$RESULTS"
   tail -n 1 "$RESULTS"
@@ -60,8 +67,8 @@ run() {
 
 for _ in $(seq "$ROUNDS"); do
   for scenario in $SCENARIOS; do
-    run "$A_BIN" "$A_ARGS" "$A_LABEL" "$scenario"
-    run "$B_BIN" "$B_ARGS" "$B_LABEL" "$scenario"
+    run "$A_BIN" "$A_ARGS" "$A_LABEL" "$scenario" "$A_ENV"
+    run "$B_BIN" "$B_ARGS" "$B_LABEL" "$scenario" "$B_ENV"
   done
 done
 

@@ -14,6 +14,19 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once when it initialises (`_RJEM_MALLOC_CONF` in the environment
+/// still overrides them). `background_thread`: freed memory is returned to the OS after the
+/// decay time by jemalloc's own threads, in every arena. Without them an arena purges only when
+/// its own threads allocate, so memory freed by a burst on a worker that then sleeps stays
+/// resident indefinitely: `--max-memory` would never see the node recover, and idle nodes keep
+/// their peak (BENCHMARKS.md, "Idle memory").
+#[cfg(not(target_env = "msvc"))]
+#[allow(unsafe_code)]
+// SAFETY: jemalloc reads this symbol as a `const char *`: a thin pointer to a NUL-terminated,
+// immutable string with static lifetime, which a `&'static [u8; N]` ending in `\0` is.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 23] = b"background_thread:true\0";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let invocation = match Invocation::from_env() {

@@ -129,6 +129,11 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
             "Seconds since the node started.",
             gauges.uptime_seconds as f64,
         ),
+        gauge(
+            "memory_pressure",
+            "1 while resident memory is over max_memory and not yet back under the low-water mark.",
+            f64::from(u8::from(gauges.memory_pressure)),
+        ),
         family(
             "messages_in_total",
             "Client messages received, by protocol type (invalid: unparsable or binary).",

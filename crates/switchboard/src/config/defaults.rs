@@ -149,6 +149,7 @@ fn text(setting: &str) -> Option<String> {
         "proxy_connect_url" => "none, identity from JWT or userId",
         "proxy_join_url" | "proxy_subscribe_url" => "none, local checks only",
         "proxy_rpc_url" => "none, UNKNOWN_TYPE",
+        "max_memory" => "0, off",
         _ => return None,
     };
     Some(text.to_owned())

@@ -183,6 +183,9 @@ pub struct Limits {
     pub max_name_length: usize,
     /// Outbound bytes queued per connection before it is dropped as a slow consumer.
     pub max_queued_bytes: usize,
+    /// Resident memory above which new connections are refused and the largest outbound
+    /// queues shed (`None`: off).
+    pub max_memory: Option<u64>,
     /// Per-user rate limit (`None`: unlimited).
     pub rate: Option<RateLimit>,
     /// Repeated-violation disconnect (`None`: never).

@@ -1,5 +1,5 @@
 //! Validation of the operating settings at their edges: the server API's access, the admin
-//! listener, the trusted proxies.
+//! listener, the trusted proxies, the memory limit.
 
 use super::*;
 
@@ -105,4 +105,25 @@ fn trusted_proxies_parse_as_blocks_and_name_a_bad_one() {
     assert!(env.server.trusted_proxies.contains(ip("192.168.1.1")));
     let file = from_toml(r#"trusted_proxies = "172.16.0.0/12""#).unwrap();
     assert!(file.server.trusted_proxies.contains(ip("172.31.255.255")));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn max_memory_is_off_by_default_or_zero_and_at_least_16_mib() {
+    let limit = |args: &[&str]| from_args(args).unwrap().hub.limits.max_memory;
+    assert_eq!(limit(&[]), None);
+    assert_eq!(limit(&["--max-memory", "0"]), None);
+    assert_eq!(limit(&["--max-memory", "16MiB"]), Some(16 << 20));
+    assert_eq!(limit(&["--max-memory", "2GiB"]), Some(2 << 30));
+    assert_eq!(limit(&["--max-memory", "16777216"]), Some(16 << 20));
+    for small in ["16777215", "1MiB", "1"] {
+        let (setting, reason) = refused(&["--max-memory", small]);
+        assert_eq!(setting, "max_memory");
+        assert!(reason.contains("16MiB"), "{reason}");
+    }
+    assert!(from_args(&["--max-memory", "lots"]).is_err());
+    let env = from_env(&[], &[("SWITCHBOARD_MAX_MEMORY", "1GiB")]).unwrap();
+    assert_eq!(env.hub.limits.max_memory, Some(1 << 30));
+    let file = from_toml("max_memory = \"512MiB\"").unwrap();
+    assert_eq!(file.hub.limits.max_memory, Some(512 << 20));
 }

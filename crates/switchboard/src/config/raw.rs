@@ -153,6 +153,11 @@ settings! {
     /// Outbound bytes queued for one connection before it is dropped as a slow consumer.
     #[arg(long, value_name = "SIZE")]
     max_queued_bytes: ByteSize,
+    /// Resident memory above which the node refuses new connections (1013) and closes the
+    /// connections with the largest outbound queues (1013) until it is under 90 % of this;
+    /// `0` turns it off (Linux only).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: ByteSize,
     /// Most pub/sub channels one connection may subscribe to.
     #[arg(long, value_name = "N")]
     max_channels_per_connection: usize,

@@ -251,6 +251,7 @@ fn limits(raw: &RawSettings) -> Result<Limits, ConfigError> {
             defaults::MAX_QUEUED_BYTES,
             64 << 10..=u64::MAX,
         )?,
+        max_memory: max_memory(raw)?,
         rate: rate(raw)?,
         violations: violations(raw)?,
     })
@@ -270,6 +271,32 @@ fn name_length(raw: &RawSettings) -> Result<usize, ConfigError> {
         ));
     }
     Ok(max)
+}
+
+/// The smallest `max_memory`: below it the server's own start-up footprint (runtime, buffers,
+/// allocator arenas) would already be most of the limit.
+pub(super) const MIN_MAX_MEMORY: u64 = 16 << 20;
+
+/// The memory limit (`None`: off). Resident memory is read from `/proc`, so Linux only.
+fn max_memory(raw: &RawSettings) -> Result<Option<u64>, ConfigError> {
+    let bytes = raw.max_memory.map_or(0, |size| size.0);
+    if bytes == 0 {
+        return Ok(None);
+    }
+    if !cfg!(target_os = "linux") {
+        return Err(ConfigError::invalid(
+            "max_memory",
+            "is supported on Linux only (resident memory is read from /proc)",
+        ));
+    }
+    if bytes < MIN_MAX_MEMORY {
+        let min = defaults::size(MIN_MAX_MEMORY);
+        return Err(ConfigError::invalid(
+            "max_memory",
+            format!("must be 0 (off) or at least {min}"),
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 /// The per-user rate limit (`None`: off).

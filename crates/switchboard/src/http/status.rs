@@ -47,13 +47,21 @@ pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: 503 while draining or while the broker cannot reach the other nodes.
+/// Readiness: 503 while draining, while over `--max-memory` (new connections would be refused,
+/// so a load balancer should send them elsewhere) or while the broker cannot reach the other
+/// nodes.
 pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let hub = &state.hub;
     if hub.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "draining" })),
+        );
+    }
+    if hub.is_under_memory_pressure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "memory_pressure" })),
         );
     }
     match hub.broker().status() {

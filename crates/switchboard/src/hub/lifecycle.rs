@@ -55,6 +55,11 @@ impl Hub {
             return Err(Refusal::Draining);
         }
         let inner = &self.inner;
+        if self.is_under_memory_pressure() {
+            Counters::add(&inner.counters.connections_refused, 1);
+            Counters::add(&inner.counters.memory_refused, 1);
+            return Err(Refusal::MemoryPressure);
+        }
         let elsewhere = inner.cluster.user_connections(&user);
         let admitted = inner
             .registry

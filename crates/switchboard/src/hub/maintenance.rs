@@ -1,6 +1,7 @@
 //! Periodic work over all connections, done by a few sweeps instead of per-connection timers:
 //! heartbeat pings and liveness, idle closing, removal of dead connections and empty rooms,
-//! rate sampling for `/stats`, and token expiry (`token_sweep`, when authentication is on).
+//! rate sampling for `/stats`, token expiry (`token_sweep`, when authentication is on) and,
+//! with `--max-memory`, the memory sweep (`hub::memory`), which reads the resident memory.
 //!
 //! The sweep tasks hold only a weak reference to the hub and end when it is dropped or when the
 //! cancellation token fires.
@@ -107,6 +108,25 @@ impl Hub {
                 tracing::debug!(documents = saved, "documents saved");
             }
         });
+        #[cfg(target_os = "linux")]
+        if config.limits.max_memory.is_some() {
+            every(super::memory::MEMORY_SWEEP_PERIOD, |hub| {
+                match crate::process::memory::resident_bytes() {
+                    Ok(resident) => {
+                        let report = hub.memory_sweep(resident);
+                        if report.shed > 0 {
+                            tracing::info!(
+                                shed = report.shed,
+                                queued_bytes = report.shed_bytes,
+                                resident,
+                                "memory sweep: closed the connections with the largest queues"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot read the resident memory"),
+                }
+            });
+        }
         if let Some(tokens) = tokens {
             self.spawn_sweep(tasks, cancel, TOKEN_SWEEP_PERIOD, move |hub| {
                 let report = hub.token_sweep(&tokens, now_ms());

@@ -41,6 +41,7 @@ mod history;
 mod latency;
 mod lifecycle;
 mod maintenance;
+mod memory;
 mod outbox;
 mod outgoing;
 mod presence;
@@ -135,6 +136,8 @@ struct HubInner {
     draining: AtomicBool,
     /// Where POSTs relayed to this node's SSE connections go.
     relay: relay::Relay,
+    /// `--max-memory`: the limit and the pressure flag (`None`: off).
+    memory: Option<memory::MemoryGuard>,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
 }
@@ -166,6 +169,7 @@ impl Hub {
             registry: Registry::new(&config.limits),
             history: History::new(config.history, store.is_some()),
             documents: Documents::new(docs, config.documents.max_size),
+            memory: config.limits.max_memory.map(memory::MemoryGuard::new),
             config,
             epoch: tokio::time::Instant::now(),
             started_epoch_ms: now_ms(),
@@ -486,6 +490,7 @@ impl Hub {
             broker_status: broker.status(),
             broker_settled: broker.settled(),
             broker_dropped: broker.dropped(),
+            memory_pressure: self.is_under_memory_pressure(),
             top_rooms,
         }
     }

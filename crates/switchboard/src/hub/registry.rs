@@ -35,12 +35,15 @@ pub(crate) enum Refusal {
     UserFull,
     #[error("server shutting down")]
     Draining,
+    /// The node is over `--max-memory` (see `hub::memory`).
+    #[error("server low on memory")]
+    MemoryPressure,
 }
 
 impl Refusal {
     pub(crate) fn close_code(self) -> CloseCode {
         match self {
-            Self::ServerFull | Self::UserFull => CloseCode::TryAgainLater,
+            Self::ServerFull | Self::UserFull | Self::MemoryPressure => CloseCode::TryAgainLater,
             Self::Draining => CloseCode::GoingAway,
         }
     }

@@ -25,6 +25,10 @@ pub(crate) struct Counters {
     pub(crate) connections_opened: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
+    /// Connections refused while over `--max-memory`.
+    pub(crate) memory_refused: AtomicU64,
+    /// Connections closed to free their queues while over `--max-memory`.
+    pub(crate) memory_shed: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     /// `error` frames sent, by code (index: [`error_index`]).
     errors_sent: [AtomicU64; ERROR_CODES.len()],
@@ -66,6 +70,8 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "connections_opened_total", help: "WebSocket connections accepted.", counter: |c| &c.connections_opened },
     ExportedCounter { name: "connections_refused_total", help: "WebSocket connections refused at capacity.", counter: |c| &c.connections_refused },
     ExportedCounter { name: "slow_consumers_dropped_total", help: "Connections dropped because their outbound queue overflowed.", counter: |c| &c.slow_consumers },
+    ExportedCounter { name: "memory_refused_connections_total", help: "WebSocket connections refused (1013) while resident memory was over max_memory (also in connections_refused_total).", counter: |c| &c.memory_refused },
+    ExportedCounter { name: "memory_shed_connections_total", help: "Connections closed (1013) to free the largest outbound queues while resident memory was over max_memory.", counter: |c| &c.memory_shed },
     ExportedCounter { name: "rate_limited_total", help: "Client frames refused by the rate limiter.", counter: |c| &c.rate_limited },
     ExportedCounter { name: "heartbeat_timeouts_total", help: "Connections closed for missing heartbeats.", counter: |c| &c.heartbeat_timeouts },
     ExportedCounter { name: "idle_timeouts_total", help: "Connections closed for inactivity.", counter: |c| &c.idle_timeouts },
@@ -399,6 +405,13 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     /// Connections dropped because their outbound queue overflowed.
     pub slow_consumers_dropped: u64,
+    /// Whether resident memory is over `--max-memory` (new connections refused, largest
+    /// queues shed) and not yet back under the low-water mark.
+    pub memory_pressure: bool,
+    /// Connections refused while over `--max-memory` (also in `connections_refused`).
+    pub memory_refused: u64,
+    /// Connections closed to free their queues while over `--max-memory`.
+    pub memory_shed: u64,
     /// Frames refused by the rate limiter.
     pub rate_limited: u64,
     /// `error` frames sent.
@@ -462,6 +475,7 @@ pub(crate) struct Gauges {
     pub(crate) broker_status: BrokerStatus,
     pub(crate) broker_settled: bool,
     pub(crate) broker_dropped: u64,
+    pub(crate) memory_pressure: bool,
     pub(crate) top_rooms: Vec<RoomMembers>,
 }
 
@@ -482,6 +496,9 @@ impl Counters {
             connections_opened: Self::get(&self.connections_opened),
             connections_refused: Self::get(&self.connections_refused),
             slow_consumers_dropped: Self::get(&self.slow_consumers),
+            memory_pressure: gauges.memory_pressure,
+            memory_refused: Self::get(&self.memory_refused),
+            memory_shed: Self::get(&self.memory_shed),
             rate_limited: Self::get(&self.rate_limited),
             errors_sent: self.errors_sent_total(),
             heartbeat_timeouts: Self::get(&self.heartbeat_timeouts),

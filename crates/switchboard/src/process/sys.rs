@@ -1,5 +1,5 @@
 //! The system calls of this module, the crate's only `unsafe` code: `getrlimit`, `setrlimit`
-//! and `sysconf`. Each passes plain values, or a pointer to a local `rlimit` that lives across
+//! and `sysconf` (clock ticks, page size). Each passes plain values, or a pointer to a local `rlimit` that lives across
 //! the call, and a valid resource or name.
 
 #![allow(unsafe_code)]
@@ -47,6 +47,17 @@ pub(super) fn clock_ticks_per_second() -> io::Result<u64> {
     u64::try_from(ticks)
         .ok()
         .filter(|&ticks| ticks > 0)
+        .ok_or_else(io::Error::last_os_error)
+}
+
+/// The size of a memory page, the unit of `/proc/PID/statm`.
+#[cfg(target_os = "linux")]
+pub(super) fn page_size() -> io::Result<u64> {
+    // SAFETY: `sysconf` takes a plain integer and touches no memory of ours.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|&size| size > 0)
         .ok_or_else(io::Error::last_os_error)
 }
 
