@@ -390,7 +390,7 @@ impl Hub {
     /// once for the whole fan-out); counts a slow-consumer drop if it overflows.
     pub(crate) fn deliver_shared(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
         let threshold = self.inner.config.compression.threshold;
-        let frame = frame.for_peer(handle.deflate(), threshold);
+        let frame = frame.for_wire(handle.wire(), handle.deflate(), threshold);
         self.push(handle, &frame)
     }
 
