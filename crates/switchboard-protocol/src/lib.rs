@@ -23,8 +23,8 @@
 
 mod codes;
 mod kind;
-mod payload;
 pub mod msgpack;
+mod payload;
 pub mod ws;
 
 pub use codes::{CloseCode, ErrorCode};

@@ -176,8 +176,9 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// Writing into a `ByteBuf` cannot fail.
 fn written<T>(result: Result<T, ValueWriteError<Infallible>>) {
-    if let Err(ValueWriteError::InvalidMarkerWrite(never) | ValueWriteError::InvalidDataWrite(never)) =
-        result
+    if let Err(
+        ValueWriteError::InvalidMarkerWrite(never) | ValueWriteError::InvalidDataWrite(never),
+    ) = result
     {
         match never {}
     }
@@ -193,7 +194,9 @@ fn as_bytes(entries: &[(Cow<'_, str>, Json<'_>)]) -> Option<Vec<u8>> {
 
 fn write_value(out: &mut ByteBuf, value: &Json<'_>) {
     match value {
-        Json::Null => written(rmp::encode::write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite)),
+        Json::Null => {
+            written(rmp::encode::write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite))
+        }
         Json::Bool(v) => {
             written(rmp::encode::write_bool(out, *v).map_err(ValueWriteError::InvalidMarkerWrite));
         }
@@ -316,7 +319,9 @@ impl<'a> Reader<'a> {
         Ok(match marker {
             Marker::FixStr(len) | Marker::FixArray(len) | Marker::FixMap(len) => u32::from(len),
             Marker::Str8 | Marker::Bin8 => u32::from(self.u8()?),
-            Marker::Str16 | Marker::Bin16 | Marker::Array16 | Marker::Map16 => u32::from(self.u16()?),
+            Marker::Str16 | Marker::Bin16 | Marker::Array16 | Marker::Map16 => {
+                u32::from(self.u16()?)
+            }
             Marker::Str32 | Marker::Bin32 | Marker::Array32 | Marker::Map32 => self.u32()?,
             _ => 0,
         })

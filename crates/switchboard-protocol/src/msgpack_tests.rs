@@ -17,7 +17,10 @@ fn encodes_what_other_libraries_decode() {
         0x82, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'p', b'i', b'n', b'g', 0xa1, b'n', 0x92, 0x01,
         0xff,
     ];
-    assert_eq!(from_json(br#"{"type":"ping","n":[1,-1]}"#).unwrap(), expected);
+    assert_eq!(
+        from_json(br#"{"type":"ping","n":[1,-1]}"#).unwrap(),
+        expected
+    );
     assert_eq!(to_json(&expected).unwrap(), r#"{"type":"ping","n":[1,-1]}"#);
 }
 
@@ -38,7 +41,10 @@ fn reads_every_width_of_every_marker() {
     entry(b'h', &[0xd9, 2, b'h', b'i']);
     entry(b'i', &[0xda, 0, 1, b'x']);
     entry(b'j', &[0xdc, 0, 1, 0xc0]);
-    entry(b'k', &[0xde, 0, 1, 0xdb, 0, 0, 0, 1, b'q', 0xdd, 0, 0, 0, 0]);
+    entry(
+        b'k',
+        &[0xde, 0, 1, 0xdb, 0, 0, 0, 1, b'q', 0xdd, 0, 0, 0, 0],
+    );
     assert_eq!(
         to_json(&frame).unwrap(),
         r#"{"a":200,"b":256,"c":65536,"d":-128,"e":-256,"f":-1,"g":1.5,"h":"hi","i":"x","j":[null],"k":{"q":[]}}"#

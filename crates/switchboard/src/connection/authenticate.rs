@@ -116,12 +116,11 @@ async fn wait_for_token<S: Stream>(
         };
         let text = match received {
             Received::Text(text) if !msgpack => Ok(text),
-            Received::Binary(data) if msgpack => {
-                switchboard_protocol::msgpack::to_json(&data).map_err(|error| {
+            Received::Binary(data) if msgpack => switchboard_protocol::msgpack::to_json(&data)
+                .map_err(|error| {
                     hub.counters().count_error(ErrorCode::InvalidJson);
                     protocol::error_frame(ErrorCode::InvalidJson, &error.to_string(), None)
-                })
-            }
+                }),
             // The other encoding's frames: no command can be read from them.
             Received::Text(_) | Received::Binary(_) => Err(unauthorized(hub, None)),
             Received::Ping(payload) => Err(frame::frame(OpCode::Pong, &payload)),

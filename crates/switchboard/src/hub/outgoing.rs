@@ -161,16 +161,25 @@ mod tests {
 
     #[test]
     fn transcodes_once_for_msgpack_peers_and_compresses_that_form() {
-        let json = format!(r#"{{"type":"message","payload":{{"content":"{}"}}}}"#, "hi ".repeat(500));
+        let json = format!(
+            r#"{{"type":"message","payload":{{"content":"{}"}}}}"#,
+            "hi ".repeat(500)
+        );
         let text = frame::frame(OpCode::Text, json.as_bytes());
         let outgoing = Outgoing::new(&text);
-        assert!(std::ptr::eq(&*outgoing.for_wire(Wire::Json, None, 0), &text));
+        assert!(std::ptr::eq(
+            &*outgoing.for_wire(Wire::Json, None, 0),
+            &text
+        ));
         let first = outgoing.for_wire(Wire::MsgPack, None, 0).into_owned();
         let second = outgoing.for_wire(Wire::MsgPack, None, 0).into_owned();
         assert_eq!(first[0], 0x82, "FIN, binary");
         assert_eq!(first.as_ptr(), second.as_ptr(), "one transcoding");
         let payload = frame::server_payload(&first);
-        assert_eq!(switchboard_protocol::msgpack::to_json(payload).unwrap(), json);
+        assert_eq!(
+            switchboard_protocol::msgpack::to_json(payload).unwrap(),
+            json
+        );
         let deflate = Some(Deflate::new(15));
         let small = outgoing.for_wire(Wire::MsgPack, deflate, 1 << 20);
         assert_eq!(small.as_ptr(), first.as_ptr(), "below the threshold");
@@ -179,7 +188,10 @@ mod tests {
         assert_eq!(packed[0], 0xC2, "FIN, RSV1, binary");
         assert_eq!(packed.as_ptr(), again.as_ptr(), "one compression");
         let json_packed = outgoing.for_wire(Wire::Json, deflate, 0);
-        assert_eq!(json_packed[0], 0xC1, "JSON peers keep their own compressed form");
+        assert_eq!(
+            json_packed[0], 0xC1,
+            "JSON peers keep their own compressed form"
+        );
     }
 
     #[test]
@@ -193,7 +205,9 @@ mod tests {
     fn a_frame_too_deep_to_transcode_becomes_an_internal_error() {
         let json = format!(r#"{{"payload":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         let text = frame::frame(OpCode::Text, json.as_bytes());
-        let msgpack = Outgoing::new(&text).for_wire(Wire::MsgPack, None, 0).into_owned();
+        let msgpack = Outgoing::new(&text)
+            .for_wire(Wire::MsgPack, None, 0)
+            .into_owned();
         let back = switchboard_protocol::msgpack::to_json(frame::server_payload(&msgpack)).unwrap();
         assert!(back.contains(r#""code":"INTERNAL""#), "{back}");
     }

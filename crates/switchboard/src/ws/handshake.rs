@@ -140,7 +140,11 @@ mod tests {
     fn selects_our_subprotocol_when_offered() {
         let selected = |offers: &[&'static str]| {
             let mut pairs = VALID.to_vec();
-            pairs.extend(offers.iter().map(|offer| ("sec-websocket-protocol", *offer)));
+            pairs.extend(
+                offers
+                    .iter()
+                    .map(|offer| ("sec-websocket-protocol", *offer)),
+            );
             check(&Method::GET, &request(&pairs)).unwrap().subprotocol
         };
         assert_eq!(selected(&["chat, switchboard.v1"]), Some(Subprotocol::Json));
