@@ -221,7 +221,9 @@ struct Publishers {
 impl Publishers {
     /// Opens the publishing and the stalled connections (each joins its room).
     async fn open(run: &Run, load: &Load, plan: &Plan) -> Result<Self, RunError> {
-        let local = Arc::new(Shared::new(Some(plan.kind), load.sample_every()));
+        let local = Arc::new(
+            Shared::new(Some(plan.kind), load.sample_every()).with_format(run.common.format),
+        );
         let target = match &load.publisher_url {
             Some(url) => Some(Target::resolve(url).await?),
             None => None,
