@@ -134,3 +134,39 @@ fn nesting_is_bounded_at_its_edge() {
 fn invalid_json_is_an_error() {
     assert!(matches!(from_json(b"{\"a\":"), Err(MsgPackError::Json(_))));
 }
+
+/// The fuzz target's property (fuzz/fuzz_targets/msgpack_frame.rs) over many pseudo-random
+/// frames, so that it is checked on every test run too: bytes transcode to JSON or to an
+/// error, and JSON that came out reads back to the same JSON.
+#[test]
+fn random_bytes_transcode_or_fail_cleanly_and_round_trip() {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut transcoded = 0;
+    for _ in 0..50_000 {
+        let len = (next() % 48) as usize;
+        let frame: Vec<u8> = (0..len)
+            .map(|_| {
+                let r = next();
+                // Mostly small containers, strings and numbers, so that many frames are valid.
+                match r % 4 {
+                    0 => 0x80 | (r >> 8) as u8 & 0x03,
+                    1 => 0x90 | (r >> 8) as u8 & 0x03,
+                    2 => 0xa0 | (r >> 8) as u8 & 0x03,
+                    _ => (r >> 8) as u8,
+                }
+            })
+            .collect();
+        let Ok(json) = to_json(&frame) else { continue };
+        transcoded += 1;
+        assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok(), "{json}");
+        let packed = from_json(json.as_bytes()).unwrap();
+        assert_eq!(to_json(&packed).as_deref(), Ok(json.as_str()), "{frame:x?}");
+    }
+    assert!(transcoded > 200, "only {transcoded} frames were valid");
+}
