@@ -217,6 +217,9 @@ fn fanout_in_msgpack_delivers_every_message_with_its_stamp() {
     assert_eq!(record["expected"], 60);
     no_losses(&record);
     assert_eq!(record["latency_us"]["samples"], 60, "every stamp was found");
+    // A 4 KiB content in a frame of little more (setup frames add a small share).
+    let wire = record["wire_bytes_per_delivery"].as_f64().unwrap();
+    assert!((4096.0..5000.0).contains(&wire), "{record}");
 }
 
 #[test]

@@ -164,7 +164,10 @@ fn random_bytes_transcode_or_fail_cleanly_and_round_trip() {
             .collect();
         let Ok(json) = to_json(&frame) else { continue };
         transcoded += 1;
-        assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok(), "{json}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&json).is_ok(),
+            "{json}"
+        );
         let packed = from_json(json.as_bytes()).unwrap();
         assert_eq!(to_json(&packed).as_deref(), Ok(json.as_str()), "{frame:x?}");
     }
