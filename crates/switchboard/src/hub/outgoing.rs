@@ -23,14 +23,17 @@ use crate::protocol::{self, ErrorCode};
 use crate::ws::deflate::{self, Deflate};
 use crate::ws::frame::{self, OpCode};
 
+/// A compressed form, made on first use: the window it was compressed with, and the
+/// compressed frame (`None`: not worth it).
+type Deflated = OnceCell<(u8, Option<Bytes>)>;
+
 /// A frame and, made on first use, its compressed form and its MessagePack forms.
 pub(crate) struct Outgoing<'a> {
     frame: &'a Bytes,
-    /// The window it was compressed with, and the compressed frame (`None`: not worth it).
-    deflated: OnceCell<(u8, Option<Bytes>)>,
+    deflated: Deflated,
     /// The MessagePack binary frame (for a text frame; other frames go as they are), and its
     /// compressed form.
-    msgpack: OnceCell<(Bytes, OnceCell<(u8, Option<Bytes>)>)>,
+    msgpack: OnceCell<(Bytes, Deflated)>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -78,7 +81,7 @@ impl<'a> Outgoing<'a> {
 /// and the payload has at least `threshold` bytes and shrinks.
 fn compressed<'b>(
     frame: &'b Bytes,
-    deflated: &'b OnceCell<(u8, Option<Bytes>)>,
+    deflated: &'b Deflated,
     deflate: Option<Deflate>,
     threshold: usize,
 ) -> Cow<'b, Bytes> {
