@@ -386,7 +386,8 @@ export declare class SwitchboardClient {
      * `getToken` again. */
     private refreshToken;
     private connectTimeout;
-    /** A client frame in the connection's format. */
+    /** A client frame in the connection's format. In JSON, bytes take their JSON form,
+     * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
     private encode;
     private receive;
     private receiveFrame;

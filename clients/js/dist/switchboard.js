@@ -426,9 +426,12 @@ export class SwitchboardClient {
     connectTimeout() {
         return this.options.connectTimeout ?? 10_000;
     }
-    /** A client frame in the connection's format. */
+    /** A client frame in the connection's format. In JSON, bytes take their JSON form,
+     * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
     encode(frame) {
-        return this.options.format === 'msgpack' ? encodeMsgPack(frame) : JSON.stringify(frame);
+        return this.options.format === 'msgpack'
+            ? encodeMsgPack(frame)
+            : JSON.stringify(frame, bytesAsBase64);
     }
     receive(text) {
         let frame;
@@ -969,6 +972,30 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 /** How deep encoding recurses before it refuses (a cycle would otherwise never end). */
 const MAX_DEPTH = 100;
+/** The bytes of a Uint8Array, an ArrayBuffer or another view (a Node Buffer too), if `value`
+ * is one of them. */
+function asBytes(value) {
+    if (value instanceof ArrayBuffer) {
+        return new Uint8Array(value);
+    }
+    if (ArrayBuffer.isView(value)) {
+        return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    }
+    return null;
+}
+/** A JSON.stringify replacer that writes bytes as `{"$bytes": "<base64>"}` (it reads the
+ * holder's own value, before a Node Buffer's toJSON turns it into an array). */
+function bytesAsBase64(key, value) {
+    const bytes = asBytes(this[key]);
+    if (!bytes) {
+        return value;
+    }
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+        binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return { $bytes: btoa(binary) };
+}
 /** The MessagePack bytes of `value`. */
 export function encodeMsgPack(value) {
     const writer = new MsgPackWriter();
@@ -1043,6 +1070,12 @@ class MsgPackWriter {
         if (depth > MAX_DEPTH) {
             throw new RangeError('MessagePack nesting too deep (a cycle?)');
         }
+        const bytes = asBytes(value);
+        if (bytes) {
+            this.length(bytes.length, null, 0, 0xc4, 0xc5, 0xc6);
+            this.bytes(bytes);
+            return;
+        }
         if (value !== null && typeof value === 'object' && typeof value.toJSON === 'function') {
             value = value.toJSON();
         }
@@ -1079,13 +1112,6 @@ class MsgPackWriter {
         }
         if (value === null) {
             this.byte(0xc0);
-        }
-        else if (value instanceof Uint8Array || value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
-            const data = value instanceof ArrayBuffer
-                ? new Uint8Array(value)
-                : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-            this.length(data.length, null, 0, 0xc4, 0xc5, 0xc6);
-            this.bytes(data);
         }
         else if (Array.isArray(value)) {
             this.length(value.length, 0x90, 15, null, 0xdc, 0xdd);

@@ -726,9 +726,12 @@ export class SwitchboardClient {
     return this.options.connectTimeout ?? 10_000;
   }
 
-  /** A client frame in the connection's format. */
+  /** A client frame in the connection's format. In JSON, bytes take their JSON form,
+   * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
   private encode(frame: object): string | Uint8Array {
-    return this.options.format === 'msgpack' ? encodeMsgPack(frame) : JSON.stringify(frame);
+    return this.options.format === 'msgpack'
+      ? encodeMsgPack(frame)
+      : JSON.stringify(frame, bytesAsBase64);
   }
 
   private receive(text: string): void {
@@ -1335,6 +1338,32 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 /** How deep encoding recurses before it refuses (a cycle would otherwise never end). */
 const MAX_DEPTH = 100;
 
+/** The bytes of a Uint8Array, an ArrayBuffer or another view (a Node Buffer too), if `value`
+ * is one of them. */
+function asBytes(value: unknown): Uint8Array | null {
+  if (value instanceof ArrayBuffer) {
+    return new Uint8Array(value);
+  }
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  return null;
+}
+
+/** A JSON.stringify replacer that writes bytes as `{"$bytes": "<base64>"}` (it reads the
+ * holder's own value, before a Node Buffer's toJSON turns it into an array). */
+function bytesAsBase64(this: unknown, key: string, value: unknown): unknown {
+  const bytes = asBytes((this as Record<string, unknown>)[key]);
+  if (!bytes) {
+    return value;
+  }
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return { $bytes: btoa(binary) };
+}
+
 /** The MessagePack bytes of `value`. */
 export function encodeMsgPack(value: unknown): Uint8Array {
   const writer = new MsgPackWriter();
@@ -1413,6 +1442,12 @@ class MsgPackWriter {
     if (depth > MAX_DEPTH) {
       throw new RangeError('MessagePack nesting too deep (a cycle?)');
     }
+    const bytes = asBytes(value);
+    if (bytes) {
+      this.length(bytes.length, null, 0, 0xc4, 0xc5, 0xc6);
+      this.bytes(bytes);
+      return;
+    }
     if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
       value = (value as { toJSON: () => unknown }).toJSON();
     }
@@ -1448,13 +1483,6 @@ class MsgPackWriter {
     }
     if (value === null) {
       this.byte(0xc0);
-    } else if (value instanceof Uint8Array || value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
-      const data =
-        value instanceof ArrayBuffer
-          ? new Uint8Array(value)
-          : new Uint8Array((value as ArrayBufferView).buffer, (value as ArrayBufferView).byteOffset, (value as ArrayBufferView).byteLength);
-      this.length(data.length, null, 0, 0xc4, 0xc5, 0xc6);
-      this.bytes(data);
     } else if (Array.isArray(value)) {
       this.length(value.length, 0x90, 15, null, 0xdc, 0xdd);
       for (const item of value) {

@@ -78,6 +78,8 @@ test('the codec maps values as JSON.stringify does, and refuses what it cannot r
   assert.deepEqual(decodeMsgPack(encoded), { when: date.toJSON(), list: [null], nan: null });
   const view = new DataView(new Uint8Array([7, 8, 9]).buffer, 1, 2);
   assert.deepEqual(decodeMsgPack(encodeMsgPack(view)), new Uint8Array([8, 9]));
+  // A Node Buffer is bytes, not what its toJSON makes of it.
+  assert.deepEqual(decodeMsgPack(encodeMsgPack(Buffer.from('hi'))), new Uint8Array([104, 105]));
   const cycle = {};
   cycle.self = cycle;
   assert.throws(() => encodeMsgPack(cycle), /too deep/);
@@ -137,8 +139,9 @@ test('a msgpack client and a json client share a room, bytes included', async ()
   assert.deepEqual(received.payload.content, { $bytes: 'AAEC/v8=' });
   assert.deepEqual(received.payload.n, [-1, 2.5, null]);
 
+  // A JSON client's bytes (a Uint8Array, or a Buffer, which is one) go as {"$bytes": ...}.
   const toPacked = next(packed, 'message');
-  plain.room('r').send({ $bytes: 'AAEC' });
+  plain.room('r').send(Buffer.from([0, 1, 2]));
   const fromPlain = await toPacked;
   assert.ok(fromPlain.payload.content instanceof Uint8Array);
   assert.deepEqual(fromPlain.payload.content, new Uint8Array([0, 1, 2]));
