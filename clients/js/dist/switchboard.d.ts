@@ -49,6 +49,8 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export type Format = 'json' | 'msgpack';
 /** The subprotocol that selects MessagePack frames. */
 export declare const MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack";
+/** The transports a client can use. */
+export type TransportName = 'websocket' | 'sse';
 /** Reconnection with exponential backoff: the n-th retry (from 0) waits
  * `min(maxDelay, baseDelay * multiplier ** n)`, less a random share of up to `jitter` of it. */
 export interface ReconnectOptions {
@@ -94,6 +96,15 @@ export interface ClientOptions {
      * `bin` and arrives as a `Uint8Array` (JSON clients see `{"$bytes": "<base64>"}`). Same API
      * and events as `'json'`, the default. */
     format?: Format;
+    /** How to reach the server: `'auto'` (default) tries a WebSocket and falls back to SSE by
+     * itself when one cannot be opened (announced by a `transport` event); `'websocket'` never
+     * falls back; `'sse'` uses SSE only. Without a WebSocket implementation `'auto'` uses SSE. */
+    transport?: 'auto' | TransportName;
+    /** The SSE endpoint (default: `url` with `ws`/`wss` made `http`/`https` and a last `/ws`
+     * path segment, or the root, made `/sse`). */
+    sseUrl?: string;
+    /** The fetch implementation of the SSE transport (default `globalThis.fetch`). */
+    fetch?: typeof fetch;
     /** Backoff settings, or `false` for no reconnection. */
     reconnect?: ReconnectOptions | false;
     /** Heartbeat settings, or `false` for none. */
@@ -232,6 +243,12 @@ export interface ClientEvents {
     };
     /** The server's verdict on a rejoin or resubscribe after a reconnect. */
     recovery: RecoveryEvent;
+    /** The client changed transport: `{name: 'sse', reason}` when it fell back to SSE because
+     * a WebSocket could not be opened (or when there is no WebSocket implementation). */
+    transport: {
+        name: TransportName;
+        reason: string;
+    };
     connect: ServerFrame<ConnectInfo>;
     message: ServerFrame<{
         content: unknown;
@@ -292,6 +309,13 @@ type Handler = (event: any) => void;
 export declare class SwitchboardClient {
     private readonly options;
     private readonly WebSocketImpl;
+    /** The transport of the next attempt; `'auto'` settles on SSE after a WebSocket fails. */
+    private transportName;
+    /** A WebSocket of this client opened once: a later failure is the server's or the
+     * network's, not a block, and never makes `'auto'` fall back. */
+    private websocketWorked;
+    /** SSE is in use because `'auto'` fell back to it. */
+    private fellBack;
     private socket;
     private stateValue;
     private info;
@@ -317,10 +341,14 @@ export declare class SwitchboardClient {
     private stopWatchingNetwork;
     private presence;
     private firstConnect;
+    /** Whether the current socket speaks MessagePack (`format: 'msgpack'` over a WebSocket). */
+    private binary;
     /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
      * client closed) is dropped. */
     private generation;
     constructor(options: ClientOptions);
+    /** The transport in use, or to be used by the next connection attempt. */
+    get transport(): TransportName;
     /** The connection's state. */
     get state(): ConnectionState;
     /** The current connection's `connect` payload, while connected. */
@@ -352,6 +380,21 @@ export declare class SwitchboardClient {
         timeout?: number;
     }): Promise<ServerFrame>;
     /**
+     * Calls a procedure of the application's backend (the server's `--proxy-rpc-url`, or a
+     * message handler of an embedding application): sends a frame of `type` with an `id` and
+     * resolves with the `payload` of the first frame answering it: the backend's result (a frame
+     * of the same type), or the `ack` of a handler that replied nothing. Rejects as
+     * {@link request}: with the backend's error code (`INTERNAL` when the backend is down, slow or
+     * answers nonsense), `UNKNOWN_TYPE` when nothing handles the type, or `TIMEOUT`.
+     *
+     * ```js
+     * const { sum } = await client.rpc('sum', { a: 2, b: 3 });
+     * ```
+     */
+    rpc<T = unknown>(type: string, payload: unknown, options?: {
+        timeout?: number;
+    }): Promise<T>;
+    /**
      * Reads a room's or exact channel's retained messages (membership or subscribe rights
      * needed), each the frame as it was delivered, with its `offset`. Rejects with the server's
      * `FORBIDDEN` or `INVALID_MESSAGE` (history off, limit too large), or as {@link request}.
@@ -378,8 +421,16 @@ export declare class SwitchboardClient {
     private write;
     /** Starts a connection attempt: first the token (from `getToken`, if any), then the socket. */
     private open;
-    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+    /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens
+     * (over SSE, which has no `auth` frame, it goes in the URL). */
     private openSocket;
+    /** With `transport: 'auto'`, switches to SSE when a WebSocket could not be opened and none
+     * of this client ever was, announces it and starts the SSE attempt at once; returns whether
+     * it did. */
+    private fallBack;
+    /** Whether a failed WebSocket attempt is to be followed by SSE (`transport: 'auto'`, and
+     * no WebSocket of this client ever opened). */
+    private autoFallback;
     /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
      * A failure (of `getToken`, or the server's refusal) is reported as an `error` event; the
      * server then closes the connection at the old token's expiry, and the reconnect asks

@@ -55,6 +55,9 @@ export type Format = 'json' | 'msgpack';
 /** The subprotocol that selects MessagePack frames. */
 export const MSGPACK_SUBPROTOCOL = 'switchboard.v1.msgpack';
 
+/** The transports a client can use. */
+export type TransportName = 'websocket' | 'sse';
+
 /** Reconnection with exponential backoff: the n-th retry (from 0) waits
  * `min(maxDelay, baseDelay * multiplier ** n)`, less a random share of up to `jitter` of it. */
 export interface ReconnectOptions {
@@ -102,6 +105,15 @@ export interface ClientOptions {
    * `bin` and arrives as a `Uint8Array` (JSON clients see `{"$bytes": "<base64>"}`). Same API
    * and events as `'json'`, the default. */
   format?: Format;
+  /** How to reach the server: `'auto'` (default) tries a WebSocket and falls back to SSE by
+   * itself when one cannot be opened (announced by a `transport` event); `'websocket'` never
+   * falls back; `'sse'` uses SSE only. Without a WebSocket implementation `'auto'` uses SSE. */
+  transport?: 'auto' | TransportName;
+  /** The SSE endpoint (default: `url` with `ws`/`wss` made `http`/`https` and a last `/ws`
+   * path segment, or the root, made `/sse`). */
+  sseUrl?: string;
+  /** The fetch implementation of the SSE transport (default `globalThis.fetch`). */
+  fetch?: typeof fetch;
   /** Backoff settings, or `false` for no reconnection. */
   reconnect?: ReconnectOptions | false;
   /** Heartbeat settings, or `false` for none. */
@@ -241,6 +253,9 @@ export interface ClientEvents {
   dropped: { type: string; payload: unknown };
   /** The server's verdict on a rejoin or resubscribe after a reconnect. */
   recovery: RecoveryEvent;
+  /** The client changed transport: `{name: 'sse', reason}` when it fell back to SSE because
+   * a WebSocket could not be opened (or when there is no WebSocket implementation). */
+  transport: { name: TransportName; reason: string };
   connect: ServerFrame<ConnectInfo>;
   message: ServerFrame<{ content: unknown; [key: string]: unknown }>;
   broadcast: ServerFrame<{ content: unknown; [key: string]: unknown }>;
@@ -313,7 +328,14 @@ const ABNORMAL = 1006;
 /** A Switchboard connection that survives server restarts and network loss. */
 export class SwitchboardClient {
   private readonly options: ClientOptions;
-  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly WebSocketImpl: WebSocketConstructor | undefined;
+  /** The transport of the next attempt; `'auto'` settles on SSE after a WebSocket fails. */
+  private transportName: TransportName;
+  /** A WebSocket of this client opened once: a later failure is the server's or the
+   * network's, not a block, and never makes `'auto'` fall back. */
+  private websocketWorked = false;
+  /** SSE is in use because `'auto'` fell back to it. */
+  private fellBack = false;
   private socket: WebSocketLike | null = null;
   private stateValue: ConnectionState = 'idle';
   private info: ConnectInfo | null = null;
@@ -343,6 +365,8 @@ export class SwitchboardClient {
   private presence: { status: PresenceStatus; metadata?: unknown } | null = null;
   private firstConnect: { resolve: (info: ConnectInfo) => void; reject: (e: Error) => void } | null =
     null;
+  /** Whether the current socket speaks MessagePack (`format: 'msgpack'` over a WebSocket). */
+  private binary = false;
   /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
    * client closed) is dropped. */
   private generation = 0;
@@ -352,12 +376,19 @@ export class SwitchboardClient {
     const impl =
       options.WebSocket ??
       (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!impl) {
+    const transport = options.transport ?? 'auto';
+    if (!impl && transport === 'websocket') {
       throw new TypeError(
         'no WebSocket implementation: pass options.WebSocket (e.g. the ws package on Node 20)',
       );
     }
     this.WebSocketImpl = impl;
+    this.transportName = transport === 'sse' || !impl ? 'sse' : 'websocket';
+  }
+
+  /** The transport in use, or to be used by the next connection attempt. */
+  get transport(): TransportName {
+    return this.transportName;
   }
 
   /** The connection's state. */
@@ -473,6 +504,23 @@ export class SwitchboardClient {
         this.settle(id, null, new SwitchboardError('QUEUE_FULL', 'the outgoing queue is full'));
       }
     });
+  }
+
+  /**
+   * Calls a procedure of the application's backend (the server's `--proxy-rpc-url`, or a
+   * message handler of an embedding application): sends a frame of `type` with an `id` and
+   * resolves with the `payload` of the first frame answering it: the backend's result (a frame
+   * of the same type), or the `ack` of a handler that replied nothing. Rejects as
+   * {@link request}: with the backend's error code (`INTERNAL` when the backend is down, slow or
+   * answers nonsense), `UNKNOWN_TYPE` when nothing handles the type, or `TIMEOUT`.
+   *
+   * ```js
+   * const { sum } = await client.rpc('sum', { a: 2, b: 3 });
+   * ```
+   */
+  async rpc<T = unknown>(type: string, payload: unknown, options?: { timeout?: number }): Promise<T> {
+    const answer = await this.request(type, payload, options);
+    return answer.payload as T;
   }
 
   /**
@@ -623,7 +671,14 @@ export class SwitchboardClient {
     this.stateValue = 'connecting';
     const generation = ++this.generation;
     this.connectTimer = setTimeout(() => {
-      this.abandon(`no connect frame within ${this.connectTimeout()} ms`);
+      const reason = `no connect frame within ${this.connectTimeout()} ms`;
+      // A WebSocket handshake that hangs (a proxy that holds upgrades): the retry uses SSE.
+      if (this.autoFallback()) {
+        this.transportName = 'sse';
+        this.fellBack = true;
+        this.emit('transport', { name: 'sse', reason });
+      }
+      this.abandon(reason);
     }, this.connectTimeout());
     const getToken = this.options.getToken;
     if (!getToken) {
@@ -648,35 +703,50 @@ export class SwitchboardClient {
       );
   }
 
-  /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens. */
+  /** Opens the socket; `authToken`, when given, is sent in the `auth` frame once it opens
+   * (over SSE, which has no `auth` frame, it goes in the URL). */
   private openSocket(authToken: string | undefined): void {
-    const url = new URL(this.options.url);
+    const sse = this.transportName === 'sse';
+    const url = new URL(sse ? sseUrlOf(this.options) : this.options.url);
     if (this.options.userId !== undefined) {
       url.searchParams.set('userId', this.options.userId);
     }
     if (this.options.tokenInUrl && !this.options.getToken && this.options.token !== undefined) {
       url.searchParams.set('token', this.options.token);
     }
+    if (sse && authToken !== undefined) {
+      url.searchParams.set('token', authToken);
+    }
     let socket: WebSocketLike;
-    const msgpack = this.options.format === 'msgpack';
+    // SSE carries JSON only: a MessagePack client that fell back to it speaks JSON there.
+    const msgpack = this.options.format === 'msgpack' && !sse;
+    this.binary = msgpack;
     try {
-      socket = msgpack
-        ? new this.WebSocketImpl(url.toString(), MSGPACK_SUBPROTOCOL)
-        : new this.WebSocketImpl(url.toString());
-      if (msgpack) {
-        socket.binaryType = 'arraybuffer';
+      if (sse) {
+        socket = new SseSocket(url.toString(), this.options.fetch ?? globalThis.fetch);
+      } else {
+        const Impl = this.WebSocketImpl as WebSocketConstructor;
+        socket = msgpack ? new Impl(url.toString(), MSGPACK_SUBPROTOCOL) : new Impl(url.toString());
+        if (msgpack) {
+          socket.binaryType = 'arraybuffer';
+        }
       }
     } catch (error) {
-      this.lost({ code: ABNORMAL, reason: describe(error) }, false);
+      if (!this.fallBack(describe(error), authToken)) {
+        this.lost({ code: ABNORMAL, reason: describe(error) }, false);
+      }
       return;
     }
     this.socket = socket;
     let refused = false;
-    if (authToken !== undefined) {
-      socket.onopen = () => {
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      this.websocketWorked ||= !sse;
+      if (authToken !== undefined && !sse) {
         socket.send(this.encode({ type: 'auth', payload: { token: authToken } }));
-      };
-    }
+      }
+    };
     socket.onmessage = (event: { data: unknown }) => {
       const { data } = event;
       if (!msgpack && typeof data === 'string') {
@@ -693,12 +763,53 @@ export class SwitchboardClient {
       }
     };
     socket.onerror = (event: unknown) => {
-      // The `ws` package reports a refused upgrade as "Unexpected server response: 401".
+      // The `ws` package reports a refused upgrade as "Unexpected server response: 401", and
+      // so does the SSE transport.
       refused = /\b401\b/.test(describe(event));
     };
     socket.onclose = (event: { code: number; reason: string }) => {
-      this.lost({ code: event.code, reason: event.reason }, refused);
+      if (!refused && !opened && sse && this.fellBack) {
+        // Neither transport opened: the server may just be down. The next attempt tries a
+        // WebSocket again, and falls back again if that fails.
+        this.fellBack = false;
+        this.transportName = 'websocket';
+        this.emit('transport', { name: 'websocket', reason: 'SSE could not be opened either' });
+      }
+      const reason = `the WebSocket closed before it opened (${event.code})`;
+      if (refused || opened || sse || !this.fallBack(reason, authToken)) {
+        this.lost({ code: event.code, reason: event.reason }, refused);
+      }
     };
+  }
+
+  /** With `transport: 'auto'`, switches to SSE when a WebSocket could not be opened and none
+   * of this client ever was, announces it and starts the SSE attempt at once; returns whether
+   * it did. */
+  private fallBack(reason: string, authToken: string | undefined): boolean {
+    if (!this.autoFallback() || this.stateValue !== 'connecting') {
+      return false;
+    }
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.onerror = () => undefined;
+    }
+    this.transportName = 'sse';
+    this.fellBack = true;
+    this.emit('transport', { name: 'sse', reason });
+    this.openSocket(authToken);
+    return true;
+  }
+
+  /** Whether a failed WebSocket attempt is to be followed by SSE (`transport: 'auto'`, and
+   * no WebSocket of this client ever opened). */
+  private autoFallback(): boolean {
+    return (
+      (this.options.transport ?? 'auto') === 'auto' &&
+      this.transportName === 'websocket' &&
+      !this.websocketWorked
+    );
   }
 
   /** Answers `token_expiring`: asks `getToken` for a newer token and sends it in `refresh`.
@@ -729,7 +840,7 @@ export class SwitchboardClient {
   /** A client frame in the connection's format. In JSON, bytes take their JSON form,
    * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
   private encode(frame: object): string | Uint8Array {
-    return this.options.format === 'msgpack'
+    return this.binary
       ? encodeMsgPack(frame)
       : JSON.stringify(frame, bytesAsBase64);
   }
@@ -1286,6 +1397,206 @@ export class SwitchboardPool {
 }
 
 /** `payload` with `since` when there is a position to recover from. */
+/** Most frames in one POST (the server takes at most 100). */
+const SSE_MAX_BATCH = 100;
+/** Most bytes in one POST of several frames: well under the server's `--max-frame-size`
+ * (1 MiB by default); a larger frame goes alone. */
+const SSE_MAX_BATCH_BYTES = 64 * 1024;
+
+/** The SSE endpoint of `options`: `sseUrl`, or `url` made `http(s)://…/sse`. */
+function sseUrlOf(options: ClientOptions): string {
+  if (options.sseUrl !== undefined) {
+    return options.sseUrl;
+  }
+  const url = new URL(options.url);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : url.protocol === 'ws:' ? 'http:' : url.protocol;
+  url.pathname = url.pathname.replace(/\/(ws)?$/, '') + '/sse';
+  url.search = '';
+  return url.toString();
+}
+
+/**
+ * The SSE transport behind the WebSocket interface the client uses (docs/protocol.md, "SSE
+ * fallback"): server frames come as events of a `GET /sse` stream read with `fetch` and a
+ * streaming reader (browsers and Node.js 20, which has no `EventSource`); client frames go as
+ * POSTs to `/sse/{connectionId}` with the `session` of the `connect` event. One POST is in
+ * flight at a time; frames sent meanwhile wait and go together in the next, in order. A POST
+ * the server refuses ends the connection (its frames may be lost, as frames written to a
+ * WebSocket that dies may be), and so does the server's `close` event, whose code and reason
+ * become the close's.
+ */
+class SseSocket implements WebSocketLike {
+  readyState = 0;
+  onopen: ((event: any) => void) | null = null;
+  onmessage: ((event: any) => void) | null = null;
+  onclose: ((event: any) => void) | null = null;
+  onerror: ((event: any) => void) | null = null;
+  private readonly abort = new AbortController();
+  private readonly fetchImpl: typeof fetch;
+  /** Where frames are POSTed, and the secret that proves them; known from `connect`. */
+  private target: { url: string; session: string } | null = null;
+  /** Frames sent and not yet POSTed, oldest first. */
+  private readonly outbox: string[] = [];
+  private posting = false;
+  private closeInfo = { code: ABNORMAL, reason: 'the SSE stream ended' };
+
+  constructor(
+    private readonly url: string,
+    fetchImpl: typeof fetch | undefined,
+  ) {
+    if (typeof fetchImpl !== 'function') {
+      throw new TypeError('no fetch implementation for the SSE transport: pass options.fetch');
+    }
+    // Called as a plain function: a browser's `fetch` called as a method of another object
+    // throws "Illegal invocation".
+    this.fetchImpl = (input, init) => fetchImpl(input, init);
+    void this.run();
+  }
+
+  send(data: string): void {
+    if (this.readyState !== OPEN) {
+      throw new Error('the SSE connection is not open');
+    }
+    this.outbox.push(data);
+    this.post();
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.readyState === 3) {
+      return;
+    }
+    this.closeInfo = { code, reason };
+    this.abort.abort();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      const response = await this.fetchImpl(this.url, {
+        headers: { accept: 'text/event-stream' },
+        cache: 'no-store',
+        signal: this.abort.signal,
+      });
+      if (!response.ok || !response.body) {
+        this.onerror?.({ message: `Unexpected server response: ${response.status}` });
+        this.closeInfo = { code: ABNORMAL, reason: `HTTP ${response.status}` };
+        void response.body?.cancel();
+        return;
+      }
+      this.readyState = OPEN;
+      this.onopen?.({});
+      await this.read(response.body);
+    } catch (error) {
+      if (!this.abort.signal.aborted) {
+        this.onerror?.({ message: describe(error) });
+        this.closeInfo = { code: ABNORMAL, reason: describe(error) };
+      }
+    } finally {
+      this.readyState = 3;
+      this.abort.abort();
+      this.onclose?.(this.closeInfo);
+    }
+  }
+
+  /** Reads events until the stream ends (or the server's `close` event). */
+  private async read(body: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let data: string[] = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        return;
+      }
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, end).replace(/\r$/, '');
+        buffer = buffer.slice(end + 1);
+        if (line === '') {
+          if (data.length > 0 && !this.dispatch(data.join('\n'))) {
+            void reader.cancel();
+            return;
+          }
+          data = [];
+        } else if (line.startsWith('data:')) {
+          data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+        }
+        // Comments (`: ping`, the server's heartbeat) and other fields carry nothing for us.
+      }
+    }
+  }
+
+  /** Hands one event's data to the client; returns false once the server closed. */
+  private dispatch(text: string): boolean {
+    let frame: { type?: unknown; payload?: any };
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return true;
+    }
+    if (frame?.type === 'close') {
+      const { code, reason } = frame.payload ?? {};
+      this.closeInfo = {
+        code: typeof code === 'number' ? code : ABNORMAL,
+        reason: typeof reason === 'string' ? reason : '',
+      };
+      return false;
+    }
+    if (frame?.type === 'connect' && this.target === null) {
+      const { connectionId, session } = frame.payload ?? {};
+      const url = new URL(this.url);
+      url.pathname = `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(connectionId)}`;
+      url.search = '';
+      this.target = { url: url.toString(), session: String(session) };
+    }
+    this.onmessage?.({ data: text });
+    this.post();
+    return true;
+  }
+
+  /** POSTs what waits, unless a POST is in flight (then the next one takes it). */
+  private post(): void {
+    const target = this.target;
+    if (this.posting || target === null || this.outbox.length === 0 || this.readyState !== OPEN) {
+      return;
+    }
+    let count = 1;
+    let bytes = this.outbox[0].length;
+    while (
+      count < Math.min(this.outbox.length, SSE_MAX_BATCH) &&
+      bytes + this.outbox[count].length < SSE_MAX_BATCH_BYTES
+    ) {
+      bytes += this.outbox[count].length + 1;
+      count += 1;
+    }
+    const batch = this.outbox.splice(0, count);
+    this.posting = true;
+    // `text/plain`: a CORS-safe type; the session header makes a cross-origin POST preflighted.
+    this.fetchImpl(target.url, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', 'x-switchboard-session': target.session },
+      body: batch.length === 1 ? batch[0] : `[${batch.join(',')}]`,
+      signal: this.abort.signal,
+    })
+      .then(async (response) => {
+        if (!response.ok) {
+          const answer = await response.text().catch(() => '');
+          throw new Error(`POST answered ${response.status} ${answer}`);
+        }
+        this.posting = false;
+        this.post();
+      })
+      .catch((error: unknown) => {
+        this.posting = false;
+        if (!this.abort.signal.aborted) {
+          this.closeInfo = { code: ABNORMAL, reason: describe(error) };
+          this.abort.abort();
+        }
+      });
+  }
+}
+
 function withSince<P extends object>(payload: P, since: StreamPosition | undefined): P {
   return since ? { ...payload, since: { offset: since.offset, epoch: since.epoch } } : payload;
 }

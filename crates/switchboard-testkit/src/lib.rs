@@ -13,6 +13,7 @@
 //!   distinct copy of the server crate through this one, a dev-dependency cycle).
 //! - [`cluster`]: in-process nodes sharing a [`RedisServer`], and the barrier that crosses it.
 //! - [`pki`]: [`TestPki`], a self-signed certificate per test for `wss://` and `https://`.
+//! - [`sse`]: [`sse::SseClient`], a client of the SSE transport over a socket.
 //! - [`tokens`]: [`hs256_token`], a JWT with the claims and `exp` a test needs.
 //!
 //! ## Waiting
@@ -47,6 +48,7 @@ pub mod pki;
 pub mod raw;
 pub mod redis;
 pub mod server;
+pub mod sse;
 pub mod tokens;
 pub mod wait;
 

@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 
+use crate::TestPki;
 use crate::daemon::Daemon;
 
 /// A port that was free a moment ago on 127.0.0.1, for a child process to listen on.
@@ -18,39 +19,95 @@ pub fn free_port() -> u16 {
 }
 
 /// A running redis-server that persists nothing and is killed on drop.
-pub struct RedisServer(Daemon);
+pub struct RedisServer {
+    daemon: Daemon,
+    /// `redis://` or, with TLS, `rediss://`, and the password if one is required.
+    scheme: &'static str,
+    password: Option<String>,
+}
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it accepts connections.
     pub async fn start() -> Self {
         let port = free_port();
-        let args = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .map(String::from);
-        Self(Daemon::start("redis-server", port, args.to_vec()).await)
+        let daemon = Daemon::start("redis-server", port, base_args(port, "--port")).await;
+        Self {
+            daemon,
+            scheme: "redis",
+            password: None,
+        }
     }
 
-    /// The URL nodes use.
+    /// Starts redis-server accepting only TLS, with the certificate of `pki`, and requiring
+    /// `password`.
+    pub async fn start_tls(pki: &TestPki, password: &str) -> Self {
+        let port = free_port();
+        let mut args = base_args(port, "--tls-port");
+        let cert = pki.cert.display().to_string();
+        let key = pki.key.display().to_string();
+        args.extend(
+            [
+                "--port",
+                "0",
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &cert,
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                password,
+            ]
+            .map(String::from),
+        );
+        let daemon = Daemon::start("redis-server", port, args).await;
+        Self {
+            daemon,
+            scheme: "rediss",
+            password: Some(password.to_owned()),
+        }
+    }
+
+    /// The URL nodes use, with the password when there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.0.port)
+        let credentials = self
+            .password
+            .as_ref()
+            .map(|password| format!(":{password}@"))
+            .unwrap_or_default();
+        format!(
+            "{}://{credentials}127.0.0.1:{}",
+            self.scheme, self.daemon.port
+        )
     }
 
     /// Kills the server, as a crash would, and waits until it has exited.
     pub async fn stop(&mut self) {
-        self.0.stop().await;
+        self.daemon.stop().await;
     }
 
     /// Starts the server again on the same port (empty, like a restarted cache) and waits
     /// until it accepts connections.
     pub async fn restart(&mut self) {
-        self.0.restart().await;
+        self.daemon.restart().await;
     }
+}
+
+/// Arguments of a redis-server that listens on 127.0.0.1:`port` (given with `port_flag`) and
+/// persists nothing.
+fn base_args(port: u16, port_flag: &str) -> Vec<String> {
+    [
+        port_flag,
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(String::from)
+    .to_vec()
 }

@@ -1,25 +1,32 @@
-//! A backend that receives Switchboard's webhooks: it checks each request's signature and
-//! age, then prints the events.
+//! A backend for Switchboard: it receives the webhooks (checking each request's signature and
+//! age, then printing the events) and answers the proxies (docs/proxy.md): who connects,
+//! whether a join or subscribe may go ahead, and the custom message types `whoami` and `echo`.
 //!
 //! Run it with `cargo run --example webhook_backend` (env `PORT`, default 4000;
 //! `WEBHOOK_SECRET`, default `dev-secret`), then start the server pointing at it:
 //!
 //! ```text
-//! cargo run --release -- --webhook-url http://127.0.0.1:4000/webhooks --webhook-secret dev-secret
+//! cargo run --release -- --webhook-url http://127.0.0.1:4000/webhooks --webhook-secret dev-secret \
+//!   --proxy-connect-url http://127.0.0.1:4000/proxy/connect \
+//!   --proxy-join-url http://127.0.0.1:4000/proxy/join \
+//!   --proxy-subscribe-url http://127.0.0.1:4000/proxy/subscribe \
+//!   --proxy-rpc-url http://127.0.0.1:4000/proxy/rpc
 //! ```
 //!
-//! Connect to `ws://localhost:3000/?userId=alice` and join a room: the backend prints
-//! `presence_changed`, `room_occupied` and `member_added`.
+//! Connect to `ws://localhost:3000/?token=alice` (this backend takes any token as the user's
+//! name; a real one looks its session up) and join a room: the backend prints
+//! `presence_changed`, `room_occupied` and `member_added`. Rooms named `admin-…` are for the
+//! user `admin` only; `{"type":"whoami","id":1}` is answered by the backend.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use axum::{Json, Router};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 
 /// Requests older than this are refused: a captured request cannot be replayed later.
@@ -69,16 +76,61 @@ async fn webhooks(State(secret): State<Arc<[u8]>>, headers: HeaderMap, body: Byt
     StatusCode::NO_CONTENT
 }
 
+/// The connect proxy: names the user and what it may do, or refuses (401). The token, from
+/// `?token=` or an `auth` frame, is the user's name here; a cookie `session=<name>` works too.
+async fn connect(Json(request): Json<Value>) -> Json<Value> {
+    let cookie = request["headers"]["cookie"].as_str().unwrap_or_default();
+    let session = cookie
+        .split("; ")
+        .find_map(|pair| pair.strip_prefix("session="));
+    let user = request["token"].as_str().or(session).unwrap_or_default();
+    if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Json(json!({"error": {"code": 401, "message": "log in first"}}));
+    }
+    println!("connect: {user} from {}", request["remoteAddr"]);
+    // The same shape as a token's claims: every room, the news channels and the user's own.
+    Json(json!({"result": {
+        "user": user,
+        "rooms": ["*"],
+        "channels": {"subscribe": ["news:*", format!("user:{user}")], "publish": []},
+    }}))
+}
+
+/// The join and subscribe proxies: `admin-…` rooms are for `admin`; everything else is allowed.
+async fn approve(Json(request): Json<Value>) -> Json<Value> {
+    let room = request["room"].as_str().unwrap_or_default();
+    if room.starts_with("admin-") && request["userId"] != "admin" {
+        return Json(json!({"error": {"message": "admins only"}}));
+    }
+    Json(json!({"result": {}}))
+}
+
+/// The RPC proxy: answers `whoami` and `echo`; other types are refused.
+async fn rpc(Json(request): Json<Value>) -> Json<Value> {
+    match request["type"].as_str() {
+        Some("whoami") => Json(json!({"result": {
+            "userId": request["userId"],
+            "connectionId": request["connectionId"],
+        }})),
+        Some("echo") => Json(json!({"result": request["payload"]})),
+        _ => Json(json!({"error": {"code": "INVALID_MESSAGE", "message": "no such procedure"}})),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let secret = std::env::var("WEBHOOK_SECRET").unwrap_or_else(|_| "dev-secret".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "4000".into());
     let app = Router::new()
         .route("/webhooks", post(webhooks))
+        .route("/proxy/connect", post(connect))
+        .route("/proxy/join", post(approve))
+        .route("/proxy/subscribe", post(approve))
+        .route("/proxy/rpc", post(rpc))
         .with_state(Arc::<[u8]>::from(secret.as_bytes()));
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!(
-        "webhook backend on http://{}/webhooks",
+        "backend on http://{} (/webhooks, /proxy/connect, /proxy/join, /proxy/subscribe, /proxy/rpc)",
         listener.local_addr()?
     );
     axum::serve(listener, app).await

@@ -29,7 +29,8 @@
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
 //!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation
 //!   counter, the per-IP cap; [`forwarded`]: the client address behind trusted proxies;
-//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection.
+//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection;
+//!   `sse`: the `text/event-stream` form of server frames (the SSE fallback).
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -46,7 +47,10 @@
 //!   membership); the fan-out path; sweeps. Its module doc says where each piece of state
 //!   lives and who may change it.
 //! - [`handlers`]: application hooks: custom message types, connect/disconnect.
+//! - `backend`: the pooled HTTP client to the application's backend (webhooks, proxies).
 //! - [`webhooks`]: lifecycle events and chosen client messages POSTed, signed, to a backend.
+//! - `proxy`: the backend asked who connects, whether a join or subscribe may go ahead, and
+//!   what to answer to custom message types (RPC).
 //! - `connection`: the per-connection task (driver) and protocol state (session); the only
 //!   place that holds a socket.
 //! - [`metrics`]: the Prometheus collector behind `/metrics`, reading the hub's counters.
@@ -58,6 +62,7 @@
 //! - [`cli`]: the binary's subcommands (`check-config`, `token`, `healthcheck`).
 
 pub mod auth;
+mod backend;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
@@ -78,9 +83,11 @@ mod per_ip;
 pub mod presence;
 pub mod process;
 pub mod protocol;
+mod proxy;
 mod proxy_protocol;
 pub mod reload;
 pub mod server;
+mod sse;
 pub mod store;
 pub mod switchboard;
 pub mod webhooks;

@@ -21,7 +21,8 @@ use prometheus::{Encoder, TextEncoder};
 
 use crate::broker::BrokerStatus;
 use crate::hub::{
-    Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, Initiator, LatencySnapshot, Target,
+    Counters, ERROR_CODES, EXPORTED_COUNTERS, Hub, InKind, Initiator, LatencySnapshot, ProxyKind,
+    ProxyOutcome, Target,
 };
 use crate::protocol::CloseCode;
 
@@ -180,12 +181,50 @@ fn families(hub: &Hub) -> Vec<MetricFamily> {
                 .collect(),
         ),
         family(
+            "proxy_requests_total",
+            "Requests to the backend proxies, by what they were for and how they ended.",
+            MetricType::COUNTER,
+            ProxyKind::ALL
+                .into_iter()
+                .flat_map(|kind| {
+                    ProxyOutcome::ALL.into_iter().map(move |outcome| {
+                        counter_metric(
+                            &[("kind", kind.label()), ("outcome", outcome.label())],
+                            counters.proxy.requests(kind, outcome),
+                        )
+                    })
+                })
+                .collect(),
+        ),
+        family(
+            "proxy_request_duration_seconds_total",
+            "Seconds the backend proxy requests took, in total, by what they were for.",
+            MetricType::COUNTER,
+            ProxyKind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let mut metric = counter_value(counters.proxy.seconds(kind));
+                    metric.set_label(label_pairs(&[("kind", kind.label())]));
+                    metric
+                })
+                .collect(),
+        ),
+        family(
             "build_info",
             "Always 1; the labels say which build this node runs.",
             MetricType::GAUGE,
             vec![gauge_metric(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
         ),
         broker_state(hub),
+        family(
+            "broker_dropped_total",
+            "Publications the broker dropped instead of reaching the other nodes (outages).",
+            MetricType::COUNTER,
+            vec![counter_metric(
+                &[("broker", hub.broker().name())],
+                hub.broker().dropped(),
+            )],
+        ),
         latency_family(&counters.fanout_latency.snapshot()),
     ];
     families.extend(EXPORTED_COUNTERS.iter().map(|exported| {

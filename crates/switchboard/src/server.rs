@@ -4,9 +4,11 @@
 //! gracefully. With an admin listener the public one serves [`Switchboard::public_router`] and
 //! the admin one [`Switchboard::admin_router`], with the same TLS and without the per-IP cap.
 //!
-//! Shutdown: stop accepting, close every WebSocket with 1001 (after flushing what is queued
-//! for it), let HTTP connections finish their request, and wait for all of it at most the
-//! configured deadline.
+//! Shutdown: close every WebSocket with 1001 (after flushing what is queued for it), let HTTP
+//! connections finish their request, and wait for all of it at most the configured deadline.
+//! Meanwhile the listeners stay open: `/ready` answers 503 "draining" and a WebSocket upgrade
+//! 503, so balancers and probes see a draining node rather than a vanished one; they close
+//! when the drain ends.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -108,6 +110,10 @@ impl Server {
             tracing::info!(endpoints = webhooks.urls.len(), "webhooks on");
             builder = builder.webhooks(webhooks);
         }
+        if let Some(proxy) = config.proxy {
+            tracing::info!(timeout = ?proxy.timeout, "backend proxies on");
+            builder = builder.proxy(proxy);
+        }
         let switchboard = builder.build();
         Ok(Self {
             listener,
@@ -196,9 +202,62 @@ impl Server {
                 }
             }
         }
+        // Draining: the listeners stay open so that probes and operators get answers (`/ready`
+        // 503 "draining", `/health`, `/metrics`, `/stats`) and new WebSocket clients a 503
+        // instead of a refused connection; these connections have their own tracker and token,
+        // so the drain does not wait for them, and end with it.
+        let drain = Drain::default();
+        let (public, admin) = (
+            drain.intake(&public),
+            admin.as_ref().map(|a| drain.intake(a)),
+        );
+        let shutdown = shut_down(&switchboard, config.shutdown_timeout);
+        tokio::pin!(shutdown);
+        let clean = loop {
+            tokio::select! {
+                clean = &mut shutdown => break clean,
+                (stream, peer) = accept(&listener, &mut accept_errors) => public.admit(stream, peer),
+                (stream, peer) = accept_if(admin_listener.as_ref(), &mut admin_errors) => {
+                    if let Some(admin) = &admin {
+                        admin.admit(stream, peer);
+                    }
+                }
+            }
+        };
         drop(admin_listener);
         drop(listener);
-        shut_down(&switchboard, config.shutdown_timeout).await
+        drain.end().await;
+        clean
+    }
+}
+
+/// The HTTP connections accepted while the instance drains.
+#[derive(Default)]
+struct Drain {
+    /// Their tasks, apart from the instance's: the drain waits only for its connections.
+    tasks: TaskTracker,
+    /// Cancelled when the drain ends: pending requests finish, then the connections close.
+    cancel: CancellationToken,
+}
+
+impl Drain {
+    /// Most time a request accepted during the drain gets to finish after it.
+    const GRACE: Duration = Duration::from_secs(1);
+
+    /// `intake` serving on the drain's tracker and token.
+    fn intake(&self, intake: &Intake) -> Intake {
+        Intake {
+            tasks: self.tasks.clone(),
+            cancel: self.cancel.clone(),
+            ..intake.clone()
+        }
+    }
+
+    /// Closes the connections accepted during the drain, waiting at most [`Self::GRACE`].
+    async fn end(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Self::GRACE, self.tasks.wait()).await;
     }
 }
 

@@ -14,12 +14,13 @@ use serde_json::Value;
 use crate::auth::AuthConfig;
 use crate::broker::{Broker, LocalBroker};
 use crate::cluster::{ClusterError, Membership, NoPeers, RedisCluster, RedisConfig};
-use crate::config::{ApiConfig, HubConfig, WebhookConfig};
-use crate::connection::Endpoint;
+use crate::config::{ApiConfig, HubConfig, ProxyConfig, WebhookConfig};
+use crate::connection::{Endpoint, SseLinks};
 use crate::docstore::{DocStore, MemoryDocs};
 use crate::handlers::{Extensions, MessageContext, Reject};
 use crate::http::{self, ApiAccess, AppState, Routes};
 use crate::hub::{ConnInfo, EventHook, Hub, HubEvent};
+use crate::proxy::Proxy;
 use crate::store::StreamStore;
 use crate::webhooks::Webhooks;
 
@@ -66,6 +67,7 @@ pub struct Builder {
     extensions: Extensions,
     events: Vec<EventHook>,
     webhooks: Option<WebhookConfig>,
+    proxy: Option<ProxyConfig>,
 }
 
 impl Builder {
@@ -122,6 +124,13 @@ impl Builder {
     /// webhook endpoints ([`crate::webhooks`]).
     pub fn webhooks(mut self, config: WebhookConfig) -> Self {
         self.webhooks = Some(config);
+        self
+    }
+
+    /// Asks the application's backend about connects, joins, subscribes and custom message
+    /// types (the proxies `config` sets; docs/proxy.md).
+    pub fn proxy(mut self, config: ProxyConfig) -> Self {
+        self.proxy = Some(config);
         self
     }
 
@@ -212,7 +221,19 @@ impl Builder {
             extensions,
             jwt: self.auth.jwt.clone(),
             expiry: self.auth.expiry,
+            proxy: self
+                .proxy
+                .map(|config| Arc::new(Proxy::new(config, hub.clone()))),
+            sse: SseLinks::default(),
         });
+        // POSTs relayed from other nodes reach this node's SSE connections; weak, as the hub
+        // is inside the endpoint.
+        let relay_to = Arc::downgrade(&endpoint);
+        hub.set_relay_handler(Box::new(move |conn, post| {
+            if let Some(endpoint) = relay_to.upgrade() {
+                endpoint.sse.relayed(conn, post);
+            }
+        }));
         Switchboard {
             hub,
             endpoint,
@@ -244,6 +265,7 @@ impl Switchboard {
             extensions: Extensions::default(),
             events: Vec::new(),
             webhooks: None,
+            proxy: None,
         }
     }
 

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Running, command, wait_for_log};
-use switchboard_testkit::{Client, Ended, RawClient, TestPki, http_json};
+use switchboard_testkit::{
+    Client, Ended, RawClient, TestPki, http_get, http_json, http_request, wait_until_async,
+};
 
 /// Runs the binary expecting it to fail at start; returns its stderr.
 fn fails_to_start(args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -56,6 +58,38 @@ async fn a_client_that_ignores_the_close_does_not_hold_up_the_exit() {
     server.terminate().await;
     server.wait_exit(Duration::from_secs(4)).await;
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_draining_node_answers_probes_503_and_refuses_upgrades_until_it_exits() {
+    let mut server = Running::start(&["--shutdown-timeout", "30s"], &[]).await;
+    // Holds the drain open: it never answers the close (the server waits for it a while).
+    let stuck = RawClient::connect(server.addr, "/?userId=stuck").await;
+    server.terminate().await;
+    wait_until_async("/ready says draining", || async {
+        http_get(server.addr, "/ready").await == (503, r#"{"status":"draining"}"#.into())
+    })
+    .await;
+    assert_eq!(http_get(server.addr, "/health").await.0, 200);
+    let upgrade = "GET /?userId=late HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, close\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let (status, body) = http_request(server.addr, upgrade).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    let sse = "GET /sse?userId=late HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        http_request(server.addr, sse).await.0,
+        503,
+        "nor an SSE stream"
+    );
+    drop(stuck);
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "the listener closes with the drain"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 use switchboard_testkit::{
-    Client, Ended, RedisServer, TestServer, http_json, wait_until, wait_until_async,
+    Client, Ended, RedisServer, TestPki, TestServer, http_json, wait_until, wait_until_async,
 };
 
 /// Starts a node of the cluster on `redis` with `prefix`.
@@ -260,21 +260,46 @@ async fn cluster_stats_add_up_every_node() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let _x = a.member("x", "shared").await;
-    let _y = b.member("y", "shared").await;
-    let _z = b.member("z", "only-b").await;
+    let y = b.member("y", "shared").await;
+    let z = b.member("z", "only-b").await;
     let (_, stats) = http_json(a.addr, "GET", "/stats", None, &[]).await;
     assert_eq!(stats["connections"], 1, "without a scope: this node");
     let addr = a.addr;
     wait_until_async("cluster totals include node B", || async move {
         let (_, body) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
-        body["connections"] == 3 && body["rooms"] == 2 && body["onlineUsers"] == 3
+        body["connections"] == 3
+            && body["rooms"] == 2
+            && body["onlineUsers"] == 3
+            && body["nodeCount"] == 2
+            && body["nodes"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    let (status, _) = http_json(a.addr, "GET", "/stats?scope=galaxy", None, &[]).await;
+    assert_eq!(status, 400);
+
+    // Node B leaves cleanly: as soon as A has dropped it, every figure agrees that it is gone
+    // (none waits for the next liveness round).
+    drop((y, z));
+    assert!(b.shutdown().await);
+    let shared = RoomId::from_trusted("shared");
+    wait_until("A has dropped node B", || {
+        !a.hub
+            .room_members(&shared)
+            .contains(&UserId::from_trusted("y"))
     })
     .await;
     let (_, cluster) = http_json(addr, "GET", "/stats?scope=cluster", None, &[]).await;
-    assert_eq!(cluster["nodeCount"], 2);
-    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 2);
-    let (status, _) = http_json(a.addr, "GET", "/stats?scope=galaxy", None, &[]).await;
-    assert_eq!(status, 400);
+    assert_eq!(
+        (
+            &cluster["nodeCount"],
+            cluster["nodes"].as_array().unwrap().len(),
+            &cluster["connections"],
+            &cluster["rooms"],
+            &cluster["onlineUsers"],
+        ),
+        (&json!(1), 1, &json!(1), &json!(1), &json!(1)),
+        "{cluster}"
+    );
 }
 
 #[tokio::test]
@@ -302,4 +327,43 @@ async fn clusters_with_different_prefixes_share_one_redis_without_mixing() {
     on_green
         .expect_nothing_pending_across(&green_a, &green_b)
         .await;
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_with_a_password_delivers_across_nodes() {
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(&pki, "s3cret").await;
+    let trust = |s: &mut switchboard::config::RawSettings| {
+        s.redis_tls_ca = Some(pki.cert.clone());
+    };
+    let a = node_with(&redis, "a", trust).await;
+    let b = node_with(&redis, "b", trust).await;
+    let mut alice = a.member("alice", "general").await;
+    a.settled().await;
+    sees_member(&b, "general", "alice").await;
+    let mut bob = b.member("bob", "general").await;
+    b.settled().await;
+    alice.expect("user_joined").await;
+    bob.send_type("message", json!({"room": "general", "content": "over TLS"}))
+        .await;
+    assert_eq!(
+        alice.expect("message").await["payload"]["content"],
+        "over TLS"
+    );
+
+    // Without the CA the server's certificate is not trusted (the system's roots do not hold
+    // it): the node runs alone and says it is degraded.
+    let untrusting = TestServer::with(|s| s.redis_url = Some(redis.url())).await;
+    let mut carol = untrusting.connect("carol").await;
+    carol
+        .send_type("broadcast", json!({"content": "lost"}))
+        .await;
+    carol.expect("broadcast").await;
+    wait_until(
+        "the publication is dropped, Redis being unreachable",
+        || untrusting.hub.stats().broker_dropped > 0,
+    )
+    .await;
+    let (status, body) = http_json(untrusting.addr, "GET", "/ready", None, &[]).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")));
 }

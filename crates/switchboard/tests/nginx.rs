@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use switchboard_testkit::sse::SseClient;
 use switchboard_testkit::{
     Client, RedisServer, TestServer, free_port, http_get, wait_for_port, wait_until,
     wait_until_async,
@@ -169,4 +170,71 @@ async fn a_client_through_nginx_talks_to_a_client_on_a_direct_node() {
         status == 200 && stats["nodeCount"] == 3
     })
     .await;
+}
+
+/// The SSE fallback through the shipped `/sse` location: events arrive one by one (nginx does
+/// not buffer them: `connect` could not arrive otherwise, as the stream never ends), and the
+/// client's POSTs reach its node (`ip_hash` sends its address to the same one).
+#[tokio::test]
+async fn an_sse_client_through_nginx_chats_with_a_client_on_a_direct_node() {
+    let redis = RedisServer::start().await;
+    let nodes = [
+        node(&redis, "node-1").await,
+        node(&redis, "node-2").await,
+        node(&redis, "node-3").await,
+    ];
+    let (_nginx, port) = start_nginx(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    let through = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+
+    let mut alice = SseClient::open(through, "/sse?userId=alice", &[]).await;
+    assert_eq!(alice.status, 200, "{}", alice.head);
+    assert!(alice.head.contains("content-type: text/event-stream"));
+    let behind = alice.read_connect().await["payload"]["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let direct = nodes
+        .iter()
+        .find(|n| n.hub.node_id().as_str() != behind)
+        .unwrap();
+    let mut bob = direct.connect("bob").await;
+    bob.join("general").await;
+    direct.settled().await;
+    let alice_node = nodes
+        .iter()
+        .find(|n| n.hub.node_id().as_str() == behind)
+        .unwrap();
+    wait_until("alice's node knows bob is in the room", || {
+        alice_node
+            .hub
+            .room_members(&switchboard::ids::RoomId::from_trusted("general"))
+            .iter()
+            .any(|u| u.as_str() == "bob")
+    })
+    .await;
+
+    alice
+        .send(json!({"type": "join_room", "payload": {"room": "general"}, "id": 1}))
+        .await;
+    assert_eq!(
+        alice.expect("room_joined").await["payload"]["memberCount"],
+        2
+    );
+    assert_eq!(alice.expect("ack").await["id"], 1);
+    for node in &nodes {
+        node.settled().await;
+    }
+    assert_eq!(bob.expect("user_joined").await["userId"], "alice");
+    alice
+        .send(json!({"type": "message", "payload": {"room": "general", "content": "via nginx"}}))
+        .await;
+    assert_eq!(
+        bob.expect("message").await["payload"]["content"],
+        "via nginx"
+    );
+    bob.send_type("message", json!({"room": "general", "content": "direct"}))
+        .await;
+    let message = alice.expect("message").await;
+    assert_eq!(message["payload"]["content"], "direct");
+    assert_eq!(message["userId"], "bob");
 }

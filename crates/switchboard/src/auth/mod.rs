@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 
 pub use grants::GrantError;
-pub(crate) use grants::Grants;
+pub(crate) use grants::{GrantClaims, Grants};
 pub use origin::{OriginAllowlist, OriginError};
 
 use crate::ids::{NameError, UserId};

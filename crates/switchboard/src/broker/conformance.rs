@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
-use crate::ids::{ChannelId, ChannelPrefix, NodeId, RoomId};
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, NodeId, RoomId};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(200);
@@ -144,4 +144,17 @@ pub(crate) fn run(make: &dyn Fn() -> (NodeId, Arc<dyn Broker>)) {
     b.publish(&Topic::Broadcast, "everyone");
     c.expect("everyone");
     a.expect_nothing();
+
+    // A connection's topic reaches the node that holds it, and stops with its subscription.
+    let conn = Topic::Connection(ConnId::next());
+    c.broker.subscribe(&conn);
+    settle();
+    a.publish(&conn, "relayed");
+    let envelope = c.expect("relayed");
+    assert_eq!(envelope.topic, conn);
+    b.expect_nothing();
+    c.broker.unsubscribe(&conn);
+    settle();
+    a.publish(&conn, "too late");
+    c.expect_nothing();
 }

@@ -54,6 +54,11 @@ impl LocalBroker {
 }
 
 impl Broker for LocalBroker {
+    fn dropped(&self) -> u64 {
+        // Delivery to the peers is a function call: nothing is ever queued or dropped.
+        0
+    }
+
     fn start(&self, sink: Weak<dyn BrokerSink>) {
         if let Some((_, member)) = &self.seat {
             // The hub calls this once; a second call keeps the first sink.

@@ -36,6 +36,10 @@ pub enum Topic {
     /// The clients of a Yjs document: its updates and awareness messages (y-websocket
     /// messages, not frames: each node frames them for its clients).
     Document(DocId),
+    /// The client frames of one SSE connection that were POSTed to another node than the one
+    /// holding its stream: only that node subscribes, while the stream is open. The
+    /// publication is the POST relayed (`connection::sse`), not a frame.
+    Connection(ConnId),
 }
 
 impl Topic {
@@ -56,7 +60,8 @@ pub struct Envelope {
     /// Its address.
     pub topic: Topic,
     /// The complete WebSocket frame, encoded once by the origin; every node writes these very
-    /// bytes to its local recipients. For a [`Topic::Document`], the y-websocket message.
+    /// bytes to its local recipients. For a [`Topic::Document`], the y-websocket message; for a
+    /// [`Topic::Connection`], the relayed POST.
     pub frame: Bytes,
 }
 
@@ -122,6 +127,10 @@ pub trait Broker: Send + Sync + 'static {
     fn settled(&self) -> bool;
     /// A short name for logs and `/stats` (`local`, `redis`).
     fn name(&self) -> &'static str;
+    /// Publications (and, for a broker that carries them, announcements and stream appends)
+    /// dropped since start instead of reaching the other nodes: while they were unreachable,
+    /// or beyond the broker's queue. `/stats` shows it as `brokerDropped`.
+    fn dropped(&self) -> u64;
 }
 
 #[cfg(test)]

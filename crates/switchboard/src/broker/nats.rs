@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
-use crate::ids::{ChannelId, DocId, NodeId, RoomId, UserId};
+use crate::ids::{ChannelId, ConnId, DocId, NodeId, RoomId, UserId};
 
 /// Publications waiting for the publisher; more are dropped (and counted).
 const QUEUE: usize = 65_536;
@@ -131,14 +131,13 @@ impl NatsBroker {
             manage_subscriptions(shared, client, tasks, cancel).await;
         });
     }
-
-    /// Publications dropped because the queue was full (NATS unreachable for long).
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Broker for NatsBroker {
+    fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
     fn start(&self, sink: Weak<dyn BrokerSink>) {
         let _ = self.shared.sink.set(sink);
     }
@@ -405,6 +404,7 @@ fn subject(prefix: &str, topic: &Topic) -> String {
         Topic::Room(room) => format!("{prefix}.r.{}", hex(room.as_str())),
         Topic::User(user) => format!("{prefix}.u.{}", hex(user.as_str())),
         Topic::Document(doc) => format!("{prefix}.d.{}", hex(doc.as_str())),
+        Topic::Connection(conn) => format!("{prefix}.k.{conn}"),
         Topic::Channel(channel) => format!("{prefix}.c.{}_", bytewise(channel.as_str())),
         Topic::ChannelPattern(pattern) => format!("{prefix}.c.{}>", bytewise(pattern.prefix())),
     }
@@ -436,6 +436,7 @@ fn topic(prefix: &str, subject: &str) -> Option<Topic> {
         "r" => Topic::Room(RoomId::from_trusted(unhex(name)?)),
         "u" => Topic::User(UserId::from_trusted(unhex(name)?)),
         "d" => Topic::Document(DocId::from_trusted(unhex(name)?)),
+        "k" => Topic::Connection(ConnId::parse(name)?),
         "c" => {
             let hex: String = name
                 .strip_suffix("._")
@@ -460,6 +461,7 @@ mod tests {
             Topic::Room(RoomId::from_trusted("team.a b*")),
             Topic::User(UserId::from_trusted("alice>")),
             Topic::Document(DocId::from_trusted("notes/1")),
+            Topic::Connection(ConnId::next()),
             Topic::Channel(ChannelId::from_trusted("news:sports")),
             Topic::Channel(ChannelId::from_trusted("x")),
         ];

@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 
 pub(crate) use redis::check_prefix;
 pub use redis::{ClusterError, RedisCluster, RedisConfig};
-pub use replica::{Change, Event, Replica, Snapshot};
+pub use replica::{Change, Event, Replica, Snapshot, Version};
 
 /// Cluster membership as the hub sees it.
 ///
@@ -32,7 +32,8 @@ pub trait Membership: Send + Sync + 'static {
     fn announce(&self, event: Event);
     /// The replica of the other nodes; `None` for a lone node.
     fn replica(&self) -> Option<&RwLock<Replica>>;
-    /// The latest statistics each other live node published (JSON objects as in `/stats`).
+    /// The latest statistics each other live node published (JSON objects as in `/stats`),
+    /// for the nodes in the replica only.
     fn peer_stats(&self) -> Vec<serde_json::Value>;
 }
 

@@ -3,7 +3,11 @@
 //! snapshots go in, the changes this node must announce to its own clients come out.
 //!
 //! Every fact is keyed by node and carries an absolute count, so applying an event twice, or a
-//! snapshot after events, converges to the same state.
+//! snapshot after events, converges to the same state. Events and snapshots of a node also
+//! carry its [`Version`], so that what a snapshot already holds is not applied again when
+//! the event that brought it arrives after the snapshot (a node's events and its snapshot
+//! reach the others by different connections): each change is shown to clients once, and
+//! computed against the state that preceded it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -51,9 +55,29 @@ pub enum Event {
     },
 }
 
+/// Where an event or a snapshot stands in its node's sequence of announcements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The node's process, random at start: a node restarted under the same id begins a new
+    /// sequence.
+    pub instance: u64,
+    /// Announcements the process had made, this one included.
+    pub seq: u64,
+}
+
+impl Version {
+    /// Whether the node's state at `self` already holds what happened at `other`.
+    fn covers(self, other: Version) -> bool {
+        self.instance == other.instance && self.seq >= other.seq
+    }
+}
+
 /// Everything one node holds, as stored in its Redis hash.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
+    /// The last announcement the state includes (`None`: not versioned, such as the hub's
+    /// own snapshot before it is written).
+    pub version: Option<Version>,
     /// Connections per user.
     pub users: HashMap<UserId, u32>,
     /// Connections per user per room.
@@ -109,10 +133,38 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Applies an event from `origin`. Membership events change nothing visible: the origin
-    /// announces joins and departures to the room itself. Presence events are delivered by
-    /// every node to its own clients, so they come back as a [`Change`].
-    pub fn apply(&mut self, origin: &NodeId, event: Event) -> Vec<Change> {
+    /// Applies an event from `origin`; returns what it means for this node's clients. A user's
+    /// arrival in a room on the first other node, or departure from the last, is a
+    /// [`Change`], whichever brings it first: this event, or a snapshot of the origin loaded
+    /// before or after it. That makes it the one source of another node's `user_joined` and
+    /// `user_left` here, announced once (the origin tells only its own clients). Presence
+    /// events always come back as a [`Change`]: every node delivers them to its own clients.
+    ///
+    /// An event older than what the replica holds of `origin` (`version` covered) changes
+    /// nothing; one from a new process under the same id first drops what the old one held.
+    pub fn apply(
+        &mut self,
+        origin: &NodeId,
+        event: Event,
+        version: Option<Version>,
+    ) -> Vec<Change> {
+        let Some(version) = version else {
+            return self.apply_event(origin, event);
+        };
+        let mut changes = Vec::new();
+        match self.nodes.get(origin).and_then(|state| state.version) {
+            Some(known) if known.covers(version) => return changes,
+            Some(known) if known.instance != version.instance => {
+                changes = self.replace(origin, Some(Snapshot::default()));
+            }
+            _ => {}
+        }
+        self.node(origin).version = Some(version);
+        changes.extend(self.apply_event(origin, event));
+        changes
+    }
+
+    fn apply_event(&mut self, origin: &NodeId, event: Event) -> Vec<Change> {
         match event {
             Event::User { user, count } => {
                 self.set_user(origin, &user, count);
@@ -121,7 +173,9 @@ impl Replica {
                 }
             }
             Event::Member { room, user, count } => {
-                self.set_member(origin, room, user, count, &mut Vec::new());
+                let mut changes = Vec::new();
+                self.set_member(origin, room, user, count, &mut changes);
+                return changes;
             }
             Event::Channel { channel, present } => self.set_channel(origin, channel, present),
             Event::Presence(presence) => {
@@ -148,11 +202,19 @@ impl Replica {
 
     /// Replaces everything `node` holds (`None`: the node is gone) and says what changed for
     /// clients: users no longer connected anywhere else go offline (announced first), then
-    /// room departures and arrivals.
+    /// other presence changes, then room departures and arrivals. A snapshot older than what
+    /// the replica holds of the node (its version covered) changes nothing.
     pub fn replace(&mut self, node: &NodeId, snapshot: Option<Snapshot>) -> Vec<Change> {
+        let known = self.nodes.get(node).and_then(|state| state.version);
+        if let (Some(known), Some(new)) = (known, snapshot.as_ref().and_then(|s| s.version)) {
+            if known.covers(new) {
+                return Vec::new();
+            }
+        }
         let gone = snapshot.is_none();
         let new = snapshot.unwrap_or_default();
         let old = self.nodes.get(node).cloned().unwrap_or_default();
+        let mut presence = self.presence_changes(&old, &new);
         let mut changes = Vec::new();
         for (room, user) in old.members.keys() {
             if !new.members.contains_key(&(room.clone(), user.clone())) {
@@ -208,9 +270,32 @@ impl Replica {
         }
         if gone {
             self.nodes.remove(node);
+        } else {
+            // Known from now on, even with nothing in it.
+            self.node(node).version = new.version;
         }
+        offline.append(&mut presence);
         offline.append(&mut changes);
         offline
+    }
+
+    /// The presences `new` shows that `old` did not (a user who arrived, or whose status or
+    /// metadata changed), each for the rooms the user is in on other nodes before the
+    /// replacement, as the events that made the change would have shown it.
+    fn presence_changes(&self, old: &Snapshot, new: &Snapshot) -> Vec<Change> {
+        new.presence
+            .iter()
+            .filter(|(user, presence)| {
+                let metadata = |p: &Presence| p.metadata.as_ref().map(|m| m.get().to_owned());
+                old.presence.get(*user).is_none_or(|before| {
+                    before.status != presence.status || metadata(before) != metadata(presence)
+                })
+            })
+            .map(|(user, presence)| Change::Presence {
+                presence: presence.clone(),
+                rooms: self.user_rooms(user),
+            })
+            .collect()
     }
 
     fn node(&mut self, node: &NodeId) -> &mut Snapshot {
@@ -330,6 +415,11 @@ impl Replica {
     /// `user`'s connections on other nodes.
     pub fn user_connections(&self, user: &UserId) -> u32 {
         self.users.get(user).copied().unwrap_or(0)
+    }
+
+    /// Connections on the other nodes.
+    pub fn connections(&self) -> u64 {
+        self.users.values().map(|&count| u64::from(count)).sum()
     }
 
     /// The latest presence of a user connected to another node.

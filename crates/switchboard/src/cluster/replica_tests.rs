@@ -40,27 +40,57 @@ fn presence(u: &str, status: Status) -> Presence {
 fn absolute_counts_make_events_idempotent() {
     let mut replica = Replica::default();
     for _ in 0..2 {
-        replica.apply(&node("a"), connected("alice", 2));
-        replica.apply(&node("a"), member("general", "alice", 2));
+        replica.apply(&node("a"), connected("alice", 2), None);
+        replica.apply(&node("a"), member("general", "alice", 2), None);
     }
-    replica.apply(&node("b"), connected("alice", 1));
+    replica.apply(&node("b"), connected("alice", 1), None);
     assert_eq!(replica.user_connections(&user("alice")), 3);
     assert!(replica.in_room(&room("general"), &user("alice")));
     assert_eq!(replica.room_users(&room("general")), vec![user("alice")]);
     assert_eq!(replica.user_rooms(&user("alice")), vec![room("general")]);
-    replica.apply(&node("a"), member("general", "alice", 0));
-    replica.apply(&node("a"), member("general", "alice", 0));
+    replica.apply(&node("a"), member("general", "alice", 0), None);
+    replica.apply(&node("a"), member("general", "alice", 0), None);
     assert!(!replica.in_room(&room("general"), &user("alice")));
     assert!(replica.rooms().next().is_none());
-    replica.apply(&node("a"), connected("alice", 0));
+    replica.apply(&node("a"), connected("alice", 0), None);
     assert_eq!(replica.user_connections(&user("alice")), 1);
 }
 
 #[test]
-fn membership_events_need_no_announcement_but_presence_does() {
+fn a_member_arrives_and_leaves_once_and_presence_always_shows() {
     let mut replica = Replica::default();
-    assert!(replica.apply(&node("a"), member("r", "u", 1)).is_empty());
-    let changes = replica.apply(&node("a"), Event::Presence(presence("u", Status::Away)));
+    let joined = Change::Joined {
+        room: room("r"),
+        user: user("u"),
+    };
+    assert_eq!(
+        replica.apply(&node("a"), member("r", "u", 1), None),
+        vec![joined.clone()]
+    );
+    assert!(
+        replica
+            .apply(&node("a"), member("r", "u", 2), None)
+            .is_empty(),
+        "another connection in the room: no news"
+    );
+    assert!(
+        replica
+            .apply(&node("b"), member("r", "u", 1), None)
+            .is_empty(),
+        "in the room on a second node: no news"
+    );
+    let mut from_snapshot = replica_with_member_from_snapshot();
+    assert!(
+        from_snapshot
+            .apply(&node("a"), member("r", "u", 1), None)
+            .is_empty(),
+        "the snapshot already brought the arrival"
+    );
+    let changes = replica.apply(
+        &node("a"),
+        Event::Presence(presence("u", Status::Away)),
+        None,
+    );
     assert_eq!(
         changes,
         vec![Change::Presence {
@@ -68,9 +98,18 @@ fn membership_events_need_no_announcement_but_presence_does() {
             rooms: vec![room("r")]
         }]
     );
-    replica.apply(&node("a"), connected("u", 1));
+    replica.apply(&node("b"), member("r", "u", 0), None);
+    assert_eq!(
+        replica.apply(&node("a"), member("r", "u", 0), None),
+        vec![Change::Left {
+            room: room("r"),
+            user: user("u")
+        }],
+        "out of the room on its last node"
+    );
+    replica.apply(&node("a"), connected("u", 1), None);
     assert_eq!(replica.presence(&user("u")).unwrap().status, Status::Away);
-    replica.apply(&node("a"), connected("u", 0));
+    replica.apply(&node("a"), connected("u", 0), None);
     assert!(
         replica.presence(&user("u")).is_none(),
         "no connection left anywhere"
@@ -78,25 +117,61 @@ fn membership_events_need_no_announcement_but_presence_does() {
 }
 
 #[test]
+fn a_node_with_nothing_is_known_once_its_snapshot_is_loaded() {
+    let mut replica = Replica::default();
+    assert!(
+        replica
+            .replace(&node("idle"), Some(Snapshot::default()))
+            .is_empty()
+    );
+    assert_eq!(replica.nodes().collect::<Vec<_>>(), [&node("idle")]);
+    replica.replace(&node("idle"), None);
+    assert!(replica.nodes().next().is_none());
+}
+
+/// A replica that learned of u in r on node a from a's snapshot.
+fn replica_with_member_from_snapshot() -> Replica {
+    let mut replica = Replica::default();
+    let snapshot = Snapshot {
+        members: [((room("r"), user("u")), 1)].into(),
+        ..Snapshot::default()
+    };
+    let changes = replica.replace(&node("a"), Some(snapshot));
+    assert_eq!(
+        changes,
+        vec![Change::Joined {
+            room: room("r"),
+            user: user("u")
+        }]
+    );
+    replica
+}
+
+#[test]
 fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere() {
     let mut replica = Replica::default();
     let dead = node("dead");
-    replica.apply(&dead, connected("only-there", 1));
-    replica.apply(&dead, member("general", "only-there", 1));
-    replica.apply(&dead, Event::Presence(presence("only-there", Status::Away)));
-    replica.apply(&dead, connected("both", 1));
-    replica.apply(&dead, member("general", "both", 1));
-    replica.apply(&node("alive"), connected("both", 1));
-    replica.apply(&node("alive"), member("general", "both", 1));
+    replica.apply(&dead, connected("only-there", 1), None);
+    replica.apply(&dead, member("general", "only-there", 1), None);
+    replica.apply(
+        &dead,
+        Event::Presence(presence("only-there", Status::Away)),
+        None,
+    );
+    replica.apply(&dead, connected("both", 1), None);
+    replica.apply(&dead, member("general", "both", 1), None);
+    replica.apply(&node("alive"), connected("both", 1), None);
+    replica.apply(&node("alive"), member("general", "both", 1), None);
     replica.apply(
         &dead,
         Event::Channel {
             channel: "news".into(),
             present: true,
         },
+        None,
     );
 
-    let changes = replica.apply(&node("alive"), Event::Dead { node: dead.clone() });
+    let changes = replica.apply(&node("alive"), Event::Dead { node: dead.clone() }, None);
     assert_eq!(changes.len(), 2, "{changes:?}");
     match &changes[0] {
         Change::Presence { presence, rooms } => {
@@ -124,8 +199,8 @@ fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere
 fn reloading_a_snapshot_reports_the_difference() {
     let mut replica = Replica::default();
     let a = node("a");
-    replica.apply(&a, connected("u", 1));
-    replica.apply(&a, member("old", "u", 1));
+    replica.apply(&a, connected("u", 1), None);
+    replica.apply(&a, member("old", "u", 1), None);
     let mut snapshot = Snapshot::default();
     snapshot.users.insert(user("u"), 2);
     snapshot.members.insert((room("new"), user("u")), 1);
@@ -150,4 +225,97 @@ fn reloading_a_snapshot_reports_the_difference() {
         "same snapshot, no change"
     );
     assert_eq!(replica.channels().count(), 1);
+}
+
+fn version(instance: u64, seq: u64) -> Option<Version> {
+    Some(Version { instance, seq })
+}
+
+/// A's state after: kim connected (1), online (2), joined general (3).
+fn kim_in_general(seq: u64) -> Snapshot {
+    Snapshot {
+        version: version(7, seq),
+        users: [(user("kim"), 1)].into(),
+        members: [((room("general"), user("kim")), 1)].into(),
+        presence: [(user("kim"), presence("kim", Status::Online))].into(),
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn events_a_loaded_snapshot_holds_are_not_applied_again() {
+    let mut replica = Replica::default();
+    let changes = replica.replace(&node("a"), Some(kim_in_general(3)));
+    assert_eq!(
+        changes,
+        vec![
+            Change::Presence {
+                presence: presence("kim", Status::Online),
+                rooms: vec![]
+            },
+            Change::Joined {
+                room: room("general"),
+                user: user("kim")
+            }
+        ],
+        "the arrival, as the events would have shown it"
+    );
+    // The events the snapshot holds arrive after it: nothing more to show.
+    for (seq, event) in [
+        (1, connected("kim", 1)),
+        (2, Event::Presence(presence("kim", Status::Online))),
+        (3, member("general", "kim", 1)),
+    ] {
+        assert!(
+            replica.apply(&node("a"), event, version(7, seq)).is_empty(),
+            "event {seq}"
+        );
+    }
+    // The next one counts.
+    let away = Event::Presence(presence("kim", Status::Away));
+    assert_eq!(replica.apply(&node("a"), away, version(7, 4)).len(), 1);
+}
+
+#[test]
+fn a_snapshot_older_than_the_events_applied_changes_nothing() {
+    let mut replica = Replica::default();
+    let online = Event::Presence(presence("kim", Status::Online));
+    replica.apply(&node("a"), connected("kim", 1), version(7, 1));
+    let shown = replica.apply(&node("a"), online, version(7, 2));
+    assert_eq!(
+        shown,
+        vec![Change::Presence {
+            presence: presence("kim", Status::Online),
+            rooms: vec![],
+        }],
+        "online before the join: no room to tell"
+    );
+    replica.apply(&node("a"), member("general", "kim", 1), version(7, 3));
+    let read_before_the_join = Snapshot {
+        members: HashMap::new(),
+        ..kim_in_general(2)
+    };
+    assert!(
+        replica
+            .replace(&node("a"), Some(read_before_the_join))
+            .is_empty()
+    );
+    assert!(replica.in_room(&room("general"), &user("kim")));
+}
+
+#[test]
+fn a_restarted_node_s_first_event_drops_what_its_old_process_held() {
+    let mut replica = Replica::default();
+    replica.replace(&node("a"), Some(kim_in_general(3)));
+    // A new process under the same id: kim is gone with the old one.
+    let changes = replica.apply(&node("a"), connected("lee", 1), version(8, 1));
+    assert!(
+        changes.contains(&Change::Left {
+            room: room("general"),
+            user: user("kim")
+        }),
+        "{changes:?}"
+    );
+    assert_eq!(replica.user_connections(&user("kim")), 0);
+    assert_eq!(replica.user_connections(&user("lee")), 1);
 }

@@ -111,6 +111,8 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "violation_window" => duration(VIOLATION_WINDOW),
         "shutdown_timeout" => duration(SHUTDOWN_TIMEOUT),
         "echo_endpoint" => ECHO_ENDPOINT.to_string(),
+        "proxy_timeout" => duration(super::proxy::PROXY_TIMEOUT),
+        "proxy_headers" => super::proxy::PROXY_HEADERS.to_owned(),
         "log_format" => LogFormat::default()
             .to_possible_value()?
             .get_name()
@@ -131,6 +133,7 @@ fn text(setting: &str) -> Option<String> {
         "node_id" => "random",
         "api_key" => "none, the API refuses requests unless api_insecure",
         "redis_url" | "jwt_secret" | "jwt_public_key" | "tls_key" => "none",
+        "redis_tls_ca" => "none, the system's roots",
         "jwt_algorithm" => "HS256 with a secret, else from the key's type",
         "jwt_issuer" | "jwt_audience" => "not checked",
         "allowed_origins" => "any",
@@ -143,6 +146,9 @@ fn text(setting: &str) -> Option<String> {
         "webhook_secret" => "none",
         "webhook_events" => "all",
         "webhook_client_types" => "none",
+        "proxy_connect_url" => "none, identity from JWT or userId",
+        "proxy_join_url" | "proxy_subscribe_url" => "none, local checks only",
+        "proxy_rpc_url" => "none, UNKNOWN_TYPE",
         _ => return None,
     };
     Some(text.to_owned())

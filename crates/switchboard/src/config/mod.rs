@@ -13,6 +13,7 @@ mod command;
 mod defaults;
 mod effective;
 mod env;
+mod proxy;
 mod raw;
 mod sources;
 mod tls;
@@ -28,6 +29,7 @@ use crate::ids::NodeId;
 pub use crate::limits::{RateLimit, ViolationLimit};
 pub use command::{Command, HealthcheckArgs, TokenArgs};
 pub use env::{Deprecated, PREFIX as ENV_PREFIX};
+pub use proxy::ProxyConfig;
 pub use raw::{Cli, LogFormat, RawSettings};
 pub use sources::{Invocation, Origin, Sources};
 pub use tls::TlsConfig;
@@ -50,6 +52,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::RedisConfig>,
     /// Webhooks (`None`: none are sent).
     pub webhooks: Option<WebhookConfig>,
+    /// Backend proxies (`None`: the backend is never asked).
+    pub proxy: Option<ProxyConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -290,6 +294,7 @@ impl Config {
             auth,
             cluster: validate::cluster(&raw)?,
             webhooks: webhooks::from_raw(&raw)?,
+            proxy: proxy::from_raw(&raw)?,
             log: validate::log(&raw)?,
         })
     }

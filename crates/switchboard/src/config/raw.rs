@@ -184,6 +184,10 @@ settings! {
     /// node runs alone and touches no network.
     #[arg(long, value_name = "URL")]
     redis_url: String,
+    /// PEM certificates of the authorities that sign the Redis server's certificate, trusted
+    /// instead of the system's roots for a `rediss://` URL (a Redis with a private CA).
+    #[arg(long, value_name = "FILE")]
+    redis_tls_ca: PathBuf,
     /// Prefix of every Redis key and channel, so clusters can share one Redis.
     #[arg(long, value_name = "PREFIX")]
     redis_prefix: String,
@@ -306,6 +310,26 @@ settings! {
     /// acked to the client instead of refused as unknown).
     #[arg(long, value_name = "TYPES")]
     webhook_client_types: String,
+    /// Backend URL (`http://` or `https://`) asked who a connecting client is, before the
+    /// upgrade (or after its `auth` frame); replaces JWT verification.
+    #[arg(long, value_name = "URL")]
+    proxy_connect_url: String,
+    /// Backend URL asked to approve each join that passed the local checks.
+    #[arg(long, value_name = "URL")]
+    proxy_join_url: String,
+    /// Backend URL asked to approve each subscribe that passed the local checks.
+    #[arg(long, value_name = "URL")]
+    proxy_subscribe_url: String,
+    /// Backend URL that answers client frames of types neither the protocol nor the
+    /// application handles.
+    #[arg(long, value_name = "URL")]
+    proxy_rpc_url: String,
+    /// How long one proxy request may take, connecting included (at most 30s).
+    #[arg(long, value_name = "DURATION")]
+    proxy_timeout: DurationArg,
+    /// Comma-separated request headers the connect proxy receives.
+    #[arg(long, value_name = "NAMES")]
+    proxy_headers: String,
     /// Log format.
     #[arg(long, value_enum)]
     log_format: LogFormat,

@@ -863,6 +863,33 @@ fn each_rule_holds_at_its_edge() {
     assert!(from_args(&["--rate-limit", "0", "--rate-limit-burst", "0"]).is_ok());
 }
 
+#[test]
+fn redis_tls_ca_needs_rediss_and_a_pem_certificate() {
+    let pki = switchboard_testkit::TestPki::generate();
+    let ca = pki.cert.to_str().unwrap();
+    let config = from_args(&["--redis-url", "rediss://r:6380", "--redis-tls-ca", ca]).unwrap();
+    let redis = config.cluster.expect("cluster mode");
+    assert_eq!(redis.tls_ca, Some(std::fs::read(&pki.cert).unwrap()));
+    // The key file is PEM, but holds no certificate.
+    let key = pki.key.to_str().unwrap();
+    for fails in [
+        ["--redis-url", "redis://r", "--redis-tls-ca", ca],
+        [
+            "--redis-url",
+            "rediss://r",
+            "--redis-tls-ca",
+            "/nonexistent/ca.pem",
+        ],
+        ["--redis-url", "rediss://r", "--redis-tls-ca", key],
+    ] {
+        assert_eq!(
+            invalid_setting(from_args(&fails)),
+            "redis_tls_ca",
+            "{fails:?}"
+        );
+    }
+}
+
 /// The variables are read by `env` (prefixed first, then the older name with a warning), never
 /// by clap: a clap `env` would read the older name straight from the process, above
 /// `SWITCHBOARD_<SETTING>` and without a warning (as `DATA_DIR` once did).

@@ -85,7 +85,7 @@ fn certified_key(
     key: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, ConfigError> {
-    let chain = read_chain(cert)?;
+    let chain = read_chain(cert, "tls_cert")?;
     let private_key = read_key(key)?;
     CertifiedKey::from_der(chain, private_key, provider).map_err(|e| {
         let reason = match e {
@@ -127,8 +127,12 @@ pub(super) fn from_settings(
     }
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let invalid = |reason: String| ConfigError::invalid("tls_cert", reason);
+/// The certificates in the PEM file at `path`, the value of `setting`; at least one.
+pub(super) fn read_chain(
+    path: &Path,
+    setting: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let invalid = |reason: String| ConfigError::invalid(setting, reason);
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| invalid(pem_error(path, &e)))?
         .collect::<Result<Vec<_>, _>>()

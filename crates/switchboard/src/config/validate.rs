@@ -350,10 +350,30 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
             "must be between 1s and 10m",
         ));
     }
+    let tls_ca = match &raw.redis_tls_ca {
+        None => None,
+        Some(_) if !url.starts_with("rediss://") => {
+            return Err(ConfigError::invalid(
+                "redis_tls_ca",
+                "needs a rediss:// redis_url (TLS)",
+            ));
+        }
+        Some(path) => {
+            super::tls::read_chain(path, "redis_tls_ca")?;
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::invalid(
+                    "redis_tls_ca",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some(pem)
+        }
+    };
     Ok(Some(RedisConfig {
         url,
         prefix,
         node_ttl,
+        tls_ca,
     }))
 }
 

@@ -159,7 +159,7 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<WebhookConfig>, Confi
 }
 
 /// An `http(s)://host[:port][/path]` URL.
-fn parse_url(url: &str) -> Result<Uri, String> {
+pub(super) fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;

@@ -6,10 +6,14 @@
 //! connection. This task reads one frame at a time and never past a frame's end, so whatever
 //! the client sends after its `auth` frame stays in the socket for the session. It answers
 //! pings, answers every other frame with `UNAUTHORIZED`, and closes with 1008 when the token
-//! does not verify or the deadline passes, and with 1001 when the server shuts down. Frames
+//! does not verify or the deadline passes, and with 1001 when the server shuts down. With a
+//! connect proxy the token goes to the backend instead, with what the upgrade request told
+//! (`crate::proxy`); a refusal closes with 1008 or the backend's own code (4000–4999), and a
+//! backend that gives no answer with 1013 (try again later) or 1011 (a nonsensical one). Frames
 //! are limited to [`PENDING_MAX_FRAME`] bytes until then, so an unauthenticated client holds
 //! little memory; replies are written before the next frame is read, so nothing queues.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,6 +24,7 @@ use super::{Endpoint, Peer, Stream, Terms, driver};
 use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
 use crate::hub::{Counters, Hub, Outgoing, Wire};
 use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
+use crate::proxy::{ConnectRequest, ConnectVerdict, Proxy, ProxyError};
 use crate::ws::Violation;
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
 use crate::ws::frame::{self, OpCode};
@@ -28,10 +33,19 @@ use crate::ws::frame::{self, OpCode};
 /// envelope.
 pub(crate) const PENDING_MAX_FRAME: usize = MAX_TOKEN_BYTES + 1024;
 
+/// Who decides whether an `auth` frame's token is good.
+pub(crate) enum Verifier {
+    /// The token is a JWT, verified with this key.
+    Jwt(Arc<JwtConfig>),
+    /// The backend's connect proxy, told what the upgrade request said (boxed: a pending
+    /// connection is rare next to open ones, and this keeps the variants small).
+    Proxy(Arc<Proxy>, Box<ConnectRequest>),
+}
+
 /// What a connection waiting for its `auth` frame needs.
 pub(crate) struct Pending {
-    /// Verifies the token.
-    pub(crate) jwt: Arc<JwtConfig>,
+    /// Decides on the token.
+    pub(crate) verifier: Verifier,
     /// When the connection is closed if it has not authenticated.
     pub(crate) deadline: Instant,
     /// The instance's shutdown token.
@@ -42,7 +56,7 @@ pub(crate) struct Pending {
 enum Outcome {
     Authenticated(Peer),
     /// Close with this code and reason, and wait for the client's close.
-    Refuse(CloseCode, String),
+    Refuse(u16, String),
     /// The client closed (answered already) or the socket failed.
     Gone,
 }
@@ -74,14 +88,14 @@ pub(crate) async fn authenticate<S>(
         deflate: terms.deflate.is_some(),
     };
     let outcome = tokio::select! {
-        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.jwt, (limits, terms.msgpack))) => {
+        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.verifier, (limits, terms.msgpack))) => {
             waited.unwrap_or_else(|_| {
                 Counters::add(&hub.counters().auth_failures, 1);
-                Outcome::Refuse(CloseCode::Policy, "authentication timed out".to_owned())
+                Outcome::Refuse(CloseCode::Policy.as_u16(), "authentication timed out".to_owned())
             })
         }
         () = pending.shutdown.cancelled() => {
-            Outcome::Refuse(CloseCode::GoingAway, "server shutting down".to_owned())
+            Outcome::Refuse(CloseCode::GoingAway.as_u16(), "server shutting down".to_owned())
         }
     };
     match outcome {
@@ -96,11 +110,10 @@ pub(crate) async fn authenticate<S>(
 async fn wait_for_token<S: Stream>(
     io: &mut S,
     hub: &Hub,
-    jwt: &JwtConfig,
+    verifier: &Verifier,
     (limits, msgpack): (Limits, bool),
 ) -> Outcome {
     let mut decoder = Decoder::new(limits);
-    let config = hub.config();
     let parse_limits = super::parse_limits(hub);
     loop {
         let received = match read_message(io, &mut decoder, limits).await {
@@ -109,7 +122,7 @@ async fn wait_for_token<S: Stream>(
             Err(ReadError::Io) => return Outcome::Gone,
             Err(ReadError::Violation(violation)) => {
                 return Outcome::Refuse(
-                    violation.close_code(),
+                    violation.close_code().as_u16(),
                     violation.close_reason().to_owned(),
                 );
             }
@@ -137,13 +150,9 @@ async fn wait_for_token<S: Stream>(
                     command: Command::Auth { token },
                     ..
                 }) => {
-                    return match jwt.verify(&token, config.limits.max_name_length) {
-                        Ok(identity) => Outcome::Authenticated(Peer::from(identity)),
-                        Err(error) => {
-                            Counters::add(&hub.counters().auth_failures, 1);
-                            tracing::debug!(%error, "auth frame refused");
-                            Outcome::Refuse(CloseCode::Policy, format!("invalid token: {error}"))
-                        }
+                    return match verifier {
+                        Verifier::Jwt(jwt) => verify(hub, jwt, &token),
+                        Verifier::Proxy(proxy, request) => ask(hub, proxy, request, token).await,
                     };
                 }
                 Ok(Inbound {
@@ -165,6 +174,59 @@ async fn wait_for_token<S: Stream>(
             return Outcome::Gone;
         }
     }
+}
+
+/// Verifies a JWT from an `auth` frame.
+fn verify(hub: &Hub, jwt: &JwtConfig, token: &str) -> Outcome {
+    match jwt.verify(token, hub.config().limits.max_name_length) {
+        Ok(identity) => Outcome::Authenticated(Peer::from(identity)),
+        Err(error) => {
+            Counters::add(&hub.counters().auth_failures, 1);
+            tracing::debug!(%error, "auth frame refused");
+            Outcome::Refuse(
+                CloseCode::Policy.as_u16(),
+                format!("invalid token: {error}"),
+            )
+        }
+    }
+}
+
+/// Asks the connect proxy about an `auth` frame's token.
+async fn ask(
+    hub: &Hub,
+    proxy: &Arc<Proxy>,
+    request: &ConnectRequest,
+    token: Cow<'_, str>,
+) -> Outcome {
+    let request = ConnectRequest {
+        token: Some(token.into_owned()),
+        ..request.clone()
+    };
+    let refused = match proxy.connect(&request).await {
+        Ok(ConnectVerdict::Allowed { user, grants }) => {
+            return Outcome::Authenticated(Peer {
+                user,
+                grants: Some(Box::new(grants)),
+                expires_at: None,
+            });
+        }
+        Ok(ConnectVerdict::Refused { message, .. }) => (CloseCode::Policy.as_u16(), message),
+        Ok(ConnectVerdict::Disconnect { code, reason }) => (code, reason),
+        Err(error) => {
+            let code = match error {
+                ProxyError::NotSet
+                | ProxyError::Timeout
+                | ProxyError::Unavailable(_)
+                | ProxyError::Status(_) => CloseCode::TryAgainLater,
+                ProxyError::TooLarge | ProxyError::Malformed(_) | ProxyError::Invalid(_) => {
+                    CloseCode::Internal
+                }
+            };
+            return Outcome::Refuse(code.as_u16(), error.to_string());
+        }
+    };
+    Counters::add(&hub.counters().auth_failures, 1);
+    Outcome::Refuse(refused.0, refused.1)
 }
 
 fn unauthorized(hub: &Hub, id: Option<&serde_json::value::RawValue>) -> bytes::Bytes {

@@ -17,7 +17,9 @@ const DEADLINE: Duration = Duration::from_secs(5);
 fn waiting(hub: &Hub, shutdown: &CancellationToken) -> (Client, tokio::task::JoinHandle<()>) {
     let (client, io) = testing::pipe();
     let pending = Pending {
-        jwt: Arc::new(JwtConfig::secret(SECRET, None).expect("a valid secret")),
+        verifier: Verifier::Jwt(Arc::new(
+            JwtConfig::secret(SECRET, None).expect("a valid secret"),
+        )),
         deadline: Instant::now() + DEADLINE,
         shutdown: shutdown.clone(),
     };

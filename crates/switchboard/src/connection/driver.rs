@@ -126,11 +126,12 @@ impl<S: Stream> Future for Driver<S> {
 
 /// Answers a connection that was not admitted: a close frame with `code` and `reason`, then
 /// waits (at most `CLOSE_TIMEOUT`) for the client's close frame or EOF, and closes TCP.
-pub(crate) async fn refuse<S>(mut io: S, code: CloseCode, reason: &str, limits: Limits)
+/// (`code` is a number: a backend's connect proxy may choose one of the application's own.)
+pub(crate) async fn refuse<S>(mut io: S, code: u16, reason: &str, limits: Limits)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let close = frame::close_frame(code.as_u16(), reason);
+    let close = frame::close_frame(code, reason);
     let mut decoder = Decoder::new(limits);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         io.write_all(&close).await?;
@@ -342,11 +343,32 @@ impl<S: Stream> Driver<S> {
         if self.finish_after_close {
             return Step::Idle;
         }
+        if self.session.waiting() {
+            return self.poll_call(cx);
+        }
         READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buffer) => self.read_into(cx, &mut buffer),
             // Only reachable if a handler polled another connection from inside a read.
             Err(_) => self.read_into(cx, &mut vec![0; READ_BUFFER_SIZE]),
         })
+    }
+
+    /// While the session waits for the backend, nothing is read: the call is polled instead,
+    /// and once it is answered what was read after its frame is decoded. A close abandons the
+    /// call, so that the client's close frame is read.
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Step {
+        let mut held = if self.close_queued {
+            self.session.abandon_call()
+        } else {
+            match self.session.poll_call(cx) {
+                Poll::Pending => return Step::Idle,
+                Poll::Ready(held) => held,
+            }
+        };
+        if !held.is_empty() {
+            self.decode(&mut held);
+        }
+        Step::Progress
     }
 
     fn read_into(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Step {
@@ -380,14 +402,26 @@ impl<S: Stream> Driver<S> {
         let now = session.hub().now_ms();
         let closing = *close_queued;
         let mut peer_close: Option<u16> = None;
-        let result = decoder.feed(input, &mut |message| {
+        let result = decoder.feed_until(input, &mut |message| {
             let is_data = matches!(message, Message::Text(_) | Message::Binary(_));
             session.handle().touch(now, is_data);
             match message {
                 // Once closing, data is read (to reach the client's close) but not acted on.
                 Message::Text(_) | Message::Binary(_) if closing => {}
-                Message::Text(text) => session.on_text(text),
-                Message::Binary(data) => session.on_binary(data),
+                Message::Text(text) => {
+                    session.on_text(text);
+                    // The backend decides this frame: read no further until it answers.
+                    if session.waiting() {
+                        return Flow::Stop;
+                    }
+                }
+                Message::Binary(data) => {
+                    session.on_binary(data);
+                    // A MessagePack frame may wait for the backend as a JSON one does.
+                    if session.waiting() {
+                        return Flow::Stop;
+                    }
+                }
                 Message::Ping(payload) => session.on_ping(payload),
                 Message::Pong(_) => {}
                 Message::Close(status) => {
@@ -398,6 +432,11 @@ impl<S: Stream> Driver<S> {
             }
             Flow::Continue
         });
+        if let Ok(fed) = result {
+            if self.session.waiting() && fed.unread > 0 {
+                self.session.hold(&input[input.len() - fed.unread..]);
+            }
+        }
         // Both closes go through the outbox, so replies queued before them are written first.
         let now = self.session.hub().now_ms();
         if let Some(reply) = peer_close {

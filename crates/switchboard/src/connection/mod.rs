@@ -1,13 +1,14 @@
 //! One WebSocket connection after the upgrade: authentication when the token comes in an
 //! `auth` frame, admission, the session (protocol state and message handling: protocol v1, or
 //! y-websocket on a document connection) and the driver (the task that does the connection's
-//! I/O).
+//! I/O); and SSE connections (`sse`), the same session behind an event stream and POSTs.
 
 mod authenticate;
 mod dedup;
 mod driver;
 mod refused;
 mod session;
+pub(crate) mod sse;
 #[cfg(test)]
 mod testing;
 
@@ -25,8 +26,9 @@ use crate::hub::{Hub, TokenDeadline, Wire};
 use crate::ids::{DocId, UserId};
 use crate::protocol::ParseLimits;
 use crate::ws::deflate::Deflate;
-pub(crate) use authenticate::{Pending, authenticate};
+pub(crate) use authenticate::{Pending, Verifier, authenticate};
 use session::Session;
+pub(crate) use sse::{PostError, SseLinks};
 
 /// What every connection of one instance shares: the hub, the application's handlers and
 /// hooks, and how tokens are verified and expire (fixed when the instance is built).
@@ -37,6 +39,10 @@ pub(crate) struct Endpoint {
     pub(crate) jwt: Option<Arc<JwtConfig>>,
     /// When a connection is warned of its token's expiry.
     pub(crate) expiry: TokenExpiry,
+    /// The backend proxies, when any is set.
+    pub(crate) proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// The open SSE connections, which their POSTs reach through it.
+    pub(crate) sse: SseLinks,
 }
 
 impl Endpoint {
@@ -176,7 +182,7 @@ where
             let limits = driver::decoder_limits(&endpoint.hub, terms.deflate.is_some());
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
-                driver::refuse(io, refusal.close_code(), &reason, limits).await;
+                driver::refuse(io, refusal.close_code().as_u16(), &reason, limits).await;
             }))
         }
     }

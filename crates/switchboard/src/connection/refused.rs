@@ -7,6 +7,7 @@ use crate::auth::TokenError;
 use crate::handlers::Reject;
 use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::protocol::ErrorCode;
+use crate::proxy::ProxyError;
 
 /// A refused command; the client gets an `error` frame and the connection stays open.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +51,15 @@ pub(crate) enum Refused {
     /// A payload whose JSON could not be read as the command needs.
     #[error("{0}")]
     InvalidData(#[source] serde_json::Error),
-    /// An application handler refused the message.
+    /// An application handler, or the backend's RPC proxy, refused the message.
     #[error("{}", .0.message())]
     Handler(Reject),
+    /// Refused by the backend's join or subscribe proxy, with its message (bounded).
+    #[error("{0}")]
+    ByBackend(String),
+    /// The backend gave no usable answer (down, slow, non-2xx, not the documented JSON).
+    #[error("{0}")]
+    Backend(#[source] ProxyError),
 }
 
 impl Refused {
@@ -71,6 +78,8 @@ impl Refused {
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::InvalidToken(_) | Self::OtherUser => ErrorCode::Unauthorized,
             Self::Handler(reject) => reject.code(),
+            Self::ByBackend(_) => ErrorCode::Forbidden,
+            Self::Backend(_) => ErrorCode::Internal,
         }
     }
 }
@@ -131,6 +140,16 @@ mod tests {
                 Refused::Handler(Reject::new(ErrorCode::Forbidden, "muted")),
                 ErrorCode::Forbidden,
                 "muted",
+            ),
+            (
+                Refused::ByBackend("members only".to_owned()),
+                ErrorCode::Forbidden,
+                "members only",
+            ),
+            (
+                Refused::Backend(ProxyError::Timeout),
+                ErrorCode::Internal,
+                "backend timeout",
             ),
         ];
         for (refused, code, message) in cases {

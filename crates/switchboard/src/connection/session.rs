@@ -28,6 +28,7 @@ use crate::protocol::{
     ServerKind, now_ms,
 };
 use crate::ws::frame::{self, OpCode};
+use calls::Call;
 use document::DocClient;
 
 pub(crate) struct Session {
@@ -49,6 +50,8 @@ pub(crate) struct Session {
     /// The open document of a document connection (`None` for the others, and when the
     /// document could not be opened: the connection is then closing).
     document: Option<Box<DocClient>>,
+    /// The request to the backend that is out, if any (`session_calls.rs`).
+    call: Option<Box<Call>>,
 }
 
 /// What a session speaks ([`Mode`] without the document).
@@ -113,12 +116,45 @@ impl Session {
             Mode::Echo => (Kind::Echo, None),
             Mode::Document(access) => (Kind::Document, Some(access)),
         };
+        let mut session = Self::connected(endpoint, handle, kind, grants);
+        if let Some(access) = access {
+            session.open_document(access);
+            return session;
+        }
+        if kind == Kind::Echo {
+            return session;
+        }
+        session.send_connect(None);
+        session
+    }
+
+    /// Starts the session of a registered SSE connection (protocol v1): as [`Session::start`],
+    /// with `secret` added to the `connect` payload as `session`, the secret its client's
+    /// POSTs prove themselves with.
+    pub(crate) fn start_sse(
+        endpoint: Arc<Endpoint>,
+        handle: ConnHandle,
+        grants: Option<Box<Grants>>,
+        secret: &str,
+    ) -> Self {
+        let session = Self::connected(endpoint, handle, Kind::Protocol, grants);
+        session.send_connect(Some(secret));
+        session
+    }
+
+    /// A new session, after the application's connect hooks ran; nothing sent yet.
+    fn connected(
+        endpoint: Arc<Endpoint>,
+        handle: ConnHandle,
+        kind: Kind,
+        grants: Option<Box<Grants>>,
+    ) -> Self {
         tracing::debug!(conn = %handle.id(), user = %handle.user(), "connected");
         let now = endpoint.hub.now_ms();
         for hook in &endpoint.extensions.on_connect {
             hook(&handle.info(now));
         }
-        let mut session = Self {
+        Self {
             endpoint,
             handle,
             rooms: Vec::new(),
@@ -128,27 +164,41 @@ impl Session {
             mode: kind,
             grants,
             document: None,
-        };
-        if let Some(access) = access {
-            session.open_document(access);
-            return session;
+            call: None,
         }
-        if kind == Kind::Echo {
-            return session;
+    }
+
+    /// Sends `connect`, with the SSE session secret when there is one.
+    fn send_connect(&self, secret: Option<&str>) {
+        /// `connect`'s payload on an SSE connection.
+        #[derive(Serialize)]
+        struct WithSecret<'a, P> {
+            #[serde(flatten)]
+            connect: P,
+            session: &'a str,
         }
-        let hub = session.hub();
+        let hub = self.hub();
         let payload = ConnectPayload::new(
-            session.handle.id(),
-            session.handle.user().as_str(),
+            self.handle.id(),
+            self.handle.user().as_str(),
             hub.config().heartbeat.interval.as_millis() as u64,
             hub.node_id().as_str(),
         );
-        session.reply(
-            ServerFrame::new(ServerKind::Connect, payload)
+        let frame = match secret {
+            None => ServerFrame::new(ServerKind::Connect, payload)
                 .stamped()
                 .encode(),
-        );
-        session
+            Some(session) => ServerFrame::new(
+                ServerKind::Connect,
+                WithSecret {
+                    connect: payload,
+                    session,
+                },
+            )
+            .stamped()
+            .encode(),
+        };
+        self.reply(frame);
     }
 
     pub(crate) fn handle(&self) -> &ConnHandle {
@@ -332,7 +382,23 @@ impl Session {
                 return;
             }
         }
-        let done = match self.execute(command, id) {
+        let command = match self.ask_backend(command, id) {
+            Ok(Some(command)) => command,
+            // The backend's answer completes it.
+            Ok(None) => return,
+            Err(refused) => {
+                self.error(refused.code(), &refused.to_string(), id);
+                return;
+            }
+        };
+        let result = self.execute(command, id);
+        self.complete(id, result);
+    }
+
+    /// Answers a processed command: its refusal, or its acknowledgement (when it carried an
+    /// `id`, which is then remembered for deduplication).
+    fn complete(&mut self, id: Option<&RawValue>, result: Result<Done, Refused>) {
+        let done = match result {
             Ok(done) => done,
             Err(refused) => {
                 self.error(refused.code(), &refused.to_string(), id);
@@ -340,7 +406,7 @@ impl Session {
             }
         };
         if let Some(id) = id {
-            self.dedup.insert(id, now);
+            self.dedup.insert(id, self.hub().now_ms());
             if let Done::Ack(offset) = done {
                 self.reply(protocol::ack_frame(id, offset));
             }
@@ -595,3 +661,6 @@ mod document;
 
 #[path = "session_tokens.rs"]
 mod tokens;
+
+#[path = "session_calls.rs"]
+mod calls;

@@ -46,11 +46,8 @@ impl Session {
         id: Option<&RawValue>,
     ) -> Result<Done, Refused> {
         let hub = &self.endpoint.hub;
-        let max = hub.config().limits.max_rooms_per_connection;
         let member = self.rooms.contains(&room);
-        if !member && self.rooms.len() >= max {
-            return Err(Refused::TooManyRooms(max));
-        }
+        self.may_join(&room)?;
         let (replying, name, reply_id) = (hub.clone(), room.clone(), owned(id));
         let reply = Box::new(move |join: &RoomJoin| {
             let payload = RoomJoinedPayload {
@@ -93,15 +90,8 @@ impl Session {
         id: Option<&RawValue>,
     ) -> Result<Done, Refused> {
         let hub = &self.endpoint.hub;
-        let config = hub.config();
-        if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
-            return Err(Refused::PatternsNotAllowed);
-        }
-        let max = config.limits.max_channels_per_connection;
         let subscribed = self.channels.contains(&channel);
-        if !subscribed && self.channels.len() >= max {
-            return Err(Refused::TooManyChannels(max));
-        }
+        self.may_subscribe(&channel)?;
         let (name, reply_id) = (channel.clone(), owned(id));
         let reply = Box::new(move |subscribed: &Subscribed| {
             let payload = SubscribedPayload {
@@ -143,6 +133,30 @@ impl Session {
             }
         }
         Ok(done)
+    }
+
+    /// The local checks of a join: the connection is in the room, or in fewer rooms than
+    /// it may be.
+    pub(super) fn may_join(&self, room: &RoomId) -> Result<(), Refused> {
+        let max = self.hub().config().limits.max_rooms_per_connection;
+        if !self.rooms.contains(room) && self.rooms.len() >= max {
+            return Err(Refused::TooManyRooms(max));
+        }
+        Ok(())
+    }
+
+    /// The local checks of a subscribe: patterns only when clients may use them, and fewer
+    /// channels than the connection may have unless it has this one.
+    pub(super) fn may_subscribe(&self, channel: &ChannelSpec) -> Result<(), Refused> {
+        let config = self.hub().config();
+        if matches!(channel, ChannelSpec::Prefix(_)) && !config.pubsub.client_patterns {
+            return Err(Refused::PatternsNotAllowed);
+        }
+        let max = config.limits.max_channels_per_connection;
+        if !self.channels.contains(channel) && self.channels.len() >= max {
+            return Err(Refused::TooManyChannels(max));
+        }
+        Ok(())
     }
 
     pub(super) fn history(

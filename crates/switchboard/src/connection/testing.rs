@@ -57,6 +57,8 @@ pub(super) fn endpoint(hub: &Hub) -> Arc<Endpoint> {
         extensions: Extensions::default(),
         jwt: None,
         expiry: crate::auth::TokenExpiry::default(),
+        proxy: None,
+        sse: super::SseLinks::default(),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP surface (DESIGN.md §3) as axum [`Router`]s. The public routes: the WebSocket
-//! upgrade on `/` and `/ws`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages
+//! upgrade on `/` and `/ws`, the SSE fallback on `/sse` and `/sse/{connectionId}`, Yjs documents on `/yjs/{document}`, `/health`, `/ready`, the pages
 //! (`/demo`, `/demo/doc`), the JavaScript client (`/client.js`) and the editor's Yjs bundle
 //! (`/yjs.js`); `/echo` when enabled. The admin routes, which a node may serve on a listener of
 //! their own (`--admin-port`, see [`Routes`]): `/stats`, `/metrics`, `/dashboard` and the server
@@ -10,13 +10,14 @@ mod api;
 mod assets;
 mod history;
 mod keys;
+mod sse;
 mod status;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,6 +83,8 @@ fn public_routes(state: &AppState) -> Router<AppState> {
     let router = Router::new()
         .route("/", get(ws::upgrade_or_landing))
         .route("/ws", get(ws::upgrade))
+        .route("/sse", get(sse::stream))
+        .route("/sse/{connection}", post(sse::post).options(sse::preflight))
         .route("/yjs/{*document}", get(ws::document))
         .route("/demo", get(assets::demo))
         .route("/demo/doc", get(assets::doc_demo))

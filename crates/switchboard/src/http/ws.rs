@@ -4,7 +4,8 @@
 //! Identity: with authentication off, `?userId=` (or a generated `anon-…` id). With it on, a
 //! token from `Authorization: Bearer …` or `?token=`; a bad one is answered 401 without an
 //! upgrade, and a connection without one is upgraded but must send an `auth` frame first
-//! (`connection::authenticate`).
+//! (`connection::authenticate`). With a connect proxy the backend decides instead of the JWT
+//! key (`ws_backend.rs`).
 //!
 //! When the stream under hyper is a plain `TcpStream` (our server, and `axum::serve`), it is
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
@@ -28,7 +29,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms, Verifier,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
@@ -46,7 +47,7 @@ pub(super) struct ConnectParams {
 }
 
 /// Who is connecting, as far as the upgrade request tells.
-enum Admission {
+pub(super) enum Admission {
     Known(Peer),
     /// Authentication is on and the request carried no token.
     AwaitToken(Pending),
@@ -60,7 +61,7 @@ pub(super) async fn upgrade_or_landing(
 ) -> Response {
     match handshake::check(request.method(), request.headers()) {
         Err(HandshakeError::NotUpgrade) => super::assets::landing(),
-        _ => upgrade_to(state, params, request, Mode::Protocol),
+        _ => upgrade_to(state, params, request, Mode::Protocol).await,
     }
 }
 
@@ -70,7 +71,7 @@ pub(super) async fn upgrade(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Protocol)
+    upgrade_to(state, params, request, Mode::Protocol).await
 }
 
 /// `GET /echo` (when enabled): a WebSocket that echoes every message.
@@ -79,7 +80,7 @@ pub(super) async fn echo(
     params: Query<ConnectParams>,
     request: Request,
 ) -> Response {
-    upgrade_to(state, params, request, Mode::Echo)
+    upgrade_to(state, params, request, Mode::Echo).await
 }
 
 /// `GET /yjs/{document}`: a y-websocket connection to a Yjs document (DESIGN.md §8). The token
@@ -112,7 +113,7 @@ pub(super) async fn document(
         name,
         writable: true,
     };
-    upgrade_to(state, params, request, Mode::Document(access))
+    upgrade_to(state, params, request, Mode::Document(access)).await
 }
 
 /// What a document connection may do, from its token: 401 without one (authentication on),
@@ -146,7 +147,69 @@ fn authorize_document(access: DocAccess, admission: &Admission) -> Result<Mode, 
     Ok(Mode::Document(DocAccess { writable, ..access }))
 }
 
-fn upgrade_to(
+/// `503` while the node drains, before a connection is opened: a balancer can try another
+/// node, and the client is not told 1001 by a connection that never served it.
+pub(super) fn draining(state: &AppState) -> Option<Response> {
+    if !state.hub.is_draining() {
+        return None;
+    }
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down: connect to another node",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Some(response)
+}
+
+/// How a connection's identity is decided.
+pub(super) enum Identify {
+    /// From the request: its token, or `userId` with authentication off.
+    Decided(Result<Admission, Box<Response>>),
+    /// By the backend's connect proxy, told this.
+    AskBackend {
+        proxy: Arc<crate::proxy::Proxy>,
+        connect: crate::proxy::ConnectRequest,
+        cookie: bool,
+    },
+}
+
+impl Identify {
+    /// How to decide who is connecting over `transport`: the connect proxy when it is set,
+    /// otherwise the request's token (or `userId` with authentication off). Synchronous, so
+    /// that no borrow of the request is held while the backend answers.
+    pub(super) fn from(
+        state: &AppState,
+        params: &ConnectParams,
+        request: &Request,
+        transport: &'static str,
+    ) -> Self {
+        match &state.endpoint.proxy {
+            Some(proxy) if proxy.config().connect.is_some() => Self::AskBackend {
+                proxy: proxy.clone(),
+                connect: backend::connect_request(proxy, params, request, transport),
+                cookie: request.headers().contains_key(header::COOKIE),
+            },
+            _ => Self::Decided(admit(state, params, request.headers())),
+        }
+    }
+
+    /// The admission, or the response that refuses the connection.
+    pub(super) async fn admission(self, state: &AppState) -> Result<Admission, Box<Response>> {
+        match self {
+            Self::Decided(admission) => admission,
+            Self::AskBackend {
+                proxy,
+                connect,
+                cookie,
+            } => backend::admit(state, &proxy, connect, cookie).await,
+        }
+    }
+}
+
+async fn upgrade_to(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
     mut request: Request,
@@ -169,6 +232,9 @@ fn upgrade_to(
             return response;
         }
     };
+    if let Some(response) = draining(&state) {
+        return response;
+    }
     if let Some(allowed) = &state.auth.allowed_origins {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
             if !allowed.allows(origin.as_bytes()) {
@@ -176,7 +242,8 @@ fn upgrade_to(
             }
         }
     }
-    let admission = match admit(&state, &params, request.headers()) {
+    let identify = Identify::from(&state, &params, &request, "websocket");
+    let admission = match identify.admission(&state).await {
         Ok(admission) => admission,
         Err(response) => return *response,
     };
@@ -255,7 +322,7 @@ fn upgrade_to(
 }
 
 /// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
-fn admit(
+pub(super) fn admit(
     state: &AppState,
     params: &ConnectParams,
     headers: &axum::http::HeaderMap,
@@ -282,7 +349,7 @@ fn admit(
     };
     let Some(token) = token else {
         return Ok(Admission::AwaitToken(Pending {
-            jwt: jwt.clone(),
+            verifier: Verifier::Jwt(jwt.clone()),
             deadline: tokio::time::Instant::now() + state.auth.timeout,
             shutdown: state.shutdown.clone(),
         }));
@@ -411,3 +478,6 @@ fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded
         }
     })
 }
+
+#[path = "ws_backend.rs"]
+mod backend;

@@ -156,10 +156,21 @@ impl Cluster {
             .collect()
     }
 
+    /// Whether the other nodes are replicated here: they then announce their members'
+    /// arrivals and departures to this node's clients from the replica.
+    pub(super) fn replicated(&self) -> bool {
+        self.membership.replica().is_some()
+    }
+
+    /// Connections on the other nodes, from the replica.
+    pub(super) fn connections(&self) -> u64 {
+        self.read(Replica::connections).unwrap_or(0)
+    }
+
     /// How many live nodes the cluster has, this one included; `None` on a lone node.
     pub(super) fn node_count(&self) -> Option<usize> {
         self.clustered
-            .then(|| self.membership.peer_stats().len() + 1)
+            .then(|| self.read(|replica| replica.nodes().count()).unwrap_or(0) + 1)
     }
 }
 

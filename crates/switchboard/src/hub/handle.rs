@@ -25,6 +25,9 @@ pub(crate) enum Wire {
     MsgPack,
     /// y-websocket binary messages only (`/yjs`): no JSON frame may reach it.
     Yjs,
+    /// Protocol v1 JSON frames as server-sent events (`GET /sse`): it gets what a `Json`
+    /// connection gets, each frame in its SSE form (`crate::sse`), never a WebSocket frame.
+    Sse,
 }
 
 /// A cheap, cloneable reference to a connection's shared half.
@@ -121,7 +124,7 @@ impl ConnHandle {
     /// Whether the client reads protocol v1 frames: JSON ones, which the hub queues as they
     /// are or transcodes to MessagePack for it (`Outgoing::for_wire`).
     pub(crate) fn speaks_json(&self) -> bool {
-        matches!(self.0.wire, Wire::Json | Wire::MsgPack)
+        matches!(self.0.wire, Wire::Json | Wire::MsgPack | Wire::Sse)
     }
 
     /// What the client reads.

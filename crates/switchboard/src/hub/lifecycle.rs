@@ -178,10 +178,20 @@ impl Hub {
         (purged.members.len(), purged.rooms)
     }
 
-    /// Tells the other members of `room`, on every node, that `conn`'s user joined or left it.
+    /// Tells the other members of `room` that `conn`'s user joined or left it.
     fn announce_member(&self, kind: ServerKind, room: &RoomId, conn: &ConnHandle) {
         let frame = member_frame(kind, room, conn.user());
-        self.publish(Topic::Room(room.clone()), frame, Some(conn.id()));
+        let topic = Topic::Room(room.clone());
+        if self.inner.cluster.replicated() {
+            // The other nodes learn it from the membership event the room part announces,
+            // each telling its own members once (`cluster::Replica::apply`): an arrival
+            // their replica also learns from a snapshot is not announced twice.
+            self.deliver_local(&topic, &frame, Some(conn.id()));
+        } else {
+            // No membership (a lone node, or an application's own broker): the frame is
+            // how other nodes hear of it.
+            self.publish(topic, frame, Some(conn.id()));
+        }
     }
 
     /// The distinct users in `room` on every node, at most `cap` listed.

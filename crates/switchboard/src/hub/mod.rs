@@ -13,6 +13,8 @@
 //! | documents | open Yjs documents, their clients and awareness, the store of the others | `docs.rs` |
 //! | cluster | the broker and the membership: subscriptions, announcements, other nodes' state | `cluster.rs` |
 //! | events | the application's lifecycle event hooks (webhooks) | `events.rs` |
+//! | counters | event counts for `/stats` and `/metrics`, the backend proxies' among them | `stats.rs`, `proxy_counts.rs` |
+//! | relay | where POSTs relayed to this node's SSE connections go | `relay.rs` |
 //!
 //! Only the parts change their own state. The hub composes them and holds each operation that
 //! spans several (register, join, leave, disconnect, purge: `lifecycle.rs`; offsets, recovery
@@ -42,9 +44,11 @@ mod maintenance;
 mod outbox;
 mod outgoing;
 mod presence;
+mod proxy_counts;
 mod pubsub;
 mod queries;
 mod registry;
+mod relay;
 mod remote;
 mod rooms;
 mod shard;
@@ -86,7 +90,9 @@ pub(crate) use outbox::{CloseRequest, Pushed, Taken};
 pub(crate) use outgoing::Outgoing;
 use presence::PresenceBook;
 pub use presence::{PresenceView, PresenceWatch};
+pub(crate) use proxy_counts::{ProxyKind, ProxyOutcome};
 pub use pubsub::{PubSub, Publication, PublishError, Subscription};
+pub(crate) use registry::Refusal;
 use registry::Registry;
 pub use remote::ClusterStats;
 use remote::Sink;
@@ -127,6 +133,8 @@ struct HubInner {
     rates: stats::Rates,
     /// Set when the node starts shutting down; new connections are refused.
     draining: AtomicBool,
+    /// Where POSTs relayed to this node's SSE connections go.
+    relay: relay::Relay,
     /// Kept alive here; the broker and membership hold only weak references.
     _sink: Arc<Sink>,
 }
@@ -170,6 +178,7 @@ impl Hub {
             counters: Counters::default(),
             rates: stats::Rates::default(),
             draining: AtomicBool::new(false),
+            relay: relay::Relay::default(),
             _sink: Arc::new(Sink(weak.clone())),
         });
         let cluster = &inner.cluster;
@@ -276,8 +285,12 @@ impl Hub {
                 Target::User,
             ),
             // Publications go through `publish_to_channel` (local) and the sink (remote);
-            // documents through their own part.
-            Topic::Channel(_) | Topic::ChannelPattern(_) | Topic::Document(_) => return 0,
+            // documents through their own part; an SSE connection's relayed POSTs through the
+            // connection layer (`Hub::relay_received`).
+            Topic::Channel(_)
+            | Topic::ChannelPattern(_)
+            | Topic::Document(_)
+            | Topic::Connection(_) => return 0,
         };
         self.fanned_out(accepted, target, delivered, frame.len());
         delivered
@@ -388,14 +401,31 @@ impl Hub {
     /// Queues a frame of a fan-out on one of its connections, compressed if the connection
     /// negotiated permessage-deflate and the frame is big enough (its compressed form is made
     /// once for the whole fan-out); counts a slow-consumer drop if it overflows.
+    /// An SSE connection gets the frame's event form instead (also made once per fan-out).
     pub(crate) fn deliver_shared(&self, handle: &ConnHandle, frame: &Outgoing<'_>) -> bool {
+        if handle.wire() == Wire::Sse {
+            return frame
+                .for_sse()
+                .is_some_and(|event| self.enqueue(handle, event));
+        }
         let threshold = self.inner.config.compression.threshold;
         let frame = frame.for_wire(handle.wire(), handle.deflate(), threshold);
-        self.push(handle, &frame)
+        self.enqueue(handle, &frame)
     }
 
-    /// Queues `frame` on one connection as it is (never compressed).
+    /// Queues `frame` on one connection as it is (never compressed); an SSE connection gets its
+    /// event form, made for it alone (heartbeats: a shared static comment).
     pub(crate) fn push(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
+        if handle.wire() == Wire::Sse {
+            return crate::sse::event_of_frame(frame)
+                .is_some_and(|event| self.enqueue(handle, &event));
+        }
+        self.enqueue(handle, frame)
+    }
+
+    /// Queues bytes in the connection's own form on its outbox; an overflow closes it as a
+    /// slow consumer.
+    fn enqueue(&self, handle: &ConnHandle, frame: &Bytes) -> bool {
         match handle.push(frame, self.inner.config.limits.max_queued_bytes) {
             Pushed::Queued => true,
             Pushed::Overflow => {
@@ -455,6 +485,7 @@ impl Hub {
             broker: broker.name(),
             broker_status: broker.status(),
             broker_settled: broker.settled(),
+            broker_dropped: broker.dropped(),
             top_rooms,
         }
     }

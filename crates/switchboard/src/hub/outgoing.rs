@@ -12,6 +12,9 @@
 //! use): the first MessagePack recipient of a fan-out transcodes the JSON text frame into a
 //! binary frame, and that form has its own compressed form, made at most once too. A fan-out
 //! with no MessagePack recipient never transcodes.
+//!
+//! SSE connections (`Wire::Sse`) get the frame's event form (`crate::sse`), made the same way:
+//! at most once per fan-out, by the first SSE recipient, and shared by the others.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -34,6 +37,8 @@ pub(crate) struct Outgoing<'a> {
     /// The MessagePack binary frame (for a text frame; other frames go as they are), and its
     /// compressed form.
     msgpack: OnceCell<(Bytes, Deflated)>,
+    /// The SSE event (`None`: the frame has no SSE form, see `sse::event_of_frame`).
+    sse: OnceCell<Option<Bytes>>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -43,6 +48,7 @@ impl<'a> Outgoing<'a> {
             frame,
             deflated: OnceCell::new(),
             msgpack: OnceCell::new(),
+            sse: OnceCell::new(),
         }
     }
 
@@ -67,6 +73,13 @@ impl<'a> Outgoing<'a> {
             .msgpack
             .get_or_init(|| (to_msgpack(self.frame), OnceCell::new()));
         compressed(msgpack, deflated, deflate, threshold)
+    }
+
+    /// The bytes to queue for an SSE connection: the frame's event, if it has one.
+    pub(crate) fn for_sse(&self) -> Option<&Bytes> {
+        self.sse
+            .get_or_init(|| crate::sse::event_of_frame(self.frame))
+            .as_ref()
     }
 
     /// The bytes to queue for a connection with `deflate` (what it negotiated): the compressed
@@ -147,6 +160,17 @@ mod tests {
         assert_eq!(first.as_ptr(), second.as_ptr(), "the same buffer for both");
         let smaller_window = outgoing.for_peer(Some(Deflate::new(9)), 0);
         assert_ne!(smaller_window.as_ptr(), first.as_ptr());
+    }
+
+    #[test]
+    fn the_sse_event_is_made_once_and_shared() {
+        let frame = frame::frame(OpCode::Text, br#"{"type":"broadcast"}"#);
+        let outgoing = Outgoing::new(&frame);
+        let first = outgoing.for_sse().unwrap().clone();
+        assert_eq!(&first[..], b"data: {\"type\":\"broadcast\"}\n\n");
+        assert_eq!(first.as_ptr(), outgoing.for_sse().unwrap().as_ptr());
+        let binary = frame::frame(OpCode::Binary, b"\x01");
+        assert_eq!(Outgoing::new(&binary).for_sse(), None);
     }
 
     #[test]

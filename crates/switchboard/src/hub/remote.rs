@@ -33,6 +33,7 @@ impl BrokerSink for Sink {
                 hub.deliver_remote_publication(channel, &envelope.frame);
             }
             Topic::Document(doc) => hub.receive_document(doc, &envelope.frame),
+            Topic::Connection(conn) => hub.relay_received(*conn, &envelope.frame),
             topic => {
                 hub.deliver_local(topic, &envelope.frame, None);
             }
@@ -76,7 +77,7 @@ impl MembershipSink for Sink {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStats {
-    /// Open connections on every node.
+    /// Open connections on every node (live: this node's and its replica of the others').
     pub connections: u64,
     /// Distinct rooms with a member on any node.
     pub rooms: usize,
@@ -94,7 +95,9 @@ pub struct ClusterStats {
     pub messages_out_per_sec: f64,
     /// Live nodes, this one included.
     pub node_count: usize,
-    /// Every live node's own statistics, this one first.
+    /// Every live node's own statistics as it last published them (every `node_ttl/3`), this
+    /// one first; a node that left is dropped at once, one that just joined appears with its
+    /// first publication.
     pub nodes: Vec<StatsSnapshot>,
     /// The rooms with the most distinct users over the cluster, most first (ties by name).
     pub top_rooms: Vec<RoomMembers>,
@@ -169,6 +172,7 @@ impl Hub {
     pub fn cluster_stats(&self) -> ClusterStats {
         let inner = &self.inner;
         let local = self.stats();
+        let local_connections = local.connections as u64;
         let peers = inner.cluster.peer_stats();
         let mut rooms: HashSet<RoomId> = HashSet::new();
         inner.rooms.for_each(|room, _| {
@@ -184,7 +188,9 @@ impl Hub {
         let sum = |field: fn(&StatsSnapshot) -> u64| nodes.iter().map(field).sum::<u64>();
         let rate = |field: fn(&StatsSnapshot) -> f64| nodes.iter().map(field).sum::<f64>();
         ClusterStats {
-            connections: sum(|node| node.connections as u64),
+            // Live, like rooms, users and channels: this node's registry and its replica of
+            // the others (the per-node snapshots below are up to node_ttl/3 old).
+            connections: local_connections + inner.cluster.connections(),
             rooms: rooms.len(),
             online_users: users.len(),
             channels: channels.len(),
@@ -192,7 +198,7 @@ impl Hub {
             messages_out: sum(|node| node.messages_out),
             messages_in_per_sec: rate(|node| node.messages_in_per_sec),
             messages_out_per_sec: rate(|node| node.messages_out_per_sec),
-            node_count: nodes.len(),
+            node_count: inner.cluster.node_count().unwrap_or(1),
             top_rooms: self.cluster_top_rooms(TOP_ROOMS),
             nodes,
         }

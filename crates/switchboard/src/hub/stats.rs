@@ -38,6 +38,12 @@ pub(crate) struct Counters {
     pub(crate) webhook_events_dropped: AtomicU64,
     pub(crate) webhook_events_failed: AtomicU64,
     pub(crate) webhook_requests_failed: AtomicU64,
+    /// Requests to the backend proxies.
+    pub(crate) proxy: super::proxy_counts::ProxyCounters,
+    /// SSE connections opened (also in `connections_opened`).
+    pub(crate) sse_connections_opened: AtomicU64,
+    /// POSTs to `/sse/{connectionId}` refused (404, 403, 400, 413, 415).
+    pub(crate) sse_posts_refused: AtomicU64,
     pub(crate) fanout_latency: FanoutLatency,
 }
 
@@ -68,6 +74,8 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "webhook_events_dropped_total", help: "Webhook events dropped, oldest first, because the queue was full.", counter: |c| &c.webhook_events_dropped },
     ExportedCounter { name: "webhook_events_failed_total", help: "Webhook events given up after every retry failed.", counter: |c| &c.webhook_events_failed },
     ExportedCounter { name: "webhook_requests_failed_total", help: "Webhook requests that failed (each retry counts).", counter: |c| &c.webhook_requests_failed },
+    ExportedCounter { name: "sse_connections_opened_total", help: "SSE connections accepted (also counted in connections_opened_total).", counter: |c| &c.sse_connections_opened },
+    ExportedCounter { name: "sse_posts_refused_total", help: "POSTs of client frames to SSE connections refused (unknown connection, wrong session, bad or oversize body).", counter: |c| &c.sse_posts_refused },
     ExportedCounter { name: "auth_failures_total", help: "Refused tokens: at the upgrade (401), in auth frames, or missed auth deadlines.", counter: |c| &c.auth_failures },
 ];
 
@@ -422,6 +430,8 @@ pub struct StatsSnapshot {
     pub broker_status: BrokerStatus,
     /// Whether every broker subscription change is in effect.
     pub broker_settled: bool,
+    /// Publications the broker dropped instead of reaching the other nodes (during outages).
+    pub broker_dropped: u64,
     /// The rooms with the most members, most first (ties by name), at most
     /// [`TOP_ROOMS`](crate::hub::TOP_ROOMS).
     pub top_rooms: Vec<RoomMembers>,
@@ -451,6 +461,7 @@ pub(crate) struct Gauges {
     pub(crate) broker: &'static str,
     pub(crate) broker_status: BrokerStatus,
     pub(crate) broker_settled: bool,
+    pub(crate) broker_dropped: u64,
     pub(crate) top_rooms: Vec<RoomMembers>,
 }
 
@@ -486,6 +497,7 @@ impl Counters {
             broker: gauges.broker.to_owned(),
             broker_status: gauges.broker_status,
             broker_settled: gauges.broker_settled,
+            broker_dropped: gauges.broker_dropped,
             top_rooms: gauges.top_rooms,
         }
     }

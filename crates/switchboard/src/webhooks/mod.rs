@@ -147,7 +147,7 @@ impl Webhooks {
     /// Starts one sender per endpoint; each ends when `cancel` fires, after one last attempt
     /// to send what is queued.
     pub(crate) fn spawn(self: &Arc<Self>, tasks: &TaskTracker, cancel: &CancellationToken) {
-        let client = sender::client();
+        let client = crate::backend::client(sender::REQUEST_TIMEOUT);
         for (url, queue) in self.config.urls.iter().zip(&self.queues) {
             tasks.spawn(sender::run(sender::Endpoint {
                 url: url.clone(),

@@ -13,15 +13,11 @@ use axum::http::{Request, Uri, header};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
-use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::Queue;
+use crate::backend::HttpClient;
 use crate::hub::Hub;
 use crate::protocol::now_ms;
 
@@ -35,41 +31,12 @@ const ATTEMPTS: u32 = 8;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a request may take, connecting included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The signature header's name.
 pub(super) const SIGNATURE_HEADER: &str = "x-switchboard-signature";
 /// The timestamp header's name.
 pub(super) const TIMESTAMP_HEADER: &str = "x-switchboard-timestamp";
-
-/// The HTTP client every endpoint of an instance shares (it pools connections per host).
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// A new client: `http://`, and `https://` verified against the system's roots
-/// (`SSL_CERT_FILE` and `SSL_CERT_DIR` override them, as for OpenSSL).
-pub(super) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(REQUEST_TIMEOUT));
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    let provider = || Arc::new(rustls::crypto::ring::default_provider());
-    let tls = HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider())
-        .or_else(|error| {
-            tracing::warn!(%error, "no system root certificates: https webhooks will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            Ok::<_, rustls::Error>(HttpsConnectorBuilder::new().with_tls_config(config))
-        });
-    let tls = match tls {
-        Ok(tls) => tls,
-        Err(error) => unreachable!("ring supports the default protocol versions: {error}"),
-    };
-    let https = tls.https_or_http().enable_http1().wrap_connector(connector);
-    Client::builder(TokioExecutor::new()).build(https)
-}
 
 /// What one sender needs.
 pub(super) struct Endpoint {

@@ -57,6 +57,21 @@ pub(crate) enum Flow {
     Stop,
 }
 
+/// How far [`Decoder::feed_until`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fed {
+    /// Whether the caller stopped it.
+    pub(crate) flow: Flow,
+    /// Bytes at the end of the input left unread (only after a stop).
+    pub(crate) unread: usize,
+}
+
+impl Fed {
+    fn new(flow: Flow, unread: usize) -> Self {
+        Self { flow, unread }
+    }
+}
+
 /// A fragmented data message being assembled.
 struct Fragments {
     text: bool,
@@ -91,9 +106,20 @@ impl Decoder {
     /// `on_message`. Stops early, discarding the rest, when `on_message` returns [`Flow::Stop`].
     pub(crate) fn feed(
         &mut self,
-        mut input: &mut [u8],
+        input: &mut [u8],
         on_message: &mut dyn FnMut(Message<'_>) -> Flow,
     ) -> Result<Flow, Violation> {
+        self.feed_until(input, on_message).map(|fed| fed.flow)
+    }
+
+    /// As [`Decoder::feed`], and says how many bytes at the end of `input` it left unread
+    /// when `on_message` stopped it: they start at a frame's first byte, still masked, so the
+    /// caller may keep them and feed them later (a connection that pauses its reading).
+    pub(crate) fn feed_until(
+        &mut self,
+        mut input: &mut [u8],
+        on_message: &mut dyn FnMut(Message<'_>) -> Flow,
+    ) -> Result<Fed, Violation> {
         if !self.partial.is_empty() {
             let mut partial = std::mem::take(&mut self.partial);
             let before = partial.len();
@@ -109,7 +135,7 @@ impl Decoder {
                         self.partial = partial;
                     }
                     if flow == Flow::Stop || input.is_empty() {
-                        return Ok(flow);
+                        return Ok(Fed::new(flow, input.len()));
                     }
                 }
                 header => {
@@ -119,28 +145,28 @@ impl Decoder {
                         self.arriving(header, &mut partial[header.header_len..], unmasked)?;
                     }
                     self.partial = partial;
-                    return Ok(Flow::Continue);
+                    return Ok(Fed::new(Flow::Continue, 0));
                 }
             }
         }
         loop {
             let Some(header) = parse_header(input, self.limits)? else {
                 self.partial.extend_from_slice(input);
-                return Ok(Flow::Continue);
+                return Ok(Fed::new(Flow::Continue, 0));
             };
             let len = header.frame_len();
             if input.len() < len {
                 self.arriving(header, &mut input[header.header_len..], 0)?;
                 // Grows with what arrives, not with what the header claims.
                 self.partial.extend_from_slice(input);
-                return Ok(Flow::Continue);
+                return Ok(Fed::new(Flow::Continue, 0));
             }
             let (this, rest) = input.split_at_mut(len);
             if self.frame(header, &mut this[header.header_len..], 0, on_message)? == Flow::Stop {
-                return Ok(Flow::Stop);
+                return Ok(Fed::new(Flow::Stop, rest.len()));
             }
             if rest.is_empty() {
-                return Ok(Flow::Continue);
+                return Ok(Fed::new(Flow::Continue, 0));
             }
             input = rest;
         }

@@ -412,3 +412,67 @@ fn invalid_utf8_after_inflation_is_refused() {
     let (_, result) = decode(&mut Decoder::new(DEFLATE), &[&masked(0xC1, &body)]);
     assert_eq!(result, Err(Violation::InvalidUtf8));
 }
+
+#[test]
+fn a_stop_leaves_the_following_frames_unread_and_they_decode_later() {
+    let frames = [text("first"), text("second"), masked(0x82, &[7])];
+    let split = frames[0].len() + 3;
+    // The second read completes a partial frame before the stop, and the stop is in the
+    // middle of the loop too: both report what they left.
+    let input: Vec<u8> = frames.concat();
+    let (head, tail) = input.split_at(split);
+    let mut decoder = Decoder::new(LIMITS);
+    let mut seen = Vec::new();
+    let fed = decoder
+        .feed_until(&mut head.to_vec(), &mut |m| {
+            seen.push(Owned::from(m));
+            Flow::Stop
+        })
+        .unwrap();
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Stop,
+            unread: 3
+        }
+    );
+    assert_eq!(seen, vec![Owned::Text("first".into())]);
+    // Whatever stayed unread is fed again, in front of the next read.
+    let mut again = head[split - fed.unread..].to_vec();
+    again.extend_from_slice(tail);
+    let fed = decoder
+        .feed_until(&mut again, &mut |m| {
+            seen.push(Owned::from(m));
+            Flow::Stop
+        })
+        .unwrap();
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Stop,
+            unread: frames[2].len()
+        }
+    );
+    let len = again.len();
+    let fed = decoder
+        .feed_until(&mut again[len - fed.unread..], &mut |m| {
+            seen.push(Owned::from(m));
+            Flow::Continue
+        })
+        .unwrap();
+    assert_eq!(
+        fed,
+        Fed {
+            flow: Flow::Continue,
+            unread: 0
+        }
+    );
+    assert_eq!(
+        seen,
+        vec![
+            Owned::Text("first".into()),
+            Owned::Text("second".into()),
+            Owned::Binary(vec![7]),
+        ]
+    );
+}

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::broker::Topic;
-use crate::cluster::Snapshot;
-use crate::ids::{ChannelId, ChannelPrefix, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
+use crate::cluster::{Snapshot, Version};
+use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
 use crate::presence::Presence;
 
 /// Version byte of the publication envelope.
@@ -42,6 +42,7 @@ impl Keys {
             Topic::Channel(channel) => format!("{p}c:{channel}"),
             Topic::ChannelPattern(prefix) => self.pattern(prefix),
             Topic::Document(doc) => format!("{p}d:{doc}"),
+            Topic::Connection(conn) => format!("{p}k:{conn}"),
         }
     }
 
@@ -63,6 +64,7 @@ impl Keys {
             "u" => Topic::User(UserId::parse(name, MAX_NAME_CHARS).ok()?),
             "c" => Topic::Channel(ChannelId::parse(name, MAX_NAME_CHARS).ok()?),
             "d" => Topic::Document(DocId::parse(name, MAX_NAME_CHARS).ok()?),
+            "k" => Topic::Connection(ConnId::parse(name)?),
             _ => return None,
         })
     }
@@ -152,10 +154,31 @@ pub(super) fn snapshot_fields(snapshot: &Snapshot) -> Vec<(String, String)> {
     fields
 }
 
+/// The field of a node's hash holding the version of its last announcement (no `:`, so it
+/// cannot be mistaken for a fact's field).
+pub(super) const VERSION_FIELD: &str = "version";
+
+/// How a version is stored in [`VERSION_FIELD`].
+pub(super) fn version_value(version: Version) -> String {
+    format!("{}:{}", version.instance, version.seq)
+}
+
+fn parse_version(value: &str) -> Option<Version> {
+    let (instance, seq) = value.split_once(':')?;
+    Some(Version {
+        instance: instance.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
+}
+
 /// Reads a node's hash back; fields that do not parse are skipped.
 pub(super) fn parse_snapshot(fields: HashMap<String, String>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for (field, value) in fields {
+        if field == VERSION_FIELD {
+            snapshot.version = parse_version(&value);
+            continue;
+        }
         let Some((kind, name)) = field.split_once(':') else {
             continue;
         };
@@ -206,6 +229,7 @@ mod tests {
             Topic::User(UserId::from_trusted("user:1")),
             Topic::Channel(ChannelId::from_trusted("event:login")),
             Topic::Document(DocId::from_trusted("notes/1")),
+            Topic::Connection(ConnId::next()),
         ] {
             assert_eq!(keys.topic(&keys.channel(&topic)), Some(topic));
         }
@@ -244,7 +268,20 @@ mod tests {
                 last_seen: 7,
             },
         );
-        let fields: HashMap<String, String> = snapshot_fields(&snapshot).into_iter().collect();
-        assert_eq!(parse_snapshot(fields), snapshot);
+        let mut fields: HashMap<String, String> = snapshot_fields(&snapshot).into_iter().collect();
+        assert_eq!(parse_snapshot(fields.clone()), snapshot);
+        let version = Version {
+            instance: u64::MAX,
+            seq: 42,
+        };
+        fields.insert(VERSION_FIELD.to_owned(), version_value(version));
+        snapshot.version = Some(version);
+        assert_eq!(parse_snapshot(fields.clone()), snapshot);
+        fields.insert(VERSION_FIELD.to_owned(), "42".to_owned());
+        assert_eq!(
+            parse_snapshot(fields).version,
+            None,
+            "malformed: unversioned"
+        );
     }
 }

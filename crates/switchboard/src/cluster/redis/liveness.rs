@@ -118,7 +118,8 @@ async fn reap(
             .ignore()
             .srem(keys.nodes(), node.as_str())
             .ignore();
-        announce(shared, &mut pipe, Event::Dead { node: node.clone() });
+        // Unversioned: the version of this node's announcements is its publisher's.
+        announce(shared, &mut pipe, Event::Dead { node: node.clone() }, None);
         pipe.query_async::<()>(connection).await?;
     }
     let changes = shared.replica.write().replace(node, None);

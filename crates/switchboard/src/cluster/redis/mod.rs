@@ -49,7 +49,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Event, Membership, MembershipSink, Replica};
+use super::{Event, Membership, MembershipSink, Replica, Version};
 use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
@@ -61,12 +61,14 @@ const OUTGOING_CAPACITY: usize = 65_536;
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
     /// Prefix of every key and channel, so several clusters can share one Redis.
     pub prefix: String,
     /// A node that has not refreshed its liveness key for this long is dead.
     pub node_ttl: Duration,
+    /// PEM certificates trusted for a `rediss://` URL instead of the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Why cluster mode could not be set up.
@@ -82,6 +84,10 @@ pub enum ClusterError {
 struct Announcement {
     origin: NodeId,
     event: Event,
+    /// The origin's version once the event is applied, also written to its state hash in
+    /// the same transaction; `None` for what a node announces about another (a reaped node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<Version>,
 }
 
 /// What the publisher task sends to Redis, in order.
@@ -163,6 +169,11 @@ struct Shared {
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
     /// Set by [`RedisCluster::leave`]: nothing more is queued, liveness is not refreshed.
     departed: AtomicBool,
+    /// This process, in the versions of its announcements.
+    instance: u64,
+    /// Announcements versioned so far (only the publisher task takes the next one, so their
+    /// order is the order Redis receives them in).
+    announced: AtomicU64,
     /// Held by the liveness task while it refreshes the node's liveness, and by the publisher
     /// while it sends the departure, so a refresh never re-registers a node that left.
     registration: tokio::sync::Mutex<()>,
@@ -183,7 +194,17 @@ impl RedisCluster {
         node: NodeId,
         history: HistoryConfig,
     ) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(ClusterError::Url)?;
+        let client = match &config.tls_ca {
+            None => redis::Client::open(config.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(ClusterError::Url)?;
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
         wanted.channels.insert(Keys::new(&config.prefix).events());
@@ -211,6 +232,8 @@ impl RedisCluster {
                 settled_changed: Notify::new(),
                 runtime: OnceLock::new(),
                 departed: AtomicBool::new(false),
+                instance: fastrand::u64(..),
+                announced: AtomicU64::new(0),
                 registration: tokio::sync::Mutex::new(()),
             }),
         })
@@ -228,11 +251,6 @@ impl RedisCluster {
             tasks.spawn(subscriber::run(self.shared.clone(), cancel.clone()));
             tasks.spawn(liveness::run(self.shared.clone(), cancel.clone()));
         }
-    }
-
-    /// Publications and announcements dropped because Redis was unreachable.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Takes this node out of the cluster, for a clean stop: after everything queued so far
@@ -258,6 +276,14 @@ impl RedisCluster {
 }
 
 impl Shared {
+    /// The version of this node's next announcement.
+    fn next_version(&self) -> Version {
+        Version {
+            instance: self.instance,
+            seq: self.announced.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
     fn queue(&self, item: Outgoing) {
         if self.departed.load(Ordering::Acquire) {
             // The others were told this node is gone: anything more would bring it back.
@@ -377,6 +403,10 @@ impl Broker for RedisCluster {
     fn name(&self) -> &'static str {
         "redis"
     }
+
+    fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl StreamStore for RedisCluster {
@@ -429,7 +459,21 @@ impl Membership for RedisCluster {
     }
 
     fn peer_stats(&self) -> Vec<serde_json::Value> {
-        self.shared.peer_stats.lock().clone()
+        // The statistics come with liveness (every ttl/3); a node that left or was reaped
+        // since is already gone from the replica, which is what every other figure reads.
+        let live: HashSet<String> = self
+            .shared
+            .replica
+            .read()
+            .nodes()
+            .map(ToString::to_string)
+            .collect();
+        let stats = self.shared.peer_stats.lock();
+        stats
+            .iter()
+            .filter(|stats| stats["nodeId"].as_str().is_some_and(|id| live.contains(id)))
+            .cloned()
+            .collect()
     }
 }
 

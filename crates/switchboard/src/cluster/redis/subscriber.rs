@@ -163,7 +163,12 @@ async fn handle_message(shared: &Shared, message: &redis::Msg) {
 }
 
 async fn handle_announcement(shared: &Shared, payload: &[u8]) {
-    let Ok(Announcement { origin, event }) = serde_json::from_slice(payload) else {
+    let Ok(Announcement {
+        origin,
+        event,
+        version,
+    }) = serde_json::from_slice(payload)
+    else {
         tracing::debug!("ignoring an undecodable announcement");
         return;
     };
@@ -183,7 +188,7 @@ async fn handle_announcement(shared: &Shared, payload: &[u8]) {
                 }
             }
         }
-        event => shared.replica.write().apply(&origin, event),
+        event => shared.replica.write().apply(&origin, event, version),
     };
     shared.announce_changes(changes);
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{Announcement, Event, Outgoing, Shared, Write, streams};
+use super::{Announcement, Event, Outgoing, Shared, Version, Write, streams};
 use crate::presence::Status;
 
 /// Most queued items written in one pipeline.
@@ -233,6 +233,10 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
             pipe.publish(channel, envelope.as_ref()).ignore();
         }
         Write::Announce(event) => {
+            // One transaction: a snapshot read by another node holds the change and its
+            // version, or neither.
+            let version = shared.next_version();
+            pipe.cmd("MULTI").ignore();
             match &event {
                 Event::User { user, count } => {
                     set_or_delete(pipe, &state, keys::user_field(user), *count);
@@ -261,7 +265,10 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
                 }
                 Event::Reload | Event::Dead { .. } => {}
             }
-            announce(shared, pipe, event);
+            pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
+                .ignore();
+            announce(shared, pipe, event, Some(version));
+            pipe.cmd("EXEC").ignore();
         }
         // The publisher takes departures out first, to keep their senders; this arm is for
         // completeness.
@@ -272,12 +279,18 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
                 return;
             };
             let fields = keys::snapshot_fields(&sink.snapshot());
+            let version = shared.next_version();
+            // One transaction: nobody reads the hash half rewritten.
+            pipe.cmd("MULTI").ignore();
             pipe.del(&state).ignore();
             for chunk in fields.chunks(1000) {
                 pipe.hset_multiple(&state, chunk).ignore();
             }
+            pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
+                .ignore();
             pipe.pexpire(&state, state_ttl_ms(shared)).ignore();
-            announce(shared, pipe, Event::Reload);
+            announce(shared, pipe, Event::Reload, Some(version));
+            pipe.cmd("EXEC").ignore();
         }
     }
 }
@@ -293,7 +306,8 @@ fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
         .srem(keys.nodes(), shared.node.as_str())
         .ignore();
     let node = shared.node.clone();
-    announce(shared, pipe, Event::Dead { node });
+    let version = shared.next_version();
+    announce(shared, pipe, Event::Dead { node }, Some(version));
 }
 
 /// Sets this node's liveness key (its value: the node's stats) and adds it to the node set.
@@ -321,10 +335,16 @@ fn set_or_delete(pipe: &mut redis::Pipeline, key: &str, field: String, count: u3
     }
 }
 
-pub(super) fn announce(shared: &Shared, pipe: &mut redis::Pipeline, event: Event) {
+pub(super) fn announce(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    event: Event,
+    version: Option<Version>,
+) {
     let announcement = Announcement {
         origin: shared.node.clone(),
         event,
+        version,
     };
     if let Ok(json) = serde_json::to_vec(&announcement) {
         pipe.publish(shared.keys.events(), json).ignore();

@@ -27,6 +27,7 @@ fn the_redis_broker_conforms() {
         url: redis.url(),
         prefix: "conformance:".into(),
         node_ttl: Duration::from_secs(5),
+        tls_ca: None,
     };
     conformance::run(&|| {
         let node = NodeId::random();
@@ -66,6 +67,7 @@ async fn a_failed_write_is_retried_without_more_traffic() {
         // Liveness refreshes come every 20 s, longer than any wait below: they cannot be
         // what brings the publisher back.
         node_ttl: Duration::from_secs(60),
+        tls_ca: None,
     };
     let history = crate::store::HistoryConfig {
         size: 100,
