@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target in fuzz/ for SECONDS (default 60): the WebSocket frame decoder,
-# the JSON client-frame parser, the y-websocket message decoder and the configuration file.
+# the JSON client-frame parser, the y-websocket message decoder, the configuration file and the
+# MessagePack transcoder.
 # Usage: scripts/fuzz.sh [SECONDS]
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). The toolchain is stable; cargo-fuzz
@@ -17,7 +18,7 @@ case "$seconds" in
 esac
 export RUSTC_BOOTSTRAP=1
 
-targets=(ws_decoder client_frame yjs_message config)
+targets=(ws_decoder client_frame yjs_message config msgpack_frame)
 cargo fuzz build
 for target in "${targets[@]}"; do
   echo "== fuzz $target for ${seconds}s"

@@ -1,6 +1,9 @@
 /**
  * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
- * the Switchboard wire protocol v1 (JSON text frames, see docs/protocol.md).
+ * the Switchboard wire protocol v1 (JSON text frames, see docs/protocol.md), or its MessagePack
+ * form with `format: 'msgpack'` (binary frames, subprotocol `switchboard.v1.msgpack`; the
+ * codec is the small one at the end of this file, so the module stays one file with no
+ * dependency, as `/client.js` serves it).
  *
  * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
@@ -29,7 +32,11 @@
 /** The part of the WebSocket API the client uses (browsers, Node 22+, the `ws` package). */
 export interface WebSocketLike {
     readonly readyState: number;
-    send(data: string): void;
+    /** Set to `arraybuffer` for MessagePack, so binary frames arrive as `ArrayBuffer`s. */
+    binaryType?: string;
+    /** The subprotocol the server selected (`''`: none). */
+    readonly protocol?: string;
+    send(data: string | Uint8Array): void;
     close(code?: number, reason?: string): void;
     onopen: ((event: any) => void) | null;
     onmessage: ((event: any) => void) | null;
@@ -37,7 +44,11 @@ export interface WebSocketLike {
     onerror: ((event: any) => void) | null;
 }
 /** A WebSocket constructor, such as `globalThis.WebSocket` or the `ws` package's export. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/** How frames travel: JSON text (default) or MessagePack binary frames. */
+export type Format = 'json' | 'msgpack';
+/** The subprotocol that selects MessagePack frames. */
+export declare const MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack";
 /** The transports a client can use. */
 export type TransportName = 'websocket' | 'sse';
 /** Reconnection with exponential backoff: the n-th retry (from 0) waits
@@ -80,6 +91,11 @@ export interface ClientOptions {
     tokenInUrl?: boolean;
     /** The WebSocket implementation (default `globalThis.WebSocket`; pass `ws` on Node 20). */
     WebSocket?: WebSocketConstructor;
+    /** `'msgpack'`: MessagePack binary frames (subprotocol `switchboard.v1.msgpack`), smaller
+     * and able to carry bytes: a `Uint8Array` anywhere in a payload travels as MessagePack
+     * `bin` and arrives as a `Uint8Array` (JSON clients see `{"$bytes": "<base64>"}`). Same API
+     * and events as `'json'`, the default. */
+    format?: Format;
     /** How to reach the server: `'auto'` (default) tries a WebSocket and falls back to SSE by
      * itself when one cannot be opened (announced by a `transport` event); `'websocket'` never
      * falls back; `'sse'` uses SSE only. Without a WebSocket implementation `'auto'` uses SSE. */
@@ -325,6 +341,8 @@ export declare class SwitchboardClient {
     private stopWatchingNetwork;
     private presence;
     private firstConnect;
+    /** Whether the current socket speaks MessagePack (`format: 'msgpack'` over a WebSocket). */
+    private binary;
     /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
      * client closed) is dropped. */
     private generation;
@@ -419,7 +437,11 @@ export declare class SwitchboardClient {
      * `getToken` again. */
     private refreshToken;
     private connectTimeout;
+    /** A client frame in the connection's format. In JSON, bytes take their JSON form,
+     * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
+    private encode;
     private receive;
+    private receiveFrame;
     /** Updates the positions with a server frame; returns the verdict a rejoin carries. */
     private track;
     /** A message at `offset` arrived on a stream (live, replayed, or acked as our own). */
@@ -527,4 +549,9 @@ export declare class SwitchboardPool {
 }
 /** The delay before retry `attempt` (from 0). */
 export declare function backoff(attempt: number, options: ReconnectOptions): number;
+/** The MessagePack bytes of `value`. */
+export declare function encodeMsgPack(value: unknown): Uint8Array;
+/** The value of the MessagePack bytes `bytes` (exactly one value); throws on malformed input
+ * and on extension types. */
+export declare function decodeMsgPack(bytes: Uint8Array): unknown;
 export {};

@@ -1,6 +1,9 @@
 /**
  * Switchboard client: one dependency-free ES module for browsers and Node.js 20+ that speaks
- * the Switchboard wire protocol v1 (JSON text frames, see docs/protocol.md).
+ * the Switchboard wire protocol v1 (JSON text frames, see docs/protocol.md), or its MessagePack
+ * form with `format: 'msgpack'` (binary frames, subprotocol `switchboard.v1.msgpack`; the
+ * codec is the small one at the end of this file, so the module stays one file with no
+ * dependency, as `/client.js` serves it).
  *
  * What it owns: one WebSocket at a time and what must survive its loss. The rooms joined, the
  * channels subscribed and the last presence are desired state, replayed on every (re)connect;
@@ -26,6 +29,8 @@
  * What it does not own: outgoing delivery. A frame written to a socket that then dies may be
  * lost; the queue holds only frames no socket has taken.
  */
+/** The subprotocol that selects MessagePack frames. */
+export const MSGPACK_SUBPROTOCOL = 'switchboard.v1.msgpack';
 /** A refused or failed request: `code` is the server's error code, or `TIMEOUT`,
  * `DISCONNECTED`, `CLOSED`, `QUEUE_FULL`, `UNEXPECTED_REPLY` or `TOKEN` (`getToken` failed)
  * from the client. */
@@ -81,6 +86,8 @@ export class SwitchboardClient {
     stopWatchingNetwork = null;
     presence = null;
     firstConnect = null;
+    /** Whether the current socket speaks MessagePack (`format: 'msgpack'` over a WebSocket). */
+    binary = false;
     /** Counts `open()` calls, so a token that arrives after its attempt was abandoned (or the
      * client closed) is dropped. */
     generation = 0;
@@ -336,7 +343,7 @@ export class SwitchboardClient {
             return false;
         }
         const { type, payload, id } = frame;
-        socket.send(JSON.stringify(id === undefined ? { type, payload } : { type, payload, id }));
+        socket.send(this.encode(id === undefined ? { type, payload } : { type, payload, id }));
         if (id !== undefined) {
             const pending = this.pending.get(id);
             if (pending) {
@@ -396,10 +403,20 @@ export class SwitchboardClient {
             url.searchParams.set('token', authToken);
         }
         let socket;
+        // SSE carries JSON only: a MessagePack client that fell back to it speaks JSON there.
+        const msgpack = this.options.format === 'msgpack' && !sse;
+        this.binary = msgpack;
         try {
-            socket = sse
-                ? new SseSocket(url.toString(), this.options.fetch ?? globalThis.fetch)
-                : new this.WebSocketImpl(url.toString());
+            if (sse) {
+                socket = new SseSocket(url.toString(), this.options.fetch ?? globalThis.fetch);
+            }
+            else {
+                const Impl = this.WebSocketImpl;
+                socket = msgpack ? new Impl(url.toString(), MSGPACK_SUBPROTOCOL) : new Impl(url.toString());
+                if (msgpack) {
+                    socket.binaryType = 'arraybuffer';
+                }
+            }
         }
         catch (error) {
             if (!this.fallBack(describe(error), authToken)) {
@@ -414,12 +431,24 @@ export class SwitchboardClient {
             opened = true;
             this.websocketWorked ||= !sse;
             if (authToken !== undefined && !sse) {
-                socket.send(JSON.stringify({ type: 'auth', payload: { token: authToken } }));
+                socket.send(this.encode({ type: 'auth', payload: { token: authToken } }));
             }
         };
         socket.onmessage = (event) => {
-            if (typeof event.data === 'string') {
-                this.receive(event.data);
+            const { data } = event;
+            if (!msgpack && typeof data === 'string') {
+                this.receive(data);
+            }
+            else if (msgpack && data instanceof ArrayBuffer) {
+                // A server frame that does not decode is ignored, as malformed JSON is.
+                let frame;
+                try {
+                    frame = decodeMsgPack(new Uint8Array(data));
+                }
+                catch {
+                    return;
+                }
+                this.receiveFrame(frame);
             }
         };
         socket.onerror = (event) => {
@@ -488,6 +517,13 @@ export class SwitchboardClient {
     connectTimeout() {
         return this.options.connectTimeout ?? 10_000;
     }
+    /** A client frame in the connection's format. In JSON, bytes take their JSON form,
+     * `{"$bytes": "<base64>"}`, which MessagePack recipients receive as bytes. */
+    encode(frame) {
+        return this.binary
+            ? encodeMsgPack(frame)
+            : JSON.stringify(frame, bytesAsBase64);
+    }
     receive(text) {
         let frame;
         try {
@@ -496,6 +532,9 @@ export class SwitchboardClient {
         catch {
             return;
         }
+        this.receiveFrame(frame);
+    }
+    receiveFrame(frame) {
         if (typeof frame !== 'object' || frame === null || typeof frame.type !== 'string') {
             return;
         }
@@ -1205,4 +1244,315 @@ function describe(value) {
         return inner.error.message;
     }
     return String(value);
+}
+// MessagePack (https://github.com/msgpack/msgpack/blob/master/spec.md), as much as the protocol
+// needs: every type but extensions and timestamps. Values map as JSON.stringify maps them
+// (`toJSON` is honoured; `undefined` and functions in objects are left out, in arrays become
+// nil), plus bytes: Uint8Array, ArrayBuffer and other views are `bin` and decode as Uint8Array.
+// Integers beyond 2^53 decode as (inexact) numbers, as JSON.parse reads them.
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+/** How deep encoding recurses before it refuses (a cycle would otherwise never end). */
+const MAX_DEPTH = 100;
+/** The bytes of a Uint8Array, an ArrayBuffer or another view (a Node Buffer too), if `value`
+ * is one of them. */
+function asBytes(value) {
+    if (value instanceof ArrayBuffer) {
+        return new Uint8Array(value);
+    }
+    if (ArrayBuffer.isView(value)) {
+        return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    }
+    return null;
+}
+/** A JSON.stringify replacer that writes bytes as `{"$bytes": "<base64>"}` (it reads the
+ * holder's own value, before a Node Buffer's toJSON turns it into an array). */
+function bytesAsBase64(key, value) {
+    const bytes = asBytes(this[key]);
+    if (!bytes) {
+        return value;
+    }
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+        binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return { $bytes: btoa(binary) };
+}
+/** The MessagePack bytes of `value`. */
+export function encodeMsgPack(value) {
+    const writer = new MsgPackWriter();
+    writer.value(value, 0);
+    return writer.finish();
+}
+/** The value of the MessagePack bytes `bytes` (exactly one value); throws on malformed input
+ * and on extension types. */
+export function decodeMsgPack(bytes) {
+    const reader = new MsgPackReader(bytes);
+    const value = reader.value(0);
+    if (reader.at !== bytes.length) {
+        throw new RangeError(`${bytes.length - reader.at} bytes after the MessagePack value`);
+    }
+    return value;
+}
+class MsgPackWriter {
+    buf = new Uint8Array(256);
+    view = new DataView(this.buf.buffer);
+    at = 0;
+    finish() {
+        return this.buf.subarray(0, this.at);
+    }
+    room(n) {
+        if (this.at + n <= this.buf.length) {
+            return;
+        }
+        const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.at + n));
+        bigger.set(this.buf.subarray(0, this.at));
+        this.buf = bigger;
+        this.view = new DataView(bigger.buffer);
+    }
+    byte(b) {
+        this.room(1);
+        this.buf[this.at++] = b;
+    }
+    bytes(data) {
+        this.room(data.length);
+        this.buf.set(data, this.at);
+        this.at += data.length;
+    }
+    /** A marker byte and a big-endian length or number of `size` bytes. */
+    head(marker, n, size) {
+        this.room(1 + size);
+        this.buf[this.at++] = marker;
+        if (size === 1) {
+            this.view.setUint8(this.at, n);
+        }
+        else if (size === 2) {
+            this.view.setUint16(this.at, n);
+        }
+        else {
+            this.view.setUint32(this.at, n);
+        }
+        this.at += size;
+    }
+    length(n, fix, fixMax, m8, m16, m32) {
+        if (fix !== null && n <= fixMax) {
+            this.byte(fix | n);
+        }
+        else if (m8 !== null && n < 0x100) {
+            this.head(m8, n, 1);
+        }
+        else if (n < 0x10000) {
+            this.head(m16, n, 2);
+        }
+        else {
+            this.head(m32, n, 4);
+        }
+    }
+    value(value, depth) {
+        if (depth > MAX_DEPTH) {
+            throw new RangeError('MessagePack nesting too deep (a cycle?)');
+        }
+        const bytes = asBytes(value);
+        if (bytes) {
+            this.length(bytes.length, null, 0, 0xc4, 0xc5, 0xc6);
+            this.bytes(bytes);
+            return;
+        }
+        if (value !== null && typeof value === 'object' && typeof value.toJSON === 'function') {
+            value = value.toJSON();
+        }
+        switch (typeof value) {
+            case 'string': {
+                const data = utf8Encoder.encode(value);
+                this.length(data.length, 0xa0, 31, 0xd9, 0xda, 0xdb);
+                this.bytes(data);
+                return;
+            }
+            case 'number':
+                this.number(value);
+                return;
+            case 'boolean':
+                this.byte(value ? 0xc3 : 0xc2);
+                return;
+            case 'bigint':
+                this.room(9);
+                if (value < 0n) {
+                    this.buf[this.at++] = 0xd3;
+                    this.view.setBigInt64(this.at, value);
+                }
+                else {
+                    this.buf[this.at++] = 0xcf;
+                    this.view.setBigUint64(this.at, value);
+                }
+                this.at += 8;
+                return;
+            case 'object':
+                break;
+            default:
+                this.byte(0xc0);
+                return;
+        }
+        if (value === null) {
+            this.byte(0xc0);
+        }
+        else if (Array.isArray(value)) {
+            this.length(value.length, 0x90, 15, null, 0xdc, 0xdd);
+            for (const item of value) {
+                this.value(item, depth + 1);
+            }
+        }
+        else {
+            const entries = Object.entries(value).filter(([, v]) => v !== undefined && typeof v !== 'function' && typeof v !== 'symbol');
+            this.length(entries.length, 0x80, 15, null, 0xde, 0xdf);
+            for (const [key, v] of entries) {
+                this.value(key, depth + 1);
+                this.value(v, depth + 1);
+            }
+        }
+    }
+    number(n) {
+        if (!Number.isFinite(n)) {
+            // JSON.stringify writes null for NaN and the infinities.
+            this.byte(0xc0);
+        }
+        else if (Number.isSafeInteger(n) && !Object.is(n, -0)) {
+            if (n >= 0 && n < 0x80) {
+                this.byte(n);
+            }
+            else if (n < 0 && n >= -32) {
+                this.byte(n & 0xff);
+            }
+            else if (n >= 0) {
+                if (n < 0x100)
+                    this.head(0xcc, n, 1);
+                else if (n < 0x10000)
+                    this.head(0xcd, n, 2);
+                else if (n < 0x1_0000_0000)
+                    this.head(0xce, n, 4);
+                else
+                    this.int64(0xcf, n);
+            }
+            else if (n >= -0x80) {
+                this.head(0xd0, n & 0xff, 1);
+            }
+            else if (n >= -0x8000) {
+                this.head(0xd1, n & 0xffff, 2);
+            }
+            else if (n >= -0x8000_0000) {
+                this.head(0xd2, n >>> 0, 4);
+            }
+            else {
+                this.int64(0xd3, n);
+            }
+        }
+        else {
+            this.room(9);
+            this.buf[this.at++] = 0xcb;
+            this.view.setFloat64(this.at, n);
+            this.at += 8;
+        }
+    }
+    int64(marker, n) {
+        this.room(9);
+        this.buf[this.at++] = marker;
+        this.view.setBigInt64(this.at, BigInt(n));
+        this.at += 8;
+    }
+}
+class MsgPackReader {
+    buf;
+    at = 0;
+    view;
+    constructor(buf) {
+        this.buf = buf;
+        this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    need(n) {
+        const start = this.at;
+        if (start + n > this.buf.length) {
+            throw new RangeError('truncated MessagePack');
+        }
+        this.at += n;
+        return start;
+    }
+    u8() {
+        return this.view.getUint8(this.need(1));
+    }
+    u16() {
+        return this.view.getUint16(this.need(2));
+    }
+    u32() {
+        return this.view.getUint32(this.need(4));
+    }
+    str(n) {
+        const start = this.need(n);
+        return utf8Decoder.decode(this.buf.subarray(start, start + n));
+    }
+    bin(n) {
+        const start = this.need(n);
+        // A copy, and a plain Uint8Array even when the input is a Node Buffer.
+        return new Uint8Array(this.buf.subarray(start, start + n));
+    }
+    array(n, depth) {
+        const items = [];
+        for (let i = 0; i < n; i++) {
+            items.push(this.value(depth + 1));
+        }
+        return items;
+    }
+    map(n, depth) {
+        const out = {};
+        for (let i = 0; i < n; i++) {
+            const key = this.value(depth + 1);
+            if (typeof key !== 'string') {
+                throw new TypeError('MessagePack map keys must be strings');
+            }
+            // Own data property, even for `__proto__`.
+            Object.defineProperty(out, key, { value: this.value(depth + 1), enumerable: true, writable: true, configurable: true });
+        }
+        return out;
+    }
+    value(depth) {
+        if (depth > MAX_DEPTH) {
+            throw new RangeError('MessagePack nesting too deep');
+        }
+        const m = this.u8();
+        if (m < 0x80)
+            return m;
+        if (m < 0x90)
+            return this.map(m & 0x0f, depth);
+        if (m < 0xa0)
+            return this.array(m & 0x0f, depth);
+        if (m < 0xc0)
+            return this.str(m & 0x1f);
+        if (m >= 0xe0)
+            return m - 0x100;
+        switch (m) {
+            case 0xc0: return null;
+            case 0xc2: return false;
+            case 0xc3: return true;
+            case 0xc4: return this.bin(this.u8());
+            case 0xc5: return this.bin(this.u16());
+            case 0xc6: return this.bin(this.u32());
+            case 0xca: return this.view.getFloat32(this.need(4));
+            case 0xcb: return this.view.getFloat64(this.need(8));
+            case 0xcc: return this.u8();
+            case 0xcd: return this.u16();
+            case 0xce: return this.u32();
+            case 0xcf: return Number(this.view.getBigUint64(this.need(8)));
+            case 0xd0: return this.view.getInt8(this.need(1));
+            case 0xd1: return this.view.getInt16(this.need(2));
+            case 0xd2: return this.view.getInt32(this.need(4));
+            case 0xd3: return Number(this.view.getBigInt64(this.need(8)));
+            case 0xd9: return this.str(this.u8());
+            case 0xda: return this.str(this.u16());
+            case 0xdb: return this.str(this.u32());
+            case 0xdc: return this.array(this.u16(), depth);
+            case 0xdd: return this.array(this.u32(), depth);
+            case 0xde: return this.map(this.u16(), depth);
+            case 0xdf: return this.map(this.u32(), depth);
+            default:
+                throw new TypeError(`unsupported MessagePack marker 0x${m.toString(16)}`);
+        }
+    }
 }

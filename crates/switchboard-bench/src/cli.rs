@@ -3,6 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::payload::Format;
+
 /// Load and benchmark tool for Switchboard (any server speaking its protocol v1).
 ///
 /// Every scenario prints a short human summary, then one line of JSON with all figures (the only
@@ -64,6 +66,10 @@ pub(crate) struct Common {
     /// A label copied into the JSON record (to tell series apart in plots).
     #[arg(long)]
     pub(crate) label: Option<String>,
+    /// How every connection encodes frames: JSON text, or MessagePack binary frames
+    /// (subprotocol `switchboard.v1.msgpack`).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub(crate) format: Format,
 }
 
 /// The message load of `fanout` and `broadcast`.

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::histogram::AtomicHistogram;
-use crate::payload::{self, Stamped};
+use crate::payload::{self, Format, Stamped};
 use crate::shared::Shared;
 use crate::target::Target;
 use crate::ws::{self, FrameError, Scanner};
@@ -117,6 +117,8 @@ struct State {
     mask: [u8; 4],
     /// Which connection of its group this is; offsets which frames it samples.
     index: u64,
+    /// How it encodes its frames (its group's format; kept here for its publisher).
+    format: Format,
     /// Deliveries seen so far.
     seen: u64,
     /// Control frames to write (pongs, the close echo); unallocated when there are none.
@@ -169,9 +171,9 @@ impl State {
                 }
                 batch.other += 1;
                 let Some(want) = awaited else { return };
-                if payload::has_type(frame.payload, want) {
+                if shared.format().has_type(frame.payload, want) {
                     batch.awaited = true;
-                } else if payload::has_type(frame.payload, ServerKind::Error)
+                } else if shared.format().has_type(frame.payload, ServerKind::Error)
                     && batch.error.is_none()
                 {
                     let start = &frame.payload[..frame.payload.len().min(200)];
@@ -218,11 +220,13 @@ impl Conn {
             .await
             .map_err(|source| ConnError::Connect { addr, source })?;
         stream.set_nodelay(true)?;
-        let request = ws::upgrade_request(
+        let mut request = ws::upgrade_request(
             dial.target.host(),
             &dial.target.path_for(dial.user),
             &ws::random_key(),
         );
+        // Before the blank line that ends the head.
+        request.insert_str(request.len() - 2, &shared.format().protocol_header());
         stream.write_all(request.as_bytes()).await?;
         let mut head = Vec::with_capacity(1024);
         let parsed = loop {
@@ -245,6 +249,7 @@ impl Conn {
                 scanner: Scanner::default(),
                 mask: ws::random_mask(),
                 index: dial.index,
+                format: shared.format(),
                 seen: 0,
                 replies: Vec::new(),
                 closing: false,
@@ -267,12 +272,9 @@ impl Conn {
     /// Joins `room` and waits for `room_joined`.
     pub(crate) async fn join(&mut self, room: &str, shared: &Shared) -> Result<(), ConnError> {
         let mut frame = Vec::new();
-        ws::encode_client_frame(
-            &mut frame,
-            ws::OP_TEXT,
-            payload::join_room(room).as_bytes(),
-            self.state.mask,
-        );
+        let join = payload::join_room(room);
+        let (opcode, join) = self.state.format.client_payload(join.as_bytes());
+        ws::encode_client_frame(&mut frame, opcode, &join, self.state.mask);
         self.stream.write_all(&frame).await?;
         self.wait_for(ServerKind::RoomJoined, shared, Batch::default())
             .await
@@ -478,7 +480,8 @@ impl Publisher {
         let lag = Instant::now().saturating_duration_since(scheduled);
         self.stamped.write(&mut self.json, payload::now_ns());
         self.frame.clear();
-        ws::encode_client_frame(&mut self.frame, ws::OP_TEXT, &self.json, conn.state.mask);
+        let (opcode, payload) = conn.state.format.client_payload(&self.json);
+        ws::encode_client_frame(&mut self.frame, opcode, &payload, conn.state.mask);
         conn.stream.write_all(&self.frame).await?;
         self.next += 1;
         self.stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -3,13 +3,15 @@
 //!
 //! Owns: the client frames the tool sends (`join_room`, stamped `message` and `broadcast`), the
 //! send-time stamp `t=<ns>;` embedded in `content`, and the cheap byte-level checks applied to
-//! server frames (which type is it, where is the stamp). Does not own framing (`ws`).
+//! server frames (which type is it, where is the stamp), in JSON or in MessagePack
+//! ([`Format`]). Does not own framing (`ws`).
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::{ClientKind, ServerKind};
+use switchboard_protocol::{ClientKind, ServerKind, msgpack};
 
 /// The server frames a scenario counts as deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,60 @@ impl Kind {
             Self::Broadcast => ServerKind::Broadcast,
         }
     }
+}
+
+/// How the tool's connections encode frames (`--format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Format {
+    /// JSON text frames.
+    #[default]
+    Json,
+    /// MessagePack binary frames (subprotocol `switchboard.v1.msgpack`).
+    Msgpack,
+}
+
+impl Format {
+    /// The `Sec-WebSocket-Protocol` line of the upgrade request (empty for JSON).
+    pub(crate) fn protocol_header(self) -> String {
+        match self {
+            Self::Json => String::new(),
+            Self::Msgpack => format!("Sec-WebSocket-Protocol: {}\r\n", msgpack::SUBPROTOCOL),
+        }
+    }
+
+    /// The opcode and payload of the client frame whose JSON is `json`. The tool writes that
+    /// JSON itself, so it transcodes; if it did not, the empty frame would get the server's
+    /// `INVALID_JSON`, which the run reports.
+    pub(crate) fn client_payload(self, json: &[u8]) -> (u8, Cow<'_, [u8]>) {
+        match self {
+            Self::Json => (crate::ws::OP_TEXT, Cow::Borrowed(json)),
+            Self::Msgpack => (
+                crate::ws::OP_BINARY,
+                Cow::Owned(msgpack::from_json(json).unwrap_or_default()),
+            ),
+        }
+    }
+
+    /// Whether a server frame in this format has `type` `kind`.
+    pub(crate) fn has_type(self, frame: &[u8], kind: ServerKind) -> bool {
+        match self {
+            Self::Json => has_type(frame, kind),
+            Self::Msgpack => has_msgpack_type(frame, kind),
+        }
+    }
+}
+
+/// Whether a MessagePack server frame has `"type": "<kind>"` among its first 64 bytes (the
+/// server writes `type` first; type names are short, so each is a fixstr).
+fn has_msgpack_type(frame: &[u8], kind: ServerKind) -> bool {
+    let name = kind.as_str().as_bytes();
+    let mut needle = Vec::with_capacity(name.len() + 6);
+    needle.extend_from_slice(b"\xa4type");
+    needle.push(0xa0 | (name.len() as u8 & 0x1f));
+    needle.extend_from_slice(name);
+    let head = &frame[..frame.len().min(64)];
+    head.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Nanoseconds since the Unix epoch on CLOCK_REALTIME, the clock every process of a run shares.
@@ -174,6 +230,28 @@ mod tests {
         assert_eq!(find_stamp(b"at=x t=7;"), Some(7));
         assert_eq!(find_stamp(b"no stamp"), None);
         assert_eq!(find_stamp(b"t=123456789012345678901;"), None);
+    }
+
+    #[test]
+    fn msgpack_frames_are_recognised_and_keep_their_stamp() {
+        let delivered = br#"{"type":"message","room":"r","payload":{"content":"t=99;xx"}}"#;
+        let packed = msgpack::from_json(delivered).unwrap();
+        assert!(Format::Msgpack.has_type(&packed, ServerKind::Message));
+        assert!(!Format::Msgpack.has_type(&packed, ServerKind::Broadcast));
+        assert!(!Format::Msgpack.has_type(delivered, ServerKind::Message));
+        let joined = msgpack::from_json(br#"{"type":"room_joined"}"#).unwrap();
+        assert!(!Format::Msgpack.has_type(&joined, ServerKind::Message));
+        assert!(Format::Msgpack.has_type(&joined, ServerKind::RoomJoined));
+        assert_eq!(find_stamp(&packed), Some(99));
+        let join = join_room("r");
+        let (opcode, payload) = Format::Msgpack.client_payload(join.as_bytes());
+        assert_eq!(opcode, crate::ws::OP_BINARY);
+        assert_eq!(
+            msgpack::to_json(&payload).unwrap(),
+            join_room("r"),
+            "the same frame"
+        );
+        assert_eq!(Format::Json.client_payload(b"{}").1, &b"{}"[..]);
     }
 
     #[test]

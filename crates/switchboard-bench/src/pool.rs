@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::conn::{Conn, ConnError, Dial};
 use crate::histogram::{AtomicHistogram, Histogram};
-use crate::payload::Kind;
+use crate::payload::{Format, Kind};
 use crate::shared::{Shared, Tally};
 use crate::target::{Target, UrlError};
 
@@ -61,6 +61,8 @@ pub(crate) struct PoolSpec {
     pub(crate) sample_every: u64,
     /// Longest time one connection may take to open and join.
     pub(crate) open_timeout_s: f64,
+    /// How the connections encode frames.
+    pub(crate) format: Format,
 }
 
 /// The outcome of opening a pool.
@@ -125,7 +127,7 @@ impl Pool {
             targets.push(Target::resolve(url).await?);
         }
         let targets = Arc::new(targets);
-        let shared = Arc::new(Shared::new(spec.kind, spec.sample_every));
+        let shared = Arc::new(Shared::new(spec.kind, spec.sample_every).with_format(spec.format));
         let (stop, stopped) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(spec.concurrency.max(1)));
         let handshakes = Arc::new(AtomicHistogram::default());

@@ -11,13 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::AtomicHistogram;
-use crate::payload::{self, Kind};
+use crate::payload::{self, Format, Kind};
 
 /// Counters and latency samples of a group of connections.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The frames that count as deliveries (none for idle and connect runs).
     kind: Option<Kind>,
+    /// How the group's connections encode frames.
+    format: Format,
     /// One delivery in this many has its stamp read.
     sample_every: u64,
     /// Stamps in `[start, end)` (ns since the epoch) are recorded; `end` 0 means no end.
@@ -70,6 +72,7 @@ impl Shared {
     pub(crate) fn new(kind: Option<Kind>, sample_every: u64) -> Self {
         Self {
             kind,
+            format: Format::Json,
             sample_every: sample_every.max(1),
             window: [AtomicU64::new(0), AtomicU64::new(0)],
             latency: AtomicHistogram::default(),
@@ -82,6 +85,17 @@ impl Shared {
         }
     }
 
+    /// The same, for connections that speak `format`.
+    pub(crate) fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// How the group's connections encode frames.
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+
     /// Records only stamps in `[start_ns, end_ns)` from now on.
     pub(crate) fn set_window(&self, start_ns: u64, end_ns: u64) {
         self.window[0].store(start_ns, Ordering::Relaxed);
@@ -91,7 +105,7 @@ impl Shared {
     /// Whether a data frame is a delivery.
     pub(crate) fn is_delivery(&self, json: &[u8]) -> bool {
         self.kind
-            .is_some_and(|kind| payload::has_type(json, kind.server_kind()))
+            .is_some_and(|kind| self.format.has_type(json, kind.server_kind()))
     }
 
     /// Whether the `n`th delivery (offset by connection) is sampled.

@@ -191,6 +191,38 @@ fn fanout_delivers_every_message_to_every_other_member() {
 }
 
 #[test]
+fn fanout_in_msgpack_delivers_every_message_with_its_stamp() {
+    let server = Server::start();
+    let record = bench(&[
+        "fanout",
+        "--url",
+        &server.url(),
+        "--format",
+        "msgpack",
+        "--rooms",
+        "1",
+        "--subscribers",
+        "3",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--size",
+        "4096",
+        "--sample-all",
+    ]);
+    // 20 messages to each of the 3 subscribers: recognised as deliveries in MessagePack.
+    assert_eq!(record["expected"], 60);
+    no_losses(&record);
+    assert_eq!(record["latency_us"]["samples"], 60, "every stamp was found");
+    // A 4 KiB content in a frame of little more (setup frames add a small share).
+    let wire = record["wire_bytes_per_delivery"].as_f64().unwrap();
+    assert!((4096.0..5000.0).contains(&wire), "{record}");
+}
+
+#[test]
 fn connect_opens_every_connection() {
     let server = Server::start();
     let record = bench(&[

@@ -1,6 +1,7 @@
 //! What a client connects to and how it behaves when the connection is lost: the URL and
 //! identity (a fixed token, or a [`TokenProvider`] asked for a fresh one), the reconnect policy
-//! (exponential backoff with jitter), the heartbeat, and the bounds of its queues.
+//! (exponential backoff with jitter), the heartbeat, the bounds of its queues, and the
+//! [`Format`] of its frames on the wire.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +48,20 @@ pub struct ClientConfig {
     pub(crate) queue_capacity: usize,
     pub(crate) event_capacity: usize,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) format: Format,
+}
+
+/// How frames travel on the wire. The API is the same for both: payloads are
+/// [`serde_json::Value`]s, and MessagePack bytes (`bin`) appear in them as
+/// `{"$bytes": "<base64>"}`, the form the server gives JSON clients (docs/protocol.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// JSON text frames (protocol v1 as in DESIGN.md §2).
+    #[default]
+    Json,
+    /// MessagePack binary frames (subprotocol `switchboard.v1.msgpack`): smaller frames, and
+    /// `{"$bytes": …}` values sent as real bytes.
+    MsgPack,
 }
 
 impl ClientConfig {
@@ -66,6 +81,7 @@ impl ClientConfig {
             queue_capacity: 1000,
             event_capacity: 1024,
             tls: None,
+            format: Format::Json,
         }
     }
 
@@ -135,6 +151,14 @@ impl ClientConfig {
     /// root certificates (`webpki-roots`) are trusted.
     pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Speaks `format` on the wire (JSON by default). [`Format::MsgPack`] needs a server that
+    /// selects subprotocol `switchboard.v1.msgpack`; against one that does not, every
+    /// connection attempt fails its handshake.
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
         self
     }
 

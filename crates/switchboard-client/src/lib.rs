@@ -116,7 +116,7 @@ mod shared;
 mod task;
 
 pub use client::{Channel, Client, DEFAULT_REQUEST_TIMEOUT, Events, Room, Status};
-pub use config::{ClientConfig, Heartbeat, Reconnect, TokenProvider, TokenResult};
+pub use config::{ClientConfig, Format, Heartbeat, Reconnect, TokenProvider, TokenResult};
 pub use error::Error;
 pub use event::{ClosedBy, ConnectInfo, Event, Frame, Presence};
 pub use history::HistoryQuery;

@@ -12,15 +12,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use switchboard_protocol::msgpack;
 use switchboard_protocol::{ClientKind, CloseCode, ErrorPayload, ServerKind, StreamPosition};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Format};
 use crate::error::Error;
 use crate::event::{ClosedBy, ConnectInfo, Event, Frame};
 use crate::shared::Shared;
@@ -179,7 +183,7 @@ impl Task {
         let heartbeat = self.config.heartbeat;
         let write_timeout = heartbeat.map_or(self.config.connect_timeout, |h| h.timeout);
         for frame in restore_frames(&self.shared) {
-            if let Err(ended) = send(&mut ws, frame, write_timeout).await {
+            if let Err(ended) = send(&mut ws, self.config.format, frame, write_timeout).await {
                 return ended;
             }
         }
@@ -191,7 +195,7 @@ impl Task {
         let mut pong_deadline: Option<Instant> = None;
         loop {
             while let Some(frame) = self.shared.front() {
-                if let Err(ended) = send(&mut ws, frame, write_timeout).await {
+                if let Err(ended) = send(&mut ws, self.config.format, frame, write_timeout).await {
                     return ended;
                 }
                 self.shared.sent();
@@ -204,7 +208,12 @@ impl Task {
                 // Reads first: a pong already received must count before its deadline.
                 biased;
                 message = ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                        let text = match decode(self.config.format, message) {
+                            Ok(Some(text)) => text,
+                            Ok(None) => continue,
+                            Err(ended) => return ended,
+                        };
                         if let Some(ended) = self.on_text(&mut ws, &text, &mut pong_deadline, write_timeout).await {
                             return ended;
                         }
@@ -217,8 +226,7 @@ impl Task {
                         .await;
                         return Ended::from_close(frame, self.config.token_provider.is_some());
                     }
-                    // Binary frames are not part of the protocol; WebSocket pings are
-                    // answered by tungstenite.
+                    // WebSocket pings are answered by tungstenite.
                     Some(Ok(_)) => {}
                     Some(Err(error)) => return Ended::lost(error.to_string()),
                     None => return Ended::lost("the connection ended"),
@@ -230,7 +238,7 @@ impl Task {
                             "type": ClientKind::Ping.as_str(),
                             "payload": {"timestamp": now_ms()},
                         });
-                        if let Err(ended) = send(&mut ws, ping.to_string(), write_timeout).await {
+                        if let Err(ended) = send(&mut ws, self.config.format, ping.to_string(), write_timeout).await {
                             return ended;
                         }
                         pong_deadline = heartbeat.map(|h| Instant::now() + h.timeout);
@@ -259,7 +267,9 @@ impl Task {
             Some(ServerKind::Pong) => *pong_deadline = None,
             Some(ServerKind::Ping) => {
                 let pong = json!({"type": ClientKind::Pong.as_str(), "payload": frame.payload});
-                if let Err(ended) = send(ws, pong.to_string(), write_timeout).await {
+                if let Err(ended) =
+                    send(ws, self.config.format, pong.to_string(), write_timeout).await
+                {
                     return Some(ended);
                 }
                 return None;
@@ -310,7 +320,7 @@ impl Task {
             Ok(Ok(token)) => {
                 let refresh =
                     json!({"type": ClientKind::Refresh.as_str(), "payload": {"token": token}});
-                send(ws, refresh.to_string(), write_timeout).await
+                send(ws, self.config.format, refresh.to_string(), write_timeout).await
             }
             Ok(Err(_)) | Err(_) => Ok(()),
         }
@@ -330,19 +340,33 @@ async fn connect(config: &ClientConfig, url: &str) -> Result<(Ws, ConnectInfo), 
                     None => None,
                 };
             let connector = config.tls.clone().map(Connector::Rustls);
+            let mut request = url.into_client_request().map_err(handshake_failure)?;
+            if config.format == Format::MsgPack {
+                request.headers_mut().insert(
+                    SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_static(msgpack::SUBPROTOCOL),
+                );
+            }
             let (mut ws, _) =
-                tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+                tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
                     .await
                     .map_err(handshake_failure)?;
             if let Some(token) = token {
                 let auth = json!({"type": ClientKind::Auth.as_str(), "payload": {"token": token}});
-                ws.send(Message::text(auth.to_string()))
-                    .await
-                    .map_err(|error| Ended::lost(error.to_string()))?;
+                send(
+                    &mut ws,
+                    config.format,
+                    auth.to_string(),
+                    config.connect_timeout,
+                )
+                .await?;
             }
             loop {
                 match ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                        let Some(text) = decode(config.format, message)? else {
+                            continue;
+                        };
                         let info = serde_json::from_str::<Frame>(&text)
                             .ok()
                             .filter(|frame| frame.kind == ServerKind::Connect.as_str())
@@ -403,14 +427,40 @@ fn rejoin(kind: ClientKind, mut payload: Value, since: Option<StreamPosition>) -
     json!({"type": kind.as_str(), "payload": payload})
 }
 
-/// Writes one frame; a write that cannot finish in `limit` means the connection is dead.
-async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), Ended> {
-    match tokio::time::timeout(limit, ws.send(Message::text(text))).await {
+/// Writes one frame, given as JSON text, in `format`; a write that cannot finish in `limit`
+/// means the connection is dead.
+async fn send(ws: &mut Ws, format: Format, text: String, limit: Duration) -> Result<(), Ended> {
+    let message = match format {
+        Format::Json => Message::text(text),
+        // The frames are the client's own JSON, so this fails only on a bug of ours.
+        Format::MsgPack => match msgpack::from_json(text.as_bytes()) {
+            Ok(packed) => Message::binary(packed),
+            Err(error) => {
+                return Err(Ended::lost(format!(
+                    "a frame could not be encoded: {error}"
+                )));
+            }
+        },
+    };
+    match tokio::time::timeout(limit, ws.send(message)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(Ended::lost(error.to_string())),
         Err(_) => Err(Ended::lost(format!(
             "a write did not complete in {limit:?}"
         ))),
+    }
+}
+
+/// The JSON text of a data frame in `format`; `None` for a frame of the other kind, which the
+/// server never sends. A MessagePack frame that does not transcode ends the connection: the
+/// server sent something it must not.
+fn decode(format: Format, message: Message) -> Result<Option<String>, Ended> {
+    match (format, message) {
+        (Format::Json, Message::Text(text)) => Ok(Some(text.as_str().to_owned())),
+        (Format::MsgPack, Message::Binary(data)) => msgpack::to_json(&data)
+            .map(Some)
+            .map_err(|error| Ended::lost(format!("the server sent {error}"))),
+        _ => Ok(None),
     }
 }
 

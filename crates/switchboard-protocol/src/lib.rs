@@ -13,13 +13,17 @@
 //! - `payload`: [`ConnectPayload`], [`ErrorPayload`], [`HistoryPayload`],
 //!   [`TokenExpiringPayload`] and [`RefreshPayload`], the payloads both sides read or write,
 //!   and [`StreamPosition`], a position in a room's or channel's history.
+//! - [`msgpack`]: the MessagePack form of frames (subprotocol `switchboard.v1.msgpack`),
+//!   transcoded to and from their JSON text.
 //! - [`ws`]: the client side of WebSocket framing: masked client frames and opcodes.
 //!
 //! Not here: parsing client frames and encoding server frames (the server's `protocol`
-//! module), sockets, and anything async. The only dependencies are `serde` and `serde_json`.
+//! module), sockets, and anything async. The dependencies are `serde`, `serde_json`, and for
+//! MessagePack `rmp` and `base64`.
 
 mod codes;
 mod kind;
+pub mod msgpack;
 mod payload;
 pub mod ws;
 

@@ -587,6 +587,51 @@ async fn frames_read_with_the_one_that_waits_are_handled_after_its_answer_in_ord
     assert_eq!(kinds, ["sum", "ack", "pong", "room_joined", "ack"]);
 }
 
+/// The next frame of a MessagePack connection, which must be binary, as JSON.
+async fn read_packed(raw: &mut RawClient) -> Value {
+    let (first, payload) = raw.read_frame().await;
+    assert_eq!(first, 0x82, "a binary frame");
+    let json = switchboard_protocol::msgpack::to_json(&payload).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[tokio::test]
+async fn msgpack_frames_that_wait_for_the_backend_keep_their_order_too() {
+    use switchboard_protocol::msgpack;
+    let (addr, mut received, _) = backend().await;
+    let server = server(addr, |_| {}).await;
+    let protocol = "Sec-WebSocket-Protocol: switchboard.v1.msgpack\r\n";
+    let (mut raw, _) = RawClient::connect_with(server.addr, "/?token=good-alice", protocol).await;
+    next(&mut received).await;
+    assert_eq!(read_packed(&mut raw).await["type"], "connect");
+    let frames = [
+        json!({"type": "sum", "payload": {"a": 4, "b": 5}, "id": "s"}),
+        json!({"type": "ping", "payload": {"n": 1}}),
+        json!({"type": "join_room", "payload": {"room": "general"}, "id": "j"}),
+    ];
+    let bytes: Vec<u8> = frames
+        .iter()
+        .flat_map(|frame| {
+            masked_frame(
+                0x82,
+                &msgpack::from_json(frame.to_string().as_bytes()).unwrap(),
+            )
+        })
+        .collect();
+    raw.send_frame_bytes(&bytes).await;
+    let mut kinds = Vec::new();
+    let mut sum = Value::Null;
+    while kinds.len() < 5 {
+        let frame = read_packed(&mut raw).await;
+        if frame["type"] == "sum" {
+            sum = frame["payload"].clone();
+        }
+        kinds.push(frame["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["sum", "ack", "pong", "room_joined", "ack"]);
+    assert_eq!(sum, json!({"sum": 9}));
+}
+
 #[tokio::test]
 async fn an_sse_connection_is_admitted_by_the_connect_proxy_too() {
     let (addr, mut received, _) = backend().await;

@@ -82,6 +82,10 @@ pub(super) struct Figures {
     servers: Vec<ServerFigures>,
     client: ClientCpu,
     other_frames: u64,
+    /// Bytes the receiving connections read over the whole run (frame headers included) per
+    /// delivery: the size of a delivered frame on the wire, plus a small share for the
+    /// `connect`, `room_joined` and `user_joined` frames of the setup.
+    wire_bytes_per_delivery: Option<f64>,
     pings: u64,
     errors: u64,
     server_closes: std::collections::BTreeMap<u16, u64>,
@@ -221,7 +225,9 @@ struct Publishers {
 impl Publishers {
     /// Opens the publishing and the stalled connections (each joins its room).
     async fn open(run: &Run, load: &Load, plan: &Plan) -> Result<Self, RunError> {
-        let local = Arc::new(Shared::new(Some(plan.kind), load.sample_every()));
+        let local = Arc::new(
+            Shared::new(Some(plan.kind), load.sample_every()).with_format(run.common.format),
+        );
         let target = match &load.publisher_url {
             Some(url) => Some(Target::resolve(url).await?),
             None => None,
@@ -421,6 +427,8 @@ fn figures(i: FigureInputs<'_>) -> Figures {
         servers,
         client: usage.client,
         other_frames: i.tally.other_frames,
+        wire_bytes_per_delivery: (i.tally.delivered > 0)
+            .then(|| round(i.tally.bytes as f64 / i.tally.delivered as f64, 1)),
         pings: i.tally.pings,
         errors: i.tally.errors,
         server_closes: i.tally.server_closes,

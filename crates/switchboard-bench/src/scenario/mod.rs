@@ -172,6 +172,7 @@ impl Run {
                     kind,
                     sample_every,
                     open_timeout_s: self.common.open_timeout,
+                    format: self.common.format,
                 }
             })
             .collect())

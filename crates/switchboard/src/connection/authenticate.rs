@@ -1,6 +1,6 @@
 //! A connection that brought no token to its upgrade while authentication is on. Before it
 //! enters the hub it must send `{"type":"auth","payload":{"token":"…"}}` within the deadline
-//! (`--auth-timeout`).
+//! (`--auth-timeout`), or its MessagePack form on a `switchboard.v1.msgpack` connection.
 //!
 //! Until then it is nowhere in the hub: no `connect` frame, no presence, not counted as a
 //! connection. This task reads one frame at a time and never past a frame's end, so whatever
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Endpoint, Peer, Stream, Terms, driver};
 use crate::auth::{JwtConfig, MAX_TOKEN_BYTES};
-use crate::hub::{Counters, Hub};
+use crate::hub::{Counters, Hub, Outgoing, Wire};
 use crate::protocol::{self, CloseCode, Command, ErrorCode, Inbound};
 use crate::proxy::{ConnectRequest, ConnectVerdict, Proxy, ProxyError};
 use crate::ws::Violation;
@@ -64,7 +64,7 @@ enum Outcome {
 /// One message read before authentication, owned (the frame buffer is reused).
 enum Received {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     Ping(Vec<u8>),
     Pong,
     Close(Option<u16>),
@@ -88,7 +88,7 @@ pub(crate) async fn authenticate<S>(
         deflate: terms.deflate.is_some(),
     };
     let outcome = tokio::select! {
-        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.verifier, limits)) => {
+        waited = tokio::time::timeout_at(pending.deadline, wait_for_token(&mut io, hub, &pending.verifier, (limits, terms.msgpack))) => {
             waited.unwrap_or_else(|_| {
                 Counters::add(&hub.counters().auth_failures, 1);
                 Outcome::Refuse(CloseCode::Policy.as_u16(), "authentication timed out".to_owned())
@@ -105,11 +105,13 @@ pub(crate) async fn authenticate<S>(
     }
 }
 
+/// Reads frames until a valid `auth` frame; `msgpack`: the client speaks MessagePack (its
+/// frames are transcoded to JSON, and the replies to MessagePack).
 async fn wait_for_token<S: Stream>(
     io: &mut S,
     hub: &Hub,
     verifier: &Verifier,
-    limits: Limits,
+    (limits, msgpack): (Limits, bool),
 ) -> Outcome {
     let mut decoder = Decoder::new(limits);
     let parse_limits = super::parse_limits(hub);
@@ -125,8 +127,25 @@ async fn wait_for_token<S: Stream>(
                 );
             }
         };
-        let reply = match received {
-            Received::Text(text) => match protocol::parse(&text, &parse_limits) {
+        let text = match received {
+            Received::Text(text) if !msgpack => Ok(text),
+            Received::Binary(data) if msgpack => switchboard_protocol::msgpack::to_json(&data)
+                .map_err(|error| {
+                    hub.counters().count_error(ErrorCode::InvalidJson);
+                    protocol::error_frame(ErrorCode::InvalidJson, &error.to_string(), None)
+                }),
+            // The other encoding's frames: no command can be read from them.
+            Received::Text(_) | Received::Binary(_) => Err(unauthorized(hub, None)),
+            Received::Ping(payload) => Err(frame::frame(OpCode::Pong, &payload)),
+            Received::Pong => continue,
+            Received::Close(code) => {
+                let echo = code.unwrap_or(CloseCode::Normal.as_u16());
+                let _ = io.write_all(&frame::close_frame(echo, "")).await;
+                return Outcome::Gone;
+            }
+        };
+        let reply = match text {
+            Ok(text) => match protocol::parse(&text, &parse_limits) {
                 Ok(Inbound {
                     command: Command::Auth { token },
                     ..
@@ -146,15 +165,11 @@ async fn wait_for_token<S: Stream>(
                     protocol::error_frame(rejection.code, &rejection.message, rejection.id)
                 }
             },
-            Received::Binary => unauthorized(hub, None),
-            Received::Ping(payload) => frame::frame(OpCode::Pong, &payload),
-            Received::Pong => continue,
-            Received::Close(code) => {
-                let echo = code.unwrap_or(CloseCode::Normal.as_u16());
-                let _ = io.write_all(&frame::close_frame(echo, "")).await;
-                return Outcome::Gone;
-            }
+            Err(reply) => reply,
         };
+        let wire = if msgpack { Wire::MsgPack } else { Wire::Json };
+        let reply = Outgoing::new(&reply);
+        let reply = reply.for_wire(wire, None, 0);
         if io.write_all(&reply).await.is_err() {
             return Outcome::Gone;
         }
@@ -273,7 +288,7 @@ async fn read_message<S: Stream>(
         .feed(&mut frame, &mut |message| {
             received = Some(match message {
                 Message::Text(text) => Received::Text(text.to_owned()),
-                Message::Binary(_) => Received::Binary,
+                Message::Binary(data) => Received::Binary(data.to_vec()),
                 Message::Ping(payload) => Received::Ping(payload.to_vec()),
                 Message::Pong(_) => Received::Pong,
                 Message::Close(status) => Received::Close(status.map(|(code, _)| code)),

@@ -30,6 +30,7 @@ fn waiting(hub: &Hub, shutdown: &CancellationToken) -> (Client, tokio::task::Joi
         Terms {
             mode: super::super::Mode::Protocol,
             deflate: None,
+            msgpack: false,
         },
     ));
     (client, task)

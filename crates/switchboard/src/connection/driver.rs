@@ -168,16 +168,23 @@ pub(crate) fn decoder_limits(hub: &Hub, deflate: bool) -> Limits {
 
 /// Whether a server frame is traffic that keeps its connection from being idle (see
 /// `ConnHandle::last_active`): a data frame, text or binary, other than the app-level heartbeat
-/// `ping` (`--app-heartbeat`). Control frames (our pings, pongs and close) are not. Server
-/// frames are built whole and unmasked, so the opcode is in the first byte.
+/// `ping` (`--app-heartbeat`), in JSON or MessagePack. Control frames (our pings, pongs and
+/// close) are not. Server frames are built whole and unmasked, so the opcode is in the first
+/// byte.
 fn is_traffic(frame: &[u8]) -> bool {
     /// The opcodes of text and binary frames (RFC 6455 §5.2), in a first byte's low bits.
     const TEXT: u8 = 0x1;
     const BINARY: u8 = 0x2;
     /// How every heartbeat `ping` the hub sends starts (`type` is the first field).
     const APP_PING: &[u8] = br#"{"type":"ping","#;
+    /// The same in MessagePack, after the map's marker (a fixmap, 0x80 to 0x8f): the keys
+    /// keep their order when transcoded.
+    const MSGPACK_APP_PING: &[u8] = b"\xa4type\xa4ping";
     match frame.first().map(|first| first & 0x0F) {
-        Some(BINARY) => true,
+        Some(BINARY) => match frame::server_payload(frame).split_first() {
+            Some((map, rest)) => !(map & 0xF0 == 0x80 && rest.starts_with(MSGPACK_APP_PING)),
+            None => true,
+        },
         Some(TEXT) => !frame::server_payload(frame).starts_with(APP_PING),
         _ => false,
     }
@@ -408,7 +415,13 @@ impl<S: Stream> Driver<S> {
                         return Flow::Stop;
                     }
                 }
-                Message::Binary(data) => session.on_binary(data),
+                Message::Binary(data) => {
+                    session.on_binary(data);
+                    // A MessagePack frame may wait for the backend as a JSON one does.
+                    if session.waiting() {
+                        return Flow::Stop;
+                    }
+                }
                 Message::Ping(payload) => session.on_ping(payload),
                 Message::Pong(_) => {}
                 Message::Close(status) => {

@@ -316,6 +316,17 @@ fn data_frames_are_traffic_and_heartbeats_are_not() {
             .encode()
     ));
     assert!(is_traffic(&frame::frame(OpCode::Binary, b"\x81")));
+    assert!(is_traffic(&frame::frame(OpCode::Binary, b"")));
+    // The same frames in MessagePack, as the hub transcodes them for a MessagePack client.
+    let msgpack = |frame: &bytes::Bytes| {
+        let json = frame::server_payload(frame);
+        let packed = switchboard_protocol::msgpack::from_json(json).unwrap();
+        frame::frame(OpCode::Binary, &packed)
+    };
+    assert!(!is_traffic(&msgpack(&app_ping)));
+    assert!(is_traffic(&msgpack(
+        &ServerFrame::new(ServerKind::Pong, json!({})).encode()
+    )));
     // Long frames have longer headers; the payload is found behind each.
     for len in [200, 70_000] {
         let data = "x".repeat(len);

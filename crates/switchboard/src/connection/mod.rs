@@ -104,6 +104,9 @@ pub(crate) struct Terms {
     pub(crate) mode: Mode,
     /// permessage-deflate, when the client offered it and the server has it on.
     pub(crate) deflate: Option<Deflate>,
+    /// Whether the client selected subprotocol `switchboard.v1.msgpack` (protocol mode only):
+    /// every frame both ways is then MessagePack in a binary frame.
+    pub(crate) msgpack: bool,
 }
 
 /// The document a `/yjs` connection opened, and what it may do with it.
@@ -162,6 +165,7 @@ where
 {
     let wire = match terms.mode {
         Mode::Document(_) => Wire::Yjs,
+        Mode::Protocol if terms.msgpack => Wire::MsgPack,
         Mode::Protocol | Mode::Echo => Wire::Json,
     };
     match endpoint.hub.register_as(peer.user.clone(), wire) {

@@ -20,7 +20,7 @@ use super::{Endpoint, Mode};
 use crate::auth::Grants;
 use crate::broker::Topic;
 use crate::handlers::MessageContext;
-use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Publication};
+use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Publication, Wire};
 use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
 use crate::limits::Violations;
 use crate::protocol::{
@@ -225,6 +225,17 @@ impl Session {
             self.reply(frame::frame(OpCode::Text, text.as_bytes()));
             return;
         }
+        if self.handle.wire() == Wire::MsgPack {
+            self.wrong_encoding("text frames are not supported on subprotocol switchboard.v1.msgpack; send MessagePack binary frames");
+            return;
+        }
+        self.on_protocol_text(text);
+    }
+
+    /// Handles one protocol v1 frame in its JSON text form (as sent, or transcoded from
+    /// MessagePack).
+    fn on_protocol_text(&mut self, text: &str) {
+        let counters = self.hub().counters();
         let parsed = protocol::parse(text, &super::parse_limits(self.hub()));
         let (id, kind) = match &parsed {
             Ok(inbound) => (inbound.id, InKind::of(&inbound.command)),
@@ -257,7 +268,9 @@ impl Session {
         }
     }
 
-    /// Handles one binary message: the protocol is JSON text only.
+    /// Handles one binary message: a MessagePack frame on a `switchboard.v1.msgpack`
+    /// connection, which is transcoded and handled as its JSON text would be; an error on a
+    /// JSON one.
     pub(crate) fn on_binary(&mut self, data: &[u8]) {
         if self.closing() {
             return;
@@ -274,13 +287,28 @@ impl Session {
             }
             Kind::Protocol => {}
         }
+        if self.handle.wire() != Wire::MsgPack {
+            self.wrong_encoding("binary frames are not supported; send JSON text frames");
+            return;
+        }
+        Counters::add(&self.hub().counters().bytes_in, data.len() as u64);
+        match switchboard_protocol::msgpack::to_json(data) {
+            Ok(text) => self.on_protocol_text(&text),
+            Err(error) => {
+                // As malformed JSON is answered: counted, rate-limited, INVALID_JSON.
+                self.hub().counters().count_in(InKind::Invalid);
+                if self.take_token(None) {
+                    self.error(ErrorCode::InvalidJson, &error.to_string(), None);
+                }
+            }
+        }
+    }
+
+    /// Answers a data frame of the encoding the connection did not choose.
+    fn wrong_encoding(&mut self, message: &str) {
         self.hub().counters().count_in(InKind::Invalid);
         if self.take_token(None) {
-            self.error(
-                ErrorCode::InvalidMessage,
-                "binary frames are not supported; send JSON text frames",
-                None,
-            );
+            self.error(ErrorCode::InvalidMessage, message, None);
         }
     }
 

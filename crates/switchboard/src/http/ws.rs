@@ -36,7 +36,7 @@ use crate::hub::Counters;
 use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
 use crate::ws::extension;
-use crate::ws::handshake::{self, HandshakeError};
+use crate::ws::handshake::{self, HandshakeError, Subprotocol};
 
 /// Query parameters of the upgrade request.
 #[derive(Debug, Deserialize)]
@@ -268,12 +268,18 @@ async fn upgrade_to(
         .enabled
         .then(|| extension::negotiate(request.headers()))
         .flatten();
+    // MessagePack is protocol v1's other encoding: `/echo` and `/yjs` have their own.
+    let subprotocol = match mode {
+        Mode::Protocol => upgrade.subprotocol,
+        Mode::Echo | Mode::Document(_) => upgrade.subprotocol.filter(|s| *s == Subprotocol::Json),
+    };
     let upgraded = Upgraded {
         endpoint: state.endpoint.clone(),
         admission,
         terms: Terms {
             mode,
             deflate: agreed.as_ref().map(|agreed| agreed.deflate),
+            msgpack: subprotocol == Some(Subprotocol::MsgPack),
         },
     };
     // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
@@ -303,10 +309,10 @@ async fn upgrade_to(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, upgrade.accept);
-    if upgrade.subprotocol {
+    if let Some(subprotocol) = subprotocol {
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(handshake::SUBPROTOCOL),
+            HeaderValue::from_static(subprotocol.name()),
         );
     }
     if let Some(agreed) = agreed {

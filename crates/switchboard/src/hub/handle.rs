@@ -20,6 +20,9 @@ pub(crate) enum Wire {
     /// Protocol v1 JSON frames (and the echo endpoint's messages): it gets broadcasts, sends
     /// to its user and app-level pings.
     Json,
+    /// Protocol v1 frames in their MessagePack form, as binary frames (subprotocol
+    /// `switchboard.v1.msgpack`): it gets everything a JSON client gets, transcoded.
+    MsgPack,
     /// y-websocket binary messages only (`/yjs`): no JSON frame may reach it.
     Yjs,
     /// Protocol v1 JSON frames as server-sent events (`GET /sse`): it gets what a `Json`
@@ -118,9 +121,10 @@ impl ConnHandle {
         &self.0.user
     }
 
-    /// Whether the client reads protocol v1 JSON frames.
+    /// Whether the client reads protocol v1 frames: JSON ones, which the hub queues as they
+    /// are or transcodes to MessagePack for it (`Outgoing::for_wire`).
     pub(crate) fn speaks_json(&self) -> bool {
-        matches!(self.0.wire, Wire::Json | Wire::Sse)
+        matches!(self.0.wire, Wire::Json | Wire::MsgPack | Wire::Sse)
     }
 
     /// What the client reads.

@@ -181,6 +181,8 @@ impl Hub {
             )
             .encode()
         });
+        // One MessagePack form for all the sweep's MessagePack clients.
+        let app_ping = app_ping.as_ref().map(super::Outgoing::new);
         let mut report = HeartbeatReport::default();
         self.for_each_open(|handle| {
             if now.saturating_sub(handle.last_seen()) >= timeout {
@@ -196,7 +198,7 @@ impl Hub {
             }
             // Never compressed: the connection's task knows an app-level ping by its text.
             if let Some(app_ping) = app_ping.as_ref().filter(|_| handle.speaks_json()) {
-                self.push(handle, app_ping);
+                self.push(handle, &app_ping.for_wire(handle.wire(), None, 0));
             }
         });
         Counters::add(

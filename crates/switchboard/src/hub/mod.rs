@@ -413,7 +413,7 @@ impl Hub {
                 .is_some_and(|event| self.enqueue(handle, event));
         }
         let threshold = self.inner.config.compression.threshold;
-        let frame = frame.for_peer(handle.deflate(), threshold);
+        let frame = frame.for_wire(handle.wire(), handle.deflate(), threshold);
         self.enqueue(handle, &frame)
     }
 

@@ -5,8 +5,34 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-/// The subprotocol a client may ask for; Switchboard speaks only this one.
+/// The subprotocol of protocol v1 in JSON text frames (also what a client that asks for none
+/// gets).
 pub(crate) const SUBPROTOCOL: &str = "switchboard.v1";
+
+/// A subprotocol the server selects from a client's `Sec-WebSocket-Protocol` offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subprotocol {
+    /// `switchboard.v1`: JSON text frames.
+    Json,
+    /// `switchboard.v1.msgpack`: MessagePack binary frames.
+    MsgPack,
+}
+
+impl Subprotocol {
+    /// The `Sec-WebSocket-Protocol` value that names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Json => SUBPROTOCOL,
+            Self::MsgPack => switchboard_protocol::msgpack::SUBPROTOCOL,
+        }
+    }
+
+    fn parse(offered: &str) -> Option<Self> {
+        [Self::Json, Self::MsgPack]
+            .into_iter()
+            .find(|known| offered.eq_ignore_ascii_case(known.name()))
+    }
+}
 
 /// Why a request is not an acceptable WebSocket upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -29,8 +55,9 @@ pub(crate) enum HandshakeError {
 pub(crate) struct Upgrade {
     /// The `Sec-WebSocket-Accept` header value.
     pub(crate) accept: HeaderValue,
-    /// Whether the client offered our subprotocol (then the response must select it).
-    pub(crate) subprotocol: bool,
+    /// The first of our subprotocols in the client's offer, in the client's order of
+    /// preference (the response must select it); `None` when it offered none of them.
+    pub(crate) subprotocol: Option<Subprotocol>,
 }
 
 /// Validates an upgrade request.
@@ -65,7 +92,12 @@ pub(crate) fn check(method: &Method, headers: &HeaderMap) -> Result<Upgrade, Han
         HeaderValue::from_str(&accept_key(key.as_bytes())).map_err(|_| HandshakeError::BadKey)?;
     Ok(Upgrade {
         accept,
-        subprotocol: has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL),
+        subprotocol: headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .find_map(|offered| Subprotocol::parse(offered.trim())),
     })
 }
 
@@ -101,14 +133,36 @@ mod tests {
     fn computes_the_rfc_example_accept_key() {
         let upgrade = check(&Method::GET, &request(VALID)).unwrap();
         assert_eq!(upgrade.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert!(!upgrade.subprotocol);
+        assert_eq!(upgrade.subprotocol, None);
     }
 
     #[test]
     fn selects_our_subprotocol_when_offered() {
-        let mut pairs = VALID.to_vec();
-        pairs.push(("sec-websocket-protocol", "chat, switchboard.v1"));
-        assert!(check(&Method::GET, &request(&pairs)).unwrap().subprotocol);
+        let selected = |offers: &[&'static str]| {
+            let mut pairs = VALID.to_vec();
+            pairs.extend(
+                offers
+                    .iter()
+                    .map(|offer| ("sec-websocket-protocol", *offer)),
+            );
+            check(&Method::GET, &request(&pairs)).unwrap().subprotocol
+        };
+        assert_eq!(selected(&["chat, switchboard.v1"]), Some(Subprotocol::Json));
+        assert_eq!(
+            selected(&["chat, switchboard.v1.msgpack"]),
+            Some(Subprotocol::MsgPack)
+        );
+        // The client's order of preference, across header lines too.
+        assert_eq!(
+            selected(&["switchboard.v1.msgpack, switchboard.v1"]),
+            Some(Subprotocol::MsgPack)
+        );
+        assert_eq!(
+            selected(&["chat", "switchboard.v1", "switchboard.v1.msgpack"]),
+            Some(Subprotocol::Json)
+        );
+        assert_eq!(selected(&["chat, switchboard.v2, msgpack"]), None);
+        assert_eq!(selected(&["switchboard.v1.msgpack.x"]), None);
     }
 
     #[test]
