@@ -3,38 +3,13 @@
 // and the pool.
 
 import assert from 'node:assert/strict';
-import { after, afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import WebSocket from 'ws';
 
 import { SwitchboardError, SwitchboardPool, backoff } from '../dist/switchboard.js';
-import { Server, client, collect, freePort, next, until } from './helpers.mjs';
+import { client, collect, freePort, next, tracked, until } from './helpers.mjs';
 
-const servers = [];
-const clients = [];
-
-async function server(options) {
-  const started = await Server.start(options);
-  servers.push(started);
-  return started;
-}
-
-function make(url, options) {
-  const made = client(url, options);
-  clients.push(made);
-  return made;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of servers.splice(0)) {
-    if (s.child.signalCode === null && s.child.exitCode === null) s.resume();
-    await s.stop();
-  }
-});
-
-after(() => {
-  assert.equal(servers.length, 0);
-});
+const { server, make, track } = tracked();
 
 test('request resolves with the direct reply or the ack', async () => {
   const s = await server();
@@ -249,7 +224,7 @@ test('the pool spreads sends round-robin over its connections', async () => {
     size: 3,
     client: (i) => ({ url: s.url, userId: `producer-${i}`, WebSocket }),
   });
-  clients.push(...pool.clients);
+  pool.clients.forEach(track);
   assert.throws(() => new SwitchboardPool({ size: 0, client: () => ({ url: s.url }) }), RangeError);
   await pool.connect();
   for (let n = 0; n < 6; n++) pool.publish('jobs', n);

@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { afterEach } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 
@@ -110,6 +111,35 @@ export class Server {
     }
     await this.exited;
   }
+}
+
+/**
+ * The servers and clients of a test file, killed and closed after each test. `args` go before
+ * each server's own.
+ */
+export function tracked({ args: common = [] } = {}) {
+  const servers = [];
+  const clients = [];
+  afterEach(async () => {
+    for (const made of clients.splice(0)) made.close();
+    for (const started of servers.splice(0)) await started.stop();
+  });
+  const track = (made) => {
+    clients.push(made);
+    return made;
+  };
+  return {
+    /** Starts a server (see `Server.start`). */
+    async server(options = {}) {
+      const started = await Server.start({ ...options, args: [...common, ...(options.args ?? [])] });
+      servers.push(started);
+      return started;
+    },
+    /** A test client (see `client`). */
+    make: (url, options) => track(client(url, options)),
+    /** Closes `made` after the test. */
+    track,
+  };
 }
 
 /** A client for tests: the ws implementation, fast reconnects, and the given options. */

@@ -4,31 +4,14 @@
 // edges.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import WebSocket from 'ws';
 
 import { decodeMsgPack, encodeMsgPack } from '../dist/switchboard.js';
-import { Server, WAIT, client, mintToken, next, within } from './helpers.mjs';
+import { WAIT, client, mintToken, next, tracked, within } from './helpers.mjs';
 
-const servers = [];
-const clients = [];
+const { server, make } = tracked();
 
-async function server(options) {
-  const started = await Server.start(options);
-  servers.push(started);
-  return started;
-}
-
-function make(url, options) {
-  const made = client(url, options);
-  clients.push(made);
-  return made;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of servers.splice(0)) await s.stop();
-});
 
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 

@@ -4,31 +4,13 @@
 // restart it is told `recovered: false`; `history()` returns what the server kept.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import WebSocket from 'ws';
 
-import { Server, client, collect, freePort, next, until } from './helpers.mjs';
+import { client, collect, freePort, next, tracked, until } from './helpers.mjs';
 
-const servers = [];
-const clients = [];
+const { server, make } = tracked({ args: ['--rate-limit', '0'] });
 
-async function server(options = {}) {
-  const args = ['--rate-limit', '0', ...(options.args ?? [])];
-  const started = await Server.start({ ...options, args });
-  servers.push(started);
-  return started;
-}
-
-function make(url, options) {
-  const made = client(url, options);
-  clients.push(made);
-  return made;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of servers.splice(0)) await s.stop();
-});
 
 /** A WebSocket class whose connections the test can cut, and keep from coming back: while
  * the gate is shut, new sockets go to a port nobody listens on. */

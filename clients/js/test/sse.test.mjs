@@ -4,29 +4,13 @@
 // the server's close event and reconnection.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 
 import { SwitchboardClient } from '../dist/switchboard.js';
-import { Server, client, collect, mintToken, next, until } from './helpers.mjs';
+import { client, collect, mintToken, next, tracked, until } from './helpers.mjs';
 
-const servers = [];
-const clients = [];
+const { server, track } = tracked();
 
-async function server(options) {
-  const started = await Server.start(options);
-  servers.push(started);
-  return started;
-}
-
-function track(made) {
-  clients.push(made);
-  return made;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of servers.splice(0)) await s.stop();
-});
 
 /** A WebSocket that can never be opened, as behind a proxy that refuses upgrades. */
 class BlockedWebSocket {
@@ -124,7 +108,6 @@ test('over SSE the server close is seen and the client reconnects and rejoins', 
   assert.equal(info.reason, 'server shutting down');
   assert.equal(info.willReconnect, true);
   await s.exited;
-  servers.splice(servers.indexOf(s), 1);
 
   const restarted = await server({ port });
   const reconnected = next(bob, 'connected');
@@ -151,7 +134,6 @@ test("transport: 'websocket' never falls back, and a fallback that fails tries a
   // WebSocket (a client started while the server is down does not stay on SSE for good).
   const port = s.port;
   await s.stop();
-  servers.splice(servers.indexOf(s), 1);
   const early = track(
     new SwitchboardClient({ url: `ws://127.0.0.1:${port}/ws`, WebSocket: BlockedWebSocket, reconnect: false }),
   );

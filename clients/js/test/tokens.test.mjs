@@ -8,27 +8,14 @@
 // 1008 "token expired", which proves the sweep went past that expiry.
 
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import WebSocket from 'ws';
 
-import { Server, client, collect, mintToken, next, signToken } from './helpers.mjs';
+import { collect, mintToken, next, signToken, tracked } from './helpers.mjs';
 
 const SECRET = 'js-test-secret-0123456789abcdef';
-const servers = [];
-const clients = [];
+const { server, make } = tracked({ args: ['--jwt-secret', SECRET, '--token-expiry-grace', '2s'] });
 
-async function server(options = {}) {
-  const args = ['--jwt-secret', SECRET, '--token-expiry-grace', '2s', ...(options.args ?? [])];
-  const started = await Server.start({ ...options, args });
-  servers.push(started);
-  return started;
-}
-
-function make(url, options) {
-  const made = client(url, options);
-  clients.push(made);
-  return made;
-}
 
 /** A `ws` WebSocket that records the URL of every socket it opens. */
 function recording(urls) {
@@ -39,11 +26,6 @@ function recording(urls) {
     }
   };
 }
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of servers.splice(0)) await s.stop();
-});
 
 test('getToken is asked on connect and its token goes in the auth frame', async () => {
   const s = await server();
@@ -100,7 +82,6 @@ test('getToken is asked on every reconnect', async () => {
   await alice.connect();
   const port = s.port;
   await s.stop();
-  servers.splice(servers.indexOf(s), 1);
   await server({ port });
   const back = await next(alice, 'connected', (event) => event.reconnect);
   assert.equal(back.userId, 'alice');

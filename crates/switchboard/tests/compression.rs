@@ -6,45 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+mod deflate_support;
+
+use deflate_support::{OFFER, deflate, inflate};
 use serde_json::{Value, json};
 use switchboard::config::{ByteSize, RawSettings};
 use switchboard_testkit::{RawClient, TestServer};
 
-/// What a browser offers.
-const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
 /// What the server must answer, exactly.
 const ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-/// The end of a sync flush, stripped by the sender and put back by the receiver.
-const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
-
-fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut compress = Compress::new(Compression::default(), false);
-    let mut out = Vec::with_capacity(data.len() + 64);
-    compress
-        .compress_vec(data, &mut out, FlushCompress::Sync)
-        .unwrap();
-    out.truncate(out.len() - TAIL.len());
-    out
-}
-
-fn inflate(data: &[u8]) -> Vec<u8> {
-    let mut input = data.to_vec();
-    input.extend_from_slice(&TAIL);
-    let mut decompress = Decompress::new(false);
-    let mut out = Vec::with_capacity(4096);
-    // Until all input is used and the output had room to spare (no output left behind).
-    loop {
-        out.reserve(out.capacity());
-        let rest = &input[decompress.total_in() as usize..];
-        decompress
-            .decompress_vec(rest, &mut out, FlushDecompress::Sync)
-            .unwrap();
-        if decompress.total_in() as usize == input.len() && out.len() < out.capacity() {
-            return out;
-        }
-    }
-}
 
 /// The value of the extensions header in a response head, if any.
 fn extensions_answer(head: &str) -> Option<&str> {

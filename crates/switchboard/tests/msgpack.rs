@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod deflate_support;
 mod msgpack_support;
 
 use base64::Engine as _;

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod deflate_support;
 mod msgpack_support;
 
 use msgpack_support::{Pack, Packed, frame};

@@ -1,17 +1,7 @@
 //! The proxy settings at their edges.
 
-use super::super::{Config, ConfigError};
-
-fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
-    Config::load_from(std::iter::once("switchboard").chain(args.iter().copied()))
-}
-
-fn invalid_setting(result: Result<Config, ConfigError>) -> &'static str {
-    match result {
-        Err(ConfigError::Invalid { setting, .. }) => setting,
-        other => panic!("expected an invalid setting, got {other:?}"),
-    }
-}
+use super::super::Config;
+use super::super::tests::{from_args, invalid_setting};
 
 const URL: &str = "http://127.0.0.1:9/proxy";
 

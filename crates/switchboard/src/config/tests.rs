@@ -1,10 +1,12 @@
 use super::*;
 
-fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
+/// The configuration `switchboard ARGS` gives.
+pub(super) fn from_args(args: &[&str]) -> Result<Config, ConfigError> {
     Config::load_from(std::iter::once("switchboard").chain(args.iter().copied()))
 }
 
-fn invalid_setting(result: Result<Config, ConfigError>) -> &'static str {
+/// The setting a configuration error names; panics on anything else.
+pub(super) fn invalid_setting(result: Result<Config, ConfigError>) -> &'static str {
     match result {
         Err(ConfigError::Invalid { setting, .. }) => setting,
         other => panic!("expected an invalid setting, got {other:?}"),

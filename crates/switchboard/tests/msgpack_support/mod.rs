@@ -6,16 +6,13 @@
 // Each test binary that declares `mod msgpack_support` uses part of it.
 #![allow(dead_code)]
 
+use crate::deflate_support::{OFFER, deflate, inflate};
 use base64::Engine as _;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 pub(crate) use rmpv::Value as Pack;
 use serde_json::{Value, json};
 use switchboard_testkit::{RawClient, TestServer};
 
 pub(crate) const PROTOCOL: &str = "Sec-WebSocket-Protocol: switchboard.v1.msgpack\r\n";
-pub(crate) const DEFLATE: &str =
-    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
 /// The JSON form of a MessagePack value, bytes as `{"$bytes": base64}` (docs/protocol.md).
 pub(crate) fn json_of(value: &Pack) -> Value {
@@ -68,33 +65,6 @@ pub(crate) fn encode(value: &Pack) -> Vec<u8> {
     out
 }
 
-pub(crate) fn inflate(data: &[u8]) -> Vec<u8> {
-    let mut input = data.to_vec();
-    input.extend_from_slice(&TAIL);
-    let mut decompress = Decompress::new(false);
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        out.reserve(out.capacity());
-        let rest = &input[decompress.total_in() as usize..];
-        decompress
-            .decompress_vec(rest, &mut out, FlushDecompress::Sync)
-            .unwrap();
-        if decompress.total_in() as usize == input.len() && out.len() < out.capacity() {
-            return out;
-        }
-    }
-}
-
-pub(crate) fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut compress = Compress::new(Compression::default(), false);
-    let mut out = Vec::with_capacity(data.len() + 64);
-    compress
-        .compress_vec(data, &mut out, FlushCompress::Sync)
-        .unwrap();
-    out.truncate(out.len() - TAIL.len());
-    out
-}
-
 pub(crate) fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
@@ -114,7 +84,7 @@ impl Packed {
     /// Connects as `user`, checks the negotiation and reads `connect`.
     pub(crate) async fn connect(server: &TestServer, user: &str, deflate: bool) -> Self {
         let headers = if deflate {
-            format!("{PROTOCOL}{DEFLATE}")
+            format!("{PROTOCOL}{OFFER}")
         } else {
             PROTOCOL.to_owned()
         };
