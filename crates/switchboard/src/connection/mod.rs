@@ -266,12 +266,14 @@ mod tests {
 
     /// An idle connection must cost at most 2 KiB (DESIGN.md §5.5); its task is the largest
     /// part, and its size is fixed at compile time, so it is guarded here. The task is this
-    /// future plus tokio's task header and trailer.
+    /// future plus tokio's task header and trailer, allocated in one jemalloc size class: at
+    /// 248 bytes instead of 240 the task moved to the next class, and an idle connection cost
+    /// 85 B more (BENCHMARKS.md, "Idle memory"). Adding a field means making room first.
     #[test]
     fn the_connection_task_stays_small() {
         let driver = size_of::<Driver<TcpStream>>();
         let task = size_of::<super::Connection<TcpStream>>();
-        assert!(driver <= 256, "Driver<TcpStream> grew to {driver} bytes");
-        assert!(task <= 256, "Connection<TcpStream> grew to {task} bytes");
+        assert!(driver <= 240, "Driver<TcpStream> grew to {driver} bytes");
+        assert!(task <= 240, "Connection<TcpStream> grew to {task} bytes");
     }
 }

@@ -47,11 +47,52 @@ pub(crate) struct Session {
     /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
     /// connection's task.
     grants: Option<Box<Grants>>,
-    /// The open document of a document connection (`None` for the others, and when the
-    /// document could not be opened: the connection is then closing).
-    document: Option<Box<DocClient>>,
-    /// The request to the backend that is out, if any (`session_calls.rs`).
-    call: Option<Box<Call>>,
+    /// The open document of a document connection, or the request to the backend that a
+    /// protocol connection has out (`session_calls.rs`); `None` otherwise.
+    aside: Option<Box<Aside>>,
+}
+
+/// What a session may hold besides its protocol state: a connection needs one or the other,
+/// never both, so one pointer in every connection's task holds either (the task stays in its
+/// allocator size class: `the_connection_task_stays_small`).
+enum Aside {
+    /// A document connection's document (none when it could not be opened: the connection
+    /// is then closing).
+    Document(DocClient),
+    /// A request to the backend, out on behalf of one client frame.
+    Call(Call),
+}
+
+impl Session {
+    fn document(&self) -> Option<&DocClient> {
+        match self.aside.as_deref() {
+            Some(Aside::Document(client)) => Some(client),
+            _ => None,
+        }
+    }
+
+    fn document_mut(&mut self) -> Option<&mut DocClient> {
+        match self.aside.as_deref_mut() {
+            Some(Aside::Document(client)) => Some(client),
+            _ => None,
+        }
+    }
+
+    fn call_mut(&mut self) -> Option<&mut Call> {
+        match self.aside.as_deref_mut() {
+            Some(Aside::Call(call)) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// Takes what is aside when `wanted` says it is the kind asked for.
+    fn take_aside(&mut self, wanted: impl FnOnce(&Aside) -> bool) -> Option<Aside> {
+        if self.aside.as_deref().is_some_and(wanted) {
+            self.aside.take().map(|aside| *aside)
+        } else {
+            None
+        }
+    }
 }
 
 /// What a session speaks ([`Mode`] without the document).
@@ -163,8 +204,7 @@ impl Session {
             violations: Violations::default(),
             mode: kind,
             grants,
-            document: None,
-            call: None,
+            aside: None,
         }
     }
 

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use serde_json::value::RawValue;
 
-use super::{Done, Session};
+use super::{Aside, Done, Session};
 use crate::config::ProxyConfig;
 use crate::connection::refused::Refused;
 use crate::handlers::Reject;
@@ -87,11 +87,11 @@ impl Session {
             Command::Other { kind, payload } => self.ask_rpc(&proxy, kind, payload, id),
             command => return Ok(Some(command)),
         };
-        self.call = Some(Box::new(Call {
+        self.aside = Some(Box::new(Aside::Call(Call {
             answer,
             id: id.map(ToOwned::to_owned),
             held: Vec::new(),
-        }));
+        })));
         Ok(None)
     }
 
@@ -178,12 +178,12 @@ impl Session {
 
     /// Whether a call is out: the connection reads nothing until it is answered.
     pub(crate) fn waiting(&self) -> bool {
-        self.call.is_some()
+        matches!(self.aside.as_deref(), Some(Aside::Call(_)))
     }
 
     /// Keeps bytes read after the frame that made the call, to be decoded after the answer.
     pub(crate) fn hold(&mut self, bytes: &[u8]) {
-        if let Some(call) = &mut self.call {
+        if let Some(call) = self.call_mut() {
             call.held.extend_from_slice(bytes);
         }
     }
@@ -191,13 +191,14 @@ impl Session {
     /// Polls the call that is out; once it is answered, applies the answer and returns the
     /// bytes held meanwhile. Without a call, nothing.
     pub(crate) fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Vec<u8>> {
-        let Some(call) = &mut self.call else {
+        let Some(call) = self.call_mut() else {
             return Poll::Ready(Vec::new());
         };
         let Poll::Ready(answer) = call.answer.as_mut().poll(cx) else {
             return Poll::Pending;
         };
-        let Some(call) = self.call.take() else {
+        let Some(Aside::Call(call)) = self.take_aside(|aside| matches!(aside, Aside::Call(_)))
+        else {
             return Poll::Ready(Vec::new());
         };
         if !self.closing() {
@@ -209,7 +210,10 @@ impl Session {
     /// Drops the call that is out (the connection is closing): its answer would apply to
     /// nothing. Returns the bytes held meanwhile (the client's close may be among them).
     pub(crate) fn abandon_call(&mut self) -> Vec<u8> {
-        self.call.take().map(|call| call.held).unwrap_or_default()
+        match self.take_aside(|aside| matches!(aside, Aside::Call(_))) {
+            Some(Aside::Call(call)) => call.held,
+            _ => Vec::new(),
+        }
     }
 
     /// Finishes the frame the call was for, as if it had been executed now.

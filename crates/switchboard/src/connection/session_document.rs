@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::Session;
+use super::{Aside, Session};
 use crate::connection::DocAccess;
 use crate::hub::{CloseRequest, Counters, DocCommand, InKind, OpenDoc};
 use crate::limits::TokenBucket;
@@ -35,11 +35,11 @@ impl Session {
         let doc = hub.open_document(&access.name, &self.handle);
         let rate = hub.config().documents.rate;
         let now = hub.now_ms();
-        self.document = Some(Box::new(DocClient {
+        self.aside = Some(Box::new(Aside::Document(DocClient {
             doc,
             writable: access.writable,
             rate: rate.map(|rate| TokenBucket::new(rate, now)),
-        }));
+        })));
     }
 
     /// Handles one binary message of a document connection.
@@ -48,7 +48,9 @@ impl Session {
         if !self.take_document_token() {
             return;
         }
-        let Some(client) = &self.document else { return };
+        let Some(client) = self.document() else {
+            return;
+        };
         let command = match yjs::decode(data) {
             Ok(Message::SyncStep1(state_vector)) => DocCommand::SyncStep1(state_vector),
             Ok(Message::SyncStep2(update) | Message::Update(update)) => {
@@ -90,11 +92,7 @@ impl Session {
     /// Takes one of the document connection's rate tokens; without one, closes it (1008).
     pub(super) fn take_document_token(&mut self) -> bool {
         let now = self.hub().now_ms();
-        let Some(rate) = self
-            .document
-            .as_mut()
-            .and_then(|client| client.rate.as_mut())
-        else {
+        let Some(rate) = self.document_mut().and_then(|client| client.rate.as_mut()) else {
             return true;
         };
         if rate.try_take(now).is_ok() {
@@ -107,7 +105,8 @@ impl Session {
 
     /// Leaves the document, if the connection has one open.
     pub(super) fn close_document(&mut self) {
-        if let Some(client) = self.document.take() {
+        let document = self.take_aside(|aside| matches!(aside, Aside::Document(_)));
+        if let Some(Aside::Document(client)) = document {
             self.hub().close_document(&client.doc, self.handle.id());
         }
     }
