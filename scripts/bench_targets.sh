@@ -13,7 +13,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-cargo build --release --quiet -p switchboard -p switchboard-bench --examples
+cargo build --release --quiet -p switchboard -p switchboard-bench --bins --examples
 BENCH=target/release/switchboard-bench
 OUT=docs/bench/targets.jsonl
 LOG="${TMPDIR:-/tmp}/switchboard-bench-server.log"

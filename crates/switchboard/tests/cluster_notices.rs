@@ -4,8 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod onlookers;
+
 use std::collections::BTreeMap;
 
+use onlookers::Onlookers;
 use serde_json::json;
 use switchboard::ids::UserId;
 use switchboard::protocol::ServerFrame;
@@ -54,17 +57,10 @@ fn counts(entries: &[(&str, u32)]) -> BTreeMap<String, u32> {
 async fn a_restarted_node_s_user_is_announced_once_per_arrival() {
     let redis = RedisServer::start().await;
     let stay = TestServer::cluster_node(&redis, "stay", |_| {}).await;
-    let mut alice = stay.member("alice", "general").await;
-    let mut watcher = stay.connect("watcher").await;
-    watcher
-        .send_type("subscribe", json!({"channel": "presence:kim"}))
-        .await;
-    watcher.expect("subscribed").await;
-    assert_eq!(
-        watcher.expect("presence").await["payload"]["status"],
-        "offline"
-    );
-    stay.settled().await;
+    let Onlookers {
+        mut alice,
+        mut watcher,
+    } = Onlookers::on(&stay).await;
     for round in 0..=ROUNDS {
         let url = redis.url();
         // Not waiting for the node to settle: the user connects as soon as it listens.

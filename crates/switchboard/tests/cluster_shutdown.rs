@@ -9,11 +9,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod onlookers;
 
 use std::time::{Duration, Instant};
 
 use common::{Running, wait_for_log};
-use serde_json::json;
+use onlookers::Onlookers;
 use switchboard::broker::BrokerStatus;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
@@ -27,60 +28,6 @@ async fn node(redis: &RedisServer, name: &str) -> TestServer {
         s.node_ttl = Some(NODE_TTL.parse().unwrap())
     })
     .await
-}
-
-/// On the surviving node: `alice`, a member of `general`, and `watcher`, who watches kim's
-/// presence.
-struct Survivors {
-    alice: Client,
-    watcher: Client,
-}
-
-impl Survivors {
-    async fn on(node: &TestServer) -> Self {
-        let alice = node.member("alice", "general").await;
-        let mut watcher = node.connect("watcher").await;
-        watcher
-            .send_type("subscribe", json!({"channel": "presence:kim"}))
-            .await;
-        watcher.expect("subscribed").await;
-        assert_eq!(
-            watcher.expect("presence").await["payload"]["status"],
-            "offline"
-        );
-        node.settled().await;
-        Self { alice, watcher }
-    }
-
-    /// Kim, on another node, came online and joined `general`.
-    async fn saw_kim_arrive(&mut self) {
-        assert_eq!(
-            self.watcher.expect("presence").await["payload"]["status"],
-            "online"
-        );
-        assert_eq!(self.alice.expect("user_joined").await["userId"], "kim");
-    }
-
-    /// Kim left the cluster: exactly one `offline` for each of them, then one `user_left` for
-    /// alice, and nothing else (the barrier crosses Redis from `origin`, after the stopped
-    /// node's last word).
-    async fn saw_kim_leave_once(&mut self, here: &TestServer, origin: &TestServer) {
-        let offline = self.alice.expect("presence").await;
-        assert_eq!(
-            (&offline["payload"]["userId"], &offline["payload"]["status"]),
-            (&json!("kim"), &json!("offline"))
-        );
-        assert_eq!(self.alice.expect("user_left").await["userId"], "kim");
-        let offline = self.watcher.expect("presence").await;
-        assert_eq!(
-            (&offline["payload"]["userId"], &offline["payload"]["status"]),
-            (&json!("kim"), &json!("offline"))
-        );
-        self.alice.expect_nothing_pending_across(here, origin).await;
-        self.watcher
-            .expect_nothing_pending_across(here, origin)
-            .await;
-    }
 }
 
 /// What the surviving node `here` holds about kim once kim's node stopped.
@@ -100,7 +47,7 @@ async fn a_cleanly_stopped_node_s_users_leave_at_once_and_once() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
-    let mut survivors = Survivors::on(&b).await;
+    let mut survivors = Onlookers::on(&b).await;
     let mut kim = a.member("kim", "general").await;
     a.settled().await;
     survivors.saw_kim_arrive().await;
@@ -119,7 +66,7 @@ async fn a_user_still_connected_elsewhere_stays_online_after_a_clean_stop() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
-    let mut survivors = Survivors::on(&b).await;
+    let mut survivors = Onlookers::on(&b).await;
     // Kim is in `general` only through node A, and connected to B too.
     let mut kim_on_a = a.member("kim", "general").await;
     a.settled().await;
@@ -159,7 +106,7 @@ async fn a_connection_still_open_at_the_deadline_leaves_with_its_node() {
     .await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
-    let mut survivors = Survivors::on(&b).await;
+    let mut survivors = Onlookers::on(&b).await;
     // Kim's client will not answer the close frame: the connection outlives the deadline
     // (the server waits 5 s for the answer), so its departure is not announced when it ends.
     let _kim = a.member("kim", "general").await;
@@ -215,7 +162,7 @@ async fn sigterm_takes_the_binary_s_users_out_of_the_cluster_before_it_exits() {
     .await;
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
-    let mut survivors = Survivors::on(&b).await;
+    let mut survivors = Onlookers::on(&b).await;
     let mut kim = Client::connect(&format!("ws://{}/?userId=kim", a.addr)).await;
     kim.join("general").await;
     survivors.saw_kim_arrive().await;

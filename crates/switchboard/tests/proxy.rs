@@ -217,6 +217,19 @@ async fn a_connect_at_the_upgrade_takes_the_backends_user_and_permissions() {
     alice.join("general").await;
     assert_eq!(next(&mut received).await.body["room"], "general");
 
+    // The backend decides who connects, at connect: no token to refresh.
+    alice
+        .send(json!({"type": "refresh", "payload": {"token": "good-alice"}, "id": 2}))
+        .await;
+    let error = alice.expect_error("INVALID_MESSAGE").await;
+    assert!(
+        error["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the backend decides who connects"),
+        "{error}"
+    );
+
     let bob = connect(&server, "/", &[("Cookie", "session=bob")]).await;
     assert_eq!(bob.user_id(), "bob");
     assert_eq!(

@@ -42,6 +42,11 @@ pub(crate) enum Refused {
     /// An `auth` or `refresh` frame while authentication is off.
     #[error("authentication is off on this server")]
     AuthenticationOff,
+    /// A `refresh` frame on a connection whose identity the backend's connect proxy gave.
+    #[error(
+        "tokens are not refreshed here: the backend decides who connects; reconnect with a new token"
+    )]
+    DecidedByBackend,
     /// A `history` request while history is off.
     #[error("history is off on this server (--history-size 0)")]
     HistoryOff,
@@ -73,6 +78,7 @@ impl Refused {
             Self::TooManyRooms(_) | Self::TooManyChannels(_) => ErrorCode::LimitExceeded,
             Self::AlreadyAuthenticated
             | Self::AuthenticationOff
+            | Self::DecidedByBackend
             | Self::HistoryOff
             | Self::InvalidData(_) => ErrorCode::InvalidMessage,
             Self::UnknownType(_) => ErrorCode::UnknownType,

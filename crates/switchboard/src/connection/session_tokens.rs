@@ -18,7 +18,12 @@ impl Session {
     pub(super) fn refresh(&mut self, token: &str) -> Result<Done, Refused> {
         let endpoint = self.endpoint.clone();
         let Some(jwt) = &endpoint.jwt else {
-            return Err(Refused::AuthenticationOff);
+            // Permissions without a key: they came from the backend's connect proxy.
+            return Err(if self.grants.is_some() {
+                Refused::DecidedByBackend
+            } else {
+                Refused::AuthenticationOff
+            });
         };
         let max_name = self.hub().config().limits.max_name_length;
         let identity = jwt.verify(token, max_name).map_err(|error| {
