@@ -37,11 +37,8 @@ LOG="${TMPDIR:-/tmp}/switchboard-bench-ab.log"
 RESULTS="$(mktemp)"
 mkdir -p "$(dirname "$OUT")"
 
-wait_port() {
-  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "the server did not open port $1" >&2
-  return 1
-}
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 
 # run BIN ARGS LABEL SCENARIO ENV: one fresh server, one run of the scenario.
 run() {

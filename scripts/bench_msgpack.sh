@@ -28,11 +28,8 @@ LOG="${TMPDIR:-/tmp}/switchboard-bench-msgpack.log"
 RESULTS="$(mktemp)"
 mkdir -p "$(dirname "$OUT")"
 
-wait_port() {
-  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "the server did not open port $1" >&2
-  return 1
-}
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 
 # run FORMAT SIZE: one fresh server, one fanout in FORMAT with SIZE-byte contents.
 run() {

@@ -37,11 +37,8 @@ cargo build --release --quiet -p switchboard -p switchboard-bench --bins --examp
 [ -x "$BUN" ] || (cd "$PEER" && npm ci --no-audit --no-fund --silent)
 mkdir -p "$(dirname "$OUT")"
 
-wait_port() {
-  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "the server did not open port $1" >&2
-  return 1
-}
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 
 # start SERVER: starts a fresh server of that kind on $PORT and sets PID.
 start() {

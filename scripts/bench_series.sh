@@ -21,10 +21,8 @@ server() {
   echo $!
 }
 
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 
 run() { # series port bench-args...
   local series=$1 port=$2; shift 2

@@ -19,10 +19,8 @@ OUT=docs/bench/targets.jsonl
 LOG="${TMPDIR:-/tmp}/switchboard-bench-server.log"
 mkdir -p "$(dirname "$OUT")"
 
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 
 # run PORT QUEUE-BYTES BENCH-ARGS...: one fresh server, one run.
 run() {

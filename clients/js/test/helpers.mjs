@@ -142,6 +142,28 @@ export function tracked({ args: common = [] } = {}) {
   };
 }
 
+/**
+ * A WebSocket that can never be opened, as behind a proxy that refuses upgrades. Self-contained,
+ * so that a browser page can be given it from its source (`${BlockedWebSocket}`).
+ */
+export class BlockedWebSocket {
+  constructor() {
+    this.readyState = 0;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    setTimeout(() => {
+      this.readyState = 3;
+      this.onerror?.({ message: 'blocked' });
+      this.onclose?.({ code: 1006, reason: '' });
+    });
+  }
+
+  send() {
+    throw new Error('not open');
+  }
+
+  close() {}
+}
+
 /** A client for tests: the ws implementation, fast reconnects, and the given options. */
 export function client(url, options = {}) {
   return new SwitchboardClient({

@@ -8,7 +8,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Server, WAIT, client, launchBrowser, next, within } from './helpers.mjs';
+import {
+  BlockedWebSocket,
+  Server,
+  WAIT,
+  client,
+  launchBrowser,
+  next,
+  within,
+} from './helpers.mjs';
 
 let pages;
 let server;
@@ -34,22 +42,9 @@ test('a page without WebSockets falls back to SSE and chats both ways', async ()
   const errors = [];
   page.on('pageerror', (error) => errors.push(error));
   await page.goto(`${pages.http}/health`);
+  await page.evaluate(`window.WebSocket = ${BlockedWebSocket};`);
   await within(
     page.evaluate(async (url) => {
-      window.WebSocket = class BlockedWebSocket {
-        constructor() {
-          this.readyState = 0;
-          setTimeout(() => {
-            this.readyState = 3;
-            this.onerror?.({ message: 'blocked' });
-            this.onclose?.({ code: 1006, reason: '' });
-          });
-        }
-        send() {
-          throw new Error('not open');
-        }
-        close() {}
-      };
       const { SwitchboardClient } = await import('/client.js');
       const state = { transports: [], received: [] };
       window.state = state;

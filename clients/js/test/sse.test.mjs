@@ -7,29 +7,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { SwitchboardClient } from '../dist/switchboard.js';
-import { client, collect, mintToken, next, tracked, until } from './helpers.mjs';
+import {
+  BlockedWebSocket,
+  client,
+  collect,
+  mintToken,
+  next,
+  tracked,
+  until,
+} from './helpers.mjs';
 
 const { server, track } = tracked();
 
 
-/** A WebSocket that can never be opened, as behind a proxy that refuses upgrades. */
-class BlockedWebSocket {
-  constructor() {
-    this.readyState = 0;
-    this.onopen = this.onmessage = this.onclose = this.onerror = null;
-    setTimeout(() => {
-      this.readyState = 3;
-      this.onerror?.({ message: 'blocked' });
-      this.onclose?.({ code: 1006, reason: '' });
-    });
-  }
-
-  send() {
-    throw new Error('not open');
-  }
-
-  close() {}
-}
 
 /** `fetch` that counts the POSTs it makes. */
 function countingFetch() {
