@@ -48,7 +48,7 @@ pub struct Switchboard {
     cluster_cancel: CancellationToken,
     redis: Option<Arc<RedisCluster>>,
     /// Kept alive here: the hub's hook holds the webhooks weakly.
-    _webhooks: Option<Arc<Webhooks>>,
+    webhooks: Option<Arc<Webhooks>>,
     /// Whether `/yjs` serves documents: on a lone node, and in a Redis cluster (whose store
     /// shares them); not with a broker of the application's that shares no documents.
     serves_documents: bool,
@@ -185,7 +185,11 @@ impl Builder {
         let mut events = self.events;
         let mut extensions = self.extensions;
         let webhooks = self.webhooks.map(|config| {
-            let webhooks = Webhooks::new(config, hub.clone());
+            let holders = self
+                .redis
+                .clone()
+                .map(|redis| redis as Arc<dyn crate::cluster::Holders>);
+            let webhooks = Webhooks::new(config, hub.clone(), holders);
             // The senders outlive the connections, as the cluster's tasks do, so that the
             // departures of a shutdown are sent.
             webhooks.spawn(&cluster_tasks, &cluster_cancel);
@@ -245,7 +249,7 @@ impl Builder {
             cluster_cancel,
             redis: self.redis,
             serves_documents,
-            _webhooks: webhooks,
+            webhooks,
         }
     }
 }
@@ -330,6 +334,9 @@ impl Switchboard {
             let within = deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .max(LEAVE_AT_LEAST);
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.depart(within).await;
+            }
             if redis.leave(within).await {
                 tracing::info!("left the cluster");
             } else {

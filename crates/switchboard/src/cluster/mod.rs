@@ -8,6 +8,7 @@
 //! mode [`RedisCluster`] keeps the replica current from a cluster event channel, stores each
 //! node's state in a Redis hash with per-node liveness keys, and reaps nodes that die.
 
+pub mod holders;
 mod redis;
 pub mod replica;
 
@@ -15,6 +16,7 @@ use std::sync::Weak;
 
 use parking_lot::RwLock;
 
+pub use holders::{Held, Holders, HoldersError, Holding, OrphanSink};
 pub(crate) use redis::check_prefix;
 pub use redis::{ClusterError, RedisCluster, RedisConfig};
 pub use replica::{Change, Event, Replica, Snapshot, Version};

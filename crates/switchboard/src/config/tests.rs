@@ -620,7 +620,7 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
 }
 
 #[test]
-fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
+fn webhooks_need_http_urls_a_secret_and_known_events() {
     assert!(Config::default().webhooks.is_none());
     let url = "http://127.0.0.1:9/hooks";
     let cases: &[(&[&str], &str)] = &[
@@ -653,17 +653,6 @@ fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
             ],
             "webhook_events",
         ),
-        (
-            &[
-                "--webhook-url",
-                url,
-                "--webhook-secret",
-                "s",
-                "--redis-url",
-                "redis://127.0.0.1:6379",
-            ],
-            "webhook_url",
-        ),
     ];
     for (args, setting) in cases {
         assert_eq!(invalid_setting(from_args(args)), *setting, "{args:?}");
@@ -681,6 +670,15 @@ fn webhooks_need_http_urls_a_secret_known_events_and_a_lone_node() {
     .unwrap();
     let webhooks = config.webhooks.unwrap();
     assert_eq!(webhooks.urls.len(), 2);
+    let clustered = from_args(&[
+        "--webhook-url",
+        url,
+        "--webhook-secret",
+        "s",
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+    ]);
+    assert!(clustered.unwrap().webhooks.is_some(), "once per cluster");
     assert_eq!(
         webhooks.events,
         [EventName::MemberAdded, EventName::ClientMessage]

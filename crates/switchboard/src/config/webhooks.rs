@@ -104,9 +104,8 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
-/// The webhook settings: `None` without a URL. Every URL must be `http(s)://` with a host, a
-/// secret is required, and they are refused in cluster mode (each node would send its own
-/// view of every event).
+/// The webhook settings: `None` without a URL. Every URL must be `http(s)://` with a host, and
+/// a secret is required.
 pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<WebhookConfig>, ConfigError> {
     let list = |value: &Option<String>| -> Vec<String> {
         value
@@ -121,12 +120,6 @@ pub(super) fn from_raw(raw: &RawSettings) -> Result<Option<WebhookConfig>, Confi
     let urls = list(&raw.webhook_url);
     if urls.is_empty() {
         return Ok(None);
-    }
-    if raw.redis_url.as_deref().is_some_and(|url| !url.is_empty()) {
-        return Err(ConfigError::invalid(
-            "webhook_url",
-            "webhooks are not yet sent once per cluster: use them on a lone node (without redis_url)",
-        ));
     }
     let urls = urls
         .iter()

@@ -46,7 +46,21 @@ pub enum HubEvent {
         /// The user.
         user: UserId,
     },
-    /// A user's presence changed (`online`, `away`, `offline`, or new metadata).
+    /// `presence.user_id`'s first connection on this node opened (`presence` as it stands:
+    /// `online`, or the status the user keeps on another node).
+    Connected {
+        /// The user's presence.
+        presence: Presence,
+    },
+    /// `presence.user_id`'s last connection on this node closed (`presence`: `offline`, with
+    /// the time).
+    Disconnected {
+        /// The user's presence as they left.
+        presence: Presence,
+    },
+    /// A connected user's presence changed: a `presence` frame, going away after the idle
+    /// timeout, or coming back from it. (Arrivals and departures are
+    /// [`HubEvent::Connected`] and [`HubEvent::Disconnected`].)
     PresenceChanged {
         /// The new presence.
         presence: Presence,

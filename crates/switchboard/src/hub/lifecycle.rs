@@ -49,7 +49,8 @@ impl Hub {
     }
 
     /// Admits a new connection of `user` whose client reads `wire`, or refuses it at a limit.
-    /// A user's first connection in the cluster makes them online.
+    /// A user's first connection in the cluster makes them online; their first on this node
+    /// is a [`HubEvent::Connected`].
     pub(crate) fn register_as(&self, user: UserId, wire: Wire) -> Result<ConnHandle, Refusal> {
         if self.is_draining() {
             return Err(Refusal::Draining);
@@ -67,29 +68,36 @@ impl Hub {
             .inspect_err(|_| Counters::add(&inner.counters.connections_refused, 1))?;
         Counters::add(&inner.counters.connections_opened, 1);
         let handle = admitted.handle;
-        if admitted.first_here && elsewhere == 0 {
+        if admitted.first_here {
             let (user, state) = (handle.user(), handle.user_state());
-            inner.presence.came_back(user);
             let presence = state.presence.lock().view(user, now_ms());
-            self.presence_changed(state, presence);
+            if elsewhere == 0 {
+                inner.presence.came_back(user);
+                self.show_presence(state, &presence);
+            }
+            inner.events.emit(|| HubEvent::Connected { presence });
         }
         Ok(handle)
     }
 
     /// Removes a connection from the registry. Idempotent. When it was the user's last one in
     /// the cluster the user goes offline: their rooms and watchers get an `offline` presence.
+    /// Their last on this node is a [`HubEvent::Disconnected`].
     pub(crate) fn unregister(&self, handle: &ConnHandle) {
         let inner = &self.inner;
         let Some(removed) = inner.registry.remove(handle, &inner.cluster) else {
             return;
         };
         let user = handle.user();
-        if !removed.last_here || self.user_connection_count(user) > 0 {
+        if !removed.last_here {
             return;
         }
         let presence = removed.state.presence.lock().disconnected(user, now_ms());
-        inner.presence.went_offline(&presence);
-        self.presence_changed(&removed.state, presence);
+        if self.user_connection_count(user) == 0 {
+            inner.presence.went_offline(&presence);
+            self.show_presence(&removed.state, &presence);
+        }
+        inner.events.emit(|| HubEvent::Disconnected { presence });
     }
 
     /// Adds `conn` to `room`, creating the room on its first member. When it is the user's

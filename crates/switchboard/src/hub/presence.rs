@@ -139,17 +139,23 @@ impl Hub {
     /// and, for rooms the user is in on other nodes, their local members) and announced to the
     /// other nodes, which show it to theirs.
     pub(super) fn presence_changed(&self, state: &UserState, presence: Presence) {
+        self.show_presence(state, &presence);
+        self.inner
+            .events
+            .emit(|| super::HubEvent::PresenceChanged { presence });
+    }
+
+    /// Shows a presence change to this node's clients and announces it to the other nodes
+    /// (see [`Hub::presence_changed`]), without a hub event.
+    pub(super) fn show_presence(&self, state: &UserState, presence: &Presence) {
         let mut rooms = state.rooms();
         for room in self.inner.cluster.user_rooms(&presence.user_id) {
             if !rooms.contains(&room) {
                 rooms.push(room);
             }
         }
-        self.deliver_presence(&presence, &rooms);
-        self.inner.cluster.presence_changed(&presence);
-        self.inner
-            .events
-            .emit(|| super::HubEvent::PresenceChanged { presence });
+        self.deliver_presence(presence, &rooms);
+        self.inner.cluster.presence_changed(presence);
     }
 
     /// Shows `presence` to this node's connections in `rooms` and watching the user (each

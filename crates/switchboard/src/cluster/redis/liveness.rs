@@ -113,6 +113,7 @@ async fn reap(
         .await?;
     if locked.is_some() {
         tracing::warn!(node = %node, "a node stopped refreshing its liveness: reaping it");
+        super::holders::release_reaped(shared, connection, node).await?;
         let mut pipe = redis::pipe();
         pipe.del(keys.state(node))
             .ignore()

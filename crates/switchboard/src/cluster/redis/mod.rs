@@ -28,6 +28,7 @@
 //! deadline say, is announced there). Nothing is queued after that.
 
 mod docs;
+mod holders;
 mod keys;
 mod liveness;
 mod streams;
@@ -163,6 +164,9 @@ struct Shared {
     /// The stream scripts, and the history limits they apply.
     scripts: streams::Scripts,
     history: HistoryConfig,
+    /// The holder scripts (`holders.rs`), and where a reaped node's holdings go.
+    holder_scripts: holders::HolderScripts,
+    orphan_sink: OnceLock<crate::cluster::holders::OrphanSink>,
     /// Notified whenever `settled` becomes true.
     settled_changed: Notify,
     /// Where reads run, set by [`RedisCluster::spawn`].
@@ -229,6 +233,8 @@ impl RedisCluster {
                 dropped: AtomicU64::new(0),
                 scripts: streams::Scripts::new(),
                 history,
+                holder_scripts: holders::HolderScripts::new(),
+                orphan_sink: OnceLock::new(),
                 settled_changed: Notify::new(),
                 runtime: OnceLock::new(),
                 departed: AtomicBool::new(false),
