@@ -12,6 +12,9 @@
 #   fanout   10 rooms x 100 subscribers x 1 publisher x 100 msg/s, 64-byte content, 10 s
 #   idle     10 000 connections in rooms of 100, memory read SETTLE (30) s after the joins
 #   connect  5 000 connections at concurrency 200
+#   soak     190 rooms x 100 subscribers x 1 publisher x 1 msg/s for SOAK (600) s, no idle
+#            timeout, the server's RSS sampled every 10 s: does it level off? (not in the
+#            default list: SCENARIOS=soak ROUNDS=1 scripts/bench_peer.sh)
 #
 # Loopback only; every server is stopped by PID when its run ends; the bench spreads large runs
 # over worker processes under the open-files limit. Needs cargo and npm (for the first `npm ci`
@@ -22,6 +25,7 @@ cd "$ROOT"
 ROUNDS=${ROUNDS:-3}
 SCENARIOS=${SCENARIOS:-fanout idle connect}
 SETTLE=${SETTLE:-30}
+SOAK=${SOAK:-600}
 PORT=${PORT:-39500}
 OUT=docs/bench/peer.jsonl
 LOG="${TMPDIR:-/tmp}/switchboard-bench-peer.log"
@@ -46,7 +50,7 @@ start() {
     switchboard)
       target/release/switchboard --host 127.0.0.1 --port "$PORT" --rate-limit 0 \
         --max-connections 200000 --max-connections-per-user 100000 \
-        --max-queued-bytes 64MiB --log-level error >>"$LOG" 2>&1 & ;;
+        --max-queued-bytes 64MiB --idle-timeout 0 --log-level error >>"$LOG" 2>&1 & ;;
     bun)
       "$BUN" "$PEER/server.ts" --host 127.0.0.1 --port "$PORT" >>"$LOG" 2>&1 & ;;
   esac
@@ -67,6 +71,10 @@ run() {
         --settle "$SETTLE" --hold 3 --server-pid "$PID" --label "$server" ;;
     connect)
       timeout 120 "$BENCH" connect --url "$url" --connections 5000 --concurrency 200 \
+        --server-pid "$PID" --label "$server" ;;
+    soak)
+      timeout $((SOAK + 300)) "$BENCH" fanout --url "$url" --rooms 190 --subscribers 100 \
+        --publishers 1 --rate 1 --duration "$SOAK" --warmup 10 --size 64 --rss-every 10 \
         --server-pid "$PID" --label "$server" ;;
   esac | grep '^{' | tee -a "$OUT" >>"$RESULTS" || echo "$server $scenario: the run failed" >&2
   kill "$PID"
@@ -89,6 +97,9 @@ runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 floors = [float(m.group(1)) for m in re.finditer(
     r"1 frame per write: .*writer CPU ([0-9.]+) us per frame", open(sys.argv[2]).read())]
 
+def rss_mb(run, i):
+    return run["rss_series"][i]["rss"][0] / 1e6
+
 def server_cpu(run):
     return (run.get("servers") or [{}])[0].get("cpu_s")
 
@@ -105,6 +116,11 @@ ROWS = [
      lambda r: server_cpu(r) * 1e6 / r["connected"] if server_cpu(r) is not None and r["connected"] else None),
     ("connect", "handshake p50 ms", lambda r: r["handshake_us"]["p50"] / 1000),
     ("connect", "handshake p99 ms", lambda r: r["handshake_us"]["p99"] / 1000),
+    ("soak", "RSS MB after the warm-up", lambda r: rss_mb(r, 0)),
+    ("soak", "RSS MB at the end", lambda r: rss_mb(r, -1)),
+    ("soak", "RSS growth MB over the second half",
+     lambda r: rss_mb(r, -1) - rss_mb(r, len(r["rss_series"]) // 2)),
+    ("soak", "delivered / expected %", lambda r: 100 * r["delivered"] / max(r["expected"], 1)),
 ]
 
 def median(scenario, label, value):

@@ -96,6 +96,10 @@ pub(crate) struct Load {
     /// Measure the latency of every delivery.
     #[arg(long)]
     pub(crate) sample_all: bool,
+    /// Samples the servers' resident memory (`--server-pid`) every this many seconds of the
+    /// measurement, for soak runs: the record gets the series, the summary its growth.
+    #[arg(long, value_parser = parse_secs)]
+    pub(crate) rss_every: Option<f64>,
     /// Server URL the publishers (and stalled connections) use instead of the `--url` list,
     /// e.g. one node of a cluster while the receivers are on the others.
     #[arg(long)]

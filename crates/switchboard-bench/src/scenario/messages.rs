@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::rss_series::{self, RssSample};
 use super::{Run, RunError, round};
 use crate::cli::Load;
 use crate::conn::{Conn, Dial, PublishStats, Publisher};
@@ -90,6 +91,9 @@ pub(super) struct Figures {
     errors: u64,
     server_closes: std::collections::BTreeMap<u16, u64>,
     server_stats: Vec<Option<serde_json::Value>>,
+    /// `--rss-every`: the servers' RSS through the measurement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rss_series: Vec<RssSample>,
 }
 
 impl Figures {
@@ -117,6 +121,8 @@ impl Figures {
                 s.pid, s.cpu_s, s.cpu_pct, s.cpu_us_per_delivery
             ));
         }
+        let pids: Vec<u32> = self.servers.iter().map(|s| s.pid).collect();
+        lines.extend(rss_series::summary(&self.rss_series, &pids));
         lines.push(format!(
             "  client: cpu {} s ({} %) in {} processes",
             self.client.cpu_s, self.client.cpu_pct, self.client.processes
@@ -160,7 +166,16 @@ pub(super) async fn execute(
 
     tokio::time::sleep_until(measure_from).await;
     let start = publishers.mark(run, &mut workers).await?;
-    tokio::time::sleep_until(measure_to).await;
+    let rss_series = match load.rss_every {
+        Some(every) if every > 0.0 => {
+            let every = Duration::from_secs_f64(every);
+            rss_series::sample(&run.probe, every, measure_from, measure_to).await
+        }
+        _ => {
+            tokio::time::sleep_until(measure_to).await;
+            Vec::new()
+        }
+    };
     let end = publishers.mark(run, &mut workers).await?;
     let drain_s = publishers
         .drain(&mut workers, plan.recipients, load.drain)
@@ -189,6 +204,7 @@ pub(super) async fn execute(
         drain_s,
         server_stats,
         rss,
+        rss_series,
     });
     Ok((figures, plan.receivers.len()))
 }
@@ -385,6 +401,7 @@ struct FigureInputs<'a> {
     drain_s: f64,
     server_stats: Vec<Option<serde_json::Value>>,
     rss: Vec<Option<u64>>,
+    rss_series: Vec<RssSample>,
 }
 
 fn figures(i: FigureInputs<'_>) -> Figures {
@@ -433,5 +450,6 @@ fn figures(i: FigureInputs<'_>) -> Figures {
         errors: i.tally.errors,
         server_closes: i.tally.server_closes,
         server_stats: i.server_stats,
+        rss_series: i.rss_series,
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod connect;
 pub(crate) mod fanout;
 pub(crate) mod idle;
 mod messages;
+mod rss_series;
 
 use std::net::{IpAddr, Ipv4Addr};
 
