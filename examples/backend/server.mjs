@@ -6,7 +6,9 @@
 //   - answers the proxies: who connects, whether a join or a subscribe may go ahead, and the
 //     custom message types `whoami` and `sum` (POST /proxy/connect|join|subscribe|rpc).
 // README.md beside it has the Switchboard flags for each setup. Settings are environment
-// variables, read and checked at start. Every line it prints is `<kind> <json>`.
+// variables, read and checked at start; they start with BACKEND_ because the server reads
+// unprefixed ones (JWT_SECRET, PORT) as its own older names. Every line it prints is
+// `<kind> <json>`.
 
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -54,18 +56,18 @@ function readSettings(env) {
   const list = (name, fallback) =>
     (env[name] ?? fallback).split(',').map((item) => item.trim()).filter(Boolean);
   return {
-    host: env.HOST || '127.0.0.1',
-    port: integer('PORT', 4000, 0, 65535),
+    host: env.BACKEND_HOST || '127.0.0.1',
+    port: integer('BACKEND_PORT', 4000, 0, 65535),
     // The server's --jwt-secret: tokens this backend signs, the server verifies.
-    jwtSecret: secret('JWT_SECRET'),
+    jwtSecret: secret('BACKEND_JWT_SECRET'),
     // The server's --webhook-secret.
-    webhookSecret: secret('WEBHOOK_SECRET'),
+    webhookSecret: secret('BACKEND_WEBHOOK_SECRET'),
     // Only this backend reads sessions; a random key logs everyone out at a restart.
-    sessionSecret: env.SESSION_SECRET || randomBytes(32).toString('hex'),
-    tokenTtl: integer('TOKEN_TTL', 300, 1, 24 * 60 * 60),
-    webhookMaxAgeMs: integer('WEBHOOK_MAX_AGE', 300, 1, 24 * 60 * 60) * 1000,
-    staff: new Set(list('STAFF_USERS', 'admin')),
-    allowedOrigins: new Set(list('ALLOWED_ORIGINS', 'http://127.0.0.1:3000,http://localhost:3000')),
+    sessionSecret: env.BACKEND_SESSION_SECRET || randomBytes(32).toString('hex'),
+    tokenTtl: integer('BACKEND_TOKEN_TTL', 300, 1, 24 * 60 * 60),
+    webhookMaxAgeMs: integer('BACKEND_WEBHOOK_MAX_AGE', 300, 1, 24 * 60 * 60) * 1000,
+    staff: new Set(list('BACKEND_STAFF_USERS', 'admin')),
+    allowedOrigins: new Set(list('BACKEND_ALLOWED_ORIGINS', 'http://127.0.0.1:3000,http://localhost:3000')),
   };
 }
 

@@ -22,10 +22,10 @@ const clients = [];
 before(async () => {
   server = await Server.start({ args: ['--jwt-secret', SECRET, '--token-expiry-grace', '2s'] });
   backend = await Backend.start({
-    JWT_SECRET: SECRET,
-    WEBHOOK_SECRET: 'unused-here',
-    TOKEN_TTL: '4',
-    ALLOWED_ORIGINS: server.http,
+    BACKEND_JWT_SECRET: SECRET,
+    BACKEND_WEBHOOK_SECRET: 'unused-here',
+    BACKEND_TOKEN_TTL: '4',
+    BACKEND_ALLOWED_ORIGINS: server.http,
   });
   browser = await launchBrowser();
 });

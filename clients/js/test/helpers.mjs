@@ -273,7 +273,7 @@ export class Backend {
   /** Starts the backend; resolves once it listens. */
   static async start(env) {
     const child = spawn(process.execPath, [`${repo}examples/backend/server.mjs`], {
-      env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env },
+      env: { PATH: process.env.PATH, BACKEND_HOST: '127.0.0.1', BACKEND_PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const backend = new Backend(child);
