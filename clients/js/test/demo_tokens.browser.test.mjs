@@ -56,6 +56,8 @@ test('the demo keeps chatting across a token expiry because getToken is called',
 
   const witness = client(server.url, { token: signToken(SECRET, { sub: 'witness', exp: first.exp }) });
   clients.push(witness);
+  // Waited for from now on, so that a slow step below cannot make the wait miss the close.
+  const closed = next(witness, 'closed');
   await witness.connect();
   const bob = client(server.url, { getToken: backend.tokens(await backend.login('bob')) });
   clients.push(bob);
@@ -64,8 +66,8 @@ test('the demo keeps chatting across a token expiry because getToken is called',
 
   // The second token comes from getToken on `token_expiring`, over the same connection.
   await page.locator('#token[data-count="2"]').waitFor();
-  const closed = await next(witness, 'closed');
-  assert.deepEqual([closed.code, closed.reason], [1008, 'token expired']);
+  const { code, reason } = await closed;
+  assert.deepEqual([code, reason], [1008, 'token expired']);
   await bob.request('message', { room: 'general', content: 'after the expiry' });
   const received = page.locator('#messages li', { hasText: 'after the expiry' });
   await received.waitFor();
