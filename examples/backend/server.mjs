@@ -111,7 +111,8 @@ async function login(request) {
   return {
     json: { user },
     headers: {
-      'set-cookie': `${SESSION_COOKIE}=${session}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_MS / 1000}`,
+      'set-cookie':
+        `${SESSION_COOKIE}=${session}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_MS / 1000}`,
     },
   };
 }
@@ -133,7 +134,8 @@ function token(request) {
 /** POST /webhooks: a signed batch of events. Any 2xx takes them; anything else is retried. */
 async function webhooks(request) {
   const raw = await readBody(request, WEBHOOK_BODY);
-  const { batch, refused } = readWebhook(settings.webhookSecret, request.headers, raw, settings.webhookMaxAgeMs);
+  const { webhookSecret, webhookMaxAgeMs } = settings;
+  const { batch, refused } = readWebhook(webhookSecret, request.headers, raw, webhookMaxAgeMs);
   if (refused) {
     log('webhook_refused', { reason: refused });
     throw new Refusal(401, refused);
@@ -173,7 +175,8 @@ function handleEvent(event) {
 async function proxyConnect(request) {
   const ask = await readJson(request, SMALL_BODY);
   const claims = verifyJwt(settings.jwtSecret, ask.token);
-  const user = claims?.sub ?? verifySession(settings.sessionSecret, cookie(ask.headers?.cookie, SESSION_COOKIE));
+  const session = cookie(ask.headers?.cookie, SESSION_COOKIE);
+  const user = claims?.sub ?? verifySession(settings.sessionSecret, session);
   if (!user || !USER_NAME.test(user)) {
     log('connect', { allowed: false, transport: ask.transport, remoteAddr: ask.remoteAddr });
     return { json: { error: { code: 401, message: 'log in first' } } };

@@ -28,7 +28,12 @@ for (const [name, identity] of Object.entries(setups)) {
     const clients = [];
 
     before(async () => {
-      backend = await Backend.start({ BACKEND_JWT_SECRET: JWT_SECRET, BACKEND_WEBHOOK_SECRET: WEBHOOK_SECRET, BACKEND_STAFF_USERS: 'carol', BACKEND_TOKEN_TTL: '60' });
+      backend = await Backend.start({
+        BACKEND_JWT_SECRET: JWT_SECRET,
+        BACKEND_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        BACKEND_STAFF_USERS: 'carol',
+        BACKEND_TOKEN_TTL: '60',
+      });
       const http = backend.http;
       server = await Server.start({
         args: [
