@@ -6,11 +6,24 @@
 //
 // A witness connection whose token expires with the page's first one is closed by the server
 // with 1008 "token expired": the expiry sweep has gone past it when the message is sent.
+//
+// With `?loginUrl=…` alone and the backend as the server's connect proxy, the page is known by
+// the session cookie its WebSocket upgrade carries.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Backend, Server, WAIT, client, launchBrowser, next, screenshot, signToken } from './helpers.mjs';
+import {
+  Backend,
+  Server,
+  WAIT,
+  client,
+  freePort,
+  launchBrowser,
+  next,
+  screenshot,
+  signToken,
+} from './helpers.mjs';
 
 const SECRET = 'demo-tokens-secret-0123456789abcdef';
 
@@ -79,4 +92,43 @@ test('the demo keeps chatting across a token expiry because getToken is called',
   assert.equal(await page.locator('#conn').getAttribute('data-state'), 'connected');
   assert.equal(await page.locator('#errors').textContent(), '', 'the typing channel was granted');
   assert.deepEqual(errors, []);
+});
+
+test('with loginUrl alone the connect proxy knows the demo by its session cookie', async () => {
+  // The backend must allow the page's origin and the server must know the backend's URL.
+  const port = await freePort();
+  const cookieBackend = await Backend.start({
+    BACKEND_JWT_SECRET: SECRET,
+    BACKEND_WEBHOOK_SECRET: 'unused-here',
+    BACKEND_ALLOWED_ORIGINS: `http://127.0.0.1:${port}`,
+  });
+  try {
+    const proxied = await Server.start({
+      port,
+      args: ['--proxy-connect-url', `${cookieBackend.http}/proxy/connect`],
+    });
+    try {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(WAIT);
+      const errors = [];
+      page.on('pageerror', (error) => errors.push(error));
+      const query = new URLSearchParams({ loginUrl: `${cookieBackend.http}/login` });
+      await page.goto(`${proxied.http}/demo?${query}`);
+      await page.fill('#name', 'carol');
+      await page.click('#enter');
+      await page.locator('#conn[data-state="connected"]').waitFor();
+      await page.locator('#members li[data-user="carol"]').waitFor();
+      const admitted = await cookieBackend.line('connect', (line) => line.allowed);
+      assert.deepEqual([admitted.user, admitted.by], ['carol', 'cookie']);
+      assert.equal(await page.locator('#me').textContent(), 'carol');
+      assert.equal(await page.locator('#errors').textContent(), '');
+      assert.equal(await page.locator('#token').isHidden(), true);
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await proxied.stop();
+    }
+  } finally {
+    await cookieBackend.stop();
+  }
 });
