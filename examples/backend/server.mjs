@@ -13,7 +13,15 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
-import { USER_NAME, cookie, readWebhook, signJwt, signSession, verifyJwt, verifySession } from './auth.mjs';
+import {
+  USER_NAME,
+  cookie,
+  readWebhook,
+  signJwt,
+  signSession,
+  verifyJwt,
+  verifySession,
+} from './auth.mjs';
 
 /** The session cookie's name. */
 const SESSION_COOKIE = 'session';
@@ -290,7 +298,13 @@ function cors(request, path) {
 }
 
 async function handle(request, response) {
-  const path = new URL(request.url, 'http://backend').pathname;
+  let path;
+  try {
+    path = new URL(request.url, 'http://backend').pathname;
+  } catch {
+    response.writeHead(400).end();
+    return;
+  }
   const allowOrigin = cors(request, path);
   if (request.method === 'OPTIONS') {
     const preflight = Object.keys(allowOrigin).length === 0 ? {} : {
@@ -331,5 +345,6 @@ const server = createServer((request, response) => {
 server.listen(settings.port, settings.host, () => {
   const { address, port } = server.address();
   const host = address.includes(':') ? `[${address}]` : address;
-  log('listening', { url: `http://${host}:${port}`, staff: [...settings.staff], tokenTtl: settings.tokenTtl });
+  const url = `http://${host}:${port}`;
+  log('listening', { url, staff: [...settings.staff], tokenTtl: settings.tokenTtl });
 });
