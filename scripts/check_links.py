@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Checks the relative links of README.md and docs/*.md, offline: every linked file exists and
-every #anchor names a heading of its target (GitHub's slugs). External links (http:, https:,
-mailto:) are not fetched. Exits 1 and lists the broken links when there are any.
+"""Checks the relative links of README.md, docs/*.md and examples/*/README.md, offline: every
+linked file exists and every #anchor names a heading of its target (GitHub's slugs). External
+links (http:, https:, mailto:) are not fetched. Exits 1 and lists the broken links when there are any.
 
-Usage: scripts/check_links.py [FILE.md ...]   (default: README.md, docs/*.md and the root *.md)
+Usage: scripts/check_links.py [FILE.md ...]
+(default: the root *.md, docs/*.md and examples/*/README.md)
 """
 import os
 import re
@@ -80,6 +81,12 @@ def main():
         files = [os.path.join(ROOT, f) for f in sorted(os.listdir(ROOT)) if f.endswith('.md')]
         docs = os.path.join(ROOT, 'docs')
         files += [os.path.join(docs, f) for f in sorted(os.listdir(docs)) if f.endswith('.md')]
+        examples = os.path.join(ROOT, 'examples')
+        files += [
+            os.path.join(examples, d, 'README.md')
+            for d in sorted(os.listdir(examples))
+            if os.path.isfile(os.path.join(examples, d, 'README.md'))
+        ]
     broken = [b for f in files for b in check(f)]
     for b in broken:
         print(b)

@@ -2,8 +2,10 @@
 # Checks of the JavaScript client: a clean install from the lockfile, the build, that the
 # committed dist/ is what the sources and the lockfile build to (the server embeds both the
 # client and dist/yjs.bundle.js, the yjs + y-websocket bundle of /demo/doc), and every Node test,
-# the browser tests included. The tests run the server binary: $SWITCHBOARD_BIN, or the
-# workspace's debug build (scripts/test.sh runs this after cargo test has built it).
+# the browser tests included (test/*.test.mjs: example_backend.test.mjs and
+# demo_tokens.browser.test.mjs run examples/backend/server.mjs with the server). The tests run
+# the server binary: $SWITCHBOARD_BIN, or the workspace's debug build (scripts/test.sh runs this
+# after cargo test has built it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

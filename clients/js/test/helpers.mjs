@@ -248,3 +248,87 @@ export function signToken(secret, claims) {
   const signature = createHmac('sha256', secret).update(body).digest('base64url');
   return `${body}.${signature}`;
 }
+
+/**
+ * The example backend (`examples/backend/server.mjs`) as a child process on a free loopback
+ * port, with `env` as its settings. It prints one `<kind> <json>` line per thing it does; the
+ * lines are kept, and `line()` waits for one. `stop()` kills it by PID.
+ */
+export class Backend {
+  constructor(child) {
+    this.child = child;
+    /** `http://127.0.0.1:PORT`, once it listens. */
+    this.http = null;
+    this.lines = [];
+    this.listeners = new Set();
+    this.exited = new Promise((resolve) => child.once('exit', resolve));
+    createInterface({ input: child.stdout }).on('line', (text) => {
+      const space = text.indexOf(' ');
+      const line = { kind: text.slice(0, space), details: JSON.parse(text.slice(space + 1)) };
+      this.lines.push(line);
+      for (const listener of this.listeners) listener(line);
+    });
+  }
+
+  /** Starts the backend; resolves once it listens. */
+  static async start(env) {
+    const child = spawn(process.execPath, [`${repo}examples/backend/server.mjs`], {
+      env: { PATH: process.env.PATH, BACKEND_HOST: '127.0.0.1', BACKEND_PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const backend = new Backend(child);
+    // Settles only on an exit before listening: a later exit rejects nothing.
+    const failed = new Promise((_, reject) => {
+      child.once('exit', (code) => {
+        if (backend.http === null) reject(new Error(`the backend exited with ${code} before listening`));
+      });
+    });
+    const listening = await Promise.race([backend.line('listening'), failed]);
+    backend.http = listening.url;
+    return backend;
+  }
+
+  /** The details of the first line (printed before or after the call) of `kind` that
+   * satisfies `accept`. */
+  line(kind, accept = () => true) {
+    const matches = (line) => line.kind === kind && accept(line.details);
+    const seen = this.lines.find(matches);
+    if (seen) return Promise.resolve(seen.details);
+    let listener;
+    const printed = new Promise((resolve) => {
+      listener = (line) => {
+        if (matches(line)) resolve(line.details);
+      };
+      this.listeners.add(listener);
+    });
+    return within(printed, `a backend line "${kind}"`).finally(() => this.listeners.delete(listener));
+  }
+
+  /** Logs `user` in (the backend's trivial login); resolves with the session cookie. */
+  async login(user) {
+    const response = await fetch(`${this.http}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user }),
+    });
+    if (!response.ok) throw new Error(`login of ${user}: HTTP ${response.status}`);
+    return response.headers.get('set-cookie').split(';')[0];
+  }
+
+  /** A `getToken` for a client: a fresh token of `cookie`'s session from `GET /token`. */
+  tokens(cookie) {
+    return async () => {
+      const response = await fetch(`${this.http}/token`, { headers: { cookie } });
+      if (!response.ok) throw new Error(`GET /token: HTTP ${response.status}`);
+      return (await response.json()).token;
+    };
+  }
+
+  /** Kills the process and waits until it is gone. */
+  async stop() {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      process.kill(this.child.pid, 'SIGKILL');
+    }
+    await this.exited;
+  }
+}
