@@ -17,13 +17,16 @@ use crate::presence::Status;
 
 /// Most queued items written in one pipeline.
 const BATCH: usize = 512;
-/// Bounds of the reconnect backoff.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bounds of the reconnect backoff. The cap is what delays delivery after Redis returns: a
+/// node retries at least this often, so it resubscribes at most this long after Redis accepts
+/// connections again (a refused connection costs nothing worth saving). With a 5 s cap,
+/// cross-node delivery resumed seconds late (issue 15).
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Connecting and answering time limits, so an unreachable Redis fails fast.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Exponential backoff with jitter.
+/// Exponential backoff with jitter, never above [`BACKOFF_MAX`].
 pub(super) struct Backoff(Duration);
 
 impl Backoff {
@@ -36,8 +39,8 @@ impl Backoff {
     }
 
     pub(super) async fn wait(&mut self, cancel: &CancellationToken) {
-        let jitter = self.0.mul_f64(fastrand::f64() * 0.5);
-        let delay = self.0 + jitter;
+        // Between half the step and the step: nodes cut at once do not all retry at once.
+        let delay = self.0.mul_f64(0.5 + fastrand::f64() * 0.5);
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
         tokio::select! {
             () = cancel.cancelled() => {}
@@ -203,6 +206,8 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<ConnectionM
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(CONNECT_TIMEOUT))
+        .set_min_delay(BACKOFF_MIN)
+        .set_max_delay(BACKOFF_MAX)
         .set_number_of_retries(1);
     match ConnectionManager::new_with_config(shared.client.clone(), config).await {
         Ok(connection) => {

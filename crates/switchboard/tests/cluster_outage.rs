@@ -1,0 +1,152 @@
+//! Redis outages with history on (issue 15): after Redis comes back, a node resubscribes as
+//! soon as it accepts and every message published from then on reaches the other nodes'
+//! members, in order, once (the copies refill from the store); and a join or subscription
+//! made while Redis is away is answered at once, without recovery.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard::broker::BrokerStatus;
+use switchboard::ids::{RoomId, UserId};
+use switchboard_testkit::{Client, RedisServer, TestServer, wait_until};
+
+async fn node(redis: &RedisServer, name: &str) -> TestServer {
+    TestServer::cluster_node(redis, name, |s| {
+        s.node_ttl = Some("2s".parse().unwrap());
+        s.rate_limit = Some(0);
+        // Room for everything a round publishes: the refill reads it back from the store.
+        s.history_size = Some(10_000);
+    })
+    .await
+}
+
+/// Waits until `server` knows `user` is in `room`.
+async fn sees_member(server: &TestServer, room: &str, user: &str) {
+    let (room, user) = (RoomId::from_trusted(room), UserId::from_trusted(user));
+    wait_until("the member is known cluster-wide", || {
+        server.hub.room_members(&room).contains(&user)
+    })
+    .await;
+}
+
+async fn degraded(server: &TestServer) {
+    wait_until("the node reports degraded", || {
+        server.hub.stats().broker_status == BrokerStatus::Degraded
+    })
+    .await;
+}
+
+/// What the publisher saw in one round: when its messages got offsets again, and the offsets.
+struct Published {
+    client: Client,
+    first_numbered: Duration,
+    offsets: Vec<u64>,
+}
+
+/// Sends messages to `room` one after another, each waiting for its ack, until `count` of them
+/// were numbered by the store (those sent while the store is out of reach are acked without
+/// an offset and reach this node's members only).
+async fn publish_until_numbered(
+    mut client: Client,
+    room: &str,
+    count: usize,
+    start: Instant,
+) -> Published {
+    let mut offsets = Vec::new();
+    let mut first_numbered = None;
+    let mut n: u64 = 0;
+    while offsets.len() < count {
+        n += 1;
+        assert!(n < 1_000_000, "the store never numbered {count} messages");
+        client
+            .send(json!({"type": "message", "payload": {"room": room, "content": n}, "id": n}))
+            .await;
+        let ack = loop {
+            let frame = client.recv().await;
+            if frame["type"] == "ack" && frame["id"] == n {
+                break frame;
+            }
+        };
+        if let Some(offset) = ack["payload"]["offset"].as_u64() {
+            first_numbered.get_or_insert_with(|| start.elapsed());
+            offsets.push(offset);
+        }
+    }
+    Published {
+        client,
+        first_numbered: first_numbered.unwrap(),
+        offsets,
+    }
+}
+
+/// A room message as a member received it: (offset, when).
+fn numbered(frame: &Value, start: Instant) -> Option<(u64, Duration)> {
+    (frame["type"] == "message").then(|| {
+        let offset = frame["offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a message from another node without an offset: {frame}"));
+        (offset, start.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_published_after_redis_returns_reaches_the_other_node_in_order_once() {
+    const PER_ROUND: usize = 200;
+    // How long Redis stays away each round: the node's reconnect backoff grows with it. This
+    // is the scenario, not a wait for an event; nothing asserted depends on it.
+    const OUTAGES: [Duration; 3] = [
+        Duration::ZERO,
+        Duration::from_secs(2),
+        Duration::from_secs(6),
+    ];
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut alice = a.member("alice", "general").await;
+    let mut bob = b.member("bob", "general").await;
+    sees_member(&a, "general", "bob").await;
+    sees_member(&b, "general", "alice").await;
+    alice.expect("user_joined").await;
+    for (round, outage) in (1..).zip(OUTAGES) {
+        redis.stop().await;
+        degraded(&a).await;
+        degraded(&b).await;
+        tokio::time::sleep(outage).await;
+        redis.restart().await;
+        let start = Instant::now();
+        let publisher = tokio::spawn(publish_until_numbered(alice, "general", PER_ROUND, start));
+        tokio::pin!(publisher);
+        let mut received = Vec::new();
+        let published = loop {
+            tokio::select! {
+                frame = bob.recv() => received.extend(numbered(&frame, start)),
+                published = &mut publisher => break published.unwrap(),
+            }
+        };
+        let last = *published.offsets.last().unwrap();
+        assert_eq!(
+            published.offsets,
+            (1..=last).collect::<Vec<_>>(),
+            "Redis came back empty: a new epoch from offset 1, no gap"
+        );
+        while received.last().map(|(offset, _)| *offset) != Some(last) {
+            let frame = bob.recv().await;
+            received.extend(numbered(&frame, start));
+        }
+        let offsets: Vec<u64> = received.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(
+            offsets,
+            (1..=last).collect::<Vec<_>>(),
+            "round {round}: every numbered message, in order, once"
+        );
+        eprintln!(
+            "round {round} ({outage:?} outage): after Redis accepted, A's messages numbered from {:?}, B's first \
+             delivery at {:?}, B had all {last} at {:?}",
+            published.first_numbered,
+            received[0].1,
+            received[received.len() - 1].1,
+        );
+        alice = published.client;
+    }
+}
