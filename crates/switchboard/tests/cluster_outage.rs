@@ -150,3 +150,97 @@ async fn every_message_published_after_redis_returns_reaches_the_other_node_in_o
         alice = published.client;
     }
 }
+
+/// The next frame of `kind`, skipping what the outage meant for membership and presence.
+async fn next_of(client: &mut Client, kind: &str) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == kind {
+            return frame;
+        }
+        assert!(
+            ["presence", "user_joined", "user_left"].contains(&frame["type"].as_str().unwrap()),
+            "unexpected {frame} while waiting for {kind}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_while_redis_is_away_is_answered_at_once_and_syncs_when_it_returns() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    redis.stop().await;
+    degraded(&a).await;
+    degraded(&b).await;
+
+    // Answered while Redis is still away: no recovery, the position unknown.
+    let mut carol = a.connect("carol").await;
+    let since = json!({"offset": 3, "epoch": "0123456789abcdef"});
+    carol
+        .send(json!({"type": "join_room", "payload": {"room": "fresh", "since": since}, "id": 1}))
+        .await;
+    let joined = carol.expect("room_joined").await;
+    assert_eq!(joined["payload"]["recovered"], false, "{joined}");
+    assert_eq!(
+        (&joined["payload"]["offset"], &joined["payload"]["epoch"]),
+        (&json!(0), &json!("")),
+        "{joined}"
+    );
+    assert_eq!(joined["payload"]["memberCount"], 1, "{joined}");
+    assert_eq!(
+        joined["payload"]["members"][0]["userId"], "carol",
+        "{joined}"
+    );
+    carol.expect("ack").await;
+    carol
+        .send_type("subscribe", json!({"channel": "news", "since": since}))
+        .await;
+    let subscribed = carol.expect("subscribed").await;
+    assert_eq!(subscribed["payload"]["recovered"], false, "{subscribed}");
+    assert_eq!(subscribed["payload"]["offset"], 0, "{subscribed}");
+    assert_eq!(subscribed["payload"]["epoch"], "", "{subscribed}");
+
+    // Local messages flow meanwhile, unnumbered.
+    let mut dave = a.connect("dave").await;
+    dave.join("fresh").await;
+    carol.expect("user_joined").await;
+    dave.send_type("message", json!({"room": "fresh", "content": "local"}))
+        .await;
+    let local = carol.expect("message").await;
+    assert_eq!(local["payload"]["content"], "local");
+    assert!(local.get("offset").is_none(), "{local}");
+
+    // Redis returns: the copies sync, and what other nodes publish reaches carol, once.
+    redis.restart().await;
+    a.settled().await;
+    b.settled().await;
+    let mut erin = b.connect("erin").await;
+    let erin_joined = erin.join("fresh").await;
+    assert_ne!(erin_joined["payload"]["epoch"], "", "{erin_joined}");
+    sees_member(&a, "fresh", "erin").await;
+    for content in ["first", "second"] {
+        erin.send_type("message", json!({"room": "fresh", "content": content}))
+            .await;
+    }
+    erin.send_type("publish", json!({"channel": "news", "data": "headline"}))
+        .await;
+    let mut contents = Vec::new();
+    for expected in [1, 2] {
+        let message = next_of(&mut carol, "message").await;
+        assert_eq!(message["offset"], expected, "{message}");
+        contents.push(message["payload"]["content"].clone());
+    }
+    assert_eq!(contents, [json!("first"), json!("second")]);
+    let publication = next_of(&mut carol, "publish").await;
+    assert_eq!(
+        (&publication["payload"], &publication["offset"]),
+        (&json!("headline"), &json!(1)),
+        "{publication}"
+    );
+    let mut after = a.connect("after").await;
+    let synced = after.join("fresh").await;
+    assert_eq!(synced["payload"]["offset"], 2, "a synced copy: {synced}");
+    assert_eq!(synced["payload"]["epoch"], erin_joined["payload"]["epoch"]);
+    while next_of(&mut carol, "user_joined").await["userId"] != "after" {}
+    carol.expect_nothing_pending_across(&a, &b).await;
+}
