@@ -244,3 +244,39 @@ async fn a_join_while_redis_is_away_is_answered_at_once_and_syncs_when_it_return
     while next_of(&mut carol, "user_joined").await["userId"] != "after" {}
     carol.expect_nothing_pending_across(&a, &b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_whose_stream_read_hangs_is_answered_without_it() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut carol = a.connect("carol").await;
+    let mut bob = b.member("bob", "stuck").await;
+    sees_member(&a, "stuck", "bob").await;
+    a.settled().await;
+
+    // Redis hangs: the node still counts as connected, the read of the stream never returns.
+    redis.pause();
+    carol
+        .send(json!({"type": "join_room", "payload": {"room": "stuck"}, "id": 1}))
+        .await;
+    let joined = carol.expect("room_joined").await;
+    assert_eq!(
+        (&joined["payload"]["offset"], &joined["payload"]["epoch"]),
+        (&json!(0), &json!("")),
+        "{joined}"
+    );
+    assert!(joined["payload"].get("recovered").is_none(), "{joined}");
+    carol.expect("ack").await;
+
+    redis.resume();
+    a.settled().await;
+    b.settled().await;
+    sees_member(&b, "stuck", "carol").await;
+    bob.send_type("message", json!({"room": "stuck", "content": "unstuck"}))
+        .await;
+    let message = next_of(&mut carol, "message").await;
+    assert_eq!(message["payload"]["content"], "unstuck");
+    assert_eq!(message["offset"], 1, "{message}");
+    while next_of(&mut bob, "user_joined").await["userId"] != "carol" {}
+    carol.expect_nothing_pending_across(&a, &b).await;
+}
