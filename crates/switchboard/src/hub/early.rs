@@ -3,7 +3,8 @@
 //! A join (or a subscription with history) whose stream this node holds no synced copy of
 //! waits for a read of the store (`streams.rs`). When the store is out of reach that read
 //! waits for Redis, and the client would get no answer for as long: so a join made while the
-//! broker reports `Degraded` is answered at once, and one whose read has not completed within
+//! store is out of reach (or the broker reports `Degraded`) is answered at once, and one whose
+//! read has not completed within
 //! [`ANSWER_WITHIN`] is answered then, by the sweep here. Such an answer recovers nothing
 //! (`recovered: false` when `since` was given) and gives the position as unknown
 //! ([`unknown_position`]: offset 0, empty epoch); the connection is a member from then on and
@@ -80,10 +81,12 @@ pub(super) fn unknown_position() -> StreamPosition {
 }
 
 impl Hub {
-    /// Whether the store cannot be waited for: the broker reports the other nodes (and Redis)
-    /// out of reach.
+    /// Whether the store cannot be waited for: it says so, or the broker reports the other
+    /// nodes out of reach (with Redis as both, its subscribing connection is down).
     pub(super) fn store_out_of_reach(&self) -> bool {
-        self.inner.cluster.broker().status() == crate::broker::BrokerStatus::Degraded
+        let cluster = &self.inner.cluster;
+        cluster.store().is_some_and(|store| !store.available())
+            || cluster.broker().status() == crate::broker::BrokerStatus::Degraded
     }
 
     /// Answers the joins and subscriptions whose copy did not come in time, without it.
