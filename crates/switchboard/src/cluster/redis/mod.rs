@@ -165,6 +165,9 @@ struct Shared {
     history: HistoryConfig,
     /// Notified whenever `settled` becomes true.
     settled_changed: Notify,
+    /// Notified when a connection finds Redis reachable again after failing: the others
+    /// waiting out a backoff retry at once.
+    reachable: Notify,
     /// Where reads run, set by [`RedisCluster::spawn`].
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
     /// Set by [`RedisCluster::leave`]: nothing more is queued, liveness is not refreshed.
@@ -230,6 +233,7 @@ impl RedisCluster {
                 scripts: streams::Scripts::new(),
                 history,
                 settled_changed: Notify::new(),
+                reachable: Notify::new(),
                 runtime: OnceLock::new(),
                 departed: AtomicBool::new(false),
                 instance: fastrand::u64(..),
