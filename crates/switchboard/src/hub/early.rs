@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::Hub;
+use super::channels::Subscriber;
 use super::history::Locked;
-use crate::ids::StreamId;
+use super::streams::{Request, RoomJoin, Subscribed};
+use super::{ConnHandle, Hub};
+use crate::ids::{ChannelSpec, RoomId, StreamId};
 use crate::protocol::StreamPosition;
 
 /// How long a join or subscription waits for this node's copy of its stream before it is
@@ -97,6 +99,51 @@ impl Hub {
             if let Some(answer) = answer {
                 answer(self, &mut stream, false);
             }
+        }
+    }
+
+    /// Joins without a synced copy: the reply gives the position as unknown and
+    /// recovers nothing; the connection becomes a member.
+    pub(super) fn join_early(
+        &self,
+        room: &RoomId,
+        conn: &ConnHandle,
+        request: Request<RoomJoin>,
+    ) -> bool {
+        let join = RoomJoin {
+            members: self.members_with(room, conn),
+            position: Some(unknown_position()),
+            recovered: request.since.map(|_| false),
+        };
+        self.deliver_counted(conn, &(request.reply)(&join));
+        self.add_member(room, conn)
+    }
+
+    /// Subscribes without a synced copy, as [`Hub::join_early`] joins.
+    pub(super) fn subscribe_early(
+        &self,
+        spec: &ChannelSpec,
+        conn: &ConnHandle,
+        request: Request<Subscribed>,
+    ) -> bool {
+        let inner = &self.inner;
+        let subscribed = Subscribed {
+            position: Some(unknown_position()),
+            recovered: request.since.map(|_| false),
+        };
+        self.deliver_counted(conn, &(request.reply)(&subscribed));
+        inner
+            .channels
+            .add(spec, Subscriber::Conn(conn), &inner.observers())
+    }
+
+    /// After an answer given at once without the copy: marks the copy answered early and
+    /// starts the read that syncs it (which waits for the store to come back).
+    pub(super) fn sync_early(&self, mut stream: Locked<'_>, id: StreamId) {
+        let read = stream.answered_early();
+        drop(stream);
+        if read {
+            self.read_stream(id);
         }
     }
 }

@@ -291,7 +291,7 @@ impl Hub {
     }
 
     /// The room's members as they are once `conn` has joined.
-    fn members_with(&self, room: &RoomId, conn: &ConnHandle) -> MemberList {
+    pub(super) fn members_with(&self, room: &RoomId, conn: &ConnHandle) -> MemberList {
         let mut members = self.member_list(room, MAX_MEMBERS_LISTED);
         if !members.users.contains(conn.user()) && !self.inner.rooms.has_user(room, conn.user()) {
             members.count += 1;
@@ -357,46 +357,6 @@ impl Hub {
             self.read_stream(id);
         }
         Answered::Later
-    }
-
-    /// Joins without a synced copy (`early.rs`): the reply gives the position as unknown and
-    /// recovers nothing; the connection becomes a member.
-    fn join_early(&self, room: &RoomId, conn: &ConnHandle, request: Request<RoomJoin>) -> bool {
-        let join = RoomJoin {
-            members: self.members_with(room, conn),
-            position: Some(early::unknown_position()),
-            recovered: request.since.map(|_| false),
-        };
-        self.deliver_counted(conn, &(request.reply)(&join));
-        self.add_member(room, conn)
-    }
-
-    /// Subscribes without a synced copy, as [`Hub::join_early`] joins.
-    fn subscribe_early(
-        &self,
-        spec: &ChannelSpec,
-        conn: &ConnHandle,
-        request: Request<Subscribed>,
-    ) -> bool {
-        let inner = &self.inner;
-        let subscribed = Subscribed {
-            position: Some(early::unknown_position()),
-            recovered: request.since.map(|_| false),
-        };
-        self.deliver_counted(conn, &(request.reply)(&subscribed));
-        inner
-            .channels
-            .add(spec, Subscriber::Conn(conn), &inner.observers())
-    }
-
-    /// After an answer given at once without the copy: marks the copy answered early and
-    /// starts the read that syncs it (which waits for the store to come back).
-    fn sync_early(&self, mut stream: Locked<'_>, id: StreamId) {
-        let read = stream.answered_early();
-        drop(stream);
-        if read {
-            self.read_stream(id);
-        }
     }
 
     /// The `ack` that ends an answer given later.
