@@ -45,6 +45,17 @@ impl Daemon {
         }
     }
 
+    /// Sends the running process `signal` (a name `kill` knows, such as `STOP`).
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the child server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Starts the process again on the same port and waits until it accepts connections.
     pub(crate) async fn restart(&mut self) {
         self.stop().await;

@@ -88,6 +88,17 @@ impl RedisServer {
         self.daemon.stop().await;
     }
 
+    /// Freezes the server (SIGSTOP), as a hung machine would: connections stay open and
+    /// nothing is answered until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.daemon.signal("STOP");
+    }
+
+    /// Lets a paused server go on where it stopped.
+    pub fn resume(&self) {
+        self.daemon.signal("CONT");
+    }
+
     /// Starts the server again on the same port (empty, like a restarted cache) and waits
     /// until it accepts connections.
     pub async fn restart(&mut self) {

@@ -342,4 +342,32 @@ mod mirrored {
         }
         assert_eq!(recovered.load(Ordering::SeqCst), 1);
     }
+
+    #[test]
+    fn a_member_answered_before_the_first_read_gets_what_was_stored_since_once() {
+        let history = copy();
+        let room = room("r");
+        let mut stream = history.room(&room, 1_000);
+        assert!(
+            stream.answered_early(),
+            "the first early answer starts the read"
+        );
+        assert!(!stream.answered_early(), "one read for all");
+        // Published while the read runs.
+        assert!(delivered(&stream.receive("e1", 6, frame(6))).is_empty());
+        let mut state = read("e1", 5, 1..=5);
+        for message in &mut state.messages {
+            // 1 to 3 were stored before the member was answered, 4 and 5 after.
+            message.at = if message.offset <= 3 { 500 } else { 1_000 };
+        }
+        let arrival = stream.apply_read(state);
+        assert_eq!(delivered(&arrival), [4, 5, 6]);
+        assert!(stream.synced());
+        assert!(
+            delivered(&stream.receive("e1", 5, frame(5))).is_empty(),
+            "a late copy of one the read brought is not delivered twice"
+        );
+        assert_eq!(delivered(&stream.receive("e1", 7, frame(7))), [7]);
+        assert!(!stream.answered_early(), "a synced copy needs no read");
+    }
 }

@@ -108,6 +108,9 @@ impl Hub {
                 tracing::debug!(documents = saved, "documents saved");
             }
         });
+        if self.inner.cluster.store().is_some() && self.inner.history.enabled() {
+            every(super::early::SWEEP_EVERY, Hub::answer_overdue);
+        }
         #[cfg(target_os = "linux")]
         if config.limits.max_memory.is_some() {
             every(super::memory::MEMORY_SWEEP_PERIOD, |hub| {

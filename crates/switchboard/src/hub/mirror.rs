@@ -8,6 +8,11 @@
 //! while the broker was unreachable) waits in `pending` until a read of the store fills the
 //! gap, so members get the stream in order and whole. Actions that need the copy (a member
 //! joining, with its reply and replay) wait in `deferred` until it is synced.
+//!
+//! A member answered before the copy was synced (the store out of reach, `early.rs`) has no
+//! position in the stream: when the first read is applied, it gets the messages stored since
+//! it was answered (by their time) and those that came in while the read was under way,
+//! each once, then the live ones.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +44,9 @@ pub(super) struct Mirror {
     pending: BTreeMap<u64, (Arc<str>, Delivery)>,
     /// What waits for the copy to be synced.
     deferred: Vec<Deferred>,
+    /// Hub-clock ms when the first member was answered without a synced copy; cleared when a
+    /// read is applied.
+    early: Option<u64>,
 }
 
 /// A message as the store keeps it.
@@ -137,6 +145,22 @@ impl Locked<'_> {
         }
     }
 
+    /// A member was answered without the copy (which is not synced, or in doubt): the copy is
+    /// to be synced, and once it is, that member gets what was stored since. Returns whether
+    /// the caller must start the read.
+    pub(in crate::hub) fn answered_early(&mut self) -> bool {
+        let now = self.now;
+        match &mut self.stream.mirror {
+            Some(mirror) if !mirror.synced || mirror.doubted => {
+                if !mirror.synced {
+                    mirror.early.get_or_insert(now);
+                }
+                !std::mem::replace(&mut mirror.reading, true)
+            }
+            _ => false,
+        }
+    }
+
     /// Marks a read of the store under way (to fill a gap). Returns false when one already
     /// is, or when there is nothing to copy.
     fn start_read(&mut self) -> bool {
@@ -164,6 +188,7 @@ impl Locked<'_> {
         if let Some(mirror) = &mut self.stream.mirror {
             mirror.synced = false;
             mirror.doubted = false;
+            mirror.early = None;
             mirror.pending.clear();
         }
     }
@@ -214,8 +239,9 @@ impl Locked<'_> {
     }
 
     /// Applies a read of the store: the copy becomes the store's. A member-less copy takes it
-    /// whole; a synced one (filling a gap) keeps and delivers what it had missed. Returns the
-    /// frames to deliver, whether another read is needed, and what waited for the sync.
+    /// whole; a synced one (filling a gap) keeps and delivers what it had missed; one whose
+    /// members were answered early delivers what was stored since. Returns the frames to
+    /// deliver, whether another read is needed, and what waited for the sync.
     pub(in crate::hub) fn apply_read(&mut self, state: StoreState) -> Arrival {
         let Some(mirror) = &mut self.stream.mirror else {
             return Arrival::default();
@@ -223,6 +249,7 @@ impl Locked<'_> {
         mirror.reading = false;
         mirror.doubted = false;
         let was_synced = std::mem::replace(&mut mirror.synced, true);
+        let early = mirror.early.take().filter(|_| !was_synced);
         let deferred = std::mem::take(&mut mirror.deferred);
         mirror
             .pending
@@ -237,7 +264,7 @@ impl Locked<'_> {
         let mut deliver = Vec::new();
         for message in state.messages {
             if message.offset > self.stream.top {
-                if was_synced {
+                if was_synced || early.is_some_and(|since| message.at >= since) {
                     deliver.push((message.frame.clone(), message.except));
                 }
                 self.keep(message.offset, message.at, message.frame);
@@ -246,7 +273,7 @@ impl Locked<'_> {
         self.stream.top = self.stream.top.max(state.top);
         self.stream.touched = self.now;
         let unblocked = self.take_pending();
-        if was_synced {
+        if was_synced || early.is_some() {
             deliver.extend(unblocked);
         }
         let read = self.gap_remains() && self.start_read();

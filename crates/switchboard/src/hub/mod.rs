@@ -35,6 +35,7 @@
 mod channels;
 mod cluster;
 mod docs;
+mod early;
 mod events;
 mod handle;
 mod history;
@@ -124,6 +125,8 @@ struct HubInner {
     channels: Channels,
     presence: PresenceBook,
     history: History,
+    /// Joins and subscriptions waiting for a copy of their stream, with their deadline.
+    waiting: early::Waiting,
     documents: Documents,
     cluster: Cluster,
     /// The application's lifecycle event hooks.
@@ -168,6 +171,7 @@ impl Hub {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| HubInner {
             registry: Registry::new(&config.limits),
             history: History::new(config.history, store.is_some()),
+            waiting: early::Waiting::default(),
             documents: Documents::new(docs, config.documents.max_size),
             memory: config.limits.max_memory.map(memory::MemoryGuard::new),
             config,

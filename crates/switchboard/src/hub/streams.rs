@@ -10,13 +10,15 @@
 //!
 //! In cluster mode the store numbers the messages (`shared.rs`), and a join whose stream this
 //! node does not hold a synced copy of waits for one: it is answered later, its reply, replay
-//! and `ack` queued together when the copy is read.
+//! and `ack` queued together when the copy is read; or, when the store is out of reach or
+//! the read slow, without the copy (`early.rs`).
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::channels::Subscriber;
+use super::early;
 use super::history::{Locked, Recovery};
 use super::lifecycle::MAX_MEMBERS_LISTED;
 use super::rooms::MemberList;
@@ -190,12 +192,23 @@ impl Hub {
             return Answered::Now { new };
         }
         let stream_id = StreamId::Room(room.clone());
+        if self.store_out_of_reach() {
+            let new = self.join_early(room, conn, request);
+            self.sync_early(stream, stream_id);
+            return Answered::Now { new };
+        }
         let (room, conn) = (room.clone(), conn.clone());
-        self.answer_later(stream, stream_id, move |hub, stream| {
+        self.answer_later(stream, stream_id, move |hub, stream, synced| {
             if conn.closing_since().is_none() {
                 let mut request = request;
                 let id = request.id.take();
-                hub.join_locked(stream, &room, &conn, request);
+                if synced {
+                    hub.join_locked(stream, &room, &conn, request);
+                } else {
+                    hub.join_early(&room, &conn, request);
+                    // The read this answer did not wait for is under way.
+                    stream.answered_early();
+                }
                 hub.ack_later(&conn, id);
             }
         })
@@ -234,12 +247,23 @@ impl Hub {
             return Answered::Now { new };
         }
         let stream_id = StreamId::Channel(channel.clone());
+        if self.store_out_of_reach() {
+            let new = self.subscribe_early(spec, conn, request);
+            self.sync_early(stream, stream_id);
+            return Answered::Now { new };
+        }
         let (spec, conn) = (spec.clone(), conn.clone());
-        self.answer_later(stream, stream_id, move |hub, stream| {
+        self.answer_later(stream, stream_id, move |hub, stream, synced| {
             if conn.closing_since().is_none() {
                 let mut request = request;
                 let id = request.id.take();
-                hub.subscribe_locked(stream, &spec, &conn, request);
+                if synced {
+                    hub.subscribe_locked(stream, &spec, &conn, request);
+                } else {
+                    hub.subscribe_early(&spec, &conn, request);
+                    // The read this answer did not wait for is under way.
+                    stream.answered_early();
+                }
                 hub.ack_later(&conn, id);
             }
         })
@@ -267,7 +291,7 @@ impl Hub {
     }
 
     /// The room's members as they are once `conn` has joined.
-    fn members_with(&self, room: &RoomId, conn: &ConnHandle) -> MemberList {
+    pub(super) fn members_with(&self, room: &RoomId, conn: &ConnHandle) -> MemberList {
         let mut members = self.member_list(room, MAX_MEMBERS_LISTED);
         if !members.users.contains(conn.user()) && !self.inner.rooms.has_user(room, conn.user()) {
             members.count += 1;
@@ -301,19 +325,26 @@ impl Hub {
 
     /// Cluster mode: `answer` runs under the stream's lock once this node holds a synced copy
     /// of it, caught up with the store (a client that comes from another node may have seen
-    /// messages this node has not received yet). Until then the node receives the stream's
-    /// messages (so that none is missed between the read and the first of them).
+    /// messages this node has not received yet), with `true`; or, if that takes longer than
+    /// [`early::ANSWER_WITHIN`], then, with `false`. Until then the node receives the
+    /// stream's messages (so that none is missed between the read and the first of them).
     fn answer_later(
         &self,
         mut stream: Locked<'_>,
         id: StreamId,
-        answer: impl FnOnce(&Hub, &mut Locked<'_>) + Send + 'static,
+        answer: impl FnOnce(&Hub, &mut Locked<'_>, bool) + Send + 'static,
     ) -> Answered {
         self.inner.cluster.broker().subscribe(&shared_topic(&id));
+        let deadline = self.now_ms() + early::ANSWER_WITHIN.as_millis() as u64;
+        let slot = self
+            .inner
+            .waiting
+            .add(id.clone(), deadline, Box::new(answer));
         let hub = std::sync::Arc::downgrade(&self.inner);
         let answer: super::history::Deferred = Box::new(move |stream| {
-            if let Some(inner) = hub.upgrade() {
-                answer(&Hub { inner }, stream);
+            let answer = slot.lock().take();
+            if let (Some(inner), Some(answer)) = (hub.upgrade(), answer) {
+                answer(&Hub { inner }, stream, true);
             }
         });
         let read = if stream.synced() {

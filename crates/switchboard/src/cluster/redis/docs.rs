@@ -100,7 +100,7 @@ async fn load(shared: Arc<Shared>, doc: DocId, done: DocLoaded, cancel: Cancella
                 Err(error) => tracing::debug!(%error, %doc, "reading a document failed; retrying"),
             }
         }
-        backoff.wait(&cancel).await;
+        backoff.wait(&shared, &cancel).await;
     }
 }
 

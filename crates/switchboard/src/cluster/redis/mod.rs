@@ -169,6 +169,9 @@ struct Shared {
     orphan_sink: OnceLock<crate::cluster::holders::OrphanSink>,
     /// Notified whenever `settled` becomes true.
     settled_changed: Notify,
+    /// Notified when a connection finds Redis reachable again after failing: the others
+    /// waiting out a backoff retry at once.
+    reachable: Notify,
     /// Where reads run, set by [`RedisCluster::spawn`].
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
     /// Set by [`RedisCluster::leave`]: nothing more is queued, liveness is not refreshed.
@@ -236,6 +239,7 @@ impl RedisCluster {
                 holder_scripts: holders::HolderScripts::new(),
                 orphan_sink: OnceLock::new(),
                 settled_changed: Notify::new(),
+                reachable: Notify::new(),
                 runtime: OnceLock::new(),
                 departed: AtomicBool::new(false),
                 instance: fastrand::u64(..),

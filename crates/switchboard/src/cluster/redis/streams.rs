@@ -213,7 +213,7 @@ pub(super) async fn read(
                 Err(error) => tracing::debug!(%error, "reading a stream failed; retrying"),
             }
         }
-        backoff.wait(&cancel).await;
+        backoff.wait(&shared, &cancel).await;
     }
 }
 

@@ -31,12 +31,12 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(error)) => {
                 shared.subscriber.down(&error);
-                backoff.wait(&cancel).await;
+                backoff.wait(&shared, &cancel).await;
                 continue;
             }
             Err(elapsed) => {
                 shared.subscriber.down(&elapsed);
-                backoff.wait(&cancel).await;
+                backoff.wait(&shared, &cancel).await;
                 continue;
             }
         };
@@ -51,10 +51,12 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         if let Err(error) = resubscribe_all(&shared, &mut sink).await {
             shared.subscriber.down(&error);
-            backoff.wait(&cancel).await;
+            backoff.wait(&shared, &cancel).await;
             continue;
         }
-        shared.subscriber.up();
+        if shared.subscriber.up() {
+            shared.reachable.notify_waiters();
+        }
         backoff.reset();
         // Redis may have lost this node's state (a restart) and this node may have missed
         // announcements: rewrite ours, reload everyone else's.

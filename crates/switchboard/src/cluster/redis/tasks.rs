@@ -17,13 +17,17 @@ use crate::presence::Status;
 
 /// Most queued items written in one pipeline.
 const BATCH: usize = 512;
-/// Bounds of the reconnect backoff.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bounds of the reconnect backoff. The cap is what delays delivery after Redis returns: a
+/// node retries at least this often, so it resubscribes at most this long after Redis accepts
+/// connections again (a refused connection costs nothing worth saving). With a 5 s cap,
+/// cross-node delivery resumed seconds late (issue 15).
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Connecting and answering time limits, so an unreachable Redis fails fast.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Exponential backoff with jitter.
+/// Exponential backoff with jitter, never above [`BACKOFF_MAX`], cut short when another of
+/// the node's connections finds Redis reachable again.
 pub(super) struct Backoff(Duration);
 
 impl Backoff {
@@ -35,13 +39,14 @@ impl Backoff {
         self.0 = BACKOFF_MIN;
     }
 
-    pub(super) async fn wait(&mut self, cancel: &CancellationToken) {
-        let jitter = self.0.mul_f64(fastrand::f64() * 0.5);
-        let delay = self.0 + jitter;
+    pub(super) async fn wait(&mut self, shared: &Shared, cancel: &CancellationToken) {
+        // Between half the step and the step: nodes cut at once do not all retry at once.
+        let delay = self.0.mul_f64(0.5 + fastrand::f64() * 0.5);
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
         tokio::select! {
             () = cancel.cancelled() => {}
             () = tokio::time::sleep(delay) => {}
+            () = shared.reachable.notified() => {}
         }
     }
 }
@@ -119,7 +124,7 @@ pub(super) async fn publisher(
                 .dropped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             batch.drain(..).for_each(Outgoing::fail);
-            backoff.wait(&cancel).await;
+            backoff.wait(&shared, &cancel).await;
             retry(&shared, &receiver);
             continue;
         };
@@ -170,7 +175,9 @@ pub(super) async fn publisher(
         };
         match sent {
             Ok(()) => {
-                shared.publisher.up();
+                if shared.publisher.up() {
+                    shared.reachable.notify_waiters();
+                }
                 backoff.reset();
                 for done in leaving {
                     let _ = done.send(());
@@ -179,7 +186,7 @@ pub(super) async fn publisher(
             Err(error) => {
                 shared.publisher.down(&error);
                 shared.dropped.fetch_add(received as u64, Ordering::Relaxed);
-                backoff.wait(&cancel).await;
+                backoff.wait(&shared, &cancel).await;
                 retry(&shared, &receiver);
             }
         }
@@ -203,6 +210,8 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<ConnectionM
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(CONNECT_TIMEOUT))
+        .set_min_delay(BACKOFF_MIN)
+        .set_max_delay(BACKOFF_MAX)
         .set_number_of_retries(1);
     match ConnectionManager::new_with_config(shared.client.clone(), config).await {
         Ok(connection) => {
