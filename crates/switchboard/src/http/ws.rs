@@ -281,6 +281,8 @@ async fn upgrade_to(
             deflate: agreed.as_ref().map(|agreed| agreed.deflate),
             msgpack: subprotocol == Some(Subprotocol::MsgPack),
         },
+        // Only our accept loop (`server.rs`) tells the client's address this way.
+        nodelay_set: request.extensions().get::<ClientAddr>().is_some(),
     };
     // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
@@ -397,13 +399,18 @@ struct Upgraded {
     endpoint: Arc<Endpoint>,
     admission: Admission,
     terms: Terms,
+    /// Our accept loop set `TCP_NODELAY` already (a server of the application's own did not):
+    /// one system call less per handshake.
+    nodelay_set: bool,
 }
 
 fn serve_upgraded(io: hyper::upgrade::Upgraded, upgraded: Upgraded) -> ServeUpgraded {
     let io = match take_back::<TcpStream>(io) {
         Ok((stream, read_ahead)) => {
-            // Latency matters more than packet count for a message server.
-            let _ = stream.set_nodelay(true);
+            if !upgraded.nodelay_set {
+                // Latency matters more than packet count for a message server.
+                let _ = stream.set_nodelay(true);
+            }
             return serve_stream(stream, read_ahead, upgraded, ServeUpgraded::Tcp);
         }
         Err(io) => io,
@@ -470,6 +477,7 @@ fn boxed<S: Stream + Send + 'static>(io: S, upgraded: Upgraded) -> ServeUpgraded
         endpoint,
         admission,
         terms,
+        ..
     } = upgraded;
     ServeUpgraded::Other(match admission {
         Admission::Known(peer) => Box::pin(connection::serve(io, endpoint, peer, terms)),
