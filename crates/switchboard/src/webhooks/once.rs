@@ -225,3 +225,58 @@ impl Backoff {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt as _;
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::cluster::{Held, HoldersError, OrphanSink};
+    use crate::ids::RoomId;
+
+    /// A store that never answers (Redis away): nothing is decided.
+    struct Unanswered;
+
+    impl Holders for Unanswered {
+        fn apply(&self, _: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, HoldersError>> {
+            std::future::pending().boxed()
+        }
+
+        fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, HoldersError>> {
+            std::future::pending().boxed()
+        }
+
+        fn set_orphan_sink(&self, _: OrphanSink) {}
+    }
+
+    fn change(n: usize) -> Pending {
+        Pending {
+            holding: Holding {
+                held: Held::Room(RoomId::from_trusted(format!("room-{n}"))),
+                gained: true,
+            },
+            event: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_holds_its_capacity_then_drops_and_is_not_settled_until_decided() {
+        let (once, mut receiver) = Once::new(Arc::new(Unanswered));
+        for n in 0..CAPACITY {
+            assert!(once.offer(change(n)), "change {n} fits");
+        }
+        assert!(
+            !once.offer(change(CAPACITY)),
+            "one over the capacity is dropped"
+        );
+        assert_eq!(once.outstanding.load(Ordering::Acquire), CAPACITY);
+        assert!(!once.settled(Duration::from_millis(10)).await);
+
+        let mut batch = Vec::new();
+        receiver.recv_many(&mut batch, CAPACITY).await;
+        once.done(batch.len());
+        assert!(once.settled(Duration::ZERO).await, "every change decided");
+        assert!(once.offer(change(0)), "room again");
+    }
+}
