@@ -231,11 +231,9 @@ impl Webhooks {
         if !self.config.events.contains(&wire.name) && !self.config.events.contains(&counterpart) {
             return;
         }
-        let pending = Pending {
-            holding,
-            event: self.encode(&wire),
-        };
-        if !once.offer(pending) {
+        let event = self.encode(&wire);
+        let sent = event.is_some();
+        if !once.offer(Pending { holding, event }) && sent {
             self.count_dropped(1);
         }
     }
