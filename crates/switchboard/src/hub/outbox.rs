@@ -153,8 +153,16 @@ impl Outbox {
             }
             return Poll::Pending;
         }
+        if out.is_empty() {
+            // The queue's buffer becomes `out`'s: nothing is copied.
+            std::mem::swap(out, &mut state.frames);
+        } else {
+            out.append(&mut state.frames);
+        }
         // Leave no capacity behind: an idle connection holds no queue memory.
-        out.append(&mut std::mem::take(&mut state.frames));
+        if state.frames.capacity() > 0 {
+            state.frames = VecDeque::new();
+        }
         state.bytes = 0;
         Poll::Ready(Taken {
             close: state.close.clone(),
@@ -199,6 +207,33 @@ mod tests {
         );
         assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_burst_is_handed_over_without_a_copy_and_leaves_no_capacity_behind() {
+        let outbox = Outbox::default();
+        for _ in 0..100 {
+            assert_eq!(outbox.push(&frame(1), 1000), Pushed::Queued);
+        }
+        let mut out = VecDeque::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
+        assert_eq!(out.len(), 100);
+        assert_eq!(
+            outbox.state.lock().frames.capacity(),
+            0,
+            "the queue's buffer went to out"
+        );
+        // Behind frames not yet written, a close takes the queue by appending.
+        assert_eq!(outbox.push(&frame(2), 1000), Pushed::Queued);
+        outbox.close(CloseRequest {
+            code: CloseCode::Normal,
+            reason: Cow::Borrowed("bye"),
+            graceful: true,
+        });
+        assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
+        assert_eq!(out.len(), 101);
+        assert_eq!(outbox.state.lock().frames.capacity(), 0);
     }
 
     #[test]
