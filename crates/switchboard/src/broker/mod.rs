@@ -19,6 +19,49 @@ use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, NodeId, RoomId, Stream
 pub use local::{LocalBroker, LocalBus};
 pub use nats::{NatsBroker, NatsConfig, NatsError};
 
+/// A networked broker that carries a Redis cluster's publications instead of Redis pub/sub
+/// (`--broker-url`); Redis stays the cluster's state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// A NATS server: `nats://[user:password@]host:port`.
+    Nats(String),
+    /// A RabbitMQ server (AMQP 0.9.1): `amqp://[user:password@]host:port[/vhost]`, or
+    /// `amqps://` for TLS.
+    Amqp(String),
+}
+
+impl BrokerUrl {
+    /// Recognises the broker by the URL's scheme.
+    pub fn parse(url: &str) -> Result<Self, BrokerUrlError> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("nats") => Ok(Self::Nats(url.to_owned())),
+            Some("amqp" | "amqps") => Ok(Self::Amqp(url.to_owned())),
+            _ => Err(BrokerUrlError),
+        }
+    }
+
+    /// The broker's short name, as [`Broker::name`] says it (`nats`, `amqp`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Nats(_) => "nats",
+            Self::Amqp(_) => "amqp",
+        }
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Nats(url) | Self::Amqp(url) => url,
+        }
+    }
+}
+
+/// A broker URL whose scheme is none of the brokers'.
+#[derive(Debug, thiserror::Error)]
+#[error("must start with nats://, amqp:// or amqps://")]
+pub struct BrokerUrlError;
+
 /// What a publication is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Topic {

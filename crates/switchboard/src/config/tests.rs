@@ -838,6 +838,21 @@ fn each_rule_holds_at_its_edge() {
             "redis_prefix",
         ),
         (
+            &["--redis-url", "redis://r", "--broker-url", "nats://n:4222"],
+            &["--broker-url", "nats://n:4222"],
+            "broker_url",
+        ),
+        (
+            &[
+                "--redis-url",
+                "redis://r",
+                "--broker-url",
+                "amqps://u:p@h/vh",
+            ],
+            &["--redis-url", "redis://r", "--broker-url", "kafka://k:9092"],
+            "broker_url",
+        ),
+        (
             &["--redis-url", "redis://r", "--node-ttl", "1s"],
             &["--redis-url", "redis://r", "--node-ttl", "999ms"],
             "node_ttl",
@@ -863,6 +878,26 @@ fn each_rule_holds_at_its_edge() {
     }
     // A burst of 0 is refused only while rate limiting is on.
     assert!(from_args(&["--rate-limit", "0", "--rate-limit-burst", "0"]).is_ok());
+}
+
+#[test]
+fn a_broker_url_names_the_broker_beside_redis() {
+    use crate::broker::BrokerUrl;
+    let broker = |args: &[&str]| from_args(args).unwrap().cluster.and_then(|c| c.broker);
+    assert_eq!(broker(&["--redis-url", "redis://r"]), None);
+    assert_eq!(
+        broker(&["--redis-url", "redis://r", "--broker-url", "nats://n:4222"]),
+        Some(BrokerUrl::Nats("nats://n:4222".into()))
+    );
+    assert_eq!(
+        broker(&[
+            "--redis-url",
+            "redis://r",
+            "--broker-url",
+            "amqp://u:p@h:5672/%2f"
+        ]),
+        Some(BrokerUrl::Amqp("amqp://u:p@h:5672/%2f".into()))
+    );
 }
 
 #[test]

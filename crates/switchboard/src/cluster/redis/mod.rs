@@ -28,6 +28,7 @@
 //! deadline say, is announced there). Nothing is queued after that.
 
 mod docs;
+mod external;
 mod keys;
 mod liveness;
 mod streams;
@@ -69,6 +70,8 @@ pub struct RedisConfig {
     pub node_ttl: Duration,
     /// PEM certificates trusted for a `rediss://` URL instead of the system's roots.
     pub tls_ca: Option<Vec<u8>>,
+    /// The broker that carries publications, when not Redis pub/sub (`external.rs`).
+    pub broker: Option<crate::broker::BrokerUrl>,
 }
 
 /// Why cluster mode could not be set up.
@@ -77,6 +80,12 @@ pub enum ClusterError {
     /// The Redis URL is not valid.
     #[error("invalid Redis URL: {0}")]
     Url(#[source] redis::RedisError),
+    /// The NATS broker cannot be built.
+    #[error(transparent)]
+    Nats(#[from] crate::broker::NatsError),
+    /// No broker of this kind is built in.
+    #[error("this broker is not supported yet")]
+    Unsupported,
 }
 
 /// A membership event as published on the cluster channel.
@@ -103,12 +112,12 @@ enum Write {
     /// A publication to the other nodes.
     Publish { channel: String, payload: Bytes },
     /// A document update: appended to the document's log, and published (as a y-websocket
-    /// message in an envelope) on its channel.
+    /// message in an envelope) on its channel, unless another broker carries publications
+    /// (`None`: it did).
     DocAppend {
         log: String,
         update: Bytes,
-        channel: String,
-        envelope: Bytes,
+        publish: Option<(String, Bytes)>,
     },
     /// A membership change: written to the node's hash and announced.
     Announce(Event),
@@ -140,6 +149,8 @@ enum SubscriptionChange {
 
 struct Shared {
     node: NodeId,
+    /// The broker that carries publications instead of Redis pub/sub, if any.
+    external: Option<external::External>,
     keys: Keys,
     client: redis::Client,
     ttl: Duration,
@@ -205,12 +216,17 @@ impl RedisCluster {
             ),
         }
         .map_err(ClusterError::Url)?;
+        let external = match &config.broker {
+            Some(url) => Some(external::External::new(url, &config.prefix, node.clone())?),
+            None => None,
+        };
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
         wanted.channels.insert(Keys::new(&config.prefix).events());
         Ok(Self {
             shared: Arc::new(Shared {
                 node,
+                external,
                 keys: Keys::new(&config.prefix),
                 client,
                 ttl: config.node_ttl,
@@ -250,6 +266,9 @@ impl RedisCluster {
             ));
             tasks.spawn(subscriber::run(self.shared.clone(), cancel.clone()));
             tasks.spawn(liveness::run(self.shared.clone(), cancel.clone()));
+            if let Some(external) = &self.shared.external {
+                external.spawn(tasks, cancel);
+            }
         }
     }
 
@@ -303,18 +322,41 @@ impl Shared {
     }
 
     /// Returns once the subscriber is connected and every subscription change made before the
-    /// call is in effect.
+    /// call is in effect (another broker's too).
     async fn in_step(&self) {
         loop {
             let changed = self.settled_changed.notified();
             if self.subscriber.is_up() && self.settled.load(Ordering::Acquire) {
-                return;
+                break;
             }
             changed.await;
+        }
+        if let Some(external) = &self.external {
+            external.settled().await;
+        }
+    }
+
+    /// Sends a publication of this node to the other nodes subscribed to `topic`.
+    fn publish(&self, topic: Topic, frame: &[u8]) {
+        match &self.external {
+            Some(external) => external.publish(&self.node, topic, frame),
+            None => self.queue(Outgoing::Write(Write::Publish {
+                channel: self.keys.channel(&topic),
+                payload: keys::encode_envelope(&self.node, frame),
+            })),
         }
     }
 
     fn want(&self, topic: &Topic, add: bool) {
+        if let Some(external) = &self.external {
+            let broker = external.broker();
+            if add {
+                broker.subscribe(topic);
+            } else {
+                broker.unsubscribe(topic);
+            }
+            return;
+        }
         let name = self.keys.channel(topic);
         let pattern = matches!(topic, Topic::ChannelPattern(_));
         let mut wanted = self.wanted.lock();
@@ -368,15 +410,14 @@ impl Shared {
 
 impl Broker for RedisCluster {
     fn start(&self, sink: Weak<dyn BrokerSink>) {
+        if let Some(external) = &self.shared.external {
+            external.start(sink.clone());
+        }
         let _ = self.shared.broker_sink.set(sink);
     }
 
     fn publish(&self, envelope: Envelope) {
-        let shared = &self.shared;
-        shared.queue(Outgoing::Write(Write::Publish {
-            channel: shared.keys.channel(&envelope.topic),
-            payload: keys::encode_envelope(&envelope.origin, &envelope.frame),
-        }));
+        self.shared.publish(envelope.topic, &envelope.frame);
     }
 
     fn subscribe(&self, topic: &Topic) {
@@ -388,8 +429,13 @@ impl Broker for RedisCluster {
     }
 
     fn status(&self) -> BrokerStatus {
+        // With another broker, both it and Redis (membership, offsets) must be reachable.
         let shared = &self.shared;
-        if shared.subscriber.is_up() && shared.publisher.is_up() {
+        let external = shared.external.as_ref().map(|e| e.broker().status());
+        if shared.subscriber.is_up()
+            && shared.publisher.is_up()
+            && external.is_none_or(|status| status == BrokerStatus::Connected)
+        {
             BrokerStatus::Connected
         } else {
             BrokerStatus::Degraded
@@ -397,15 +443,26 @@ impl Broker for RedisCluster {
     }
 
     fn settled(&self) -> bool {
-        self.shared.subscriber.is_up() && self.shared.settled.load(Ordering::Acquire)
+        let shared = &self.shared;
+        shared.subscriber.is_up()
+            && shared.settled.load(Ordering::Acquire)
+            && shared
+                .external
+                .as_ref()
+                .is_none_or(|e| e.broker().settled())
     }
 
     fn name(&self) -> &'static str {
-        "redis"
+        self.shared
+            .external
+            .as_ref()
+            .map_or("redis", |e| e.broker().name())
     }
 
     fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        let shared = &self.shared;
+        let external = shared.external.as_ref().map_or(0, |e| e.broker().dropped());
+        shared.dropped.load(Ordering::Relaxed) + external
     }
 }
 

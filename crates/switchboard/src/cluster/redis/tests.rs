@@ -28,6 +28,7 @@ fn the_redis_broker_conforms() {
         prefix: "conformance:".into(),
         node_ttl: Duration::from_secs(5),
         tls_ca: None,
+        broker: None,
     };
     conformance::run(&|| {
         let node = NodeId::random();
@@ -68,6 +69,7 @@ async fn a_failed_write_is_retried_without_more_traffic() {
         // what brings the publisher back.
         node_ttl: Duration::from_secs(60),
         tls_ca: None,
+        broker: None,
     };
     let history = crate::store::HistoryConfig {
         size: 100,
