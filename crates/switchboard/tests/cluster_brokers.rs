@@ -9,39 +9,78 @@
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
-use switchboard_testkit::{Client, NatsServer, RedisServer, TestServer, wait_until};
+use switchboard_testkit::{
+    Client, NatsServer, RabbitMqServer, RedisServer, TestServer, wait_until,
+};
+use tokio::sync::OnceCell;
 
-/// The broker a test's cluster uses.
-enum Broker {
+/// The RabbitMQ server the tests share: it takes seconds to boot. Each test's cluster has a
+/// prefix of its own, hence an exchange of its own. (It stops when the test binary exits.)
+static RABBITMQ: OnceCell<RabbitMqServer> = OnceCell::const_new();
+
+/// The broker a test's cluster uses, and the cluster's prefix (in Redis and in the broker).
+struct Broker {
+    server: Server,
+    prefix: String,
+}
+
+enum Server {
     Nats(NatsServer),
+    SharedRabbitMq(&'static RabbitMqServer),
+    RabbitMq(RabbitMqServer),
 }
 
 impl Broker {
+    fn new(server: Server) -> Self {
+        let prefix = format!("t{:016x}:", fastrand::u64(..));
+        Self { server, prefix }
+    }
+
     async fn nats() -> Self {
-        Self::Nats(NatsServer::start().await)
+        Self::new(Server::Nats(NatsServer::start().await))
+    }
+
+    async fn rabbitmq() -> Self {
+        let shared = RABBITMQ.get_or_init(RabbitMqServer::start).await;
+        Self::new(Server::SharedRabbitMq(shared))
+    }
+
+    /// A server of this test's own, to stop and restart.
+    async fn private(self) -> Self {
+        match self.server {
+            Server::SharedRabbitMq(_) => Self::new(Server::RabbitMq(RabbitMqServer::start().await)),
+            _ => self,
+        }
     }
 
     fn url(&self) -> String {
-        match self {
-            Self::Nats(nats) => nats.url(),
+        match &self.server {
+            Server::Nats(nats) => nats.url(),
+            Server::SharedRabbitMq(rabbit) => rabbit.url(),
+            Server::RabbitMq(rabbit) => rabbit.url(),
         }
     }
 
     fn name(&self) -> &'static str {
-        match self {
-            Self::Nats(_) => "nats",
+        match &self.server {
+            Server::Nats(_) => "nats",
+            Server::SharedRabbitMq(_) | Server::RabbitMq(_) => "amqp",
         }
     }
 
     async fn stop(&mut self) {
-        match self {
-            Self::Nats(nats) => nats.stop().await,
+        match &mut self.server {
+            Server::Nats(nats) => nats.stop().await,
+            Server::RabbitMq(rabbit) => rabbit.stop().await,
+            Server::SharedRabbitMq(_) => panic!("the shared server is not to be stopped"),
         }
     }
 
     async fn restart(&mut self) {
-        match self {
-            Self::Nats(nats) => nats.restart().await,
+        match &mut self.server {
+            Server::Nats(nats) => nats.restart().await,
+            Server::RabbitMq(rabbit) => rabbit.restart().await,
+            Server::SharedRabbitMq(_) => panic!("the shared server is not to be restarted"),
         }
     }
 }
@@ -54,6 +93,15 @@ macro_rules! against_each_broker {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Broker::nats().await).await;
+                }
+            )*
+        }
+
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Broker::rabbitmq().await).await;
                 }
             )*
         }
@@ -71,12 +119,13 @@ against_each_broker!(
 
 /// A node of the cluster on `redis` whose publications go through `broker`.
 async fn node(redis: &RedisServer, broker: &Broker, name: &str) -> TestServer {
-    let url = broker.url();
+    let (url, prefix) = (broker.url(), broker.prefix.clone());
     let server = TestServer::cluster_node(redis, name, |s| {
         s.node_ttl = Some("2s".parse().unwrap());
         s.rate_limit = Some(0);
         s.history_size = Some(1_000);
         s.allow_client_patterns = Some(true);
+        s.redis_prefix = Some(prefix);
         s.broker_url = Some(url);
     })
     .await;
@@ -341,8 +390,9 @@ async fn offsets_agree_when_two_nodes_write_at_once(broker: Broker) {
 /// The broker goes down while a writer goes on: Redis still numbers and keeps the messages,
 /// which the broker drops or delivers late; once it is back, the reader's node reads the store
 /// and the reader gets every message once, in order.
-async fn a_broker_outage_loses_nothing_the_store_kept(mut broker: Broker) {
+async fn a_broker_outage_loses_nothing_the_store_kept(broker: Broker) {
     const TOTAL: u64 = 60;
+    let mut broker = broker.private().await;
     let redis = RedisServer::start().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;

@@ -4,10 +4,12 @@
 //! [`BrokerSink`]; a node never receives its own messages back.
 //!
 //! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing),
-//! [`NatsBroker`] (over a NATS server) and, in cluster mode, `RedisCluster` (in the `cluster`
-//! module, above this one). The hub never knows which
+//! [`NatsBroker`] (over a NATS server), [`AmqpBroker`] (over RabbitMQ) and, in cluster mode,
+//! `RedisCluster` (in the `cluster` module, above this one), which carries publications itself
+//! over Redis pub/sub or hands them to a NATS or AMQP broker (`--broker-url`). The hub never knows which
 //! one it talks to; one conformance suite (`conformance.rs`) runs against each.
 
+mod amqp;
 mod local;
 mod nats;
 
@@ -16,6 +18,7 @@ use std::sync::Weak;
 use bytes::Bytes;
 
 use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, NodeId, RoomId, StreamId, UserId};
+pub use amqp::{AmqpBroker, AmqpConfig, AmqpError};
 pub use local::{LocalBroker, LocalBus};
 pub use nats::{NatsBroker, NatsConfig, NatsError};
 

@@ -26,7 +26,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{ClusterError, keys, streams};
 use crate::broker::{
-    Broker, BrokerSink, BrokerUrl, Envelope, NatsBroker, NatsConfig, StreamMessage, Topic,
+    AmqpBroker, AmqpConfig, Broker, BrokerSink, BrokerUrl, Envelope, NatsBroker, NatsConfig,
+    StreamMessage, Topic,
 };
 use crate::ids::NodeId;
 use crate::store::Append;
@@ -44,6 +45,7 @@ pub(super) struct External {
 /// The brokers a URL can name.
 enum Networked {
     Nats(NatsBroker),
+    Amqp(AmqpBroker),
 }
 
 /// The sink the broker delivers to: unwraps what it carries for the hub.
@@ -64,7 +66,13 @@ impl External {
                 },
                 node,
             )?),
-            BrokerUrl::Amqp(_) => return Err(ClusterError::Unsupported),
+            BrokerUrl::Amqp(url) => Networked::Amqp(AmqpBroker::new(
+                AmqpConfig {
+                    url: url.clone(),
+                    exchange: format!("{prefix}broker"),
+                },
+                node,
+            )?),
         };
         Ok(Self {
             broker,
@@ -76,6 +84,7 @@ impl External {
     pub(super) fn broker(&self) -> &dyn Broker {
         match &self.broker {
             Networked::Nats(broker) => broker,
+            Networked::Amqp(broker) => broker,
         }
     }
 
@@ -83,6 +92,7 @@ impl External {
     pub(super) fn spawn(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
         match &self.broker {
             Networked::Nats(broker) => broker.spawn(tasks, cancel),
+            Networked::Amqp(broker) => broker.spawn(tasks, cancel),
         }
     }
 

@@ -83,9 +83,9 @@ pub enum ClusterError {
     /// The NATS broker cannot be built.
     #[error(transparent)]
     Nats(#[from] crate::broker::NatsError),
-    /// No broker of this kind is built in.
-    #[error("this broker is not supported yet")]
-    Unsupported,
+    /// The AMQP broker cannot be built.
+    #[error(transparent)]
+    Amqp(#[from] crate::broker::AmqpError),
 }
 
 /// A membership event as published on the cluster channel.
