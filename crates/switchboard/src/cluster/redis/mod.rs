@@ -1,8 +1,9 @@
-//! Cluster mode over Redis: one [`RedisCluster`] per node is its [`Broker`] (publications to
-//! other nodes over Redis pub/sub), its [`Membership`] (state and liveness in Redis keys,
-//! changes on a cluster event channel), its [`StreamStore`] (offsets and history of rooms
-//! and channels, `streams.rs`) and its [`DocStore`](crate::docstore::DocStore) (Yjs documents,
-//! `docs.rs`).
+//! Cluster mode over Redis: one [`RedisCluster`] per node is its
+//! [`Broker`](crate::broker::Broker) (publications to other nodes over Redis pub/sub, or over
+//! NATS or RabbitMQ with `--broker-url`: `pubsub.rs`, `external.rs`), its [`Membership`]
+//! (state and liveness in Redis keys, changes on a cluster event channel), its [`StreamStore`]
+//! (offsets and history of rooms and channels, `streams.rs`) and its
+//! [`DocStore`](crate::docstore::DocStore) (Yjs documents, `docs.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
 //! and one subscribing connection per node, whatever the number of rooms or clients. The node
@@ -31,6 +32,7 @@ mod docs;
 mod external;
 mod keys;
 mod liveness;
+mod pubsub;
 mod streams;
 mod subscriber;
 mod tasks;
@@ -51,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Event, Membership, MembershipSink, Replica, Version};
-use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
+use crate::broker::BrokerSink;
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
 use keys::Keys;
@@ -190,8 +192,8 @@ struct Shared {
     registration: tokio::sync::Mutex<()>,
 }
 
-/// Cluster mode over Redis: this node's [`Broker`] and [`Membership`], and the store of its
-/// streams and documents. Clones are the same cluster.
+/// Cluster mode over Redis: this node's [`Broker`](crate::broker::Broker) and
+/// [`Membership`], and the store of its streams and documents. Clones are the same cluster.
 #[derive(Clone)]
 pub struct RedisCluster {
     shared: Arc<Shared>,
@@ -336,55 +338,6 @@ impl Shared {
         }
     }
 
-    /// Sends a publication of this node to the other nodes subscribed to `topic`.
-    fn publish(&self, topic: Topic, frame: &[u8]) {
-        match &self.external {
-            Some(external) => external.publish(&self.node, topic, frame),
-            None => self.queue(Outgoing::Write(Write::Publish {
-                channel: self.keys.channel(&topic),
-                payload: keys::encode_envelope(&self.node, frame),
-            })),
-        }
-    }
-
-    fn want(&self, topic: &Topic, add: bool) {
-        if let Some(external) = &self.external {
-            let broker = external.broker();
-            if add {
-                broker.subscribe(topic);
-            } else {
-                broker.unsubscribe(topic);
-            }
-            return;
-        }
-        let name = self.keys.channel(topic);
-        let pattern = matches!(topic, Topic::ChannelPattern(_));
-        let mut wanted = self.wanted.lock();
-        let set = if pattern {
-            &mut wanted.patterns
-        } else {
-            &mut wanted.channels
-        };
-        let changed = if add {
-            set.insert(name.clone())
-        } else {
-            set.remove(&name)
-        };
-        if changed {
-            wanted.changes.push(match (pattern, add) {
-                (false, true) => SubscriptionChange::Subscribe(name),
-                (false, false) => SubscriptionChange::Unsubscribe(name),
-                (true, true) => SubscriptionChange::PSubscribe(name),
-                (true, false) => SubscriptionChange::PUnsubscribe(name),
-            });
-        }
-        drop(wanted);
-        if changed {
-            self.settled.store(false, Ordering::Release);
-            self.wanted_changed.notify_one();
-        }
-    }
-
     fn connection(&self) -> Option<ConnectionManager> {
         self.connection.lock().clone()
     }
@@ -405,64 +358,6 @@ impl Shared {
         if let Some(sink) = self.membership_sink() {
             sink.changes(changes);
         }
-    }
-}
-
-impl Broker for RedisCluster {
-    fn start(&self, sink: Weak<dyn BrokerSink>) {
-        if let Some(external) = &self.shared.external {
-            external.start(sink.clone());
-        }
-        let _ = self.shared.broker_sink.set(sink);
-    }
-
-    fn publish(&self, envelope: Envelope) {
-        self.shared.publish(envelope.topic, &envelope.frame);
-    }
-
-    fn subscribe(&self, topic: &Topic) {
-        self.shared.want(topic, true);
-    }
-
-    fn unsubscribe(&self, topic: &Topic) {
-        self.shared.want(topic, false);
-    }
-
-    fn status(&self) -> BrokerStatus {
-        // With another broker, both it and Redis (membership, offsets) must be reachable.
-        let shared = &self.shared;
-        let external = shared.external.as_ref().map(|e| e.broker().status());
-        if shared.subscriber.is_up()
-            && shared.publisher.is_up()
-            && external.is_none_or(|status| status == BrokerStatus::Connected)
-        {
-            BrokerStatus::Connected
-        } else {
-            BrokerStatus::Degraded
-        }
-    }
-
-    fn settled(&self) -> bool {
-        let shared = &self.shared;
-        shared.subscriber.is_up()
-            && shared.settled.load(Ordering::Acquire)
-            && shared
-                .external
-                .as_ref()
-                .is_none_or(|e| e.broker().settled())
-    }
-
-    fn name(&self) -> &'static str {
-        self.shared
-            .external
-            .as_ref()
-            .map_or("redis", |e| e.broker().name())
-    }
-
-    fn dropped(&self) -> u64 {
-        let shared = &self.shared;
-        let external = shared.external.as_ref().map_or(0, |e| e.broker().dropped());
-        shared.dropped.load(Ordering::Relaxed) + external
     }
 }
 
