@@ -15,7 +15,9 @@
 //! so members still get every message once, in order.
 //!
 //! Reads of the store (a stream, a document) wait until the broker's subscriptions are in
-//! effect, so that nothing published after the read is missed.
+//! effect, so that nothing published after the read is missed; while the broker is
+//! unreachable they do not wait (a join is answered from Redis), and the hub reads its streams
+//! again once the broker is back.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -26,8 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{ClusterError, keys, streams};
 use crate::broker::{
-    AmqpBroker, AmqpConfig, Broker, BrokerSink, BrokerUrl, Envelope, NatsBroker, NatsConfig,
-    StreamMessage, Topic,
+    AmqpBroker, AmqpConfig, Broker, BrokerSink, BrokerStatus, BrokerUrl, Envelope, NatsBroker,
+    NatsConfig, StreamMessage, Topic,
 };
 use crate::ids::NodeId;
 use crate::store::Append;
@@ -135,9 +137,12 @@ impl External {
         }
     }
 
-    /// Returns once every subscription change made so far is in effect.
+    /// Returns once every subscription change made so far is in effect, or at once while the
+    /// broker is unreachable: a read then need not wait for it (nothing arrives meanwhile), as
+    /// the hub reads its streams again when the broker is back (`reconnected`).
     pub(super) async fn settled(&self) {
-        while !self.broker().settled() {
+        let broker = self.broker();
+        while !broker.settled() && broker.status() == BrokerStatus::Connected {
             tokio::time::sleep(SETTLE_POLL).await;
         }
     }
