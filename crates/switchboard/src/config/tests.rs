@@ -587,11 +587,21 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
                 "SWITCHBOARD_REDIS_URL",
                 "redis://app:redis-secret@redis:6379/0",
             ),
+            (
+                "SWITCHBOARD_BROKER_URL",
+                "amqp://app:broker-secret@rabbit:5672/%2f",
+            ),
         ],
     )
     .unwrap();
     let text = invocation.sources.effective();
-    for secret in ["hunter2", "api-secret", "admin-secret", "redis-secret"] {
+    for secret in [
+        "hunter2",
+        "api-secret",
+        "admin-secret",
+        "redis-secret",
+        "broker-secret",
+    ] {
         assert!(!text.contains(secret), "{secret} in:\n{text}");
     }
     let line = |setting: &str| {
@@ -607,6 +617,7 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
         "{text}"
     );
     assert!(line("redis_url").contains("redis://app:********@redis:6379/0"));
+    assert!(line("broker_url").contains("amqp://app:********@rabbit:5672/%2f"));
     assert!(line("heartbeat_interval").ends_with("# default"), "{text}");
     // Read back as a config file, it gives the same configuration (secrets aside).
     let file: RawSettings = toml::from_str(&text).unwrap();
