@@ -10,7 +10,7 @@ use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 use switchboard_testkit::{
-    Client, NatsServer, RabbitMqServer, RedisServer, TestServer, wait_until,
+    Client, NatsServer, RabbitMqServer, RedisServer, TestServer, http_json, wait_until,
 };
 use tokio::sync::OnceCell;
 
@@ -414,6 +414,9 @@ async fn a_broker_outage_loses_nothing_the_store_kept(broker: Broker) {
                 })
             })
             .await;
+            let (status, body) = http_json(b.addr, "GET", "/ready", None, &[]).await;
+            assert_eq!(status, 503);
+            assert_eq!(body, json!({"status": "degraded", "broker": broker.name()}));
             // A join that needs Redis's copy of a room is answered meanwhile.
             let mut late = b.connect("late").await;
             assert_eq!(late.join("quiet").await["payload"]["offset"], 0);
@@ -422,6 +425,8 @@ async fn a_broker_outage_loses_nothing_the_store_kept(broker: Broker) {
             broker.restart().await;
             a.settled().await;
             b.settled().await;
+            let (status, _) = http_json(b.addr, "GET", "/ready", None, &[]).await;
+            assert_eq!(status, 200);
         }
     }
     while next <= TOTAL {
