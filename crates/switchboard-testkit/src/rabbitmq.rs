@@ -73,7 +73,7 @@ pub struct RabbitMqServer {
 impl RabbitMqServer {
     /// Starts rabbitmq-server on free ports and waits until it answers the AMQP handshake.
     pub async fn start() -> Self {
-        let port = free_port();
+        let port = free_port_everywhere();
         let dir = std::env::temp_dir().join(format!(
             "switchboard-rabbitmq-{}-{port}-{:x}",
             std::process::id(),
@@ -86,8 +86,8 @@ impl RabbitMqServer {
         std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("write rabbitmq-env.conf");
         let mut server = Self {
             port,
-            dist_port: free_port(),
-            epmd_port: free_port(),
+            dist_port: free_port_everywhere(),
+            epmd_port: free_port_everywhere(),
             dir,
             child: None,
         };
@@ -127,6 +127,9 @@ impl RabbitMqServer {
         let child = Command::new("sh")
             .arg("-c")
             .arg(SUPERVISOR)
+            // Erlang writes a crash dump where it runs: there, not in the test's directory.
+            .current_dir(dir)
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
             .env("SB_RABBITMQ_SERVER", script)
             .env("SB_RABBITMQ_DIR", dir)
             .env("HOME", dir)
@@ -144,7 +147,10 @@ impl RabbitMqServer {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
-            .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-start_epmd false")
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+            )
             // Its own process group, which it kills whole, without the test process.
             .process_group(0)
             .stdin(Stdio::piped())
@@ -182,6 +188,15 @@ impl RabbitMqServer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A port free on every local address, not only 127.0.0.1: Erlang checks its distribution
+/// port on all of them, and another program's connection from 127.0.0.2 say holds a port that
+/// [`free_port`] would hand out.
+fn free_port_everywhere() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|listener| listener.local_addr())
+        .map_or_else(|_| free_port(), |addr| addr.port())
 }
 
 /// Whether the server at `addr` answers the protocol header with a method frame.
