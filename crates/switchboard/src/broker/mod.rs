@@ -51,13 +51,6 @@ impl BrokerUrl {
             Self::Amqp(_) => "amqp",
         }
     }
-
-    /// The URL.
-    pub fn url(&self) -> &str {
-        match self {
-            Self::Nats(url) | Self::Amqp(url) => url,
-        }
-    }
 }
 
 /// A broker URL whose scheme is none of the brokers'.

@@ -8,8 +8,10 @@ use switchboard_testkit::{RabbitMqServer, wait_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::wire::{decode_header, encode, routing_key};
 use super::*;
 use crate::broker::conformance;
+use crate::ids::{ChannelId, ConnId, DocId, RoomId, UserId};
 
 #[test]
 fn routing_keys_are_short_amqp_words_and_patterns_their_wildcards() {
