@@ -17,8 +17,8 @@
 //! `~H` instead of `_`, and a longer pattern binds the wildcard of its first [`SPELLED`]
 //! bytes. Hashes can collide and a long pattern binds more than it wants, so the routing key
 //! only narrows what reaches the node: each message carries its exact topic (and its origin)
-//! in a small header before the frame, and the node delivers only what its wanted set covers,
-//! and never its own publications (RabbitMQ would route them back to it).
+//! in a small header before the frame (`wire.rs`), and the node delivers only what its wanted
+//! set covers, and never its own publications (RabbitMQ would route them back to it).
 //!
 //! Tasks (one, spawned by [`AmqpBroker::spawn`], ended by its cancellation token): a session
 //! connects, declares, binds everything wanted, then publishes what the bounded queue holds
