@@ -11,6 +11,8 @@
 //! - [`redis`]: [`RedisServer`], a `redis-server` child process on a free port. It uses no
 //!   `switchboard` type, so the server crate's own unit tests can start one too (they see a
 //!   distinct copy of the server crate through this one, a dev-dependency cycle).
+//! - [`nats`], [`rabbitmq`]: [`NatsServer`] and [`RabbitMqServer`], the other brokers as child
+//!   processes on free ports (RabbitMQ with its own epmd and data directory).
 //! - [`cluster`]: in-process nodes sharing a [`RedisServer`], and the barrier that crosses it.
 //! - [`pki`]: [`TestPki`], a self-signed certificate per test for `wss://` and `https://`.
 //! - [`sse`]: [`sse::SseClient`], a client of the SSE transport over a socket.
@@ -45,6 +47,7 @@ mod daemon;
 pub mod http;
 pub mod nats;
 pub mod pki;
+pub mod rabbitmq;
 pub mod raw;
 pub mod redis;
 pub mod server;
@@ -58,6 +61,7 @@ pub use client::{Client, Ended};
 pub use http::{http_get, http_json, http_request};
 pub use nats::NatsServer;
 pub use pki::TestPki;
+pub use rabbitmq::RabbitMqServer;
 pub use raw::{RawClient, masked_frame};
 pub use redis::{RedisServer, free_port};
 pub use server::TestServer;

@@ -35,7 +35,8 @@
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
 //! - `yjs`: the y-websocket wire format of collaborative documents (lib0 messages).
-//! - [`broker`]: cross-node publish/subscribe: the trait and the in-process broker;
+//! - [`broker`]: cross-node publish/subscribe: the trait, the in-process broker, and the NATS
+//!   and RabbitMQ ones (which a Redis cluster can use for its messages, `--broker-url`);
 //!   [`store`]: the trait of a cluster's shared store of streams (offsets and history);
 //!   [`docstore`]: where Yjs documents are kept while no client has them open (memory, files).
 //! - [`cluster`]: cluster membership (a replica of the other nodes' users, rooms and presence)

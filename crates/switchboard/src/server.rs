@@ -104,7 +104,14 @@ impl Server {
         }
         if let Some(cluster) = &config.cluster {
             builder = builder.redis(cluster)?;
-            tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis");
+            match &cluster.broker {
+                None => tracing::info!(prefix = %cluster.prefix, "cluster mode over Redis"),
+                Some(broker) => tracing::info!(
+                    prefix = %cluster.prefix,
+                    broker = broker.name(),
+                    "cluster mode: Redis as the state store, publications through the broker"
+                ),
+            }
         }
         if let Some(webhooks) = config.webhooks {
             tracing::info!(endpoints = webhooks.urls.len(), "webhooks on");

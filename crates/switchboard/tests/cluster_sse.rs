@@ -1,12 +1,12 @@
-//! The SSE transport in a cluster (real redis-server): a POST that reaches another node than
-//! the one holding the stream is relayed to it through the broker, so sticky sessions are an
-//! optimisation, not a requirement.
+//! The SSE transport in a cluster (real redis-server, and nats-server or rabbitmq-server as the
+//! broker beside it): a POST that reaches another node than the one holding the stream is
+//! relayed to it through the broker, so sticky sessions are an optimisation, not a requirement.
 
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 use switchboard_testkit::sse::{SseClient, post_to};
-use switchboard_testkit::{RedisServer, TestServer};
+use switchboard_testkit::{NatsServer, RabbitMqServer, RedisServer, TestServer};
 
 fn ping(n: u64) -> String {
     json!({"type": "ping", "payload": {"n": n}}).to_string()
@@ -14,9 +14,30 @@ fn ping(n: u64) -> String {
 
 #[tokio::test]
 async fn a_post_to_another_node_reaches_the_stream_through_the_broker() {
+    relayed_across_nodes(None).await;
+}
+
+#[tokio::test]
+async fn a_post_is_relayed_through_nats_beside_redis() {
+    let nats = NatsServer::start().await;
+    relayed_across_nodes(Some(nats.url())).await;
+}
+
+#[tokio::test]
+async fn a_post_is_relayed_through_rabbitmq_beside_redis() {
+    let rabbit = RabbitMqServer::start().await;
+    relayed_across_nodes(Some(rabbit.url())).await;
+}
+
+/// Relays through Redis, or through the broker at `broker_url` (`--broker-url`).
+async fn relayed_across_nodes(broker_url: Option<String>) {
     let redis = RedisServer::start().await;
-    let one = TestServer::cluster_node(&redis, "one", |_| {}).await;
-    let two = TestServer::cluster_node(&redis, "two", |_| {}).await;
+    let node = |name: &'static str| {
+        let broker_url = broker_url.clone();
+        TestServer::cluster_node(&redis, name, move |s| s.broker_url = broker_url)
+    };
+    let one = node("one").await;
+    let two = node("two").await;
     let mut alice = two.member("alice", "general").await;
     let mut bob = SseClient::connect(one.addr, "bob").await;
     // Node one's subscription to bob's connection is in effect.

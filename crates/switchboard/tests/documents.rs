@@ -417,9 +417,39 @@ async fn peer_on(node: &TestServer, doc: &str) -> Peer {
     ignore = "needs redis-server: --features external"
 )]
 async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document() {
+    converge_across_nodes(None).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and nats-server: --features external"
+)]
+async fn documents_converge_across_nodes_through_nats() {
+    let nats = switchboard_testkit::NatsServer::start().await;
+    converge_across_nodes(Some(nats.url())).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and rabbitmq-server: --features external"
+)]
+async fn documents_converge_across_nodes_through_rabbitmq() {
+    let rabbit = switchboard_testkit::RabbitMqServer::start().await;
+    converge_across_nodes(Some(rabbit.url())).await;
+}
+
+/// Two nodes edit one document, a third loads it, with Redis as the store and the updates
+/// crossing through Redis or through the broker at `broker_url`.
+async fn converge_across_nodes(broker_url: Option<String>) {
     let redis = switchboard_testkit::RedisServer::start().await;
-    let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
-    let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
+    let node = |name: &'static str| {
+        let broker_url = broker_url.clone();
+        TestServer::cluster_node(&redis, name, move |s| s.broker_url = broker_url)
+    };
+    let a = node("a").await;
+    let b = node("b").await;
     let mut on_a = peer_on(&a, "shared").await;
     let mut on_b = peer_on(&b, "shared").await;
     on_a.until_text("").await;
@@ -434,7 +464,7 @@ async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document()
     assert_eq!(on_a.text(), on_b.text());
     let both = on_a.text();
     // A node that never had the document reads it from Redis.
-    let c = TestServer::cluster_node(&redis, "c", |_| {}).await;
+    let c = node("c").await;
     peer_on(&c, "shared").await.until_text(&both).await;
     // And after every client left every node, it is still there.
     drop((on_a, on_b));

@@ -4,10 +4,12 @@
 //! [`BrokerSink`]; a node never receives its own messages back.
 //!
 //! Implementations: [`LocalBroker`] here (in-process; a lone node pays nothing),
-//! [`NatsBroker`] (over a NATS server) and, in cluster mode, `RedisCluster` (in the `cluster`
-//! module, above this one). The hub never knows which
+//! [`NatsBroker`] (over a NATS server), [`AmqpBroker`] (over RabbitMQ) and, in cluster mode,
+//! `RedisCluster` (in the `cluster` module, above this one), which carries publications itself
+//! over Redis pub/sub or hands them to a NATS or AMQP broker (`--broker-url`). The hub never knows which
 //! one it talks to; one conformance suite (`conformance.rs`) runs against each.
 
+mod amqp;
 mod local;
 mod nats;
 
@@ -16,8 +18,45 @@ use std::sync::Weak;
 use bytes::Bytes;
 
 use crate::ids::{ChannelId, ChannelPrefix, ConnId, DocId, NodeId, RoomId, StreamId, UserId};
+pub use amqp::{AmqpBroker, AmqpConfig, AmqpError};
 pub use local::{LocalBroker, LocalBus};
 pub use nats::{NatsBroker, NatsConfig, NatsError};
+
+/// A networked broker that carries a Redis cluster's publications instead of Redis pub/sub
+/// (`--broker-url`); Redis stays the cluster's state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// A NATS server: `nats://[user:password@]host:port`.
+    Nats(String),
+    /// A RabbitMQ server (AMQP 0.9.1): `amqp://[user:password@]host:port[/vhost]`, or
+    /// `amqps://` for TLS.
+    Amqp(String),
+}
+
+impl BrokerUrl {
+    /// Recognises the broker by the URL's scheme.
+    pub fn parse(url: &str) -> Result<Self, BrokerUrlError> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("nats") => Ok(Self::Nats(url.to_owned())),
+            Some("amqp" | "amqps") => Ok(Self::Amqp(url.to_owned())),
+            _ => Err(BrokerUrlError),
+        }
+    }
+
+    /// The broker's short name, as [`Broker::name`] says it (`nats`, `amqp`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Nats(_) => "nats",
+            Self::Amqp(_) => "amqp",
+        }
+    }
+}
+
+/// A broker URL whose scheme is none of the brokers'.
+#[derive(Debug, thiserror::Error)]
+#[error("must start with nats://, amqp:// or amqps://")]
+pub struct BrokerUrlError;
 
 /// What a publication is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -15,9 +15,10 @@
 //!   counts as settled; each subscription has a forwarding task that hands its messages to
 //!   the hub's sink.
 //!
-//! What it is today: a message bus for nodes built with [`crate::switchboard::Builder::broker`]
-//! (rooms, users, channels and broadcasts cross nodes; membership, presence and history stay
-//! per node). Using it beside Redis as the cluster's state store is not wired yet.
+//! Two uses: the message bus of nodes built with [`crate::switchboard::Builder::broker`] (rooms,
+//! users, channels and broadcasts cross nodes; membership, presence and history stay per
+//! node), and, with `--broker-url nats://…`, the bus of a Redis cluster whose state stays in
+//! Redis (`cluster::redis`, `external.rs`).
 //!
 //! A channel publication that matches an exact and a pattern subscription (or two patterns)
 //! reaches this node once per subscription; only the first of those subscriptions in the

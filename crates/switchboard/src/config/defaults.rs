@@ -134,6 +134,7 @@ fn text(setting: &str) -> Option<String> {
         "api_key" => "none, the API refuses requests unless api_insecure",
         "redis_url" | "jwt_secret" | "jwt_public_key" | "tls_key" => "none",
         "redis_tls_ca" => "none, the system's roots",
+        "broker_url" => "none, Redis pub/sub",
         "jwt_algorithm" => "HS256 with a secret, else from the key's type",
         "jwt_issuer" | "jwt_audience" => "not checked",
         "allowed_origins" => "any",

@@ -91,8 +91,12 @@ pub(super) fn render(sources: &Sources) -> String {
             let origin = sources.origin(setting);
             let line = match value {
                 Some(_) if secrets.contains(&setting) => format!("{setting} = {}", quoted(MASK)),
-                Some(_) if setting == "redis_url" => {
-                    let url = merged.redis_url.as_deref().unwrap_or_default();
+                Some(_) if setting == "redis_url" || setting == "broker_url" => {
+                    let url = match setting {
+                        "redis_url" => merged.redis_url.as_deref(),
+                        _ => merged.broker_url.as_deref(),
+                    };
+                    let url = url.unwrap_or_default();
                     format!("{setting} = {}", quoted(&mask_url_password(url)))
                 }
                 Some(value) => format!("{setting} = {value}"),

@@ -196,6 +196,11 @@ settings! {
     /// Prefix of every Redis key and channel, so clusters can share one Redis.
     #[arg(long, value_name = "PREFIX")]
     redis_prefix: String,
+    /// Route the cluster's publications through this broker instead of Redis pub/sub:
+    /// `nats://host:4222` or `amqp://user:password@host:5672/vhost` (RabbitMQ; `amqps://` for
+    /// TLS). Needs `--redis-url`: membership, history and documents stay in Redis.
+    #[arg(long, value_name = "URL")]
+    broker_url: String,
     /// A node that has not refreshed its liveness for this long is dead: its users go offline
     /// on the other nodes.
     #[arg(long, value_name = "DURATION")]

@@ -587,11 +587,21 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
                 "SWITCHBOARD_REDIS_URL",
                 "redis://app:redis-secret@redis:6379/0",
             ),
+            (
+                "SWITCHBOARD_BROKER_URL",
+                "amqp://app:broker-secret@rabbit:5672/%2f",
+            ),
         ],
     )
     .unwrap();
     let text = invocation.sources.effective();
-    for secret in ["hunter2", "api-secret", "admin-secret", "redis-secret"] {
+    for secret in [
+        "hunter2",
+        "api-secret",
+        "admin-secret",
+        "redis-secret",
+        "broker-secret",
+    ] {
         assert!(!text.contains(secret), "{secret} in:\n{text}");
     }
     let line = |setting: &str| {
@@ -607,6 +617,7 @@ fn the_effective_configuration_masks_secrets_and_reads_back_as_a_file() {
         "{text}"
     );
     assert!(line("redis_url").contains("redis://app:********@redis:6379/0"));
+    assert!(line("broker_url").contains("amqp://app:********@rabbit:5672/%2f"));
     assert!(line("heartbeat_interval").ends_with("# default"), "{text}");
     // Read back as a config file, it gives the same configuration (secrets aside).
     let file: RawSettings = toml::from_str(&text).unwrap();
@@ -836,6 +847,21 @@ fn each_rule_holds_at_its_edge() {
             "redis_prefix",
         ),
         (
+            &["--redis-url", "redis://r", "--broker-url", "nats://n:4222"],
+            &["--broker-url", "nats://n:4222"],
+            "broker_url",
+        ),
+        (
+            &[
+                "--redis-url",
+                "redis://r",
+                "--broker-url",
+                "amqps://u:p@h/vh",
+            ],
+            &["--redis-url", "redis://r", "--broker-url", "kafka://k:9092"],
+            "broker_url",
+        ),
+        (
             &["--redis-url", "redis://r", "--node-ttl", "1s"],
             &["--redis-url", "redis://r", "--node-ttl", "999ms"],
             "node_ttl",
@@ -861,6 +887,26 @@ fn each_rule_holds_at_its_edge() {
     }
     // A burst of 0 is refused only while rate limiting is on.
     assert!(from_args(&["--rate-limit", "0", "--rate-limit-burst", "0"]).is_ok());
+}
+
+#[test]
+fn a_broker_url_names_the_broker_beside_redis() {
+    use crate::broker::BrokerUrl;
+    let broker = |args: &[&str]| from_args(args).unwrap().cluster.and_then(|c| c.broker);
+    assert_eq!(broker(&["--redis-url", "redis://r"]), None);
+    assert_eq!(
+        broker(&["--redis-url", "redis://r", "--broker-url", "nats://n:4222"]),
+        Some(BrokerUrl::Nats("nats://n:4222".into()))
+    );
+    assert_eq!(
+        broker(&[
+            "--redis-url",
+            "redis://r",
+            "--broker-url",
+            "amqp://u:p@h:5672/%2f"
+        ]),
+        Some(BrokerUrl::Amqp("amqp://u:p@h:5672/%2f".into()))
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::{
     ApiConfig, CompressionConfig, ConfigError, DocumentConfig, Heartbeat, HistoryConfig, HubConfig,
     Limits, LogConfig, PubSubConfig, RawSettings, ServerConfig, tls,
 };
+use crate::broker::BrokerUrl;
 use crate::cluster::RedisConfig;
 use crate::forwarded::TrustedProxies;
 use crate::ids::{MAX_NAME_CHARS, NodeId};
@@ -355,9 +356,20 @@ pub(super) fn api(raw: &RawSettings) -> Result<ApiConfig, ConfigError> {
 
 /// Cluster mode: `None` without a Redis URL.
 pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigError> {
+    let broker = raw.broker_url.clone().filter(|url| !url.is_empty());
     let Some(url) = raw.redis_url.clone().filter(|url| !url.is_empty()) else {
+        if broker.is_some() {
+            return Err(ConfigError::invalid(
+                "broker_url",
+                "needs redis_url: Redis stays the cluster's state store",
+            ));
+        }
         return Ok(None);
     };
+    let broker = broker
+        .map(|url| BrokerUrl::parse(&url))
+        .transpose()
+        .map_err(|error| ConfigError::invalid("broker_url", error.to_string()))?;
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(ConfigError::invalid(
             "redis_url",
@@ -401,6 +413,7 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
         prefix,
         node_ttl,
         tls_ca,
+        broker,
     }))
 }
 

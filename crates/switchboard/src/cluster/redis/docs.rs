@@ -56,20 +56,24 @@ impl DocStore for RedisCluster {
         let shared = &self.shared;
         let (log, _) = shared.keys.doc_keys(doc);
         let message = crate::yjs::update(update);
+        // Through Redis, the log and the publication in one go; through another broker, apart
+        // (Yjs updates commute: their order does not matter).
+        let publish = match &shared.external {
+            Some(external) => {
+                external.publish(&shared.node, Topic::Document(doc.clone()), &message);
+                None
+            }
+            None => Some((log.clone(), keys::encode_envelope(&shared.node, &message))),
+        };
         shared.queue(Outgoing::Write(Write::DocAppend {
-            envelope: keys::encode_envelope(&shared.node, &message),
-            channel: log.clone(),
             log,
             update: Bytes::copy_from_slice(update),
+            publish,
         }));
     }
 
     fn relay(&self, doc: &DocId, message: &[u8]) {
-        let shared = &self.shared;
-        shared.queue(Outgoing::Write(Write::Publish {
-            channel: shared.keys.channel(&Topic::Document(doc.clone())),
-            payload: keys::encode_envelope(&shared.node, message),
-        }));
+        self.shared.publish(Topic::Document(doc.clone()), message);
     }
 
     fn save(&self, doc: &DocId, state: &[u8]) -> io::Result<()> {

@@ -1,8 +1,9 @@
-//! Cluster mode over Redis: one [`RedisCluster`] per node is its [`Broker`] (publications to
-//! other nodes over Redis pub/sub), its [`Membership`] (state and liveness in Redis keys,
-//! changes on a cluster event channel), its [`StreamStore`] (offsets and history of rooms
-//! and channels, `streams.rs`) and its [`DocStore`](crate::docstore::DocStore) (Yjs documents,
-//! `docs.rs`).
+//! Cluster mode over Redis: one [`RedisCluster`] per node is its
+//! [`Broker`](crate::broker::Broker) (publications to other nodes over Redis pub/sub, or over
+//! NATS or RabbitMQ with `--broker-url`: `pubsub.rs`, `external.rs`), its [`Membership`]
+//! (state and liveness in Redis keys, changes on a cluster event channel), its [`StreamStore`]
+//! (offsets and history of rooms and channels, `streams.rs`) and its
+//! [`DocStore`](crate::docstore::DocStore) (Yjs documents, `docs.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
 //! and one subscribing connection per node, whatever the number of rooms or clients. The node
@@ -28,9 +29,11 @@
 //! deadline say, is announced there). Nothing is queued after that.
 
 mod docs;
+mod external;
 mod holders;
 mod keys;
 mod liveness;
+mod pubsub;
 mod streams;
 mod subscriber;
 mod tasks;
@@ -51,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Event, Membership, MembershipSink, Replica, Version};
-use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
+use crate::broker::BrokerSink;
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
 use keys::Keys;
@@ -70,6 +73,8 @@ pub struct RedisConfig {
     pub node_ttl: Duration,
     /// PEM certificates trusted for a `rediss://` URL instead of the system's roots.
     pub tls_ca: Option<Vec<u8>>,
+    /// The broker that carries publications, when not Redis pub/sub (`external.rs`).
+    pub broker: Option<crate::broker::BrokerUrl>,
 }
 
 /// Why cluster mode could not be set up.
@@ -78,6 +83,12 @@ pub enum ClusterError {
     /// The Redis URL is not valid.
     #[error("invalid Redis URL: {0}")]
     Url(#[source] redis::RedisError),
+    /// The NATS broker cannot be built.
+    #[error(transparent)]
+    Nats(#[from] crate::broker::NatsError),
+    /// The AMQP broker cannot be built.
+    #[error(transparent)]
+    Amqp(#[from] crate::broker::AmqpError),
 }
 
 /// A membership event as published on the cluster channel.
@@ -104,12 +115,12 @@ enum Write {
     /// A publication to the other nodes.
     Publish { channel: String, payload: Bytes },
     /// A document update: appended to the document's log, and published (as a y-websocket
-    /// message in an envelope) on its channel.
+    /// message in an envelope) on its channel, unless another broker carries publications
+    /// (`None`: it did).
     DocAppend {
         log: String,
         update: Bytes,
-        channel: String,
-        envelope: Bytes,
+        publish: Option<(String, Bytes)>,
     },
     /// A membership change: written to the node's hash and announced.
     Announce(Event),
@@ -141,6 +152,8 @@ enum SubscriptionChange {
 
 struct Shared {
     node: NodeId,
+    /// The broker that carries publications instead of Redis pub/sub, if any.
+    external: Option<external::External>,
     keys: Keys,
     client: redis::Client,
     ttl: Duration,
@@ -186,8 +199,8 @@ struct Shared {
     registration: tokio::sync::Mutex<()>,
 }
 
-/// Cluster mode over Redis: this node's [`Broker`] and [`Membership`], and the store of its
-/// streams and documents. Clones are the same cluster.
+/// Cluster mode over Redis: this node's [`Broker`](crate::broker::Broker) and
+/// [`Membership`], and the store of its streams and documents. Clones are the same cluster.
 #[derive(Clone)]
 pub struct RedisCluster {
     shared: Arc<Shared>,
@@ -212,12 +225,17 @@ impl RedisCluster {
             ),
         }
         .map_err(ClusterError::Url)?;
+        let external = match &config.broker {
+            Some(url) => Some(external::External::new(url, &config.prefix, node.clone())?),
+            None => None,
+        };
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
         wanted.channels.insert(Keys::new(&config.prefix).events());
         Ok(Self {
             shared: Arc::new(Shared {
                 node,
+                external,
                 keys: Keys::new(&config.prefix),
                 client,
                 ttl: config.node_ttl,
@@ -260,6 +278,9 @@ impl RedisCluster {
             ));
             tasks.spawn(subscriber::run(self.shared.clone(), cancel.clone()));
             tasks.spawn(liveness::run(self.shared.clone(), cancel.clone()));
+            if let Some(external) = &self.shared.external {
+                external.spawn(tasks, cancel);
+            }
         }
     }
 
@@ -313,43 +334,17 @@ impl Shared {
     }
 
     /// Returns once the subscriber is connected and every subscription change made before the
-    /// call is in effect.
+    /// call is in effect (another broker's too).
     async fn in_step(&self) {
         loop {
             let changed = self.settled_changed.notified();
             if self.subscriber.is_up() && self.settled.load(Ordering::Acquire) {
-                return;
+                break;
             }
             changed.await;
         }
-    }
-
-    fn want(&self, topic: &Topic, add: bool) {
-        let name = self.keys.channel(topic);
-        let pattern = matches!(topic, Topic::ChannelPattern(_));
-        let mut wanted = self.wanted.lock();
-        let set = if pattern {
-            &mut wanted.patterns
-        } else {
-            &mut wanted.channels
-        };
-        let changed = if add {
-            set.insert(name.clone())
-        } else {
-            set.remove(&name)
-        };
-        if changed {
-            wanted.changes.push(match (pattern, add) {
-                (false, true) => SubscriptionChange::Subscribe(name),
-                (false, false) => SubscriptionChange::Unsubscribe(name),
-                (true, true) => SubscriptionChange::PSubscribe(name),
-                (true, false) => SubscriptionChange::PUnsubscribe(name),
-            });
-        }
-        drop(wanted);
-        if changed {
-            self.settled.store(false, Ordering::Release);
-            self.wanted_changed.notify_one();
+        if let Some(external) = &self.external {
+            external.settled().await;
         }
     }
 
@@ -373,49 +368,6 @@ impl Shared {
         if let Some(sink) = self.membership_sink() {
             sink.changes(changes);
         }
-    }
-}
-
-impl Broker for RedisCluster {
-    fn start(&self, sink: Weak<dyn BrokerSink>) {
-        let _ = self.shared.broker_sink.set(sink);
-    }
-
-    fn publish(&self, envelope: Envelope) {
-        let shared = &self.shared;
-        shared.queue(Outgoing::Write(Write::Publish {
-            channel: shared.keys.channel(&envelope.topic),
-            payload: keys::encode_envelope(&envelope.origin, &envelope.frame),
-        }));
-    }
-
-    fn subscribe(&self, topic: &Topic) {
-        self.shared.want(topic, true);
-    }
-
-    fn unsubscribe(&self, topic: &Topic) {
-        self.shared.want(topic, false);
-    }
-
-    fn status(&self) -> BrokerStatus {
-        let shared = &self.shared;
-        if shared.subscriber.is_up() && shared.publisher.is_up() {
-            BrokerStatus::Connected
-        } else {
-            BrokerStatus::Degraded
-        }
-    }
-
-    fn settled(&self) -> bool {
-        self.shared.subscriber.is_up() && self.shared.settled.load(Ordering::Acquire)
-    }
-
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -11,7 +11,9 @@
 //!
 //! Published messages use envelope version 2 on the topic's pub/sub channel:
 //! `\x02 EPOCH \n OFFSET \n EXCEPT \n JSON`, which every node delivers, the publishing one
-//! included (its own copy is how it learns the order).
+//! included (its own copy is how it learns the order). With another broker (`external.rs`)
+//! the script only numbers and keeps the message; the node publishes that same envelope
+//! through the broker once Redis has answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +90,10 @@ fn new_epoch() -> String {
 /// Adds an append to a pipeline; its reply is the offset (see [`appended`]).
 pub(super) fn add_append(shared: &Shared, pipe: &mut redis::Pipeline, append: &Append) {
     let (meta, stream) = shared.keys.stream_keys(&append.stream);
-    let channel = shared.keys.channel(&topic(&append.stream));
+    let channel = match shared.external {
+        Some(_) => String::new(),
+        None => shared.keys.channel(&topic(&append.stream)),
+    };
     let except = append.except.map(|id| id.to_string()).unwrap_or_default();
     pipe.cmd("EVALSHA")
         .arg(shared.scripts.append.get_hash())
@@ -116,7 +121,11 @@ pub(super) async fn finish_appends(
     mut pipe: redis::Pipeline,
     appends: Vec<Append>,
 ) -> redis::RedisResult<()> {
-    let again = answer(appends, pipe.ignore_errors().query_async(connection).await)?;
+    let again = answer(
+        shared,
+        appends,
+        pipe.ignore_errors().query_async(connection).await,
+    )?;
     if again.is_empty() {
         return Ok(());
     }
@@ -131,15 +140,17 @@ pub(super) async fn finish_appends(
     for append in &again {
         add_append(shared, &mut retry, append);
     }
-    for append in answer(again, retry.query_async(connection).await)? {
+    for append in answer(shared, again, retry.query_async(connection).await)? {
         append.fail(StoreError::Failed("the append script is missing".into()));
     }
     Ok(())
 }
 
-/// Calls each append's callback with its reply; returns the ones Redis refused for want of the
-/// script (not called yet). A failed query fails them all.
+/// Calls each append's callback with its reply (with another broker, after publishing the
+/// message through it); returns the ones Redis refused for want of the script (not called
+/// yet). A failed query fails them all.
 fn answer(
+    shared: &Shared,
     appends: Vec<Append>,
     replies: redis::RedisResult<Vec<Value>>,
 ) -> redis::RedisResult<Vec<Append>> {
@@ -158,7 +169,12 @@ fn answer(
         match replies.next() {
             Some(reply) if is_noscript(&reply) => again.push(append),
             Some(reply) => match appended(reply) {
-                Ok(offset) => (append.done)(Ok(offset)),
+                Ok((offset, epoch)) => {
+                    if let Some(external) = &shared.external {
+                        external.appended(&shared.node, &append, offset, &epoch);
+                    }
+                    (append.done)(Ok(offset));
+                }
                 Err(error) => append.fail(error),
             },
             None => append.fail(StoreError::Failed("no reply".into())),
@@ -172,10 +188,12 @@ fn is_noscript(value: &Value) -> bool {
     matches!(value, Value::ServerError(error) if error.code() == "NOSCRIPT")
 }
 
-/// The offset in an append's reply.
-fn appended(value: Value) -> Result<u64, StoreError> {
+/// The offset and epoch in an append's reply.
+fn appended(value: Value) -> Result<(u64, String), StoreError> {
     match value {
-        Value::Int(offset) => u64::try_from(offset).map_err(|e| StoreError::Failed(Box::new(e))),
+        Value::Array(_) => {
+            redis::from_redis_value(value).map_err(|e| StoreError::Failed(Box::new(e)))
+        }
         Value::ServerError(error) => {
             Err(StoreError::Failed(Box::new(redis::RedisError::from(error))))
         }
@@ -262,6 +280,17 @@ fn parse_entry(entry: Value) -> Option<StoredMessage> {
     })
 }
 
+/// Encodes a stream message as the append script publishes it, for another broker.
+pub(super) fn encode(epoch: &str, offset: u64, except: Option<ConnId>, json: &[u8]) -> Bytes {
+    let except = except.map(|id| id.to_string()).unwrap_or_default();
+    let head = format!("{epoch}\n{offset}\n{except}\n");
+    let mut out = Vec::with_capacity(1 + head.len() + json.len());
+    out.push(STREAM_ENVELOPE);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(json);
+    Bytes::from(out)
+}
+
 /// Decodes a stream message published on the pub/sub channel of `topic`; `None` if `payload`
 /// is not one.
 pub(super) fn decode(topic: Topic, payload: &[u8]) -> Option<StreamMessage> {
@@ -312,6 +341,21 @@ mod tests {
         assert!(decode(Topic::Room(room.clone()), b"\x01\x01nframe").is_none());
         assert!(decode(Topic::Room(room), b"\x02e1\nnot-a-number\n\n{}").is_none());
         assert!(decode(Topic::Broadcast, payload).is_none());
+    }
+
+    #[test]
+    fn encoded_stream_messages_are_what_the_script_publishes() {
+        let json = b"{\"type\":\"message\",\"offset\":42}";
+        assert_eq!(
+            &encode("e1", 42, None, json)[..],
+            b"\x02e1\n42\n\n{\"type\":\"message\",\"offset\":42}"
+        );
+        let except = ConnId::parse("00000000000000ff");
+        let room = Topic::Room(RoomId::from_trusted("general"));
+        let message = decode(room, &encode("e2", 7, except, b"{}")).unwrap();
+        assert_eq!((message.epoch.as_str(), message.offset), ("e2", 7));
+        assert_eq!(message.except, except);
+        assert_eq!(&message.json[..], b"{}");
     }
 
     #[test]

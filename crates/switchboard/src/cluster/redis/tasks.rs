@@ -235,11 +235,12 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
         Write::DocAppend {
             log,
             update,
-            channel,
-            envelope,
+            publish,
         } => {
             pipe.rpush(log, update.as_ref()).ignore();
-            pipe.publish(channel, envelope.as_ref()).ignore();
+            if let Some((channel, envelope)) = publish {
+                pipe.publish(channel, envelope.as_ref()).ignore();
+            }
         }
         Write::Announce(event) => {
             // One transaction: a snapshot read by another node holds the change and its

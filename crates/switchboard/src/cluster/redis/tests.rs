@@ -28,6 +28,7 @@ fn the_redis_broker_conforms() {
         prefix: "conformance:".into(),
         node_ttl: Duration::from_secs(5),
         tls_ca: None,
+        broker: None,
     };
     conformance::run(&|| {
         let node = NodeId::random();
@@ -40,6 +41,55 @@ fn the_redis_broker_conforms() {
         (node, Arc::new(cluster) as Arc<dyn Broker>)
     });
     cancel.cancel();
+}
+
+/// The conformance suite against a Redis cluster whose publications go through another broker
+/// (`--broker-url`): what the hub sees of it must be a broker like any other.
+fn conforms_with(broker: crate::broker::BrokerUrl) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let redis = runtime.block_on(RedisServer::start());
+    let _entered = runtime.enter();
+    let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: "conformance:".into(),
+        node_ttl: Duration::from_secs(5),
+        tls_ca: None,
+        broker: Some(broker),
+    };
+    conformance::run(&|| {
+        let node = NodeId::random();
+        let history = crate::store::HistoryConfig {
+            size: 100,
+            ttl: Duration::from_secs(600),
+        };
+        let cluster = RedisCluster::new(&config, node.clone(), history).unwrap();
+        cluster.spawn(&tasks, &cancel);
+        (node, Arc::new(cluster) as Arc<dyn Broker>)
+    });
+    cancel.cancel();
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and nats-server: --features external"
+)]
+fn the_redis_cluster_with_nats_conforms() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nats = runtime.block_on(switchboard_testkit::NatsServer::start());
+    conforms_with(crate::broker::BrokerUrl::Nats(nats.url()));
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and rabbitmq-server: --features external"
+)]
+fn the_redis_cluster_with_rabbitmq_conforms() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rabbit = runtime.block_on(switchboard_testkit::RabbitMqServer::start());
+    conforms_with(crate::broker::BrokerUrl::Amqp(rabbit.url()));
 }
 
 /// A sink that takes everything and keeps nothing.
@@ -68,6 +118,7 @@ async fn a_failed_write_is_retried_without_more_traffic() {
         // what brings the publisher back.
         node_ttl: Duration::from_secs(60),
         tls_ca: None,
+        broker: None,
     };
     let history = crate::store::HistoryConfig {
         size: 100,
