@@ -110,7 +110,7 @@ impl Shared {
 
     /// Whether the `n`th delivery (offset by connection) is sampled.
     pub(crate) fn samples(&self, n: u64) -> bool {
-        n % self.sample_every == 0
+        n.is_multiple_of(self.sample_every)
     }
 
     /// Records the latency of a delivery received at `now_ns`, when its stamp is in the window.

@@ -222,10 +222,10 @@ fn compose_nodes(compose: &str) -> Vec<(String, Vec<String>)> {
         if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
             service = (!name.starts_with(' ')).then(|| name.to_owned());
         }
-        if let (Some(name), Some(args)) = (&service, line.trim().strip_prefix("command: ")) {
-            if name.starts_with("switchboard-") {
-                nodes.push((name.clone(), serde_json::from_str(args).unwrap()));
-            }
+        if let (Some(name), Some(args)) = (&service, line.trim().strip_prefix("command: "))
+            && name.starts_with("switchboard-")
+        {
+            nodes.push((name.clone(), serde_json::from_str(args).unwrap()));
         }
     }
     nodes

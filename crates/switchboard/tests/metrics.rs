@@ -68,10 +68,10 @@ impl Exposition {
     /// The family a sample name belongs to (`x_bucket`, `x_sum`, `x_count` of histogram `x`).
     fn family_of<'a>(&self, name: &'a str) -> &'a str {
         for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(base) = name.strip_suffix(suffix) {
-                if self.types.get(base).is_some_and(|kind| kind == "histogram") {
-                    return base;
-                }
+            if let Some(base) = name.strip_suffix(suffix)
+                && self.types.get(base).is_some_and(|kind| kind == "histogram")
+            {
+                return base;
             }
         }
         name

@@ -206,10 +206,10 @@ impl Replica {
     /// the replica holds of the node (its version covered) changes nothing.
     pub fn replace(&mut self, node: &NodeId, snapshot: Option<Snapshot>) -> Vec<Change> {
         let known = self.nodes.get(node).and_then(|state| state.version);
-        if let (Some(known), Some(new)) = (known, snapshot.as_ref().and_then(|s| s.version)) {
-            if known.covers(new) {
-                return Vec::new();
-            }
+        if let (Some(known), Some(new)) = (known, snapshot.as_ref().and_then(|s| s.version))
+            && known.covers(new)
+        {
+            return Vec::new();
         }
         let gone = snapshot.is_none();
         let new = snapshot.unwrap_or_default();

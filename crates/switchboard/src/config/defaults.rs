@@ -175,7 +175,7 @@ fn duration(value: Duration) -> String {
 pub(super) fn size(bytes: u64) -> String {
     match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
         .into_iter()
-        .find(|&(shift, _)| bytes != 0 && bytes % (1 << shift) == 0)
+        .find(|&(shift, _)| bytes != 0 && bytes.is_multiple_of(1 << shift))
     {
         Some((shift, unit)) => format!("{}{unit}", bytes >> shift),
         None => format!("{bytes} bytes"),

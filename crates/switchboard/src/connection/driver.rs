@@ -215,10 +215,10 @@ impl<S: Stream> Driver<S> {
             {
                 return Poll::Ready(());
             }
-            if let Some(deadline) = &mut self.deadline {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
+            if let Some(deadline) = &mut self.deadline
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
             }
             if !progress {
                 return Poll::Pending;
@@ -434,10 +434,11 @@ impl<S: Stream> Driver<S> {
             }
             Flow::Continue
         });
-        if let Ok(fed) = result {
-            if self.session.waiting() && fed.unread > 0 {
-                self.session.hold(&input[input.len() - fed.unread..]);
-            }
+        if let Ok(fed) = result
+            && self.session.waiting()
+            && fed.unread > 0
+        {
+            self.session.hold(&input[input.len() - fed.unread..]);
         }
         // Both closes go through the outbox, so replies queued before them are written first.
         let now = self.session.hub().now_ms();

@@ -416,11 +416,11 @@ impl Session {
     fn on_inbound(&mut self, Inbound { id, command }: Inbound<'_>) {
         let now = self.hub().now_ms();
         let window = self.hub().config().dedup_window.as_millis() as u64;
-        if let Some(id) = id {
-            if self.dedup.contains(id, now, window) {
-                self.reply(protocol::ack_frame(id, None));
-                return;
-            }
+        if let Some(id) = id
+            && self.dedup.contains(id, now, window)
+        {
+            self.reply(protocol::ack_frame(id, None));
+            return;
         }
         let command = match self.ask_backend(command, id) {
             Ok(Some(command)) => command,

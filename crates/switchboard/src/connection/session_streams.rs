@@ -119,18 +119,17 @@ impl Session {
             self.channels.push(channel.clone());
         }
         // A presence watcher starts from the watched user's current presence.
-        if let ChannelSpec::Exact(exact) = &channel {
-            if let Some(watched) = exact.watched_user() {
-                if let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS) {
-                    let presence = hub.presence().get(&user);
-                    self.reply(
-                        ServerFrame::new(ServerKind::Presence, &presence)
-                            .user(user.as_str())
-                            .stamped()
-                            .encode(),
-                    );
-                }
-            }
+        if let ChannelSpec::Exact(exact) = &channel
+            && let Some(watched) = exact.watched_user()
+            && let Ok(user) = UserId::parse(watched, crate::ids::MAX_NAME_CHARS)
+        {
+            let presence = hub.presence().get(&user);
+            self.reply(
+                ServerFrame::new(ServerKind::Presence, &presence)
+                    .user(user.as_str())
+                    .stamped()
+                    .encode(),
+            );
         }
         Ok(done)
     }
@@ -164,10 +163,10 @@ impl Session {
         request: HistoryRequest,
         id: Option<&RawValue>,
     ) -> Result<Done, Refused> {
-        if let StreamId::Channel(channel) = &request.stream {
-            if channel.watched_user().is_some() {
-                return Err(Refused::PresenceChannel);
-            }
+        if let StreamId::Channel(channel) = &request.stream
+            && channel.watched_user().is_some()
+        {
+            return Err(Refused::PresenceChannel);
         }
         match self
             .endpoint

@@ -235,12 +235,11 @@ async fn upgrade_to(
     if let Some(response) = draining(&state) {
         return response;
     }
-    if let Some(allowed) = &state.auth.allowed_origins {
-        if let Some(origin) = request.headers().get(header::ORIGIN) {
-            if !allowed.allows(origin.as_bytes()) {
-                return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-            }
-        }
+    if let Some(allowed) = &state.auth.allowed_origins
+        && let Some(origin) = request.headers().get(header::ORIGIN)
+        && !allowed.allows(origin.as_bytes())
+    {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let identify = Identify::from(&state, &params, &request, "websocket");
     let admission = match identify.admission(&state).await {

@@ -287,10 +287,10 @@ impl Documents {
             greet(&state, client, &deliver);
         }
         for (conn, state_vector) in step1 {
-            if let Some(client) = state.clients.iter().find(|c| c.id() == conn) {
-                if let Ok(missing) = diff(&state.doc, &state_vector) {
-                    deliver(client, &Outgoing::new(&binary(&yjs::sync_step2(&missing))));
-                }
+            if let Some(client) = state.clients.iter().find(|c| c.id() == conn)
+                && let Ok(missing) = diff(&state.doc, &state_vector)
+            {
+                deliver(client, &Outgoing::new(&binary(&yjs::sync_step2(&missing))));
             }
         }
     }

@@ -314,17 +314,17 @@ fn command<'a>(
         ClientKind::Presence => {
             let PresencePayload { status, metadata } = field(required(payload)?)?;
             let metadata = metadata.filter(|raw| !is_null(raw));
-            if let Some(raw) = metadata {
-                if raw.get().len() > limits.max_metadata_bytes {
-                    return Err(Rejection::new(
-                        ErrorCode::MessageTooLarge,
-                        format!(
-                            "metadata is {} bytes; the limit is {}",
-                            raw.get().len(),
-                            limits.max_metadata_bytes
-                        ),
-                    ));
-                }
+            if let Some(raw) = metadata
+                && raw.get().len() > limits.max_metadata_bytes
+            {
+                return Err(Rejection::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "metadata is {} bytes; the limit is {}",
+                        raw.get().len(),
+                        limits.max_metadata_bytes
+                    ),
+                ));
             }
             Command::Presence {
                 status,

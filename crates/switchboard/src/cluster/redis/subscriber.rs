@@ -132,15 +132,15 @@ async fn handle_message(shared: &Shared, message: &redis::Msg) {
         return;
     }
     let payload = message.get_payload_bytes();
-    if let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) {
-        if let Some(stream_message) = streams::decode(topic, payload) {
-            // A stream message reaches every node, this one included, once (patterns never
-            // carry them twice: see below).
-            if !(message.from_pattern() && shared.wanted.lock().channels.contains(channel)) {
-                sink.deliver_stream(stream_message);
-            }
-            return;
+    if let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink())
+        && let Some(stream_message) = streams::decode(topic, payload)
+    {
+        // A stream message reaches every node, this one included, once (patterns never
+        // carry them twice: see below).
+        if !(message.from_pattern() && shared.wanted.lock().channels.contains(channel)) {
+            sink.deliver_stream(stream_message);
         }
+        return;
     }
     let Some((origin, frame)) = keys::decode_envelope(payload) else {
         tracing::debug!(channel, "ignoring an undecodable publication");
