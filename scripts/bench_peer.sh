@@ -97,6 +97,10 @@ runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 floors = [float(m.group(1)) for m in re.finditer(
     r"1 frame per write: .*writer CPU ([0-9.]+) us per frame", open(sys.argv[2]).read())]
 
+def kind(run):
+    # A soak is a long fanout with its RSS sampled.
+    return "soak" if "rss_series" in run else run["scenario"]
+
 def rss_mb(run, i):
     return run["rss_series"][i]["rss"][0] / 1e6
 
@@ -126,7 +130,7 @@ ROWS = [
 def median(scenario, label, value):
     vals = []
     for r in runs:
-        if r["scenario"] == scenario and r["label"] == label:
+        if kind(r) == scenario and r["label"] == label:
             try:
                 v = value(r)
             except (KeyError, TypeError, IndexError):
