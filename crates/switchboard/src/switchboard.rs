@@ -331,13 +331,15 @@ impl Switchboard {
         // connections that did not finish in time.
         self.hub.save_documents();
         if let Some(redis) = &self.redis {
-            let within = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .max(LEAVE_AT_LEAST);
+            let within = || {
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(LEAVE_AT_LEAST)
+            };
             if let Some(webhooks) = &self.webhooks {
-                webhooks.depart(within).await;
+                webhooks.depart(within()).await;
             }
-            if redis.leave(within).await {
+            if redis.leave(within()).await {
                 tracing::info!("left the cluster");
             } else {
                 tracing::warn!(
