@@ -10,6 +10,7 @@
 //! one it talks to; one conformance suite (`conformance.rs`) runs against each.
 
 mod amqp;
+mod link;
 mod local;
 mod nats;
 

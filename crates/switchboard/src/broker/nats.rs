@@ -27,20 +27,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::link::Link;
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 use crate::ids::{ChannelId, ConnId, DocId, NodeId, RoomId, UserId};
 
-/// Publications waiting for the publisher; more are dropped (and counted).
-const QUEUE: usize = 65_536;
 /// The header naming the publishing node.
 const ORIGIN: &str = "Sb-Origin";
 
@@ -72,18 +70,10 @@ pub struct NatsBroker {
 struct Shared {
     config: NatsConfig,
     node: NodeId,
-    /// The publisher's queue; `publish` never waits on it.
-    outgoing: mpsc::Sender<Envelope>,
-    dropped: AtomicU64,
+    /// The publication queue, the wanted set's generations, reachability and the hub's sink.
+    link: Link,
     /// The topics the hub wants, as subjects: the manager makes NATS match them.
     wanted: Mutex<BTreeMap<String, Topic>>,
-    wanted_changed: Notify,
-    /// Counts the changes of `wanted`.
-    generation: AtomicU64,
-    /// The generation NATS holds every subscription of: settled when it is the current one.
-    applied: AtomicU64,
-    connected: AtomicBool,
-    sink: OnceLock<Weak<dyn BrokerSink>>,
 }
 
 impl NatsBroker {
@@ -93,19 +83,13 @@ impl NatsBroker {
         if config.prefix.is_empty() || !config.prefix.chars().all(token_chars) {
             return Err(NatsError::Prefix(config.prefix));
         }
-        let (outgoing, receiver) = mpsc::channel(QUEUE);
+        let (link, receiver) = Link::new();
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 node,
-                outgoing,
-                dropped: AtomicU64::new(0),
+                link,
                 wanted: Mutex::new(BTreeMap::new()),
-                wanted_changed: Notify::new(),
-                generation: AtomicU64::new(0),
-                applied: AtomicU64::new(0),
-                connected: AtomicBool::new(false),
-                sink: OnceLock::new(),
             }),
             receiver: Mutex::new(Some(receiver)),
         })
@@ -136,17 +120,15 @@ impl NatsBroker {
 
 impl Broker for NatsBroker {
     fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.link.dropped()
     }
 
     fn start(&self, sink: Weak<dyn BrokerSink>) {
-        let _ = self.shared.sink.set(sink);
+        self.shared.link.start(sink);
     }
 
     fn publish(&self, envelope: Envelope) {
-        if self.shared.outgoing.try_send(envelope).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.shared.link.publish(envelope);
     }
 
     fn subscribe(&self, topic: &Topic) {
@@ -158,28 +140,23 @@ impl Broker for NatsBroker {
             .insert(subject, topic.clone())
             .is_none()
         {
-            self.shared.changed();
+            self.shared.link.changed();
         }
     }
 
     fn unsubscribe(&self, topic: &Topic) {
         let subject = subject(&self.shared.config.prefix, topic);
         if self.shared.wanted.lock().remove(&subject).is_some() {
-            self.shared.changed();
+            self.shared.link.changed();
         }
     }
 
     fn status(&self) -> BrokerStatus {
-        if self.shared.connected.load(Ordering::Acquire) {
-            BrokerStatus::Connected
-        } else {
-            BrokerStatus::Degraded
-        }
+        self.shared.link.status()
     }
 
     fn settled(&self) -> bool {
-        let shared = &self.shared;
-        shared.applied.load(Ordering::Acquire) == shared.generation.load(Ordering::Acquire)
+        self.shared.link.settled()
     }
 
     fn name(&self) -> &'static str {
@@ -188,15 +165,6 @@ impl Broker for NatsBroker {
 }
 
 impl Shared {
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.wanted_changed.notify_one();
-    }
-
-    fn sink(&self) -> Option<Arc<dyn BrokerSink>> {
-        self.sink.get().and_then(Weak::upgrade)
-    }
-
     /// Whether the subscription `subject` is the one that delivers `topic` on this node: the
     /// first wanted subscription that covers it (so a publication matching several arrives
     /// once).
@@ -222,15 +190,15 @@ async fn connect(shared: &Arc<Shared>, cancel: &CancellationToken) -> Option<asy
                 let Some(shared) = shared else { return };
                 match event {
                     async_nats::Event::Connected => {
-                        let was = shared.connected.swap(true, Ordering::AcqRel);
+                        let was = shared.link.set_connected(true);
                         tracing::info!("connected to NATS");
-                        if !was && let Some(sink) = shared.sink() {
+                        if !was && let Some(sink) = shared.link.sink() {
                             // Publications may have been lost while away.
                             sink.reconnected();
                         }
                     }
                     async_nats::Event::Disconnected => {
-                        shared.connected.store(false, Ordering::Release);
+                        shared.link.set_connected(false);
                         tracing::warn!(
                             "NATS unreachable: serving local traffic only, reconnecting"
                         );
@@ -274,7 +242,7 @@ async fn publisher(
             .publish_with_headers(subject, headers, envelope.frame)
             .await
         {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.link.drop_one();
             tracing::debug!(%error, "a NATS publication failed");
         }
     }
@@ -290,9 +258,9 @@ async fn manage_subscriptions(
     // Each subscription's forwarding task, ended by its token when the topic is unwanted.
     let mut active: BTreeMap<String, CancellationToken> = BTreeMap::new();
     loop {
-        let changed = shared.wanted_changed.notified();
+        let changed = shared.link.wanted_changed();
         // Read before the set: a change made meanwhile leaves the broker unsettled.
-        let generation = shared.generation.load(Ordering::Acquire);
+        let generation = shared.link.generation();
         let wanted: BTreeSet<String> = shared.wanted.lock().keys().cloned().collect();
         active.retain(|subject, stop| {
             let keep = wanted.contains(subject);
@@ -323,7 +291,7 @@ async fn manage_subscriptions(
         }
         let flushed = !failed && barrier(&client, &shared.config.prefix).await;
         if flushed {
-            shared.applied.store(generation, Ordering::Release);
+            shared.link.applied(generation);
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -380,7 +348,7 @@ async fn forward(
         if !shared.delivers(&subscription, &topic) {
             continue;
         }
-        if let Some(sink) = shared.sink() {
+        if let Some(sink) = shared.link.sink() {
             sink.deliver(&Envelope {
                 origin,
                 topic,

@@ -32,8 +32,7 @@
 mod wire;
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,16 +44,15 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::link::Link;
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 use crate::ids::{ChannelPrefix, NodeId};
 use wire::{decode_header, encode, routing_key};
 
-/// Publications waiting for the session; more are dropped (and counted).
-const QUEUE: usize = 65_536;
 /// How many bytes of a channel's name its routing key spells out (3 characters each).
 const SPELLED: usize = 64;
 /// Connecting (and closing) time limit, so that an unreachable server fails fast.
@@ -92,18 +90,10 @@ pub struct AmqpBroker {
 struct Shared {
     config: AmqpConfig,
     node: NodeId,
-    /// The session's queue; `publish` never waits on it.
-    outgoing: mpsc::Sender<Envelope>,
-    dropped: AtomicU64,
+    /// The publication queue, the wanted set's generations (applied: every binding in
+    /// effect), reachability and the hub's sink.
+    link: Link,
     wanted: Mutex<Wanted>,
-    /// Woken (one permit) when `wanted` changes; the session then rebinds.
-    wanted_changed: Notify,
-    /// Counts the changes of `wanted`.
-    generation: AtomicU64,
-    /// The generation whose bindings are all in effect: settled when it is the current one.
-    applied: AtomicU64,
-    connected: AtomicBool,
-    sink: OnceLock<Weak<dyn BrokerSink>>,
 }
 
 /// The topics the hub wants, and their patterns apart (checked for each channel delivery).
@@ -142,19 +132,13 @@ impl AmqpBroker {
         if config.exchange.is_empty() || config.exchange.len() > 255 {
             return Err(AmqpError::Exchange(config.exchange));
         }
-        let (outgoing, receiver) = mpsc::channel(QUEUE);
+        let (link, receiver) = Link::new();
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 node,
-                outgoing,
-                dropped: AtomicU64::new(0),
+                link,
                 wanted: Mutex::new(Wanted::default()),
-                wanted_changed: Notify::new(),
-                generation: AtomicU64::new(0),
-                applied: AtomicU64::new(0),
-                connected: AtomicBool::new(false),
-                sink: OnceLock::new(),
             }),
             receiver: Mutex::new(Some(receiver)),
         })
@@ -171,13 +155,11 @@ impl AmqpBroker {
 
 impl Broker for AmqpBroker {
     fn start(&self, sink: Weak<dyn BrokerSink>) {
-        let _ = self.shared.sink.set(sink);
+        self.shared.link.start(sink);
     }
 
     fn publish(&self, envelope: Envelope) {
-        if self.shared.outgoing.try_send(envelope).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.shared.link.publish(envelope);
     }
 
     fn subscribe(&self, topic: &Topic) {
@@ -187,7 +169,7 @@ impl Broker for AmqpBroker {
                 wanted.patterns.push(prefix.clone());
             }
             drop(wanted);
-            self.shared.changed();
+            self.shared.link.changed();
         }
     }
 
@@ -198,21 +180,16 @@ impl Broker for AmqpBroker {
                 wanted.patterns.retain(|wanted| wanted != prefix);
             }
             drop(wanted);
-            self.shared.changed();
+            self.shared.link.changed();
         }
     }
 
     fn status(&self) -> BrokerStatus {
-        if self.shared.connected.load(Ordering::Acquire) {
-            BrokerStatus::Connected
-        } else {
-            BrokerStatus::Degraded
-        }
+        self.shared.link.status()
     }
 
     fn settled(&self) -> bool {
-        let shared = &self.shared;
-        shared.applied.load(Ordering::Acquire) == shared.generation.load(Ordering::Acquire)
+        self.shared.link.settled()
     }
 
     fn name(&self) -> &'static str {
@@ -220,20 +197,11 @@ impl Broker for AmqpBroker {
     }
 
     fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.link.dropped()
     }
 }
 
 impl Shared {
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.wanted_changed.notify_one();
-    }
-
-    fn sink(&self) -> Option<Arc<dyn BrokerSink>> {
-        self.sink.get().and_then(Weak::upgrade)
-    }
-
     /// Whether the hub wants `topic` (a publication's, never a pattern).
     fn wants(&self, topic: &Topic) -> bool {
         let wanted = self.wanted.lock();
@@ -252,7 +220,7 @@ impl Shared {
             return;
         }
         let origin = NodeId::from_trusted(origin);
-        if let Some(sink) = self.sink() {
+        if let Some(sink) = self.link.sink() {
             sink.deliver(&Envelope {
                 origin,
                 topic,
@@ -273,7 +241,7 @@ async fn run(
         match session(&shared, &mut receiver, &cancel, &mut backoff).await {
             Ended::Cancelled => return,
             Ended::Failed(error) => {
-                if shared.connected.swap(false, Ordering::AcqRel) {
+                if shared.link.set_connected(false) {
                     tracing::warn!(%error, "RabbitMQ unreachable: serving local traffic only, reconnecting");
                 } else {
                     tracing::debug!(%error, "cannot reach RabbitMQ; retrying");
@@ -290,9 +258,7 @@ async fn run(
                 () = cancel.cancelled() => return,
                 () = &mut wait => break,
                 envelope = receiver.recv() => match envelope {
-                    Some(_) => {
-                        shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Some(_) => shared.link.drop_one(),
                     None => return,
                 },
             }
@@ -371,11 +337,11 @@ async fn serve(
     if let Err(error) = rebind(shared, &consuming, &queue, &mut bound).await {
         return error.into();
     }
-    if !shared.connected.swap(true, Ordering::AcqRel) {
+    if !shared.link.set_connected(true) {
         tracing::info!("connected to RabbitMQ");
     }
     *backoff = BACKOFF_MIN;
-    if let Some(sink) = shared.sink() {
+    if let Some(sink) = shared.link.sink() {
         // Publications may have been lost while away (or before: harmless).
         sink.reconnected();
     }
@@ -383,7 +349,7 @@ async fn serve(
     loop {
         tokio::select! {
             () = cancel.cancelled() => return Ended::Cancelled,
-            () = shared.wanted_changed.notified() => {
+            () = shared.link.wanted_changed() => {
                 if let Err(error) = rebind(shared, &consuming, &queue, &mut bound).await {
                     return error.into();
                 }
@@ -398,7 +364,7 @@ async fn serve(
                     .basic_publish(exchange.clone(), key, options, &body, properties)
                     .await;
                 if let Err(error) = published {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    shared.link.drop_one();
                     return error.into();
                 }
             }
@@ -419,7 +385,7 @@ async fn rebind(
     bound: &mut BTreeSet<String>,
 ) -> lapin::Result<()> {
     // Read before the set: a change made meanwhile leaves the broker unsettled.
-    let generation = shared.generation.load(Ordering::Acquire);
+    let generation = shared.link.generation();
     let wanted: BTreeSet<String> = shared
         .wanted
         .lock()
@@ -454,7 +420,7 @@ async fn rebind(
             .await?;
         bound.insert(key);
     }
-    shared.applied.store(generation, Ordering::Release);
+    shared.link.applied(generation);
     Ok(())
 }
 
