@@ -48,6 +48,10 @@ impl RedisClusterServer {
                     &config,
                     "--dir",
                     &node_dir,
+                    // A master whose slots all moved away stays a master (by default it
+                    // would turn itself into a replica of where they went).
+                    "--cluster-allow-replica-migration",
+                    "no",
                 ]
                 .map(String::from),
             );
@@ -111,6 +115,145 @@ impl RedisClusterServer {
         }
         per_master
     }
+
+    /// How many subscribers the sharded channel `channel` has on the master on `port`
+    /// (`PUBSUB SHARDNUMSUB`).
+    pub async fn shard_subscribers(&self, port: u16, channel: &str) -> u64 {
+        let (ok, output) = redis_cli(vec![
+            "-p".to_owned(),
+            port.to_string(),
+            "pubsub".to_owned(),
+            "shardnumsub".to_owned(),
+            channel.to_owned(),
+        ])
+        .await;
+        assert!(ok, "PUBSUB SHARDNUMSUB on {port} failed: {output}");
+        output
+            .lines()
+            .nth(1)
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("PUBSUB SHARDNUMSUB answered {output:?}"))
+    }
+
+    /// The port of the master that serves `key`'s slot (`CLUSTER KEYSLOT`, then the slot
+    /// ranges of `CLUSTER NODES`).
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let port = self.masters[0].port.to_string();
+        let (ok, slot) = redis_cli(
+            ["-p", &port, "cluster", "keyslot", key]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        assert!(ok, "CLUSTER KEYSLOT failed: {slot}");
+        let slot: u16 = slot.trim().parse().expect("a slot");
+        let (ok, nodes) =
+            redis_cli(["-p", &port, "cluster", "nodes"].map(String::from).to_vec()).await;
+        assert!(ok, "CLUSTER NODES failed: {nodes}");
+        owner(&nodes, slot).unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes}"))
+    }
+
+    /// Moves every slot of the master on `from` to the master on `to`, keys included
+    /// (`redis-cli --cluster reshard`), and waits until every node agrees.
+    pub async fn move_all_slots(&self, from: u16, to: u16) {
+        let id = |port: u16| async move {
+            let (ok, id) = redis_cli(vec![
+                "-p".to_owned(),
+                port.to_string(),
+                "cluster".to_owned(),
+                "myid".to_owned(),
+            ])
+            .await;
+            assert!(ok, "CLUSTER MYID failed: {id}");
+            id.trim().to_owned()
+        };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let (ok, nodes) = redis_cli(
+            ["-p", &from.to_string(), "cluster", "nodes"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        assert!(ok, "CLUSTER NODES failed: {nodes}");
+        let count = slots_of(&nodes, from).to_string();
+        let (ok, output) = redis_cli(
+            [
+                "--cluster",
+                "reshard",
+                &format!("127.0.0.1:{from}"),
+                "--cluster-from",
+                &from_id,
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                &count,
+                "--cluster-yes",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await;
+        assert!(ok, "redis-cli --cluster reshard failed: {output}");
+        for port in self.ports() {
+            wait_until_async("every node agrees on the new slot map", || async move {
+                let (_, nodes) = redis_cli(vec![
+                    "-p".to_owned(),
+                    port.to_string(),
+                    "cluster".to_owned(),
+                    "nodes".to_owned(),
+                ])
+                .await;
+                nodes
+                    .lines()
+                    .find(|line| line.contains(&format!(":{from}@")))
+                    .is_some_and(|line| line.split_whitespace().count() == 8)
+            })
+            .await;
+        }
+    }
+}
+
+/// The slot ranges of the node on `port` in `CLUSTER NODES` output, as (low, high).
+fn ranges(nodes: &str, port: u16) -> Vec<(u16, u16)> {
+    nodes
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| {
+            fields
+                .get(1)
+                .is_some_and(|addr| addr.contains(&format!(":{port}@")))
+        })
+        .map(|fields| {
+            fields
+                .iter()
+                .skip(8)
+                .filter_map(|range| {
+                    let (low, high) = range.split_once('-').unwrap_or((range, range));
+                    Some((low.parse().ok()?, high.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many slots the node on `port` serves, from `CLUSTER NODES` output.
+fn slots_of(nodes: &str, port: u16) -> u32 {
+    ranges(nodes, port)
+        .iter()
+        .map(|(low, high)| u32::from(high - low) + 1)
+        .sum()
+}
+
+/// The port of the master whose slot ranges in `CLUSTER NODES` output hold `slot`.
+fn owner(nodes: &str, slot: u16) -> Option<u16> {
+    nodes.lines().find_map(|line| {
+        let addr = line.split_whitespace().nth(1)?;
+        let port = addr.split(':').nth(1)?.split('@').next()?.parse().ok()?;
+        ranges(nodes, port)
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&slot))
+            .then_some(port)
+    })
 }
 
 impl Drop for RedisClusterServer {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
-use switchboard_testkit::{RedisClusterServer, TestServer, wait_until};
+use switchboard_testkit::{RedisClusterServer, TestServer, wait_until, wait_until_async};
 
 /// Room names whose slots fall on each of the three masters of `redis-cli --cluster create`
 /// (slots 0–5460, 5461–10922, 10923–16383), so every master carries some.
@@ -156,4 +156,60 @@ async fn history_is_recovered_on_the_other_node_and_presence_crosses() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn a_room_s_subscriptions_follow_its_slot_to_another_master() {
+    let redis = RedisClusterServer::start().await;
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    a.settled().await;
+    sees_member(&b, "general", "alice").await;
+    let mut bob = b.connect("bob").await;
+    bob.join("general").await;
+    b.settled().await;
+    assert_eq!(alice.expect("user_joined").await["userId"], "bob");
+    let channel = redis
+        .shard_channels()
+        .await
+        .into_iter()
+        .flatten()
+        .find(|channel| channel.ends_with("r:{general}"))
+        .expect("the room's sharded channel");
+    alice
+        .send_type(
+            "message",
+            json!({"room": "general", "content": "before the move"}),
+        )
+        .await;
+    assert_eq!(bob.expect("message").await["offset"], 1);
+
+    let from = redis.master_of("{general}").await;
+    let to = redis
+        .ports()
+        .into_iter()
+        .find(|port| *port != from)
+        .unwrap();
+    redis.move_all_slots(from, to).await;
+    let (redis, channel) = (&redis, channel.as_str());
+    wait_until_async(
+        "both nodes subscribe the room on its new master",
+        || async move { redis.shard_subscribers(to, channel).await == 2 },
+    )
+    .await;
+
+    alice
+        .send_type(
+            "message",
+            json!({"room": "general", "content": "after the move"}),
+        )
+        .await;
+    let message = bob.expect("message").await;
+    assert_eq!(message["payload"]["content"], "after the move");
+    assert_eq!(
+        message["offset"], 2,
+        "the room's stream moved with its slot"
+    );
 }

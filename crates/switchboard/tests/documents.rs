@@ -520,7 +520,7 @@ async fn the_log_in_redis_is_compacted_and_still_loads() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let length: usize = redis::cmd("LLEN")
-        .arg("switchboard:d:long")
+        .arg("switchboard:d:{long}")
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -531,7 +531,7 @@ async fn the_log_in_redis_is_compacted_and_still_loads() {
         let mut connection = connection.clone();
         async move {
             let length: usize = redis::cmd("LLEN")
-                .arg("switchboard:d:long")
+                .arg("switchboard:d:{long}")
                 .query_async(&mut connection)
                 .await
                 .unwrap();
