@@ -6,7 +6,10 @@
 //! [`DocStore`](crate::docstore::DocStore) (Yjs documents, `docs.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
-//! and one subscribing connection per node, whatever the number of rooms or clients. The node
+//! and one subscribing connection per node, whatever the number of rooms or clients. With
+//! `--redis-cluster` each is a cluster connection (`conn.rs`: one multiplexed connection per
+//! master), keys and channels carry hash tags (`keys.rs`), and publication and subscription
+//! take the sharded road (`shards.rs`). The node
 //! subscribes to a topic's Redis channel only while it has a local member (the hub
 //! reference-counts); the wanted set lives here, so after a reconnect everything is
 //! resubscribed.

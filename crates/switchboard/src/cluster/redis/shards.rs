@@ -11,10 +11,13 @@
 //! once they span slots (`CROSSSLOT`). So the subscriber does not rely on it: when a master's
 //! connection closes (a `Disconnection` push) it drops the whole cluster connection and
 //! subscribes everything wanted on a fresh one, one command per channel, as the single-Redis
-//! subscriber does after a reconnect; and when Redis ends a sharded subscription by itself
-//! (its slot moved to another master: an `sunsubscribe` push the node did not ask for), it
-//! subscribes to that channel again, which the crate routes to the slot's new master.
-//! Publications made while a slot moves are lost (at most once, as across an outage).
+//! subscriber does after a reconnect. The same when Redis ends a sharded subscription by
+//! itself (its slot moved to another master: an `sunsubscribe` push for a channel the node
+//! still wants): a fresh connection has a fresh slot map and none of the crate's stale
+//! re-subscriptions (after a slot move those could subscribe a classic channel on a second
+//! master, and deliver its messages twice). Publications made while a slot moves are lost
+//! (at most once, as across an outage); the hub then reads its streams from the store, as
+//! after a reconnect, so room and channel history fills the gap.
 //!
 //! Order: a node's items for one topic (one hash tag) reach Redis in the order it queued
 //! them; items for different topics (a room's message and the membership announcement of its
@@ -193,8 +196,16 @@ pub(super) async fn subscriber(shared: Arc<Shared>, seed: String, cancel: Cancel
                         break;
                     }
                     Some(push) => {
-                        if let Err(error) = handle_push(&shared, &mut connection, push).await {
-                            shared.subscriber.down(&error);
+                        if let Some(channel) = handle_push(&shared, push).await {
+                            // Redis ended a subscription the node still wants: its slot moved.
+                            // The crate's slot map, and its own re-subscriptions (which may
+                            // now subscribe a classic channel twice), are stale: start afresh.
+                            tracing::info!(channel, "a slot moved: subscribing again");
+                            shared.settled.store(false, Ordering::Release);
+                            if let Some(broker_sink) = shared.broker_sink() {
+                                // Publications made during the move were lost.
+                                broker_sink.reconnected();
+                            }
                             break;
                         }
                     }
@@ -274,32 +285,22 @@ async fn apply(
     }
 }
 
-/// Handles one push: a publication is delivered as on one Redis; a sharded subscription that
-/// Redis ended while the node still wants it (its slot moved) is made again.
-async fn handle_push(
-    shared: &Shared,
-    connection: &mut ClusterConnection,
-    push: PushInfo,
-) -> redis::RedisResult<()> {
+/// Handles one push: a publication is delivered as on one Redis. Returns the channel of a
+/// sharded subscription that Redis ended while the node still wants it (its slot moved).
+async fn handle_push(shared: &Shared, push: PushInfo) -> Option<String> {
     match push.kind {
         PushKind::Message | PushKind::SMessage | PushKind::PMessage => {
             if let Some(message) = redis::Msg::from_push_info(push) {
                 super::subscriber::handle_message(shared, &message).await;
             }
+            None
         }
-        PushKind::SUnsubscribe => {
-            let channel = push
-                .data
-                .into_iter()
-                .next()
-                .and_then(|name| redis::from_redis_value::<String>(name).ok());
-            if let Some(channel) = channel
-                && shared.wanted.lock().channels.contains(&channel)
-            {
-                connection.ssubscribe(channel).await?;
-            }
-        }
-        _ => {}
+        PushKind::SUnsubscribe => push
+            .data
+            .into_iter()
+            .next()
+            .and_then(|name| redis::from_redis_value::<String>(name).ok())
+            .filter(|channel| shared.wanted.lock().channels.contains(channel)),
+        _ => None,
     }
-    Ok(())
 }
