@@ -50,6 +50,11 @@ impl Keys {
         &self.prefix
     }
 
+    /// Whether these are the names of a Redis Cluster's node (sharded pub/sub).
+    pub(super) fn is_cluster(&self) -> bool {
+        self.sharded
+    }
+
     /// The prefix of the membership state's names, with its hash tag.
     pub(super) fn control(&self) -> String {
         format!("{}{CONTROL_TAG}", self.prefix)

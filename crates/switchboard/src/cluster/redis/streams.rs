@@ -157,7 +157,9 @@ pub(super) async fn finish_appends(
 
 /// Calls each append's callback with its reply (with another broker, after publishing the
 /// message through it); returns the ones Redis refused for want of the script (not called
-/// yet). A failed query fails them all.
+/// yet). A failed query fails them all. So does a `READONLY` reply from a Redis Cluster (a
+/// master turned replica under a stale slot map), which is returned as the error so that the
+/// publisher connects afresh.
 pub(super) fn answer(
     shared: &Shared,
     appends: Vec<Append>,
@@ -173,10 +175,17 @@ pub(super) fn answer(
         }
     };
     let mut again = Vec::new();
+    let mut stale = None;
     let mut replies = replies.into_iter();
     for append in appends {
         match replies.next() {
             Some(reply) if is_noscript(&reply) => again.push(append),
+            Some(Value::ServerError(error))
+                if shared.keys.is_cluster() && error.code() == "READONLY" =>
+            {
+                append.fail(StoreError::Unavailable);
+                stale = Some(error);
+            }
             Some(reply) => match appended(reply) {
                 Ok((offset, epoch)) => {
                     if let Some(external) = &shared.external {
@@ -188,6 +197,12 @@ pub(super) fn answer(
             },
             None => append.fail(StoreError::Failed("no reply".into())),
         }
+    }
+    if let Some(error) = stale {
+        for append in again {
+            append.fail(StoreError::Unavailable);
+        }
+        return Err(error.into());
     }
     Ok(again)
 }

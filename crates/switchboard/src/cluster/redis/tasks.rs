@@ -146,6 +146,11 @@ pub(super) async fn publisher(
                 }
             }
             Err(error) => {
+                if connection.is_cluster() {
+                    // The cluster connection's slot map may be stale (a master turned replica
+                    // answers READONLY, which the crate does not act on): connect afresh.
+                    shared.connection.lock().take();
+                }
                 shared.publisher.down(&error);
                 shared.dropped.fetch_add(received as u64, Ordering::Relaxed);
                 backoff.wait(&shared, &cancel).await;
