@@ -1,5 +1,7 @@
-//! Cluster tests: in-process nodes that share a [`RedisServer`], and the barrier that proves
-//! nothing is still crossing Redis towards a client.
+//! Cluster tests: in-process nodes that share a [`RedisServer`] (or a [`RedisClusterServer`],
+//! with `--redis-cluster`), and the barrier that proves nothing is still crossing Redis towards
+//! a client. The barrier needs one Redis: on a Redis Cluster the marker and the frame may
+//! travel on different masters.
 //!
 //! Why the barrier holds: a node sends everything it publishes or announces through one queue
 //! and one publishing connection, in order; Redis hands each subscriber what it publishes in
