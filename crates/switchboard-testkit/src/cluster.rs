@@ -1,5 +1,7 @@
-//! Cluster tests: in-process nodes that share a [`RedisServer`], and the barrier that proves
-//! nothing is still crossing Redis towards a client.
+//! Cluster tests: in-process nodes that share a [`RedisServer`] (or a [`RedisClusterServer`],
+//! with `--redis-cluster`), and the barrier that proves nothing is still crossing Redis towards
+//! a client. The barrier needs one Redis: on a Redis Cluster the marker and the frame may
+//! travel on different masters.
 //!
 //! Why the barrier holds: a node sends everything it publishes or announces through one queue
 //! and one publishing connection, in order; Redis hands each subscriber what it publishes in
@@ -15,7 +17,7 @@ use switchboard::config::RawSettings;
 use switchboard::ids::UserId;
 use switchboard::protocol::ServerFrame;
 
-use crate::{Client, RedisServer, TestServer, wait_until};
+use crate::{Client, RedisClusterServer, RedisServer, TestServer, wait_until};
 
 /// Type of the marker frames of [`Client::expect_nothing_pending_across`]; the server itself
 /// never sends it.
@@ -32,6 +34,25 @@ impl TestServer {
         let url = redis.url();
         let server = Self::with(|s| {
             s.redis_url = Some(url);
+            s.node_id = Some(name.into());
+            configure(s);
+        })
+        .await;
+        server.settled().await;
+        server
+    }
+
+    /// Starts an in-process node that joins the cluster on the Redis Cluster `redis`
+    /// (`--redis-cluster`) as `name`, and waits until its broker is connected and settled.
+    pub async fn redis_cluster_node(
+        redis: &RedisClusterServer,
+        name: &str,
+        configure: impl FnOnce(&mut RawSettings),
+    ) -> Self {
+        let url = redis.url();
+        let server = Self::with(|s| {
+            s.redis_url = Some(url);
+            s.redis_cluster = Some(true);
             s.node_id = Some(name.into());
             configure(s);
         })

@@ -11,6 +11,8 @@
 //! - [`redis`]: [`RedisServer`], a `redis-server` child process on a free port. It uses no
 //!   `switchboard` type, so the server crate's own unit tests can start one too (they see a
 //!   distinct copy of the server crate through this one, a dev-dependency cycle).
+//! - [`redis_cluster`]: [`RedisClusterServer`], a three-master Redis Cluster of child
+//!   processes, for `--redis-cluster`.
 //! - [`nats`], [`rabbitmq`]: [`NatsServer`] and [`RabbitMqServer`], the other brokers as child
 //!   processes on free ports (RabbitMQ with its own epmd and data directory).
 //! - [`cluster`]: in-process nodes sharing a [`RedisServer`], and the barrier that crosses it.
@@ -50,6 +52,7 @@ pub mod pki;
 pub mod rabbitmq;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod server;
 pub mod sse;
 pub mod tokens;
@@ -64,6 +67,7 @@ pub use pki::TestPki;
 pub use rabbitmq::RabbitMqServer;
 pub use raw::{RawClient, masked_frame};
 pub use redis::{RedisServer, free_port};
+pub use redis_cluster::RedisClusterServer;
 pub use server::TestServer;
 pub use tokens::{hs256_token, now_secs};
 pub use wait::{next_event, received_events, wait_for_port, wait_until, wait_until_async};

@@ -108,7 +108,7 @@ impl RedisServer {
 
 /// Arguments of a redis-server that listens on 127.0.0.1:`port` (given with `port_flag`) and
 /// persists nothing.
-fn base_args(port: u16, port_flag: &str) -> Vec<String> {
+pub(crate) fn base_args(port: u16, port_flag: &str) -> Vec<String> {
     [
         port_flag,
         &port.to_string(),

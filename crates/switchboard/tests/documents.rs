@@ -520,7 +520,7 @@ async fn the_log_in_redis_is_compacted_and_still_loads() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let length: usize = redis::cmd("LLEN")
-        .arg("switchboard:d:long")
+        .arg("switchboard:d:{long}")
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -531,7 +531,7 @@ async fn the_log_in_redis_is_compacted_and_still_loads() {
         let mut connection = connection.clone();
         async move {
             let length: usize = redis::cmd("LLEN")
-                .arg("switchboard:d:long")
+                .arg("switchboard:d:{long}")
                 .query_async(&mut connection)
                 .await
                 .unwrap();
@@ -541,4 +541,34 @@ async fn the_log_in_redis_is_compacted_and_still_loads() {
     .await;
     let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
     peer_on(&b, "long").await.until_text(&expected).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and redis-cli: --features external"
+)]
+async fn documents_converge_and_load_on_a_redis_cluster() {
+    let redis = switchboard_testkit::RedisClusterServer::start().await;
+    let a = TestServer::redis_cluster_node(&redis, "a", |_| {}).await;
+    let b = TestServer::redis_cluster_node(&redis, "b", |_| {}).await;
+    let mut on_a = peer_on(&a, "shared").await;
+    let mut on_b = peer_on(&b, "shared").await;
+    on_a.until_text("").await;
+    // More edits than the log keeps before a save compacts it (on the document's master).
+    let mut expected = String::new();
+    for i in 0..40 {
+        let word = format!("{i} ");
+        on_a.type_text(&word).await;
+        expected.push_str(&word);
+    }
+    on_b.until_text(&expected).await;
+    drop((on_a, on_b));
+    switchboard_testkit::wait_until("the documents to unload", || {
+        a.hub.stats().documents == 0 && b.hub.stats().documents == 0
+    })
+    .await;
+    // A node that never had the document reads it from its slot's master.
+    let c = TestServer::redis_cluster_node(&redis, "c", |_| {}).await;
+    peer_on(&c, "shared").await.until_text(&expected).await;
 }

@@ -41,6 +41,7 @@ pub(super) const MAX_PRESENCE_METADATA: u64 = 1 << 10;
 pub(super) const API_INSECURE: bool = false;
 pub(super) const PROXY_PROTOCOL: bool = false;
 pub(super) const REDIS_PREFIX: &str = "switchboard:";
+pub(super) const REDIS_CLUSTER: bool = false;
 pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
 pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 /// Zero turns history off.
@@ -96,6 +97,7 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "api_insecure" => API_INSECURE.to_string(),
         "proxy_protocol" => PROXY_PROTOCOL.to_string(),
         "redis_prefix" => REDIS_PREFIX.to_owned(),
+        "redis_cluster" => REDIS_CLUSTER.to_string(),
         "node_ttl" => duration(NODE_TTL),
         "auth_timeout" => duration(AuthConfig::default().timeout),
         "token_expiry_warning" => duration(AuthConfig::default().expiry.warning),

@@ -189,6 +189,11 @@ settings! {
     /// node runs alone and touches no network.
     #[arg(long, value_name = "URL")]
     redis_url: String,
+    /// `--redis-url` is a seed node of a Redis Cluster: publications of rooms, users,
+    /// documents and connections use sharded pub/sub, and each room's keys share a hash slot.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    redis_cluster: bool,
     /// PEM certificates of the authorities that sign the Redis server's certificate, trusted
     /// instead of the system's roots for a `rediss://` URL (a Redis with a private CA).
     #[arg(long, value_name = "FILE")]

@@ -910,6 +910,36 @@ fn a_broker_url_names_the_broker_beside_redis() {
 }
 
 #[test]
+fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do_yet() {
+    let cluster = |args: &[&str]| from_args(args).unwrap().cluster.unwrap().cluster;
+    assert!(!cluster(&["--redis-url", "redis://r"]), "off by default");
+    assert!(cluster(&[
+        "--redis-url",
+        "redis://r:7000",
+        "--redis-cluster"
+    ]));
+    assert!(!cluster(&[
+        "--redis-url",
+        "redis://r",
+        "--redis-cluster",
+        "false"
+    ]));
+    let with_cluster = |extra: &[&str]| {
+        let mut args = vec!["--redis-url", "rediss://r:7000", "--redis-cluster"];
+        args.extend_from_slice(extra);
+        invalid_setting(from_args(&args))
+    };
+    assert_eq!(with_cluster(&["--redis-prefix", "{app}:"]), "redis_prefix");
+    assert_eq!(
+        with_cluster(&["--broker-url", "nats://n:4222"]),
+        "redis_cluster"
+    );
+    let pki = switchboard_testkit::TestPki::generate();
+    let ca = pki.cert.to_str().unwrap();
+    assert_eq!(with_cluster(&["--redis-tls-ca", ca]), "redis_cluster");
+}
+
+#[test]
 fn redis_tls_ca_needs_rediss_and_a_pem_certificate() {
     let pki = switchboard_testkit::TestPki::generate();
     let ca = pki.cert.to_str().unwrap();

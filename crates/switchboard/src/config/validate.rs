@@ -382,6 +382,10 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
         .unwrap_or_else(|| defaults::REDIS_PREFIX.to_owned());
     crate::cluster::check_prefix(&prefix)
         .map_err(|reason| ConfigError::invalid("redis_prefix", reason))?;
+    let cluster = raw.redis_cluster.unwrap_or(defaults::REDIS_CLUSTER);
+    if cluster {
+        check_cluster(&prefix, raw)?;
+    }
     let node_ttl = duration(raw.node_ttl, defaults::NODE_TTL);
     if node_ttl < Duration::from_secs(1) || node_ttl > Duration::from_secs(600) {
         return Err(ConfigError::invalid(
@@ -414,7 +418,32 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
         node_ttl,
         tls_ca,
         broker,
+        cluster,
     }))
+}
+
+/// What `redis_cluster` does not support: braces in the prefix (a hash tag of its own would
+/// put every key in one slot), another broker, and a private CA.
+fn check_cluster(prefix: &str, raw: &RawSettings) -> Result<(), ConfigError> {
+    if prefix.contains(['{', '}']) {
+        return Err(ConfigError::invalid(
+            "redis_prefix",
+            "may not contain { or } with redis_cluster: keys carry their own hash tags",
+        ));
+    }
+    if raw.broker_url.as_ref().is_some_and(|url| !url.is_empty()) {
+        return Err(ConfigError::invalid(
+            "redis_cluster",
+            "cannot be set together with broker_url yet: publications go through the Redis Cluster",
+        ));
+    }
+    if raw.redis_tls_ca.is_some() {
+        return Err(ConfigError::invalid(
+            "redis_cluster",
+            "cannot be set together with redis_tls_ca yet: use a CA the system trusts",
+        ));
+    }
+    Ok(())
 }
 
 /// Logging: the filter must parse, and a directive without `=` must be a level, so that a

@@ -3,9 +3,10 @@
 //! opening the document reads; the updates are also published on the document's pub/sub
 //! channel to the nodes that have it open, with the awareness messages (not kept).
 //!
-//! Keys: `{prefix}d:DOC` (a list of encoded Yjs updates, oldest first) and `{prefix}dv:DOC`
-//! (how often the log was compacted). The pub/sub channel has the same name as the list
-//! (Redis keeps channels and keys apart). Documents do not expire: they are data.
+//! Keys: `PREFIXd:{DOC}` (a list of encoded Yjs updates, oldest first) and `PREFIXdv:{DOC}`
+//! (how often the log was compacted), on one slot of a Redis Cluster. The pub/sub channel has
+//! the same name as the list (Redis keeps channels and keys apart), so it shares the slot too.
+//! Documents do not expire: they are data.
 //!
 //! Yjs updates commute and applying one twice changes nothing, so the order in which a node
 //! sees the log and the publications does not matter: a node subscribes before it reads, and
@@ -34,8 +35,8 @@ impl Keys {
     /// A document's update log (also its pub/sub channel's name) and its compaction count.
     fn doc_keys(&self, doc: &DocId) -> (String, String) {
         (
-            format!("{}d:{doc}", self.prefix()),
-            format!("{}dv:{doc}", self.prefix()),
+            format!("{}d:{{{doc}}}", self.prefix()),
+            format!("{}dv:{{{doc}}}", self.prefix()),
         )
     }
 }

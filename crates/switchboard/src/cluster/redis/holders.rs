@@ -3,18 +3,20 @@
 //! a scan. Both scripts (`scripts/holders*.lua`) run atomically, which is what makes exactly
 //! one node the first or the last.
 //!
-//! Keys: `{prefix}h:r:ROOM`, `{prefix}h:m:ROOM USER` (names hold no spaces),
-//! `{prefix}h:c:CHANNEL`, `{prefix}h:u:USER`, and the index `{prefix}hi:NODE`. They carry no
-//! TTL: a holder leaves by its own change, by its successor's release, or by the reaper's.
+//! Keys: `PREFIX{cluster}h:r:ROOM`, `PREFIX{cluster}h:m:ROOM USER` (names hold no spaces),
+//! `PREFIX{cluster}h:c:CHANNEL`, `PREFIX{cluster}h:u:USER`, and the index
+//! `PREFIX{cluster}hi:NODE`. They carry no TTL: a holder leaves by its own change, by its
+//! successor's release, or by the reaper's. They share the membership state's hash tag
+//! (`keys.rs`): a node's batch and a release span many holder sets and its index, and stay one
+//! atomic script on one slot of a Redis Cluster.
 
-use futures_util::FutureExt as _;
-use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
-
+use super::conn::Conn;
 use super::keys::Keys;
 use super::{RedisCluster, Shared};
 use crate::cluster::holders::{Held, Holders, HoldersError, Holding, OrphanSink};
 use crate::ids::{ChannelId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 /// The two scripts.
 pub(super) struct HolderScripts {
@@ -34,7 +36,7 @@ impl HolderScripts {
 impl Keys {
     /// The holder set of `held`.
     fn holders(&self, held: &Held) -> String {
-        let p = self.prefix();
+        let p = self.control();
         match held {
             Held::Member(room, user) => format!("{p}h:m:{room} {user}"),
             Held::Room(room) => format!("{p}h:r:{room}"),
@@ -45,7 +47,7 @@ impl Keys {
 
     /// What a holder set's key names; `None` for a key this version did not write.
     fn held(&self, key: &str) -> Option<Held> {
-        let rest = key.strip_prefix(self.prefix())?.strip_prefix("h:")?;
+        let rest = key.strip_prefix(&self.control())?.strip_prefix("h:")?;
         let (kind, name) = rest.split_once(':')?;
         let room = |name: &str| RoomId::parse(name, MAX_NAME_CHARS).ok();
         let user = |name: &str| UserId::parse(name, MAX_NAME_CHARS).ok();
@@ -63,7 +65,7 @@ impl Keys {
 
     /// The index of the holder sets `node` is in.
     fn holder_index(&self, node: &NodeId) -> String {
-        format!("{}hi:{node}", self.prefix())
+        format!("{}hi:{node}", self.control())
     }
 }
 
@@ -71,7 +73,7 @@ impl Keys {
 /// rooms, channels and users (the order of [`Held`]).
 pub(super) async fn release(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut Conn,
     node: &NodeId,
 ) -> redis::RedisResult<Vec<Held>> {
     let keys: Vec<String> = shared
@@ -93,7 +95,7 @@ pub(super) async fn release(
 /// the one node that holds the reap lock.
 pub(super) async fn release_reaped(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut Conn,
     node: &NodeId,
 ) -> redis::RedisResult<()> {
     let orphaned = release(shared, connection, node).await?;
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn every_holder_key_names_what_it_holds() {
-        let keys = Keys::new("sb:");
+        let keys = Keys::new("sb:", true);
         let room = RoomId::from_trusted("lobby/1");
         let user = UserId::from_trusted("alice@example.com");
         for held in [

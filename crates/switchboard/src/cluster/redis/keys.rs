@@ -1,6 +1,18 @@
 //! Names and encodings in Redis: pub/sub channel per topic, keys per node, the envelope of a
 //! publication, and the fields of a node's state hash. Every name starts with the configured
 //! prefix, so several clusters can share one Redis.
+//!
+//! Hash tags, so that each script and pipeline touches one slot of a Redis Cluster (the same
+//! layout serves one Redis): a topic's channel and a stream's or document's keys end in
+//! `{NAME}` (`PREFIXr:{general}`, `PREFIXs:r:{general}`), so a room's keys and channel share
+//! the slot of its name; the membership state (node set, liveness, state hashes, reap locks,
+//! holder sets and their indexes) and the cluster event channel carry `{cluster}`, one slot,
+//! since its scripts and transactions span nodes and rooms. Names cannot contain braces
+//! (`ids.rs`), and the prefix may not with a Redis Cluster, so the tag is exactly the name.
+//!
+//! Sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, with `--redis-cluster` only): the channels of
+//! rooms, users, documents and connections. Broadcasts, pub/sub channels (so that patterns,
+//! which only classic pub/sub has, still match them) and the event channel stay classic.
 
 use std::collections::HashMap;
 
@@ -18,12 +30,18 @@ const ENVELOPE_VERSION: u8 = 1;
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     prefix: String,
+    /// Rooms, users, documents and connections use sharded pub/sub (a Redis Cluster).
+    sharded: bool,
 }
 
+/// The hash tag of the membership state.
+const CONTROL_TAG: &str = "{cluster}";
+
 impl Keys {
-    pub(super) fn new(prefix: &str) -> Self {
+    pub(super) fn new(prefix: &str, sharded: bool) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            sharded,
         }
     }
 
@@ -32,24 +50,54 @@ impl Keys {
         &self.prefix
     }
 
+    /// Whether these are the names of a Redis Cluster's node (sharded pub/sub).
+    pub(super) fn is_cluster(&self) -> bool {
+        self.sharded
+    }
+
+    /// The prefix of the membership state's names, with its hash tag.
+    pub(super) fn control(&self) -> String {
+        format!("{}{CONTROL_TAG}", self.prefix)
+    }
+
     /// The pub/sub channel of a topic (patterns: see [`Keys::pattern`]).
     pub(super) fn channel(&self, topic: &Topic) -> String {
         let p = &self.prefix;
         match topic {
             Topic::Broadcast => format!("{p}b"),
-            Topic::Room(room) => format!("{p}r:{room}"),
-            Topic::User(user) => format!("{p}u:{user}"),
-            Topic::Channel(channel) => format!("{p}c:{channel}"),
+            Topic::Room(room) => format!("{p}r:{{{room}}}"),
+            Topic::User(user) => format!("{p}u:{{{user}}}"),
+            Topic::Channel(channel) => format!("{p}c:{{{channel}}}"),
             Topic::ChannelPattern(prefix) => self.pattern(prefix),
-            Topic::Document(doc) => format!("{p}d:{doc}"),
-            Topic::Connection(conn) => format!("{p}k:{conn}"),
+            Topic::Document(doc) => format!("{p}d:{{{doc}}}"),
+            Topic::Connection(conn) => format!("{p}k:{{{conn}}}"),
         }
     }
 
+    /// What decides the slot of a name: its hash tag, or the whole name when it has none (as
+    /// Redis Cluster reads it).
+    pub(super) fn hash_tag(name: &str) -> &str {
+        name.split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag)
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(name)
+    }
+
+    /// Whether a channel this module named is a sharded one (`SPUBLISH`/`SSUBSCRIBE`).
+    pub(super) fn is_sharded(&self, channel: &str) -> bool {
+        self.sharded
+            && channel
+                .strip_prefix(&self.prefix)
+                .and_then(|rest| rest.split_once(':'))
+                .is_some_and(|(kind, _)| matches!(kind, "r" | "u" | "d" | "k"))
+    }
+
     /// The `PSUBSCRIBE` pattern of a channel pattern. Names cannot contain glob characters,
-    /// and the prefix is checked for them at start, so nothing needs escaping.
+    /// and the prefix is checked for them at start, so nothing needs escaping (`{` is not
+    /// one).
     pub(super) fn pattern(&self, prefix: &ChannelPrefix) -> String {
-        format!("{}c:{}*", self.prefix, prefix.prefix())
+        format!("{}c:{{{}*", self.prefix, prefix.prefix())
     }
 
     /// The topic a pub/sub channel carries, for channels this node subscribes to.
@@ -58,7 +106,8 @@ impl Keys {
         if rest == "b" {
             return Some(Topic::Broadcast);
         }
-        let (kind, name) = rest.split_once(':')?;
+        let (kind, tagged) = rest.split_once(':')?;
+        let name = tagged.strip_prefix('{')?.strip_suffix('}')?;
         Some(match kind {
             "r" => Topic::Room(RoomId::parse(name, MAX_NAME_CHARS).ok()?),
             "u" => Topic::User(UserId::parse(name, MAX_NAME_CHARS).ok()?),
@@ -71,27 +120,27 @@ impl Keys {
 
     /// The channel of membership events.
     pub(super) fn events(&self) -> String {
-        format!("{}cluster", self.prefix)
+        format!("{}events", self.control())
     }
 
     /// The set of node ids that have registered.
     pub(super) fn nodes(&self) -> String {
-        format!("{}nodes", self.prefix)
+        format!("{}nodes", self.control())
     }
 
     /// A node's liveness key (expires unless refreshed; its value is the node's stats).
     pub(super) fn alive(&self, node: &NodeId) -> String {
-        format!("{}alive:{node}", self.prefix)
+        format!("{}alive:{node}", self.control())
     }
 
     /// A node's state hash.
     pub(super) fn state(&self, node: &NodeId) -> String {
-        format!("{}state:{node}", self.prefix)
+        format!("{}state:{node}", self.control())
     }
 
     /// The lock a node takes to reap a dead node.
     pub(super) fn reap(&self, node: &NodeId) -> String {
-        format!("{}reap:{node}", self.prefix)
+        format!("{}reap:{node}", self.control())
     }
 }
 
@@ -222,7 +271,7 @@ mod tests {
 
     #[test]
     fn channels_round_trip_to_topics() {
-        let keys = Keys::new("sb:");
+        let keys = Keys::new("sb:", true);
         for topic in [
             Topic::Broadcast,
             Topic::Room(RoomId::from_trusted("general")),
@@ -233,9 +282,54 @@ mod tests {
         ] {
             assert_eq!(keys.topic(&keys.channel(&topic)), Some(topic));
         }
-        assert_eq!(keys.topic("other:r:x"), None, "another cluster's prefix");
+        assert_eq!(keys.topic("other:r:{x}"), None, "another cluster's prefix");
         let prefix = ChannelPrefix::parse("room:*", 64).unwrap();
-        assert_eq!(keys.pattern(&prefix), "sb:c:room:*");
+        assert_eq!(keys.pattern(&prefix), "sb:c:{room:*");
+        let channel = keys.channel(&Topic::Channel(ChannelId::from_trusted("room:1")));
+        assert!(
+            redis_glob(&keys.pattern(&prefix), &channel),
+            "the pattern matches the channel"
+        );
+    }
+
+    /// Redis's glob for patterns of a prefix and `*`, the only form [`Keys::pattern`] writes.
+    fn redis_glob(pattern: &str, channel: &str) -> bool {
+        let literal = pattern.strip_suffix('*').unwrap();
+        channel.starts_with(literal)
+    }
+
+    #[test]
+    fn hash_tags_are_read_as_redis_cluster_reads_them() {
+        let keys = Keys::new("sb:", true);
+        let room = Topic::Room(RoomId::from_trusted("general"));
+        assert_eq!(Keys::hash_tag(&keys.channel(&room)), "general");
+        assert_eq!(Keys::hash_tag(&keys.events()), "cluster");
+        assert_eq!(Keys::hash_tag(&keys.nodes()), "cluster");
+        assert_eq!(Keys::hash_tag("sb:b"), "sb:b", "no tag: the whole name");
+        assert_eq!(Keys::hash_tag("a{}b{c}"), "a{}b{c}", "an empty tag is none");
+    }
+
+    #[test]
+    fn rooms_users_documents_and_connections_are_sharded_with_a_cluster() {
+        let cluster = Keys::new("sb:", true);
+        let single = Keys::new("sb:", false);
+        let room = cluster.channel(&Topic::Room(RoomId::from_trusted("general")));
+        assert!(cluster.is_sharded(&room));
+        assert!(!single.is_sharded(&room), "one Redis: classic pub/sub");
+        for topic in [
+            Topic::User(UserId::from_trusted("alice")),
+            Topic::Document(DocId::from_trusted("notes")),
+            Topic::Connection(ConnId::next()),
+        ] {
+            assert!(cluster.is_sharded(&cluster.channel(&topic)));
+        }
+        for topic in [
+            Topic::Broadcast,
+            Topic::Channel(ChannelId::from_trusted("news")),
+        ] {
+            assert!(!cluster.is_sharded(&cluster.channel(&topic)));
+        }
+        assert!(!cluster.is_sharded(&cluster.events()));
     }
 
     #[test]

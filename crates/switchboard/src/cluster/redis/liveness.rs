@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::subscriber::load_snapshot;
@@ -47,7 +46,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 /// Reads which nodes are alive; reaps the dead; makes the replica hold exactly the live ones.
 pub(super) async fn refresh_peers(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut super::conn::Conn,
 ) -> redis::RedisResult<()> {
     let keys = &shared.keys;
     let members: Vec<String> = connection.smembers(keys.nodes()).await?;
@@ -99,7 +98,7 @@ pub(super) async fn refresh_peers(
 /// state and tells the others; every node drops it from its replica.
 async fn reap(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut super::conn::Conn,
     node: &NodeId,
 ) -> redis::RedisResult<()> {
     let keys = &shared.keys;

@@ -6,7 +6,10 @@
 //! [`DocStore`](crate::docstore::DocStore) (Yjs documents, `docs.rs`).
 //!
 //! Connections: one publishing connection (a `ConnectionManager`, also used for the few reads)
-//! and one subscribing connection per node, whatever the number of rooms or clients. The node
+//! and one subscribing connection per node, whatever the number of rooms or clients. With
+//! `--redis-cluster` each is a cluster connection (`conn.rs`: one multiplexed connection per
+//! master), keys and channels carry hash tags (`keys.rs`), and publication and subscription
+//! take the sharded road (`shards.rs`). The node
 //! subscribes to a topic's Redis channel only while it has a local member (the hub
 //! reference-counts); the wanted set lives here, so after a reconnect everything is
 //! resubscribed.
@@ -28,12 +31,14 @@
 //! reaped node (anything its connections could not announce, a connection still open at the
 //! deadline say, is announced there). Nothing is queued after that.
 
+mod conn;
 mod docs;
 mod external;
 mod holders;
 mod keys;
 mod liveness;
 mod pubsub;
+mod shards;
 mod streams;
 mod subscriber;
 mod tasks;
@@ -47,7 +52,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -57,6 +61,7 @@ use super::{Event, Membership, MembershipSink, Replica, Version};
 use crate::broker::BrokerSink;
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
+use conn::Conn;
 use keys::Keys;
 
 /// Most publications and announcements queued for Redis; beyond, they are dropped.
@@ -75,6 +80,8 @@ pub struct RedisConfig {
     pub tls_ca: Option<Vec<u8>>,
     /// The broker that carries publications, when not Redis pub/sub (`external.rs`).
     pub broker: Option<crate::broker::BrokerUrl>,
+    /// `url` is a seed node of a Redis Cluster (`conn.rs`, `shards.rs`).
+    pub cluster: bool,
 }
 
 /// Why cluster mode could not be set up.
@@ -155,7 +162,7 @@ struct Shared {
     /// The broker that carries publications instead of Redis pub/sub, if any.
     external: Option<external::External>,
     keys: Keys,
-    client: redis::Client,
+    client: conn::Client,
     ttl: Duration,
     replica: RwLock<Replica>,
     broker_sink: OnceLock<Weak<dyn BrokerSink>>,
@@ -171,7 +178,7 @@ struct Shared {
     outgoing: mpsc::Sender<Outgoing>,
     receiver: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     /// The publishing connection, shared with the tasks that read.
-    connection: Mutex<Option<ConnectionManager>>,
+    connection: Mutex<Option<Conn>>,
     peer_stats: Mutex<Vec<serde_json::Value>>,
     dropped: AtomicU64,
     /// The stream scripts, and the history limits they apply.
@@ -214,29 +221,20 @@ impl RedisCluster {
         node: NodeId,
         history: HistoryConfig,
     ) -> Result<Self, ClusterError> {
-        let client = match &config.tls_ca {
-            None => redis::Client::open(config.url.as_str()),
-            Some(pem) => redis::Client::build_with_tls(
-                config.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-        }
-        .map_err(ClusterError::Url)?;
+        let client = conn::Client::new(config)?;
         let external = match &config.broker {
             Some(url) => Some(external::External::new(url, &config.prefix, node.clone())?),
             None => None,
         };
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
         let mut wanted = Wanted::default();
-        wanted.channels.insert(Keys::new(&config.prefix).events());
+        let keys = Keys::new(&config.prefix, config.cluster);
+        wanted.channels.insert(keys.events());
         Ok(Self {
             shared: Arc::new(Shared {
                 node,
                 external,
-                keys: Keys::new(&config.prefix),
+                keys,
                 client,
                 ttl: config.node_ttl,
                 replica: RwLock::new(Replica::default()),
@@ -348,7 +346,7 @@ impl Shared {
         }
     }
 
-    fn connection(&self) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<Conn> {
         self.connection.lock().clone()
     }
 

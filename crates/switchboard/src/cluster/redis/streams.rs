@@ -2,12 +2,15 @@
 //! numbers a message, appends it to the stream's capped Redis stream and publishes it, so every
 //! node shows the same offset for the same message; another reads a stream back.
 //!
-//! Keys: `{prefix}sm:r:ROOM` / `{prefix}sm:c:CHANNEL` (meta hash: `e` the epoch, `s` the latest
-//! offset) and `{prefix}s:r:ROOM` / `{prefix}s:c:CHANNEL` (the Redis stream, entry id
+//! Keys: `PREFIXsm:r:{ROOM}` / `PREFIXsm:c:{CHANNEL}` (meta hash: `e` the epoch, `s` the
+//! latest offset) and `PREFIXs:r:{ROOM}` / `PREFIXs:c:{CHANNEL}` (the Redis stream, entry id
 //! `OFFSET-0`, fields `t` ms since the epoch, `x` the connection that must not receive it,
 //! `j` the frame's JSON). Messages expire after the history's age limit, and the stream keeps
 //! at most the history's size; the meta outlives them ([`META_TTL`]) so that offsets go on
 //! where they were rather than starting a new epoch after a quiet hour.
+//!
+//! Both keys and the topic's channel share the stream's hash tag, so the script touches one
+//! slot of a Redis Cluster; there a room's message goes out with `SPUBLISH` (`keys.rs`).
 //!
 //! Published messages use envelope version 2 on the topic's pub/sub channel:
 //! `\x02 EPOCH \n OFFSET \n EXCEPT \n JSON`, which every node delivers, the publishing one
@@ -20,9 +23,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::Conn;
 use super::keys::Keys;
 use super::{Shared, tasks};
 use crate::broker::{StreamMessage, Topic};
@@ -53,7 +56,7 @@ impl Scripts {
     }
 
     /// Loads both into Redis's script cache (on a fresh connection, or after `NOSCRIPT`).
-    pub(super) async fn load(&self, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub(super) async fn load(&self, connection: &mut Conn) -> redis::RedisResult<()> {
         self.append.load_async(connection).await?;
         self.read.load_async(connection).await?;
         Ok(())
@@ -68,8 +71,8 @@ impl Keys {
             StreamId::Channel(channel) => ("c", channel.as_str()),
         };
         (
-            format!("{}sm:{kind}:{name}", self.prefix()),
-            format!("{}s:{kind}:{name}", self.prefix()),
+            format!("{}sm:{kind}:{{{name}}}", self.prefix()),
+            format!("{}s:{kind}:{{{name}}}", self.prefix()),
         )
     }
 }
@@ -95,6 +98,11 @@ pub(super) fn add_append(shared: &Shared, pipe: &mut redis::Pipeline, append: &A
         None => shared.keys.channel(&topic(&append.stream)),
     };
     let except = append.except.map(|id| id.to_string()).unwrap_or_default();
+    let command = if shared.keys.is_sharded(&channel) {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
     pipe.cmd("EVALSHA")
         .arg(shared.scripts.append.get_hash())
         .arg(2)
@@ -108,7 +116,8 @@ pub(super) fn add_append(shared: &Shared, pipe: &mut redis::Pipeline, append: &A
         .arg(crate::protocol::now_ms())
         .arg(new_epoch())
         .arg(channel)
-        .arg(except);
+        .arg(except)
+        .arg(command);
 }
 
 /// Sends `pipe` (which holds `appends`, in order, among writes whose replies are ignored) and
@@ -117,7 +126,7 @@ pub(super) fn add_append(shared: &Shared, pipe: &mut redis::Pipeline, append: &A
 /// the appends Redis refused for that are run once more, on their own.
 pub(super) async fn finish_appends(
     shared: &Shared,
-    connection: &mut ConnectionManager,
+    connection: &mut Conn,
     mut pipe: redis::Pipeline,
     appends: Vec<Append>,
 ) -> redis::RedisResult<()> {
@@ -148,8 +157,10 @@ pub(super) async fn finish_appends(
 
 /// Calls each append's callback with its reply (with another broker, after publishing the
 /// message through it); returns the ones Redis refused for want of the script (not called
-/// yet). A failed query fails them all.
-fn answer(
+/// yet). A failed query fails them all. So does a `READONLY` reply from a Redis Cluster (a
+/// master turned replica under a stale slot map), which is returned as the error so that the
+/// publisher connects afresh.
+pub(super) fn answer(
     shared: &Shared,
     appends: Vec<Append>,
     replies: redis::RedisResult<Vec<Value>>,
@@ -164,10 +175,17 @@ fn answer(
         }
     };
     let mut again = Vec::new();
+    let mut stale = None;
     let mut replies = replies.into_iter();
     for append in appends {
         match replies.next() {
             Some(reply) if is_noscript(&reply) => again.push(append),
+            Some(Value::ServerError(error))
+                if shared.keys.is_cluster() && error.code() == "READONLY" =>
+            {
+                append.fail(StoreError::Unavailable);
+                stale = Some(error);
+            }
             Some(reply) => match appended(reply) {
                 Ok((offset, epoch)) => {
                     if let Some(external) = &shared.external {
@@ -179,6 +197,12 @@ fn answer(
             },
             None => append.fail(StoreError::Failed("no reply".into())),
         }
+    }
+    if let Some(error) = stale {
+        for append in again {
+            append.fail(StoreError::Unavailable);
+        }
+        return Err(error.into());
     }
     Ok(again)
 }
@@ -360,11 +384,11 @@ mod tests {
 
     #[test]
     fn stream_keys_are_prefixed_and_apart_from_other_keys() {
-        let keys = Keys::new("sb:");
+        let keys = Keys::new("sb:", true);
         let room = StreamId::Room(RoomId::from_trusted("a:b"));
         assert_eq!(
             keys.stream_keys(&room),
-            ("sb:sm:r:a:b".to_owned(), "sb:s:r:a:b".to_owned())
+            ("sb:sm:r:{a:b}".to_owned(), "sb:s:r:{a:b}".to_owned())
         );
     }
 }

@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, PubSubSink};
+use redis::aio::PubSubSink;
 use tokio_util::sync::CancellationToken;
 
+use super::conn;
 use super::keys::{self, Keys};
 use super::tasks::{Backoff, CONNECT_TIMEOUT, publishing_connection};
 use super::{Announcement, Event, Outgoing, Shared, SubscriptionChange, Write, liveness, streams};
@@ -21,11 +22,18 @@ use crate::ids::NodeId;
 /// Receives other nodes' publications and announcements; keeps the subscriptions equal to the
 /// wanted set, resubscribing everything after a reconnect.
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let client = match &shared.client {
+        conn::Client::Single(client) => (**client).clone(),
+        conn::Client::Cluster(seed) => {
+            let seed = seed.clone();
+            return super::shards::subscriber(shared, seed, cancel).await;
+        }
+    };
     let mut backoff = Backoff::new();
     loop {
         let connected = tokio::select! {
             () = cancel.cancelled() => return,
-            result = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.get_async_pubsub()) => result,
+            result = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()) => result,
         };
         let pubsub = match connected {
             Ok(Ok(pubsub)) => pubsub,
@@ -125,7 +133,7 @@ async fn apply_changes(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisRe
     }
 }
 
-async fn handle_message(shared: &Shared, message: &redis::Msg) {
+pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
     let channel = message.get_channel_name();
     if channel == shared.keys.events() {
         handle_announcement(shared, message.get_payload_bytes()).await;
@@ -197,7 +205,7 @@ async fn handle_announcement(shared: &Shared, payload: &[u8]) {
 
 pub(super) async fn load_snapshot(
     keys: &Keys,
-    connection: &mut ConnectionManager,
+    connection: &mut super::conn::Conn,
     node: &NodeId,
 ) -> redis::RedisResult<crate::cluster::Snapshot> {
     let fields: HashMap<String, String> = connection.hgetall(keys.state(node)).await?;

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::mpsc;
+
+use super::conn::{self, Conn};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
@@ -128,50 +130,10 @@ pub(super) async fn publisher(
             retry(&shared, &receiver);
             continue;
         };
-        let mut pipe = redis::pipe();
-        if fresh {
-            // Nothing this node announces may reach the others before it is registered, or
-            // they would take it for a dead node.
-            register(&shared, &mut pipe);
-        }
-        // Appends keep their place among the other items: their replies (the offsets) are the
-        // pipeline's only ones.
-        let mut appends = Vec::new();
-        let mut leaving = Vec::new();
-        for item in batch.drain(..) {
-            match item {
-                Outgoing::Append(append) => {
-                    streams::add_append(&shared, &mut pipe, &append);
-                    appends.push(append);
-                }
-                Outgoing::Write(Write::Leave(done)) => {
-                    add_departure(&shared, &mut pipe);
-                    leaving.push(done);
-                }
-                Outgoing::Write(write) => add_to_pipeline(&shared, &mut pipe, write),
-            }
-        }
-        // A departure waits for a liveness refresh under way, and keeps later ones out.
-        let _registration = if leaving.is_empty() {
-            None
+        let (sent, leaving) = if connection.is_cluster() {
+            super::shards::send_each(&shared, &mut connection, fresh, &mut batch).await
         } else {
-            Some(shared.registration.lock().await)
-        };
-        let sent = if fresh {
-            shared.scripts.load(&mut connection).await
-        } else {
-            Ok(())
-        };
-        let sent = match sent {
-            Ok(()) if appends.is_empty() => pipe.query_async::<()>(&mut connection).await,
-            Ok(()) => streams::finish_appends(&shared, &mut connection, pipe, appends).await,
-            Err(error) => {
-                appends
-                    .into_iter()
-                    .map(Outgoing::Append)
-                    .for_each(Outgoing::fail);
-                Err(error)
-            }
+            send_pipelined(&shared, &mut connection, fresh, &mut batch).await
         };
         match sent {
             Ok(()) => {
@@ -184,6 +146,11 @@ pub(super) async fn publisher(
                 }
             }
             Err(error) => {
+                if connection.is_cluster() {
+                    // The cluster connection's slot map may be stale (a master turned replica
+                    // answers READONLY, which the crate does not act on): connect afresh.
+                    shared.connection.lock().take();
+                }
                 shared.publisher.down(&error);
                 shared.dropped.fetch_add(received as u64, Ordering::Relaxed);
                 backoff.wait(&shared, &cancel).await;
@@ -191,6 +158,62 @@ pub(super) async fn publisher(
             }
         }
     }
+}
+
+/// Sends a batch to one Redis in one pipeline; returns how that went and the senders of the
+/// departures in it, to tell once Redis took them.
+async fn send_pipelined(
+    shared: &Shared,
+    connection: &mut Conn,
+    fresh: bool,
+    batch: &mut Vec<Outgoing>,
+) -> (redis::RedisResult<()>, Vec<oneshot::Sender<()>>) {
+    let mut pipe = redis::pipe();
+    if fresh {
+        // Nothing this node announces may reach the others before it is registered, or
+        // they would take it for a dead node.
+        register(shared, &mut pipe);
+    }
+    // Appends keep their place among the other items: their replies (the offsets) are the
+    // pipeline's only ones.
+    let mut appends = Vec::new();
+    let mut leaving = Vec::new();
+    for item in batch.drain(..) {
+        match item {
+            Outgoing::Append(append) => {
+                streams::add_append(shared, &mut pipe, &append);
+                appends.push(append);
+            }
+            Outgoing::Write(Write::Leave(done)) => {
+                add_departure(shared, &mut pipe);
+                leaving.push(done);
+            }
+            Outgoing::Write(write) => add_to_pipeline(shared, &mut pipe, write),
+        }
+    }
+    // A departure waits for a liveness refresh under way, and keeps later ones out.
+    let _registration = if leaving.is_empty() {
+        None
+    } else {
+        Some(shared.registration.lock().await)
+    };
+    let sent = if fresh {
+        shared.scripts.load(connection).await
+    } else {
+        Ok(())
+    };
+    let sent = match sent {
+        Ok(()) if appends.is_empty() => pipe.query_async::<()>(connection).await,
+        Ok(()) => streams::finish_appends(shared, connection, pipe, appends).await,
+        Err(error) => {
+            appends
+                .into_iter()
+                .map(Outgoing::Append)
+                .for_each(Outgoing::fail);
+            Err(error)
+        }
+    };
+    (sent, leaving)
 }
 
 /// After a failed write: unless more is queued (which retries by itself), queues a rewrite of
@@ -203,17 +226,28 @@ fn retry(shared: &Shared, receiver: &mpsc::Receiver<Outgoing>) {
     }
 }
 
-pub(super) async fn publishing_connection(shared: &Shared) -> Option<ConnectionManager> {
+pub(super) async fn publishing_connection(shared: &Shared) -> Option<Conn> {
     if let Some(connection) = shared.connection() {
         return Some(connection);
     }
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CONNECT_TIMEOUT))
-        .set_min_delay(BACKOFF_MIN)
-        .set_max_delay(BACKOFF_MAX)
-        .set_number_of_retries(1);
-    match ConnectionManager::new_with_config(shared.client.clone(), config).await {
+    let connected = match &shared.client {
+        conn::Client::Single(client) => {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(CONNECT_TIMEOUT))
+                .set_min_delay(BACKOFF_MIN)
+                .set_max_delay(BACKOFF_MAX)
+                .set_number_of_retries(1);
+            ConnectionManager::new_with_config((**client).clone(), config)
+                .await
+                .map(Conn::Single)
+        }
+        conn::Client::Cluster(seed) => match conn::cluster_builder(seed).build() {
+            Ok(client) => client.get_async_connection().await.map(Conn::Cluster),
+            Err(error) => Err(error),
+        },
+    };
+    match connected {
         Ok(connection) => {
             *shared.connection.lock() = Some(connection.clone());
             Some(connection)
@@ -225,13 +259,11 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<ConnectionM
     }
 }
 
-fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
+pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
     let keys = &shared.keys;
     let state = keys.state(&shared.node);
     match item {
-        Write::Publish { channel, payload } => {
-            pipe.publish(channel, payload.as_ref()).ignore();
-        }
+        Write::Publish { channel, payload } => publish_on(keys, pipe, &channel, &payload),
         Write::DocAppend {
             log,
             update,
@@ -239,7 +271,7 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
         } => {
             pipe.rpush(log, update.as_ref()).ignore();
             if let Some((channel, envelope)) = publish {
-                pipe.publish(channel, envelope.as_ref()).ignore();
+                publish_on(keys, pipe, &channel, &envelope);
             }
         }
         Write::Announce(event) => {
@@ -305,9 +337,19 @@ fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
     }
 }
 
+/// Publishes on `channel`: sharded (`SPUBLISH`) where `keys.rs` says so.
+fn publish_on(keys: &keys::Keys, pipe: &mut redis::Pipeline, channel: &str, payload: &[u8]) {
+    let command = if keys.is_sharded(channel) {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    pipe.cmd(command).arg(channel).arg(payload).ignore();
+}
+
 /// Deletes this node's state and liveness, removes it from the node set and announces it gone:
 /// the others drop it from their replicas as they drop a reaped node.
-fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
+pub(super) fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
     let keys = &shared.keys;
     pipe.del(keys.state(&shared.node))
         .ignore()

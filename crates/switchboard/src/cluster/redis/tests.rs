@@ -1,10 +1,11 @@
-//! The broker conformance suite against a real redis-server child process.
+//! The broker conformance suite against a real redis-server child process, and against a
+//! real three-master Redis Cluster (`--redis-cluster`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_testkit::{RedisServer, wait_until};
+use switchboard_testkit::{RedisClusterServer, RedisServer, wait_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,15 +21,32 @@ use crate::ids::{NodeId, RoomId};
 fn the_redis_broker_conforms() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let redis = runtime.block_on(RedisServer::start());
+    conforms_on(&runtime, redis.url(), false);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and redis-cli: --features external"
+)]
+fn the_redis_broker_conforms_on_a_redis_cluster() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let redis = runtime.block_on(RedisClusterServer::start());
+    conforms_on(&runtime, redis.url(), true);
+}
+
+/// The conformance suite against Redis pub/sub at `url` (a seed node when `cluster`).
+fn conforms_on(runtime: &tokio::runtime::Runtime, url: String, cluster: bool) {
     let _entered = runtime.enter();
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
     let config = RedisConfig {
-        url: redis.url(),
+        url,
         prefix: "conformance:".into(),
         node_ttl: Duration::from_secs(5),
         tls_ca: None,
         broker: None,
+        cluster,
     };
     conformance::run(&|| {
         let node = NodeId::random();
@@ -56,6 +74,7 @@ fn conforms_with(broker: crate::broker::BrokerUrl) {
         node_ttl: Duration::from_secs(5),
         tls_ca: None,
         broker: Some(broker),
+        cluster: false,
     };
     conformance::run(&|| {
         let node = NodeId::random();
@@ -119,6 +138,7 @@ async fn a_failed_write_is_retried_without_more_traffic() {
         node_ttl: Duration::from_secs(60),
         tls_ca: None,
         broker: None,
+        cluster: false,
     };
     let history = crate::store::HistoryConfig {
         size: 100,
