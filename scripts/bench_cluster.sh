@@ -9,12 +9,21 @@
 #           whose rooms have members on every node.
 #   history the cross-node fan-out with history off (--history-size 0) and on (100: offsets
 #           from a Redis script, history in Redis streams), three interleaved rounds.
+#   brokers the cross-node fan-out with each broker carrying the messages (Redis pub/sub,
+#           a Redis Cluster of 3 masters with sharded pub/sub, NATS, RabbitMQ; with the last
+#           two Redis stays the state store), history off so that only the broker is on the
+#           message path, interleaved rounds (ROUNDS, default 3).
 #
-#   scripts/bench_cluster.sh [cross|scale|history|all]
+#   costs   what one connection costs where: 3 nodes and one Redis holding 30 000 idle
+#           connections in 300 rooms with members on every node (each node's RSS, Redis's
+#           memory and commands), the numbers the 1 000 000-connection projection uses.
 #
-# Every process it starts (redis-server, the nodes) is stopped by PID when it ends. The Redis
-# CPU of each run is read from /proc and printed after the run's JSON line. Needs: cargo,
-# redis-server.
+#   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|all]
+#
+# Every process it starts (redis-server, nats-server, rabbitmq-server with its epmd, the nodes)
+# is stopped by PID when it ends. The CPU of Redis and of the broker in each run is read from
+# /proc and printed after the run's JSON line. Needs: cargo, redis-server; for `brokers` also
+# nats-server and rabbitmq-server (Debian's packages, in /usr/sbin).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,6 +32,11 @@ BENCH=target/release/switchboard-bench
 OUT=docs/bench
 LOG="${TMPDIR:-/tmp}/switchboard-bench-cluster.log"
 REDIS_PORT=39400
+REDIS_PIDS=()
+REDIS_PORTS=()
+NATS_PORT=39401
+AMQP_PORT=39402
+PATH="$PATH:/usr/sbin"
 mkdir -p "$OUT"
 PIDS=()
 
@@ -41,7 +55,34 @@ start_redis() {
     --maxclients 1000 >>"$LOG" 2>&1 &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
+  REDIS_PIDS=("$REDIS_PID")
+  REDIS_PORTS=("$REDIS_PORT")
   wait_port "$REDIS_PORT"
+}
+
+# Starts a Redis Cluster of three masters (no replicas) on REDIS_PORT and the two ports after
+# it, as the tests' RedisClusterServer does; REDIS_PIDS and REDIS_PORTS list all three.
+start_redis_cluster() {
+  local dir port nodes=()
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench-redis-cluster.XXXXXX")
+  REDIS_PIDS=()
+  REDIS_PORTS=()
+  for port in "$REDIS_PORT" $((REDIS_PORT + 10)) $((REDIS_PORT + 11)); do
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
+      --maxclients 1000 >>"$LOG" 2>&1 &
+    REDIS_PIDS+=($!)
+    PIDS+=($!)
+    REDIS_PORTS+=("$port")
+    nodes+=("127.0.0.1:$port")
+    wait_port "$port"
+  done
+  REDIS_PID=${REDIS_PIDS[0]}
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >>"$LOG" 2>&1
+  for port in "${REDIS_PORTS[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
+  done
+  rm -rf "$dir"
 }
 
 # node PORT [extra flags...]: starts one node and sets NODE_PID. The handshake timeout is raised
@@ -67,25 +108,87 @@ drained() {
   done
 }
 
-# Redis CPU time in seconds (utime + stime) so far.
-redis_cpu() {
-  local hz; hz=$(getconf CLK_TCK)
-  awk -v hz="$hz" '{ print ($14 + $15) / hz }' "/proc/$REDIS_PID/stat"
+# cpu PID...: the processes' CPU time in seconds (utime + stime) so far, summed; 0 without.
+cpu() {
+  local hz total=0 pid
+  hz=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    [ -n "$pid" ] || continue
+    total=$(awk -v hz="$hz" -v t="$total" '{ print t + ($14 + $15) / hz }' "/proc/$pid/stat")
+  done
+  echo "$total"
 }
 
-# bench LABEL-SUFFIX ARGS...: runs the tool, tags and keeps its JSON line, prints Redis CPU.
+# redis_info FIELD: a numeric field of Redis's INFO, summed over the Redis servers (0 without).
+redis_info() {
+  [ -n "${REDIS_PID:-}" ] || { echo 0; return; }
+  local port
+  for port in "${REDIS_PORTS[@]}"; do
+    redis-cli -p "$port" info | tr -d '\r' | awk -F: -v f="$1" '$1 == f { print $2 }'
+  done | awk '{ t += $1 } END { print t }'
+}
+
+# bench ARGS...: runs the tool, keeps its JSON line, prints the CPU Redis and the broker
+# (BROKER_PID, when one runs besides Redis) spent during the run, the commands Redis
+# processed during it and its memory after it.
 bench() {
-  local before after
-  before=$( [ -n "${REDIS_PID:-}" ] && redis_cpu || echo 0 )
+  local redis_before broker_before commands_before redis_after broker_after commands_after
+  redis_before=$(cpu "${REDIS_PIDS[@]}")
+  broker_before=$(cpu "${BROKER_PID:-}")
+  commands_before=$(redis_info total_commands_processed)
   "$BENCH" "$@" | grep '^{' | tee -a "$OUT/cluster.jsonl" || echo "run failed: $*" >&2
-  after=$( [ -n "${REDIS_PID:-}" ] && redis_cpu || echo 0 )
-  echo "redis cpu: $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f s", a - b }')"
+  redis_after=$(cpu "${REDIS_PIDS[@]}")
+  broker_after=$(cpu "${BROKER_PID:-}")
+  commands_after=$(redis_info total_commands_processed)
+  awk -v ra="$redis_after" -v rb="$redis_before" -v ba="$broker_after" -v bb="$broker_before" \
+    -v ca="$commands_after" -v cb="$commands_before" -v mem="$(redis_info used_memory)" \
+    'BEGIN { printf "redis cpu: %.2f s, broker cpu: %.2f s, redis commands: %d, redis memory: %d B\n",
+             ra - rb, ba - bb, ca - cb, mem }'
+}
+
+start_nats() {
+  nats-server --addr 127.0.0.1 --port "$NATS_PORT" >>"$LOG" 2>&1 &
+  BROKER_PID=$!
+  PIDS+=("$BROKER_PID")
+  wait_port "$NATS_PORT"
+}
+
+# Starts a private rabbitmq-server (its own epmd, node name and directory, as the tests'
+# RabbitMqServer does) and sets BROKER_PID to its Erlang VM, whose CPU is the broker's.
+start_rabbitmq() {
+  local dir epmd_port=39403 dist_port=39404
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench-rabbitmq.XXXXXX")
+  printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$AMQP_PORT" \
+    >"$dir/rabbitmq.conf"
+  echo '[].' >"$dir/enabled_plugins"
+  : >"$dir/rabbitmq-env.conf"
+  epmd -port "$epmd_port" -address 127.0.0.1 >>"$LOG" 2>&1 &
+  PIDS+=($!)
+  ( cd "$dir" && HOME="$dir" ERL_EPMD_PORT=$epmd_port RABBITMQ_NODENAME="sbbench@localhost" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$AMQP_PORT \
+    RABBITMQ_DIST_PORT=$dist_port RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+    RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+    RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" \
+    RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-start_epmd false" \
+    exec /usr/lib/rabbitmq/bin/rabbitmq-server >>"$LOG" 2>&1 ) &
+  PIDS+=($!)
+  for _ in $(seq 1200); do
+    BROKER_PID=$(pgrep -f "beam.smp.* -home $dir " | head -1 || true)
+    [ -n "$BROKER_PID" ] && (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  PIDS+=("$BROKER_PID")
+  wait_port "$AMQP_PORT"
+  RABBITMQ_DIR=$dir
 }
 
 cross() {
   local load=(fanout --rooms 10 --subscribers 100 --publishers 1 --rate 100 --duration 10
               --warmup 2 --size 64)
   REDIS_PID=""
+  REDIS_PIDS=()
   node 39410
   bench "${load[@]}" --label "single node, no Redis" --url ws://127.0.0.1:39410/ \
     --server-pid "$NODE_PID"
@@ -143,10 +246,55 @@ history() {
   done
 }
 
+# One cross-node run with messages through BROKER (redis, redis-cluster, nats or amqp).
+broker_run() {
+  local broker=$1 flags=() pids=()
+  BROKER_PID=""
+  if [ "$broker" = redis-cluster ]; then start_redis_cluster; else start_redis; fi
+  case "$broker" in
+    redis-cluster) flags=(--redis-cluster) ;;
+    nats) start_nats; flags=(--broker-url "nats://127.0.0.1:$NATS_PORT") ;;
+    amqp) start_rabbitmq; flags=(--broker-url "amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f") ;;
+  esac
+  for port in 39411 39412 39413; do
+    node "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT" --history-size 0 "${flags[@]}"
+    pids+=(--server-pid "$NODE_PID")
+  done
+  bench fanout --rooms 10 --subscribers 100 --publishers 1 --rate 100 --duration 10 \
+    --warmup 2 --size 64 --label "3 nodes, messages through $broker, history off" \
+    --publisher-url ws://127.0.0.1:39411/ --url ws://127.0.0.1:39412/ \
+    --url ws://127.0.0.1:39413/ "${pids[@]}"
+  cleanup
+  [ -n "${RABBITMQ_DIR:-}" ] && rm -rf "$RABBITMQ_DIR" && RABBITMQ_DIR=""
+  BROKER_PID=""
+}
+
+costs() {
+  start_redis
+  local urls=() pids=()
+  for port in 39431 39432 39433; do
+    node "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT"
+    urls+=(--url "ws://127.0.0.1:$port/")
+    pids+=(--server-pid "$NODE_PID")
+  done
+  echo "redis memory before: $(redis_info used_memory) B"
+  bench idle --connections 30000 --rooms 300 --settle 10 --hold 2 --concurrency 200 \
+    --label "3 nodes, 30k idle connections" "${urls[@]}" "${pids[@]}"
+  cleanup
+}
+
+brokers() {
+  for _ in $(seq "${ROUNDS:-3}"); do
+    for broker in redis redis-cluster nats amqp; do broker_run "$broker"; done
+  done
+}
+
 case "${1:-all}" in
   cross) cross ;;
   scale) scale ;;
   history) history ;;
-  all) cross; scale; history ;;
-  *) echo "usage: $0 [cross|scale|history|all]" >&2; exit 2 ;;
+  brokers) brokers ;;
+  costs) costs ;;
+  all) cross; scale; history; brokers; costs ;;
+  *) echo "usage: $0 [cross|scale|history|brokers|costs|all]" >&2; exit 2 ;;
 esac
