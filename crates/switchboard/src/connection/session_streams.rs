@@ -79,7 +79,7 @@ impl Session {
         };
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
         self.rooms.reserve_exact(1);
-        self.rooms.push(room);
+        self.rooms.push(hub.shared_room_name(&room));
         Ok(done)
     }
 

@@ -109,7 +109,7 @@ impl Hub {
         match inner.rooms.join(room, conn, &inner.observers()) {
             Joined::Already => false,
             Joined::Joined { user_connections } => {
-                conn.user_state().add_room(room);
+                conn.user_state().add_room(&inner.rooms.shared_name(room));
                 if user_connections == 1 {
                     // This node's view, as every hub event (`events.rs`).
                     inner.events.emit(|| HubEvent::MemberAdded {

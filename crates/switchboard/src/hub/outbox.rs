@@ -62,7 +62,9 @@ struct State {
     bytes: usize,
     /// The connection task's waker, taken by the first push after the task went to sleep.
     waker: Option<Waker>,
-    close: Option<CloseRequest>,
+    /// Boxed: one pointer in every open connection's handle instead of the request's four
+    /// words; only a closing connection allocates it.
+    close: Option<Box<CloseRequest>>,
 }
 
 /// What the connection task found when it polled the outbox.
@@ -90,7 +92,7 @@ impl Outbox {
         let pushed = if state.bytes + frame.len() > limit {
             state.frames = VecDeque::new();
             state.bytes = 0;
-            state.close = Some(CloseRequest::SLOW_CONSUMER);
+            state.close = Some(Box::new(CloseRequest::SLOW_CONSUMER));
             Pushed::Overflow
         } else {
             state.frames.push_back(frame.clone());
@@ -115,7 +117,7 @@ impl Outbox {
             state.frames = VecDeque::new();
             state.bytes = 0;
         }
-        state.close = Some(request);
+        state.close = Some(Box::new(request));
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
@@ -165,7 +167,7 @@ impl Outbox {
         }
         state.bytes = 0;
         Poll::Ready(Taken {
-            close: state.close.clone(),
+            close: state.close.as_deref().cloned(),
         })
     }
 }

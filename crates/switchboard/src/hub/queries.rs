@@ -31,6 +31,12 @@ impl Hub {
         all
     }
 
+    /// `room`'s name as the room holds it while it has a member here (else a copy of
+    /// `room`): a connection keeps this one in its list of rooms, sharing it with the others.
+    pub(crate) fn shared_room_name(&self, room: &RoomId) -> RoomId {
+        self.inner.rooms.shared_name(room)
+    }
+
     /// Users with at least one connection on this node.
     pub fn online_users(&self) -> Vec<UserId> {
         let mut all = Vec::new();

@@ -51,8 +51,9 @@ impl Refusal {
 
 /// A user's connections on this node and the state they share.
 struct UserEntry {
-    /// Exact size: most users hold one connection.
-    conns: Vec<ConnHandle>,
+    /// Exact size: most users hold one connection. A boxed slice, as a `Vec`'s capacity word
+    /// would always equal its length: the map's entries are a word smaller.
+    conns: Box<[ConnHandle]>,
     state: Arc<UserState>,
 }
 
@@ -133,13 +134,15 @@ impl Registry {
             self.user_count.fetch_add(1, Ordering::Relaxed);
             observer.user_arrived(&user);
             UserEntry {
-                conns: Vec::new(),
-                state: Arc::new(UserState::new(admission.rate, now)),
+                conns: Box::default(),
+                state: Arc::new(UserState::new(user.clone(), admission.rate, now)),
             }
         });
-        let handle = ConnHandle::new(ConnId::next(), user.clone(), wire, entry.state.clone(), now);
-        entry.conns.reserve_exact(1);
-        entry.conns.push(handle.clone());
+        let handle = ConnHandle::new(ConnId::next(), wire, entry.state.clone(), now);
+        let mut conns = std::mem::take(&mut entry.conns).into_vec();
+        conns.reserve_exact(1);
+        conns.push(handle.clone());
+        entry.conns = conns.into_boxed_slice();
         observer.user_connections(&user, entry.conns.len() as u32);
         drop(users);
         self.conns
@@ -159,8 +162,9 @@ impl Registry {
         let user = handle.user();
         let mut users = self.users.write(user);
         let entry = users.get_mut(user)?;
-        entry.conns.retain(|c| c.id() != handle.id());
-        entry.conns.shrink_to_fit();
+        let mut conns = std::mem::take(&mut entry.conns).into_vec();
+        conns.retain(|c| c.id() != handle.id());
+        entry.conns = conns.into_boxed_slice();
         let count = entry.conns.len() as u32;
         observer.user_connections(user, count);
         if count > 0 {
@@ -194,7 +198,7 @@ impl Registry {
         let users = self.users.read(user);
         users
             .get(user)
-            .map(|entry| entry.conns.clone())
+            .map(|entry| entry.conns.to_vec())
             .unwrap_or_default()
     }
 

@@ -143,6 +143,16 @@ impl Rooms {
         }
     }
 
+    /// The room's own copy of its name when it exists here, else a copy of `room`: those who
+    /// keep a joined room's name keep this one, so that every member shares one allocation
+    /// instead of holding the name its join parsed.
+    pub(super) fn shared_name(&self, room: &RoomId) -> RoomId {
+        let rooms = self.rooms.read(room);
+        rooms
+            .get_key_value(room)
+            .map_or_else(|| room.clone(), |(name, _)| name.clone())
+    }
+
     /// Removes `conn` from `room`, deleting the room when it empties. Returns the user's
     /// connections left in the room here, or `None` when `conn` was not a member.
     pub(super) fn leave(
