@@ -60,14 +60,15 @@ start_redis() {
   wait_port "$REDIS_PORT"
 }
 
-# Starts a Redis Cluster of three masters (no replicas) on REDIS_PORT and the two ports after
-# it, as the tests' RedisClusterServer does; REDIS_PIDS and REDIS_PORTS list all three.
+# Starts a Redis Cluster of three masters (no replicas) on REDIS_PORT, REDIS_PORT + 5 and
+# REDIS_PORT + 6 (their cluster buses 10 000 above), as the tests' RedisClusterServer does;
+# REDIS_PIDS and REDIS_PORTS list all three.
 start_redis_cluster() {
   local dir port nodes=()
   dir=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench-redis-cluster.XXXXXX")
   REDIS_PIDS=()
   REDIS_PORTS=()
-  for port in "$REDIS_PORT" $((REDIS_PORT + 10)) $((REDIS_PORT + 11)); do
+  for port in "$REDIS_PORT" $((REDIS_PORT + 5)) $((REDIS_PORT + 6)); do
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
       --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
       --maxclients 1000 >>"$LOG" 2>&1 &
