@@ -480,7 +480,7 @@ impl hyper::service::Service<HyperRequest> for WithSlot {
     fn call(&self, mut request: HyperRequest) -> Self::Future {
         match self.tag(&mut request) {
             Ok(()) => Either::Right(self.inner.call(request)),
-            Err(response) => Either::Left(ready(Ok(response))),
+            Err(response) => Either::Left(ready(Ok(*response))),
         }
     }
 }
@@ -489,7 +489,7 @@ impl WithSlot {
     /// Gives a request its client's address and [`IpSlot`], or the 429 that refuses it (a
     /// trusted proxy's client at the cap): for hyper's requests and for the upgrades the
     /// accept path answers itself alike.
-    fn tag<B>(&self, request: &mut hyper::Request<B>) -> Result<(), axum::response::Response> {
+    fn tag<B>(&self, request: &mut hyper::Request<B>) -> Result<(), Box<axum::response::Response>> {
         let client = match &self.forwarded {
             Some(forwarded) => forwarded.proxies.client(forwarded.proxy, request.headers()),
             None => self.peer,
@@ -500,7 +500,7 @@ impl WithSlot {
             if let Some(limit) = &forwarded.per_ip {
                 let Some(slot) = limit.try_acquire(client) else {
                     tracing::debug!(%client, "refused: too many connections from the address");
-                    return Err(per_ip::too_many());
+                    return Err(Box::new(per_ip::too_many()));
                 };
                 request.extensions_mut().insert(slot);
             }
@@ -568,7 +568,7 @@ impl Http {
                 keep_alive = !http::head::asks_to_close(request.headers());
                 let replay = read_ahead.clone().unwrap_or_default();
                 if let Err(response) = self.service.tag(&mut request) {
-                    (stream, replay, Some(response))
+                    (stream, replay, Some(*response))
                 } else {
                     match http::answer(&state, stream, request, read_ahead).await {
                         Answer::Upgraded => return,

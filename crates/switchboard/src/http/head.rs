@@ -29,7 +29,10 @@ thread_local! {
         RefCell::new(vec![0; HEAD_BUFFER_SIZE].into_boxed_slice());
 }
 
-/// What the first read of a connection brought.
+/// What the first read of a connection brought. (It only passes from the read to the
+/// server's accept path, on the stack: boxing the request would cost every handshake an
+/// allocation.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Head {
     /// A complete WebSocket upgrade request to `/` or `/ws`.
     Upgrade {
