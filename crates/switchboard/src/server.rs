@@ -583,7 +583,9 @@ impl Http {
                 return;
             }
         }
-        self.serve(Prefixed::new(replay, stream)).await;
+        // Boxed: hyper's connection state would otherwise make every handshake's task (this
+        // future) several times larger, allocated and moved for nothing.
+        Box::pin(self.serve(Prefixed::new(replay, stream))).await;
     }
 
     /// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
