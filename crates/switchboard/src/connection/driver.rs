@@ -94,7 +94,10 @@ impl<S: Stream> Driver<S> {
         let mut pending = VecDeque::new();
         let front_started = !head.is_empty();
         if front_started {
-            pending.push_back(head);
+            // What the session queued at its start (`connect`) goes behind the head now: while
+            // `pending` holds anything the outbox hands over no frames.
+            session.handle().outbox().take_queued(&mut pending);
+            pending.push_front(head);
         }
         Self {
             decoder: Decoder::new(decoder_limits(
