@@ -2,8 +2,9 @@
 # Compares two server setups with the project's bench tool, in interleaved rounds (A, B, A, B,
 # ...), each run against a fresh server, so that both see the same machine load. Prints one JSON
 # line per run (the bench tool's, with "label" set to A's or B's label) and appends them to
-# docs/bench/ab.jsonl, then a summary per label: median server CPU µs per delivery (fanout) and
-# median RSS bytes per idle connection (idle).
+# docs/bench/ab.jsonl, then a summary per label: median server CPU µs per delivery (fanout),
+# median RSS bytes per idle connection (idle), median connections/s and server CPU µs per
+# connection (connect: 5 000 connections at concurrency 200).
 #
 #   A_BIN=/path/to/switchboard A_ARGS="" A_LABEL=before \
 #   B_BIN=target/release/switchboard B_ARGS="--history-size 0" B_LABEL=after \
@@ -56,6 +57,9 @@ run() {
     idle)
       "$BENCH" idle --url "ws://127.0.0.1:$PORT/" --connections 10000 --rooms 100 --hold 3 --settle "$SETTLE" \
         --server-pid "$pid" --label "$label" ;;
+    connect)
+      "$BENCH" connect --url "ws://127.0.0.1:$PORT/" --connections 5000 --concurrency 200 \
+        --server-pid "$pid" --label "$label" ;;
   esac | grep '^{' | tee -a "$OUT" >>"$RESULTS"
   tail -n 1 "$RESULTS"
   kill "$pid"
@@ -72,12 +76,21 @@ done
 python3 - "$RESULTS" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
-for scenario, field in (("fanout", "cpu_us_per_delivery"), ("idle", "bytes_per_connection")):
+def server_cpu_us_per_connection(run):
+    return run["servers"][0]["cpu_s"] * 1e6 / run["connected"]
+
+for scenario, field in (("fanout", "cpu_us_per_delivery"), ("idle", "bytes_per_connection"),
+                        ("connect", "connections_per_sec"), ("connect", "cpu_us_per_connection")):
     by_label = {}
     for run in runs:
         if run["scenario"] != scenario:
             continue
-        value = run["servers"][0][field] if scenario == "fanout" else run[field]
+        if scenario == "fanout":
+            value = run["servers"][0][field]
+        elif field == "cpu_us_per_connection":
+            value = server_cpu_us_per_connection(run)
+        else:
+            value = run[field]
         by_label.setdefault(run["label"], []).append(value)
     for label, values in by_label.items():
         print(f"{scenario} {label}: {field} median {statistics.median(values):.3f} "

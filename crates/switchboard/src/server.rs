@@ -26,8 +26,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
+use crate::connection::Prefixed;
 use crate::docstore::DirDocs;
 use crate::forwarded::{ClientAddr, TrustedProxies};
+use crate::http::head::Head;
+use crate::http::{self, Answer, AppState};
 use crate::hub::Hub;
 use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::proxy_protocol;
@@ -178,8 +181,9 @@ impl Server {
             "switchboard listening"
         );
         let proxies = Arc::new(config.trusted_proxies.clone());
-        let intake = |router, per_ip| Intake {
+        let intake = |router, per_ip, direct| Intake {
             router,
+            direct,
             proxies: proxies.clone(),
             tasks: switchboard.tasks().clone(),
             cancel: switchboard.cancel_token().clone(),
@@ -190,10 +194,17 @@ impl Server {
         };
         let per_ip = config.max_connections_per_ip.map(PerIpLimit::new);
         let (public, admin) = match &admin_listener {
-            None => (intake(switchboard.router(), per_ip), None),
+            None => (
+                intake(switchboard.router(), per_ip, Some(switchboard.state())),
+                None,
+            ),
             Some(_) => (
-                intake(switchboard.public_router(), per_ip),
-                Some(intake(switchboard.admin_router(), None)),
+                intake(
+                    switchboard.public_router(),
+                    per_ip,
+                    Some(switchboard.state()),
+                ),
+                Some(intake(switchboard.admin_router(), None, None)),
             ),
         };
         tokio::pin!(shutdown);
@@ -316,6 +327,10 @@ async fn shut_down(switchboard: &Switchboard, deadline: Duration) -> bool {
 #[derive(Clone)]
 struct Intake {
     router: axum::Router,
+    /// The state the router serves, when its listener serves the WebSocket endpoint: plain
+    /// connections' upgrades to `/` and `/ws` are then answered without hyper
+    /// ([`http::head`]).
+    direct: Option<AppState>,
     /// The instance's tracker: shutdown waits for every connection task spawned on it.
     tasks: TaskTracker,
     /// The instance's shutdown token.
@@ -393,9 +408,10 @@ impl Intake {
             handshake_timeout: self.handshake_timeout,
             cancel: self.cancel.clone(),
         };
-        match &self.tls {
-            None => self.tasks.spawn(http.serve(stream)),
-            Some(acceptor) => self.tasks.spawn(http.serve_tls(acceptor.clone(), stream)),
+        match (&self.tls, &self.direct) {
+            (None, None) => self.tasks.spawn(http.serve(stream)),
+            (None, Some(state)) => self.tasks.spawn(http.serve_direct(state.clone(), stream)),
+            (Some(acceptor), _) => self.tasks.spawn(http.serve_tls(acceptor.clone(), stream)),
         };
     }
 }
@@ -462,6 +478,18 @@ impl hyper::service::Service<HyperRequest> for WithSlot {
     >;
 
     fn call(&self, mut request: HyperRequest) -> Self::Future {
+        match self.tag(&mut request) {
+            Ok(()) => Either::Right(self.inner.call(request)),
+            Err(response) => Either::Left(ready(Ok(*response))),
+        }
+    }
+}
+
+impl WithSlot {
+    /// Gives a request its client's address and [`IpSlot`], or the 429 that refuses it (a
+    /// trusted proxy's client at the cap): for hyper's requests and for the upgrades the
+    /// accept path answers itself alike.
+    fn tag<B>(&self, request: &mut hyper::Request<B>) -> Result<(), Box<axum::response::Response>> {
         let client = match &self.forwarded {
             Some(forwarded) => forwarded.proxies.client(forwarded.proxy, request.headers()),
             None => self.peer,
@@ -472,14 +500,14 @@ impl hyper::service::Service<HyperRequest> for WithSlot {
             if let Some(limit) = &forwarded.per_ip {
                 let Some(slot) = limit.try_acquire(client) else {
                     tracing::debug!(%client, "refused: too many connections from the address");
-                    return Either::Left(ready(Ok(per_ip::too_many())));
+                    return Err(Box::new(per_ip::too_many()));
                 };
                 request.extensions_mut().insert(slot);
             }
         } else if let Some(slot) = &self.slot {
             request.extensions_mut().insert(slot.clone());
         }
-        Either::Right(self.inner.call(request))
+        Ok(())
     }
 }
 
@@ -513,6 +541,53 @@ impl Http {
         self.serve(stream).await;
     }
 
+    /// Reads the request head of a plain connection within the handshake timeout: a WebSocket
+    /// upgrade to `/` or `/ws` is answered without hyper ([`http::answer`]); anything else,
+    /// and what follows a refused upgrade on the same connection, is served by hyper with the
+    /// bytes read put back in front.
+    async fn serve_direct(self, state: AppState, stream: TcpStream) {
+        let read = tokio::time::timeout(self.handshake_timeout, http::head::read(&stream));
+        let head = tokio::select! {
+            read = read => match read {
+                Ok(head) => head,
+                Err(_) => {
+                    tracing::debug!("no request in time");
+                    return;
+                }
+            },
+            () = self.cancel.cancelled() => return,
+        };
+        let mut keep_alive = true;
+        let (mut stream, replay, refusal) = match head {
+            Head::Gone => return,
+            Head::Other(read) => (stream, read, None),
+            Head::Upgrade {
+                mut request,
+                read_ahead,
+            } => {
+                keep_alive = !http::head::asks_to_close(request.headers());
+                let replay = read_ahead.clone().unwrap_or_default();
+                if let Err(response) = self.service.tag(&mut request) {
+                    (stream, replay, Some(*response))
+                } else {
+                    match http::answer(&state, stream, request, read_ahead).await {
+                        Answer::Upgraded => return,
+                        Answer::Refused(stream, response) => (stream, replay, Some(response)),
+                    }
+                }
+            }
+        };
+        if let Some(response) = refusal {
+            let written = write_response(&mut stream, response, keep_alive).await;
+            if written.is_err() || !keep_alive {
+                return;
+            }
+        }
+        // Boxed: hyper's connection state would otherwise make every handshake's task (this
+        // future) several times larger, allocated and moved for nothing.
+        Box::pin(self.serve(Prefixed::new(replay, stream))).await;
+    }
+
     /// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
     async fn serve<S>(self, stream: S)
     where
@@ -533,4 +608,51 @@ impl Http {
             }
         }
     }
+}
+
+/// Writes a refusal the accept path decided itself, as hyper would: HTTP/1.1, and the
+/// connection stays open for the client's next request unless the client asked to close it
+/// (`keep_alive` false: the response says `connection: close`, and the stream is shut down).
+async fn write_response(
+    stream: &mut TcpStream,
+    response: axum::response::Response,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    use http_body_util::BodyExt as _;
+    use tokio::io::AsyncWriteExt as _;
+
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !parts
+        .headers
+        .contains_key(axum::http::header::CONTENT_LENGTH)
+    {
+        head.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    if !keep_alive {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&body);
+    stream.write_all(&head).await?;
+    if !keep_alive {
+        stream.shutdown().await?;
+    }
+    Ok(())
 }

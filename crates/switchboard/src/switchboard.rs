@@ -298,7 +298,9 @@ impl Switchboard {
         http::router(self.state(), Routes::Admin)
     }
 
-    fn state(&self) -> AppState {
+    /// What the handlers share (the standalone server's accept path answers WebSocket
+    /// upgrades with it directly).
+    pub(crate) fn state(&self) -> AppState {
         AppState {
             hub: self.hub.clone(),
             endpoint: self.endpoint.clone(),

@@ -85,7 +85,20 @@ impl<S: Stream> Driver<S> {
     /// The task of a registered connection. The driver is the task's whole future (no async fn
     /// around it, whose arguments would be stored next to it): an idle connection's task is
     /// this struct and nothing more.
-    pub(crate) fn new(io: S, session: Session) -> Self {
+    ///
+    /// `head` (the 101 response, when we answered the upgrade ourselves; otherwise empty) is
+    /// written ahead of the first frames, in the same write. It counts as a front already started:
+    /// an abortive close that drops what is pending keeps it, so the client never reads a
+    /// close frame where it expects HTTP.
+    pub(crate) fn new(io: S, session: Session, head: Bytes) -> Self {
+        let mut pending = VecDeque::new();
+        let front_started = !head.is_empty();
+        if front_started {
+            // What the session queued at its start (`connect`) goes behind the head now: while
+            // `pending` holds anything the outbox hands over no frames.
+            session.handle().outbox().take_queued(&mut pending);
+            pending.push_front(head);
+        }
         Self {
             decoder: Decoder::new(decoder_limits(
                 session.hub(),
@@ -93,8 +106,8 @@ impl<S: Stream> Driver<S> {
             )),
             io,
             session,
-            pending: VecDeque::new(),
-            front_started: false,
+            pending,
+            front_started,
             unflushed: false,
             close_queued: false,
             finish_after_close: false,

@@ -163,6 +163,38 @@ pub(crate) fn serve<S>(io: S, endpoint: Arc<Endpoint>, peer: Peer, terms: Terms)
 where
     S: Stream + Send + 'static,
 {
+    serve_answered(
+        Answered {
+            io,
+            head: Bytes::new(),
+        },
+        endpoint,
+        peer,
+        terms,
+    )
+}
+
+/// A stream whose upgrade request was answered by us (not by hyper), with the 101 response
+/// not yet written.
+pub(crate) struct Answered<S> {
+    pub(crate) io: S,
+    /// The 101 response. It goes out in the same write as the first frames (`connect`): one
+    /// system call, and one loopback wake-up of the client, less per handshake. Empty when
+    /// the response was written already.
+    pub(crate) head: Bytes,
+}
+
+/// [`serve`] on a stream whose 101 response is still to be written.
+pub(crate) fn serve_answered<S>(
+    answered: Answered<S>,
+    endpoint: Arc<Endpoint>,
+    peer: Peer,
+    terms: Terms,
+) -> Connection<S>
+where
+    S: Stream + Send + 'static,
+{
+    let Answered { io, head } = answered;
     let wire = match terms.mode {
         Mode::Document(_) => Wire::Yjs,
         Mode::Protocol if terms.msgpack => Wire::MsgPack,
@@ -175,13 +207,21 @@ where
             }
             handle.set_deflate(terms.deflate);
             let session = Session::start(endpoint, handle, terms.mode, peer.grants);
-            Connection::Open(driver::Driver::new(io, session))
+            Connection::Open(driver::Driver::new(io, session, head))
         }
         Err(refusal) => {
             tracing::debug!(user = %peer.user, %refusal, "connection refused");
             let limits = driver::decoder_limits(&endpoint.hub, terms.deflate.is_some());
             let reason = refusal.to_string();
             Connection::Refused(Box::pin(async move {
+                let mut io = io;
+                if !head.is_empty()
+                    && tokio::io::AsyncWriteExt::write_all(&mut io, &head)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
                 driver::refuse(io, refusal.close_code().as_u16(), &reason, limits).await;
             }))
         }
@@ -208,6 +248,11 @@ pub(crate) struct Prefixed<S> {
 impl<S> Prefixed<S> {
     pub(crate) fn new(prefix: Bytes, io: S) -> Self {
         Self { prefix, io }
+    }
+
+    /// The bytes not read yet, and the stream.
+    pub(crate) fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.io)
     }
 }
 

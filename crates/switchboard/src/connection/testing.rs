@@ -82,7 +82,7 @@ pub(super) fn open(hub: &Hub, user: &str) -> Served {
     let (client, io) = pipe();
     let handle = hub.register(UserId::from_trusted(user)).expect("admitted");
     let session = Session::start(endpoint(hub), handle.clone(), Mode::Protocol, None);
-    let task = tokio::spawn(Driver::new(io, session));
+    let task = tokio::spawn(Driver::new(io, session, bytes::Bytes::new()));
     Served {
         client,
         handle,

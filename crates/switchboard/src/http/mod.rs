@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 mod assets;
+pub(crate) mod head;
 mod history;
 mod keys;
 mod sse;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use api::ApiAccess;
+pub(crate) use ws::{Answer, answer};
 
 use crate::auth::AuthConfig;
 use crate::connection::Endpoint;

@@ -29,7 +29,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms, Verifier,
+    self, Answered, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
+    Verifier,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
@@ -180,10 +181,10 @@ impl Identify {
     /// How to decide who is connecting over `transport`: the connect proxy when it is set,
     /// otherwise the request's token (or `userId` with authentication off). Synchronous, so
     /// that no borrow of the request is held while the backend answers.
-    pub(super) fn from(
+    pub(super) fn from<B>(
         state: &AppState,
         params: &ConnectParams,
-        request: &Request,
+        request: &axum::http::Request<B>,
         transport: &'static str,
     ) -> Self {
         match &state.endpoint.proxy {
@@ -215,6 +216,138 @@ async fn upgrade_to(
     mut request: Request,
     mode: Mode,
 ) -> Response {
+    let checked = match check_upgrade(&state, &params, &request, mode) {
+        Ok(checked) => checked,
+        Err(response) => return *response,
+    };
+    let accepted = match admit_upgrade(&state, checked).await {
+        Ok(accepted) => accepted,
+        Err(response) => return *response,
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this connection cannot be upgraded",
+        )
+            .into_response();
+    };
+    // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
+    let ip_slot = request.extensions_mut().remove::<IpSlot>();
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accepted.accept);
+    if let Some(subprotocol) = accepted.subprotocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(subprotocol.name()),
+        );
+    }
+    if let Some(answer) = accepted.extensions {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+    }
+    let upgraded = accepted.upgraded;
+    let task = async move {
+        let _ip_slot = ip_slot;
+        match on_upgrade.await {
+            Ok(io) => serve_upgraded(io, upgraded).await,
+            Err(error) => tracing::debug!(%error, "upgrade failed"),
+        }
+    };
+    spawn_connection(&state, &request, task);
+    response
+}
+
+/// Spawns a connection's task on the instance's tracker. The connection's logs name its
+/// client (behind trusted proxies, the forwarded one). The span exists only while debug logs
+/// are on: an idle connection pays nothing otherwise.
+fn spawn_connection<B>(
+    state: &AppState,
+    request: &axum::http::Request<B>,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    let span = match request.extensions().get::<ClientAddr>() {
+        Some(ClientAddr(client)) => tracing::debug_span!("client", address = %client),
+        None => tracing::Span::none(),
+    };
+    if span.is_disabled() {
+        state.tasks.spawn(task);
+    } else {
+        state
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span));
+    }
+}
+
+/// An upgrade request that passed admission: what the 101 response says, and the connection
+/// to serve after it.
+struct Accepted {
+    /// The `Sec-WebSocket-Accept` value.
+    accept: HeaderValue,
+    /// The subprotocol selected, if any.
+    subprotocol: Option<Subprotocol>,
+    /// The `Sec-WebSocket-Extensions` answer (permessage-deflate), if any.
+    extensions: Option<HeaderValue>,
+    upgraded: Upgraded,
+}
+
+/// What admission learns from an upgrade request before it may wait (for the connect
+/// proxy): the request is not held across that wait.
+struct Checked {
+    upgrade: handshake::Upgrade,
+    identify: Identify,
+    mode: Mode,
+    agreed: Option<extension::Agreed>,
+    nodelay_set: bool,
+}
+
+/// The admission of a WebSocket upgrade, whoever parsed the request (hyper, or our own
+/// reading of the request head in [`answer`]): the handshake's headers, draining, the origin
+/// allowlist, the identity, a document's grants, subprotocol and permessage-deflate. Every
+/// refusal is the response to send.
+async fn admit_upgrade(state: &AppState, checked: Checked) -> Result<Accepted, Box<Response>> {
+    let admission = checked.identify.admission(state).await?;
+    let mode = match checked.mode {
+        Mode::Document(access) => authorize_document(access, &admission)?,
+        mode => mode,
+    };
+    // MessagePack is protocol v1's other encoding: `/echo` and `/yjs` have their own.
+    let subprotocol = match mode {
+        Mode::Protocol => checked.upgrade.subprotocol,
+        Mode::Echo | Mode::Document(_) => checked
+            .upgrade
+            .subprotocol
+            .filter(|s| *s == Subprotocol::Json),
+    };
+    let (deflate, extensions) = match checked.agreed {
+        Some(agreed) => (Some(agreed.deflate), Some(agreed.answer)),
+        None => (None, None),
+    };
+    Ok(Accepted {
+        accept: checked.upgrade.accept,
+        subprotocol,
+        extensions,
+        upgraded: Upgraded {
+            endpoint: state.endpoint.clone(),
+            admission,
+            terms: Terms {
+                mode,
+                deflate,
+                msgpack: subprotocol == Some(Subprotocol::MsgPack),
+            },
+            nodelay_set: checked.nodelay_set,
+        },
+    })
+}
+
+/// The part of the admission that reads the request, before [`admit_upgrade`].
+fn check_upgrade<B>(
+    state: &AppState,
+    params: &ConnectParams,
+    request: &axum::http::Request<B>,
+    mode: Mode,
+) -> Result<Checked, Box<Response>> {
     let upgrade = match handshake::check(request.method(), request.headers()) {
         Ok(upgrade) => upgrade,
         Err(error) => {
@@ -229,97 +362,133 @@ async fn upgrade_to(
                     HeaderValue::from_static("13"),
                 );
             }
-            return response;
+            return Err(Box::new(response));
         }
     };
-    if let Some(response) = draining(&state) {
-        return response;
+    if let Some(response) = draining(state) {
+        return Err(Box::new(response));
     }
     if let Some(allowed) = &state.auth.allowed_origins
         && let Some(origin) = request.headers().get(header::ORIGIN)
         && !allowed.allows(origin.as_bytes())
     {
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        return Err(Box::new(
+            (StatusCode::FORBIDDEN, "origin not allowed").into_response(),
+        ));
     }
-    let identify = Identify::from(&state, &params, &request, "websocket");
-    let admission = match identify.admission(&state).await {
-        Ok(admission) => admission,
-        Err(response) => return *response,
-    };
-    let mode = match mode {
-        Mode::Document(access) => match authorize_document(access, &admission) {
-            Ok(mode) => mode,
-            Err(response) => return *response,
-        },
-        mode => mode,
-    };
-    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "this connection cannot be upgraded",
-        )
-            .into_response();
-    };
-    let agreed = state
-        .hub
-        .config()
-        .compression
-        .enabled
-        .then(|| extension::negotiate(request.headers()))
-        .flatten();
-    // MessagePack is protocol v1's other encoding: `/echo` and `/yjs` have their own.
-    let subprotocol = match mode {
-        Mode::Protocol => upgrade.subprotocol,
-        Mode::Echo | Mode::Document(_) => upgrade.subprotocol.filter(|s| *s == Subprotocol::Json),
-    };
-    let upgraded = Upgraded {
-        endpoint: state.endpoint.clone(),
-        admission,
-        terms: Terms {
-            mode,
-            deflate: agreed.as_ref().map(|agreed| agreed.deflate),
-            msgpack: subprotocol == Some(Subprotocol::MsgPack),
-        },
+    Ok(Checked {
+        upgrade,
+        identify: Identify::from(state, params, request, "websocket"),
+        mode,
+        agreed: state
+            .hub
+            .config()
+            .compression
+            .enabled
+            .then(|| extension::negotiate(request.headers()))
+            .flatten(),
         // Only our accept loop (`server.rs`) tells the client's address this way.
         nodelay_set: request.extensions().get::<ClientAddr>().is_some(),
+    })
+}
+
+/// What [`answer`] did with a WebSocket upgrade to `/` or `/ws` that our accept path read
+/// itself.
+pub(crate) enum Answer {
+    /// Upgraded: the connection's task is spawned, and owns the socket.
+    Upgraded,
+    /// Refused: the response to send, after which the connection carries on as HTTP.
+    Refused(TcpStream, Response),
+}
+
+/// Answers a WebSocket upgrade to `/` or `/ws` that the accept path parsed itself (no hyper):
+/// the same admission as [`upgrade`], then the connection's task, which writes the 101 and
+/// the `connect` frame in one write. `read_ahead` is what the client sent after the request
+/// head. The request carries the [`ClientAddr`] and [`IpSlot`] hyper's path would give it.
+pub(crate) async fn answer(
+    state: &AppState,
+    stream: TcpStream,
+    mut request: axum::http::Request<()>,
+    read_ahead: Option<bytes::Bytes>,
+) -> Answer {
+    let params = match Query::<ConnectParams>::try_from_uri(request.uri()) {
+        Ok(Query(params)) => params,
+        Err(rejection) => return Answer::Refused(stream, rejection.into_response()),
     };
-    // The per-IP count of this connection (standalone server) lasts as long as the WebSocket.
+    let checked = match check_upgrade(state, &params, &request, Mode::Protocol) {
+        Ok(checked) => checked,
+        Err(response) => return Answer::Refused(stream, *response),
+    };
+    let accepted = match admit_upgrade(state, checked).await {
+        Ok(accepted) => accepted,
+        Err(response) => return Answer::Refused(stream, *response),
+    };
+    let head = switching_protocols(&accepted);
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
+    let upgraded = accepted.upgraded;
     let task = async move {
         let _ip_slot = ip_slot;
-        match on_upgrade.await {
-            Ok(io) => serve_upgraded(io, upgraded).await,
-            Err(error) => tracing::debug!(%error, "upgrade failed"),
+        serve_direct(stream, read_ahead, head, upgraded).await;
+    };
+    spawn_connection(state, &request, task);
+    Answer::Upgraded
+}
+
+/// The 101 response of an accepted upgrade, as written on the wire.
+fn switching_protocols(accepted: &Accepted) -> bytes::Bytes {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+    );
+    head.extend_from_slice(accepted.accept.as_bytes());
+    if let Some(subprotocol) = accepted.subprotocol {
+        head.extend_from_slice(b"\r\nsec-websocket-protocol: ");
+        head.extend_from_slice(subprotocol.name().as_bytes());
+    }
+    if let Some(answer) = &accepted.extensions {
+        head.extend_from_slice(b"\r\nsec-websocket-extensions: ");
+        head.extend_from_slice(answer.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n\r\n");
+    head.into()
+}
+
+/// Serves a connection whose upgrade [`answer`] accepted: inline with the 101 written along
+/// with the first frames when the peer is known and nothing was sent ahead, otherwise with
+/// the 101 written first.
+fn serve_direct(
+    stream: TcpStream,
+    read_ahead: Option<bytes::Bytes>,
+    head: bytes::Bytes,
+    upgraded: Upgraded,
+) -> ServeUpgraded {
+    match (read_ahead, upgraded.admission) {
+        (None, Admission::Known(peer)) => ServeUpgraded::Tcp(connection::serve_answered(
+            Answered { io: stream, head },
+            upgraded.endpoint,
+            peer,
+            upgraded.terms,
+        )),
+        (read_ahead, admission) => {
+            let upgraded = Upgraded {
+                admission,
+                ..upgraded
+            };
+            ServeUpgraded::Other(Box::pin(async move {
+                let mut stream = stream;
+                if tokio::io::AsyncWriteExt::write_all(&mut stream, &head)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match read_ahead {
+                    None => boxed(stream, upgraded).await,
+                    Some(prefix) => boxed(Prefixed::new(prefix, stream), upgraded).await,
+                }
+            }))
         }
-    };
-    // The connection's logs name its client (behind trusted proxies, the forwarded one). The
-    // span exists only while debug logs are on: an idle connection pays nothing otherwise.
-    let span = match request.extensions().get::<ClientAddr>() {
-        Some(ClientAddr(client)) => tracing::debug_span!("client", address = %client),
-        None => tracing::Span::none(),
-    };
-    if span.is_disabled() {
-        state.tasks.spawn(task);
-    } else {
-        state
-            .tasks
-            .spawn(tracing::Instrument::instrument(task, span));
     }
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, upgrade.accept);
-    if let Some(subprotocol) = subprotocol {
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(subprotocol.name()),
-        );
-    }
-    if let Some(agreed) = agreed {
-        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, agreed.answer);
-    }
-    response
 }
 
 /// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
@@ -410,6 +579,21 @@ fn serve_upgraded(io: hyper::upgrade::Upgraded, upgraded: Upgraded) -> ServeUpgr
                 // Latency matters more than packet count for a message server.
                 let _ = stream.set_nodelay(true);
             }
+            return serve_stream(stream, read_ahead, upgraded, ServeUpgraded::Tcp);
+        }
+        Err(io) => io,
+    };
+    // Our accept path hands hyper the requests it does not answer itself with the bytes it
+    // read put back in front (`server.rs`); hyper has read them all by now.
+    let io = match take_back::<Prefixed<TcpStream>>(io) {
+        Ok((prefixed, read_ahead)) => {
+            let (unread, stream) = prefixed.into_parts();
+            let read_ahead = match read_ahead {
+                None if unread.is_empty() => None,
+                None => Some(unread),
+                Some(read) if unread.is_empty() => Some(read),
+                Some(read) => Some([read, unread].concat().into()),
+            };
             return serve_stream(stream, read_ahead, upgraded, ServeUpgraded::Tcp);
         }
         Err(io) => io,

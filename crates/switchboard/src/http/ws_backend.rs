@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, Request};
+use axum::extract::Query;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -16,10 +16,10 @@ use crate::hub::Counters;
 use crate::proxy::{ConnectRequest, ConnectVerdict, Proxy, ProxyError};
 
 /// What the connect proxy is told about an upgrade request.
-pub(super) fn connect_request(
+pub(super) fn connect_request<B>(
     proxy: &Proxy,
     params: &ConnectParams,
-    request: &Request,
+    request: &axum::http::Request<B>,
     transport: &'static str,
 ) -> ConnectRequest {
     let headers = request.headers();

@@ -137,6 +137,22 @@ impl Outbox {
         self.state.lock().bytes
     }
 
+    /// Moves every queued frame to the back of `out` now, without registering for a wake-up
+    /// and without looking at a close request (the next [`Outbox::poll_take`] sees it): for a
+    /// connection's first write, which puts its 101 response in front of them.
+    pub(crate) fn take_queued(&self, out: &mut VecDeque<Bytes>) {
+        let mut state = self.state.lock();
+        if out.is_empty() {
+            std::mem::swap(out, &mut state.frames);
+        } else {
+            out.append(&mut state.frames);
+        }
+        if state.frames.capacity() > 0 {
+            state.frames = VecDeque::new();
+        }
+        state.bytes = 0;
+    }
+
     /// Moves every queued frame to the back of `out`. Ready when there were frames or a close
     /// request; otherwise registers the task to be woken by the next push.
     ///
@@ -209,6 +225,25 @@ mod tests {
         );
         assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn the_first_frames_can_be_taken_behind_a_head_without_a_waker() {
+        let outbox = Outbox::default();
+        for len in [1, 2] {
+            assert_eq!(outbox.push(&frame(len), 100), Pushed::Queued);
+        }
+        let mut out = VecDeque::from([frame(9)]);
+        outbox.take_queued(&mut out);
+        assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [9, 1, 2]);
+        assert_eq!(outbox.queued_bytes(), 0);
+        // The next frame is taken by the driver's poll, once `out` is written.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(outbox.push(&frame(3), 100), Pushed::Queued);
+        assert_eq!(outbox.poll_take(&mut cx, &mut out), Poll::Pending);
+        out.clear();
+        assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
+        assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
