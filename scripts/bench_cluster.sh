@@ -9,11 +9,10 @@
 #           whose rooms have members on every node.
 #   history the cross-node fan-out with history off (--history-size 0) and on (100: offsets
 #           from a Redis script, history in Redis streams), three interleaved rounds.
-#   brokers the cross-node fan-out with each broker carrying the messages (Redis pub/sub,
-#           a Redis Cluster of 3 masters with sharded pub/sub, NATS, RabbitMQ; with the last
-#           two Redis stays the state store), history off so that only the broker is on the
-#           message path, interleaved rounds (ROUNDS, default 3).
-#
+#   brokers one node alone, then the cross-node fan-out with each broker carrying the
+#           messages (Redis pub/sub, a Redis Cluster of 3 masters with sharded pub/sub, NATS,
+#           RabbitMQ; with the last two Redis stays the state store), history off so that
+#           only the broker is on the message path, interleaved rounds (ROUNDS, default 3).
 #   costs   what one connection costs where: 3 nodes and one Redis holding 30 000 idle
 #           connections in 300 rooms with members on every node (each node's RSS, Redis's
 #           memory and commands), the numbers the 1 000 000-connection projection uses.
@@ -247,10 +246,21 @@ history() {
   done
 }
 
-# One cross-node run with messages through BROKER (redis, redis-cluster, nats or amqp).
+# One cross-node run with messages through BROKER (redis, redis-cluster, nats or amqp), or
+# the same load on one node without Redis (local).
 broker_run() {
   local broker=$1 flags=() pids=()
   BROKER_PID=""
+  if [ "$broker" = local ]; then
+    REDIS_PID=""
+    REDIS_PIDS=()
+    node 39410
+    bench fanout --rooms 10 --subscribers 100 --publishers 1 --rate 100 --duration 10 \
+      --warmup 2 --size 64 --label "single node, messages through local" \
+      --url ws://127.0.0.1:39410/ --server-pid "$NODE_PID"
+    cleanup
+    return
+  fi
   if [ "$broker" = redis-cluster ]; then start_redis_cluster; else start_redis; fi
   case "$broker" in
     redis-cluster) flags=(--redis-cluster) ;;
@@ -286,7 +296,7 @@ costs() {
 
 brokers() {
   for _ in $(seq "${ROUNDS:-3}"); do
-    for broker in redis redis-cluster nats amqp; do broker_run "$broker"; done
+    for broker in local redis redis-cluster nats amqp; do broker_run "$broker"; done
   done
 }
 
