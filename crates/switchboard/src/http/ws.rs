@@ -11,7 +11,9 @@
 //! taken back from hyper after the upgrade so the connection runs on the bare socket, with no
 //! boxing and no buffer kept by the HTTP layer. Our server's TLS streams are taken back too
 //! and run on their own monomorphization of the driver; other streams (custom servers) run
-//! through hyper's upgraded I/O.
+//! through hyper's upgraded I/O. Upgrades to `/` and `/ws` that the standalone server's
+//! accept path read itself skip hyper altogether: [`direct`] answers them with the same
+//! admission.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,8 +31,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::AppState;
 use crate::connection::{
-    self, Answered, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms,
-    Verifier,
+    self, Connection, DocAccess, Endpoint, Mode, Peer, Pending, Prefixed, Stream, Terms, Verifier,
 };
 use crate::forwarded::ClientAddr;
 use crate::hub::Counters;
@@ -38,6 +39,10 @@ use crate::ids::{DocId, UserId};
 use crate::per_ip::IpSlot;
 use crate::ws::extension;
 use crate::ws::handshake::{self, HandshakeError, Subprotocol};
+
+mod direct;
+
+pub(crate) use direct::{Answer, answer};
 
 /// Query parameters of the upgrade request.
 #[derive(Debug, Deserialize)]
@@ -390,105 +395,6 @@ fn check_upgrade<B>(
         // Only our accept loop (`server.rs`) tells the client's address this way.
         nodelay_set: request.extensions().get::<ClientAddr>().is_some(),
     })
-}
-
-/// What [`answer`] did with a WebSocket upgrade to `/` or `/ws` that our accept path read
-/// itself.
-pub(crate) enum Answer {
-    /// Upgraded: the connection's task is spawned, and owns the socket.
-    Upgraded,
-    /// Refused: the response to send, after which the connection carries on as HTTP.
-    Refused(TcpStream, Response),
-}
-
-/// Answers a WebSocket upgrade to `/` or `/ws` that the accept path parsed itself (no hyper):
-/// the same admission as [`upgrade`], then the connection's task, which writes the 101 and
-/// the `connect` frame in one write. `read_ahead` is what the client sent after the request
-/// head. The request carries the [`ClientAddr`] and [`IpSlot`] hyper's path would give it.
-pub(crate) async fn answer(
-    state: &AppState,
-    stream: TcpStream,
-    mut request: axum::http::Request<()>,
-    read_ahead: Option<bytes::Bytes>,
-) -> Answer {
-    let params = match Query::<ConnectParams>::try_from_uri(request.uri()) {
-        Ok(Query(params)) => params,
-        Err(rejection) => return Answer::Refused(stream, rejection.into_response()),
-    };
-    let checked = match check_upgrade(state, &params, &request, Mode::Protocol) {
-        Ok(checked) => checked,
-        Err(response) => return Answer::Refused(stream, *response),
-    };
-    let accepted = match admit_upgrade(state, checked).await {
-        Ok(accepted) => accepted,
-        Err(response) => return Answer::Refused(stream, *response),
-    };
-    let head = switching_protocols(&accepted);
-    let ip_slot = request.extensions_mut().remove::<IpSlot>();
-    let upgraded = accepted.upgraded;
-    let task = async move {
-        let _ip_slot = ip_slot;
-        serve_direct(stream, read_ahead, head, upgraded).await;
-    };
-    spawn_connection(state, &request, task);
-    Answer::Upgraded
-}
-
-/// The 101 response of an accepted upgrade, as written on the wire.
-fn switching_protocols(accepted: &Accepted) -> bytes::Bytes {
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
-    );
-    head.extend_from_slice(accepted.accept.as_bytes());
-    if let Some(subprotocol) = accepted.subprotocol {
-        head.extend_from_slice(b"\r\nsec-websocket-protocol: ");
-        head.extend_from_slice(subprotocol.name().as_bytes());
-    }
-    if let Some(answer) = &accepted.extensions {
-        head.extend_from_slice(b"\r\nsec-websocket-extensions: ");
-        head.extend_from_slice(answer.as_bytes());
-    }
-    head.extend_from_slice(b"\r\n\r\n");
-    head.into()
-}
-
-/// Serves a connection whose upgrade [`answer`] accepted: inline with the 101 written along
-/// with the first frames when the peer is known and nothing was sent ahead, otherwise with
-/// the 101 written first.
-fn serve_direct(
-    stream: TcpStream,
-    read_ahead: Option<bytes::Bytes>,
-    head: bytes::Bytes,
-    upgraded: Upgraded,
-) -> ServeUpgraded {
-    match (read_ahead, upgraded.admission) {
-        (None, Admission::Known(peer)) => ServeUpgraded::Tcp(connection::serve_answered(
-            Answered { io: stream, head },
-            upgraded.endpoint,
-            peer,
-            upgraded.terms,
-        )),
-        (read_ahead, admission) => {
-            let upgraded = Upgraded {
-                admission,
-                ..upgraded
-            };
-            ServeUpgraded::Other(Box::pin(async move {
-                let mut stream = stream;
-                if tokio::io::AsyncWriteExt::write_all(&mut stream, &head)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                match read_ahead {
-                    None => boxed(stream, upgraded).await,
-                    Some(prefix) => boxed(Prefixed::new(prefix, stream), upgraded).await,
-                }
-            }))
-        }
-    }
 }
 
 /// Decides who the connection is: a 401 or 400 response when the request says so wrongly.
