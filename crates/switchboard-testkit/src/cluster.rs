@@ -31,15 +31,7 @@ impl TestServer {
         name: &str,
         configure: impl FnOnce(&mut RawSettings),
     ) -> Self {
-        let url = redis.url();
-        let server = Self::with(|s| {
-            s.redis_url = Some(url);
-            s.node_id = Some(name.into());
-            configure(s);
-        })
-        .await;
-        server.settled().await;
-        server
+        Self::node_on(redis.url(), false, name, configure).await
     }
 
     /// Starts an in-process node that joins the cluster on the Redis Cluster `redis`
@@ -49,10 +41,19 @@ impl TestServer {
         name: &str,
         configure: impl FnOnce(&mut RawSettings),
     ) -> Self {
-        let url = redis.url();
+        Self::node_on(redis.url(), true, name, configure).await
+    }
+
+    /// A node on the Redis (or Redis Cluster) at `url`, once its broker is settled.
+    async fn node_on(
+        url: String,
+        redis_cluster: bool,
+        name: &str,
+        configure: impl FnOnce(&mut RawSettings),
+    ) -> Self {
         let server = Self::with(|s| {
             s.redis_url = Some(url);
-            s.redis_cluster = Some(true);
+            s.redis_cluster = redis_cluster.then_some(true);
             s.node_id = Some(name.into());
             configure(s);
         })

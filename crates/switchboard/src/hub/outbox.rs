@@ -67,6 +67,23 @@ struct State {
     close: Option<Box<CloseRequest>>,
 }
 
+impl State {
+    /// Moves every queued frame to the back of `out`: when `out` is empty the queue's buffer
+    /// becomes `out`'s (nothing is copied), and no capacity is left behind, so an idle
+    /// connection holds no queue memory.
+    fn move_frames(&mut self, out: &mut VecDeque<Bytes>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.frames);
+        } else {
+            out.append(&mut self.frames);
+        }
+        if self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+        }
+        self.bytes = 0;
+    }
+}
+
 /// What the connection task found when it polled the outbox.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Taken {
@@ -141,16 +158,7 @@ impl Outbox {
     /// and without looking at a close request (the next [`Outbox::poll_take`] sees it): for a
     /// connection's first write, which puts its 101 response in front of them.
     pub(crate) fn take_queued(&self, out: &mut VecDeque<Bytes>) {
-        let mut state = self.state.lock();
-        if out.is_empty() {
-            std::mem::swap(out, &mut state.frames);
-        } else {
-            out.append(&mut state.frames);
-        }
-        if state.frames.capacity() > 0 {
-            state.frames = VecDeque::new();
-        }
-        state.bytes = 0;
+        self.state.lock().move_frames(out);
     }
 
     /// Moves every queued frame to the back of `out`. Ready when there were frames or a close
@@ -171,17 +179,7 @@ impl Outbox {
             }
             return Poll::Pending;
         }
-        if out.is_empty() {
-            // The queue's buffer becomes `out`'s: nothing is copied.
-            std::mem::swap(out, &mut state.frames);
-        } else {
-            out.append(&mut state.frames);
-        }
-        // Leave no capacity behind: an idle connection holds no queue memory.
-        if state.frames.capacity() > 0 {
-            state.frames = VecDeque::new();
-        }
-        state.bytes = 0;
+        state.move_frames(out);
         Poll::Ready(Taken {
             close: state.close.as_deref().cloned(),
         })
