@@ -4,9 +4,11 @@
 //! rooms and channels the connection is in and which ids it has processed; the user's rate
 //! limiter and presence are shared with the user's other connections through `UserState`.
 //! It never touches the socket: replies go through the connection's own outbox, so they are
-//! written in order with everything else and count against the same byte limit. Commands
-//! about streams (`session_streams.rs`), documents (`session_document.rs`) and token refresh
-//! (`session_tokens.rs`) live in sibling files.
+//! written in order with everything else and count against the same byte limit. This file
+//! takes a frame from the socket to a decoded command and its acknowledgement; what the
+//! commands do lives in sibling files: the plain ones (`session_commands.rs`), streams
+//! (`session_streams.rs`), documents (`session_document.rs`), token refresh
+//! (`session_tokens.rs`) and backend proxy calls (`session_calls.rs`).
 
 use std::sync::Arc;
 
@@ -15,17 +17,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::dedup::DedupWindow;
-use super::refused::{Action, Refused};
+use super::refused::Refused;
 use super::{Endpoint, Mode};
 use crate::auth::Grants;
-use crate::broker::Topic;
-use crate::handlers::MessageContext;
-use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Publication, Wire};
-use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
+use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Wire};
+use crate::ids::{ChannelSpec, RoomId};
 use crate::limits::Violations;
 use crate::protocol::{
     self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, Rejection, ServerFrame,
-    ServerKind, now_ms,
+    ServerKind,
 };
 use crate::ws::frame::{self, OpCode};
 use calls::Call;
@@ -453,179 +453,6 @@ impl Session {
         }
     }
 
-    /// Carries out a command; says how it is acknowledged.
-    fn execute(&mut self, command: Command<'_>, id: Option<&RawValue>) -> Result<Done, Refused> {
-        self.authorize(&command)?;
-        match command {
-            Command::JoinRoom { room, since } => self.join(room, since, id),
-            Command::LeaveRoom { room } => self.leave(&room, id),
-            Command::Message { room, payload } => {
-                if !self.rooms.contains(&room) {
-                    return Err(Refused::NotInRoom(room));
-                }
-                let frame = ServerFrame::new(ServerKind::Message, &*payload)
-                    .room(room.as_str())
-                    .user(self.handle.user().as_str())
-                    .stamped();
-                let ack = id.map(|id| (&self.handle, id));
-                let sent = self
-                    .hub()
-                    .send_room_frame(&room, &frame, Some(self.handle.id()), ack);
-                Ok(Done::of(sent.offset))
-            }
-            Command::Broadcast { payload } => {
-                let frame = ServerFrame::new(ServerKind::Broadcast, payload)
-                    .user(self.handle.user().as_str())
-                    .stamped()
-                    .encode();
-                self.hub().publish(Topic::Broadcast, frame, None);
-                Ok(Done::Ack(None))
-            }
-            Command::Subscribe { channel, since } => self.subscribe(channel, since, id),
-            Command::Unsubscribe { channel } => {
-                self.unsubscribe(channel, id);
-                Ok(Done::Ack(None))
-            }
-            Command::Publish { channel, data } => self.publish(channel, data, id),
-            Command::History(request) => self.history(request, id),
-            Command::Presence { status, metadata } => {
-                let user = self.handle.user();
-                self.hub()
-                    .set_presence(user, self.handle.user_state(), status, metadata);
-                Ok(Done::Ack(None))
-            }
-            Command::Ping { payload } => {
-                let pong = match payload {
-                    Some(payload) => ServerFrame::new(ServerKind::Pong, payload)
-                        .reply_to(id)
-                        .encode(),
-                    None => ServerFrame::new(ServerKind::Pong, EmptyPayload {})
-                        .reply_to(id)
-                        .encode(),
-                };
-                self.reply(pong);
-                Ok(Done::Ack(None))
-            }
-            Command::Pong => Ok(Done::Ack(None)),
-            Command::Refresh { token } => self.refresh(&token),
-            Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
-            Command::Auth { .. } => Err(Refused::AuthenticationOff),
-            Command::Other { kind, payload } => {
-                self.custom(&kind, payload, id).map(|()| Done::Ack(None))
-            }
-        }
-    }
-
-    /// Refuses with `FORBIDDEN` what the connection's token does not grant, before anything
-    /// reaches a room or channel.
-    fn authorize(&self, command: &Command<'_>) -> Result<(), Refused> {
-        let Some(grants) = &self.grants else {
-            return Ok(());
-        };
-        let denied = match command {
-            Command::JoinRoom { room, .. } => {
-                (!grants.may_join(room)).then(|| Action::JoinRoom(room.clone()))
-            }
-            Command::Message { room, .. } => {
-                (!grants.may_message(room)).then(|| Action::Message(room.clone()))
-            }
-            Command::Subscribe { channel, .. } => {
-                (!grants.may_subscribe(channel)).then(|| Action::Subscribe(channel.clone()))
-            }
-            Command::History(request) => {
-                let allowed = match &request.stream {
-                    StreamId::Room(room) => grants.may_join(room),
-                    StreamId::Channel(channel) => {
-                        grants.may_subscribe(&ChannelSpec::Exact(channel.clone()))
-                    }
-                };
-                (!allowed).then(|| Action::ReadHistory(request.stream.clone()))
-            }
-            Command::Publish { channel, .. } => {
-                (!grants.may_publish(channel)).then(|| Action::Publish(channel.clone()))
-            }
-            Command::Broadcast { .. } => (!grants.may_broadcast()).then_some(Action::Broadcast),
-            _ => None,
-        };
-        denied.map_or(Ok(()), |action| Err(Refused::Forbidden(action)))
-    }
-
-    fn leave(&mut self, room: &RoomId, id: Option<&RawValue>) -> Result<Done, Refused> {
-        let Some(index) = self.rooms.iter().position(|r| r == room) else {
-            return Err(Refused::NotInRoom(room.clone()));
-        };
-        self.rooms.swap_remove(index);
-        tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "leave");
-        self.hub().leave_room(room, &self.handle);
-        self.reply(
-            ServerFrame::new(ServerKind::RoomLeft, RoomPayload { room })
-                .room(room.as_str())
-                .stamped()
-                .reply_to(id)
-                .encode(),
-        );
-        Ok(Done::Ack(None))
-    }
-
-    fn unsubscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) {
-        if let Some(index) = self.channels.iter().position(|c| c == &channel) {
-            self.channels.swap_remove(index);
-            self.hub().unsubscribe_conn(&channel, &self.handle);
-        }
-        self.reply_with(
-            id,
-            ServerKind::Unsubscribed,
-            &ChannelPayload { channel: &channel },
-        );
-    }
-
-    fn publish(
-        &mut self,
-        channel: ChannelId,
-        data: &RawValue,
-        id: Option<&RawValue>,
-    ) -> Result<Done, Refused> {
-        if channel.watched_user().is_some() {
-            return Err(Refused::PresenceChannel);
-        }
-        let publication = Publication {
-            channel,
-            user_id: Some(self.handle.user().clone()),
-            timestamp: now_ms(),
-            offset: None,
-            data: serde_json::from_str(data.get()).map_err(Refused::InvalidData)?,
-        };
-        let hub = self.hub();
-        let except = (!hub.config().pubsub.deliver_to_publisher).then(|| self.handle.id());
-        let ack = id.map(|id| (&self.handle, id));
-        Ok(Done::of(
-            hub.publish_to_channel(publication, except, ack).offset,
-        ))
-    }
-
-    fn custom(
-        &mut self,
-        kind: &str,
-        payload: Option<&RawValue>,
-        id: Option<&RawValue>,
-    ) -> Result<(), Refused> {
-        let Some(handler) = self.endpoint.extensions.messages.get(kind) else {
-            return Err(Refused::UnknownType(kind.to_owned()));
-        };
-        let payload = match payload {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(Refused::InvalidData)?,
-            None => serde_json::Value::Null,
-        };
-        let context = MessageContext {
-            hub: &self.endpoint.hub,
-            conn: &self.handle,
-            rooms: &self.rooms,
-            id,
-            kind,
-        };
-        handler(&context, &payload).map_err(Refused::Handler)
-    }
-
     /// Ends the session: the hub unsubscribes every channel, unregisters the connection (the
     /// user goes offline if it was their last) and leaves every room (announcing it); then the
     /// application's disconnect hooks run.
@@ -704,3 +531,6 @@ mod tokens;
 
 #[path = "session_calls.rs"]
 mod calls;
+
+#[path = "session_commands.rs"]
+mod commands;
