@@ -392,7 +392,7 @@ fn check_upgrade<B>(
             .enabled
             .then(|| extension::negotiate(request.headers()))
             .flatten(),
-        // Only our accept loop (`server.rs`) tells the client's address this way.
+        // Only our accept path (`server/intake.rs`) tells the client's address this way.
         nodelay_set: request.extensions().get::<ClientAddr>().is_some(),
     })
 }
@@ -490,7 +490,7 @@ fn serve_upgraded(io: hyper::upgrade::Upgraded, upgraded: Upgraded) -> ServeUpgr
         Err(io) => io,
     };
     // Our accept path hands hyper the requests it does not answer itself with the bytes it
-    // read put back in front (`server.rs`); hyper has read them all by now.
+    // read put back in front (`server/intake.rs`); hyper has read them all by now.
     let io = match take_back::<Prefixed<TcpStream>>(io) {
         Ok((prefixed, read_ahead)) => {
             let (unread, stream) = prefixed.into_parts();
