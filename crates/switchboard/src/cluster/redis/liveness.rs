@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
+use super::announcements;
 use super::subscriber::load_snapshot;
-use super::tasks::{announce, register, state_ttl_ms};
+use super::tasks::{register, state_ttl_ms};
 use super::{Event, Shared};
 use crate::ids::NodeId;
 
@@ -119,7 +120,12 @@ async fn reap(
             .srem(keys.nodes(), node.as_str())
             .ignore();
         // Unversioned: the version of this node's announcements is its publisher's.
-        announce(shared, &mut pipe, Event::Dead { node: node.clone() }, None);
+        announcements::publish(
+            shared,
+            &mut pipe,
+            vec![Event::Dead { node: node.clone() }],
+            None,
+        );
         pipe.query_async::<()>(connection).await?;
     }
     let changes = shared.replica.write().replace(node, None);

@@ -15,7 +15,8 @@
 //! resubscribed.
 //!
 //! Tasks: the publisher (`tasks.rs`), the subscriber (`subscriber.rs`), liveness
-//! (`liveness.rs`), and a short-lived one per stream read.
+//! (`liveness.rs`), and a short-lived one per stream read. The announcements' transactions
+//! and their wire form are in `announcements.rs`.
 //!
 //! Failure model: nothing here blocks the hub. Publications, appends and announcements go
 //! through a bounded queue to the publisher task; when Redis is unreachable they are dropped
@@ -31,6 +32,7 @@
 //! reaped node (anything its connections could not announce, a connection still open at the
 //! deadline say, is announced there). Nothing is queued after that.
 
+mod announcements;
 mod conn;
 mod docs;
 mod external;
@@ -52,7 +54,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,17 +99,6 @@ pub enum ClusterError {
     Amqp(#[from] crate::broker::AmqpError),
 }
 
-/// A membership event as published on the cluster channel.
-#[derive(Debug, Serialize, Deserialize)]
-struct Announcement {
-    origin: NodeId,
-    event: Event,
-    /// The origin's version once the event is applied, also written to its state hash in
-    /// the same transaction; `None` for what a node announces about another (a reaped node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    version: Option<Version>,
-}
-
 /// What the publisher task sends to Redis, in order.
 enum Outgoing {
     /// A stream message to number, keep and publish (the store's script); its reply is read.
@@ -129,7 +119,8 @@ enum Write {
         update: Bytes,
         publish: Option<(String, Bytes)>,
     },
-    /// A membership change: written to the node's hash and announced.
+    /// A membership change: written to the node's hash and announced, in one transaction
+    /// with the changes queued right before and after it (`announcements.rs`).
     Announce(Event),
     /// Rewrite the node's whole hash from the hub and announce a reload.
     Rewrite,
@@ -307,9 +298,15 @@ impl RedisCluster {
 impl Shared {
     /// The version of this node's next announcement.
     fn next_version(&self) -> Version {
+        self.take_versions(1)
+    }
+
+    /// The version of the last of this node's next `count` announcements (at least one).
+    fn take_versions(&self, count: usize) -> Version {
+        let count = count.max(1) as u64;
         Version {
             instance: self.instance,
-            seq: self.announced.fetch_add(1, Ordering::Relaxed) + 1,
+            seq: self.announced.fetch_add(count, Ordering::Relaxed) + count,
         }
     }
 

@@ -35,9 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, Conn};
-use super::tasks::{self, Backoff, CONNECT_TIMEOUT, publishing_connection};
+use super::tasks::{self, Backoff, CONNECT_TIMEOUT, Filling, publishing_connection};
 use super::{Outgoing, Shared, SubscriptionChange, Write, keys::Keys, liveness, streams};
-use crate::store::Append;
 
 /// Most pushes (publications, subscription notices) waiting for the subscriber task; beyond,
 /// a publication is dropped and counted, like one lost in an outage.
@@ -67,28 +66,17 @@ pub(super) async fn send_each(
             return (Err(error), leaving);
         }
     }
-    let mut groups: Vec<(redis::Pipeline, Vec<Append>)> = Vec::new();
+    let mut groups: Vec<Filling> = Vec::new();
     let mut by_tag: HashMap<String, usize> = HashMap::new();
     for item in batch.drain(..) {
         let name = slot_name(shared, &item);
         let index = *by_tag
             .entry(Keys::hash_tag(&name).to_owned())
             .or_insert_with(|| {
-                groups.push((redis::pipe(), Vec::new()));
+                groups.push(Filling::new(redis::pipe()));
                 groups.len() - 1
             });
-        let (pipe, appends) = &mut groups[index];
-        match item {
-            Outgoing::Append(append) => {
-                streams::add_append(shared, pipe, &append);
-                appends.push(append);
-            }
-            Outgoing::Write(Write::Leave(done)) => {
-                tasks::add_departure(shared, pipe);
-                leaving.push(done);
-            }
-            Outgoing::Write(write) => tasks::add_to_pipeline(shared, pipe, write),
-        }
+        groups[index].add(shared, item, &mut leaving);
     }
     // A departure waits for a liveness refresh under way, and keeps later ones out.
     let _registration = if leaving.is_empty() {
@@ -96,7 +84,8 @@ pub(super) async fn send_each(
     } else {
         Some(shared.registration.lock().await)
     };
-    let replies = join_all(groups.into_iter().map(|(pipe, appends)| {
+    let replies = join_all(groups.into_iter().map(|filling| {
+        let (pipe, appends) = filling.finish(shared);
         let mut connection = connection.clone();
         async move {
             if appends.is_empty() {

@@ -12,10 +12,11 @@ use redis::AsyncCommands;
 use redis::aio::PubSubSink;
 use tokio_util::sync::CancellationToken;
 
+use super::announcements::Announcement;
 use super::conn;
 use super::keys::{self, Keys};
 use super::tasks::{Backoff, CONNECT_TIMEOUT, publishing_connection};
-use super::{Announcement, Event, Outgoing, Shared, SubscriptionChange, Write, liveness, streams};
+use super::{Event, Outgoing, Shared, SubscriptionChange, Write, liveness, streams};
 use crate::broker::Envelope;
 use crate::ids::NodeId;
 
@@ -172,34 +173,35 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
     });
 }
 
+/// Applies another node's announcement: its events in order, each with its own version.
 async fn handle_announcement(shared: &Shared, payload: &[u8]) {
-    let Ok(Announcement {
-        origin,
-        event,
-        version,
-    }) = serde_json::from_slice(payload)
-    else {
+    let Some(announcement) = Announcement::decode(payload) else {
         tracing::debug!("ignoring an undecodable announcement");
         return;
     };
-    if origin == shared.node {
+    if announcement.origin == shared.node {
         return;
     }
-    let changes = match event {
-        Event::Reload => {
-            let Some(mut connection) = shared.connection() else {
-                return;
-            };
-            match load_snapshot(&shared.keys, &mut connection, &origin).await {
-                Ok(snapshot) => shared.replica.write().replace(&origin, Some(snapshot)),
-                Err(error) => {
-                    tracing::debug!(%error, node = %origin, "cannot load a node's state");
-                    return;
+    let origin = announcement.origin.clone();
+    let mut changes = Vec::new();
+    for (event, version) in announcement.versioned() {
+        match event {
+            Event::Reload => {
+                let Some(mut connection) = shared.connection() else {
+                    continue;
+                };
+                match load_snapshot(&shared.keys, &mut connection, &origin).await {
+                    Ok(snapshot) => {
+                        changes.extend(shared.replica.write().replace(&origin, Some(snapshot)));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, node = %origin, "cannot load a node's state");
+                    }
                 }
             }
+            event => changes.extend(shared.replica.write().apply(&origin, event, version)),
         }
-        event => shared.replica.write().apply(&origin, event, version),
-    };
+    }
     shared.announce_changes(changes);
 }
 

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{Announcement, Event, Outgoing, Shared, Version, Write, streams};
-use crate::presence::Status;
+use super::{Event, Outgoing, Shared, Write, announcements, streams};
+use crate::store::Append;
 
 /// Most queued items written in one pipeline.
 const BATCH: usize = 512;
@@ -174,23 +174,12 @@ async fn send_pipelined(
         // they would take it for a dead node.
         register(shared, &mut pipe);
     }
-    // Appends keep their place among the other items: their replies (the offsets) are the
-    // pipeline's only ones.
-    let mut appends = Vec::new();
+    let mut filling = Filling::new(pipe);
     let mut leaving = Vec::new();
     for item in batch.drain(..) {
-        match item {
-            Outgoing::Append(append) => {
-                streams::add_append(shared, &mut pipe, &append);
-                appends.push(append);
-            }
-            Outgoing::Write(Write::Leave(done)) => {
-                add_departure(shared, &mut pipe);
-                leaving.push(done);
-            }
-            Outgoing::Write(write) => add_to_pipeline(shared, &mut pipe, write),
-        }
+        filling.add(shared, item, &mut leaving);
     }
+    let (pipe, appends) = filling.finish(shared);
     // A departure waits for a liveness refresh under way, and keeps later ones out.
     let _registration = if leaving.is_empty() {
         None
@@ -259,6 +248,63 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<Conn> {
     }
 }
 
+/// A pipeline being filled with a batch's items in their order. Announcements queued one
+/// after another are held back and written as one transaction (`announcements.rs`) when
+/// anything else comes, or at the end: nothing overtakes them, and they overtake nothing.
+pub(super) struct Filling {
+    pipe: redis::Pipeline,
+    /// The announcements of the run under way.
+    run: Vec<Event>,
+    /// The appends, whose replies (the offsets) are the pipeline's only ones.
+    appends: Vec<Append>,
+}
+
+impl Filling {
+    /// Starts filling `pipe` (which may already hold commands).
+    pub(super) fn new(pipe: redis::Pipeline) -> Self {
+        Self {
+            pipe,
+            run: Vec::new(),
+            appends: Vec::new(),
+        }
+    }
+
+    /// Adds `item`; a departure's sender goes to `leaving`, to tell once Redis took it.
+    pub(super) fn add(
+        &mut self,
+        shared: &Shared,
+        item: Outgoing,
+        leaving: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        if let Outgoing::Write(Write::Announce(event)) = item {
+            self.run.push(event);
+            return;
+        }
+        self.end_run(shared);
+        match item {
+            Outgoing::Append(append) => {
+                streams::add_append(shared, &mut self.pipe, &append);
+                self.appends.push(append);
+            }
+            Outgoing::Write(Write::Leave(done)) => {
+                add_departure(shared, &mut self.pipe);
+                leaving.push(done);
+            }
+            Outgoing::Write(write) => add_to_pipeline(shared, &mut self.pipe, write),
+        }
+    }
+
+    /// The pipeline with everything added, and the appends in it.
+    pub(super) fn finish(mut self, shared: &Shared) -> (redis::Pipeline, Vec<Append>) {
+        self.end_run(shared);
+        (self.pipe, self.appends)
+    }
+
+    fn end_run(&mut self, shared: &Shared) {
+        announcements::add_run(shared, &mut self.pipe, std::mem::take(&mut self.run));
+    }
+}
+
 pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
     let keys = &shared.keys;
     let state = keys.state(&shared.node);
@@ -274,44 +320,9 @@ pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item:
                 publish_on(keys, pipe, &channel, &envelope);
             }
         }
-        Write::Announce(event) => {
-            // One transaction: a snapshot read by another node holds the change and its
-            // version, or neither.
-            let version = shared.next_version();
-            pipe.cmd("MULTI").ignore();
-            match &event {
-                Event::User { user, count } => {
-                    set_or_delete(pipe, &state, keys::user_field(user), *count);
-                }
-                Event::Member { room, user, count } => {
-                    set_or_delete(pipe, &state, keys::member_field(room, user), *count);
-                }
-                Event::Channel { channel, present } => {
-                    set_or_delete(
-                        pipe,
-                        &state,
-                        keys::channel_field(channel),
-                        u32::from(*present),
-                    );
-                }
-                Event::Presence(presence) => {
-                    let field = keys::presence_field(&presence.user_id);
-                    match serde_json::to_string(presence) {
-                        Ok(json) if presence.status != Status::Offline => {
-                            pipe.hset(&state, field, json).ignore();
-                        }
-                        _ => {
-                            pipe.hdel(&state, field).ignore();
-                        }
-                    }
-                }
-                Event::Reload | Event::Dead { .. } => {}
-            }
-            pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
-                .ignore();
-            announce(shared, pipe, event, Some(version));
-            pipe.cmd("EXEC").ignore();
-        }
+        // `Filling` takes announcements out first, to write a run of them as one transaction;
+        // this arm is for completeness.
+        Write::Announce(event) => announcements::add_run(shared, pipe, vec![event]),
         // The publisher takes departures out first, to keep their senders; this arm is for
         // completeness.
         Write::Leave(_) => add_departure(shared, pipe),
@@ -331,7 +342,7 @@ pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item:
             pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
                 .ignore();
             pipe.pexpire(&state, state_ttl_ms(shared)).ignore();
-            announce(shared, pipe, Event::Reload, Some(version));
+            announcements::publish(shared, pipe, vec![Event::Reload], Some(version));
             pipe.cmd("EXEC").ignore();
         }
     }
@@ -359,7 +370,7 @@ pub(super) fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
         .ignore();
     let node = shared.node.clone();
     let version = shared.next_version();
-    announce(shared, pipe, Event::Dead { node }, Some(version));
+    announcements::publish(shared, pipe, vec![Event::Dead { node }], Some(version));
 }
 
 /// Sets this node's liveness key (its value: the node's stats) and adds it to the node set.
@@ -377,30 +388,6 @@ pub(super) fn register(shared: &Shared, pipe: &mut redis::Pipeline) {
         .ignore()
         .sadd(keys.nodes(), shared.node.as_str())
         .ignore();
-}
-
-fn set_or_delete(pipe: &mut redis::Pipeline, key: &str, field: String, count: u32) {
-    if count > 0 {
-        pipe.hset(key, field, count).ignore();
-    } else {
-        pipe.hdel(key, field).ignore();
-    }
-}
-
-pub(super) fn announce(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    event: Event,
-    version: Option<Version>,
-) {
-    let announcement = Announcement {
-        origin: shared.node.clone(),
-        event,
-        version,
-    };
-    if let Ok(json) = serde_json::to_vec(&announcement) {
-        pipe.publish(shared.keys.events(), json).ignore();
-    }
 }
 
 /// A node's state hash outlives its liveness key, so a reaper can still read it, but not

@@ -1,0 +1,165 @@
+//! Announcements: the wire form of the cluster event channel, and how a run of this node's
+//! membership changes goes to Redis as one transaction. It does not decide what a run is
+//! (the publisher, `tasks.rs`, does: the announcements queued one after another with nothing
+//! else between them), nor what an event means to the replica (`replica.rs`).
+//!
+//! One run, one transaction: `MULTI`, one `HSET` of every field the run sets and of the
+//! version field, one `HDEL` of every field it deletes, one `PUBLISH` of all its events in
+//! order, `EXEC`. Each field takes its last value in the run, so a field set then deleted ends
+//! deleted and the reverse ends set, as if the events had been written one by one. A run of
+//! one event costs no more than one announcement did before batching (five commands; four
+//! when it sets its field, which shares the version's `HSET`); a run of hundreds (a burst of
+//! connections) costs the same five at most (issue 15).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Event, Shared, Version, keys};
+use crate::ids::NodeId;
+use crate::presence::Status;
+
+/// What a node publishes on the cluster event channel: its events, in the order it made them.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Announcement {
+    pub(super) origin: NodeId,
+    pub(super) events: Vec<Event>,
+    /// The origin's version once the last event is applied, also written to its state hash in
+    /// the same transaction; each earlier event's `seq` is one less than the next one's.
+    /// `None` for what a node announces about another (a reaped node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) version: Option<Version>,
+}
+
+impl Announcement {
+    /// Decodes a publication of the event channel; `None` when it does not parse or its
+    /// versions do not add up (more events than sequence numbers up to the last one's).
+    pub(super) fn decode(payload: &[u8]) -> Option<Self> {
+        let announcement: Self = serde_json::from_slice(payload).ok()?;
+        if let Some(last) = announcement.version {
+            let count = u64::try_from(announcement.events.len()).ok()?;
+            // Sequences start at 1, and the first event's is `last.seq - count + 1`.
+            if count == 0 || last.seq < count {
+                return None;
+            }
+        }
+        Some(announcement)
+    }
+
+    /// The events in order, each with its own version.
+    pub(super) fn versioned(self) -> impl Iterator<Item = (Event, Option<Version>)> {
+        let count = self.events.len() as u64;
+        let version = self.version;
+        self.events.into_iter().zip(1..).map(move |(event, nth)| {
+            let version = version.map(|last| Version {
+                instance: last.instance,
+                // `decode` checked that the first event's seq is at least 1.
+                seq: last.seq.saturating_sub(count - nth),
+            });
+            (event, version)
+        })
+    }
+}
+
+/// The fields of a node's hash that a run of events changes, each to its last value in the
+/// run, in the order of their first change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct FieldChanges {
+    /// Fields to set, with their values.
+    pub(super) set: Vec<(String, String)>,
+    /// Fields to delete.
+    pub(super) delete: Vec<String>,
+}
+
+/// Coalesces `events` into the field changes that leave the hash as writing them one by one
+/// would. Events without a field (`Reload`, `Dead`) change none.
+pub(super) fn coalesce(events: &[Event]) -> FieldChanges {
+    let mut last: Vec<(String, Option<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (field, value) in events.iter().filter_map(field_change) {
+        match index.get(&field) {
+            Some(&at) => last[at].1 = value,
+            None => {
+                index.insert(field.clone(), last.len());
+                last.push((field, value));
+            }
+        }
+    }
+    let mut changes = FieldChanges::default();
+    for (field, value) in last {
+        match value {
+            Some(value) => changes.set.push((field, value)),
+            None => changes.delete.push(field),
+        }
+    }
+    changes
+}
+
+/// The field an event changes, and its new value (`None`: deleted).
+fn field_change(event: &Event) -> Option<(String, Option<String>)> {
+    let count = |count: u32| (count > 0).then(|| count.to_string());
+    match event {
+        Event::User { user, count: n } => Some((keys::user_field(user), count(*n))),
+        Event::Member {
+            room,
+            user,
+            count: n,
+        } => Some((keys::member_field(room, user), count(*n))),
+        Event::Channel { channel, present } => Some((
+            keys::channel_field(channel),
+            present.then(|| "1".to_owned()),
+        )),
+        Event::Presence(presence) => {
+            let json = serde_json::to_string(presence).ok();
+            let value = json.filter(|_| presence.status != Status::Offline);
+            Some((keys::presence_field(&presence.user_id), value))
+        }
+        Event::Reload | Event::Dead { .. } => None,
+    }
+}
+
+/// Adds a run of this node's announcements to `pipe` as one transaction: a snapshot read by
+/// another node holds all of the run and its version, or none of it. Versions the run.
+pub(super) fn add_run(shared: &Shared, pipe: &mut redis::Pipeline, events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let state = shared.keys.state(&shared.node);
+    let version = shared.take_versions(events.len());
+    let FieldChanges { set, delete } = coalesce(&events);
+    pipe.cmd("MULTI").ignore();
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&state);
+    for (field, value) in &set {
+        hset.arg(field).arg(value);
+    }
+    hset.arg(keys::VERSION_FIELD)
+        .arg(keys::version_value(version));
+    pipe.add_command(hset).ignore();
+    if !delete.is_empty() {
+        pipe.hdel(&state, delete).ignore();
+    }
+    publish(shared, pipe, events, Some(version));
+    pipe.cmd("EXEC").ignore();
+}
+
+/// Publishes `events` from this node on the event channel, `version` being the last one's.
+pub(super) fn publish(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    events: Vec<Event>,
+    version: Option<Version>,
+) {
+    let announcement = Announcement {
+        origin: shared.node.clone(),
+        events,
+        version,
+    };
+    if let Ok(json) = serde_json::to_vec(&announcement) {
+        pipe.publish(shared.keys.events(), json).ignore();
+    }
+}
+
+#[cfg(test)]
+#[path = "announcements_tests.rs"]
+mod tests;
