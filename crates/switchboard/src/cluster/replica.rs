@@ -9,6 +9,8 @@
 //! reach the others by different connections): each change is shown to clients once, and
 //! computed against the state that preceded it.
 
+mod members;
+mod nodes;
 mod users;
 
 use std::collections::{HashMap, HashSet};
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
+use nodes::Node;
 use users::{NodeIndex, User, Users};
 
 /// A change one node announces to the others. Counts are absolute (the node's new total).
@@ -141,19 +144,6 @@ pub struct Replica {
     /// channel -> number of nodes subscribed.
     channels: HashMap<String, u32>,
 }
-
-/// One other node.
-#[derive(Debug)]
-struct Node {
-    id: NodeId,
-    /// The last announcement applied.
-    version: Option<Version>,
-    /// Channels and patterns with a subscriber there.
-    channels: HashSet<String>,
-}
-
-/// A membership's nodes are bits 0..WIDE_BIT of a `u64`; this bit says more are in `wide`.
-const WIDE_BIT: NodeIndex = 63;
 
 /// What a node held, derived before a `replace`.
 struct Held {
@@ -356,66 +346,6 @@ impl Replica {
             .collect()
     }
 
-    /// The index of `id` in the node table, which learns of it if it had not.
-    fn node(&mut self, id: &NodeId) -> NodeIndex {
-        if let Some(&index) = self.node_index.get(id) {
-            return index;
-        }
-        let state = Some(Node {
-            id: id.clone(),
-            version: None,
-            channels: HashSet::new(),
-        });
-        let at = match self.nodes.iter().position(Option::is_none) {
-            Some(at) => {
-                self.nodes[at] = state;
-                at
-            }
-            None => {
-                self.nodes.push(state);
-                self.nodes.len() - 1
-            }
-        };
-        // A cluster has far fewer than 65 536 nodes.
-        let index = NodeIndex::try_from(at).unwrap_or(NodeIndex::MAX);
-        self.node_index.insert(id.clone(), index);
-        index
-    }
-
-    fn node_mut(&mut self, node: NodeIndex) -> &mut Node {
-        self.nodes[usize::from(node)]
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("a node index outlived its node"))
-    }
-
-    fn version(&self, id: &NodeId) -> Option<Version> {
-        let index = *self.node_index.get(id)?;
-        self.nodes[usize::from(index)].as_ref()?.version
-    }
-
-    /// Forgets a node that holds nothing any more, and gives back the memory its users took.
-    fn remove_node(&mut self, node: NodeIndex) {
-        if let Some(state) = self.nodes[usize::from(node)].take() {
-            self.node_index.remove(&state.id);
-        }
-        while self.nodes.last().is_some_and(Option::is_none) {
-            self.nodes.pop();
-        }
-        if let Some(moved) = self.users.compact() {
-            let renumber = |at: &u32| moved[*at as usize];
-            for users in self.rooms.values_mut() {
-                *users = users.iter().map(renumber).collect();
-            }
-            self.wide = self
-                .wide
-                .drain()
-                .map(|((room, at), nodes)| ((room, renumber(&at)), nodes))
-                .collect();
-        }
-        shrink(&mut self.rooms);
-        shrink(&mut self.node_index);
-    }
-
     /// Sets the node's count for a user.
     fn set_user(&mut self, node: NodeIndex, user: &UserId, count: u32) {
         if count == 0 {
@@ -426,99 +356,6 @@ impl Replica {
         } else {
             let at = self.users.intern(user);
             self.users.get_mut(at).set_count(node, count);
-        }
-    }
-
-    fn set_member(
-        &mut self,
-        node: NodeIndex,
-        room: &RoomId,
-        user: &UserId,
-        count: u32,
-        changes: &mut Vec<Change>,
-    ) {
-        let is = count > 0;
-        let at = if is {
-            self.users.intern(user)
-        } else if let Some(at) = self.users.find(user) {
-            at
-        } else {
-            return;
-        };
-        let position = self.users.get(at).rooms.iter().position(|(r, _)| r == room);
-        let bits = position.map_or(0, |p| self.users.get(at).rooms[p].1);
-        let was = position.is_some() && self.holds(bits, room, at, node);
-        if was == is {
-            return;
-        }
-        if let Some(p) = position {
-            let bits = self.with_node(bits, room, at, node, is);
-            if bits != 0 {
-                self.users.get_mut(at).rooms[p].1 = bits;
-                return;
-            }
-            // Out of the room on its last node.
-            let entry = self.users.get_mut(at);
-            let mut rooms = std::mem::take(&mut entry.rooms).into_vec();
-            let (room, _) = rooms.remove(p);
-            entry.rooms = rooms.into_boxed_slice();
-            let user = entry.id.clone();
-            if let Some(users) = self.rooms.get_mut(&room) {
-                users.remove(&at);
-                if users.is_empty() {
-                    self.rooms.remove(&room);
-                } else {
-                    shrink_set(users);
-                }
-            }
-            self.users.release(at);
-            changes.push(Change::Left { room, user });
-        } else {
-            let room = match self.rooms.get_key_value(room) {
-                Some((room, _)) => room.clone(),
-                None => room.clone(),
-            };
-            let bits = self.with_node(0, &room, at, node, true);
-            self.rooms.entry(room.clone()).or_default().insert(at);
-            let entry = self.users.get_mut(at);
-            let mut rooms = std::mem::take(&mut entry.rooms).into_vec();
-            rooms.push((room.clone(), bits));
-            entry.rooms = rooms.into_boxed_slice();
-            let user = entry.id.clone();
-            changes.push(Change::Joined { room, user });
-        }
-    }
-
-    /// Whether the membership bits `bits` of `user` (slab index) in `room` include `node`.
-    fn holds(&self, bits: u64, room: &RoomId, user: u32, node: NodeIndex) -> bool {
-        if node < WIDE_BIT {
-            return bits & (1 << node) != 0;
-        }
-        bits & (1 << WIDE_BIT) != 0
-            && self
-                .wide
-                .get(&(room.clone(), user))
-                .is_some_and(|nodes| nodes.contains(&node))
-    }
-
-    /// The membership bits `bits` with `node` added (`on`) or taken away.
-    fn with_node(&mut self, bits: u64, room: &RoomId, user: u32, node: NodeIndex, on: bool) -> u64 {
-        if node < WIDE_BIT {
-            let bit = 1 << node;
-            return if on { bits | bit } else { bits & !bit };
-        }
-        let key = (room.clone(), user);
-        let nodes = self.wide.entry(key.clone()).or_default();
-        if on {
-            nodes.push(node);
-        } else {
-            nodes.retain(|&other| other != node);
-        }
-        if nodes.is_empty() {
-            self.wide.remove(&key);
-            bits & !(1 << WIDE_BIT)
-        } else {
-            bits | 1 << WIDE_BIT
         }
     }
 
@@ -644,20 +481,6 @@ impl Replica {
     /// The other nodes this replica has heard of.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
         self.node_index.keys()
-    }
-}
-
-/// Gives back a map's memory once it is much smaller than its table (not on every removal).
-fn shrink<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
-    if map.len() * 4 < map.capacity() {
-        map.shrink_to_fit();
-    }
-}
-
-/// As `shrink`, for a room's users.
-fn shrink_set(set: &mut HashSet<u32>) {
-    if set.len() * 4 < set.capacity() {
-        set.shrink_to_fit();
     }
 }
 
