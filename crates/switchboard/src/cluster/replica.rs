@@ -8,6 +8,15 @@
 //! the event that brought it arrives after the snapshot (a node's events and its snapshot
 //! reach the others by different connections): each change is shown to clients once, and
 //! computed against the state that preceded it.
+//!
+//! A user's presence is kept once, the latest any node reported (not once per node): a
+//! reloaded node's snapshot shows a presence change when it differs from the latest presence
+//! of a user the node connected. The layout is sized for many remote members (issue 15:
+//! ≈160 B of RSS each); `tests/replica_memory.rs` holds it to that.
+
+mod members;
+mod nodes;
+mod users;
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,6 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
+use nodes::Node;
+use users::{NodeIndex, User, Users};
 
 /// A change one node announces to the others. Counts are absolute (the node's new total).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,19 +128,33 @@ pub enum Change {
 }
 
 /// The replica.
+///
+/// A remote user is one entry of a slab (its id, connection counts per node, latest presence
+/// and rooms, each room with the set of nodes where), found through a table of slab indices;
+/// a room is the set of its users' slab indices; a node is a small index into the node table.
+/// Ids are interned: one copy per distinct user or room, whichever event brought it. What one
+/// node holds is not kept apart: `replace` (a node's reload or death, rare) derives it by
+/// scanning the users.
 #[derive(Debug, Default)]
 pub struct Replica {
-    nodes: HashMap<NodeId, Snapshot>,
-    /// (room, user) -> number of nodes where the user is in the room.
-    members: HashMap<RoomId, HashMap<UserId, u32>>,
-    /// user -> rooms (with the number of nodes where the user is in each).
-    user_rooms: HashMap<UserId, HashMap<RoomId, u32>>,
-    /// user -> connections over all other nodes.
-    users: HashMap<UserId, u32>,
+    /// The node table: a node's index is its place; free places are reused.
+    nodes: Vec<Option<Node>>,
+    node_index: HashMap<NodeId, NodeIndex>,
+    users: Users,
+    /// room -> the users in it on other nodes (slab indices).
+    rooms: HashMap<RoomId, HashSet<u32>>,
+    /// The nodes past the membership bits (index `WIDE_BIT` and above) where a user is in a
+    /// room; such a membership has `WIDE_BIT` set.
+    wide: HashMap<(RoomId, u32), Vec<NodeIndex>>,
     /// channel -> number of nodes subscribed.
     channels: HashMap<String, u32>,
-    /// The latest presence each user's nodes reported.
-    presence: HashMap<UserId, Presence>,
+}
+
+/// What a node held, derived before a `replace`.
+struct Held {
+    users: HashSet<UserId>,
+    members: Vec<(RoomId, UserId)>,
+    channels: HashSet<String>,
 }
 
 impl Replica {
@@ -152,14 +177,15 @@ impl Replica {
             return self.apply_event(origin, event);
         };
         let mut changes = Vec::new();
-        match self.nodes.get(origin).and_then(|state| state.version) {
+        match self.version(origin) {
             Some(known) if known.covers(version) => return changes,
             Some(known) if known.instance != version.instance => {
                 changes = self.replace(origin, Some(Snapshot::default()));
             }
             _ => {}
         }
-        self.node(origin).version = Some(version);
+        let node = self.node(origin);
+        self.node_mut(node).version = Some(version);
         changes.extend(self.apply_event(origin, event));
         changes
     }
@@ -167,30 +193,29 @@ impl Replica {
     fn apply_event(&mut self, origin: &NodeId, event: Event) -> Vec<Change> {
         match event {
             Event::User { user, count } => {
-                self.set_user(origin, &user, count);
+                let node = self.node(origin);
+                self.set_user(node, &user, count);
                 if self.user_connections(&user) == 0 {
-                    self.presence.remove(&user);
+                    self.take_presence(&user);
                 }
             }
             Event::Member { room, user, count } => {
+                let node = self.node(origin);
                 let mut changes = Vec::new();
-                self.set_member(origin, room, user, count, &mut changes);
+                self.set_member(node, &room, &user, count, &mut changes);
                 return changes;
             }
-            Event::Channel { channel, present } => self.set_channel(origin, channel, present),
+            Event::Channel { channel, present } => {
+                let node = self.node(origin);
+                self.set_channel(node, channel, present);
+            }
             Event::Presence(presence) => {
+                self.node(origin);
                 let rooms = self.user_rooms(&presence.user_id);
-                let user = presence.user_id.clone();
-                if presence.status == Status::Offline {
-                    self.node(origin).presence.remove(&user);
-                    if self.user_connections(&user) == 0 {
-                        self.presence.remove(&user);
-                    }
-                } else {
-                    self.node(origin)
-                        .presence
-                        .insert(user.clone(), presence.clone());
-                    self.presence.insert(user, presence.clone());
+                if presence.status != Status::Offline {
+                    self.set_presence(&presence.user_id, &presence);
+                } else if self.user_connections(&presence.user_id) == 0 {
+                    self.take_presence(&presence.user_id);
                 }
                 return vec![Change::Presence { presence, rooms }];
             }
@@ -205,40 +230,43 @@ impl Replica {
     /// other presence changes, then room departures and arrivals. A snapshot older than what
     /// the replica holds of the node (its version covered) changes nothing.
     pub fn replace(&mut self, node: &NodeId, snapshot: Option<Snapshot>) -> Vec<Change> {
-        let known = self.nodes.get(node).and_then(|state| state.version);
+        let known = self.version(node);
         if let (Some(known), Some(new)) = (known, snapshot.as_ref().and_then(|s| s.version))
             && known.covers(new)
         {
             return Vec::new();
         }
-        let gone = snapshot.is_none();
-        let new = snapshot.unwrap_or_default();
-        let old = self.nodes.get(node).cloned().unwrap_or_default();
+        let Some(new) = snapshot else {
+            return match self.node_index.get(node) {
+                Some(&index) => self.replace_at(index, Snapshot::default(), true),
+                None => Vec::new(),
+            };
+        };
+        let index = self.node(node);
+        self.replace_at(index, new, false)
+    }
+
+    fn replace_at(&mut self, node: NodeIndex, new: Snapshot, gone: bool) -> Vec<Change> {
+        let old = self.held(node);
         let mut presence = self.presence_changes(&old, &new);
         let mut changes = Vec::new();
-        for (room, user) in old.members.keys() {
+        for (room, user) in &old.members {
             if !new.members.contains_key(&(room.clone(), user.clone())) {
-                self.set_member(node, room.clone(), user.clone(), 0, &mut changes);
+                self.set_member(node, room, user, 0, &mut changes);
             }
         }
+        let mut rooms_of: HashMap<&UserId, Vec<RoomId>> = HashMap::new();
+        for (room, user) in &old.members {
+            rooms_of.entry(user).or_default().push(room.clone());
+        }
         let mut offline = Vec::new();
-        for user in old.users.keys() {
+        for user in &old.users {
             if new.users.contains_key(user) {
                 continue;
             }
             self.set_user(node, user, 0);
             if self.user_connections(user) == 0 {
-                let last = self
-                    .presence
-                    .remove(user)
-                    .or_else(|| old.presence.get(user).cloned());
-                // Shown in the rooms the user was in there, before the departures.
-                let rooms = old
-                    .members
-                    .keys()
-                    .filter(|(_, member)| member == user)
-                    .map(|(room, _)| room.clone())
-                    .collect();
+                let last = self.take_presence(user);
                 offline.push(Change::Presence {
                     presence: Presence {
                         user_id: user.clone(),
@@ -246,7 +274,8 @@ impl Replica {
                         metadata: last.as_ref().and_then(|p| p.metadata.clone()),
                         last_seen: last.map_or(0, |p| p.last_seen),
                     },
-                    rooms,
+                    // Shown in the rooms the user was in there, before the departures.
+                    rooms: rooms_of.remove(user).unwrap_or_default(),
                 });
             }
         }
@@ -257,38 +286,62 @@ impl Replica {
             self.set_user(node, user, *count);
         }
         for ((room, user), count) in &new.members {
-            self.set_member(node, room.clone(), user.clone(), *count, &mut changes);
+            self.set_member(node, room, user, *count, &mut changes);
         }
-        for channel in &new.channels {
-            self.set_channel(node, channel.clone(), true);
+        for channel in new.channels {
+            self.set_channel(node, channel, true);
         }
-        for (user, presence) in new.presence {
-            self.node(node)
-                .presence
-                .insert(user.clone(), presence.clone());
-            self.presence.insert(user, presence);
+        for (user, presence) in &new.presence {
+            self.set_presence(user, presence);
         }
         if gone {
-            self.nodes.remove(node);
+            self.remove_node(node);
         } else {
             // Known from now on, even with nothing in it.
-            self.node(node).version = new.version;
+            self.node_mut(node).version = new.version;
         }
         offline.append(&mut presence);
         offline.append(&mut changes);
         offline
     }
 
-    /// The presences `new` shows that `old` did not (a user who arrived, or whose status or
+    /// What `node` holds: its users, its memberships and its channels.
+    fn held(&self, node: NodeIndex) -> Held {
+        let mut users = HashSet::new();
+        let mut members = Vec::new();
+        for (at, user) in self.users.iter() {
+            if user.count_on(node) > 0 {
+                users.insert(user.id.clone());
+            }
+            for (room, bits) in &user.rooms {
+                if self.holds(*bits, room, at, node) {
+                    members.push((room.clone(), user.id.clone()));
+                }
+            }
+        }
+        let channels = self.nodes[usize::from(node)]
+            .as_ref()
+            .map(|state| state.channels.clone())
+            .unwrap_or_default();
+        Held {
+            users,
+            members,
+            channels,
+        }
+    }
+
+    /// The presences `new` shows that the node did not (a user who arrived, or whose status or
     /// metadata changed), each for the rooms the user is in on other nodes before the
-    /// replacement, as the events that made the change would have shown it.
-    fn presence_changes(&self, old: &Snapshot, new: &Snapshot) -> Vec<Change> {
+    /// replacement, as the events that made the change would have shown it. A node's presence
+    /// for a user it connects is the latest one reported.
+    fn presence_changes(&self, old: &Held, new: &Snapshot) -> Vec<Change> {
+        let metadata = |p: &Presence| p.metadata.as_ref().map(|m| m.get().to_owned());
         new.presence
             .iter()
             .filter(|(user, presence)| {
-                let metadata = |p: &Presence| p.metadata.as_ref().map(|m| m.get().to_owned());
-                old.presence.get(*user).is_none_or(|before| {
-                    before.status != presence.status || metadata(before) != metadata(presence)
+                let before = old.users.contains(*user).then(|| self.presence(user));
+                before.flatten().is_none_or(|before| {
+                    before.status != presence.status || metadata(&before) != metadata(presence)
                 })
             })
             .map(|(user, presence)| Change::Presence {
@@ -298,78 +351,21 @@ impl Replica {
             .collect()
     }
 
-    fn node(&mut self, node: &NodeId) -> &mut Snapshot {
-        self.nodes.entry(node.clone()).or_default()
-    }
-
     /// Sets the node's count for a user.
-    fn set_user(&mut self, node: &NodeId, user: &UserId, count: u32) {
-        let state = self.node(node);
-        let previous = if count == 0 {
-            state.presence.remove(user);
-            state.users.remove(user).unwrap_or(0)
+    fn set_user(&mut self, node: NodeIndex, user: &UserId, count: u32) {
+        if count == 0 {
+            if let Some(at) = self.users.find(user) {
+                self.users.get_mut(at).set_count(node, 0);
+                self.users.release(at);
+            }
         } else {
-            state.users.insert(user.clone(), count).unwrap_or(0)
-        };
-        let total = self.users.entry(user.clone()).or_insert(0);
-        *total = (*total + count).saturating_sub(previous);
-        if *total == 0 {
-            self.users.remove(user);
+            let at = self.users.intern(user);
+            self.users.get_mut(at).set_count(node, count);
         }
     }
 
-    fn set_member(
-        &mut self,
-        node: &NodeId,
-        room: RoomId,
-        user: UserId,
-        count: u32,
-        changes: &mut Vec<Change>,
-    ) {
-        let key = (room.clone(), user.clone());
-        let state = self.node(node);
-        let was = if count == 0 {
-            state.members.remove(&key).is_some()
-        } else {
-            state.members.insert(key, count).is_some()
-        };
-        let is = count > 0;
-        if was == is {
-            return;
-        }
-        let nodes = self
-            .members
-            .entry(room.clone())
-            .or_default()
-            .entry(user.clone())
-            .or_insert(0);
-        if is {
-            *nodes += 1;
-        } else {
-            *nodes = nodes.saturating_sub(1);
-        }
-        let nodes = *nodes;
-        let user_rooms = self.user_rooms.entry(user.clone()).or_default();
-        user_rooms.insert(room.clone(), nodes);
-        if nodes == 0 {
-            user_rooms.remove(&room);
-            if user_rooms.is_empty() {
-                self.user_rooms.remove(&user);
-            }
-            if let Some(users) = self.members.get_mut(&room) {
-                users.remove(&user);
-                if users.is_empty() {
-                    self.members.remove(&room);
-                }
-            }
-            changes.push(Change::Left { room, user });
-        } else if is && nodes == 1 {
-            changes.push(Change::Joined { room, user });
-        }
-    }
-
-    fn set_channel(&mut self, node: &NodeId, channel: String, present: bool) {
-        let state = self.node(node);
+    fn set_channel(&mut self, node: NodeIndex, channel: String, present: bool) {
+        let state = self.node_mut(node);
         let changed = if present {
             state.channels.insert(channel.clone())
         } else {
@@ -389,63 +385,97 @@ impl Replica {
         }
     }
 
+    /// Keeps `presence` as `user`'s latest.
+    fn set_presence(&mut self, user: &UserId, presence: &Presence) {
+        let at = self.users.intern(user);
+        self.users.get_mut(at).set_presence(Some((
+            presence.status,
+            presence.metadata.clone(),
+            presence.last_seen,
+        )));
+    }
+
+    /// Forgets `user`'s presence; returns it.
+    fn take_presence(&mut self, user: &UserId) -> Option<Presence> {
+        let at = self.users.find(user)?;
+        let last = self.presence(user);
+        self.users.get_mut(at).set_presence(None);
+        self.users.release(at);
+        last
+    }
+
     /// Whether `user` is in `room` on another node.
     pub fn in_room(&self, room: &RoomId, user: &UserId) -> bool {
-        self.members
-            .get(room)
-            .is_some_and(|users| users.contains_key(user))
+        self.users.find(user).is_some_and(|at| {
+            self.rooms
+                .get(room)
+                .is_some_and(|users| users.contains(&at))
+        })
     }
 
     /// The users in `room` on other nodes.
     pub fn room_users(&self, room: &RoomId) -> Vec<UserId> {
-        self.members
+        self.rooms
             .get(room)
-            .map(|users| users.keys().cloned().collect())
+            .map(|users| {
+                users
+                    .iter()
+                    .map(|&at| self.users.get(at).id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// The rooms `user` is in on other nodes.
     pub fn user_rooms(&self, user: &UserId) -> Vec<RoomId> {
-        self.user_rooms
-            .get(user)
-            .map(|rooms| rooms.keys().cloned().collect())
+        self.users
+            .by_id(user)
+            .map(|user| user.rooms.iter().map(|(room, _)| room.clone()).collect())
             .unwrap_or_default()
     }
 
     /// `user`'s connections on other nodes.
     pub fn user_connections(&self, user: &UserId) -> u32 {
-        self.users.get(user).copied().unwrap_or(0)
+        self.users.by_id(user).map_or(0, User::connections)
     }
 
     /// Connections on the other nodes.
     pub fn connections(&self) -> u64 {
-        self.users.values().map(|&count| u64::from(count)).sum()
+        self.users
+            .iter()
+            .map(|(_, user)| u64::from(user.connections()))
+            .sum()
     }
 
     /// The latest presence of a user connected to another node.
     pub fn presence(&self, user: &UserId) -> Option<Presence> {
-        self.presence.get(user).cloned()
+        let user = self.users.by_id(user)?;
+        Some(Presence {
+            user_id: user.id.clone(),
+            status: user.status?,
+            metadata: user.metadata().cloned(),
+            last_seen: user.last_seen,
+        })
     }
 
     /// Every user connected to another node, with the latest presence known (online when none
     /// was reported yet).
     pub fn users(&self) -> Vec<Presence> {
         self.users
-            .keys()
-            .map(|user| {
-                self.presence.get(user).cloned().unwrap_or(Presence {
-                    user_id: user.clone(),
-                    status: Status::Online,
-                    metadata: None,
-                    last_seen: 0,
-                })
+            .iter()
+            .filter(|(_, user)| user.connections() > 0)
+            .map(|(_, user)| Presence {
+                user_id: user.id.clone(),
+                status: user.status.unwrap_or(Status::Online),
+                metadata: user.metadata().cloned(),
+                last_seen: user.last_seen,
             })
             .collect()
     }
 
     /// Rooms with a member on another node.
     pub fn rooms(&self) -> impl Iterator<Item = &RoomId> {
-        self.members.keys()
+        self.rooms.keys()
     }
 
     /// Channels and patterns with a subscriber on another node.
@@ -455,7 +485,7 @@ impl Replica {
 
     /// The other nodes this replica has heard of.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.nodes.keys()
+        self.node_index.keys()
     }
 }
 

@@ -319,3 +319,127 @@ fn a_restarted_node_s_first_event_drops_what_its_old_process_held() {
     assert_eq!(replica.user_connections(&user("kim")), 0);
     assert_eq!(replica.user_connections(&user("lee")), 1);
 }
+
+#[test]
+fn a_member_on_nodes_past_the_membership_bits_arrives_and_leaves_once() {
+    let mut replica = Replica::default();
+    let nodes: Vec<NodeId> = (0..70).map(|n| node(&format!("n{n}"))).collect();
+    let mut changes = Vec::new();
+    for n in &nodes {
+        changes.extend(replica.apply(n, member("r", "u", 1), None));
+    }
+    assert_eq!(
+        changes,
+        vec![Change::Joined {
+            room: room("r"),
+            user: user("u")
+        }]
+    );
+    // Out of the room everywhere but on one node past the bits, then there too.
+    for n in &nodes[..69] {
+        assert!(replica.apply(n, member("r", "u", 0), None).is_empty());
+    }
+    assert!(replica.in_room(&room("r"), &user("u")));
+    assert_eq!(
+        replica.apply(
+            &nodes[0],
+            Event::Dead {
+                node: nodes[69].clone()
+            },
+            None
+        ),
+        vec![Change::Left {
+            room: room("r"),
+            user: user("u")
+        }]
+    );
+    assert!(replica.rooms().next().is_none());
+    assert!(replica.user_rooms(&user("u")).is_empty());
+}
+
+#[test]
+fn a_user_on_several_nodes_has_each_node_s_count() {
+    let mut replica = Replica::default();
+    for (n, count) in [("a", 1), ("b", 2), ("c", 3)] {
+        replica.apply(&node(n), connected("u", count), None);
+    }
+    assert_eq!(replica.user_connections(&user("u")), 6);
+    replica.apply(&node("b"), connected("u", 0), None);
+    assert_eq!(replica.user_connections(&user("u")), 4);
+    replica.apply(&node("a"), connected("u", 5), None);
+    assert_eq!(replica.connections(), 8);
+    replica.replace(&node("c"), None);
+    assert_eq!(replica.user_connections(&user("u")), 5);
+    replica.apply(&node("b"), connected("u", 1), None);
+    assert_eq!(replica.user_connections(&user("u")), 6);
+    assert_eq!(replica.users().len(), 1);
+}
+
+#[test]
+fn presence_metadata_is_kept_until_the_user_has_no_connection_left() {
+    let mut replica = Replica::default();
+    let metadata = serde_json::value::RawValue::from_string(r#"{"device":"mobile"}"#.into())
+        .map(std::sync::Arc::from)
+        .ok();
+    let away = Presence {
+        metadata: metadata.clone(),
+        ..presence("u", Status::Away)
+    };
+    replica.apply(&node("a"), connected("u", 1), None);
+    replica.apply(&node("a"), Event::Presence(away.clone()), None);
+    assert_eq!(replica.presence(&user("u")), Some(away.clone()));
+    assert_eq!(replica.users(), vec![away.clone()]);
+    let changes = replica.replace(&node("a"), None);
+    match &changes[..] {
+        [Change::Presence { presence, .. }] => {
+            assert_eq!(presence.status, Status::Offline);
+            assert_eq!(
+                presence.metadata.as_ref().map(|m| m.get()),
+                Some(r#"{"device":"mobile"}"#)
+            );
+        }
+        other => panic!("offline expected, got {other:?}"),
+    }
+    assert!(replica.presence(&user("u")).is_none());
+}
+
+#[test]
+fn the_others_stay_whole_when_a_dead_node_s_memory_is_given_back() {
+    let mut replica = Replica::default();
+    for i in 0..1000 {
+        let name = format!("a{i}");
+        replica.apply(&node("a"), connected(&name, 1), None);
+        replica.apply(&node("a"), member("big", &name, 1), None);
+    }
+    for i in 0..10 {
+        let name = format!("b{i}");
+        replica.apply(&node("b"), connected(&name, 1), None);
+        replica.apply(&node("b"), member("big", &name, 1), None);
+        replica.apply(&node("b"), member(&format!("own{i}"), &name, 1), None);
+    }
+    let changes = replica.replace(&node("a"), None);
+    assert_eq!(
+        changes.len(),
+        2000,
+        "offline and left for each of a's users"
+    );
+    let mut users = replica.room_users(&room("big"));
+    users.sort();
+    let mut expected: Vec<UserId> = (0..10).map(|i| user(&format!("b{i}"))).collect();
+    expected.sort();
+    assert_eq!(users, expected);
+    assert!(replica.in_room(&room("own3"), &user("b3")));
+    assert!(!replica.in_room(&room("own3"), &user("b4")));
+    assert_eq!(replica.user_rooms(&user("b3")).len(), 2);
+    assert_eq!(replica.connections(), 10);
+    // The table keeps working after the renumbering.
+    assert_eq!(
+        replica.apply(&node("b"), member("own3", "b4", 1), None),
+        vec![Change::Joined {
+            room: room("own3"),
+            user: user("b4")
+        }]
+    );
+    replica.apply(&node("c"), connected("b4", 2), None);
+    assert_eq!(replica.user_connections(&user("b4")), 3);
+}
