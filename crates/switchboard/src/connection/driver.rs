@@ -34,6 +34,7 @@ use super::Stream;
 use super::session::Session;
 use crate::hub::{CloseRequest, Hub, Initiator, Taken};
 use crate::protocol::CloseCode;
+use crate::uring::{Done, Send};
 use crate::ws::decoder::{Decoder, Flow, Limits, Message};
 use crate::ws::frame;
 
@@ -41,8 +42,8 @@ use crate::ws::frame;
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size of each worker thread's read buffer.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
-/// Most buffers handed to one `writev`.
-const MAX_IOVECS: usize = 64;
+/// Most buffers handed to one `writev` (or one send on the ring).
+const MAX_IOVECS: usize = crate::uring::MAX_IOVECS;
 /// Rounds of read/write per poll before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 16;
 
@@ -58,11 +59,13 @@ const PEER_CLOSED: CloseRequest = CloseRequest {
 };
 
 pub(crate) struct Driver<S> {
+    /// Frames taken from the outbox, not yet fully written. Declared before `io`, so it is
+    /// dropped first: a send on the ring waits there for the kernel before the socket closes
+    /// (`uring`, invariant 2).
+    pending: Pending,
     io: S,
     decoder: Decoder,
     session: Session,
-    /// Frames taken from the outbox, not yet fully written. The front one may be partly written.
-    pending: VecDeque<Bytes>,
     /// Whether the front of `pending` has been partly written (it must then be finished).
     front_started: bool,
     /// Bytes were written since the last flush (only for streams that buffer, `S::NEEDS_FLUSH`).
@@ -106,7 +109,7 @@ impl<S: Stream> Driver<S> {
             )),
             io,
             session,
-            pending,
+            pending: Pending::Frames(pending),
             front_started,
             unflushed: false,
             close_queued: false,
@@ -114,6 +117,24 @@ impl<S: Stream> Driver<S> {
             abort: false,
             close_reply: None,
             deadline: None,
+        }
+    }
+}
+
+/// What a connection took from its outbox and has not written yet.
+enum Pending {
+    /// Frames to write; the front one may be partly written.
+    Frames(VecDeque<Bytes>),
+    /// Frames handed to the worker's io_uring (`--io-uring`) as one send: the front of the
+    /// stream. Nothing more is taken from the outbox until it completes (one send in flight).
+    Sending(Send),
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Frames(frames) => frames.is_empty(),
+            Self::Sending(_) => false,
         }
     }
 }
@@ -248,9 +269,24 @@ impl<S: Stream> Driver<S> {
             return Step::Idle;
         }
         let handle = self.session.handle();
-        let before = self.pending.len();
-        let taken = handle.outbox().poll_take(cx, &mut self.pending);
-        if taken.is_ready() && self.pending.range(before..).any(|f| is_traffic(f)) {
+        let pending = match &mut self.pending {
+            Pending::Frames(frames) => frames,
+            Pending::Sending(send) => {
+                // With nothing queued behind the send, the next push wakes the task (a complete
+                // send wakes no one: one poll per batch, not two). Frames or a close pushed
+                // meanwhile must not wait for the worker to park: the send is settled now.
+                if handle.outbox().poll_queued(cx).is_pending() {
+                    return Step::Idle;
+                }
+                if let Some(frames) = send.expedite() {
+                    self.pending = Pending::Frames(frames);
+                }
+                return Step::Progress;
+            }
+        };
+        let before = pending.len();
+        let taken = handle.outbox().poll_take(cx, pending);
+        if taken.is_ready() && pending.range(before..).any(|f| is_traffic(f)) {
             // Once per batch, not per frame: the fan-out that queued them paid nothing.
             handle.sent_traffic(self.session.hub().now_ms());
         }
@@ -280,27 +316,64 @@ impl<S: Stream> Driver<S> {
     }
 
     /// Queues our close frame, behind what is pending if `keep_pending`, and arms the deadline.
+    /// (Only called after a take from the outbox, so never while a send is on the ring.)
     fn queue_close(&mut self, close: Bytes, keep_pending: bool) {
+        let Pending::Frames(pending) = &mut self.pending else {
+            return;
+        };
         if self.close_queued {
             return;
         }
         if !keep_pending {
             // A partly written frame must be finished, or the client would misread the stream.
             let keep = usize::from(self.front_started);
-            self.pending.truncate(keep);
+            pending.truncate(keep);
         }
-        self.pending.push_back(close);
+        pending.push_back(close);
         self.close_queued = true;
         self.deadline = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
-        if self.pending.is_empty() {
+        let mut batch = true;
+        if let Pending::Sending(send) = &self.pending {
+            let Poll::Ready(done) = send.poll_done() else {
+                return Step::Idle;
+            };
+            self.pending = Pending::Frames(VecDeque::new());
+            match self.finish_send(done) {
+                Some(step) => return step,
+                // The socket is full: this time the write waits for writability.
+                None => batch = false,
+            }
+        }
+        let Pending::Frames(pending) = &mut self.pending else {
+            return Step::Idle;
+        };
+        if pending.is_empty() {
             return self.poll_flush(cx);
         }
+        // On the ring: a batch that fits one send, while not closing (the close handshake
+        // and its deadline stay on the readiness path).
+        if batch
+            && !self.close_queued
+            && pending.len() <= MAX_IOVECS
+            && let Some(fd) = self.io.raw_fd()
+            && self.session.hub().config().io_uring
+        {
+            match Send::start(fd, std::mem::take(pending), cx) {
+                Ok(send) => {
+                    self.pending = Pending::Sending(send);
+                    // Another round, so that frames left in the outbox behind these (taken no
+                    // further while some were pending) are seen: nothing else would wake us.
+                    return Step::Progress;
+                }
+                Err(frames) => *pending = frames,
+            }
+        }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let count = self.pending.len().min(MAX_IOVECS);
-        for (slice, frame) in slices.iter_mut().zip(self.pending.iter()) {
+        let count = pending.len().min(MAX_IOVECS);
+        for (slice, frame) in slices.iter_mut().zip(pending.iter()) {
             *slice = IoSlice::new(frame);
         }
         match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
@@ -312,11 +385,32 @@ impl<S: Stream> Driver<S> {
                 self.unflushed = S::NEEDS_FLUSH;
                 // Everything written: the buffer goes (an idle connection keeps none; after a
                 // burst of notices it would hold up to kilobytes).
-                if self.pending.is_empty() {
-                    self.pending = VecDeque::new();
+                if let Pending::Frames(pending) = &mut self.pending
+                    && pending.is_empty()
+                {
+                    *pending = VecDeque::new();
                 }
                 Step::Progress
             }
+        }
+    }
+
+    /// Takes the outcome of a send on the ring as a vectored write's: what was not written
+    /// becomes the pending frames again (with `EAGAIN`, all of them, for the readiness path).
+    /// `Some` ends this write step.
+    fn finish_send(&mut self, done: Done) -> Option<Step> {
+        match done {
+            Done::Complete => {
+                self.front_started = false;
+                Some(Step::Progress)
+            }
+            Done::Partial { written, frames } => {
+                self.pending = Pending::Frames(frames);
+                self.consume(written);
+                // Nothing written (`EAGAIN`): the portable write waits for writability.
+                (written > 0).then_some(Step::Progress)
+            }
+            Done::Failed => Some(Step::Done),
         }
     }
 
@@ -336,15 +430,18 @@ impl<S: Stream> Driver<S> {
         }
     }
 
-    /// Drops `written` bytes from the front of `pending`.
+    /// Drops `written` bytes from the front of the pending frames.
     fn consume(&mut self, mut written: usize) {
+        let Pending::Frames(pending) = &mut self.pending else {
+            return;
+        };
         while written > 0 {
-            let Some(front) = self.pending.front_mut() else {
+            let Some(front) = pending.front_mut() else {
                 return;
             };
             if written >= front.len() {
                 written -= front.len();
-                self.pending.pop_front();
+                pending.pop_front();
                 self.front_started = false;
             } else {
                 front.advance(written);
