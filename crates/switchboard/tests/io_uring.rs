@@ -1,12 +1,16 @@
 //! `--io-uring` against a real server on a runtime with the park hook, as the binary runs it:
 //! delivery, per-connection order under bursts larger than one batch (more connections than a
 //! ring's entries, more frames than one send), a slow consumer shed with 1013, and clients
-//! that go away with sends in flight while the others keep everything.
+//! that go away with sends in flight while the others keep everything; and the binary, whose
+//! runtime installs the hook itself.
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
 
+use common::Running;
 use serde_json::json;
 use switchboard::ids::RoomId;
 use switchboard::protocol::{ServerFrame, ServerKind};
@@ -180,5 +184,41 @@ fn clients_that_leave_with_sends_in_flight_harm_no_one() {
         let mut late = server.member("late", "churn").await;
         publish_numbered(&server, "churn", 1).await;
         expect_in_order(&mut late, 1).await;
+    });
+}
+
+#[test]
+fn the_binary_writes_through_its_workers_rings() {
+    on_uring_runtime(async {
+        let mut server = Running::start(&["--io-uring", "--rate-limit", "0"], &[]).await;
+        let url = |user: &str| format!("ws://{}/?userId={user}", server.addr);
+        let mut alice = Client::connect(&url("alice")).await;
+        alice.join("general").await;
+        let mut bob = Client::connect(&url("bob")).await;
+        bob.join("general").await;
+        alice.expect("user_joined").await;
+        for seq in 0..100 {
+            bob.send_type(
+                "message",
+                json!({"room": "general", "content": seq.to_string()}),
+            )
+            .await;
+        }
+        let mut seq = 0;
+        while seq < 100 {
+            let frame = alice.recv().await;
+            if frame["type"] == "message" {
+                assert_eq!(frame["payload"]["content"], seq.to_string(), "out of order");
+                seq += 1;
+            }
+        }
+        // The rings are the process's own: each worker that parked opened one.
+        let rings = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains("io_uring"))
+            .count();
+        assert!(rings > 0, "the binary opened no io_uring");
+        server.terminate().await;
     });
 }
