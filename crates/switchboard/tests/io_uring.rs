@@ -190,7 +190,7 @@ fn clients_that_leave_with_sends_in_flight_harm_no_one() {
 #[test]
 fn the_binary_writes_through_its_workers_rings() {
     on_uring_runtime(async {
-        let mut server = Running::start(&["--io-uring", "--rate-limit", "0"], &[]).await;
+        let server = Running::start(&["--io-uring", "--rate-limit", "0"], &[]).await;
         let url = |user: &str| format!("ws://{}/?userId={user}", server.addr);
         let mut alice = Client::connect(&url("alice")).await;
         alice.join("general").await;
