@@ -26,6 +26,8 @@
 //! (`tests/architecture.rs` fails on any two modules that use each other).
 //!
 //! - [`process`]: the process's own resources (the open-file limit the binary raises).
+//! - [`uring`]: batched socket writes through one io_uring per worker thread (`--io-uring`):
+//!   the crate's only `unsafe` code for it, with its invariants.
 //! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
 //!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation
 //!   counter, the per-IP cap; [`forwarded`]: the client address behind trusted proxies;
@@ -91,6 +93,8 @@ pub mod server;
 mod sse;
 pub mod store;
 pub mod switchboard;
+#[allow(unsafe_code)]
+pub mod uring;
 pub mod webhooks;
 mod ws;
 mod yjs;

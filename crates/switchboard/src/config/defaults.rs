@@ -58,6 +58,7 @@ pub(super) const MAX_VIOLATIONS: u32 = 50;
 pub(super) const VIOLATION_WINDOW: Duration = Duration::from_secs(10);
 pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const ECHO_ENDPOINT: bool = false;
+pub(super) const IO_URING: bool = false;
 pub(super) const LOG_LEVEL: &str = "info";
 
 /// What `--help` says a setting defaults to.
@@ -113,6 +114,7 @@ pub(super) fn shown(setting: &str) -> Option<Shown> {
         "violation_window" => duration(VIOLATION_WINDOW),
         "shutdown_timeout" => duration(SHUTDOWN_TIMEOUT),
         "echo_endpoint" => ECHO_ENDPOINT.to_string(),
+        "io_uring" => IO_URING.to_string(),
         "proxy_timeout" => duration(super::proxy::PROXY_TIMEOUT),
         "proxy_headers" => super::proxy::PROXY_HEADERS.to_owned(),
         "log_format" => LogFormat::default()

@@ -138,6 +138,9 @@ pub struct HubConfig {
     pub documents: DocumentConfig,
     /// Whether `/echo` echoes messages back (conformance testing only).
     pub echo_endpoint: bool,
+    /// Whether plain TCP connections write through the worker thread's io_uring (the runtime
+    /// must run [`crate::uring::on_thread_park`]; the binary's does).
+    pub io_uring: bool,
     /// permessage-deflate.
     pub compression: CompressionConfig,
 }

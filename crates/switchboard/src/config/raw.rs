@@ -309,6 +309,11 @@ settings! {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     echo_endpoint: bool,
+    /// Write to plain TCP connections through one io_uring per worker thread, the sends of one
+    /// wake-up submitted together (Linux; falls back to `writev` where the kernel refuses).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    io_uring: bool,
     /// Comma-separated backend URLs (`http://` or `https://`) lifecycle events are POSTed to, signed
     /// with `webhook_secret`; a lone node only (a cluster would send each event per node).
     #[arg(long, value_name = "URLS")]

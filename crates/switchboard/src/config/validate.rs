@@ -101,6 +101,7 @@ pub(super) fn hub(raw: &RawSettings) -> Result<HubConfig, ConfigError> {
         history: history(raw)?,
         documents,
         echo_endpoint: raw.echo_endpoint.unwrap_or(defaults::ECHO_ENDPOINT),
+        io_uring: raw.io_uring.unwrap_or(defaults::IO_URING),
         compression: CompressionConfig {
             enabled: raw.compression.unwrap_or(defaults::COMPRESSION),
             threshold: byte_size(

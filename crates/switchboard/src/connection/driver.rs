@@ -21,12 +21,11 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
@@ -41,8 +40,8 @@ use crate::ws::frame;
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size of each worker thread's read buffer.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
-/// Most buffers handed to one `writev`.
-const MAX_IOVECS: usize = 64;
+/// Most buffers handed to one `writev` (or one send on the ring).
+const MAX_IOVECS: usize = crate::uring::MAX_IOVECS;
 /// Rounds of read/write per poll before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 16;
 
@@ -58,11 +57,13 @@ const PEER_CLOSED: CloseRequest = CloseRequest {
 };
 
 pub(crate) struct Driver<S> {
+    /// Frames taken from the outbox, not yet fully written. Declared before `io`, so it is
+    /// dropped first: a send on the ring waits there for the kernel before the socket closes
+    /// (`uring`, invariant 2).
+    pending: Pending,
     io: S,
     decoder: Decoder,
     session: Session,
-    /// Frames taken from the outbox, not yet fully written. The front one may be partly written.
-    pending: VecDeque<Bytes>,
     /// Whether the front of `pending` has been partly written (it must then be finished).
     front_started: bool,
     /// Bytes were written since the last flush (only for streams that buffer, `S::NEEDS_FLUSH`).
@@ -106,7 +107,7 @@ impl<S: Stream> Driver<S> {
             )),
             io,
             session,
-            pending,
+            pending: Pending::Frames(pending),
             front_started,
             unflushed: false,
             close_queued: false,
@@ -248,9 +249,24 @@ impl<S: Stream> Driver<S> {
             return Step::Idle;
         }
         let handle = self.session.handle();
-        let before = self.pending.len();
-        let taken = handle.outbox().poll_take(cx, &mut self.pending);
-        if taken.is_ready() && self.pending.range(before..).any(|f| is_traffic(f)) {
+        let pending = match &mut self.pending {
+            Pending::Frames(frames) => frames,
+            Pending::Sending(send) => {
+                // With nothing queued behind the send, the next push wakes the task (a complete
+                // send wakes no one: one poll per batch, not two). Frames or a close pushed
+                // meanwhile must not wait for the worker to park: the send is settled now.
+                if handle.outbox().poll_queued(cx).is_pending() {
+                    return Step::Idle;
+                }
+                if let Some(frames) = send.expedite() {
+                    self.pending = Pending::Frames(frames);
+                }
+                return Step::Progress;
+            }
+        };
+        let before = pending.len();
+        let taken = handle.outbox().poll_take(cx, pending);
+        if taken.is_ready() && pending.range(before..).any(|f| is_traffic(f)) {
             // Once per batch, not per frame: the fan-out that queued them paid nothing.
             handle.sent_traffic(self.session.hub().now_ms());
         }
@@ -280,78 +296,22 @@ impl<S: Stream> Driver<S> {
     }
 
     /// Queues our close frame, behind what is pending if `keep_pending`, and arms the deadline.
+    /// (Only called after a take from the outbox, so never while a send is on the ring.)
     fn queue_close(&mut self, close: Bytes, keep_pending: bool) {
+        let Pending::Frames(pending) = &mut self.pending else {
+            return;
+        };
         if self.close_queued {
             return;
         }
         if !keep_pending {
             // A partly written frame must be finished, or the client would misread the stream.
             let keep = usize::from(self.front_started);
-            self.pending.truncate(keep);
+            pending.truncate(keep);
         }
-        self.pending.push_back(close);
+        pending.push_back(close);
         self.close_queued = true;
         self.deadline = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
-        if self.pending.is_empty() {
-            return self.poll_flush(cx);
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let count = self.pending.len().min(MAX_IOVECS);
-        for (slice, frame) in slices.iter_mut().zip(self.pending.iter()) {
-            *slice = IoSlice::new(frame);
-        }
-        match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
-            Poll::Pending if self.abort => Step::Done,
-            Poll::Pending => Step::Idle,
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
-            Poll::Ready(Ok(written)) => {
-                self.consume(written);
-                self.unflushed = S::NEEDS_FLUSH;
-                // Everything written: the buffer goes (an idle connection keeps none; after a
-                // burst of notices it would hold up to kilobytes).
-                if self.pending.is_empty() {
-                    self.pending = VecDeque::new();
-                }
-                Step::Progress
-            }
-        }
-    }
-
-    /// Pushes out what the stream buffered once everything pending is written to it.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Step {
-        if !self.unflushed {
-            return Step::Idle;
-        }
-        match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Pending if self.abort => Step::Done,
-            Poll::Pending => Step::Idle,
-            Poll::Ready(Ok(())) => {
-                self.unflushed = false;
-                Step::Progress
-            }
-            Poll::Ready(Err(_)) => Step::Done,
-        }
-    }
-
-    /// Drops `written` bytes from the front of `pending`.
-    fn consume(&mut self, mut written: usize) {
-        while written > 0 {
-            let Some(front) = self.pending.front_mut() else {
-                return;
-            };
-            if written >= front.len() {
-                written -= front.len();
-                self.pending.pop_front();
-                self.front_started = false;
-            } else {
-                front.advance(written);
-                self.front_started = true;
-                return;
-            }
-        }
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Step {
@@ -476,6 +436,10 @@ impl<S: Stream> Driver<S> {
         }
     }
 }
+
+#[path = "driver_write.rs"]
+mod write;
+use write::Pending;
 
 #[cfg(test)]
 #[path = "driver_tests.rs"]

@@ -125,16 +125,33 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     /// Whether a write may leave bytes buffered inside the stream until it is flushed (TLS
     /// keeps records it could not send yet); a plain TCP socket has no buffer to flush.
     const NEEDS_FLUSH: bool = true;
+
+    /// The socket's descriptor when writes may go to it directly (a plain TCP socket), for
+    /// batched sends through io_uring (`--io-uring`); `None` when the stream transforms what
+    /// is written (TLS) or is not a socket of ours.
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
 }
 
 impl Stream for tokio::net::TcpStream {
     const SHUTDOWN_BEFORE_CLOSE: bool = false;
     const NEEDS_FLUSH: bool = false;
+
+    #[cfg(unix)]
+    fn raw_fd(&self) -> Option<i32> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
 }
 
 impl<S: Stream> Stream for Prefixed<S> {
     const SHUTDOWN_BEFORE_CLOSE: bool = S::SHUTDOWN_BEFORE_CLOSE;
     const NEEDS_FLUSH: bool = S::NEEDS_FLUSH;
+
+    /// Writes pass straight through to the inner stream (the prefix is only read).
+    fn raw_fd(&self) -> Option<i32> {
+        self.io.raw_fd()
+    }
 }
 
 /// Our server's TLS connections, boxed (see `http::ws`).

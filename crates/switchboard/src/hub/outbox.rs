@@ -68,6 +68,13 @@ struct State {
 }
 
 impl State {
+    /// Has the next push wake `cx`'s task.
+    fn register(&mut self, cx: &Context<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
+
     /// Moves every queued frame to the back of `out`: when `out` is empty the queue's buffer
     /// becomes `out`'s (nothing is copied), and no capacity is left behind, so an idle
     /// connection holds no queue memory.
@@ -170,19 +177,26 @@ impl Outbox {
         let mut state = self.state.lock();
         let take_frames = out.is_empty() && !state.frames.is_empty();
         if !take_frames && state.close.is_none() {
-            if !state
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                state.waker = Some(cx.waker().clone());
-            }
+            state.register(cx);
             return Poll::Pending;
         }
         state.move_frames(out);
         Poll::Ready(Taken {
             close: state.close.as_deref().cloned(),
         })
+    }
+
+    /// Ready when frames or a close request wait to be taken, without taking them; otherwise
+    /// registers the task to be woken by the next push, as [`Outbox::poll_take`] does. For a
+    /// connection that takes nothing while its last batch is on io_uring, and must know
+    /// whether to have the send's completion wake it.
+    pub(crate) fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock();
+        if state.frames.is_empty() && state.close.is_none() {
+            state.register(cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(())
     }
 }
 
@@ -223,6 +237,24 @@ mod tests {
         );
         assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn poll_queued_sees_frames_and_closes_without_taking_them_and_arms_the_wake() {
+        let outbox = Outbox::default();
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_queued(&mut cx), Poll::Pending);
+        assert_eq!(outbox.push(&frame(4), 100), Pushed::Queued);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "the next push wakes");
+        assert_eq!(outbox.poll_queued(&mut cx), Poll::Ready(()));
+        assert_eq!(outbox.queued_bytes(), 4, "nothing was taken");
+        let mut out = VecDeque::new();
+        assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
+        assert_eq!(outbox.poll_queued(&mut cx), Poll::Pending);
+        outbox.close(CloseRequest::FINISHED);
+        assert_eq!(outbox.poll_queued(&mut cx), Poll::Ready(()));
     }
 
     #[test]
