@@ -7,8 +7,8 @@
 //! and keeps its readiness path with tokio for reads and for writes that would block) nor
 //! decide what is sent.
 //!
-//! How a send goes: the driver moves its pending frames into a [`Send`] queued on its
-//! thread's ring ([`Send::start`]) and waits. When the worker is about to park (tokio's
+//! How a send goes: the driver moves its pending frames into a `Send` queued on its
+//! thread's ring (`Send::start`) and waits. When the worker is about to park (tokio's
 //! `on_thread_park`, [`on_thread_park`]), or when the ring's queue is full, every queued send
 //! becomes one `SENDMSG` entry (`MSG_DONTWAIT`: a socket that cannot take the bytes answers
 //! `EAGAIN` at once, and the driver falls back to its readiness path), all are submitted with
@@ -16,7 +16,7 @@
 //! everything releases its frames and wakes no one (the connection's next frames wake its task
 //! through its outbox); a short write or an error wakes the task. A task that finds frames
 //! waiting behind its send does not wait for the park, which a busy worker may not reach for
-//! long: [`Send::expedite`] flushes its own thread's ring at once, or takes back a send queued
+//! long: `Send::expedite` flushes its own thread's ring at once, or takes back a send queued
 //! on another thread's ring (the task moved) to write it the portable way. A thread that never
 //! ran the hook never queues a send: its tasks keep the portable path.
 //!
@@ -27,14 +27,14 @@
 //! # Invariants (the `unsafe` below relies on them)
 //!
 //! 1. **Buffers outlive the kernel's use of them.** A send's frames (`Bytes`) stay in its
-//!    [`Op`] from [`Send::start`] until its completion has been reaped; the `iovec`s and
+//!    `Op` from `Send::start` until its completion has been reaped; the `iovec`s and
 //!    `msghdr`s that point at them live in `flush`'s locals, sized before the first
 //!    pointer is taken (no reallocation), and `flush` returns only after every entry it
 //!    submitted has completed. So nothing the kernel reads is freed or moved while it can
 //!    read it, and nothing is in flight between two flushes.
 //! 2. **The socket outlives the send.** An entry names its socket by number. `flush` holds the
 //!    lock of every op it submits from building its entry to reaping its completion; the
-//!    driver's [`Send`] is dropped before its socket (the driver's field order) and its drop
+//!    driver's `Send` is dropped before its socket (the driver's field order) and its drop
 //!    takes the same lock: a send still queued is cancelled (its entry is never built), and
 //!    one being flushed, possibly on another thread after the task moved, is waited for. So
 //!    no entry is submitted for a closed, possibly reused, descriptor.
