@@ -2,10 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use serde_json::json;
 use switchboard::ids::{ConnId, RoomId, UserId};
 use switchboard::protocol::{CloseCode, ServerFrame, ServerKind};
-use switchboard_testkit::{RawClient, TestServer, http_get, wait_until};
+use switchboard_testkit::{TestServer, http_get};
 
 #[tokio::test]
 async fn the_library_handle_sends_to_rooms_users_and_everyone() {
@@ -52,49 +54,7 @@ async fn the_library_handle_sends_to_rooms_users_and_everyone() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
     let server = TestServer::with(|s| s.max_queued_bytes = Some("256KiB".parse().unwrap())).await;
-    let mut reader = server.member("reader", "feed").await;
-    let mut stalled = RawClient::connect(server.addr, "/?userId=stalled").await;
-    stalled
-        .send_frame(0x81, br#"{"type":"join_room","payload":{"room":"feed"}}"#)
-        .await;
-    reader.expect("user_joined").await;
-
-    // 40 MB in 64 KB messages: far more than the kernel's socket buffers and the 256 KiB
-    // outbound limit, so the stalled client's queue must overflow.
-    let chunk = "x".repeat(64 * 1024);
-    let frame = ServerFrame::new(ServerKind::Message, json!({ "content": chunk })).room("feed");
-    let feed = RoomId::from_trusted("feed");
-    let count = 640;
-    let hub = server.hub.clone();
-    let sender = tokio::spawn(async move {
-        for _ in 0..count {
-            hub.send_to_room(&feed, &frame, None);
-            tokio::task::yield_now().await;
-        }
-    });
-    // The reader gets every message, and the stalled client's departure (offline presence,
-    // then user_left) somewhere among them.
-    let (mut messages, mut left) = (0, 0);
-    while messages < count || left == 0 {
-        let frame = reader.recv().await;
-        match frame["type"].as_str().unwrap() {
-            "message" => messages += 1,
-            "user_left" => {
-                assert_eq!(frame["userId"], "stalled");
-                left += 1;
-            }
-            "presence" => assert_eq!(frame["payload"]["status"], "offline"),
-            other => panic!("unexpected {other}"),
-        }
-    }
-    assert_eq!((messages, left), (count, 1));
-    sender.await.unwrap();
-    wait_until("the stalled client is dropped", || {
-        let stats = server.hub.stats();
-        stats.slow_consumers_dropped == 1 && stats.connections == 1
-    })
-    .await;
-    reader.expect_nothing_pending().await;
+    common::stalled::a_stalled_member_is_shed(&server).await;
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use common::Running;
 use serde_json::json;
 use switchboard::ids::RoomId;
 use switchboard::protocol::{ServerFrame, ServerKind};
-use switchboard_testkit::{Client, RawClient, TestServer, http_get, wait_until};
+use switchboard_testkit::{Client, TestServer, http_get, wait_until};
 
 /// Runs `test` on a two-worker runtime that flushes each worker's ring when it parks.
 fn on_uring_runtime(test: impl Future<Output = ()>) {
@@ -96,41 +96,7 @@ fn every_member_gets_a_burst_in_order_through_the_ring() {
 fn a_slow_consumer_is_shed_with_1013_and_the_others_get_everything() {
     on_uring_runtime(async {
         let server = uring_server(|s| s.max_queued_bytes = Some("256KiB".parse().unwrap())).await;
-        let mut reader = server.member("reader", "feed").await;
-        let mut stalled = RawClient::connect(server.addr, "/?userId=stalled").await;
-        stalled
-            .send_frame(0x81, br#"{"type":"join_room","payload":{"room":"feed"}}"#)
-            .await;
-        reader.expect("user_joined").await;
-        // 40 MB in 64 KB messages: more than the socket buffers and the 256 KiB queue.
-        let chunk = "x".repeat(64 * 1024);
-        let frame = ServerFrame::new(ServerKind::Message, json!({ "content": chunk })).room("feed");
-        let feed = RoomId::from_trusted("feed");
-        let count = 640;
-        let hub = server.hub.clone();
-        let sender = tokio::spawn(async move {
-            for _ in 0..count {
-                hub.send_to_room(&feed, &frame, None);
-                tokio::task::yield_now().await;
-            }
-        });
-        let mut messages = 0;
-        let mut left = false;
-        while messages < count || !left {
-            let frame = reader.recv().await;
-            match frame["type"].as_str().unwrap() {
-                "message" => messages += 1,
-                "user_left" => left = true,
-                "presence" => assert_eq!(frame["payload"]["status"], "offline"),
-                other => panic!("unexpected {other}"),
-            }
-        }
-        sender.await.unwrap();
-        wait_until("the stalled client is dropped", || {
-            let stats = server.hub.stats();
-            stats.slow_consumers_dropped == 1 && stats.connections == 1
-        })
-        .await;
+        common::stalled::a_stalled_member_is_shed(&server).await;
         let (_, metrics) = http_get(server.addr, "/metrics").await;
         assert!(
             metrics
@@ -138,7 +104,6 @@ fn a_slow_consumer_is_shed_with_1013_and_the_others_get_everything() {
                 .any(|line| line.contains(r#"initiator="server",code="1013"} 1"#)),
             "no 1013 close counted"
         );
-        reader.expect_nothing_pending().await;
     });
 }
 
