@@ -59,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Event, Membership, MembershipSink, Replica, Version};
-use crate::broker::BrokerSink;
+use crate::broker::{BrokerSink, Topic};
 use crate::ids::{NodeId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
 use conn::Conn;
@@ -130,13 +130,46 @@ enum Write {
     Leave(oneshot::Sender<()>),
 }
 
-/// Redis channels and patterns this node wants to receive, and the changes the subscriber
-/// task has not applied yet.
+/// The topics (channels and patterns) this node wants to receive, besides the membership
+/// events it always does, and the changes the subscriber task has not applied yet.
+///
+/// Topics, not Redis channel names: a topic shares its user's or room's id with the hub
+/// (one `Arc`), where a name would be one more allocation per local user (issue 15's memory
+/// per connection). Names are built when a (un)subscription is sent.
 #[derive(Debug, Default)]
 struct Wanted {
-    channels: HashSet<String>,
-    patterns: HashSet<String>,
+    topics: HashSet<Topic>,
     changes: Vec<SubscriptionChange>,
+}
+
+impl Wanted {
+    /// Whether the exact subscription of a Redis channel is wanted.
+    fn has_channel(&self, keys: &Keys, channel: &str) -> bool {
+        channel == keys.events()
+            || keys
+                .topic(channel)
+                .is_some_and(|topic| self.topics.contains(&topic))
+    }
+
+    /// Everything wanted, as the (un)subscriptions a fresh connection needs; forgets the
+    /// pending changes, which it covers.
+    fn resubscriptions(&mut self, keys: &Keys) -> Vec<SubscriptionChange> {
+        self.changes.clear();
+        std::iter::once(SubscriptionChange::Subscribe(keys.events()))
+            .chain(self.topics.iter().map(|topic| subscription(keys, topic, true)))
+            .collect()
+    }
+}
+
+/// The (un)subscription of `topic`'s Redis channel or pattern.
+fn subscription(keys: &Keys, topic: &Topic, add: bool) -> SubscriptionChange {
+    let name = keys.channel(topic);
+    match (matches!(topic, Topic::ChannelPattern(_)), add) {
+        (false, true) => SubscriptionChange::Subscribe(name),
+        (false, false) => SubscriptionChange::Unsubscribe(name),
+        (true, true) => SubscriptionChange::PSubscribe(name),
+        (true, false) => SubscriptionChange::PUnsubscribe(name),
+    }
 }
 
 /// One (un)subscription for the subscriber task to send.
@@ -218,9 +251,7 @@ impl RedisCluster {
             None => None,
         };
         let (outgoing, receiver) = mpsc::channel(OUTGOING_CAPACITY);
-        let mut wanted = Wanted::default();
         let keys = Keys::new(&config.prefix, config.cluster);
-        wanted.channels.insert(keys.events());
         Ok(Self {
             shared: Arc::new(Shared {
                 node,
@@ -231,7 +262,7 @@ impl RedisCluster {
                 replica: RwLock::new(Replica::default()),
                 broker_sink: OnceLock::new(),
                 membership_sink: OnceLock::new(),
-                wanted: Mutex::new(wanted),
+                wanted: Mutex::new(Wanted::default()),
                 wanted_changed: Notify::new(),
                 settled: AtomicBool::new(false),
                 subscriber: tasks::Link::new("subscriber"),

@@ -6,7 +6,7 @@
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 
-use super::{Outgoing, RedisCluster, Shared, SubscriptionChange, Write, keys};
+use super::{Outgoing, RedisCluster, Shared, Write, keys};
 use crate::broker::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 
 impl Shared {
@@ -31,26 +31,14 @@ impl Shared {
             }
             return;
         }
-        let name = self.keys.channel(topic);
-        let pattern = matches!(topic, Topic::ChannelPattern(_));
         let mut wanted = self.wanted.lock();
-        let set = if pattern {
-            &mut wanted.patterns
-        } else {
-            &mut wanted.channels
-        };
         let changed = if add {
-            set.insert(name.clone())
+            wanted.topics.insert(topic.clone())
         } else {
-            set.remove(&name)
+            wanted.topics.remove(topic)
         };
         if changed {
-            wanted.changes.push(match (pattern, add) {
-                (false, true) => SubscriptionChange::Subscribe(name),
-                (false, false) => SubscriptionChange::Unsubscribe(name),
-                (true, true) => SubscriptionChange::PSubscribe(name),
-                (true, false) => SubscriptionChange::PUnsubscribe(name),
-            });
+            wanted.changes.push(super::subscription(&self.keys, topic, add));
         }
         drop(wanted);
         if changed {

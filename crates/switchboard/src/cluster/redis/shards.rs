@@ -215,16 +215,7 @@ async fn resubscribe_all(
     shared: &Shared,
     connection: &ClusterConnection,
 ) -> redis::RedisResult<()> {
-    let changes: Vec<SubscriptionChange> = {
-        let mut wanted = shared.wanted.lock();
-        wanted.changes.clear();
-        let channels = wanted.channels.iter().cloned();
-        let patterns = wanted.patterns.iter().cloned();
-        channels
-            .map(SubscriptionChange::Subscribe)
-            .chain(patterns.map(SubscriptionChange::PSubscribe))
-            .collect()
-    };
+    let changes = shared.wanted.lock().resubscriptions(&shared.keys);
     try_join_all(
         changes
             .into_iter()
@@ -289,7 +280,7 @@ async fn handle_push(shared: &Shared, push: PushInfo) -> Option<String> {
             .into_iter()
             .next()
             .and_then(|name| redis::from_redis_value::<String>(name).ok())
-            .filter(|channel| shared.wanted.lock().channels.contains(channel)),
+            .filter(|channel| shared.wanted.lock().has_channel(&shared.keys, channel)),
         _ => None,
     }
 }

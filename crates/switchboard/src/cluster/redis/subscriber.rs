@@ -97,14 +97,14 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// Subscribes everything wanted on a fresh connection.
 async fn resubscribe_all(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisResult<()> {
-    let (channels, patterns) = {
-        let mut wanted = shared.wanted.lock();
-        wanted.changes.clear();
-        (
-            wanted.channels.iter().cloned().collect::<Vec<_>>(),
-            wanted.patterns.iter().cloned().collect::<Vec<_>>(),
-        )
-    };
+    let (mut channels, mut patterns) = (Vec::new(), Vec::new());
+    for change in shared.wanted.lock().resubscriptions(&shared.keys) {
+        match change {
+            SubscriptionChange::Subscribe(name) => channels.push(name),
+            SubscriptionChange::PSubscribe(name) => patterns.push(name),
+            SubscriptionChange::Unsubscribe(_) | SubscriptionChange::PUnsubscribe(_) => {}
+        }
+    }
     for chunk in channels.chunks(1000) {
         sink.subscribe(chunk).await?;
     }
@@ -146,7 +146,7 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
     {
         // A stream message reaches every node, this one included, once (patterns never
         // carry them twice: see below).
-        if !(message.from_pattern() && shared.wanted.lock().channels.contains(channel)) {
+        if !(message.from_pattern() && shared.wanted.lock().has_channel(&shared.keys, channel)) {
             sink.deliver_stream(stream_message);
         }
         return;
@@ -159,7 +159,7 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
         // Our own publication: it was delivered locally before it was published.
         return;
     }
-    if message.from_pattern() && shared.wanted.lock().channels.contains(channel) {
+    if message.from_pattern() && shared.wanted.lock().has_channel(&shared.keys, channel) {
         // The exact subscription delivers it too; once is enough.
         return;
     }
