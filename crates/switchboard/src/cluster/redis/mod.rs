@@ -156,7 +156,11 @@ impl Wanted {
     fn resubscriptions(&mut self, keys: &Keys) -> Vec<SubscriptionChange> {
         self.changes.clear();
         std::iter::once(SubscriptionChange::Subscribe(keys.events()))
-            .chain(self.topics.iter().map(|topic| subscription(keys, topic, true)))
+            .chain(
+                self.topics
+                    .iter()
+                    .map(|topic| subscription(keys, topic, true)),
+            )
             .collect()
     }
 }
@@ -179,6 +183,18 @@ enum SubscriptionChange {
     Unsubscribe(String),
     PSubscribe(String),
     PUnsubscribe(String),
+}
+
+impl SubscriptionChange {
+    /// The Redis channel or pattern.
+    fn name(&self) -> &str {
+        match self {
+            Self::Subscribe(name)
+            | Self::Unsubscribe(name)
+            | Self::PSubscribe(name)
+            | Self::PUnsubscribe(name) => name,
+        }
+    }
 }
 
 struct Shared {
