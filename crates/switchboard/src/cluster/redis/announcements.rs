@@ -10,6 +10,11 @@
 //! one event costs no more than one announcement did before batching (five commands; four
 //! when it sets its field, which shares the version's `HSET`); a run of hundreds (a burst of
 //! connections) costs the same five at most (issue 15).
+//!
+//! A run is also bounded in bytes ([`Run`]): a publication goes to every node's subscribing
+//! connection at once, and Redis closes a subscriber whose output buffer passes 32 MiB (its
+//! default `client-output-buffer-limit pubsub`); a batch of presence changes with large
+//! metadata (up to 64 KiB each) would otherwise make one publication of many MiB.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,55 @@ use serde::{Deserialize, Serialize};
 use super::{Event, Shared, Version, keys};
 use crate::ids::NodeId;
 use crate::presence::Status;
+
+/// The most bytes a run's events take (by [`size_bound`]), but for one event that is larger
+/// by itself; its publication adds only the origin and the version.
+pub(super) const RUN_BYTES: usize = 256 * 1024;
+
+/// The announcements of a run under way, with a bound on the size of their publication.
+#[derive(Debug, Default)]
+pub(super) struct Run {
+    events: Vec<Event>,
+    /// The sum of [`size_bound`] over `events`.
+    bytes: usize,
+}
+
+impl Run {
+    /// Adds `event`. When it would take the run past [`RUN_BYTES`], the run so far is
+    /// returned, to be written first, and `event` starts the next one.
+    pub(super) fn push(&mut self, event: Event) -> Option<Vec<Event>> {
+        let size = size_bound(&event);
+        let full = (!self.events.is_empty() && self.bytes + size > RUN_BYTES).then(|| self.take());
+        self.bytes += size;
+        self.events.push(event);
+        full
+    }
+
+    /// The run so far, leaving it empty.
+    pub(super) fn take(&mut self) -> Vec<Event> {
+        self.bytes = 0;
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// At least the bytes `event` takes in an announcement's JSON: names at six bytes per byte
+/// (the longest JSON escape, `\u001f`), the metadata as the raw JSON it is kept as, and the
+/// keys, punctuation and numbers within a fixed allowance.
+pub(super) fn size_bound(event: &Event) -> usize {
+    const FIXED: usize = 128;
+    let names = match event {
+        Event::User { user, .. } => user.as_str().len(),
+        Event::Member { room, user, .. } => room.as_str().len() + user.as_str().len(),
+        Event::Channel { channel, .. } => channel.len(),
+        Event::Presence(presence) => {
+            let metadata = presence.metadata.as_ref().map_or(0, |raw| raw.get().len());
+            return FIXED + 6 * presence.user_id.as_str().len() + metadata;
+        }
+        Event::Reload => 0,
+        Event::Dead { node } => node.as_str().len(),
+    };
+    FIXED + 6 * names
+}
 
 /// What a node publishes on the cluster event channel: its events, in the order it made them.
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
-use super::{Announcement, FieldChanges, coalesce};
+use super::{Announcement, FieldChanges, RUN_BYTES, Run, coalesce, size_bound};
 use crate::cluster::{Event, Version};
 use crate::ids::{NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
+use serde_json::value::RawValue;
 
 fn user(name: &str, count: u32) -> Event {
     Event::User {
@@ -193,4 +194,71 @@ fn announcements_whose_versions_do_not_add_up_are_refused() {
     assert!(Announcement::decode(&empty).is_none());
     assert!(Announcement::decode(b"{\"origin\":\"a\",\"event\":\"reload\"}").is_none());
     assert!(Announcement::decode(b"not json").is_none());
+}
+
+fn presence_with_metadata(name: &str, bytes: usize) -> Event {
+    let metadata = format!("{{\"note\":\"{}\"}}", "x".repeat(bytes));
+    Event::Presence(Presence {
+        user_id: UserId::from_trusted(name),
+        status: Status::Away,
+        metadata: Some(RawValue::from_string(metadata).unwrap().into()),
+        last_seen: u64::MAX,
+    })
+}
+
+#[test]
+fn the_size_bound_holds_for_every_kind_of_event() {
+    let escaped = "\u{1}\"\\\u{7f}é";
+    let events = [
+        user(escaped, u32::MAX),
+        member(escaped, escaped, u32::MAX),
+        channel(escaped, true),
+        presence(escaped, Status::Offline),
+        presence_with_metadata(escaped, 1000),
+        Event::Reload,
+        Event::Dead {
+            node: NodeId::from_trusted(escaped),
+        },
+    ];
+    for event in events {
+        let json = serde_json::to_vec(&event).unwrap();
+        assert!(
+            json.len() <= size_bound(&event),
+            "{event:?}: {} bytes",
+            json.len()
+        );
+    }
+}
+
+#[test]
+fn a_run_ends_before_its_publication_passes_the_bound() {
+    let mut run = Run::default();
+    let mut runs = Vec::new();
+    for n in 0..40 {
+        runs.extend(run.push(presence_with_metadata(&format!("u{n}"), 64 * 1024)));
+    }
+    runs.push(run.take());
+    assert!(runs.len() > 1, "40 x 64 KiB is more than one run");
+    let mut names = Vec::new();
+    for events in runs {
+        let json = encode(events.clone(), None);
+        assert!(json.len() <= RUN_BYTES, "a run of {} bytes", json.len());
+        names.extend(events.into_iter().map(|event| match event {
+            Event::Presence(presence) => presence.user_id.to_string(),
+            other => panic!("{other:?}"),
+        }));
+    }
+    let expected: Vec<String> = (0..40).map(|n| format!("u{n}")).collect();
+    assert_eq!(names, expected, "every event, once, in order");
+    assert!(run.take().is_empty());
+}
+
+#[test]
+fn an_event_larger_than_the_bound_is_a_run_of_its_own() {
+    let mut run = Run::default();
+    assert!(run.push(user("a", 1)).is_none());
+    let full = run.push(presence_with_metadata("big", RUN_BYTES));
+    assert_eq!(full, Some(vec![user("a", 1)]));
+    assert_eq!(run.push(user("b", 1)).map(|events| events.len()), Some(1));
+    assert_eq!(run.take(), vec![user("b", 1)]);
 }

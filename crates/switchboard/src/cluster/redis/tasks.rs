@@ -254,7 +254,7 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<Conn> {
 pub(super) struct Filling {
     pipe: redis::Pipeline,
     /// The announcements of the run under way.
-    run: Vec<Event>,
+    run: announcements::Run,
     /// The appends, whose replies (the offsets) are the pipeline's only ones.
     appends: Vec<Append>,
 }
@@ -264,7 +264,7 @@ impl Filling {
     pub(super) fn new(pipe: redis::Pipeline) -> Self {
         Self {
             pipe,
-            run: Vec::new(),
+            run: announcements::Run::default(),
             appends: Vec::new(),
         }
     }
@@ -277,7 +277,9 @@ impl Filling {
         leaving: &mut Vec<oneshot::Sender<()>>,
     ) {
         if let Outgoing::Write(Write::Announce(event)) = item {
-            self.run.push(event);
+            if let Some(full) = self.run.push(event) {
+                announcements::add_run(shared, &mut self.pipe, full);
+            }
             return;
         }
         self.end_run(shared);
@@ -301,7 +303,7 @@ impl Filling {
     }
 
     fn end_run(&mut self, shared: &Shared) {
-        announcements::add_run(shared, &mut self.pipe, std::mem::take(&mut self.run));
+        announcements::add_run(shared, &mut self.pipe, self.run.take());
     }
 }
 
