@@ -185,18 +185,6 @@ enum SubscriptionChange {
     PUnsubscribe(String),
 }
 
-impl SubscriptionChange {
-    /// The Redis channel or pattern.
-    fn name(&self) -> &str {
-        match self {
-            Self::Subscribe(name)
-            | Self::Unsubscribe(name)
-            | Self::PSubscribe(name)
-            | Self::PUnsubscribe(name) => name,
-        }
-    }
-}
-
 struct Shared {
     node: NodeId,
     /// The broker that carries publications instead of Redis pub/sub, if any.

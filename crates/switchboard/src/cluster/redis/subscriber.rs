@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::try_join_all;
 use redis::AsyncCommands;
 use redis::aio::PubSubSink;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +50,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 continue;
             }
         };
-        let (mut sink, mut stream) = pubsub.split();
+        let (sink, mut stream) = pubsub.split();
         if shared.subscriber.is_down() {
             // Publications were lost while the subscriber was away, and Redis may have lost
             // the streams: the hub doubts its copies before this node counts as settled (so
@@ -58,7 +59,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 broker_sink.reconnected();
             }
         }
-        if let Err(error) = resubscribe_all(&shared, &mut sink).await {
+        if let Err(error) = resubscribe_all(&shared, &sink).await {
             shared.subscriber.down(&error);
             backoff.wait(&shared, &cancel).await;
             continue;
@@ -77,7 +78,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = shared.wanted_changed.notified() => {
-                    if let Err(error) = apply_changes(&shared, &mut sink).await {
+                    if let Err(error) = apply_changes(&shared, &sink).await {
                         shared.subscriber.down(&error);
                         break;
                     }
@@ -96,51 +97,46 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 }
 
 /// Subscribes everything wanted on a fresh connection.
-async fn resubscribe_all(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisResult<()> {
-    let (mut channels, mut patterns) = (Vec::new(), Vec::new());
-    for change in shared.wanted.lock().resubscriptions(&shared.keys) {
-        match change {
-            SubscriptionChange::Subscribe(name) => channels.push(name),
-            SubscriptionChange::PSubscribe(name) => patterns.push(name),
-            SubscriptionChange::Unsubscribe(_) | SubscriptionChange::PUnsubscribe(_) => {}
-        }
-    }
-    for chunk in channels.chunks(1000) {
-        sink.subscribe(chunk).await?;
-    }
-    for chunk in patterns.chunks(1000) {
-        sink.psubscribe(chunk).await?;
-    }
+async fn resubscribe_all(shared: &Shared, sink: &PubSubSink) -> redis::RedisResult<()> {
+    let changes = shared.wanted.lock().resubscriptions(&shared.keys);
+    send_all(sink, changes).await?;
     shared.settle();
     Ok(())
 }
 
-/// Applies the subscription changes queued since the last call: each run of changes of one
-/// kind as one command (up to 1 000 names), in order. A burst of new users then costs Redis
-/// one `SUBSCRIBE` and this task one round trip, not one per user, and publications are not
-/// held up behind them.
-async fn apply_changes(shared: &Shared, sink: &mut PubSubSink) -> redis::RedisResult<()> {
+/// Applies the subscription changes queued since the last call.
+async fn apply_changes(shared: &Shared, sink: &PubSubSink) -> redis::RedisResult<()> {
     loop {
         let changes = std::mem::take(&mut shared.wanted.lock().changes);
         if changes.is_empty() {
             shared.settle();
             return Ok(());
         }
-        let same_kind = |a: &SubscriptionChange, b: &SubscriptionChange| {
-            std::mem::discriminant(a) == std::mem::discriminant(b)
-        };
-        for run in changes.chunk_by(same_kind) {
-            for chunk in run.chunks(1000) {
-                let names: Vec<&str> = chunk.iter().map(SubscriptionChange::name).collect();
-                match chunk[0] {
-                    SubscriptionChange::Subscribe(_) => sink.subscribe(names).await?,
-                    SubscriptionChange::Unsubscribe(_) => sink.unsubscribe(names).await?,
-                    SubscriptionChange::PSubscribe(_) => sink.psubscribe(names).await?,
-                    SubscriptionChange::PUnsubscribe(_) => sink.punsubscribe(names).await?,
-                }
+        send_all(sink, changes).await?;
+    }
+}
+
+/// Sends `changes` in order, one name per command, all of them before any reply is awaited:
+/// a burst of new users costs one round trip, not one per user, and the publications this
+/// task reads are not held up behind them. One name per command, because the crate's pub/sub
+/// connection takes each confirmation for the reply to one command, and a command of several
+/// names gets one confirmation per name: the later ones would be taken for the replies of the
+/// commands sent after it, which would then count as in effect before they are.
+async fn send_all(sink: &PubSubSink, changes: Vec<SubscriptionChange>) -> redis::RedisResult<()> {
+    // Each future sends its command when first polled, and `try_join_all` polls them in order.
+    try_join_all(changes.into_iter().map(|change| {
+        let mut sink = sink.clone();
+        async move {
+            match change {
+                SubscriptionChange::Subscribe(name) => sink.subscribe(name).await,
+                SubscriptionChange::Unsubscribe(name) => sink.unsubscribe(name).await,
+                SubscriptionChange::PSubscribe(name) => sink.psubscribe(name).await,
+                SubscriptionChange::PUnsubscribe(name) => sink.punsubscribe(name).await,
             }
         }
-    }
+    }))
+    .await
+    .map(drop)
 }
 
 pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
