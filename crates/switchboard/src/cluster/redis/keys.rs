@@ -32,6 +32,9 @@ pub(super) struct Keys {
     prefix: String,
     /// Rooms, users, documents and connections use sharded pub/sub (a Redis Cluster).
     sharded: bool,
+    /// The channel of membership events, named once: the subscriber compares every message's
+    /// channel with it.
+    events: String,
 }
 
 /// The hash tag of the membership state.
@@ -42,6 +45,7 @@ impl Keys {
         Self {
             prefix: prefix.to_owned(),
             sharded,
+            events: format!("{prefix}{CONTROL_TAG}events"),
         }
     }
 
@@ -119,8 +123,8 @@ impl Keys {
     }
 
     /// The channel of membership events.
-    pub(super) fn events(&self) -> String {
-        format!("{}events", self.control())
+    pub(super) fn events(&self) -> &str {
+        &self.events
     }
 
     /// The set of node ids that have registered.

@@ -155,8 +155,12 @@ impl Wanted {
     /// pending changes, which it covers.
     fn resubscriptions(&mut self, keys: &Keys) -> Vec<SubscriptionChange> {
         self.changes.clear();
-        std::iter::once(SubscriptionChange::Subscribe(keys.events()))
-            .chain(self.topics.iter().map(|topic| subscription(keys, topic, true)))
+        std::iter::once(SubscriptionChange::Subscribe(keys.events().to_owned()))
+            .chain(
+                self.topics
+                    .iter()
+                    .map(|topic| subscription(keys, topic, true)),
+            )
             .collect()
     }
 }

@@ -38,7 +38,9 @@ impl Shared {
             wanted.topics.remove(topic)
         };
         if changed {
-            wanted.changes.push(super::subscription(&self.keys, topic, add));
+            wanted
+                .changes
+                .push(super::subscription(&self.keys, topic, add));
         }
         drop(wanted);
         if changed {
