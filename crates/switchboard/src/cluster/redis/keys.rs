@@ -307,7 +307,7 @@ mod tests {
         let keys = Keys::new("sb:", true);
         let room = Topic::Room(RoomId::from_trusted("general"));
         assert_eq!(Keys::hash_tag(&keys.channel(&room)), "general");
-        assert_eq!(Keys::hash_tag(&keys.events()), "cluster");
+        assert_eq!(Keys::hash_tag(keys.events()), "cluster");
         assert_eq!(Keys::hash_tag(&keys.nodes()), "cluster");
         assert_eq!(Keys::hash_tag("sb:b"), "sb:b", "no tag: the whole name");
         assert_eq!(Keys::hash_tag("a{}b{c}"), "a{}b{c}", "an empty tag is none");
@@ -333,7 +333,7 @@ mod tests {
         ] {
             assert!(!cluster.is_sharded(&cluster.channel(&topic)));
         }
-        assert!(!cluster.is_sharded(&cluster.events()));
+        assert!(!cluster.is_sharded(cluster.events()));
     }
 
     #[test]
