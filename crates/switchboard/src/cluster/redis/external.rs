@@ -157,7 +157,7 @@ impl Relay {
 impl BrokerSink for Relay {
     fn deliver(&self, envelope: &Envelope) {
         let Some(hub) = self.hub() else { return };
-        if let Some(message) = streams::decode(envelope.topic.clone(), &envelope.frame) {
+        if let Some(message) = streams::decode(&envelope.topic, &envelope.frame) {
             hub.deliver_stream(message);
             return;
         }

@@ -32,6 +32,9 @@ pub(super) struct Keys {
     prefix: String,
     /// Rooms, users, documents and connections use sharded pub/sub (a Redis Cluster).
     sharded: bool,
+    /// The channel of membership events, named once: the subscriber compares every message's
+    /// channel with it.
+    events: String,
 }
 
 /// The hash tag of the membership state.
@@ -42,6 +45,7 @@ impl Keys {
         Self {
             prefix: prefix.to_owned(),
             sharded,
+            events: format!("{prefix}{CONTROL_TAG}events"),
         }
     }
 
@@ -119,8 +123,8 @@ impl Keys {
     }
 
     /// The channel of membership events.
-    pub(super) fn events(&self) -> String {
-        format!("{}events", self.control())
+    pub(super) fn events(&self) -> &str {
+        &self.events
     }
 
     /// The set of node ids that have registered.
@@ -303,7 +307,7 @@ mod tests {
         let keys = Keys::new("sb:", true);
         let room = Topic::Room(RoomId::from_trusted("general"));
         assert_eq!(Keys::hash_tag(&keys.channel(&room)), "general");
-        assert_eq!(Keys::hash_tag(&keys.events()), "cluster");
+        assert_eq!(Keys::hash_tag(keys.events()), "cluster");
         assert_eq!(Keys::hash_tag(&keys.nodes()), "cluster");
         assert_eq!(Keys::hash_tag("sb:b"), "sb:b", "no tag: the whole name");
         assert_eq!(Keys::hash_tag("a{}b{c}"), "a{}b{c}", "an empty tag is none");
@@ -329,7 +333,7 @@ mod tests {
         ] {
             assert!(!cluster.is_sharded(&cluster.channel(&topic)));
         }
-        assert!(!cluster.is_sharded(&cluster.events()));
+        assert!(!cluster.is_sharded(cluster.events()));
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Wanted {
     /// pending changes, which it covers.
     fn resubscriptions(&mut self, keys: &Keys) -> Vec<SubscriptionChange> {
         self.changes.clear();
-        std::iter::once(SubscriptionChange::Subscribe(keys.events()))
+        std::iter::once(SubscriptionChange::Subscribe(keys.events().to_owned()))
             .chain(
                 self.topics
                     .iter()

@@ -107,7 +107,7 @@ fn slot_name(shared: &Shared, item: &Outgoing) -> String {
         Outgoing::Write(Write::Publish { channel, .. }) => channel.clone(),
         Outgoing::Write(Write::DocAppend { log, .. }) => log.clone(),
         Outgoing::Write(Write::Announce(_) | Write::Rewrite | Write::Leave(_)) => {
-            shared.keys.events()
+            shared.keys.events().to_owned()
         }
     }
 }

@@ -316,8 +316,8 @@ pub(super) fn encode(epoch: &str, offset: u64, except: Option<ConnId>, json: &[u
 }
 
 /// Decodes a stream message published on the pub/sub channel of `topic`; `None` if `payload`
-/// is not one.
-pub(super) fn decode(topic: Topic, payload: &[u8]) -> Option<StreamMessage> {
+/// is not one. Borrows the topic, as most payloads are publications, not stream messages.
+pub(super) fn decode(topic: &Topic, payload: &[u8]) -> Option<StreamMessage> {
     let [STREAM_ENVELOPE, rest @ ..] = payload else {
         return None;
     };
@@ -329,8 +329,8 @@ pub(super) fn decode(topic: Topic, payload: &[u8]) -> Option<StreamMessage> {
         .and_then(ConnId::parse);
     let json = Bytes::copy_from_slice(parts.next()?);
     let stream = match topic {
-        Topic::Room(room) => StreamId::Room(room),
-        Topic::Channel(channel) => StreamId::Channel(channel),
+        Topic::Room(room) => StreamId::Room(room.clone()),
+        Topic::Channel(channel) => StreamId::Channel(channel.clone()),
         _ => return None,
     };
     Some(StreamMessage {
@@ -351,20 +351,20 @@ mod tests {
     fn stream_envelopes_decode_and_other_payloads_do_not() {
         let room = RoomId::from_trusted("general");
         let payload = b"\x02e1\n42\n\n{\"type\":\"message\",\"offset\":42}";
-        let message = decode(Topic::Room(room.clone()), payload).unwrap();
+        let message = decode(&Topic::Room(room.clone()), payload).unwrap();
         assert_eq!(message.stream, StreamId::Room(room.clone()));
         assert_eq!((message.epoch.as_str(), message.offset), ("e1", 42));
         assert_eq!(message.except, None);
         assert_eq!(&message.json[..], b"{\"type\":\"message\",\"offset\":42}");
         let except = b"\x02e1\n7\n00000000000000ff\n{}";
-        let message = decode(Topic::Room(room.clone()), except).unwrap();
+        let message = decode(&Topic::Room(room.clone()), except).unwrap();
         assert_eq!(
             message.except.map(|id| id.to_string()).as_deref(),
             Some("00000000000000ff")
         );
-        assert!(decode(Topic::Room(room.clone()), b"\x01\x01nframe").is_none());
-        assert!(decode(Topic::Room(room), b"\x02e1\nnot-a-number\n\n{}").is_none());
-        assert!(decode(Topic::Broadcast, payload).is_none());
+        assert!(decode(&Topic::Room(room.clone()), b"\x01\x01nframe").is_none());
+        assert!(decode(&Topic::Room(room), b"\x02e1\nnot-a-number\n\n{}").is_none());
+        assert!(decode(&Topic::Broadcast, payload).is_none());
     }
 
     #[test]
@@ -376,7 +376,7 @@ mod tests {
         );
         let except = ConnId::parse("00000000000000ff");
         let room = Topic::Room(RoomId::from_trusted("general"));
-        let message = decode(room, &encode("e2", 7, except, b"{}")).unwrap();
+        let message = decode(&room, &encode("e2", 7, except, b"{}")).unwrap();
         assert_eq!((message.epoch.as_str(), message.offset), ("e2", 7));
         assert_eq!(message.except, except);
         assert_eq!(&message.json[..], b"{}");

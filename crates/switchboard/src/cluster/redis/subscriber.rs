@@ -139,19 +139,25 @@ async fn send_all(sink: &PubSubSink, changes: Vec<SubscriptionChange>) -> redis:
     .map(drop)
 }
 
+/// Hands one pub/sub message to the hub (a publication or a stream message) or to the
+/// membership (an announcement). Runs once per message on every receiving node, so it names
+/// the topic once and allocates nothing it does not hand over.
 pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
     let channel = message.get_channel_name();
+    let payload = message.get_payload_bytes();
     if channel == shared.keys.events() {
-        handle_announcement(shared, message.get_payload_bytes()).await;
+        handle_announcement(shared, payload).await;
         return;
     }
-    let payload = message.get_payload_bytes();
-    if let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink())
-        && let Some(stream_message) = streams::decode(topic, payload)
-    {
-        // A stream message reaches every node, this one included, once (patterns never
-        // carry them twice: see below).
-        if !(message.from_pattern() && shared.wanted.lock().has_channel(&shared.keys, channel)) {
+    let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) else {
+        return;
+    };
+    // A message on a channel that matches both an exact and a pattern subscription arrives
+    // twice; the exact subscription's copy is the one kept.
+    let duplicate = || message.from_pattern() && shared.wanted.lock().topics.contains(&topic);
+    if let Some(stream_message) = streams::decode(&topic, payload) {
+        // A stream message reaches every node, this one included, once.
+        if !duplicate() {
             sink.deliver_stream(stream_message);
         }
         return;
@@ -160,17 +166,10 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
         tracing::debug!(channel, "ignoring an undecodable publication");
         return;
     };
-    if origin == shared.node.as_str() {
-        // Our own publication: it was delivered locally before it was published.
+    if origin == shared.node.as_str() || duplicate() {
+        // Our own publication was delivered locally before it was published.
         return;
     }
-    if message.from_pattern() && shared.wanted.lock().has_channel(&shared.keys, channel) {
-        // The exact subscription delivers it too; once is enough.
-        return;
-    }
-    let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) else {
-        return;
-    };
     sink.deliver(&Envelope {
         origin: NodeId::from_trusted(origin),
         topic,
