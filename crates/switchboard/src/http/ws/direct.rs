@@ -69,11 +69,12 @@ pub(crate) async fn answer(
     };
     let head = switching_protocols(&accepted);
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
-    let connection = serve_direct(stream, read_ahead, head, accepted.upgraded);
+    let upgraded = accepted.upgraded;
     let connection = match connection_span(&request) {
-        None => connection,
-        // Debug logs on: the span goes with the connection, boxed.
+        None => serve_direct(stream, read_ahead, head, upgraded),
+        // Debug logs on: the span covers the connection's start and goes with it, boxed.
         Some(span) => {
+            let connection = span.in_scope(|| serve_direct(stream, read_ahead, head, upgraded));
             ServeUpgraded::Other(Box::pin(tracing::Instrument::instrument(connection, span)))
         }
     };
