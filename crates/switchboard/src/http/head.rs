@@ -77,25 +77,19 @@ fn poll_read_into(stream: &mut TcpStream, cx: &mut Context<'_>, buffer: &mut [u8
 }
 
 /// Parses what was read: an upgrade this path answers, or hyper's business.
-///
-/// What was read is copied out of the thread's buffer once, and the request's target and
-/// header values are views into that copy: one allocation for the request instead of one
-/// per header. (What the client sent after the head is copied apart: a connection keeps
-/// it until it is read, and must not keep the head with it.)
 pub(crate) fn parse(read: &[u8]) -> Head {
-    let copy = Bytes::copy_from_slice(read);
-    match upgrade(&copy) {
+    match upgrade(read) {
         Some((request, length)) => Head::Upgrade {
             request,
             read_ahead: (length < read.len()).then(|| Bytes::copy_from_slice(&read[length..])),
         },
-        None => Head::Other(copy),
+        None => Head::Other(Bytes::copy_from_slice(read)),
     }
 }
 
 /// The request, and the length of its head, when `read` starts with a complete request this
 /// path answers.
-fn upgrade(read: &Bytes) -> Option<(Request<()>, usize)> {
+fn upgrade(read: &[u8]) -> Option<(Request<()>, usize)> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut lines);
     let httparse::Status::Complete(length) = parsed.parse(read).ok()? else {
@@ -112,7 +106,7 @@ fn upgrade(read: &Bytes) -> Option<(Request<()>, usize)> {
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     for line in parsed.headers.iter() {
         let name = HeaderName::from_bytes(line.name.as_bytes()).ok()?;
-        let value = HeaderValue::from_maybe_shared(read.slice_ref(line.value)).ok()?;
+        let value = HeaderValue::from_bytes(line.value).ok()?;
         headers.append(name, value);
     }
     // A request with a body (or an upgrade to anything else, or a plain visit to the landing
@@ -131,7 +125,7 @@ fn upgrade(read: &Bytes) -> Option<(Request<()>, usize)> {
     {
         return None;
     }
-    let uri = Uri::from_maybe_shared(read.slice_ref(target.as_bytes())).ok()?;
+    let uri = Uri::try_from(target).ok()?;
     let mut request = Request::new(());
     *request.method_mut() = Method::GET;
     *request.uri_mut() = uri;
