@@ -38,7 +38,15 @@ fn main() -> ExitCode {
         .on_thread_park(switchboard::uring::on_thread_park)
         .build();
     match runtime {
-        Ok(runtime) => runtime.block_on(run()),
+        // The server runs as a task on the workers, not on this thread in `block_on`: the
+        // accept loop is then woken by the worker that polls the sockets without a thread
+        // switch, and the connection tasks it spawns go to that worker's own queue instead
+        // of the runtime's shared one (a wake-up of another thread per accepted connection).
+        Ok(runtime) => match runtime.block_on(runtime.spawn(run())) {
+            Ok(code) => code,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => ExitCode::FAILURE,
+        },
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
             ExitCode::FAILURE

@@ -24,7 +24,7 @@ use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Wire};
 use crate::ids::{ChannelSpec, RoomId};
 use crate::limits::Violations;
 use crate::protocol::{
-    self, CloseCode, Command, ConnectPayload, ErrorCode, Inbound, Rejection, ServerFrame,
+    self, CloseCode, Command, Connect, ConnectPayload, ErrorCode, Inbound, Rejection, ServerFrame,
     ServerKind,
 };
 use crate::ws::frame::{self, OpCode};
@@ -218,20 +218,26 @@ impl Session {
             session: &'a str,
         }
         let hub = self.hub();
-        let payload = ConnectPayload::new(
-            self.handle.id(),
-            self.handle.user().as_str(),
-            hub.config().heartbeat.interval.as_millis() as u64,
-            hub.node_id().as_str(),
-        );
+        let heartbeat_ms = hub.config().heartbeat.interval.as_millis() as u64;
         let frame = match secret {
-            None => ServerFrame::new(ServerKind::Connect, payload)
-                .stamped()
-                .encode(),
+            // Every WebSocket handshake's frame: written by hand (`protocol::Connect`).
+            None => Connect {
+                connection: self.handle.id(),
+                user: self.handle.user().as_str(),
+                heartbeat_ms,
+                node: hub.node_id().as_str(),
+                timestamp: protocol::now_ms(),
+            }
+            .encode(),
             Some(session) => ServerFrame::new(
                 ServerKind::Connect,
                 WithSecret {
-                    connect: payload,
+                    connect: ConnectPayload::new(
+                        self.handle.id(),
+                        self.handle.user().as_str(),
+                        heartbeat_ms,
+                        hub.node_id().as_str(),
+                    ),
                     session,
                 },
             )

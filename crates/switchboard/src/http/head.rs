@@ -12,9 +12,12 @@
 //! await.
 
 use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 use bytes::Bytes;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Size of each worker thread's buffer for a request head: the server's limit on a request
@@ -47,29 +50,29 @@ pub(crate) enum Head {
 }
 
 /// Waits for the first bytes of a connection and reads them (one read).
-pub(crate) async fn read(stream: &TcpStream) -> Head {
-    loop {
-        if stream.readable().await.is_err() {
-            return Head::Gone;
-        }
-        let read = HEAD_BUFFER.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffer) => read_from(stream, &mut buffer),
+///
+/// The read is tokio's `poll_read`, not `readable` and `try_read`: a read that leaves room in
+/// the buffer tells tokio the socket is drained, so the connection's first read after the 101
+/// waits for readiness instead of trying the socket in vain (one `recvfrom` returning `EAGAIN`
+/// less per handshake).
+pub(crate) async fn read(stream: &mut TcpStream) -> Head {
+    std::future::poll_fn(|cx| {
+        HEAD_BUFFER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => poll_read_into(stream, cx, &mut buffer),
             // Unreachable (no await while it is borrowed); a fresh buffer is correct anyway.
-            Err(_) => read_from(stream, &mut vec![0; HEAD_BUFFER_SIZE]),
-        });
-        if let Some(head) = read {
-            return head;
-        }
-    }
+            Err(_) => poll_read_into(stream, cx, &mut vec![0; HEAD_BUFFER_SIZE]),
+        })
+    })
+    .await
 }
 
-/// One non-blocking read into `buffer`, parsed; `None` when the readiness was spurious.
-fn read_from(stream: &TcpStream, buffer: &mut [u8]) -> Option<Head> {
-    match stream.try_read(buffer) {
-        Ok(0) => Some(Head::Gone),
-        Ok(n) => Some(parse(&buffer[..n])),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
-        Err(_) => Some(Head::Gone),
+/// One read into `buffer`, parsed.
+fn poll_read_into(stream: &mut TcpStream, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<Head> {
+    let mut read = ReadBuf::new(buffer);
+    match std::task::ready!(Pin::new(stream).poll_read(cx, &mut read)) {
+        Ok(()) if read.filled().is_empty() => Poll::Ready(Head::Gone),
+        Ok(()) => Poll::Ready(parse(read.filled())),
+        Err(_) => Poll::Ready(Head::Gone),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use api::ApiAccess;
-pub(crate) use ws::{Answer, answer};
+pub(crate) use ws::{Answer, Opened, answer};
 
 use crate::auth::AuthConfig;
 use crate::connection::Endpoint;

@@ -42,7 +42,7 @@ use crate::ws::handshake::{self, HandshakeError, Subprotocol};
 
 mod direct;
 
-pub(crate) use direct::{Answer, answer};
+pub(crate) use direct::{Answer, Opened, answer};
 
 /// Query parameters of the upgrade request.
 #[derive(Debug, Deserialize)]
@@ -272,17 +272,22 @@ fn spawn_connection<B>(
     request: &axum::http::Request<B>,
     task: impl Future<Output = ()> + Send + 'static,
 ) {
+    match connection_span(request) {
+        None => state.tasks.spawn(task),
+        Some(span) => state
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span)),
+    };
+}
+
+/// The span a connection's logs go in, naming its client (behind trusted proxies, the
+/// forwarded one); `None` unless debug logs are on.
+fn connection_span<B>(request: &axum::http::Request<B>) -> Option<tracing::Span> {
     let span = match request.extensions().get::<ClientAddr>() {
         Some(ClientAddr(client)) => tracing::debug_span!("client", address = %client),
         None => tracing::Span::none(),
     };
-    if span.is_disabled() {
-        state.tasks.spawn(task);
-    } else {
-        state
-            .tasks
-            .spawn(tracing::Instrument::instrument(task, span));
-    }
+    (!span.is_disabled()).then_some(span)
 }
 
 /// An upgrade request that passed admission: what the 101 response says, and the connection

@@ -7,6 +7,7 @@
 //! [`UserObserver`] under the user's lock, so that the calls for one user come in the order of
 //! the changes.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -122,17 +123,22 @@ impl Registry {
         if admitted.is_err() {
             return Err(Refusal::ServerFull);
         }
+        // One lookup of the user (keys are SipHashed: user ids are the client's choice).
         let mut users = self.users.write(&user);
-        let here = users.get(&user).map_or(0, |entry| entry.conns.len());
+        let found = users.entry(user);
+        let here = match &found {
+            Entry::Occupied(entry) => entry.get().conns.len(),
+            Entry::Vacant(_) => 0,
+        };
         if here + elsewhere >= admission.max_per_user {
             drop(users);
             self.conn_count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::UserFull);
         }
         let first_here = here == 0;
-        let entry = users.entry(user.clone()).or_insert_with(|| {
+        let entry = found.or_insert_with_key(|user| {
             self.user_count.fetch_add(1, Ordering::Relaxed);
-            observer.user_arrived(&user);
+            observer.user_arrived(user);
             UserEntry {
                 conns: Box::default(),
                 state: Arc::new(UserState::new(user.clone(), admission.rate, now)),
@@ -143,7 +149,7 @@ impl Registry {
         conns.reserve_exact(1);
         conns.push(handle.clone());
         entry.conns = conns.into_boxed_slice();
-        observer.user_connections(&user, entry.conns.len() as u32);
+        observer.user_connections(handle.user(), entry.conns.len() as u32);
         drop(users);
         self.conns
             .write(&handle.id())
@@ -161,7 +167,11 @@ impl Registry {
         self.conn_count.fetch_sub(1, Ordering::AcqRel);
         let user = handle.user();
         let mut users = self.users.write(user);
-        let entry = users.get_mut(user)?;
+        // One lookup, which the removal of the user's last connection reuses.
+        let Entry::Occupied(mut found) = users.entry(user.clone()) else {
+            return None;
+        };
+        let entry = found.get_mut();
         let mut conns = std::mem::take(&mut entry.conns).into_vec();
         conns.retain(|c| c.id() != handle.id());
         entry.conns = conns.into_boxed_slice();
@@ -173,7 +183,7 @@ impl Registry {
                 last_here: false,
             });
         }
-        let entry = users.remove(user)?;
+        let entry = found.remove();
         self.user_count.fetch_sub(1, Ordering::Relaxed);
         observer.user_departed(user);
         Some(Removed {

@@ -6,10 +6,12 @@
 //! `switchboard-protocol` crate and are re-exported here.
 
 mod client;
+mod connect;
 mod history;
 mod server;
 
 pub use client::{Command, Inbound, MAX_ID_LEN, ParseLimits, Rejection, parse};
+pub(crate) use connect::Connect;
 pub use history::HistoryRequest;
 pub use server::{AckPayload, ServerFrame, ack_frame, error_frame, error_frame_with_retry, now_ms};
 pub use switchboard_protocol::{

@@ -3,8 +3,11 @@
 //! hyper ([`http::head`]), and hyper's HTTP/1.1 for everything else. The listeners, the accept
 //! loop and shutdown are the parent's (`server/mod.rs`).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{Either, Ready, ready};
@@ -21,7 +24,7 @@ use super::MAX_REQUEST_HEAD;
 use crate::connection::Prefixed;
 use crate::forwarded::{ClientAddr, TrustedProxies};
 use crate::http::head::Head;
-use crate::http::{self, Answer, AppState};
+use crate::http::{self, Answer, AppState, Opened};
 use crate::per_ip::{self, IpSlot, PerIpLimit};
 use crate::proxy_protocol;
 
@@ -112,7 +115,9 @@ impl Intake {
         };
         match (&self.tls, &self.direct) {
             (None, None) => self.tasks.spawn(http.serve(stream)),
-            (None, Some(state)) => self.tasks.spawn(http.serve_direct(state.clone(), stream)),
+            (None, Some(state)) => self.tasks.spawn(Plain::Head(Box::pin(
+                http.serve_direct(state.clone(), stream),
+            ))),
             (Some(acceptor), _) => self.tasks.spawn(http.serve_tls(acceptor.clone(), stream)),
         };
     }
@@ -214,24 +219,24 @@ impl Http {
     }
 
     /// Reads the request head of a plain connection within the handshake timeout: a WebSocket
-    /// upgrade to `/` or `/ws` is answered without hyper ([`http::answer`]); anything else,
-    /// and what follows a refused upgrade on the same connection, is served by hyper with the
-    /// bytes read put back in front.
-    async fn serve_direct(self, state: AppState, stream: TcpStream) {
-        let read = tokio::time::timeout(self.handshake_timeout, http::head::read(&stream));
+    /// upgrade to `/` or `/ws` is answered without hyper ([`http::answer`]) and the connection
+    /// returned, for [`Plain`] to run; anything else, and what follows a refused upgrade on the
+    /// same connection, is served by hyper with the bytes read put back in front.
+    async fn serve_direct(self, state: AppState, mut stream: TcpStream) -> Option<Opened> {
+        let read = tokio::time::timeout(self.handshake_timeout, http::head::read(&mut stream));
         let head = tokio::select! {
             read = read => match read {
                 Ok(head) => head,
                 Err(_) => {
                     tracing::debug!("no request in time");
-                    return;
+                    return None;
                 }
             },
-            () = self.cancel.cancelled() => return,
+            () = self.cancel.cancelled() => return None,
         };
         let mut keep_alive = true;
         let (mut stream, replay, refusal) = match head {
-            Head::Gone => return,
+            Head::Gone => return None,
             Head::Other(read) => (stream, read, None),
             Head::Upgrade {
                 mut request,
@@ -243,7 +248,7 @@ impl Http {
                     (stream, replay, Some(*response))
                 } else {
                     match http::answer(&state, stream, request, read_ahead).await {
-                        Answer::Upgraded => return,
+                        Answer::Upgraded(opened) => return Some(opened),
                         Answer::Refused(stream, response) => (stream, replay, Some(response)),
                     }
                 }
@@ -252,12 +257,13 @@ impl Http {
         if let Some(response) = refusal {
             let written = write_response(&mut stream, response, keep_alive).await;
             if written.is_err() || !keep_alive {
-                return;
+                return None;
             }
         }
-        // Boxed: hyper's connection state would otherwise make every handshake's task (this
-        // future) several times larger, allocated and moved for nothing.
+        // Boxed: hyper's connection state would otherwise make every handshake's head-reading
+        // future several times larger, allocated and moved for nothing.
         Box::pin(self.serve(Prefixed::new(replay, stream))).await;
+        None
     }
 
     /// Serves HTTP/1.1 (with upgrades) on `stream`, a plain socket or a TLS stream over one.
@@ -277,6 +283,36 @@ impl Http {
             () = self.cancel.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
+            }
+        }
+    }
+}
+
+/// A plain connection's task when the listener serves the WebSocket endpoint: the request
+/// head is read (and anything but an upgrade served by hyper) in a boxed future, and the
+/// WebSocket an upgrade opens then runs in this same task. One task per connection, not two:
+/// no second spawn, no wake-up of another worker to run it, no move of the connection into a
+/// new task. The head's state is boxed (and freed at the upgrade) so that an open
+/// connection's task is no larger than the connection itself (the size difference between
+/// the variants is the point: boxing the open connection would cost it an allocation).
+#[allow(clippy::large_enum_variant)]
+enum Plain {
+    Head(Pin<Box<dyn Future<Output = Option<Opened>> + Send>>),
+    Open(Opened),
+}
+
+impl Future for Plain {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Self::Head(head) => match std::task::ready!(head.as_mut().poll(cx)) {
+                    Some(opened) => *this = Self::Open(opened),
+                    None => return Poll::Ready(()),
+                },
+                Self::Open(opened) => return Pin::new(opened).poll(cx),
             }
         }
     }
@@ -327,4 +363,17 @@ async fn write_response(
         stream.shutdown().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// An open connection's task holds the connection and nothing more: the state of the
+    /// head's reading is boxed, so running the connection in the task that read its request
+    /// does not grow an idle connection (`connection::tests::the_connection_task_stays_small`).
+    #[test]
+    fn a_plain_connection_s_task_is_its_connection() {
+        assert_eq!(size_of::<super::Plain>(), size_of::<super::Opened>());
+    }
 }

@@ -1,6 +1,12 @@
 //! Upgrades the standalone server's accept path read itself (`http/head.rs`), without hyper:
 //! the same admission as the hyper path (`check_upgrade`, `admit_upgrade` in the parent
-//! module), then a connection task that writes the 101 and the `connect` frame in one write.
+//! module), then the connection, which writes the 101 and the `connect` frame in one write.
+//! The connection runs on the task that read the request ([`Opened`]): no second task is
+//! spawned, so a handshake is neither handed to another worker nor moved into a new task.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
@@ -8,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::{
     Accepted, Admission, ConnectParams, ServeUpgraded, Upgraded, admit_upgrade, boxed,
-    check_upgrade, spawn_connection,
+    check_upgrade, connection_span,
 };
 use crate::connection::{self, Answered, Mode, Prefixed};
 use crate::http::AppState;
@@ -17,16 +23,32 @@ use crate::per_ip::IpSlot;
 /// What [`answer`] did with a WebSocket upgrade to `/` or `/ws` that our accept path read
 /// itself.
 pub(crate) enum Answer {
-    /// Upgraded: the connection's task is spawned, and owns the socket.
-    Upgraded,
+    /// Upgraded: the connection, which owns the socket, to run on the caller's task.
+    Upgraded(Opened),
     /// Refused: the response to send, after which the connection carries on as HTTP.
     Refused(TcpStream, Response),
 }
 
+/// An upgraded connection, to be run (polled to its end) by the task that read its request:
+/// the accept path's task, which the instance's tracker tracks, so shutdown waits for it.
+pub(crate) struct Opened {
+    connection: ServeUpgraded,
+    /// The per-IP count of this connection (`--max-connections-per-ip`) lasts as long as it.
+    _ip_slot: Option<IpSlot>,
+}
+
+impl Future for Opened {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.get_mut().connection).poll(cx)
+    }
+}
+
 /// Answers a WebSocket upgrade to `/` or `/ws` that the accept path parsed itself (no hyper):
-/// the same admission as [`upgrade`], then the connection's task, which writes the 101 and
-/// the `connect` frame in one write. `read_ahead` is what the client sent after the request
-/// head. The request carries the [`ClientAddr`] and [`IpSlot`] hyper's path would give it.
+/// the same admission as [`upgrade`], then the connection, which writes the 101 and the
+/// `connect` frame in one write. `read_ahead` is what the client sent after the request head.
+/// The request carries the [`ClientAddr`] and [`IpSlot`] hyper's path would give it.
 pub(crate) async fn answer(
     state: &AppState,
     stream: TcpStream,
@@ -48,12 +70,18 @@ pub(crate) async fn answer(
     let head = switching_protocols(&accepted);
     let ip_slot = request.extensions_mut().remove::<IpSlot>();
     let upgraded = accepted.upgraded;
-    let task = async move {
-        let _ip_slot = ip_slot;
-        serve_direct(stream, read_ahead, head, upgraded).await;
+    let connection = match connection_span(&request) {
+        None => serve_direct(stream, read_ahead, head, upgraded),
+        // Debug logs on: the span covers the connection's start and goes with it, boxed.
+        Some(span) => {
+            let connection = span.in_scope(|| serve_direct(stream, read_ahead, head, upgraded));
+            ServeUpgraded::Other(Box::pin(tracing::Instrument::instrument(connection, span)))
+        }
     };
-    spawn_connection(state, &request, task);
-    Answer::Upgraded
+    Answer::Upgraded(Opened {
+        connection,
+        _ip_slot: ip_slot,
+    })
 }
 
 /// The 101 response of an accepted upgrade, as written on the wire.
