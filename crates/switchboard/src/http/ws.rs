@@ -41,6 +41,7 @@ use crate::ws::extension;
 use crate::ws::handshake::{self, HandshakeError, Subprotocol};
 
 mod direct;
+mod upgrading;
 
 pub(crate) use direct::{Answer, Opened, answer};
 
@@ -252,14 +253,7 @@ async fn upgrade_to(
     if let Some(answer) = accepted.extensions {
         headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
     }
-    let upgraded = accepted.upgraded;
-    let task = async move {
-        let _ip_slot = ip_slot;
-        match on_upgrade.await {
-            Ok(io) => serve_upgraded(io, upgraded).await,
-            Err(error) => tracing::debug!(%error, "upgrade failed"),
-        }
-    };
+    let task = upgrading::Upgrading::new(on_upgrade, accepted.upgraded, ip_slot);
     spawn_connection(&state, &request, task);
     response
 }
