@@ -95,6 +95,8 @@ pub mod store;
 pub mod switchboard;
 #[allow(unsafe_code)]
 pub mod uring;
+#[cfg(test)]
+mod wake_counter;
 pub mod webhooks;
 mod ws;
 mod yjs;

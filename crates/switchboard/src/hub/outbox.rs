@@ -203,16 +203,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wake_counter::WakeCounter;
 
     fn frame(len: usize) -> Bytes {
         Bytes::from(vec![0; len])
@@ -221,15 +212,14 @@ mod tests {
     #[test]
     fn takes_everything_queued_in_order_and_wakes_once() {
         let outbox = Outbox::default();
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
         let mut out = VecDeque::new();
         assert_eq!(outbox.poll_take(&mut cx, &mut out), Poll::Pending);
         for len in [1, 2, 3] {
             assert_eq!(outbox.push(&frame(len), 100), Pushed::Queued);
         }
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one wake per batch");
+        assert_eq!(counter.count(), 1, "one wake per batch");
         assert_eq!(outbox.queued_bytes(), 6);
         assert_eq!(
             outbox.poll_take(&mut cx, &mut out),
@@ -242,12 +232,11 @@ mod tests {
     #[test]
     fn poll_queued_sees_frames_and_closes_without_taking_them_and_arms_the_wake() {
         let outbox = Outbox::default();
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Pending);
         assert_eq!(outbox.push(&frame(4), 100), Pushed::Queued);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "the next push wakes");
+        assert_eq!(counter.count(), 1, "the next push wakes");
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Ready(()));
         assert_eq!(outbox.queued_bytes(), 4, "nothing was taken");
         let mut out = VecDeque::new();

@@ -6,23 +6,12 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
 use super::{Done, Send, on_thread_park};
-
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Counter(AtomicUsize);
-
-impl Wake for Counter {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use crate::wake_counter::WakeCounter;
 
 fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -50,8 +39,7 @@ fn on_a_hooked_thread(test: impl FnOnce() + std::marker::Send + 'static) {
 fn a_send_is_written_whole_in_order_and_releases_its_frames() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let counter = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&counter));
+        let (counter, waker) = WakeCounter::new();
         let cx = Context::from_waker(&waker);
         let shared = Bytes::from(b"-shared".to_vec());
         let mut queued = frames(&[b"one", b"two"]);
@@ -60,7 +48,7 @@ fn a_send_is_written_whole_in_order_and_releases_its_frames() {
         assert!(send.poll_done().is_pending(), "written before the flush");
         on_thread_park();
         assert!(matches!(send.poll_done(), Poll::Ready(Done::Complete)));
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "woken without need");
+        assert_eq!(counter.count(), 0, "woken without need");
         assert!(
             shared.is_unique(),
             "the ring kept the frame after its completion"
@@ -75,7 +63,7 @@ fn a_send_is_written_whole_in_order_and_releases_its_frames() {
 fn expediting_a_send_on_this_thread_flushes_the_ring() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let send = Send::start(writer.as_raw_fd(), frames(&[b"now"]), &cx)
             .ok()
@@ -95,7 +83,7 @@ fn expediting_a_send_on_this_thread_flushes_the_ring() {
 fn expediting_a_send_from_another_thread_takes_it_back_unwritten() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let send = Send::start(writer.as_raw_fd(), frames(&[b"back"]), &cx)
             .ok()
@@ -116,8 +104,7 @@ fn expediting_a_send_from_another_thread_takes_it_back_unwritten() {
 fn a_full_socket_answers_eagain_and_gives_the_frames_back() {
     on_a_hooked_thread(|| {
         let (writer, _reader) = pair();
-        let counter = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&counter));
+        let (counter, waker) = WakeCounter::new();
         let cx = Context::from_waker(&waker);
         let chunk = Bytes::from(vec![7u8; 1 << 20]);
         let mut partial = false;
@@ -139,10 +126,7 @@ fn a_full_socket_answers_eagain_and_gives_the_frames_back() {
             }
         }
         assert!(partial, "the socket never filled");
-        assert!(
-            counter.0.load(Ordering::SeqCst) >= 1,
-            "a short write must wake"
-        );
+        assert!(counter.count() >= 1, "a short write must wake");
     });
 }
 
@@ -150,7 +134,7 @@ fn a_full_socket_answers_eagain_and_gives_the_frames_back() {
 fn a_dropped_send_is_never_written() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let frame = Bytes::from(b"never".to_vec());
         let send = Send::start(writer.as_raw_fd(), VecDeque::from([frame.clone()]), &cx)
@@ -170,7 +154,7 @@ fn a_dropped_send_is_never_written() {
 fn a_send_dropped_on_another_thread_waits_or_cancels() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let send = Send::start(writer.as_raw_fd(), frames(&[b"moved"]), &cx)
             .ok()
@@ -190,7 +174,7 @@ fn a_send_dropped_on_another_thread_waits_or_cancels() {
 fn a_thread_that_never_parked_keeps_the_portable_path() {
     std::thread::spawn(|| {
         let (writer, _reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let given = Send::start(writer.as_raw_fd(), frames(&[b"a"]), &cx);
         assert_eq!(given.err().map(|frames| frames.len()), Some(1));
@@ -203,7 +187,7 @@ fn a_thread_that_never_parked_keeps_the_portable_path() {
 fn a_full_queue_flushes_at_once() {
     on_a_hooked_thread(|| {
         let (writer, mut reader) = pair();
-        let waker = Waker::from(Arc::new(Counter::default()));
+        let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let count = super::imp::ENTRIES as usize;
         let sends: Vec<Send> = (0..count)
