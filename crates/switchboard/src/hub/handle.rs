@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::UserState;
 use super::outbox::{CloseRequest, Outbox, Pushed};
+use super::shard::Keyed;
 use crate::ids::{ConnId, UserId};
 use crate::ws::deflate::Deflate;
 
@@ -33,6 +34,14 @@ pub(crate) enum Wire {
 /// A cheap, cloneable reference to a connection's shared half.
 #[derive(Clone)]
 pub(crate) struct ConnHandle(Arc<ConnShared>);
+
+/// The registry's and the rooms' tables key handles by their connection's id.
+impl Keyed for ConnHandle {
+    type Key = ConnId;
+    fn key(&self) -> &ConnId {
+        &self.0.id
+    }
+}
 
 /// Its size is guarded (`tests::the_handle_stays_small`): one of these per connection.
 pub(crate) struct ConnShared {

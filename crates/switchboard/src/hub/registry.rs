@@ -7,11 +7,10 @@
 //! [`UserObserver`] under the user's lock, so that the calls for one user come in the order of
 //! the changes.
 
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::shard::Sharded;
+use super::shard::ShardedSet;
 use super::{ConnHandle, UserState, Wire};
 use crate::config::{Limits, RateLimit};
 use crate::ids::{ConnId, UserId};
@@ -50,14 +49,6 @@ impl Refusal {
     }
 }
 
-/// A user's connections on this node and the state they share.
-struct UserEntry {
-    /// Exact size: most users hold one connection. A boxed slice, as a `Vec`'s capacity word
-    /// would always equal its length: the map's entries are a word smaller.
-    conns: Box<[ConnHandle]>,
-    state: Arc<UserState>,
-}
-
 /// An admitted connection.
 pub(super) struct Admitted {
     pub(super) handle: ConnHandle,
@@ -80,11 +71,12 @@ struct Admission {
     rate: Option<RateLimit>,
 }
 
-/// Connections by id and by user.
+/// Connections by id and by user. Both tables hold values that carry their key (a handle its
+/// id, a user's state the user's id and the user's connections), one word per entry.
 pub(super) struct Registry {
     admission: Admission,
-    conns: Sharded<ConnId, ConnHandle>,
-    users: Sharded<UserId, UserEntry>,
+    conns: ShardedSet<ConnHandle>,
+    users: ShardedSet<Arc<UserState>>,
     conn_count: AtomicUsize,
     user_count: AtomicUsize,
 }
@@ -97,8 +89,8 @@ impl Registry {
                 max_per_user: limits.max_connections_per_user,
                 rate: limits.rate,
             },
-            conns: Sharded::new(),
-            users: Sharded::new(),
+            conns: ShardedSet::new(),
+            users: ShardedSet::new(),
             conn_count: AtomicUsize::new(0),
             user_count: AtomicUsize::new(0),
         }
@@ -123,38 +115,34 @@ impl Registry {
         if admitted.is_err() {
             return Err(Refusal::ServerFull);
         }
-        // One lookup of the user (keys are SipHashed: user ids are the client's choice).
+        // The user's shard stays locked until the handle is in the user's list (keys are
+        // SipHashed: user ids are the client's choice).
         let mut users = self.users.write(&user);
-        let found = users.entry(user);
-        let here = match &found {
-            Entry::Occupied(entry) => entry.get().conns.len(),
-            Entry::Vacant(_) => 0,
-        };
-        if here + elsewhere >= admission.max_per_user {
+        let here = users.get(&user).map_or(0, |state| state.connection_count());
+        if here as usize + elsewhere >= admission.max_per_user {
             drop(users);
             self.conn_count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::UserFull);
         }
-        let first_here = here == 0;
-        let entry = found.or_insert_with_key(|user| {
-            self.user_count.fetch_add(1, Ordering::Relaxed);
-            observer.user_arrived(user);
-            UserEntry {
-                conns: Box::default(),
-                state: Arc::new(UserState::new(user.clone(), admission.rate, now)),
+        let state = match users.get(&user) {
+            Some(state) => state.clone(),
+            None => {
+                self.user_count.fetch_add(1, Ordering::Relaxed);
+                observer.user_arrived(&user);
+                let state = Arc::new(UserState::new(user, admission.rate, now));
+                users.insert_new(state.clone());
+                state
             }
-        });
-        let handle = ConnHandle::new(ConnId::next(), wire, entry.state.clone(), now);
-        let mut conns = std::mem::take(&mut entry.conns).into_vec();
-        conns.reserve_exact(1);
-        conns.push(handle.clone());
-        entry.conns = conns.into_boxed_slice();
-        observer.user_connections(handle.user(), entry.conns.len() as u32);
+        };
+        let handle = ConnHandle::new(ConnId::next(), wire, state, now);
+        let count = handle.user_state().add_connection(handle.clone());
+        observer.user_connections(handle.user(), count);
         drop(users);
-        self.conns
-            .write(&handle.id())
-            .insert(handle.id(), handle.clone());
-        Ok(Admitted { handle, first_here })
+        self.conns.write(&handle.id()).insert_new(handle.clone());
+        Ok(Admitted {
+            handle,
+            first_here: here == 0,
+        })
     }
 
     /// Removes a connection; `None` if it was not registered (removal is idempotent).
@@ -167,55 +155,45 @@ impl Registry {
         self.conn_count.fetch_sub(1, Ordering::AcqRel);
         let user = handle.user();
         let mut users = self.users.write(user);
-        // One lookup, which the removal of the user's last connection reuses.
-        let Entry::Occupied(mut found) = users.entry(user.clone()) else {
-            return None;
-        };
-        let entry = found.get_mut();
-        let mut conns = std::mem::take(&mut entry.conns).into_vec();
-        conns.retain(|c| c.id() != handle.id());
-        entry.conns = conns.into_boxed_slice();
-        let count = entry.conns.len() as u32;
+        let state = users.get(user)?.clone();
+        let count = state.remove_connection(handle.id());
         observer.user_connections(user, count);
         if count > 0 {
             return Some(Removed {
-                state: entry.state.clone(),
+                state,
                 last_here: false,
             });
         }
-        let entry = found.remove();
+        users.remove(user);
         self.user_count.fetch_sub(1, Ordering::Relaxed);
         observer.user_departed(user);
         Some(Removed {
-            state: entry.state,
+            state,
             last_here: true,
         })
     }
 
     /// A connection by id.
     pub(super) fn get(&self, id: ConnId) -> Option<ConnHandle> {
-        self.conns.read(&id).get(&id).cloned()
+        self.conns.with(&id, |handle| handle.cloned())
     }
 
     /// The state of a user connected to this node.
     pub(super) fn user_state(&self, user: &UserId) -> Option<Arc<UserState>> {
-        let users = self.users.read(user);
-        users.get(user).map(|entry| entry.state.clone())
+        self.users.with(user, |state| state.cloned())
     }
 
     /// A user's connections on this node.
     pub(super) fn user_handles(&self, user: &UserId) -> Vec<ConnHandle> {
-        let users = self.users.read(user);
-        users
-            .get(user)
-            .map(|entry| entry.conns.to_vec())
-            .unwrap_or_default()
+        self.users.with(user, |state| {
+            state.map_or_else(Vec::new, |state| state.with_connections(<[_]>::to_vec))
+        })
     }
 
     /// How many connections `user` has on this node.
     pub(super) fn user_connection_count(&self, user: &UserId) -> usize {
-        let users = self.users.read(user);
-        users.get(user).map_or(0, |entry| entry.conns.len())
+        self.users
+            .with(user, |state| state.map_or(0, |s| s.connection_count() as usize))
     }
 
     /// Offers `frame` to each of `user`'s connections with `deliver`; returns how many took it.
@@ -224,21 +202,22 @@ impl Registry {
         user: &UserId,
         mut deliver: impl FnMut(&ConnHandle) -> bool,
     ) -> usize {
-        let users = self.users.read(user);
-        users.get(user).map_or(0, |entry| {
-            entry.conns.iter().filter(|handle| deliver(handle)).count()
+        self.users.with(user, |state| {
+            state.map_or(0, |state| {
+                state.with_connections(|conns| conns.iter().filter(|h| deliver(h)).count())
+            })
         })
     }
 
     /// Visits every connection, one shard read lock at a time.
     pub(super) fn for_each_conn(&self, mut visit: impl FnMut(&ConnHandle)) {
-        self.conns.for_each(|_, handle| visit(handle));
+        self.conns.for_each(|handle| visit(handle));
     }
 
     /// Visits every user with their shared state and number of connections here.
     pub(super) fn for_each_user(&self, mut visit: impl FnMut(&UserId, &Arc<UserState>, u32)) {
         self.users
-            .for_each(|user, entry| visit(user, &entry.state, entry.conns.len() as u32));
+            .for_each(|state| visit(state.user(), state, state.connection_count()));
     }
 
     /// Open connections.

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hashbrown::HashTable;
 use serde::Serialize;
 
 use super::shard::Sharded;
@@ -31,7 +33,8 @@ pub(super) trait RoomObserver {
 /// One room's local members.
 #[derive(Default)]
 struct Room {
-    members: HashMap<ConnId, ConnHandle>,
+    /// Handles keyed by their own id (one word per member), hashed with the rooms' hasher.
+    members: HashTable<ConnHandle>,
     /// Connections per user in this room.
     users: HashMap<UserId, u32>,
 }
@@ -39,10 +42,17 @@ struct Room {
 impl Room {
     /// Adds a connection; returns its user's connections in the room after the join, or `None`
     /// when it was a member already.
-    fn add(&mut self, conn: &ConnHandle) -> Option<u32> {
-        if self.members.insert(conn.id(), conn.clone()).is_some() {
+    fn add(&mut self, conn: &ConnHandle, hasher: &RandomState) -> Option<u32> {
+        let id = conn.id();
+        let slot = self.members.entry(
+            hasher.hash_one(id),
+            |member| member.id() == id,
+            |member| hasher.hash_one(member.id()),
+        );
+        let hashbrown::hash_table::Entry::Vacant(slot) = slot else {
             return None;
-        }
+        };
+        slot.insert(conn.clone());
         let count = self.users.entry(conn.user().clone()).or_insert(0);
         *count += 1;
         Some(*count)
@@ -50,8 +60,11 @@ impl Room {
 
     /// Removes a connection; returns its user's connections left in the room, or `None` when
     /// it was not a member.
-    fn remove(&mut self, conn: ConnId, user: &UserId) -> Option<u32> {
-        self.members.remove(&conn)?;
+    fn remove(&mut self, conn: ConnId, user: &UserId, hasher: &RandomState) -> Option<u32> {
+        let found = self
+            .members
+            .find_entry(hasher.hash_one(conn), |member| member.id() == conn);
+        found.ok()?.remove();
         match self.users.get_mut(user) {
             Some(count) if *count > 1 => {
                 *count -= 1;
@@ -111,6 +124,8 @@ pub(super) struct Purged {
 pub(super) struct Rooms {
     rooms: Sharded<RoomId, Room>,
     count: AtomicUsize,
+    /// Hashes connection ids in every room's member table.
+    hasher: RandomState,
 }
 
 impl Rooms {
@@ -118,6 +133,7 @@ impl Rooms {
         Self {
             rooms: Sharded::new(),
             count: AtomicUsize::new(0),
+            hasher: RandomState::new(),
         }
     }
 
@@ -134,7 +150,7 @@ impl Rooms {
             observer.room_occupied(room);
             Room::default()
         });
-        match entry.add(conn) {
+        match entry.add(conn, &self.hasher) {
             None => Joined::Already,
             Some(user_connections) => {
                 observer.member_connections(room, conn.user(), user_connections);
@@ -165,7 +181,9 @@ impl Rooms {
         let Entry::Occupied(mut entry) = rooms.entry(room.clone()) else {
             return None;
         };
-        let remaining = entry.get_mut().remove(conn.id(), conn.user())?;
+        let remaining = entry
+            .get_mut()
+            .remove(conn.id(), conn.user(), &self.hasher)?;
         observer.member_connections(room, conn.user(), remaining);
         if entry.get().members.is_empty() {
             entry.remove();
@@ -183,14 +201,9 @@ impl Rooms {
     ) -> Purged {
         let mut purged = Purged::default();
         self.rooms.retain(|room, entry| {
-            let gone: Vec<ConnHandle> = entry
-                .members
-                .values()
-                .filter(|h| dead(h))
-                .cloned()
-                .collect();
+            let gone: Vec<ConnHandle> = entry.members.iter().filter(|h| dead(h)).cloned().collect();
             for handle in gone {
-                if let Some(remaining) = entry.remove(handle.id(), handle.user()) {
+                if let Some(remaining) = entry.remove(handle.id(), handle.user(), &self.hasher) {
                     observer.member_connections(room, handle.user(), remaining);
                     purged.members.push((room.clone(), handle));
                 }
@@ -219,8 +232,8 @@ impl Rooms {
             return 0;
         };
         let mut delivered = 0;
-        for (id, handle) in &entry.members {
-            if Some(*id) != except && deliver(handle) {
+        for handle in &entry.members {
+            if Some(handle.id()) != except && deliver(handle) {
                 delivered += 1;
             }
         }
@@ -230,7 +243,7 @@ impl Rooms {
     /// Adds the connections in `room` to `into`.
     pub(super) fn collect_members(&self, room: &RoomId, into: &mut HashMap<ConnId, ConnHandle>) {
         if let Some(entry) = self.rooms.read(room).get(room) {
-            into.extend(entry.members.iter().map(|(id, h)| (*id, h.clone())));
+            into.extend(entry.members.iter().map(|h| (h.id(), h.clone())));
         }
     }
 
@@ -238,7 +251,10 @@ impl Rooms {
     pub(super) fn connection_count(&self, room: &RoomId, except: Option<ConnId>) -> usize {
         let rooms = self.rooms.read(room);
         rooms.get(room).map_or(0, |entry| {
-            let excluded = except.is_some_and(|id| entry.members.contains_key(&id));
+            let excluded = except.is_some_and(|id| {
+                let found = entry.members.find(self.hasher.hash_one(id), |m| m.id() == id);
+                found.is_some()
+            });
             entry.members.len() - usize::from(excluded)
         })
     }
@@ -282,7 +298,7 @@ impl Rooms {
         let rooms = self.rooms.read(room);
         rooms
             .get(room)
-            .map(|entry| entry.members.values().cloned().collect())
+            .map(|entry| entry.members.iter().cloned().collect())
             .unwrap_or_default()
     }
 

@@ -1,69 +1,129 @@
 //! What all of a user's connections on this node share: the user's id, the rate limiter, the
-//! activity clock, the presence state machine and the rooms the user is in here. Created with
-//! the user's first connection (by the registry) and dropped with the last.
+//! activity clock, the presence state machine, the user's connections here and the rooms the
+//! user is in here. Created with the user's first connection (by the registry) and dropped with
+//! the last.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::ConnHandle;
+use super::shard::Keyed;
 use crate::config::RateLimit;
-use crate::ids::{RoomId, UserId};
+use crate::ids::{ConnId, RoomId, UserId};
 use crate::limits::RateLimiter;
 use crate::presence::PresenceState;
 
 /// The state a user's connections on this node share.
 pub(crate) struct UserState {
     /// Held here rather than in each connection's handle: one copy per user, and the handle
-    /// stays in a smaller allocator size class (`hub::handle`'s size guard).
+    /// stays in a smaller allocator size class (`hub::handle`'s size guard). The registry's
+    /// user table keys each state by it (`Keyed`), so it is stored once.
     user: UserId,
-    /// The user's rate limiter, when rate limiting is on.
-    pub(crate) limiter: Option<RateLimiter>,
+    /// The user's rate limiter, when rate limiting is on; boxed, so that with it off the state
+    /// is a size class smaller (`tests::the_user_state_stays_small`).
+    pub(crate) limiter: Option<Box<RateLimiter>>,
     /// Hub-clock ms of the user's last message on any connection.
     last_active: AtomicU64,
     /// Mirrors the presence state's idleness, so a message checks it without a lock.
     idle: AtomicBool,
     pub(crate) presence: Mutex<PresenceState>,
-    /// Rooms the user is in on this node, with the number of their connections in each; a
-    /// short list, kept at its exact size (most users are in a room or two), so a boxed slice:
-    /// a `Vec`'s capacity word would always equal its length.
-    rooms: Mutex<Box<[(RoomId, u32)]>>,
+    /// The user's connections and rooms here. Its lock is taken after the registry's shard
+    /// lock and never the other way round.
+    here: Mutex<Here>,
+}
+
+/// A user's connections and rooms on this node: short lists, kept at their exact size (most
+/// users hold one connection and are in a room or two), so boxed slices, as a `Vec`'s capacity
+/// word would always equal its length.
+#[derive(Default)]
+struct Here {
+    /// Changed by the registry only, under its lock of the user's shard, so that its counts
+    /// reach its observer in order. A connection's handle holds this state, and this list
+    /// holds the handle until the registry removes the connection.
+    conns: Box<[ConnHandle]>,
+    /// Rooms with the number of the user's connections in each.
+    rooms: Box<[(RoomId, u32)]>,
+}
+
+/// `items` with `item` added, at exact size.
+fn pushed<T>(items: &mut Box<[T]>, item: T) {
+    let mut grown = std::mem::take(items).into_vec();
+    grown.reserve_exact(1);
+    grown.push(item);
+    *items = grown.into_boxed_slice();
+}
+
+/// `items` without the one at `index`, at exact size.
+fn removed<T>(items: &mut Box<[T]>, index: usize) {
+    let mut shrunk = std::mem::take(items).into_vec();
+    shrunk.swap_remove(index);
+    *items = shrunk.into_boxed_slice();
+}
+
+impl Keyed for std::sync::Arc<UserState> {
+    type Key = UserId;
+    fn key(&self) -> &UserId {
+        &self.user
+    }
 }
 
 impl UserState {
     pub(crate) fn new(user: UserId, rate: Option<RateLimit>, now: u64) -> Self {
         Self {
             user,
-            limiter: rate.map(|rate| RateLimiter::new(rate, now)),
+            limiter: rate.map(|rate| Box::new(RateLimiter::new(rate, now))),
             last_active: AtomicU64::new(now),
             idle: AtomicBool::new(false),
             presence: Mutex::new(PresenceState::connected()),
-            rooms: Mutex::new(Box::default()),
+            here: Mutex::default(),
         }
+    }
+
+    /// Adds a connection of the user's (the registry's, under its shard lock); returns how
+    /// many the user has here now.
+    pub(super) fn add_connection(&self, conn: ConnHandle) -> u32 {
+        let mut here = self.here.lock();
+        pushed(&mut here.conns, conn);
+        here.conns.len() as u32
+    }
+
+    /// Removes connection `id` (the registry's, under its shard lock); returns how many the
+    /// user has here now.
+    pub(super) fn remove_connection(&self, id: ConnId) -> u32 {
+        let mut here = self.here.lock();
+        if let Some(index) = here.conns.iter().position(|c| c.id() == id) {
+            removed(&mut here.conns, index);
+        }
+        here.conns.len() as u32
+    }
+
+    /// Runs `visit` on the user's connections here, under the user's lock.
+    pub(super) fn with_connections<R>(&self, visit: impl FnOnce(&[ConnHandle]) -> R) -> R {
+        visit(&self.here.lock().conns)
+    }
+
+    /// How many connections the user has here.
+    pub(super) fn connection_count(&self) -> u32 {
+        self.here.lock().conns.len() as u32
     }
 
     /// Records one more of the user's connections in `room`.
     pub(super) fn add_room(&self, room: &RoomId) {
-        let mut rooms = self.rooms.lock();
-        match rooms.iter_mut().find(|(r, _)| r == room) {
+        let mut here = self.here.lock();
+        match here.rooms.iter_mut().find(|(r, _)| r == room) {
             Some((_, count)) => *count += 1,
-            None => {
-                let mut grown = std::mem::take(&mut *rooms).into_vec();
-                grown.reserve_exact(1);
-                grown.push((room.clone(), 1));
-                *rooms = grown.into_boxed_slice();
-            }
+            None => pushed(&mut here.rooms, (room.clone(), 1)),
         }
     }
 
     /// Records one fewer of the user's connections in `room`.
     pub(super) fn remove_room(&self, room: &RoomId) {
-        let mut rooms = self.rooms.lock();
-        if let Some(index) = rooms.iter().position(|(r, _)| r == room) {
-            rooms[index].1 -= 1;
-            if rooms[index].1 == 0 {
-                let mut shrunk = std::mem::take(&mut *rooms).into_vec();
-                shrunk.swap_remove(index);
-                *rooms = shrunk.into_boxed_slice();
+        let mut here = self.here.lock();
+        if let Some(index) = here.rooms.iter().position(|(r, _)| r == room) {
+            here.rooms[index].1 -= 1;
+            if here.rooms[index].1 == 0 {
+                removed(&mut here.rooms, index);
             }
         }
     }
@@ -75,8 +135,9 @@ impl UserState {
 
     /// The rooms the user is in on this node.
     pub(super) fn rooms(&self) -> Vec<RoomId> {
-        self.rooms
+        self.here
             .lock()
+            .rooms
             .iter()
             .map(|(room, _)| room.clone())
             .collect()
@@ -105,11 +166,13 @@ mod tests {
 
     use super::*;
 
-    /// One per user on this node, in an `Arc`: at 128 bytes or less the `ArcInner` stays in
-    /// the 144-byte class, with the user's id held here instead of in every handle.
+    /// One per user on this node, in an `Arc` (16 bytes of counts before it): at 112 bytes or
+    /// less the `ArcInner` is in jemalloc's 128-byte class, with the user's id and connections
+    /// held here instead of in every handle and in the registry's table; at 120 it was in the
+    /// 160-byte one (BENCHMARKS.md, "Idle memory"). Adding a field means making room first.
     #[test]
     fn the_user_state_stays_small() {
         let state = size_of::<UserState>();
-        assert!(state <= 128, "UserState grew to {state} bytes");
+        assert!(state <= 112, "UserState grew to {state} bytes");
     }
 }
