@@ -31,9 +31,11 @@ pub(crate) enum Wire {
     Sse,
 }
 
-/// A cheap, cloneable reference to a connection's shared half.
+/// A cheap, cloneable reference to a connection's shared half. Nothing holds a weak
+/// reference to it, so it is a `triomphe::Arc`, without the weak count
+/// (`tests::the_handle_stays_small`).
 #[derive(Clone)]
-pub(crate) struct ConnHandle(Arc<ConnShared>);
+pub(crate) struct ConnHandle(triomphe::Arc<ConnShared>);
 
 /// The registry's and the rooms' tables key handles by their connection's id.
 impl Keyed for ConnHandle {
@@ -63,15 +65,13 @@ pub(crate) struct ConnShared {
     /// to be written to it (`sent_traffic`, once per batch the connection's task takes).
     /// Heartbeats do not count: WebSocket pings and pongs, and the app-level `ping`.
     last_active: AtomicU64,
-    /// Hub-clock ms when a close was first requested; 0 while open.
-    closing_since: AtomicU64,
-    /// The `exp` of the connection's token, in ms since the epoch (wall clock, as `exp` is);
-    /// 0 when it has none (authentication off). Written by the connection's session when it
-    /// authenticates or refreshes, read by the hub's token sweep.
-    token_expires_at: AtomicU64,
-    /// When the sweep sends `token_expiring` (ms since the epoch); 0 once sent, or when there is
-    /// no token.
-    token_warn_at: AtomicU64,
+    /// The connection's token deadline in whole seconds since the epoch, in one word so that
+    /// the sweep reads both halves of one token: the `exp` (rounded up; 0: no token, as with
+    /// authentication off) in the high half, when the sweep sends `token_expiring` (rounded
+    /// down; 0 once sent) in the low half. Written by the connection's session when it
+    /// authenticates or refreshes, read by the hub's token sweep, which runs once a second
+    /// (`exp` itself is in seconds).
+    token: AtomicU64,
 }
 
 /// When a connection's token expires, and when its client is to be warned (ms since the
@@ -100,7 +100,7 @@ pub struct ConnInfo {
 
 impl ConnHandle {
     pub(crate) fn new(id: ConnId, wire: Wire, user_state: Arc<UserState>, now: u64) -> Self {
-        Self(Arc::new(ConnShared {
+        Self(triomphe::Arc::new(ConnShared {
             id,
             wire,
             deflate: AtomicU8::new(0),
@@ -109,9 +109,7 @@ impl ConnHandle {
             connected_at: now,
             last_seen: AtomicU64::new(now),
             last_active: AtomicU64::new(now),
-            closing_since: AtomicU64::new(0),
-            token_expires_at: AtomicU64::new(0),
-            token_warn_at: AtomicU64::new(0),
+            token: AtomicU64::new(0),
         }))
     }
 
@@ -160,16 +158,12 @@ impl ConnHandle {
 
     /// Requests a close at hub-clock time `now`; returns whether this request was the first.
     pub(crate) fn close(&self, request: CloseRequest, now: u64) -> bool {
-        let first = self.0.outbox.close(request);
-        if first {
-            self.0.closing_since.store(now.max(1), Ordering::Relaxed);
-        }
-        first
+        self.0.outbox.close(request, now)
     }
 
     /// Hub-clock ms since which the connection is closing, if it is.
     pub(crate) fn closing_since(&self) -> Option<u64> {
-        Some(self.0.closing_since.load(Ordering::Relaxed)).filter(|&t| t != 0)
+        self.0.outbox.closing_since()
     }
 
     /// Records a frame from the client; `message` says whether it counts as activity.
@@ -194,32 +188,33 @@ impl ConnHandle {
     }
 
     /// Sets when the connection's token expires and when its client is warned, replacing what
-    /// an earlier token set. The expiry is stored first, so a sweep that sees the new warning
-    /// time announces the new `exp`.
+    /// an earlier token set, both at once. Kept in whole seconds: the expiry rounded up, the
+    /// warning rounded down (never late).
     pub(crate) fn set_token_deadline(&self, deadline: TokenDeadline) {
-        self.0
-            .token_expires_at
-            .store(deadline.expires_at, Ordering::Release);
-        self.0
-            .token_warn_at
-            .store(deadline.warn_at.max(1), Ordering::Release);
+        let seconds = |s: u64| s.clamp(1, u64::from(u32::MAX));
+        let expires = seconds(deadline.expires_at.div_ceil(1000));
+        let warn = seconds(deadline.warn_at / 1000);
+        self.0.token.store(expires << 32 | warn, Ordering::Release);
     }
 
     /// When the connection's token expires (ms since the epoch), if it has one.
     pub(crate) fn token_expires_at(&self) -> Option<u64> {
-        Some(self.0.token_expires_at.load(Ordering::Acquire)).filter(|&t| t != 0)
+        let expires = self.0.token.load(Ordering::Acquire) >> 32;
+        (expires != 0).then_some(expires * 1000)
     }
 
     /// Takes the warning that is due at `now` (ms since the epoch): true once per token, when
     /// its warning time has come.
     pub(crate) fn take_token_warning(&self, now: u64) -> bool {
-        let warn_at = self.0.token_warn_at.load(Ordering::Acquire);
+        const WARN: u64 = u32::MAX as u64;
+        let token = self.0.token.load(Ordering::Acquire);
+        let warn_at = (token & WARN) * 1000;
         warn_at != 0
             && now >= warn_at
             && self
                 .0
-                .token_warn_at
-                .compare_exchange(warn_at, 0, Ordering::AcqRel, Ordering::Acquire)
+                .token
+                .compare_exchange(token, token & !WARN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
     }
 
@@ -240,13 +235,37 @@ mod tests {
 
     use super::*;
 
-    /// Every connection holds one `ConnShared` in an `Arc` (16 bytes of counts before it), in
-    /// one jemalloc size class: at 144 bytes the `ArcInner` is 160, exactly a class; the
-    /// handle was 184 bytes (a 224-byte class) while it held its user's id and an inline close
-    /// request (BENCHMARKS.md, "Idle memory"). Adding a field means making room first.
+    /// Every connection holds one `ConnShared` in a `triomphe::Arc` (8 bytes of count before
+    /// it), in one jemalloc size class: at 120 bytes or less the allocation is in the 128-byte
+    /// class. At 144 bytes in a `std::sync::Arc` (16 bytes of counts) it was in the 160-byte
+    /// one, and at 184 bytes (its user's id and an inline close request) in the 224-byte one
+    /// (BENCHMARKS.md, "Idle memory"). Adding a field means making room first.
     #[test]
     fn the_handle_stays_small() {
         let shared = size_of::<ConnShared>();
-        assert!(shared <= 144, "ConnShared grew to {shared} bytes");
+        assert!(shared <= 120, "ConnShared grew to {shared} bytes");
+    }
+
+    #[test]
+    fn a_token_deadline_is_kept_in_whole_seconds_and_warns_once() {
+        let user = Arc::new(UserState::new(UserId::anonymous(), None, 0));
+        let handle = ConnHandle::new(ConnId::next(), Wire::Json, user, 0);
+        assert_eq!(handle.token_expires_at(), None);
+        assert!(!handle.take_token_warning(u64::MAX));
+        handle.set_token_deadline(TokenDeadline {
+            expires_at: 60_500,
+            warn_at: 30_700,
+        });
+        assert_eq!(handle.token_expires_at(), Some(61_000), "rounded up");
+        assert!(!handle.take_token_warning(29_999));
+        assert!(handle.take_token_warning(30_000), "rounded down");
+        assert!(!handle.take_token_warning(30_000), "once");
+        assert_eq!(handle.token_expires_at(), Some(61_000));
+        handle.set_token_deadline(TokenDeadline {
+            expires_at: 120_000,
+            warn_at: 0,
+        });
+        assert!(handle.take_token_warning(1000), "a refresh warns again");
+        assert_eq!(handle.token_expires_at(), Some(120_000));
     }
 }

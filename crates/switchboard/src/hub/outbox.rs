@@ -58,13 +58,23 @@ pub(crate) enum Pushed {
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    /// A `Vec`, a word smaller than a deque in every connection's handle: frames are only
+    /// pushed at the back and taken all at once (`move_frames`).
+    frames: Vec<Bytes>,
     bytes: usize,
     /// The connection task's waker, taken by the first push after the task went to sleep.
     waker: Option<Waker>,
-    /// Boxed: one pointer in every open connection's handle instead of the request's four
+    /// Boxed: one pointer in every open connection's handle instead of the request's five
     /// words; only a closing connection allocates it.
-    close: Option<Box<CloseRequest>>,
+    close: Option<Box<Closing>>,
+}
+
+/// A close request and when it was made.
+struct Closing {
+    request: CloseRequest,
+    /// Hub-clock ms of the request; 0 for a slow consumer's, which its own task carries out at
+    /// once (abortive), so the sweep that removes stuck closes need not time it.
+    since: u64,
 }
 
 impl State {
@@ -79,14 +89,18 @@ impl State {
     /// becomes `out`'s (nothing is copied), and no capacity is left behind, so an idle
     /// connection holds no queue memory.
     fn move_frames(&mut self, out: &mut VecDeque<Bytes>) {
+        let frames = std::mem::take(&mut self.frames);
         if out.is_empty() {
-            std::mem::swap(out, &mut self.frames);
+            *out = VecDeque::from(frames);
         } else {
-            out.append(&mut self.frames);
+            out.extend(frames);
         }
-        if self.frames.capacity() > 0 {
-            self.frames = VecDeque::new();
-        }
+        self.bytes = 0;
+    }
+
+    /// Drops everything queued.
+    fn clear(&mut self) {
+        self.frames = Vec::new();
         self.bytes = 0;
     }
 }
@@ -114,12 +128,14 @@ impl Outbox {
             return Pushed::Closed;
         }
         let pushed = if state.bytes + frame.len() > limit {
-            state.frames = VecDeque::new();
-            state.bytes = 0;
-            state.close = Some(Box::new(CloseRequest::SLOW_CONSUMER));
+            state.clear();
+            state.close = Some(Box::new(Closing {
+                request: CloseRequest::SLOW_CONSUMER,
+                since: 0,
+            }));
             Pushed::Overflow
         } else {
-            state.frames.push_back(frame.clone());
+            state.frames.push(frame.clone());
             state.bytes += frame.len();
             Pushed::Queued
         };
@@ -131,23 +147,33 @@ impl Outbox {
         pushed
     }
 
-    /// Requests a close. The first request wins; returns whether this one did.
-    pub(crate) fn close(&self, request: CloseRequest) -> bool {
+    /// Requests a close at hub-clock ms `now`. The first request wins; returns whether this
+    /// one did.
+    pub(crate) fn close(&self, request: CloseRequest, now: u64) -> bool {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return false;
         }
         if !request.graceful {
-            state.frames = VecDeque::new();
-            state.bytes = 0;
+            state.clear();
         }
-        state.close = Some(Box::new(request));
+        state.close = Some(Box::new(Closing {
+            request,
+            since: now.max(1),
+        }));
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
         true
+    }
+
+    /// Hub-clock ms since which the connection is closing, if a close was requested by
+    /// [`Outbox::close`].
+    pub(crate) fn closing_since(&self) -> Option<u64> {
+        let state = self.state.lock();
+        state.close.as_ref().map(|c| c.since).filter(|&t| t != 0)
     }
 
     /// Whether a close was requested.
@@ -182,7 +208,7 @@ impl Outbox {
         }
         state.move_frames(out);
         Poll::Ready(Taken {
-            close: state.close.as_deref().cloned(),
+            close: state.close.as_ref().map(|c| c.request.clone()),
         })
     }
 
@@ -242,7 +268,7 @@ mod tests {
         let mut out = VecDeque::new();
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Pending);
-        outbox.close(CloseRequest::FINISHED);
+        outbox.close(CloseRequest::FINISHED, 5);
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Ready(()));
     }
 
@@ -286,7 +312,7 @@ mod tests {
             code: CloseCode::Normal,
             reason: Cow::Borrowed("bye"),
             graceful: true,
-        });
+        }, 5);
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         assert_eq!(out.len(), 101);
         assert_eq!(outbox.state.lock().frames.capacity(), 0);
@@ -303,6 +329,7 @@ mod tests {
         );
         assert_eq!(outbox.push(&frame(1), 100), Pushed::Overflow);
         assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.closing_since(), None, "its own task closes it at once");
         assert_eq!(outbox.push(&frame(1), 100), Pushed::Closed);
         let waker = Waker::noop();
         let mut out = VecDeque::new();
@@ -325,8 +352,10 @@ mod tests {
             reason: Cow::Borrowed("bye"),
             graceful: true,
         };
-        assert!(outbox.close(shutdown.clone()));
-        assert!(!outbox.close(CloseRequest::SLOW_CONSUMER));
+        assert_eq!(outbox.closing_since(), None);
+        assert!(outbox.close(shutdown.clone(), 7));
+        assert!(!outbox.close(CloseRequest::SLOW_CONSUMER, 9));
+        assert_eq!(outbox.closing_since(), Some(7), "the first request's time");
         let mut out = VecDeque::new();
         let taken = outbox.poll_take(&mut Context::from_waker(Waker::noop()), &mut out);
         assert_eq!(
