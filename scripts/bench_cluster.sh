@@ -19,6 +19,9 @@
 #
 #   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|all]
 #
+# SERVER (default target/release/switchboard, built first) is the node binary, to compare two
+# builds: e.g. SERVER=/tmp/before scripts/bench_cluster.sh cross, then the same without it.
+#
 # Every process it starts (redis-server, nats-server, rabbitmq-server with its epmd, the nodes)
 # is stopped by PID when it ends. The CPU of Redis and of the broker in each run is read from
 # /proc and printed after the run's JSON line. Needs: cargo, redis-server; for `brokers` also
@@ -28,6 +31,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 cargo build --release --quiet -p switchboard -p switchboard-bench
 BENCH=target/release/switchboard-bench
+SERVER=${SERVER:-target/release/switchboard}
 OUT=docs/bench
 LOG="${TMPDIR:-/tmp}/switchboard-bench-cluster.log"
 REDIS_PORT=39400
@@ -90,7 +94,7 @@ start_redis_cluster() {
 # a client process can take longer than 10 s between its TCP connect and its upgrade request.
 node() {
   local port=$1; shift
-  target/release/switchboard --host 127.0.0.1 --port "$port" --rate-limit 0 \
+  "$SERVER" --host 127.0.0.1 --port "$port" --rate-limit 0 \
     --max-connections 19900 --max-connections-per-user 100000 --max-queued-bytes 64MiB \
     --handshake-timeout 60s --log-level error --node-id "n$port" "$@" >>"$LOG" 2>&1 &
   NODE_PID=$!

@@ -226,7 +226,9 @@ async fn resubscribe_all(
     Ok(())
 }
 
-/// Applies the subscription changes queued since the last call, in order.
+/// Applies the subscription changes queued since the last call: each name's last change, all
+/// sent before any reply is awaited (a burst of joins to new rooms costs one round trip per
+/// master, not one per room).
 async fn apply_changes(
     shared: &Shared,
     connection: &mut ClusterConnection,
@@ -237,10 +239,39 @@ async fn apply_changes(
             shared.settle();
             return Ok(());
         }
-        for change in changes {
-            apply(&shared.keys, connection.clone(), change).await?;
-        }
+        try_join_all(
+            last_per_name(changes)
+                .into_iter()
+                .map(|change| apply(&shared.keys, connection.clone(), change)),
+        )
+        .await?;
     }
+}
+
+/// The last change of each name (channel or pattern) in `changes`, in the order of those last
+/// changes. The cluster connection keeps no order between concurrent requests, so two changes
+/// of one name must not be in flight together; and a name's last change is all that matters
+/// (a channel subscribed twice, or unsubscribed while not subscribed, is left as asked).
+fn last_per_name(changes: Vec<SubscriptionChange>) -> Vec<SubscriptionChange> {
+    let name = |change: &SubscriptionChange| match change {
+        SubscriptionChange::Subscribe(name) | SubscriptionChange::Unsubscribe(name) => {
+            (false, name.clone())
+        }
+        SubscriptionChange::PSubscribe(pattern) | SubscriptionChange::PUnsubscribe(pattern) => {
+            (true, pattern.clone())
+        }
+    };
+    let last: HashMap<(bool, String), usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| (name(change), index))
+        .collect();
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(index, change)| last[&name(change)] == *index)
+        .map(|(_, change)| change)
+        .collect()
 }
 
 /// Sends one (un)subscription: sharded for the channels `keys.rs` names so, classic for the
@@ -282,5 +313,35 @@ async fn handle_push(shared: &Shared, push: PushInfo) -> Option<String> {
             .and_then(|name| redis::from_redis_value::<String>(name).ok())
             .filter(|channel| shared.wanted.lock().has_channel(&shared.keys, channel)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriptionChange::{PSubscribe, PUnsubscribe, Subscribe, Unsubscribe};
+    use super::last_per_name;
+
+    #[test]
+    fn a_burst_keeps_each_name_s_last_change_in_order() {
+        let burst = vec![
+            Subscribe("a".into()),
+            Subscribe("b".into()),
+            Unsubscribe("a".into()),
+            PSubscribe("a".into()),
+            Subscribe("c".into()),
+            Unsubscribe("b".into()),
+            Subscribe("b".into()),
+            PUnsubscribe("p".into()),
+        ];
+        assert_eq!(
+            last_per_name(burst),
+            [
+                Unsubscribe("a".into()),
+                PSubscribe("a".into()),
+                Subscribe("c".into()),
+                Subscribe("b".into()),
+                PUnsubscribe("p".into()),
+            ]
+        );
     }
 }

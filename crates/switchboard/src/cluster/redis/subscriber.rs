@@ -149,6 +149,12 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
         handle_announcement(shared, payload).await;
         return;
     }
+    let envelope = keys::decode_envelope(payload);
+    if envelope.is_some_and(|(origin, _)| origin == shared.node.as_str()) {
+        // Our own publication, delivered locally before it was published: dropped before its
+        // channel is parsed, as a node with members in a room reads back all it publishes.
+        return;
+    }
     let (Some(topic), Some(sink)) = (shared.keys.topic(channel), shared.broker_sink()) else {
         return;
     };
@@ -162,12 +168,11 @@ pub(super) async fn handle_message(shared: &Shared, message: &redis::Msg) {
         }
         return;
     }
-    let Some((origin, frame)) = keys::decode_envelope(payload) else {
+    let Some((origin, frame)) = envelope else {
         tracing::debug!(channel, "ignoring an undecodable publication");
         return;
     };
-    if origin == shared.node.as_str() || duplicate() {
-        // Our own publication was delivered locally before it was published.
+    if duplicate() {
         return;
     }
     sink.deliver(&Envelope {
