@@ -116,6 +116,8 @@ impl Session {
             Answered::Later => Done::AckedLater,
         };
         if !subscribed {
+            // Exact size, as the rooms: most connections hold one or two.
+            self.channels.reserve_exact(1);
             self.channels.push(channel.clone());
         }
         // A presence watcher starts from the watched user's current presence.

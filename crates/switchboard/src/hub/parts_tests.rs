@@ -87,6 +87,16 @@ fn the_registry_tells_first_counts_and_last_in_order() {
 }
 
 #[test]
+fn a_registry_dropped_with_connections_in_it_frees_them() {
+    let registry = registry(10, 3);
+    let admitted = registry.admit(user("a"), Wire::Json, 0, 0, &Recorder::default());
+    let state = Arc::downgrade(admitted.unwrap().handle.user_state());
+    assert!(state.upgrade().is_some(), "the registry holds the user's state");
+    drop(registry);
+    assert!(state.upgrade().is_none(), "the state and its connections were freed");
+}
+
+#[test]
 fn admission_counts_connections_elsewhere_and_refusals_leave_no_trace() {
     let registry = registry(2, 2);
     let seen = Recorder::default();

@@ -230,3 +230,13 @@ impl Registry {
         self.user_count.load(Ordering::Relaxed)
     }
 }
+
+impl Drop for Registry {
+    /// A user's state holds the handles of the user's connections, and each handle holds the
+    /// state: a registry dropped with connections still in it (an embedding application that
+    /// drops its hub while connections are open) breaks those cycles, so that their memory is
+    /// freed.
+    fn drop(&mut self) {
+        self.users.for_each(|state| state.forget_connections());
+    }
+}

@@ -98,6 +98,11 @@ impl UserState {
         here.conns.len() as u32
     }
 
+    /// Drops the user's connections (the registry's, when it is dropped).
+    pub(super) fn forget_connections(&self) {
+        self.here.lock().conns = Box::default();
+    }
+
     /// Runs `visit` on the user's connections here, under the user's lock.
     pub(super) fn with_connections<R>(&self, visit: impl FnOnce(&[ConnHandle]) -> R) -> R {
         visit(&self.here.lock().conns)
