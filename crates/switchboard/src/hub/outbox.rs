@@ -308,11 +308,14 @@ mod tests {
         );
         // Behind frames not yet written, a close takes the queue by appending.
         assert_eq!(outbox.push(&frame(2), 1000), Pushed::Queued);
-        outbox.close(CloseRequest {
-            code: CloseCode::Normal,
-            reason: Cow::Borrowed("bye"),
-            graceful: true,
-        }, 5);
+        outbox.close(
+            CloseRequest {
+                code: CloseCode::Normal,
+                reason: Cow::Borrowed("bye"),
+                graceful: true,
+            },
+            5,
+        );
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         assert_eq!(out.len(), 101);
         assert_eq!(outbox.state.lock().frames.capacity(), 0);
@@ -329,7 +332,11 @@ mod tests {
         );
         assert_eq!(outbox.push(&frame(1), 100), Pushed::Overflow);
         assert_eq!(outbox.queued_bytes(), 0);
-        assert_eq!(outbox.closing_since(), None, "its own task closes it at once");
+        assert_eq!(
+            outbox.closing_since(),
+            None,
+            "its own task closes it at once"
+        );
         assert_eq!(outbox.push(&frame(1), 100), Pushed::Closed);
         let waker = Waker::noop();
         let mut out = VecDeque::new();

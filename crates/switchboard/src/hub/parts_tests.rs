@@ -91,9 +91,15 @@ fn a_registry_dropped_with_connections_in_it_frees_them() {
     let registry = registry(10, 3);
     let admitted = registry.admit(user("a"), Wire::Json, 0, 0, &Recorder::default());
     let state = Arc::downgrade(admitted.unwrap().handle.user_state());
-    assert!(state.upgrade().is_some(), "the registry holds the user's state");
+    assert!(
+        state.upgrade().is_some(),
+        "the registry holds the user's state"
+    );
     drop(registry);
-    assert!(state.upgrade().is_none(), "the state and its connections were freed");
+    assert!(
+        state.upgrade().is_none(),
+        "the state and its connections were freed"
+    );
 }
 
 #[test]

@@ -192,8 +192,9 @@ impl Registry {
 
     /// How many connections `user` has on this node.
     pub(super) fn user_connection_count(&self, user: &UserId) -> usize {
-        self.users
-            .with(user, |state| state.map_or(0, |s| s.connection_count() as usize))
+        self.users.with(user, |state| {
+            state.map_or(0, |s| s.connection_count() as usize)
+        })
     }
 
     /// Offers `frame` to each of `user`'s connections with `deliver`; returns how many took it.

@@ -252,7 +252,9 @@ impl Rooms {
         let rooms = self.rooms.read(room);
         rooms.get(room).map_or(0, |entry| {
             let excluded = except.is_some_and(|id| {
-                let found = entry.members.find(self.hasher.hash_one(id), |m| m.id() == id);
+                let found = entry
+                    .members
+                    .find(self.hasher.hash_one(id), |m| m.id() == id);
                 found.is_some()
             });
             entry.members.len() - usize::from(excluded)
