@@ -2,7 +2,7 @@
 //! connection's own task.
 //!
 //! Producers (room fan-out, broadcasts, the heartbeat sweep, the connection itself) push shared
-//! [`Bytes`]; a push is a short lock, a `VecDeque` push and at most one wake-up. The connection
+//! [`Bytes`]; a push is a short lock, a `Vec` push and at most one wake-up. The connection
 //! task takes everything queued in one go and writes it with one vectored write.
 //!
 //! Overflow policy: a push that would take the queue past its limit drops the whole queue and
@@ -64,8 +64,8 @@ struct State {
     bytes: usize,
     /// The connection task's waker, taken by the first push after the task went to sleep.
     waker: Option<Waker>,
-    /// Boxed: one pointer in every open connection's handle instead of the request's five
-    /// words; only a closing connection allocates it.
+    /// Boxed: one pointer in every open connection's handle instead of the request and its
+    /// time (five words); only a closing connection allocates it.
     close: Option<Box<Closing>>,
 }
 
