@@ -16,8 +16,11 @@
 #   costs   what one connection costs where: 3 nodes and one Redis holding 30 000 idle
 #           connections in 300 rooms with members on every node (each node's RSS, Redis's
 #           memory and commands), the numbers the 1 000 000-connection projection uses.
+#   joins   a burst of joins to new rooms on a node of a Redis Cluster (3 masters): 2 000
+#           connections at concurrency 200, each in a room of its own, so each join adds a
+#           sharded subscription (the idle scenario's connections/s include the joins).
 #
-#   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|all]
+#   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|joins|all]
 #
 # SERVER (default target/release/switchboard, built first) is the node binary, to compare two
 # builds: e.g. SERVER=/tmp/before scripts/bench_cluster.sh cross, then the same without it.
@@ -298,6 +301,15 @@ costs() {
   cleanup
 }
 
+joins() {
+  start_redis_cluster
+  node 39431 --redis-cluster --redis-url "redis://127.0.0.1:$REDIS_PORT"
+  bench idle --connections 2000 --rooms 2000 --concurrency 200 --settle 1 --hold 1 \
+    --label "joins to 2 000 new rooms, Redis Cluster" --url ws://127.0.0.1:39431/ \
+    --server-pid "$NODE_PID"
+  cleanup
+}
+
 brokers() {
   for _ in $(seq "${ROUNDS:-3}"); do
     for broker in local redis redis-cluster nats amqp; do broker_run "$broker"; done
@@ -310,6 +322,7 @@ case "${1:-all}" in
   history) history ;;
   brokers) brokers ;;
   costs) costs ;;
-  all) cross; scale; history; brokers; costs ;;
-  *) echo "usage: $0 [cross|scale|history|brokers|costs|all]" >&2; exit 2 ;;
+  joins) joins ;;
+  all) cross; scale; history; brokers; costs; joins ;;
+  *) echo "usage: $0 [cross|scale|history|brokers|costs|joins|all]" >&2; exit 2 ;;
 esac
