@@ -28,11 +28,12 @@
 //! - [`process`]: the process's own resources (the open-file limit the binary raises).
 //! - [`uring`]: batched socket writes through one io_uring per worker thread (`--io-uring`):
 //!   the crate's only `unsafe` code for it, with its invariants.
-//! - [`ids`]: names and ids; `ws`: our RFC 6455 layer (handshake, frame parsing, message
-//!   assembly, permessage-deflate); `limits`, `per_ip`: the rate limiter, the violation
-//!   counter, the per-IP cap; [`forwarded`]: the client address behind trusted proxies;
-//!   `proxy_protocol`: the PROXY protocol header a TCP load balancer puts before a connection;
-//!   `sse`: the `text/event-stream` form of server frames (the SSE fallback).
+//! - [`ids`]: names and ids; `exact`: short lists kept at their exact size; `ws`: our
+//!   RFC 6455 layer (handshake, frame parsing, message assembly, permessage-deflate);
+//!   `limits`, `per_ip`: the rate limiter, the violation counter, the per-IP cap;
+//!   [`forwarded`]: the client address behind trusted proxies; `proxy_protocol`: the PROXY
+//!   protocol header a TCP load balancer puts before a connection; `sse`: the
+//!   `text/event-stream` form of server frames (the SSE fallback).
 //! - [`presence`]: the presence model (status, metadata, last seen), a pure state machine.
 //! - [`protocol`]: the wire protocol v1: client frame parsing, server frame encoding; frame
 //!   kinds, error and close codes come from the `switchboard-protocol` crate.
@@ -72,6 +73,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod docstore;
+mod exact;
 pub mod forwarded;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -19,7 +19,6 @@
 //! immediately.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -33,7 +32,7 @@ use super::Stream;
 use super::session::Session;
 use crate::hub::{CloseRequest, Hub, Initiator, Taken};
 use crate::protocol::CloseCode;
-use crate::ws::decoder::{Decoder, Flow, Limits, Message};
+use crate::ws::decoder::{Decoder, Flow, Limits, Message, Unfinished};
 use crate::ws::frame;
 
 /// How long to wait for the client's close frame once ours is written.
@@ -62,7 +61,9 @@ pub(crate) struct Driver<S> {
     /// (`uring`, invariant 2).
     pending: Pending,
     io: S,
-    decoder: Decoder,
+    /// What the client sent that has not fully arrived; the limits come from the
+    /// configuration on each read.
+    decoder: Unfinished,
     session: Session,
     /// Whether the front of `pending` has been partly written (it must then be finished).
     front_started: bool,
@@ -92,19 +93,16 @@ impl<S: Stream> Driver<S> {
     /// an abortive close that drops what is pending keeps it, so the client never reads a
     /// close frame where it expects HTTP.
     pub(crate) fn new(io: S, session: Session, head: Bytes) -> Self {
-        let mut pending = VecDeque::new();
+        let mut pending = Vec::new();
         let front_started = !head.is_empty();
         if front_started {
             // What the session queued at its start (`connect`) goes behind the head now: while
             // `pending` holds anything the outbox hands over no frames.
             session.handle().outbox().take_queued(&mut pending);
-            pending.push_front(head);
+            pending.insert(0, head);
         }
         Self {
-            decoder: Decoder::new(decoder_limits(
-                session.hub(),
-                session.handle().deflate().is_some(),
-            )),
+            decoder: Unfinished::default(),
             io,
             session,
             pending: Pending::Frames(pending),
@@ -266,7 +264,7 @@ impl<S: Stream> Driver<S> {
         };
         let before = pending.len();
         let taken = handle.outbox().poll_take(cx, pending);
-        if taken.is_ready() && pending.range(before..).any(|f| is_traffic(f)) {
+        if taken.is_ready() && pending[before..].iter().any(|f| is_traffic(f)) {
             // Once per batch, not per frame: the fan-out that queued them paid nothing.
             handle.sent_traffic(self.session.hub().now_ms());
         }
@@ -309,7 +307,7 @@ impl<S: Stream> Driver<S> {
             let keep = usize::from(self.front_started);
             pending.truncate(keep);
         }
-        pending.push_back(close);
+        pending.push(close);
         self.close_queued = true;
         self.deadline = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
     }
@@ -375,9 +373,10 @@ impl<S: Stream> Driver<S> {
             ..
         } = self;
         let now = session.hub().now_ms();
+        let limits = decoder_limits(session.hub(), session.handle().deflate().is_some());
         let closing = *close_queued;
         let mut peer_close: Option<u16> = None;
-        let result = decoder.feed_until(input, &mut |message| {
+        let result = decoder.feed_until(limits, input, &mut |message| {
             let is_data = matches!(message, Message::Text(_) | Message::Binary(_));
             session.handle().touch(now, is_data);
             match message {

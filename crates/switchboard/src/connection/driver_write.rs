@@ -2,7 +2,6 @@
 //! yet, and how it is written, with one vectored write or as one send on the worker's io_uring
 //! (`--io-uring`, `crate::uring`). The order and partial-write rules are the parent's.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +15,7 @@ use crate::uring::{Done, Send};
 /// What a connection took from its outbox and has not written yet.
 pub(super) enum Pending {
     /// Frames to write; the front one may be partly written.
-    Frames(VecDeque<Bytes>),
+    Frames(Vec<Bytes>),
     /// Frames handed to the worker's io_uring (`--io-uring`) as one send: the front of the
     /// stream. Nothing more is taken from the outbox until it completes (one send in flight).
     Sending(Send),
@@ -38,7 +37,7 @@ impl<S: Stream> Driver<S> {
             let Poll::Ready(done) = send.poll_done() else {
                 return Step::Idle;
             };
-            self.pending = Pending::Frames(VecDeque::new());
+            self.pending = Pending::Frames(Vec::new());
             match self.finish_send(done) {
                 Some(step) => return step,
                 // The socket is full: this time the write waits for writability.
@@ -86,7 +85,7 @@ impl<S: Stream> Driver<S> {
                 if let Pending::Frames(pending) = &mut self.pending
                     && pending.is_empty()
                 {
-                    *pending = VecDeque::new();
+                    *pending = Vec::new();
                 }
                 Step::Progress
             }
@@ -133,19 +132,21 @@ impl<S: Stream> Driver<S> {
         let Pending::Frames(pending) = &mut self.pending else {
             return;
         };
-        while written > 0 {
-            let Some(front) = pending.front_mut() else {
-                return;
-            };
+        let mut whole = 0;
+        for front in pending.iter_mut() {
+            if written == 0 {
+                break;
+            }
             if written >= front.len() {
                 written -= front.len();
-                pending.pop_front();
+                whole += 1;
                 self.front_started = false;
             } else {
                 front.advance(written);
                 self.front_started = true;
-                return;
+                break;
             }
         }
+        pending.drain(..whole);
     }
 }

@@ -326,16 +326,26 @@ mod tests {
     use super::driver::Driver;
     use tokio::net::TcpStream;
 
-    /// An idle connection must cost at most 2 KiB (DESIGN.md §5.5); its task is the largest
-    /// part, and its size is fixed at compile time, so it is guarded here. The task is this
-    /// future plus tokio's task header and trailer, allocated in one jemalloc size class: at
-    /// 248 bytes instead of 240 the task moved to the next class, and an idle connection cost
-    /// 85 B more (BENCHMARKS.md, "Idle memory"). Adding a field means making room first.
+    /// An idle connection must cost at most 2 KiB (DESIGN.md §5.5; issue 18 aims at 1 KiB); its
+    /// task is the largest part, and its size is fixed at compile time, so it is guarded here.
+    /// The task is this future, the per-IP slot and the task tracker's token (the spawned
+    /// future, `server::intake::tests`) plus tokio's 104 bytes of header, stage tag and
+    /// trailer, in one allocation that tokio aligns to 128 bytes on x86-64: up to 136 bytes
+    /// here (104 besides the socket, which is 32 bytes in a release build and 40 with debug
+    /// assertions) the task takes 256 bytes, above it 384 (BENCHMARKS.md, "Idle memory").
+    /// Adding a field means making room first.
     #[test]
     fn the_connection_task_stays_small() {
-        let driver = size_of::<Driver<TcpStream>>();
-        let task = size_of::<super::Connection<TcpStream>>();
-        assert!(driver <= 240, "Driver<TcpStream> grew to {driver} bytes");
-        assert!(task <= 240, "Connection<TcpStream> grew to {task} bytes");
+        let socket = size_of::<TcpStream>();
+        let driver = size_of::<Driver<TcpStream>>() - socket;
+        let task = size_of::<super::Connection<TcpStream>>() - socket;
+        assert!(
+            driver <= 104,
+            "Driver<TcpStream> grew to the socket and {driver} bytes"
+        );
+        assert!(
+            task <= 104,
+            "Connection<TcpStream> grew to the socket and {task} bytes"
+        );
     }
 }

@@ -35,26 +35,38 @@ pub(crate) struct Session {
     /// The hub and the application's handlers (one pointer in every connection's task).
     endpoint: Arc<Endpoint>,
     handle: ConnHandle,
-    /// Rooms this connection is in (at most `max_rooms_per_connection`, so a scan is cheap).
-    rooms: Vec<RoomId>,
+    /// Rooms this connection is in (at most `max_rooms_per_connection`, so a scan is cheap),
+    /// at exact size (`crate::exact`).
+    rooms: Box<[RoomId]>,
     /// Channels and patterns this connection subscribes to (at most
-    /// `max_channels_per_connection`).
-    channels: Vec<ChannelSpec>,
+    /// `max_channels_per_connection`), at exact size.
+    channels: Box<[ChannelSpec]>,
+    /// What only some sessions need; `None` until one of its parts is.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session that an idle protocol connection without a token does not need,
+/// in one box: one word in every connection's task, which keeps the task in its allocator
+/// size class (`the_connection_task_stays_small`). It is allocated when the first part is:
+/// the token's grants (authentication on), a document or echo connection, a frame with an
+/// `id`, a bad frame, a call to the backend.
+#[derive(Default)]
+struct Rare {
+    /// What the session speaks; protocol v1 when there is no `Rare`.
+    kind: Kind,
+    /// What the token allows; `None` when authentication is off.
+    grants: Option<Grants>,
     dedup: DedupWindow,
     /// Bad frames in the current window; too many close the connection.
     violations: Violations,
-    mode: Kind,
-    /// What the token allows; `None` when authentication is off. Boxed: one pointer in every
-    /// connection's task.
-    grants: Option<Box<Grants>>,
     /// The open document of a document connection, or the request to the backend that a
-    /// protocol connection has out (`session_calls.rs`); `None` otherwise.
+    /// protocol connection has out (`session_calls.rs`); `None` otherwise. Boxed: with
+    /// authentication on every connection has a `Rare`, few have one of these.
     aside: Option<Box<Aside>>,
 }
 
 /// What a session may hold besides its protocol state: a connection needs one or the other,
-/// never both, so one pointer in every connection's task holds either (the task stays in its
-/// allocator size class: `the_connection_task_stays_small`).
+/// never both, so one pointer holds either.
 enum Aside {
     /// A document connection's document (none when it could not be opened: the connection
     /// is then closing).
@@ -64,22 +76,44 @@ enum Aside {
 }
 
 impl Session {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// What the session speaks.
+    fn mode(&self) -> Kind {
+        self.rare.as_ref().map_or(Kind::Protocol, |rare| rare.kind)
+    }
+
+    /// What the token allows; `None` when authentication is off.
+    fn grants(&self) -> Option<&Grants> {
+        self.rare.as_ref()?.grants.as_ref()
+    }
+
+    fn aside(&self) -> Option<&Aside> {
+        self.rare.as_ref()?.aside.as_deref()
+    }
+
+    fn set_aside(&mut self, aside: Aside) {
+        self.rare().aside = Some(Box::new(aside));
+    }
+
     fn document(&self) -> Option<&DocClient> {
-        match self.aside.as_deref() {
+        match self.aside() {
             Some(Aside::Document(client)) => Some(client),
             _ => None,
         }
     }
 
     fn document_mut(&mut self) -> Option<&mut DocClient> {
-        match self.aside.as_deref_mut() {
+        match self.rare.as_mut()?.aside.as_deref_mut() {
             Some(Aside::Document(client)) => Some(client),
             _ => None,
         }
     }
 
     fn call_mut(&mut self) -> Option<&mut Call> {
-        match self.aside.as_deref_mut() {
+        match self.rare.as_mut()?.aside.as_deref_mut() {
             Some(Aside::Call(call)) => Some(call),
             _ => None,
         }
@@ -87,8 +121,8 @@ impl Session {
 
     /// Takes what is aside when `wanted` says it is the kind asked for.
     fn take_aside(&mut self, wanted: impl FnOnce(&Aside) -> bool) -> Option<Aside> {
-        if self.aside.as_deref().is_some_and(wanted) {
-            self.aside.take().map(|aside| *aside)
+        if self.aside().is_some_and(wanted) {
+            self.rare.as_mut()?.aside.take().map(|aside| *aside)
         } else {
             None
         }
@@ -96,8 +130,9 @@ impl Session {
 }
 
 /// What a session speaks ([`Mode`] without the document).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Kind {
+    #[default]
     Protocol,
     Echo,
     Document,
@@ -195,16 +230,19 @@ impl Session {
         for hook in &endpoint.extensions.on_connect {
             hook(&handle.info(now));
         }
+        let rare = (kind != Kind::Protocol || grants.is_some()).then(|| {
+            Box::new(Rare {
+                kind,
+                grants: grants.map(|grants| *grants),
+                ..Rare::default()
+            })
+        });
         Self {
             endpoint,
             handle,
-            rooms: Vec::new(),
-            channels: Vec::new(),
-            dedup: DedupWindow::default(),
-            violations: Violations::default(),
-            mode: kind,
-            grants,
-            aside: None,
+            rooms: Box::default(),
+            channels: Box::default(),
+            rare,
         }
     }
 
@@ -262,11 +300,11 @@ impl Session {
         }
         let counters = self.hub().counters();
         Counters::add(&counters.bytes_in, text.len() as u64);
-        if self.mode == Kind::Document {
+        if self.mode() == Kind::Document {
             self.on_document_text();
             return;
         }
-        if self.mode == Kind::Echo {
+        if self.mode() == Kind::Echo {
             counters.count_in(InKind::Echo);
             self.reply(frame::frame(OpCode::Text, text.as_bytes()));
             return;
@@ -321,7 +359,7 @@ impl Session {
         if self.closing() {
             return;
         }
-        match self.mode {
+        match self.mode() {
             Kind::Echo => {
                 self.hub().counters().count_in(InKind::Echo);
                 self.reply(frame::frame(OpCode::Binary, data));
@@ -369,13 +407,13 @@ impl Session {
         if self.closing() {
             return;
         }
-        let limited = match self.mode {
+        let limited = match self.mode() {
             Kind::Protocol => self.try_token().is_err(),
             Kind::Document => !self.take_document_token(),
             Kind::Echo => false,
         };
         if limited {
-            if self.mode == Kind::Protocol {
+            if self.mode() == Kind::Protocol {
                 self.violation();
             }
             return;
@@ -423,7 +461,8 @@ impl Session {
         let now = self.hub().now_ms();
         let window = self.hub().config().dedup_window.as_millis() as u64;
         if let Some(id) = id
-            && self.dedup.contains(id, now, window)
+            && let Some(rare) = &mut self.rare
+            && rare.dedup.contains(id, now, window)
         {
             self.reply(protocol::ack_frame(id, None));
             return;
@@ -452,7 +491,8 @@ impl Session {
             }
         };
         if let Some(id) = id {
-            self.dedup.insert(id, self.hub().now_ms());
+            let now = self.hub().now_ms();
+            self.rare().dedup.insert(id, now);
             if let Done::Ack(offset) = done {
                 self.reply(protocol::ack_frame(id, offset));
             }
@@ -467,7 +507,8 @@ impl Session {
         self.close_document();
         let rooms = std::mem::take(&mut self.rooms);
         let channels = std::mem::take(&mut self.channels);
-        self.hub().disconnect(&self.handle, rooms, channels);
+        self.hub()
+            .disconnect(&self.handle, rooms.into_vec(), channels.into_vec());
         let now = self.hub().now_ms();
         for hook in &self.endpoint.extensions.on_disconnect {
             hook(&self.handle.info(now));
@@ -500,7 +541,7 @@ impl Session {
             return;
         };
         let now = self.hub().now_ms();
-        if self.violations.record(limit, now) {
+        if self.rare().violations.record(limit, now) {
             tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), "too many violations");
             self.handle.close(TOO_MANY_VIOLATIONS, now);
         }

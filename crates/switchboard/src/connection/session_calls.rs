@@ -87,11 +87,11 @@ impl Session {
             Command::Other { kind, payload } => self.ask_rpc(&proxy, kind, payload, id),
             command => return Ok(Some(command)),
         };
-        self.aside = Some(Box::new(Aside::Call(Call {
+        self.set_aside(Aside::Call(Call {
             answer,
             id: id.map(ToOwned::to_owned),
             held: Vec::new(),
-        })));
+        }));
         Ok(None)
     }
 
@@ -178,7 +178,7 @@ impl Session {
 
     /// Whether a call is out: the connection reads nothing until it is answered.
     pub(crate) fn waiting(&self) -> bool {
-        matches!(self.aside.as_deref(), Some(Aside::Call(_)))
+        matches!(self.aside(), Some(Aside::Call(_)))
     }
 
     /// Keeps bytes read after the frame that made the call, to be decoded after the answer.

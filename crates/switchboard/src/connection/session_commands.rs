@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 use super::{ChannelPayload, Done, EmptyPayload, RoomPayload, Session};
 use crate::broker::Topic;
 use crate::connection::refused::{Action, Refused};
+use crate::exact;
 use crate::handlers::MessageContext;
 use crate::hub::Publication;
 use crate::ids::{ChannelId, ChannelSpec, RoomId, StreamId};
@@ -72,7 +73,7 @@ impl Session {
             }
             Command::Pong => Ok(Done::Ack(None)),
             Command::Refresh { token } => self.refresh(&token),
-            Command::Auth { .. } if self.grants.is_some() => Err(Refused::AlreadyAuthenticated),
+            Command::Auth { .. } if self.grants().is_some() => Err(Refused::AlreadyAuthenticated),
             Command::Auth { .. } => Err(Refused::AuthenticationOff),
             Command::Other { kind, payload } => {
                 self.custom(&kind, payload, id).map(|()| Done::Ack(None))
@@ -83,7 +84,7 @@ impl Session {
     /// Refuses with `FORBIDDEN` what the connection's token does not grant, before anything
     /// reaches a room or channel.
     pub(super) fn authorize(&self, command: &Command<'_>) -> Result<(), Refused> {
-        let Some(grants) = &self.grants else {
+        let Some(grants) = self.grants() else {
             return Ok(());
         };
         let denied = match command {
@@ -118,7 +119,7 @@ impl Session {
         let Some(index) = self.rooms.iter().position(|r| r == room) else {
             return Err(Refused::NotInRoom(room.clone()));
         };
-        self.rooms.swap_remove(index);
+        exact::swap_remove(&mut self.rooms, index);
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "leave");
         self.hub().leave_room(room, &self.handle);
         self.reply(
@@ -133,7 +134,7 @@ impl Session {
 
     pub(super) fn unsubscribe(&mut self, channel: ChannelSpec, id: Option<&RawValue>) {
         if let Some(index) = self.channels.iter().position(|c| c == &channel) {
-            self.channels.swap_remove(index);
+            exact::swap_remove(&mut self.channels, index);
             self.hub().unsubscribe_conn(&channel, &self.handle);
         }
         self.reply_with(

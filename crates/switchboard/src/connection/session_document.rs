@@ -35,11 +35,11 @@ impl Session {
         let doc = hub.open_document(&access.name, &self.handle);
         let rate = hub.config().documents.rate;
         let now = hub.now_ms();
-        self.aside = Some(Box::new(Aside::Document(DocClient {
+        self.set_aside(Aside::Document(DocClient {
             doc,
             writable: access.writable,
             rate: rate.map(|rate| TokenBucket::new(rate, now)),
-        })));
+        }));
     }
 
     /// Handles one binary message of a document connection.

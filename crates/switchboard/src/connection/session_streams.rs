@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::{Done, Session};
 use crate::connection::refused::Refused;
+use crate::exact;
 use crate::hub::{Answered, Request, RoomJoin, Subscribed};
 use crate::ids::{ChannelSpec, RoomId, StreamId, UserId};
 use crate::presence::Presence;
@@ -78,8 +79,7 @@ impl Session {
             Answered::Later => Done::AckedLater,
         };
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
-        self.rooms.reserve_exact(1);
-        self.rooms.push(hub.shared_room_name(&room));
+        exact::push(&mut self.rooms, hub.shared_room_name(&room));
         Ok(done)
     }
 
@@ -117,8 +117,7 @@ impl Session {
         };
         if !subscribed {
             // Exact size, as the rooms: most connections hold one or two.
-            self.channels.reserve_exact(1);
-            self.channels.push(channel.clone());
+            exact::push(&mut self.channels, channel.clone());
         }
         // A presence watcher starts from the watched user's current presence.
         if let ChannelSpec::Exact(exact) = &channel

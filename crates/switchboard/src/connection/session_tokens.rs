@@ -19,7 +19,7 @@ impl Session {
         let endpoint = self.endpoint.clone();
         let Some(jwt) = &endpoint.jwt else {
             // Permissions without a key: they came from the backend's connect proxy.
-            return Err(if self.grants.is_some() {
+            return Err(if self.grants().is_some() {
                 Refused::DecidedByBackend
             } else {
                 Refused::AuthenticationOff
@@ -36,7 +36,12 @@ impl Session {
         }
         self.handle
             .set_token_deadline(endpoint.token_deadline(identity.expires_at));
-        let grants = self.grants.insert(Box::new(identity.grants));
+        // The fields, not `self.rare()`: the grants are read while the rooms are.
+        let grants = self
+            .rare
+            .get_or_insert_default()
+            .grants
+            .insert(identity.grants);
         let rooms: Vec<_> = self
             .rooms
             .iter()

@@ -268,7 +268,9 @@ impl<K: Unpin> Body for SseStream<K> {
             let Some(open) = this.open.as_ref().filter(|_| !this.ended) else {
                 return Poll::Ready(None);
             };
-            let taken = open.handle.outbox().poll_take(cx, &mut this.pending);
+            let mut frames = Vec::new();
+            let taken = open.handle.outbox().poll_take(cx, &mut frames);
+            this.pending.extend(frames);
             let Poll::Ready(Taken { close }) = taken else {
                 return Poll::Pending;
             };

@@ -11,7 +11,6 @@
 //! Close requests are not subject to the limit.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -88,10 +87,10 @@ impl State {
     /// Moves every queued frame to the back of `out`: when `out` is empty the queue's buffer
     /// becomes `out`'s (nothing is copied), and no capacity is left behind, so an idle
     /// connection holds no queue memory.
-    fn move_frames(&mut self, out: &mut VecDeque<Bytes>) {
+    fn move_frames(&mut self, out: &mut Vec<Bytes>) {
         let frames = std::mem::take(&mut self.frames);
         if out.is_empty() {
-            *out = VecDeque::from(frames);
+            *out = frames;
         } else {
             out.extend(frames);
         }
@@ -190,7 +189,7 @@ impl Outbox {
     /// Moves every queued frame to the back of `out` now, without registering for a wake-up
     /// and without looking at a close request (the next [`Outbox::poll_take`] sees it): for a
     /// connection's first write, which puts its 101 response in front of them.
-    pub(crate) fn take_queued(&self, out: &mut VecDeque<Bytes>) {
+    pub(crate) fn take_queued(&self, out: &mut Vec<Bytes>) {
         self.state.lock().move_frames(out);
     }
 
@@ -199,7 +198,7 @@ impl Outbox {
     ///
     /// While `out` still holds unwritten frames only a close request is taken: the queue then
     /// keeps filling towards its limit, which is what bounds a consumer that stopped reading.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Taken> {
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, out: &mut Vec<Bytes>) -> Poll<Taken> {
         let mut state = self.state.lock();
         let take_frames = out.is_empty() && !state.frames.is_empty();
         if !take_frames && state.close.is_none() {
@@ -240,7 +239,7 @@ mod tests {
         let outbox = Outbox::default();
         let (counter, waker) = WakeCounter::new();
         let mut cx = Context::from_waker(&waker);
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         assert_eq!(outbox.poll_take(&mut cx, &mut out), Poll::Pending);
         for len in [1, 2, 3] {
             assert_eq!(outbox.push(&frame(len), 100), Pushed::Queued);
@@ -265,7 +264,7 @@ mod tests {
         assert_eq!(counter.count(), 1, "the next push wakes");
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Ready(()));
         assert_eq!(outbox.queued_bytes(), 4, "nothing was taken");
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         assert_eq!(outbox.poll_queued(&mut cx), Poll::Pending);
         outbox.close(CloseRequest::FINISHED, 5);
@@ -278,7 +277,7 @@ mod tests {
         for len in [1, 2] {
             assert_eq!(outbox.push(&frame(len), 100), Pushed::Queued);
         }
-        let mut out = VecDeque::from([frame(9)]);
+        let mut out = Vec::from([frame(9)]);
         outbox.take_queued(&mut out);
         assert_eq!(out.iter().map(Bytes::len).collect::<Vec<_>>(), [9, 1, 2]);
         assert_eq!(outbox.queued_bytes(), 0);
@@ -297,7 +296,7 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(outbox.push(&frame(1), 1000), Pushed::Queued);
         }
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         let mut cx = Context::from_waker(Waker::noop());
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         assert_eq!(out.len(), 100);
@@ -339,7 +338,7 @@ mod tests {
         );
         assert_eq!(outbox.push(&frame(1), 100), Pushed::Closed);
         let waker = Waker::noop();
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         let taken = outbox.poll_take(&mut Context::from_waker(waker), &mut out);
         assert_eq!(
             taken,
@@ -363,7 +362,7 @@ mod tests {
         assert!(outbox.close(shutdown.clone(), 7));
         assert!(!outbox.close(CloseRequest::SLOW_CONSUMER, 9));
         assert_eq!(outbox.closing_since(), Some(7), "the first request's time");
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         let taken = outbox.poll_take(&mut Context::from_waker(Waker::noop()), &mut out);
         assert_eq!(
             taken,
@@ -378,7 +377,7 @@ mod tests {
     fn nothing_is_taken_while_the_previous_batch_is_unwritten() {
         let outbox = Outbox::default();
         let mut cx = Context::from_waker(Waker::noop());
-        let mut out = VecDeque::new();
+        let mut out = Vec::new();
         outbox.push(&frame(10), 100);
         assert!(outbox.poll_take(&mut cx, &mut out).is_ready());
         outbox.push(&frame(20), 100);

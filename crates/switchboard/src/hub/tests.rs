@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -62,12 +61,12 @@ fn request<T>() -> Request<T> {
 
 /// Everything queued on `handle`, and the close request if any.
 pub(super) fn drain(handle: &ConnHandle) -> (Vec<Bytes>, Option<CloseRequest>) {
-    let mut out = VecDeque::new();
+    let mut out = Vec::new();
     match handle
         .outbox()
         .poll_take(&mut Context::from_waker(Waker::noop()), &mut out)
     {
-        Poll::Ready(Taken { close }) => (out.into(), close),
+        Poll::Ready(Taken { close }) => (out, close),
         Poll::Pending => (Vec::new(), None),
     }
 }

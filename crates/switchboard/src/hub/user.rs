@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use super::ConnHandle;
 use super::shard::Keyed;
 use crate::config::RateLimit;
+use crate::exact;
 use crate::ids::{ConnId, RoomId, UserId};
 use crate::limits::RateLimiter;
 use crate::presence::PresenceState;
@@ -46,21 +47,6 @@ struct Here {
     rooms: Box<[(RoomId, u32)]>,
 }
 
-/// `items` with `item` added, at exact size.
-fn pushed<T>(items: &mut Box<[T]>, item: T) {
-    let mut grown = std::mem::take(items).into_vec();
-    grown.reserve_exact(1);
-    grown.push(item);
-    *items = grown.into_boxed_slice();
-}
-
-/// `items` without the one at `index`, at exact size.
-fn removed<T>(items: &mut Box<[T]>, index: usize) {
-    let mut shrunk = std::mem::take(items).into_vec();
-    shrunk.swap_remove(index);
-    *items = shrunk.into_boxed_slice();
-}
-
 impl Keyed for std::sync::Arc<UserState> {
     type Key = UserId;
     fn key(&self) -> &UserId {
@@ -84,7 +70,7 @@ impl UserState {
     /// many the user has here now.
     pub(super) fn add_connection(&self, conn: ConnHandle) -> u32 {
         let mut here = self.here.lock();
-        pushed(&mut here.conns, conn);
+        exact::push(&mut here.conns, conn);
         here.conns.len() as u32
     }
 
@@ -93,7 +79,7 @@ impl UserState {
     pub(super) fn remove_connection(&self, id: ConnId) -> u32 {
         let mut here = self.here.lock();
         if let Some(index) = here.conns.iter().position(|c| c.id() == id) {
-            removed(&mut here.conns, index);
+            exact::swap_remove(&mut here.conns, index);
         }
         here.conns.len() as u32
     }
@@ -118,7 +104,7 @@ impl UserState {
         let mut here = self.here.lock();
         match here.rooms.iter_mut().find(|(r, _)| r == room) {
             Some((_, count)) => *count += 1,
-            None => pushed(&mut here.rooms, (room.clone(), 1)),
+            None => exact::push(&mut here.rooms, (room.clone(), 1)),
         }
     }
 
@@ -128,7 +114,7 @@ impl UserState {
         if let Some(index) = here.rooms.iter().position(|(r, _)| r == room) {
             here.rooms[index].1 -= 1;
             if here.rooms[index].1 == 0 {
-                removed(&mut here.rooms, index);
+                exact::swap_remove(&mut here.rooms, index);
             }
         }
     }

@@ -376,4 +376,19 @@ mod tests {
     fn a_plain_connection_s_task_is_its_connection() {
         assert_eq!(size_of::<super::Plain>(), size_of::<super::Opened>());
     }
+
+    /// What is spawned for a plain connection, in tokio's task cell: tokio 1.54 adds a
+    /// 32-byte header, the scheduler and task id (16), the stage's tag (8: `Stage` is
+    /// `repr(C)`) and a 48-byte trailer, and aligns the cell to 128 bytes on x86-64. At most
+    /// 152 bytes here (120 besides the socket, 32 bytes in a release build, 40 with debug
+    /// assertions) make a 256-byte task; 8 more make it 384 (BENCHMARKS.md, "Idle memory").
+    #[test]
+    fn a_plain_connection_s_task_fits_in_256_bytes() {
+        let spawned = size_of::<tokio_util::task::task_tracker::TrackedFuture<super::Plain>>()
+            - size_of::<tokio::net::TcpStream>();
+        assert!(
+            spawned <= 120,
+            "the spawned future grew to the socket and {spawned} bytes"
+        );
+    }
 }

@@ -45,7 +45,6 @@
 //!    fails, the thread falls back to the portable path for good (logged once per process);
 //!    entries not submitted are dropped with the ring, and their sends answer `EAGAIN`.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -61,10 +60,7 @@ pub(crate) enum Done {
     Complete,
     /// Only the first `written` bytes of `frames` were written (0 with `EAGAIN`: the socket
     /// could not take any); the rest must be written before anything newer.
-    Partial {
-        written: usize,
-        frames: VecDeque<Bytes>,
-    },
+    Partial { written: usize, frames: Vec<Bytes> },
     /// The socket failed (the connection ends, as after a failed `writev`).
     Failed,
 }
@@ -93,7 +89,7 @@ struct Op {
 
 struct State {
     stage: Stage,
-    frames: VecDeque<Bytes>,
+    frames: Vec<Bytes>,
     waker: Waker,
 }
 
@@ -116,11 +112,7 @@ impl Send {
     /// socket `fd` on this thread's ring. Gives them back when this thread has no ring (it
     /// never ran [`on_thread_park`], or the kernel refused io_uring): write them the portable
     /// way.
-    pub(crate) fn start(
-        fd: i32,
-        frames: VecDeque<Bytes>,
-        cx: &Context<'_>,
-    ) -> Result<Self, VecDeque<Bytes>> {
+    pub(crate) fn start(fd: i32, frames: Vec<Bytes>, cx: &Context<'_>) -> Result<Self, Vec<Bytes>> {
         imp::start(fd, frames, cx)
     }
 
@@ -143,7 +135,7 @@ impl Send {
     /// ring is flushed now; on another thread's (the task moved), the send is taken back and
     /// its frames returned, to be written the portable way. `None`: it is done (or has just
     /// been done) and [`Send::poll_done`] has its outcome.
-    pub(crate) fn expedite(&self) -> Option<VecDeque<Bytes>> {
+    pub(crate) fn expedite(&self) -> Option<Vec<Bytes>> {
         imp::expedite(&self.0)
     }
 }
@@ -154,7 +146,7 @@ impl Drop for Send {
         let mut state = self.0.lock();
         if matches!(state.stage, Stage::Queued) {
             state.stage = Stage::Cancelled;
-            state.frames = VecDeque::new();
+            state.frames = Vec::new();
         }
     }
 }
@@ -163,7 +155,7 @@ impl Drop for Send {
 pub(crate) const MAX_IOVECS: usize = 64;
 
 /// The outcome of a completion's `result` for the frames that were sent.
-fn done(result: i32, frames: VecDeque<Bytes>) -> Done {
+fn done(result: i32, frames: Vec<Bytes>) -> Done {
     match usize::try_from(result) {
         Ok(_) if frames.is_empty() => Done::Complete,
         Ok(written) => Done::Partial { written, frames },
@@ -179,7 +171,7 @@ mod imp;
 #[cfg(not(target_os = "linux"))]
 mod imp {
     //! No io_uring outside Linux: every send is given back, to be written the portable way.
-    use super::{Bytes, Context, Send, VecDeque};
+    use super::{Bytes, Context, Send};
 
     pub(super) fn on_thread_park() {}
 
@@ -187,15 +179,15 @@ mod imp {
         0
     }
 
-    pub(super) fn expedite(_op: &std::sync::Arc<super::Op>) -> Option<VecDeque<Bytes>> {
+    pub(super) fn expedite(_op: &std::sync::Arc<super::Op>) -> Option<Vec<Bytes>> {
         None
     }
 
     pub(super) fn start(
         _fd: i32,
-        frames: VecDeque<Bytes>,
+        frames: Vec<Bytes>,
         _cx: &Context<'_>,
-    ) -> Result<Send, VecDeque<Bytes>> {
+    ) -> Result<Send, Vec<Bytes>> {
         Err(frames)
     }
 }

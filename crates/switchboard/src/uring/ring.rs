@@ -2,7 +2,6 @@
 //! invariants it keeps are in the parent module's doc.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
@@ -59,11 +58,7 @@ pub(super) fn sends_submitted() -> u64 {
     SUBMITTED.load(Ordering::Relaxed)
 }
 
-pub(super) fn start(
-    fd: i32,
-    frames: VecDeque<Bytes>,
-    cx: &Context<'_>,
-) -> Result<Send, VecDeque<Bytes>> {
+pub(super) fn start(fd: i32, frames: Vec<Bytes>, cx: &Context<'_>) -> Result<Send, Vec<Bytes>> {
     if !HOOKED.get() {
         return Err(frames);
     }
@@ -94,7 +89,7 @@ pub(super) fn start(
     })
 }
 
-pub(super) fn expedite(op: &Arc<Op>) -> Option<VecDeque<Bytes>> {
+pub(super) fn expedite(op: &Arc<Op>) -> Option<Vec<Bytes>> {
     let mut state = op.lock();
     if !matches!(state.stage, Stage::Queued) {
         return None;
@@ -156,7 +151,7 @@ fn flush(local: &mut Local) {
             let complete = usize::try_from(written)
                 .is_ok_and(|written| written == state.frames.iter().map(Bytes::len).sum::<usize>());
             if complete {
-                state.frames = VecDeque::new();
+                state.frames = Vec::new();
             }
             if !complete {
                 wake.push(state.waker.clone());

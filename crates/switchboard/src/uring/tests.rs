@@ -2,7 +2,6 @@
 //! frames are released after it, a full socket answers `EAGAIN` with its frames given back, a
 //! dropped send is never written, and a thread that never parked keeps the portable path.
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -21,7 +20,7 @@ fn pair() -> (TcpStream, TcpStream) {
     (writer, reader)
 }
 
-fn frames(parts: &[&'static [u8]]) -> VecDeque<Bytes> {
+fn frames(parts: &[&'static [u8]]) -> Vec<Bytes> {
     parts.iter().map(|part| Bytes::from_static(part)).collect()
 }
 
@@ -43,7 +42,7 @@ fn a_send_is_written_whole_in_order_and_releases_its_frames() {
         let cx = Context::from_waker(&waker);
         let shared = Bytes::from(b"-shared".to_vec());
         let mut queued = frames(&[b"one", b"two"]);
-        queued.push_back(shared.clone());
+        queued.push(shared.clone());
         let send = Send::start(writer.as_raw_fd(), queued, &cx).ok().unwrap();
         assert!(send.poll_done().is_pending(), "written before the flush");
         on_thread_park();
@@ -109,7 +108,7 @@ fn a_full_socket_answers_eagain_and_gives_the_frames_back() {
         let chunk = Bytes::from(vec![7u8; 1 << 20]);
         let mut partial = false;
         for _ in 0..64 {
-            let send = Send::start(writer.as_raw_fd(), VecDeque::from([chunk.clone()]), &cx)
+            let send = Send::start(writer.as_raw_fd(), Vec::from([chunk.clone()]), &cx)
                 .ok()
                 .unwrap();
             on_thread_park();
@@ -137,7 +136,7 @@ fn a_dropped_send_is_never_written() {
         let waker = WakeCounter::new().1;
         let cx = Context::from_waker(&waker);
         let frame = Bytes::from(b"never".to_vec());
-        let send = Send::start(writer.as_raw_fd(), VecDeque::from([frame.clone()]), &cx)
+        let send = Send::start(writer.as_raw_fd(), Vec::from([frame.clone()]), &cx)
             .ok()
             .unwrap();
         drop(send);

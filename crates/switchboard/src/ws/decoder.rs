@@ -16,7 +16,7 @@
 //! Text fails fast: invalid UTF-8 is a violation as soon as its bytes arrive, not when the
 //! message ends. A fragment is checked when it completes (`Fragments::utf8_valid`), and the
 //! payload of a frame that arrives over several reads is unmasked and checked read by read
-//! (`Decoder::arriving`); a character split across fragments or reads is fine. A frame that
+//! (`Decoding::arriving`); a character split across fragments or reads is fine. A frame that
 //! arrives whole is checked once, when it is delivered. The check of an arriving frame needs no
 //! state of its own: the bytes of `partial` before this read are the ones already unmasked and
 //! checked, and an incomplete character at their end (at most 3 bytes) is found again from them.
@@ -57,7 +57,7 @@ pub(crate) enum Flow {
     Stop,
 }
 
-/// How far [`Decoder::feed_until`] got.
+/// How far [`Unfinished::feed_until`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fed {
     /// Whether the caller stopped it.
@@ -82,23 +82,68 @@ struct Fragments {
     utf8_valid: usize,
 }
 
-/// Buffers above this capacity are released once the frame that needed them completes.
+/// Within one read, a partial frame's buffer above this capacity is released once that frame
+/// completes rather than reused for a frame the read ends in; between reads, [`Unfinished`]
+/// keeps no buffer unless a frame is incomplete.
 const KEEP_CAPACITY: usize = 4096;
 
-/// Per-connection decoding state. Empty (no heap memory) between messages.
-pub(crate) struct Decoder {
-    limits: Limits,
+/// A connection's decoding state between reads, in one word: nothing, or (boxed) the parts of
+/// a frame or a fragmented message that has not fully arrived. The connection's task keeps
+/// this and nothing else of the decoder; it reads its limits from the configuration on each
+/// read, so an idle connection's task holds one null pointer here
+/// (`connection::tests::the_connection_task_stays_small`).
+#[derive(Default)]
+pub(crate) struct Unfinished(Option<Box<Parts>>);
+
+/// What [`Unfinished`] keeps while something has not fully arrived.
+#[derive(Default)]
+struct Parts {
     /// Bytes of a frame whose end has not arrived yet.
     partial: Vec<u8>,
-    fragments: Option<Box<Fragments>>,
+    fragments: Option<Fragments>,
+}
+
+impl Unfinished {
+    /// Decodes `input` (bytes just read; unmasked in place) under `limits`, handing each
+    /// complete message to `on_message`, and says how many bytes at the end of `input` it left
+    /// unread when `on_message` stopped it ([`Flow::Stop`]): they start at a frame's first
+    /// byte, still masked, so the caller may keep them and feed them later (a connection that
+    /// pauses its reading). What is left incomplete is boxed; nothing is kept otherwise.
+    pub(crate) fn feed_until(
+        &mut self,
+        limits: Limits,
+        input: &mut [u8],
+        on_message: &mut dyn FnMut(Message<'_>) -> Flow,
+    ) -> Result<Fed, Violation> {
+        let Parts { partial, fragments } = self.0.take().map(|parts| *parts).unwrap_or_default();
+        let mut decoding = Decoding {
+            limits,
+            partial,
+            fragments,
+        };
+        let fed = decoding.feed_until(input, on_message);
+        if !decoding.partial.is_empty() || decoding.fragments.is_some() {
+            self.0 = Some(Box::new(Parts {
+                partial: decoding.partial,
+                fragments: decoding.fragments,
+            }));
+        }
+        fed
+    }
+}
+
+/// A decoder that holds its limits: for the short exchanges outside a connection's task (a
+/// refusal's close handshake, the wait for `auth`), the tests and the fuzz target.
+pub(crate) struct Decoder {
+    limits: Limits,
+    unfinished: Unfinished,
 }
 
 impl Decoder {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
             limits,
-            partial: Vec::new(),
-            fragments: None,
+            unfinished: Unfinished::default(),
         }
     }
 
@@ -112,10 +157,25 @@ impl Decoder {
         self.feed_until(input, on_message).map(|fed| fed.flow)
     }
 
-    /// As [`Decoder::feed`], and says how many bytes at the end of `input` it left unread
-    /// when `on_message` stopped it: they start at a frame's first byte, still masked, so the
-    /// caller may keep them and feed them later (a connection that pauses its reading).
+    /// As [`Unfinished::feed_until`], under this decoder's limits.
     pub(crate) fn feed_until(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut dyn FnMut(Message<'_>) -> Flow,
+    ) -> Result<Fed, Violation> {
+        self.unfinished.feed_until(self.limits, input, on_message)
+    }
+}
+
+/// One read's decoding: the limits, and what was unfinished moved out of its box.
+struct Decoding {
+    limits: Limits,
+    partial: Vec<u8>,
+    fragments: Option<Fragments>,
+}
+
+impl Decoding {
+    fn feed_until(
         &mut self,
         mut input: &mut [u8],
         on_message: &mut dyn FnMut(Message<'_>) -> Flow,
@@ -254,12 +314,12 @@ impl Decoder {
                 if header.fin {
                     return self.deliver(text, header.compressed, payload, on_message);
                 }
-                let mut fragments = Box::new(Fragments {
+                let mut fragments = Fragments {
                     text,
                     compressed: header.compressed,
                     data: payload.to_vec(),
                     utf8_valid: 0,
-                });
+                };
                 fragments.check_utf8_prefix()?;
                 self.fragments = Some(fragments);
                 Ok(Flow::Continue)
@@ -289,7 +349,7 @@ impl Decoder {
     }
 }
 
-impl Decoder {
+impl Decoding {
     /// Hands a complete data message to `on_message`, inflated first if it is compressed.
     fn deliver(
         &self,
