@@ -118,14 +118,17 @@ impl Registry {
         // The user's shard stays locked until the handle is in the user's list (keys are
         // SipHashed: user ids are the client's choice).
         let mut users = self.users.write(&user);
-        let here = users.get(&user).map_or(0, |state| state.connection_count());
+        let existing = users.get(&user).cloned();
+        let here = existing
+            .as_ref()
+            .map_or(0, |state| state.connection_count());
         if here as usize + elsewhere >= admission.max_per_user {
             drop(users);
             self.conn_count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::UserFull);
         }
-        let state = match users.get(&user) {
-            Some(state) => state.clone(),
+        let state = match existing {
+            Some(state) => state,
             None => {
                 self.user_count.fetch_add(1, Ordering::Relaxed);
                 observer.user_arrived(&user);
