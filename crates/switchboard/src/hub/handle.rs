@@ -3,8 +3,8 @@
 //! maps hold these; the socket and the per-connection protocol state live in the connection's
 //! task and are never reachable from here.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use triomphe::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -35,7 +35,7 @@ pub(crate) enum Wire {
 /// reference to it, so it is a `triomphe::Arc`, without the weak count
 /// (`tests::the_handle_stays_small`).
 #[derive(Clone)]
-pub(crate) struct ConnHandle(triomphe::Arc<ConnShared>);
+pub(crate) struct ConnHandle(Arc<ConnShared>);
 
 /// The registry's and the rooms' tables key handles by their connection's id.
 impl Keyed for ConnHandle {
@@ -100,7 +100,7 @@ pub struct ConnInfo {
 
 impl ConnHandle {
     pub(crate) fn new(id: ConnId, wire: Wire, user_state: Arc<UserState>, now: u64) -> Self {
-        Self(triomphe::Arc::new(ConnShared {
+        Self(Arc::new(ConnShared {
             id,
             wire,
             deflate: AtomicU8::new(0),

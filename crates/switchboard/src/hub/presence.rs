@@ -118,7 +118,7 @@ impl Hub {
     pub(crate) fn away_sweep(&self) -> usize {
         let away_after = self.inner.config.away_timeout.as_millis() as u64;
         let now = self.now_ms();
-        let mut went_away: Vec<(UserId, Arc<UserState>)> = Vec::new();
+        let mut went_away: Vec<(UserId, triomphe::Arc<UserState>)> = Vec::new();
         self.inner.registry.for_each_user(|user, state, _| {
             let quiet = now.saturating_sub(state.last_active());
             if quiet >= away_after && state.mark_idle() {

@@ -7,8 +7,8 @@
 //! [`UserObserver`] under the user's lock, so that the calls for one user come in the order of
 //! the changes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use triomphe::Arc;
 
 use super::shard::ShardedSet;
 use super::{ConnHandle, UserState, Wire};

@@ -93,7 +93,7 @@ fn users_share_one_rate_limiter() {
     let hub = hub();
     let a1 = hub.register(user("a")).unwrap();
     let a2 = hub.register(user("a")).unwrap();
-    assert!(Arc::ptr_eq(a1.user_state(), a2.user_state()));
+    assert!(triomphe::Arc::ptr_eq(a1.user_state(), a2.user_state()));
     assert!(a1.user_state().limiter.is_some());
 }
 
