@@ -162,8 +162,11 @@ impl Replica {
     /// arrival in a room on the first other node, or departure from the last, is a
     /// [`Change`], whichever brings it first: this event, or a snapshot of the origin loaded
     /// before or after it. That makes it the one source of another node's `user_joined` and
-    /// `user_left` here, announced once (the origin tells only its own clients). Presence
-    /// events always come back as a [`Change`]: every node delivers them to its own clients.
+    /// `user_left` here, announced once (the origin tells only its own clients). A presence is
+    /// a [`Change`] when it differs (status or metadata) from the latest one this replica holds
+    /// of the user, whichever brought that one: an `online` is shown once, although a node's
+    /// snapshot may already hold the presence its next events announce (the node rewrites its
+    /// whole state after a reconnect, events still queued included). An `offline` always is.
     ///
     /// An event older than what the replica holds of `origin` (`version` covered) changes
     /// nothing; one from a new process under the same id first drops what the old one held.
@@ -211,12 +214,21 @@ impl Replica {
             }
             Event::Presence(presence) => {
                 self.node(origin);
-                let rooms = self.user_rooms(&presence.user_id);
-                if presence.status != Status::Offline {
-                    self.set_presence(&presence.user_id, &presence);
-                } else if self.user_connections(&presence.user_id) == 0 {
-                    self.take_presence(&presence.user_id);
+                let user = &presence.user_id;
+                if presence.status == Status::Offline {
+                    if self.user_connections(user) == 0 {
+                        self.take_presence(user);
+                    }
+                } else {
+                    let shown = self
+                        .presence(user)
+                        .is_some_and(|held| held.shows_the_same(&presence));
+                    self.set_presence(user, &presence);
+                    if shown {
+                        return Vec::new();
+                    }
                 }
+                let rooms = self.user_rooms(user);
                 return vec![Change::Presence { presence, rooms }];
             }
             Event::Reload => {}
@@ -248,7 +260,7 @@ impl Replica {
 
     fn replace_at(&mut self, node: NodeIndex, new: Snapshot, gone: bool) -> Vec<Change> {
         let old = self.held(node);
-        let mut presence = self.presence_changes(&old, &new);
+        let mut presence = self.presence_changes(&new);
         let mut changes = Vec::new();
         for (room, user) in &old.members {
             if !new.members.contains_key(&(room.clone(), user.clone())) {
@@ -330,19 +342,16 @@ impl Replica {
         }
     }
 
-    /// The presences `new` shows that the node did not (a user who arrived, or whose status or
-    /// metadata changed), each for the rooms the user is in on other nodes before the
-    /// replacement, as the events that made the change would have shown it. A node's presence
-    /// for a user it connects is the latest one reported.
-    fn presence_changes(&self, old: &Held, new: &Snapshot) -> Vec<Change> {
-        let metadata = |p: &Presence| p.metadata.as_ref().map(|m| m.get().to_owned());
+    /// The presences `new` shows that this node does not show yet (a user who arrived, or whose
+    /// status or metadata changed: the rule of [`Event::Presence`]), each for the rooms the
+    /// user is in on other nodes before the replacement, as the events that made the change
+    /// would have shown it. A node's presence for a user it connects is the latest one reported.
+    fn presence_changes(&self, new: &Snapshot) -> Vec<Change> {
         new.presence
             .iter()
             .filter(|(user, presence)| {
-                let before = old.users.contains(*user).then(|| self.presence(user));
-                before.flatten().is_none_or(|before| {
-                    before.status != presence.status || metadata(&before) != metadata(presence)
-                })
+                self.presence(user)
+                    .is_none_or(|before| !before.shows_the_same(presence))
             })
             .map(|(user, presence)| Change::Presence {
                 presence: presence.clone(),

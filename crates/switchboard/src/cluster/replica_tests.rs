@@ -276,6 +276,66 @@ fn events_a_loaded_snapshot_holds_are_not_applied_again() {
     assert_eq!(replica.apply(&node("a"), away, version(7, 4)).len(), 1);
 }
 
+/// A node that reconnects to Redis rewrites its whole state at a version taken then, while
+/// the events of what happened before (still queued) carry later versions: the snapshot holds
+/// more than its version says, and the events that follow it bring nothing new.
+#[test]
+fn a_snapshot_ahead_of_its_version_shows_the_arrival_once() {
+    let mut replica = Replica::default();
+    let shown = replica.replace(&node("a"), Some(kim_in_general(1)));
+    assert_eq!(shown.len(), 2, "online and joined: {shown:?}");
+    for (seq, event) in [
+        (2, connected("kim", 1)),
+        (3, Event::Presence(presence("kim", Status::Online))),
+        (4, member("general", "kim", 1)),
+    ] {
+        let changes = replica.apply(&node("a"), event, version(7, seq));
+        assert!(changes.is_empty(), "event {seq} again: {changes:?}");
+    }
+    let away = Event::Presence(presence("kim", Status::Away));
+    assert_eq!(replica.apply(&node("a"), away, version(7, 5)).len(), 1);
+}
+
+#[test]
+fn a_presence_already_shown_from_another_node_is_not_shown_again() {
+    let mut replica = Replica::default();
+    let online = || Event::Presence(presence("kim", Status::Online));
+    replica.apply(&node("a"), connected("kim", 1), None);
+    assert_eq!(replica.apply(&node("a"), online(), None).len(), 1);
+    replica.apply(&node("b"), connected("kim", 1), None);
+    assert!(
+        replica.apply(&node("b"), online(), None).is_empty(),
+        "both nodes saw the user arrive first"
+    );
+    assert!(
+        replica
+            .replace(
+                &node("c"),
+                Some(Snapshot {
+                    users: [(user("kim"), 1)].into(),
+                    presence: [(user("kim"), presence("kim", Status::Online))].into(),
+                    ..Snapshot::default()
+                })
+            )
+            .is_empty(),
+        "nor from a snapshot"
+    );
+    let metadata = serde_json::value::RawValue::from_string(r#"{"typing":true}"#.into())
+        .map(std::sync::Arc::from)
+        .ok();
+    let typing = Presence {
+        metadata,
+        ..presence("kim", Status::Online)
+    };
+    assert_eq!(
+        replica
+            .apply(&node("b"), Event::Presence(typing), None)
+            .len(),
+        1,
+        "new metadata is news"
+    );
+}
+
 #[test]
 fn a_snapshot_older_than_the_events_applied_changes_nothing() {
     let mut replica = Replica::default();

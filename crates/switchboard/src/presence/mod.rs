@@ -64,6 +64,15 @@ impl PartialEq for Presence {
     }
 }
 
+impl Presence {
+    /// Whether `other` shows watchers what `self` shows: the same status and metadata (when the
+    /// user was last seen aside). A presence that shows the same is not news.
+    pub fn shows_the_same(&self, other: &Presence) -> bool {
+        self.status == other.status
+            && self.metadata.as_ref().map(|m| m.get()) == other.metadata.as_ref().map(|m| m.get())
+    }
+}
+
 /// The mutable presence of one connected user (last activity is tracked by the hub).
 #[derive(Debug)]
 pub(crate) struct PresenceState {
