@@ -36,17 +36,23 @@ const SERVER_SCRIPTS: [&str; 2] = ["/usr/lib/rabbitmq/bin/rabbitmq-server", "rab
 /// once its input closes, kills that group, waits for it to be gone and, unless it read
 /// `keep` (a stop before a restart), removes the server's directory. epmd is started first,
 /// and the server told not to start one (`-start_epmd false`), so that no daemonised epmd
-/// escapes the group.
+/// escapes the group. If epmd or the server ends by itself (a port taken between
+/// [`free_port_everywhere`] and the server's bind, say), the group writes why to
+/// [`EXITED`]: the shell itself lives on until its input closes.
 const SUPERVISOR: &str = r#"
 setsid sh -c '
   epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 &
   tries=0
   until epmd -port "$ERL_EPMD_PORT" -names >/dev/null 2>&1; do
     tries=$((tries + 1))
-    [ "$tries" -gt 200 ] && exit 1
+    if [ "$tries" -gt 200 ]; then
+      echo "epmd did not start on port $ERL_EPMD_PORT" >"$SB_RABBITMQ_DIR/exited"
+      exit 1
+    fi
     sleep 0.05
   done
-  exec "$SB_RABBITMQ_SERVER" >"$SB_RABBITMQ_DIR/stdout.log" 2>&1
+  "$SB_RABBITMQ_SERVER" >"$SB_RABBITMQ_DIR/stdout.log" 2>&1
+  echo "rabbitmq-server exited with status $?" >"$SB_RABBITMQ_DIR/exited"
 ' </dev/null &
 group=$!
 read -r what
@@ -60,6 +66,13 @@ done
 [ "$what" = keep ] || rm -rf "$SB_RABBITMQ_DIR"
 "#;
 
+/// The file in the server's directory that says why the server ended by itself.
+const EXITED: &str = "exited";
+
+/// Boots that end by themselves before the server answers, each on new ports, before
+/// [`RabbitMqServer::start`] gives up.
+const ATTEMPTS: usize = 3;
+
 /// A running rabbitmq-server (guest/guest on the default vhost), killed on drop.
 pub struct RabbitMqServer {
     port: u16,
@@ -71,8 +84,27 @@ pub struct RabbitMqServer {
 }
 
 impl RabbitMqServer {
-    /// Starts rabbitmq-server on free ports and waits until it answers the AMQP handshake.
+    /// Starts rabbitmq-server on free ports and waits until it answers the AMQP handshake. A
+    /// boot that ends by itself (ports are free when chosen, not when bound: other tests
+    /// connect all the time) is tried again on new ports, up to [`ATTEMPTS`] times.
     pub async fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let mut server = Self::prepare();
+            match server.boot().await {
+                Ok(()) => return server,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "rabbitmq-server did not start in {ATTEMPTS} attempts (is it installed? .ci/run \
+             installs it):\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// A stopped server on free ports, with its directory and configuration written.
+    fn prepare() -> Self {
         let port = free_port_everywhere();
         let dir = std::env::temp_dir().join(format!(
             "switchboard-rabbitmq-{}-{port}-{:x}",
@@ -84,15 +116,13 @@ impl RabbitMqServer {
         std::fs::write(dir.join("rabbitmq.conf"), config).expect("write rabbitmq.conf");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
         std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("write rabbitmq-env.conf");
-        let mut server = Self {
+        Self {
             port,
             dist_port: free_port_everywhere(),
             epmd_port: free_port_everywhere(),
             dir,
             child: None,
-        };
-        server.restart().await;
-        server
+        }
     }
 
     /// The URL nodes use.
@@ -118,7 +148,16 @@ impl RabbitMqServer {
     /// Starts the server again on the same ports, with the same data, and waits until it
     /// answers the AMQP handshake.
     pub async fn restart(&mut self) {
+        if let Err(failure) = self.boot().await {
+            panic!("rabbitmq-server did not start again: {failure}");
+        }
+    }
+
+    /// Stops the server if it runs, starts it and waits until it answers the AMQP handshake;
+    /// says why when it ends by itself or does not answer within [`BOOT`].
+    async fn boot(&mut self) -> Result<(), String> {
         self.stop().await;
+        let _ = std::fs::remove_file(self.dir.join(EXITED));
         let script = SERVER_SCRIPTS
             .into_iter()
             .find(|script| !script.starts_with('/') || std::path::Path::new(script).exists())
@@ -159,34 +198,49 @@ impl RabbitMqServer {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start rabbitmq-server's shell: {error}"));
         self.child = Some(child);
-        self.wait_for_handshake().await;
+        let waited = self.wait_for_handshake().await;
+        if waited.is_err() {
+            // Not left running on ports the next attempt does not use.
+            self.stop().await;
+        }
+        waited
     }
 
     /// Waits until the server answers an AMQP 0-9-1 protocol header with a method frame
     /// (`connection.start`): it listens a moment before it serves.
-    async fn wait_for_handshake(&mut self) {
+    async fn wait_for_handshake(&mut self) -> Result<(), String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = tokio::time::Instant::now() + BOOT;
         loop {
             if handshake(addr).await {
-                return;
+                return Ok(());
             }
-            let exited = self
+            if let Ok(why) = std::fs::read_to_string(self.dir.join(EXITED)) {
+                return Err(self.failure(why.trim()));
+            }
+            let shell_gone = self
                 .child
                 .as_mut()
                 .and_then(|child| child.try_wait().ok().flatten());
-            assert!(
-                exited.is_none(),
-                "rabbitmq-server did not start (is it installed? .ci/run installs it); see {}",
-                self.dir.join("stdout.log").display()
-            );
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "rabbitmq-server did not answer within {BOOT:?}; see {}",
-                self.dir.display()
-            );
+            if shell_gone.is_some() {
+                return Err(self.failure("its shell ended"));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.failure(&format!("it did not answer within {BOOT:?}")));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Why a boot on these ports failed, with the end of the server's output.
+    fn failure(&self, why: &str) -> String {
+        let output = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
+        let lines: Vec<&str> = output.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n  ");
+        format!(
+            "port {} (distribution {}, epmd {}): {why}; its output ended with:\n  {tail}",
+            self.port, self.dist_port, self.epmd_port
+        )
     }
 }
 
@@ -222,5 +276,26 @@ impl Drop for RabbitMqServer {
         }
         // The shell removed it, unless the server was stopped and not started again.
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(feature = "external"),
+        ignore = "needs rabbitmq-server: --features switchboard/external"
+    )]
+    async fn a_boot_on_a_taken_port_says_why_and_start_takes_other_ports() {
+        let mut server = RabbitMqServer::prepare();
+        let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, server.port))
+            .expect("the port chosen is free");
+        let failure = server.boot().await.expect_err("its AMQP port is taken");
+        assert!(failure.contains("exited"), "{failure}");
+        drop((server, taken));
+        let server = RabbitMqServer::start().await;
+        assert!(handshake(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port))).await);
     }
 }
