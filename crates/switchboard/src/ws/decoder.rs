@@ -115,20 +115,27 @@ impl Unfinished {
         input: &mut [u8],
         on_message: &mut dyn FnMut(Message<'_>) -> Flow,
     ) -> Result<Fed, Violation> {
-        let Parts { partial, fragments } = self.0.take().map(|parts| *parts).unwrap_or_default();
-        let mut decoding = Decoding {
-            limits,
-            partial,
-            fragments,
+        let Some(parts) = self.0.as_deref_mut() else {
+            let mut parts = Parts::default();
+            let fed = Decoding::new(limits, &mut parts).feed_until(input, on_message);
+            if parts.unfinished() {
+                self.0 = Some(Box::new(parts));
+            }
+            return fed;
         };
-        let fed = decoding.feed_until(input, on_message);
-        if !decoding.partial.is_empty() || decoding.fragments.is_some() {
-            self.0 = Some(Box::new(Parts {
-                partial: decoding.partial,
-                fragments: decoding.fragments,
-            }));
+        // A frame that straddles many reads keeps its box from one read to the next.
+        let fed = Decoding::new(limits, parts).feed_until(input, on_message);
+        if !parts.unfinished() {
+            self.0 = None;
         }
         fed
+    }
+}
+
+impl Parts {
+    /// Whether a frame or a fragmented message has not fully arrived.
+    fn unfinished(&self) -> bool {
+        !self.partial.is_empty() || self.fragments.is_some()
     }
 }
 
@@ -167,21 +174,25 @@ impl Decoder {
     }
 }
 
-/// One read's decoding: the limits, and what was unfinished moved out of its box.
-struct Decoding {
+/// One read's decoding: the limits, and what is unfinished (in its box, or on the stack of a
+/// read that began with nothing unfinished).
+struct Decoding<'a> {
     limits: Limits,
-    partial: Vec<u8>,
-    fragments: Option<Fragments>,
+    parts: &'a mut Parts,
 }
 
-impl Decoding {
+impl<'a> Decoding<'a> {
+    fn new(limits: Limits, parts: &'a mut Parts) -> Self {
+        Self { limits, parts }
+    }
+
     fn feed_until(
         &mut self,
         mut input: &mut [u8],
         on_message: &mut dyn FnMut(Message<'_>) -> Flow,
     ) -> Result<Fed, Violation> {
-        if !self.partial.is_empty() {
-            let mut partial = std::mem::take(&mut self.partial);
+        if !self.parts.partial.is_empty() {
+            let mut partial = std::mem::take(&mut self.parts.partial);
             let before = partial.len();
             let taken = self.complete_partial(&mut partial, input)?;
             input = &mut input[taken..];
@@ -192,7 +203,7 @@ impl Decoding {
                     let flow = self.frame(header, payload, unmasked, on_message)?;
                     partial.clear();
                     if partial.capacity() <= KEEP_CAPACITY {
-                        self.partial = partial;
+                        self.parts.partial = partial;
                     }
                     if flow == Flow::Stop || input.is_empty() {
                         return Ok(Fed::new(flow, input.len()));
@@ -204,21 +215,21 @@ impl Decoding {
                         let unmasked = before.saturating_sub(header.header_len);
                         self.arriving(header, &mut partial[header.header_len..], unmasked)?;
                     }
-                    self.partial = partial;
+                    self.parts.partial = partial;
                     return Ok(Fed::new(Flow::Continue, 0));
                 }
             }
         }
         loop {
             let Some(header) = parse_header(input, self.limits)? else {
-                self.partial.extend_from_slice(input);
+                self.parts.partial.extend_from_slice(input);
                 return Ok(Fed::new(Flow::Continue, 0));
             };
             let len = header.frame_len();
             if input.len() < len {
                 self.arriving(header, &mut input[header.header_len..], 0)?;
                 // Grows with what arrives, not with what the header claims.
-                self.partial.extend_from_slice(input);
+                self.parts.partial.extend_from_slice(input);
                 return Ok(Fed::new(Flow::Continue, 0));
             }
             let (this, rest) = input.split_at_mut(len);
@@ -266,7 +277,7 @@ impl Decoding {
         let (checked, arrived) = payload.split_at_mut(unmasked);
         apply_mask_at(arrived, header.mask, unmasked);
         // The incomplete character that ends the text of the earlier fragments, if any.
-        let carried: &[u8] = match (header.opcode, &self.fragments) {
+        let carried: &[u8] = match (header.opcode, &self.parts.fragments) {
             (OpCode::Text, None) if !header.compressed => &[],
             (OpCode::Continuation, Some(fragments))
                 if fragments.text
@@ -305,7 +316,7 @@ impl Decoding {
             OpCode::Pong => Ok(on_message(Message::Pong(payload))),
             OpCode::Close => Ok(on_message(Message::Close(parse_close(payload)?))),
             OpCode::Text | OpCode::Binary => {
-                if self.fragments.is_some() {
+                if self.parts.fragments.is_some() {
                     return Err(Violation::Protocol(
                         "new data frame while a fragmented message is unfinished",
                     ));
@@ -321,11 +332,11 @@ impl Decoding {
                     utf8_valid: 0,
                 };
                 fragments.check_utf8_prefix()?;
-                self.fragments = Some(fragments);
+                self.parts.fragments = Some(fragments);
                 Ok(Flow::Continue)
             }
             OpCode::Continuation => {
-                let Some(mut fragments) = self.fragments.take() else {
+                let Some(mut fragments) = self.parts.fragments.take() else {
                     return Err(Violation::Protocol("continuation frame without a message"));
                 };
                 if fragments.data.len() + payload.len() > self.limits.max_message as usize {
@@ -341,7 +352,7 @@ impl Decoding {
                         on_message,
                     )
                 } else {
-                    self.fragments = Some(fragments);
+                    self.parts.fragments = Some(fragments);
                     Ok(Flow::Continue)
                 }
             }
@@ -349,7 +360,7 @@ impl Decoding {
     }
 }
 
-impl Decoding {
+impl Decoding<'_> {
     /// Hands a complete data message to `on_message`, inflated first if it is compressed.
     fn deliver(
         &self,
