@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 use serde::Serialize;
+use triomphe::Arc;
 
 use super::shard::Sharded;
 use super::top_rooms::TopRooms;
+use super::user::UserState;
 use super::{ConnHandle, RoomMembers};
 use crate::ids::{ConnId, RoomId, UserId};
 
@@ -35,8 +37,11 @@ pub(super) trait RoomObserver {
 struct Room {
     /// Handles keyed by their own id (one word per member), hashed with the rooms' hasher.
     members: HashTable<ConnHandle>,
-    /// Connections per user in this room.
-    users: HashMap<UserId, u32>,
+    /// Connections per user in this room, each user by its state (one word, where a `UserId`
+    /// takes two), found by the state's id hashed with the rooms' hasher. A user who connects
+    /// again while an older connection is still in the room finds the entry by id, and the
+    /// older state lives until the entry goes.
+    users: HashTable<(Arc<UserState>, u32)>,
 }
 
 impl Room {
@@ -53,7 +58,16 @@ impl Room {
             return None;
         };
         slot.insert(conn.clone());
-        let count = self.users.entry(conn.user().clone()).or_insert(0);
+        let user = conn.user();
+        let (_, count) = self
+            .users
+            .entry(
+                hasher.hash_one(user),
+                |(state, _)| state.user() == user,
+                |(state, _)| hasher.hash_one(state.user()),
+            )
+            .or_insert_with(|| (conn.user_state().clone(), 0))
+            .into_mut();
         *count += 1;
         Some(*count)
     }
@@ -65,16 +79,31 @@ impl Room {
             .members
             .find_entry(hasher.hash_one(conn), |member| member.id() == conn);
         found.ok()?.remove();
-        match self.users.get_mut(user) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                Some(*count)
-            }
-            _ => {
-                self.users.remove(user);
-                Some(0)
-            }
+        let Ok(mut entry) = self
+            .users
+            .find_entry(hasher.hash_one(user), |(state, _)| state.user() == user)
+        else {
+            return Some(0);
+        };
+        let (_, count) = entry.get_mut();
+        if *count > 1 {
+            *count -= 1;
+            return Some(*count);
         }
+        entry.remove();
+        Some(0)
+    }
+
+    /// Whether `user` has a connection in the room.
+    fn has_user(&self, user: &UserId, hasher: &RandomState) -> bool {
+        self.users
+            .find(hasher.hash_one(user), |(state, _)| state.user() == user)
+            .is_some()
+    }
+
+    /// The room's users, with their connections in it.
+    fn users(&self) -> impl Iterator<Item = (&UserId, u32)> {
+        self.users.iter().map(|(state, count)| (state.user(), *count))
     }
 }
 
@@ -271,20 +300,20 @@ impl Rooms {
         let rooms = self.rooms.read(room);
         rooms
             .get(room)
-            .is_some_and(|entry| entry.users.contains_key(user))
+            .is_some_and(|entry| entry.has_user(user, &self.hasher))
     }
 
     /// The room's local users followed by `others` not among them: at most `cap` listed, all
     /// counted.
     pub(super) fn member_list(&self, room: &RoomId, others: Vec<UserId>, cap: usize) -> MemberList {
         let rooms = self.rooms.read(room);
-        let local = rooms.get(room).map(|entry| &entry.users);
+        let local = rooms.get(room);
         let mut users: Vec<UserId> = local
-            .map(|users| users.keys().take(cap).cloned().collect())
+            .map(|entry| entry.users().take(cap).map(|(user, _)| user.clone()).collect())
             .unwrap_or_default();
-        let mut count = local.map_or(0, HashMap::len);
+        let mut count = local.map_or(0, |entry| entry.users.len());
         for user in others {
-            if local.is_some_and(|local| local.contains_key(&user)) {
+            if local.is_some_and(|entry| entry.has_user(&user, &self.hasher)) {
                 continue;
             }
             count += 1;
@@ -332,7 +361,7 @@ impl Rooms {
         mut visit: impl FnMut(&RoomId, &mut dyn Iterator<Item = (&UserId, u32)>),
     ) {
         self.rooms.for_each(|room, entry| {
-            visit(room, &mut entry.users.iter().map(|(user, n)| (user, *n)));
+            visit(room, &mut entry.users());
         });
     }
 
