@@ -325,7 +325,7 @@ impl Replica {
             if user.count_on(node) > 0 {
                 users.insert(user.id.clone());
             }
-            for (room, bits) in &user.rooms {
+            for (room, bits) in user.rooms.iter() {
                 if self.holds(*bits, room, at, node) {
                     members.push((room.clone(), user.id.clone()));
                 }

@@ -103,7 +103,9 @@ impl Room {
 
     /// The room's users, with their connections in it.
     fn users(&self) -> impl Iterator<Item = (&UserId, u32)> {
-        self.users.iter().map(|(state, count)| (state.user(), *count))
+        self.users
+            .iter()
+            .map(|(state, count)| (state.user(), *count))
     }
 }
 
@@ -309,7 +311,13 @@ impl Rooms {
         let rooms = self.rooms.read(room);
         let local = rooms.get(room);
         let mut users: Vec<UserId> = local
-            .map(|entry| entry.users().take(cap).map(|(user, _)| user.clone()).collect())
+            .map(|entry| {
+                entry
+                    .users()
+                    .take(cap)
+                    .map(|(user, _)| user.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut count = local.map_or(0, |entry| entry.users.len());
         for user in others {

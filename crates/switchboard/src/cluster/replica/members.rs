@@ -44,9 +44,7 @@ impl Replica {
             }
             // Out of the room on its last node.
             let entry = self.users.get_mut(at);
-            let mut rooms = std::mem::take(&mut entry.rooms).into_vec();
-            let (room, _) = rooms.remove(p);
-            entry.rooms = rooms.into_boxed_slice();
+            let (room, _) = entry.rooms.remove(p);
             let user = entry.id.clone();
             if let Some(users) = self.rooms.get_mut(&room) {
                 users.remove(&at);
@@ -66,9 +64,7 @@ impl Replica {
             let bits = self.with_node(0, &room, at, node, true);
             self.rooms.entry(room.clone()).or_default().insert(at);
             let entry = self.users.get_mut(at);
-            let mut rooms = std::mem::take(&mut entry.rooms).into_vec();
-            rooms.push((room.clone(), bits));
-            entry.rooms = rooms.into_boxed_slice();
+            entry.rooms.push((room.clone(), bits));
             let user = entry.id.clone();
             changes.push(Change::Joined { room, user });
         }

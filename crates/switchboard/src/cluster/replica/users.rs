@@ -18,15 +18,77 @@ use crate::presence::Status;
 pub(super) type NodeIndex = u16;
 
 /// The rooms a user is in on other nodes, each with the nodes where (bits, see
-/// `Replica::holds`).
-pub(super) type Rooms = Box<[(RoomId, u64)]>;
+/// `Replica::holds`): inline when there is one, as for most remote users (24 bytes, where a
+/// boxed slice takes 16 and a 32-byte allocation), else a boxed slice (empty: no allocation).
+#[derive(Debug)]
+pub(super) enum Rooms {
+    One((RoomId, u64)),
+    Many(Box<[(RoomId, u64)]>),
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Self::Many(Box::default())
+    }
+}
+
+impl std::ops::Deref for Rooms {
+    type Target = [(RoomId, u64)];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::One(room) => std::slice::from_ref(room),
+            Self::Many(rooms) => rooms,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Rooms {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::One(room) => std::slice::from_mut(room),
+            Self::Many(rooms) => rooms,
+        }
+    }
+}
+
+impl Rooms {
+    /// Adds a room at the end.
+    pub(super) fn push(&mut self, room: (RoomId, u64)) {
+        *self = match std::mem::take(self) {
+            Self::Many(rooms) if rooms.is_empty() => Self::One(room),
+            Self::One(first) => Self::Many(Box::new([first, room])),
+            Self::Many(rooms) => {
+                let mut rooms = rooms.into_vec();
+                rooms.push(room);
+                Self::Many(rooms.into_boxed_slice())
+            }
+        };
+    }
+
+    /// Removes the room at `at` (which must be in range), keeping the others' order.
+    pub(super) fn remove(&mut self, at: usize) -> (RoomId, u64) {
+        match std::mem::take(self) {
+            Self::One(room) => room,
+            Self::Many(rooms) => {
+                let mut rooms = rooms.into_vec();
+                let removed = rooms.remove(at);
+                *self = match <[_; 1]>::try_from(rooms) {
+                    Ok([room]) => Self::One(room),
+                    Err(rooms) => Self::Many(rooms.into_boxed_slice()),
+                };
+                removed
+            }
+        }
+    }
+}
 
 /// What the replica knows of one user.
 #[derive(Debug)]
 pub(super) struct User {
     /// The id, shared by every place the replica shows it.
     pub(super) id: UserId,
-    /// Rooms on other nodes; a boxed slice, since most users are in a few.
+    /// Rooms on other nodes.
     pub(super) rooms: Rooms,
     /// The `last_seen` of the latest presence (when `status` is set).
     pub(super) last_seen: u64,
@@ -52,7 +114,7 @@ impl User {
     fn new(id: UserId) -> Self {
         Self {
             id,
-            rooms: Box::default(),
+            rooms: Rooms::default(),
             last_seen: 0,
             count: 0,
             node: 0,
@@ -274,5 +336,41 @@ impl Users {
             self.index.insert_unique(hash(&at), at, hash);
         }
         Some(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> (RoomId, u64) {
+        (RoomId::from_trusted(name), 1)
+    }
+
+    fn names(rooms: &Rooms) -> Vec<&str> {
+        rooms.iter().map(|(room, _)| room.as_str()).collect()
+    }
+
+    /// A remote user is a slab entry of 64 bytes with its one room inline
+    /// (`tests/replica_memory.rs` measures the whole).
+    #[test]
+    fn one_room_is_kept_inline_and_more_in_a_box() {
+        assert_eq!(std::mem::size_of::<Rooms>(), 24);
+        assert!(std::mem::size_of::<Option<User>>() <= 64);
+        let mut rooms = Rooms::default();
+        assert!(rooms.is_empty());
+        rooms.push(room("a"));
+        assert!(matches!(rooms, Rooms::One(_)));
+        rooms.push(room("b"));
+        rooms.push(room("c"));
+        assert_eq!(names(&rooms), ["a", "b", "c"]);
+        rooms[1].1 = 3;
+        assert_eq!(rooms.remove(0).0.as_str(), "a");
+        assert_eq!(names(&rooms), ["b", "c"]);
+        assert_eq!(rooms[0].1, 3);
+        assert_eq!(rooms.remove(1).0.as_str(), "c");
+        assert!(matches!(rooms, Rooms::One(_)), "back inline");
+        assert_eq!(rooms.remove(0).0.as_str(), "b");
+        assert!(rooms.is_empty());
     }
 }
