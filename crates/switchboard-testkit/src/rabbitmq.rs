@@ -86,7 +86,7 @@ pub struct RabbitMqServer {
 impl RabbitMqServer {
     /// Starts rabbitmq-server on free ports and waits until it answers the AMQP handshake. A
     /// boot that ends by itself (ports are free when chosen, not when bound: other tests
-    /// connect all the time) is tried again on new ports, up to [`ATTEMPTS`] times.
+    /// connect all the time) is tried again on new ports, up to three times.
     pub async fn start() -> Self {
         let mut failures = Vec::new();
         for _ in 0..ATTEMPTS {
