@@ -61,11 +61,9 @@ impl Room {
         let user = conn.user();
         let (_, count) = self
             .users
-            .entry(
-                hasher.hash_one(user),
-                |(state, _)| state.user() == user,
-                |(state, _)| hasher.hash_one(state.user()),
-            )
+            .entry(hasher.hash_one(user), is_user(user), |(state, _)| {
+                hasher.hash_one(state.user())
+            })
             .or_insert_with(|| (conn.user_state().clone(), 0))
             .into_mut();
         *count += 1;
@@ -79,10 +77,7 @@ impl Room {
             .members
             .find_entry(hasher.hash_one(conn), |member| member.id() == conn);
         found.ok()?.remove();
-        let Ok(mut entry) = self
-            .users
-            .find_entry(hasher.hash_one(user), |(state, _)| state.user() == user)
-        else {
+        let Ok(mut entry) = self.users.find_entry(hasher.hash_one(user), is_user(user)) else {
             return Some(0);
         };
         let (_, count) = entry.get_mut();
@@ -97,7 +92,7 @@ impl Room {
     /// Whether `user` has a connection in the room.
     fn has_user(&self, user: &UserId, hasher: &RandomState) -> bool {
         self.users
-            .find(hasher.hash_one(user), |(state, _)| state.user() == user)
+            .find(hasher.hash_one(user), is_user(user))
             .is_some()
     }
 
@@ -107,6 +102,11 @@ impl Room {
             .iter()
             .map(|(state, count)| (state.user(), *count))
     }
+}
+
+/// Whether a room's count entry is `user`'s.
+fn is_user(user: &UserId) -> impl Fn(&(Arc<UserState>, u32)) -> bool {
+    move |(state, _)| state.user() == user
 }
 
 /// What a join changed.
