@@ -490,10 +490,12 @@ async fn answers_that_are_no_answers_give_clear_errors() {
 
 #[tokio::test]
 async fn a_backend_that_is_down_gives_503_at_the_upgrade_and_errors_after_it() {
-    let down = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    // Bound but never listening: connections are refused, and no other test's
+    // listener can take the port while this one runs (a dropped listener's port
+    // could be handed out again and answer 404).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let down = reserved.local_addr().unwrap();
     let server = server(down, |_| {}).await;
     let (status, body) = refused(&server, "/?token=good-alice").await;
     assert_eq!((status, body.as_str()), (503, "backend unavailable"));
