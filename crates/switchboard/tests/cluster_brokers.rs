@@ -194,9 +194,9 @@ async fn room_messages_and_member_notices_cross_nodes(broker: Broker) {
     assert_eq!(alice.expect("user_joined").await["userId"], "bob");
     b.settled().await;
 
-    alice
-        .send(json!({"type": "message", "payload": {"room": "general", "content": "hi from A"}, "id": 1}))
-        .await;
+    let hi =
+        json!({"type": "message", "payload": {"room": "general", "content": "hi from A"}, "id": 1});
+    alice.send(hi.clone()).await;
     let message = bob.expect("message").await;
     assert_eq!(message["userId"], "alice");
     assert_eq!(message["payload"]["content"], "hi from A");
@@ -205,6 +205,10 @@ async fn room_messages_and_member_notices_cross_nodes(broker: Broker) {
     // Not echoed back to its sender: bob saw it, so a marker from his node, through the
     // broker, comes after any copy on its way to alice.
     alice.expect_nothing_pending_across(&a, &b).await;
+    // A repeat is acked again with the offset the store gave, and not sent again: the next
+    // message below is the stream's second.
+    alice.send(hi).await;
+    assert_eq!(alice.expect("ack").await["payload"]["offset"], 1);
 
     bob.send_type(
         "message",

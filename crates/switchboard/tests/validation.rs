@@ -183,9 +183,14 @@ async fn ids_are_acked_and_duplicates_are_not_redelivered() {
     let ack = alice.expect("ack").await;
     assert_eq!(ack["payload"]["id"], "m-1");
     assert_eq!(ack["id"], "m-1");
+    assert_eq!(ack["payload"]["offset"], 1);
     bob.expect("message").await;
     alice.send(message).await;
-    assert_eq!(alice.expect("ack").await["payload"]["id"], "m-1");
+    let again = alice.expect("ack").await;
+    assert_eq!(
+        again["payload"], ack["payload"],
+        "the same ack, offset included"
+    );
     bob.expect_nothing_pending().await;
     // A different id is a different message; a failed frame is not remembered.
     alice

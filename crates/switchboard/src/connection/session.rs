@@ -16,11 +16,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::dedup::DedupWindow;
+use super::dedup::{AckOffset, DedupWindow};
 use super::refused::Refused;
 use super::{Endpoint, Mode};
 use crate::auth::Grants;
-use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, Offset, Wire};
+use crate::hub::{CloseRequest, ConnHandle, Counters, Hub, InKind, LaterOffset, Offset, Wire};
 use crate::ids::{ChannelSpec, RoomId};
 use crate::limits::Violations;
 use crate::protocol::{
@@ -142,8 +142,9 @@ enum Kind {
 enum Done {
     /// Now, with the offset its message was given, if any.
     Ack(Option<u64>),
-    /// Later, by the hub, once the cluster's store has answered.
-    AckedLater,
+    /// Later, by the hub, once the cluster's store has answered (with the offset it gives,
+    /// for a stream message).
+    AckedLater(Option<LaterOffset>),
 }
 
 impl Done {
@@ -151,7 +152,7 @@ impl Done {
         match offset {
             Offset::None => Self::Ack(None),
             Offset::Given(offset) => Self::Ack(Some(offset)),
-            Offset::Later => Self::AckedLater,
+            Offset::Later(later) => Self::AckedLater(Some(later)),
         }
     }
 }
@@ -462,9 +463,9 @@ impl Session {
         let window = self.hub().config().dedup_window.as_millis() as u64;
         if let Some(id) = id
             && let Some(rare) = &mut self.rare
-            && rare.dedup.contains(id, now, window)
+            && let Some(offset) = rare.dedup.acked(id, now, window)
         {
-            self.reply(protocol::ack_frame(id, None));
+            self.reply(protocol::ack_frame(id, offset));
             return;
         }
         let command = match self.ask_backend(command, id) {
@@ -491,11 +492,15 @@ impl Session {
             }
         };
         if let Some(id) = id {
+            let offset = match done {
+                Done::Ack(offset) => {
+                    self.reply(protocol::ack_frame(id, offset));
+                    AckOffset::Now(offset)
+                }
+                Done::AckedLater(later) => later.map_or(AckOffset::Now(None), AckOffset::Later),
+            };
             let now = self.hub().now_ms();
-            self.rare().dedup.insert(id, now);
-            if let Done::Ack(offset) = done {
-                self.reply(protocol::ack_frame(id, offset));
-            }
+            self.rare().dedup.insert(id, now, offset);
         }
     }
 

@@ -75,8 +75,8 @@ impl Session {
             Answered::Now { new: true } => Done::Ack(None),
             // Counted as in the room from now on, so that leaving or disconnecting before the
             // answer comes leaves it.
-            Answered::Later if member => return Ok(Done::AckedLater),
-            Answered::Later => Done::AckedLater,
+            Answered::Later if member => return Ok(Done::AckedLater(None)),
+            Answered::Later => Done::AckedLater(None),
         };
         tracing::debug!(conn = %self.handle.id(), user = %self.handle.user(), %room, "join");
         exact::push(&mut self.rooms, hub.shared_room_name(&room));
@@ -113,7 +113,7 @@ impl Session {
         };
         let done = match hub.subscribe_conn(&channel, &self.handle, request) {
             Answered::Now { .. } => Done::Ack(None),
-            Answered::Later => Done::AckedLater,
+            Answered::Later => Done::AckedLater(None),
         };
         if !subscribed {
             // Exact size, as the rooms: most connections hold one or two.
@@ -176,7 +176,7 @@ impl Session {
         {
             None => Err(Refused::HistoryOff),
             Some(Answered::Now { .. }) => Ok(Done::Ack(None)),
-            Some(Answered::Later) => Ok(Done::AckedLater),
+            Some(Answered::Later) => Ok(Done::AckedLater(None)),
         }
     }
 }

@@ -102,7 +102,7 @@ pub use rooms::RoomSummary;
 use rooms::Rooms;
 pub(crate) use stats::{Counters, ERROR_CODES, EXPORTED_COUNTERS, InKind, Initiator, Target};
 pub use stats::{RoomMembers, StatsSnapshot};
-pub(crate) use streams::{Answered, Offset, Request, RoomJoin, Sent, Subscribed};
+pub(crate) use streams::{Answered, LaterOffset, Offset, Request, RoomJoin, Sent, Subscribed};
 pub(crate) use user::UserState;
 
 /// How many rooms `/stats` lists in `topRooms`.

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::channels::PublicationHandler;
 use super::history::{Arrival, Delivery, StoreState, Stored};
 use super::pubsub::Publication;
-use super::streams::{HistoryPage, Offset, Sent};
+use super::streams::{HistoryPage, LaterOffset, Offset, Sent};
 use super::{ConnHandle, Hub};
 use crate::broker::{StreamMessage, Topic};
 use crate::ids::{ConnId, StreamId};
@@ -49,13 +49,12 @@ impl Hub {
             StreamId::Room(room) => inner.rooms.connection_count(room, except),
             StreamId::Channel(channel) => inner.channels.connection_count(channel, except),
         };
-        let offset = if ack.is_some() {
-            Offset::Later
-        } else {
-            Offset::None
-        };
+        let later = ack.map(|_| LaterOffset::default());
+        let offset = later.clone().map_or(Offset::None, Offset::Later);
         let hub = Arc::downgrade(inner);
-        let ack = ack.map(|(conn, id)| (conn.clone(), id.to_owned()));
+        let ack = ack
+            .zip(later)
+            .map(|((conn, id), later)| (conn.clone(), id.to_owned(), later));
         let local = stream.clone();
         store.append(Append {
             stream,
@@ -76,7 +75,8 @@ impl Hub {
                         None
                     }
                 };
-                if let Some((conn, id)) = ack {
+                if let Some((conn, id, later)) = ack {
+                    later.set(offset);
                     hub.deliver_counted(&conn, &ack_frame(&id, offset));
                 }
             }),

@@ -13,6 +13,9 @@
 //! and `ack` queued together when the copy is read; or, when the store is out of reach or
 //! the read slow, without the copy (`early.rs`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -31,7 +34,7 @@ use crate::protocol::{
 use crate::ws::frame;
 
 /// What a send did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Sent {
     /// Local connections that got (or, in cluster mode, will get) the frame.
     pub(crate) delivered: usize,
@@ -40,15 +43,43 @@ pub(crate) struct Sent {
 }
 
 /// A message's offset, as far as the sender can know it now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Offset {
     /// Not a stream message, or history is off (or the store is unreachable).
     None,
     /// This one.
     Given(u64),
-    /// The cluster's store gives it; the `ack`, if one was asked for, follows with it.
-    Later,
+    /// The cluster's store gives it; the `ack`, if one was asked for, follows with it, and
+    /// the slot holds it from then on.
+    Later(LaterOffset),
 }
+
+/// The offset the cluster's store gives a message, once it answers: written by the task that
+/// acks the sender, read by the sender's session when the client repeats the frame (its `ack`
+/// is sent again, with the offset as the first one had it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LaterOffset(Arc<AtomicU64>);
+
+impl LaterOffset {
+    /// Records the store's answer (`None`: it gave no offset).
+    pub(crate) fn set(&self, offset: Option<u64>) {
+        // Offsets start at 1: 0 is "none (yet)".
+        self.0.store(offset.unwrap_or(0), Ordering::Release);
+    }
+
+    /// The offset, once the store gave one.
+    pub(crate) fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&offset| offset != 0)
+    }
+}
+
+impl PartialEq for LaterOffset {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LaterOffset {}
 
 /// How a join or subscription is answered: its reply (built from what the hub found), and the
 /// client's id for the `ack` that ends an answer given later (an answer given now is acked by
