@@ -76,11 +76,12 @@ done
 python3 - "$RESULTS" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
-def server_cpu_us_per_connection(run):
-    return run["servers"][0]["cpu_s"] * 1e6 / run["connected"]
+def server_us_per_connection(run, key):
+    return run["servers"][0][key] * 1e6 / run["connected"]
 
 for scenario, field in (("fanout", "cpu_us_per_delivery"), ("idle", "bytes_per_connection"),
-                        ("connect", "connections_per_sec"), ("connect", "cpu_us_per_connection")):
+                        ("connect", "connections_per_sec"), ("connect", "cpu_us_per_connection"),
+                        ("connect", "system_us_per_connection")):
     by_label = {}
     for run in runs:
         if run["scenario"] != scenario:
@@ -88,7 +89,10 @@ for scenario, field in (("fanout", "cpu_us_per_delivery"), ("idle", "bytes_per_c
         if scenario == "fanout":
             value = run["servers"][0][field]
         elif field == "cpu_us_per_connection":
-            value = server_cpu_us_per_connection(run)
+            value = server_us_per_connection(run, "cpu_s")
+        elif field == "system_us_per_connection":
+            # Of the CPU above, the kernel's: system calls and, on loopback, TCP of both ends.
+            value = server_us_per_connection(run, "system_s")
         else:
             value = run[field]
         by_label.setdefault(run["label"], []).append(value)

@@ -104,8 +104,12 @@ def kind(run):
 def rss_mb(run, i):
     return run["rss_series"][i]["rss"][0] / 1e6
 
-def server_cpu(run):
-    return (run.get("servers") or [{}])[0].get("cpu_s")
+def server_cpu(run, key="cpu_s"):
+    return (run.get("servers") or [{}])[0].get(key)
+
+def per_connection(run, key):
+    used = server_cpu(run, key)
+    return used * 1e6 / run["connected"] if used is not None and run["connected"] else None
 
 # (scenario, row label, value of one run or None)
 ROWS = [
@@ -116,8 +120,8 @@ ROWS = [
     ("idle", "RSS bytes per idle connection", lambda r: r["bytes_per_connection"]),
     ("idle", "connections/s while joining", lambda r: r["connections_per_sec"]),
     ("connect", "connections/s", lambda r: r["connections_per_sec"]),
-    ("connect", "server CPU µs per connection",
-     lambda r: server_cpu(r) * 1e6 / r["connected"] if server_cpu(r) is not None and r["connected"] else None),
+    ("connect", "server CPU µs per connection", lambda r: per_connection(r, "cpu_s")),
+    ("connect", "of which in the kernel (system time)", lambda r: per_connection(r, "system_s")),
     ("connect", "handshake p50 ms", lambda r: r["handshake_us"]["p50"] / 1000),
     ("connect", "handshake p99 ms", lambda r: r["handshake_us"]["p99"] / 1000),
     ("soak", "RSS MB after the warm-up", lambda r: rss_mb(r, 0)),

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::procfs::{self, Clock};
+use crate::procfs::{self, Clock, CpuTimes};
 
 /// The processes a run measures.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub(crate) struct Probe {
 pub(crate) struct Reading {
     at: Instant,
     /// Per server, `None` when its stat could not be read.
-    servers: Vec<Option<f64>>,
+    servers: Vec<Option<CpuTimes>>,
     /// Per client process.
     clients: Vec<Option<f64>>,
 }
@@ -37,6 +37,8 @@ pub(crate) struct ServerCpu {
     pub(crate) cpu_s: Option<f64>,
     /// `cpu_s` over the interval, in percent of one core.
     pub(crate) cpu_pct: Option<f64>,
+    /// Of `cpu_s`, the seconds spent in the kernel (system time).
+    pub(crate) system_s: Option<f64>,
 }
 
 /// CPU use of the load tool over an interval.
@@ -109,11 +111,15 @@ impl Probe {
 
     /// CPU times now.
     pub(crate) fn read(&self) -> Reading {
-        let cpu = |pid: &u32| self.clock.cpu_seconds(*pid).ok();
+        let cpu = |pid: &u32| self.clock.cpu_times(*pid).ok();
         Reading {
             at: Instant::now(),
             servers: self.servers.iter().map(cpu).collect(),
-            clients: self.clients.iter().map(cpu).collect(),
+            clients: self
+                .clients
+                .iter()
+                .map(|pid| cpu(pid).map(CpuTimes::total))
+                .collect(),
         }
     }
 
@@ -134,14 +140,17 @@ impl Probe {
             .iter()
             .enumerate()
             .map(|(i, &pid)| {
-                let used = match (from.servers.get(i), to.servers.get(i)) {
-                    (Some(Some(a)), Some(Some(b))) => Some(b - a),
-                    _ => None,
+                let (used, system) = match (from.servers.get(i), to.servers.get(i)) {
+                    (Some(Some(a)), Some(Some(b))) => {
+                        (Some(b.total() - a.total()), Some(b.system - a.system))
+                    }
+                    _ => (None, None),
                 };
                 ServerCpu {
                     pid,
                     cpu_s: used.map(|u| round(u, 3)),
                     cpu_pct: used.map(|u| round(100.0 * u / secs, 1)),
+                    system_s: system.map(|s| round(s, 3)),
                 }
             })
             .collect();

@@ -1,6 +1,6 @@
 //! What `/proc` says about processes: CPU time, resident memory, the open-files limit.
 //!
-//! Owns reading `/proc/PID/stat` (utime + stime, fields 14 and 15, in clock ticks),
+//! Owns reading `/proc/PID/stat` (utime and stime, fields 14 and 15, in clock ticks),
 //! `/proc/PID/status` (`VmRSS`) and `/proc/self/limits`. The tick length comes from
 //! `getconf CLK_TCK`, asked once; when that fails 100 is assumed and reports say so.
 
@@ -32,25 +32,44 @@ impl Clock {
         }
     }
 
-    /// CPU time (user + system) a process has used so far, in seconds.
-    pub(crate) fn cpu_seconds(&self, pid: u32) -> io::Result<f64> {
+    /// CPU time a process has used so far, in seconds.
+    pub(crate) fn cpu_times(&self, pid: u32) -> io::Result<CpuTimes> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let ticks = parse_cpu_ticks(&stat).ok_or_else(|| {
+        let (user, system) = parse_cpu_ticks(&stat).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/PID/stat")
         })?;
-        Ok(ticks as f64 / self.ticks_per_sec as f64)
+        let seconds = |ticks: u64| ticks as f64 / self.ticks_per_sec as f64;
+        Ok(CpuTimes {
+            user: seconds(user),
+            system: seconds(system),
+        })
     }
 }
 
-/// utime + stime from the text of `/proc/PID/stat`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// A process's CPU time, in seconds: in user space and in the kernel on its behalf (its system
+/// calls, and on loopback much of the TCP work of both ends).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuTimes {
+    pub(crate) user: f64,
+    pub(crate) system: f64,
+}
+
+impl CpuTimes {
+    /// User and system time together.
+    pub(crate) fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// utime and stime, in ticks, from the text of `/proc/PID/stat`.
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) is in parentheses and may hold spaces or parentheses itself,
     // so fields are counted after its last `)`: there, field 3 is the first.
     let after = &stat[stat.rfind(')')? + 1..];
     let mut fields = after.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Resident set size of a process, in bytes.
@@ -89,7 +108,7 @@ mod tests {
     fn cpu_ticks_are_fields_fourteen_and_fifteen() {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1500 0 0 0 \
                     731 129 0 0 20 0 9 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(860));
+        assert_eq!(parse_cpu_ticks(stat), Some((731, 129)));
         assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 
@@ -104,7 +123,7 @@ mod tests {
         let clock = Clock::detect();
         assert!(clock.ticks_per_sec > 0);
         let me = std::process::id();
-        assert!(clock.cpu_seconds(me).unwrap() >= 0.0);
+        assert!(clock.cpu_times(me).unwrap().total() >= 0.0);
         assert!(rss_bytes(me).unwrap() > 0);
         assert!(open_files_limit().unwrap() > 0);
         assert!(ephemeral_ports().unwrap() > 1000);
