@@ -47,12 +47,13 @@ struct Published {
 
 /// Sends messages to `room` one after another, each waiting for its ack, until `count` of them
 /// were numbered by the store (those sent while the store is out of reach are acked without
-/// an offset and reach this node's members only).
+/// an offset and reach this node's members only). Their ids are unique to `round`: an id
+/// sent again within the dedup window is not published again, only acked again.
 async fn publish_until_numbered(
     mut client: Client,
     room: &str,
     count: usize,
-    start: Instant,
+    (round, start): (u32, Instant),
 ) -> Published {
     let mut offsets = Vec::new();
     let mut first_numbered = None;
@@ -60,12 +61,13 @@ async fn publish_until_numbered(
     while offsets.len() < count {
         n += 1;
         assert!(n < 1_000_000, "the store never numbered {count} messages");
+        let id = format!("{round}-{n}");
         client
-            .send(json!({"type": "message", "payload": {"room": room, "content": n}, "id": n}))
+            .send(json!({"type": "message", "payload": {"room": room, "content": n}, "id": id}))
             .await;
         let ack = loop {
             let frame = client.recv().await;
-            if frame["type"] == "ack" && frame["id"] == n {
+            if frame["type"] == "ack" && frame["id"] == id.as_str() {
                 break frame;
             }
         };
@@ -115,7 +117,12 @@ async fn every_message_published_after_redis_returns_reaches_the_other_node_in_o
         tokio::time::sleep(outage).await;
         redis.restart().await;
         let start = Instant::now();
-        let publisher = tokio::spawn(publish_until_numbered(alice, "general", PER_ROUND, start));
+        let publisher = tokio::spawn(publish_until_numbered(
+            alice,
+            "general",
+            PER_ROUND,
+            (round, start),
+        ));
         tokio::pin!(publisher);
         let mut received = Vec::new();
         let published = loop {
