@@ -104,11 +104,8 @@ def kind(run):
 def rss_mb(run, i):
     return run["rss_series"][i]["rss"][0] / 1e6
 
-def server_cpu(run, key="cpu_s"):
-    return (run.get("servers") or [{}])[0].get(key)
-
 def per_connection(run, key):
-    used = server_cpu(run, key)
+    used = (run.get("servers") or [{}])[0].get(key)
     return used * 1e6 / run["connected"] if used is not None and run["connected"] else None
 
 # (scenario, row label, value of one run or None)

@@ -14,7 +14,7 @@ const CAPACITY: usize = 256;
 
 /// The offset a processed frame's `ack` carried, or will carry once the cluster's store
 /// answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum AckOffset {
     /// Known when it was acked (`None`: not a stream message, or history is off).
     Now(Option<u64>),

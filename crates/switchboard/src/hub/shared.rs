@@ -49,12 +49,11 @@ impl Hub {
             StreamId::Room(room) => inner.rooms.connection_count(room, except),
             StreamId::Channel(channel) => inner.channels.connection_count(channel, except),
         };
-        let later = ack.map(|_| LaterOffset::default());
-        let offset = later.clone().map_or(Offset::None, Offset::Later);
+        let ack = ack.map(|(conn, id)| (conn.clone(), id.to_owned(), LaterOffset::default()));
+        let offset = ack
+            .as_ref()
+            .map_or(Offset::None, |(_, _, later)| Offset::Later(later.clone()));
         let hub = Arc::downgrade(inner);
-        let ack = ack
-            .zip(later)
-            .map(|((conn, id), later)| (conn.clone(), id.to_owned(), later));
         let local = stream.clone();
         store.append(Append {
             stream,

@@ -34,7 +34,7 @@ use crate::protocol::{
 use crate::ws::frame;
 
 /// What a send did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Sent {
     /// Local connections that got (or, in cluster mode, will get) the frame.
     pub(crate) delivered: usize,
@@ -43,7 +43,7 @@ pub(crate) struct Sent {
 }
 
 /// A message's offset, as far as the sender can know it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Offset {
     /// Not a stream message, or history is off (or the store is unreachable).
     None,
@@ -72,14 +72,6 @@ impl LaterOffset {
         Some(self.0.load(Ordering::Acquire)).filter(|&offset| offset != 0)
     }
 }
-
-impl PartialEq for LaterOffset {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for LaterOffset {}
 
 /// How a join or subscription is answered: its reply (built from what the hub found), and the
 /// client's id for the `ack` that ends an answer given later (an answer given now is acked by
