@@ -231,6 +231,97 @@ async fn a_user_with_tabs_on_two_nodes_stays_online_and_in_the_room() {
 }
 
 #[tokio::test]
+async fn a_user_with_tabs_on_two_nodes_shows_each_presence_change_once() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut watcher = a.connect("watcher").await;
+    watcher
+        .send_type("subscribe", json!({"channel": "presence:carol"}))
+        .await;
+    watcher.expect("subscribed").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+    let mut tab_a = a.connect("carol").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+    let carol = UserId::from_trusted("carol");
+    wait_until("B sees carol online", || {
+        b.hub.presence().get(&carol).status == Status::Online
+    })
+    .await;
+    let mut tab_b = b.connect("carol").await;
+    let set = |status: &str| json!({"status": status, "metadata": {"tab": 1}});
+    let b_shows = |status: Status| {
+        let presence = b.hub.presence().get(&carol);
+        presence.status == status && presence.metadata.is_some()
+    };
+
+    // Both tabs go away: the watcher on A sees it once, from A; B's report shows nothing new.
+    tab_a.send_type("presence", set("away")).await;
+    let away = watcher.expect("presence").await;
+    assert_eq!(away["payload"]["status"], "away");
+    tab_b.send_type("presence", set("away")).await;
+    wait_until("B has carol away", || b_shows(Status::Away)).await;
+    watcher.expect_nothing_pending_across(&a, &b).await;
+
+    // B's report that differs is shown, and so is B's next one, although it equals A's own
+    // view: the watcher last saw B's.
+    tab_b.send_type("presence", set("online")).await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+    tab_b.send_type("presence", set("away")).await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "away"
+    );
+    tab_a.send_type("presence", set("online")).await;
+    let online = watcher.expect("presence").await;
+    assert_eq!(online["payload"]["status"], "online");
+    assert_eq!(online["payload"]["metadata"], json!({"tab": 1}));
+    watcher.expect_nothing_pending_across(&a, &b).await;
+}
+
+#[tokio::test]
+async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut watcher = a.connect("watcher").await;
+    watcher
+        .send_type("subscribe", json!({"channel": "presence:dave"}))
+        .await;
+    watcher.expect("subscribed").await;
+    watcher.expect("presence").await;
+    let mut tab_b = b.connect("dave").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+    tab_b.send_type("presence", json!({"status": "away"})).await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "away"
+    );
+    // A second tab, on A: not news, and A's new state (online) is not what the watcher saw.
+    let _tab_a = a.connect("dave").await;
+    watcher.expect_nothing_pending_across(&a, &b).await;
+    tab_b
+        .send_type("presence", json!({"status": "online"}))
+        .await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+}
+
+#[tokio::test]
 async fn max_connections_per_user_holds_cluster_wide() {
     let redis = RedisServer::start().await;
     let a = node_with(&redis, "a", |s| s.max_connections_per_user = Some(2)).await;

@@ -74,6 +74,10 @@ impl Hub {
             if elsewhere == 0 {
                 inner.presence.came_back(user);
                 self.show_presence(state, &presence);
+            } else if let Some(shown) = inner.cluster.presence(user) {
+                // Not shown: this node's clients saw the other nodes' latest report, which
+                // may differ from this new state's view.
+                state.presence.lock().reported_elsewhere(&shown);
             }
             inner.events.emit(|| HubEvent::Connected { presence });
         }

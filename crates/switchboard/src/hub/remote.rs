@@ -105,7 +105,8 @@ pub struct ClusterStats {
 
 impl Hub {
     /// Shows one change from another node to this node's clients, unless this node's own
-    /// state makes it untrue here (the user is still in the room, or still connected, here).
+    /// state makes it untrue here (the user is still in the room, or still connected, here)
+    /// or it is what they saw last (a presence this node showed of its own connections).
     fn apply_remote_change(&self, change: Change) {
         let inner = &self.inner;
         match change {
@@ -116,6 +117,12 @@ impl Hub {
                         return;
                     }
                     inner.presence.went_offline(&presence);
+                }
+                if let Some(state) = &local
+                    && !state.presence.lock().reported_elsewhere(&presence)
+                {
+                    // What this node's clients last saw of the user here already.
+                    return;
                 }
                 let mut all_rooms: HashSet<RoomId> = rooms.into_iter().collect();
                 if let Some(state) = &local {

@@ -80,6 +80,10 @@ pub(crate) struct PresenceState {
     chosen: Option<Status>,
     /// Set by the away sweep, cleared by activity.
     idle: bool,
+    /// What this node last showed of the user is another node's report, which differed from
+    /// this state's own view ([`PresenceState::reported_elsewhere`]); cleared whenever this
+    /// state's own view is shown again.
+    elsewhere: bool,
     metadata: Option<Metadata>,
 }
 
@@ -89,6 +93,7 @@ impl PresenceState {
         Self {
             chosen: None,
             idle: false,
+            elsewhere: false,
             metadata: None,
         }
     }
@@ -114,18 +119,21 @@ impl PresenceState {
 
     /// The user sent a message. Returns whether the visible presence changed.
     pub(crate) fn active(&mut self) -> bool {
-        std::mem::replace(&mut self.idle, false) && self.chosen.is_none()
+        let changed = std::mem::replace(&mut self.idle, false) && self.chosen.is_none();
+        self.shown_if(changed)
     }
 
     /// None of the user's connections has been active for the away timeout. Returns whether
     /// the visible presence changed.
     pub(crate) fn went_idle(&mut self) -> bool {
-        !std::mem::replace(&mut self.idle, true) && self.chosen.is_none()
+        let changed = !std::mem::replace(&mut self.idle, true) && self.chosen.is_none();
+        self.shown_if(changed)
     }
 
     /// A `presence` frame: `online` returns to automatic status, `away`/`offline` stick;
     /// metadata replaces the previous metadata when given. Returns whether the visible presence
-    /// changed.
+    /// changed, or is to be shown again: after another node's report, the user's own choice
+    /// here is news even when it leaves this node's view as it was.
     pub(crate) fn set(&mut self, status: Status, metadata: Option<Arc<RawValue>>) -> bool {
         let before = (self.status(), self.metadata.clone());
         self.chosen = (status != Status::Online).then_some(status);
@@ -133,7 +141,31 @@ impl PresenceState {
         if let Some(metadata) = metadata {
             self.metadata = Some(Metadata(metadata));
         }
-        before != (self.status(), self.metadata.clone())
+        let changed = before != (self.status(), self.metadata.clone()) || self.elsewhere;
+        self.shown_if(changed)
+    }
+
+    /// Another node reported `other` as the user's presence, the cluster's latest (which
+    /// differs from its previous report). Returns whether this node shows it to its clients:
+    /// not when it shows what they last saw of the user here, this state's own view, unless
+    /// they saw another node's report since. A user with tabs on two nodes that both go away
+    /// is shown `away` once on each node.
+    pub(crate) fn reported_elsewhere(&mut self, other: &Presence) -> bool {
+        let same = self.status() == other.status
+            && self.metadata.as_ref().map(|m| m.0.get())
+                == other.metadata.as_ref().map(|m| m.get());
+        let show = !same || self.elsewhere;
+        self.elsewhere = !same;
+        show
+    }
+
+    /// Passes `changed` through; when the hub is about to show this state's own view, what it
+    /// shows no longer comes from elsewhere.
+    fn shown_if(&mut self, changed: bool) -> bool {
+        if changed {
+            self.elsewhere = false;
+        }
+        changed
     }
 
     /// The user's last connection closed at `now_epoch_ms`: their final, offline presence.
@@ -190,5 +222,50 @@ mod tests {
         let presence = state.disconnected(&UserId::from_trusted("u"), 9);
         assert_eq!(presence.status, Status::Offline);
         assert_eq!(presence.metadata.unwrap().get(), r#"{"device":"ios"}"#);
+    }
+
+    fn report(status: Status, metadata: Option<Arc<RawValue>>) -> Presence {
+        Presence {
+            user_id: UserId::from_trusted("u"),
+            status,
+            metadata,
+            last_seen: 1,
+        }
+    }
+
+    #[test]
+    fn another_node_s_report_is_shown_when_it_differs_from_what_was_last_shown() {
+        let mut state = PresenceState::connected();
+        assert!(state.went_idle());
+        assert!(
+            !state.reported_elsewhere(&report(Status::Away, None)),
+            "away here already"
+        );
+        assert!(
+            state.reported_elsewhere(&report(Status::Away, meta("{}"))),
+            "other metadata"
+        );
+        assert!(
+            state.reported_elsewhere(&report(Status::Away, None)),
+            "what was last shown is the other node's: this one's own view is news again"
+        );
+        assert!(!state.reported_elsewhere(&report(Status::Away, None)));
+        assert!(state.reported_elsewhere(&report(Status::Online, None)));
+        assert!(state.active(), "back online here");
+        assert!(
+            !state.reported_elsewhere(&report(Status::Online, None)),
+            "shown by this node's own change"
+        );
+    }
+
+    #[test]
+    fn the_user_s_own_choice_is_shown_again_after_another_node_s_report() {
+        let mut state = PresenceState::connected();
+        assert!(state.reported_elsewhere(&report(Status::Away, None)));
+        assert!(
+            state.set(Status::Online, None),
+            "online here, after away elsewhere"
+        );
+        assert!(!state.set(Status::Online, None), "a repeat is not news");
     }
 }
