@@ -233,9 +233,10 @@ impl Builder {
         // POSTs relayed from other nodes reach this node's SSE connections; weak, as the hub
         // is inside the endpoint.
         let relay_to = Arc::downgrade(&endpoint);
+        let relay_tasks = tasks.clone();
         hub.set_relay_handler(Box::new(move |conn, post| {
-            if let Some(endpoint) = relay_to.upgrade() {
-                endpoint.sse.relayed(conn, post);
+            if let Some(handling) = relay_to.upgrade().and_then(|e| e.sse.relayed(conn, post)) {
+                relay_tasks.spawn(handling);
             }
         }));
         Switchboard {

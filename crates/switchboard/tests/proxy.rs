@@ -4,146 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod proxy_backend;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use proxy_backend::{backend, next, server};
 use serde_json::{Value, json};
-use switchboard::config::RawSettings;
-use switchboard_testkit::sse::SseClient;
 use switchboard_testkit::{Client, Ended, RawClient, TestServer, WAIT, http_get, masked_frame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// One request the backend received: which proxy, and its JSON.
-#[derive(Debug)]
-struct Received {
-    proxy: String,
-    body: Value,
-}
-
-#[derive(Clone)]
-struct Backend {
-    received: mpsc::UnboundedSender<Received>,
-    /// RPCs of type `held` wait for the test to let them go.
-    held: Arc<Mutex<Vec<oneshot::Receiver<()>>>>,
-}
-
-/// The backend's decisions, by what the request says.
-async fn answer(
-    State(backend): State<Backend>,
-    Path(proxy): Path<String>,
-    Json(body): Json<Value>,
-) -> Response {
-    let _ = backend.received.send(Received {
-        proxy: proxy.clone(),
-        body: body.clone(),
-    });
-    match proxy.as_str() {
-        "hooks" => StatusCode::OK.into_response(),
-        "connect" => decide_connect(&body).into_response(),
-        "join" | "subscribe" => {
-            let name = body["room"].as_str().or(body["channel"].as_str()).unwrap();
-            if name.starts_with("secret") || name == "news:private" {
-                Json(json!({"error": {"message": format!("{name} is members only")}}))
-                    .into_response()
-            } else {
-                Json(json!({"result": {}})).into_response()
-            }
-        }
-        _ => rpc(&backend, &body).await,
-    }
-}
-
-fn decide_connect(body: &Value) -> Json<Value> {
-    let cookie = body["headers"]["cookie"].as_str();
-    let answer = match (body["token"].as_str(), cookie) {
-        (Some("good-alice"), _) => json!({"result": {
-            "user": "alice",
-            "rooms": ["general", "secret-*"],
-            "channels": {"subscribe": ["news:*"]},
-        }}),
-        (_, Some("session=bob")) => json!({"result": {"user": "bob"}}),
-        (Some("banned"), _) => json!({"error": {"code": 403, "message": "banned"}}),
-        (Some("kicked"), _) => json!({"disconnect": {"code": 4003, "reason": "kicked"}}),
-        (Some("nonsense"), _) => json!({"disconnect": {"code": 1000}}),
-        _ => json!({"error": {"message": "who are you?"}}),
-    };
-    Json(answer)
-}
-
-async fn rpc(backend: &Backend, body: &Value) -> Response {
-    match body["type"].as_str().unwrap() {
-        "sum" => {
-            let sum =
-                body["payload"]["a"].as_i64().unwrap() + body["payload"]["b"].as_i64().unwrap();
-            Json(json!({"result": {"sum": sum}})).into_response()
-        }
-        "refuse" => {
-            Json(json!({"error": {"code": "FORBIDDEN", "message": "not you"}})).into_response()
-        }
-        "weird" => Json(json!({"error": {"code": "TEAPOT"}})).into_response(),
-        "held" => {
-            let release = backend.held.lock().unwrap().pop();
-            if let Some(release) = release {
-                let _ = release.await;
-            }
-            Json(json!({"result": "released"})).into_response()
-        }
-        "hang" => std::future::pending().await,
-        "garbage" => "not json".into_response(),
-        "huge" => Json(json!({"result": "x".repeat(300 * 1024)})).into_response(),
-        // An answer of exactly `bytes` bytes.
-        "sized" => {
-            let bytes = body["payload"]["bytes"].as_u64().unwrap() as usize;
-            let filler = "x".repeat(bytes - r#"{"result":""}"#.len());
-            format!(r#"{{"result":"{filler}"}}"#).into_response()
-        }
-        "broken" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        _ => Json(json!({"error": {"message": "no such procedure"}})).into_response(),
-    }
-}
-
-/// A backend on a free port: its address, what it receives, and where held RPCs queue.
-async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<Received>, Backend) {
-    let (sender, received) = mpsc::unbounded_channel();
-    let state = Backend {
-        received: sender,
-        held: Arc::default(),
-    };
-    let app = Router::new()
-        .route("/proxy/{proxy}", post(answer))
-        .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, received, state)
-}
-
-/// A server whose every proxy is `backend`'s, adjusted by `configure`.
-async fn server(backend: SocketAddr, configure: impl FnOnce(&mut RawSettings)) -> TestServer {
-    TestServer::with(move |s| {
-        s.proxy_connect_url = Some(format!("http://{backend}/proxy/connect"));
-        s.proxy_join_url = Some(format!("http://{backend}/proxy/join"));
-        s.proxy_subscribe_url = Some(format!("http://{backend}/proxy/subscribe"));
-        s.proxy_rpc_url = Some(format!("http://{backend}/proxy/rpc"));
-        configure(s);
-    })
-    .await
-}
-
-/// The next request the backend received.
-async fn next(received: &mut mpsc::UnboundedReceiver<Received>) -> Received {
-    tokio::time::timeout(WAIT, received.recv())
-        .await
-        .expect("a proxy request in time")
-        .unwrap()
-}
 
 /// Connects with `headers` on `path_and_query`, reading the `connect` frame.
 async fn connect(
@@ -645,27 +513,4 @@ async fn msgpack_frames_that_wait_for_the_backend_keep_their_order_too() {
     }
     assert_eq!(kinds, ["sum", "ack", "pong", "room_joined", "ack"]);
     assert_eq!(sum, json!({"sum": 9}));
-}
-
-#[tokio::test]
-async fn an_sse_connection_is_admitted_by_the_connect_proxy_too() {
-    let (addr, mut received, _) = backend().await;
-    let server = server(addr, |_| {}).await;
-    let mut alice = SseClient::open(server.addr, "/sse?token=good-alice", &[]).await;
-    assert_eq!(alice.status, 200, "{}", alice.head);
-    let connect = alice.read_connect().await;
-    assert_eq!(connect["payload"]["userId"], "alice");
-    let asked = next(&mut received).await;
-    assert_eq!(
-        (
-            asked.body["transport"].as_str(),
-            asked.body["path"].as_str()
-        ),
-        (Some("sse"), Some("/sse"))
-    );
-    // Not `userId`: with the connect proxy set, only the backend says who connects.
-    let anonymous = SseClient::open(server.addr, "/sse?userId=mallory", &[]).await;
-    assert_eq!(anonymous.status, 401, "{}", anonymous.head);
-    let refused = SseClient::open(server.addr, "/sse?token=banned", &[]).await;
-    assert_eq!(refused.status, 403, "{}", refused.head);
 }

@@ -19,6 +19,14 @@
 //! name: a POST's frames are handled before it is answered, and the rate limiter and the
 //! violation counter apply to them as to WebSocket frames.
 //!
+//! A frame may wait for the backend (a join, subscribe or RPC that a proxy decides,
+//! `session_calls.rs`). The WebSocket driver then reads no further frame until the answer;
+//! here the POST polls the call (taking the session's lock for each poll only) and handles its
+//! next frame after the answer. POSTs to one connection take turns (a fair async lock held
+//! while a POST's frames are handled), so a second POST waits for the first one's calls
+//! instead of handling frames while one is out; one abandoned by its client leaves its call
+//! for the next POST to wait for.
+//!
 //! In a cluster a POST may reach another node than the stream's: that node relays it through
 //! the broker (`hub::relay`, [`relay`]) to the holder, which checks the session and handles the
 //! frames as if the POST had come to it.
@@ -58,6 +66,8 @@ struct Link {
     /// The `session` secret of its `connect` event (URL-safe base64, no padding).
     secret: String,
     session: Mutex<Session>,
+    /// Held by the POST whose frames are being handled, across the waits for the backend.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// Why a POST's frames were not handled.
@@ -81,20 +91,30 @@ impl SseLinks {
         Ok(SseTarget(link))
     }
 
-    /// Handles a POST another node relayed to `conn` (see [`relay`]). Its sender has already
+    /// Takes a POST another node relayed to `conn` (see [`relay`]) and returns the handling
+    /// of its frames, to be spawned (they may wait for the backend). Its sender has already
     /// been answered 202, so a relayed POST that fails the checks is only logged.
-    pub(crate) fn relayed(&self, conn: ConnId, post: &[u8]) {
+    pub(crate) fn relayed(
+        &self,
+        conn: ConnId,
+        post: &[u8],
+    ) -> Option<impl Future<Output = ()> + Send + use<>> {
         let relayed: Relayed<'_> = match serde_json::from_slice(post) {
             Ok(relayed) => relayed,
             Err(error) => {
                 tracing::debug!(%conn, %error, "unreadable relayed POST");
-                return;
+                return None;
             }
         };
-        match self.find(&conn.to_string(), Some(relayed.session.as_bytes())) {
-            Ok(target) => target.handle(relayed.frames.iter().map(|frame| frame.get())),
-            Err(error) => tracing::debug!(%conn, %error, "relayed POST refused"),
-        }
+        let target = match self.find(&conn.to_string(), Some(relayed.session.as_bytes())) {
+            Ok(target) => target,
+            Err(error) => {
+                tracing::debug!(%conn, %error, "relayed POST refused");
+                return None;
+            }
+        };
+        let frames: Vec<String> = relayed.frames.iter().map(|f| f.get().to_owned()).collect();
+        Some(async move { target.handle(&frames).await })
     }
 
     fn insert(&self, id: ConnId, link: Arc<Link>) {
@@ -133,14 +153,26 @@ pub(crate) struct SseTarget(Arc<Link>);
 
 impl SseTarget {
     /// Hands `frames` (each one client frame's JSON text) to the connection's session, in
-    /// order, as WebSocket text frames of that connection; replies go out on its stream.
-    pub(crate) fn handle<'a>(&self, frames: impl IntoIterator<Item = &'a str>) {
-        let mut session = self.0.session.lock();
+    /// order, as WebSocket text frames of that connection; replies go out on its stream. A
+    /// frame that waits for the backend is answered before the next is handled, and the last
+    /// one's answer before this returns.
+    pub(crate) async fn handle(&self, frames: &[impl AsRef<str> + Sync]) {
+        let _turn = self.0.turn.lock().await;
         for frame in frames {
+            self.answered().await;
+            let mut session = self.0.session.lock();
             let now = session.hub().now_ms();
             session.handle().touch(now, true);
-            session.on_text(frame);
+            session.on_text(frame.as_ref());
         }
+        self.answered().await;
+    }
+
+    /// Waits until no call to the backend is out (at once when none is): the session's lock
+    /// is taken for each poll, never held across the wait.
+    async fn answered(&self) {
+        // A POST reads whole frames: nothing is held back to decode after the answer.
+        std::future::poll_fn(|cx| self.0.session.lock().poll_call(cx)).await;
     }
 }
 
@@ -180,6 +212,7 @@ pub(crate) fn open<K: Send + 'static>(
     let link = Arc::new(Link {
         secret,
         session: Mutex::new(session),
+        turn: tokio::sync::Mutex::new(()),
     });
     endpoint.sse.insert(handle.id(), link.clone());
     endpoint.hub.relay_open(handle.id());
@@ -303,7 +336,10 @@ impl Drop for Open {
     fn drop(&mut self) {
         self.endpoint.sse.remove(self.handle.id());
         self.endpoint.hub.relay_close(self.handle.id());
-        self.link.session.lock().finish();
+        let mut session = self.link.session.lock();
+        // A POST waiting for the backend's answer returns at once: it applies to nothing now.
+        session.abandon_call();
+        session.finish();
     }
 }
 

@@ -201,7 +201,8 @@ async fn handle_post(state: &AppState, id: &str, request: Request) -> Result<Acc
     }
     match destination {
         Destination::Here(target) => {
-            target.handle(frames.iter().map(|frame| frame.get()));
+            let frames: Vec<&str> = frames.iter().map(|frame| frame.get()).collect();
+            target.handle(&frames).await;
             Ok(Accepted::Handled)
         }
         Destination::Elsewhere(conn, session) => {
