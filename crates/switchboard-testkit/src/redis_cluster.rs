@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::daemon::Daemon;
 use crate::redis::{base_args, free_port};
-use crate::wait_until_async;
+use crate::{TestPki, wait_until_async};
 
 /// How many masters the cluster has: the smallest cluster `redis-cli` agrees to create.
 const MASTERS: usize = 3;
@@ -20,6 +20,8 @@ const MASTERS: usize = 3;
 pub struct RedisClusterServer {
     masters: Vec<Daemon>,
     dir: PathBuf,
+    /// With TLS: the CA file and the password, which `redis-cli` and the URL need.
+    tls: Option<(String, String)>,
 }
 
 impl RedisClusterServer {
@@ -27,6 +29,19 @@ impl RedisClusterServer {
     /// over the three) and waits until every node reports `cluster_state:ok` and knows the
     /// other two.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`RedisClusterServer::start`], with masters that accept only TLS (the certificate of
+    /// `pki`), between themselves too, and require `password`.
+    pub async fn start_tls(pki: &TestPki, password: &str) -> Self {
+        let cert = pki.cert.display().to_string();
+        let key = pki.key.display().to_string();
+        Self::start_with(Some((cert, key, password.to_owned()))).await
+    }
+
+    /// Starts the cluster, over TLS when given a certificate, its key and a password.
+    async fn start_with(tls: Option<(String, String, String)>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "switchboard-redis-cluster-{}-{:016x}",
             std::process::id(),
@@ -37,7 +52,34 @@ impl RedisClusterServer {
             let port = free_port();
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("a directory for a cluster node");
-            let mut args = base_args(port, "--port");
+            let mut args = match &tls {
+                None => base_args(port, "--port"),
+                Some((cert, key, password)) => {
+                    let mut args = base_args(port, "--tls-port");
+                    args.extend(
+                        [
+                            "--port",
+                            "0",
+                            "--tls-cert-file",
+                            cert,
+                            "--tls-key-file",
+                            key,
+                            "--tls-ca-cert-file",
+                            cert,
+                            "--tls-auth-clients",
+                            "no",
+                            "--tls-cluster",
+                            "yes",
+                            "--requirepass",
+                            password,
+                            "--masterauth",
+                            password,
+                        ]
+                        .map(String::from),
+                    );
+                    args
+                }
+            };
             let config = node_dir.join("nodes.conf").display().to_string();
             let node_dir = node_dir.display().to_string();
             args.extend(
@@ -57,7 +99,11 @@ impl RedisClusterServer {
             );
             masters.push(Daemon::start("redis-server", port, args).await);
         }
-        let cluster = Self { masters, dir };
+        let cluster = Self {
+            masters,
+            dir,
+            tls: tls.map(|(cert, _, password)| (cert, password)),
+        };
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
         create.extend(
             cluster
@@ -66,19 +112,21 @@ impl RedisClusterServer {
                 .map(|port| format!("127.0.0.1:{port}")),
         );
         create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
-        let (ok, output) = redis_cli(create).await;
+        let (ok, output) = cluster.redis_cli(create).await;
         assert!(ok, "redis-cli --cluster create failed: {output}");
         for port in cluster.ports() {
+            let cluster = &cluster;
             wait_until_async(
                 "every cluster node reports cluster_state:ok",
                 || async move {
-                    let (_, info) = redis_cli(vec![
-                        "-p".to_owned(),
-                        port.to_string(),
-                        "cluster".to_owned(),
-                        "info".to_owned(),
-                    ])
-                    .await;
+                    let (_, info) = cluster
+                        .redis_cli(vec![
+                            "-p".to_owned(),
+                            port.to_string(),
+                            "cluster".to_owned(),
+                            "info".to_owned(),
+                        ])
+                        .await;
                     info.contains("cluster_state:ok")
                         && info.contains(&format!("cluster_known_nodes:{MASTERS}"))
                 },
@@ -88,9 +136,13 @@ impl RedisClusterServer {
         cluster
     }
 
-    /// The URL of a seed node (the first master).
+    /// The URL of a seed node (the first master): `rediss://` with the password over TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.masters[0].port)
+        let port = self.masters[0].port;
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{port}"),
+            Some((_, password)) => format!("rediss://:{password}@127.0.0.1:{port}"),
+        }
     }
 
     /// The masters' ports.
@@ -103,13 +155,14 @@ impl RedisClusterServer {
     pub async fn shard_channels(&self) -> Vec<Vec<String>> {
         let mut per_master = Vec::with_capacity(self.masters.len());
         for port in self.ports() {
-            let (ok, output) = redis_cli(vec![
-                "-p".to_owned(),
-                port.to_string(),
-                "pubsub".to_owned(),
-                "shardchannels".to_owned(),
-            ])
-            .await;
+            let (ok, output) = self
+                .redis_cli(vec![
+                    "-p".to_owned(),
+                    port.to_string(),
+                    "pubsub".to_owned(),
+                    "shardchannels".to_owned(),
+                ])
+                .await;
             assert!(ok, "PUBSUB SHARDCHANNELS on {port} failed: {output}");
             per_master.push(output.lines().map(str::to_owned).collect());
         }
@@ -119,14 +172,15 @@ impl RedisClusterServer {
     /// How many subscribers the sharded channel `channel` has on the master on `port`
     /// (`PUBSUB SHARDNUMSUB`).
     pub async fn shard_subscribers(&self, port: u16, channel: &str) -> u64 {
-        let (ok, output) = redis_cli(vec![
-            "-p".to_owned(),
-            port.to_string(),
-            "pubsub".to_owned(),
-            "shardnumsub".to_owned(),
-            channel.to_owned(),
-        ])
-        .await;
+        let (ok, output) = self
+            .redis_cli(vec![
+                "-p".to_owned(),
+                port.to_string(),
+                "pubsub".to_owned(),
+                "shardnumsub".to_owned(),
+                channel.to_owned(),
+            ])
+            .await;
         assert!(ok, "PUBSUB SHARDNUMSUB on {port} failed: {output}");
         output
             .lines()
@@ -139,16 +193,18 @@ impl RedisClusterServer {
     /// ranges of `CLUSTER NODES`).
     pub async fn master_of(&self, key: &str) -> u16 {
         let port = self.masters[0].port.to_string();
-        let (ok, slot) = redis_cli(
-            ["-p", &port, "cluster", "keyslot", key]
-                .map(String::from)
-                .to_vec(),
-        )
-        .await;
+        let (ok, slot) = self
+            .redis_cli(
+                ["-p", &port, "cluster", "keyslot", key]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .await;
         assert!(ok, "CLUSTER KEYSLOT failed: {slot}");
         let slot: u16 = slot.trim().parse().expect("a slot");
-        let (ok, nodes) =
-            redis_cli(["-p", &port, "cluster", "nodes"].map(String::from).to_vec()).await;
+        let (ok, nodes) = self
+            .redis_cli(["-p", &port, "cluster", "nodes"].map(String::from).to_vec())
+            .await;
         assert!(ok, "CLUSTER NODES failed: {nodes}");
         owner(&nodes, slot).unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes}"))
     }
@@ -157,52 +213,56 @@ impl RedisClusterServer {
     /// (`redis-cli --cluster reshard`), and waits until every node agrees.
     pub async fn move_all_slots(&self, from: u16, to: u16) {
         let id = |port: u16| async move {
-            let (ok, id) = redis_cli(vec![
-                "-p".to_owned(),
-                port.to_string(),
-                "cluster".to_owned(),
-                "myid".to_owned(),
-            ])
-            .await;
+            let (ok, id) = self
+                .redis_cli(vec![
+                    "-p".to_owned(),
+                    port.to_string(),
+                    "cluster".to_owned(),
+                    "myid".to_owned(),
+                ])
+                .await;
             assert!(ok, "CLUSTER MYID failed: {id}");
             id.trim().to_owned()
         };
         let (from_id, to_id) = (id(from).await, id(to).await);
-        let (ok, nodes) = redis_cli(
-            ["-p", &from.to_string(), "cluster", "nodes"]
-                .map(String::from)
-                .to_vec(),
-        )
-        .await;
+        let (ok, nodes) = self
+            .redis_cli(
+                ["-p", &from.to_string(), "cluster", "nodes"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .await;
         assert!(ok, "CLUSTER NODES failed: {nodes}");
         let count = slots_of(&nodes, from).to_string();
-        let (ok, output) = redis_cli(
-            [
-                "--cluster",
-                "reshard",
-                &format!("127.0.0.1:{from}"),
-                "--cluster-from",
-                &from_id,
-                "--cluster-to",
-                &to_id,
-                "--cluster-slots",
-                &count,
-                "--cluster-yes",
-            ]
-            .map(String::from)
-            .to_vec(),
-        )
-        .await;
+        let (ok, output) = self
+            .redis_cli(
+                [
+                    "--cluster",
+                    "reshard",
+                    &format!("127.0.0.1:{from}"),
+                    "--cluster-from",
+                    &from_id,
+                    "--cluster-to",
+                    &to_id,
+                    "--cluster-slots",
+                    &count,
+                    "--cluster-yes",
+                ]
+                .map(String::from)
+                .to_vec(),
+            )
+            .await;
         assert!(ok, "redis-cli --cluster reshard failed: {output}");
         for port in self.ports() {
             wait_until_async("every node agrees on the new slot map", || async move {
-                let (_, nodes) = redis_cli(vec![
-                    "-p".to_owned(),
-                    port.to_string(),
-                    "cluster".to_owned(),
-                    "nodes".to_owned(),
-                ])
-                .await;
+                let (_, nodes) = self
+                    .redis_cli(vec![
+                        "-p".to_owned(),
+                        port.to_string(),
+                        "cluster".to_owned(),
+                        "nodes".to_owned(),
+                    ])
+                    .await;
                 nodes
                     .lines()
                     .find(|line| line.contains(&format!(":{from}@")))
@@ -264,20 +324,32 @@ impl Drop for RedisClusterServer {
     }
 }
 
-/// Runs `redis-cli` with `args` off the runtime's thread (it may be running the nodes under
-/// test); returns whether it succeeded and its standard output and error.
-async fn redis_cli(args: Vec<String>) -> (bool, String) {
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new("redis-cli")
-            .args(&args)
-            .output()
-            .unwrap_or_else(|error| {
-                panic!("redis-cli must be installed for these tests (.ci/run installs it): {error}")
-            });
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        (output.status.success(), text)
-    })
-    .await
-    .expect("run redis-cli")
+impl RedisClusterServer {
+    /// Runs `redis-cli` with `args` (over TLS with the password when the cluster has them)
+    /// off the runtime's thread (it may be running the nodes under test); returns whether it
+    /// succeeded and its standard output and error.
+    async fn redis_cli(&self, args: Vec<String>) -> (bool, String) {
+        let mut all = Vec::new();
+        if let Some((ca, password)) = &self.tls {
+            all.extend(
+                ["--tls", "--cacert", ca, "-a", password, "--no-auth-warning"].map(String::from),
+            );
+        }
+        all.extend(args);
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new("redis-cli")
+                .args(&all)
+                .output()
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "redis-cli must be installed for these tests (.ci/run installs it): {error}"
+                    )
+                });
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            (output.status.success(), text)
+        })
+        .await
+        .expect("run redis-cli")
+    }
 }

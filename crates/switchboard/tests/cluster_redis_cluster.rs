@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
-use switchboard_testkit::{RedisClusterServer, TestServer, wait_until, wait_until_async};
+use switchboard_testkit::{RedisClusterServer, TestPki, TestServer, wait_until, wait_until_async};
 
 /// Room names whose slots fall on each of the three masters of `redis-cli --cluster create`
 /// (slots 0–5460, 5461–10922, 10923–16383), so every master carries some.
@@ -212,4 +212,48 @@ async fn a_room_s_subscriptions_follow_its_slot_to_another_master() {
         message["offset"], 2,
         "the room's stream moved with its slot"
     );
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_with_a_private_ca_and_a_password_delivers_across_nodes() {
+    let pki = TestPki::generate();
+    let redis = RedisClusterServer::start_tls(&pki, "s3cret").await;
+    assert!(redis.url().starts_with("rediss://:s3cret@"));
+    let ca = pki.cert.display().to_string();
+    let node = |name: &'static str| {
+        TestServer::redis_cluster_node(&redis, name, |s| {
+            s.node_ttl = Some("2s".parse().unwrap());
+            s.rate_limit = Some(0);
+            s.redis_tls_ca = Some(ca.clone().into());
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    for room in ROOMS {
+        alice.join(room).await;
+        a.settled().await;
+        sees_member(&b, room, "alice").await;
+        bob.join(room).await;
+        b.settled().await;
+        alice.expect("user_joined").await;
+    }
+    for room in ROOMS {
+        alice
+            .send_type("message", json!({"room": room, "content": room}))
+            .await;
+    }
+    let mut received = BTreeSet::new();
+    for _ in ROOMS {
+        received.insert(bob.expect("message").await["payload"]["content"].to_string());
+    }
+    assert_eq!(received.len(), ROOMS.len(), "every room's message, once");
+    let subscribed: usize = redis
+        .shard_channels()
+        .await
+        .iter()
+        .flatten()
+        .filter(|channel| channel.contains(":r:{"))
+        .count();
+    assert_eq!(subscribed, ROOMS.len(), "sharded over TLS on every master");
 }

@@ -910,7 +910,7 @@ fn a_broker_url_names_the_broker_beside_redis() {
 }
 
 #[test]
-fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do_yet() {
+fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do() {
     let cluster = |args: &[&str]| from_args(args).unwrap().cluster.unwrap().cluster;
     assert!(!cluster(&["--redis-url", "redis://r"]), "off by default");
     assert!(cluster(&[
@@ -936,7 +936,20 @@ fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do_yet() {
     );
     let pki = switchboard_testkit::TestPki::generate();
     let ca = pki.cert.to_str().unwrap();
-    assert_eq!(with_cluster(&["--redis-tls-ca", ca]), "redis_cluster");
+    let config = from_args(&[
+        "--redis-url",
+        "rediss://r:7000",
+        "--redis-cluster",
+        "--redis-tls-ca",
+        ca,
+    ])
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert!(
+        config.cluster && config.tls_ca.is_some(),
+        "a private CA for every master"
+    );
 }
 
 #[test]

@@ -424,7 +424,7 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
 }
 
 /// What `redis_cluster` does not support: braces in the prefix (a hash tag of its own would
-/// put every key in one slot), another broker, and a private CA.
+/// put every key in one slot), and another broker.
 fn check_cluster(prefix: &str, raw: &RawSettings) -> Result<(), ConfigError> {
     if prefix.contains(['{', '}']) {
         return Err(ConfigError::invalid(
@@ -436,12 +436,6 @@ fn check_cluster(prefix: &str, raw: &RawSettings) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             "redis_cluster",
             "cannot be set together with broker_url yet: publications go through the Redis Cluster",
-        ));
-    }
-    if raw.redis_tls_ca.is_some() {
-        return Err(ConfigError::invalid(
-            "redis_cluster",
-            "cannot be set together with redis_tls_ca yet: use a CA the system trusts",
         ));
     }
     Ok(())

@@ -19,42 +19,61 @@ use super::RedisConfig;
 pub(super) enum Client {
     /// One Redis server (boxed: the client is ten times the size of a URL).
     Single(Box<redis::Client>),
-    /// A Redis Cluster, known by its seed node's URL.
-    Cluster(String),
+    /// A Redis Cluster, known by its seed node.
+    Cluster(Seed),
+}
+
+/// A Redis Cluster's seed node, from which each connection discovers the masters.
+#[derive(Clone)]
+pub(super) struct Seed {
+    url: String,
+    /// The PEM of a private CA that signed the masters' certificates (`--redis-tls-ca`).
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl Client {
     pub(super) fn new(config: &RedisConfig) -> Result<Self, ClusterError> {
         if config.cluster {
+            let seed = Seed {
+                url: config.url.clone(),
+                tls_ca: config.tls_ca.clone(),
+            };
             // Checked here so that a bad URL fails at start, as it does for one server.
-            cluster_builder(&config.url)
-                .build()
-                .map_err(ClusterError::Url)?;
-            return Ok(Self::Cluster(config.url.clone()));
+            seed.builder().build().map_err(ClusterError::Url)?;
+            return Ok(Self::Cluster(seed));
         }
         let client = match &config.tls_ca {
             None => redis::Client::open(config.url.as_str()),
-            Some(pem) => redis::Client::build_with_tls(
-                config.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
+            Some(pem) => redis::Client::build_with_tls(config.url.as_str(), trusting(pem)),
         }
         .map_err(ClusterError::Url)?;
         Ok(Self::Single(Box::new(client)))
     }
 }
 
-/// A cluster client's builder from the seed node's URL: RESP3, which the cluster connection
-/// needs to deliver subscriptions (as pushes), with the node's time limits.
-pub(super) fn cluster_builder(seed: &str) -> ClusterClientBuilder {
-    ClusterClient::builder(vec![seed.to_owned()])
-        .use_protocol(redis::ProtocolVersion::RESP3)
-        .connection_timeout(super::tasks::CONNECT_TIMEOUT)
-        .response_timeout(super::tasks::CONNECT_TIMEOUT)
-        .retries(2)
+impl Seed {
+    /// A cluster client's builder: RESP3, which the cluster connection needs to deliver
+    /// subscriptions (as pushes), the node's time limits, and the private CA, if any, for
+    /// every master (the seed's `rediss://` makes every connection TLS).
+    pub(super) fn builder(&self) -> ClusterClientBuilder {
+        let builder = ClusterClient::builder(vec![self.url.clone()])
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .connection_timeout(super::tasks::CONNECT_TIMEOUT)
+            .response_timeout(super::tasks::CONNECT_TIMEOUT)
+            .retries(2);
+        match &self.tls_ca {
+            Some(pem) => builder.certs(trusting(pem)),
+            None => builder,
+        }
+    }
+}
+
+/// TLS that trusts the CA in `pem` (instead of the system's), with no client certificate.
+fn trusting(pem: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    }
 }
 
 /// A connection to one Redis server or to a Redis Cluster; clones share it.

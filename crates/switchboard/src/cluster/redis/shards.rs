@@ -34,7 +34,7 @@ use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{self, Conn};
+use super::conn::{Conn, Seed};
 use super::tasks::{self, Backoff, CONNECT_TIMEOUT, Filling, publishing_connection};
 use super::{Outgoing, Shared, SubscriptionChange, Write, keys::Keys, liveness, streams};
 
@@ -115,7 +115,7 @@ fn slot_name(shared: &Shared, item: &Outgoing) -> String {
 /// The subscriber task with a Redis Cluster: receives the other nodes' publications and
 /// announcements as pushes, keeps the subscriptions equal to the wanted set, and subscribes
 /// everything again on a fresh connection after a master's connection closed.
-pub(super) async fn subscriber(shared: Arc<Shared>, seed: String, cancel: CancellationToken) {
+pub(super) async fn subscriber(shared: Arc<Shared>, seed: Seed, cancel: CancellationToken) {
     let mut backoff = Backoff::new();
     loop {
         // A fresh client per connection: its pushes come on this connection's channel only.
@@ -128,7 +128,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>, seed: String, cancel: Cancel
             })
         };
         let connect = async {
-            conn::cluster_builder(&seed)
+            seed.builder()
                 .push_sender(push_sender)
                 .build()?
                 .get_async_connection()

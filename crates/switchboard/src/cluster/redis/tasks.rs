@@ -231,7 +231,7 @@ pub(super) async fn publishing_connection(shared: &Shared) -> Option<Conn> {
                 .await
                 .map(Conn::Single)
         }
-        conn::Client::Cluster(seed) => match conn::cluster_builder(seed).build() {
+        conn::Client::Cluster(seed) => match seed.builder().build() {
             Ok(client) => client.get_async_connection().await.map(Conn::Cluster),
             Err(error) => Err(error),
         },
