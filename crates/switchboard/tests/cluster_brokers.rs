@@ -1,7 +1,8 @@
 //! Cluster mode with another broker (`--broker-url`): Redis as the state store (membership,
 //! presence, history, offsets) and NATS or RabbitMQ carrying the publications, each a real
-//! child process on free ports. Every test runs against each broker: a client on node A and
-//! a client on node B behave as on one server, and history stays exact (offsets from Redis,
+//! child process on free ports. Every test runs against each broker, and with NATS on a
+//! three-master Redis Cluster as the store too (`--redis-cluster`): a client on node A and a
+//! client on node B behave as on one server, and history stays exact (offsets from Redis,
 //! every message once, in order) even when the broker reorders or loses messages.
 
 #![allow(clippy::unwrap_used)]
@@ -10,7 +11,8 @@ use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
 use switchboard::presence::Status;
 use switchboard_testkit::{
-    Client, NatsServer, RabbitMqServer, RedisServer, TestServer, http_json, wait_until,
+    Client, NatsServer, RabbitMqServer, RedisClusterServer, RedisServer, TestServer, http_json,
+    wait_until,
 };
 use tokio::sync::OnceCell;
 
@@ -18,10 +20,18 @@ use tokio::sync::OnceCell;
 /// prefix of its own, hence an exchange of its own. (It stops when the test binary exits.)
 static RABBITMQ: OnceCell<RabbitMqServer> = OnceCell::const_new();
 
-/// The broker a test's cluster uses, and the cluster's prefix (in Redis and in the broker).
+/// The broker a test's cluster uses, the cluster's prefix (in Redis and in the broker), and
+/// whether its store is a Redis Cluster.
 struct Broker {
     server: Server,
     prefix: String,
+    on_redis_cluster: bool,
+}
+
+/// The state store a test's nodes share.
+enum Store {
+    Redis(RedisServer),
+    RedisCluster(RedisClusterServer),
 }
 
 enum Server {
@@ -33,11 +43,32 @@ enum Server {
 impl Broker {
     fn new(server: Server) -> Self {
         let prefix = format!("t{:016x}:", fastrand::u64(..));
-        Self { server, prefix }
+        Self {
+            server,
+            prefix,
+            on_redis_cluster: false,
+        }
     }
 
     async fn nats() -> Self {
         Self::new(Server::Nats(NatsServer::start().await))
+    }
+
+    /// NATS, with a Redis Cluster as the store.
+    async fn nats_on_redis_cluster() -> Self {
+        Self {
+            on_redis_cluster: true,
+            ..Self::nats().await
+        }
+    }
+
+    /// A store for this test's nodes: a Redis, or a Redis Cluster.
+    async fn store(&self) -> Store {
+        if self.on_redis_cluster {
+            Store::RedisCluster(RedisClusterServer::start().await)
+        } else {
+            Store::Redis(RedisServer::start().await)
+        }
     }
 
     async fn rabbitmq() -> Self {
@@ -48,7 +79,10 @@ impl Broker {
     /// A server of this test's own, to stop and restart.
     async fn private(self) -> Self {
         match self.server {
-            Server::SharedRabbitMq(_) => Self::new(Server::RabbitMq(RabbitMqServer::start().await)),
+            Server::SharedRabbitMq(_) => Self {
+                on_redis_cluster: self.on_redis_cluster,
+                ..Self::new(Server::RabbitMq(RabbitMqServer::start().await))
+            },
             _ => self,
         }
     }
@@ -85,7 +119,8 @@ impl Broker {
     }
 }
 
-/// Runs the same test against each broker.
+/// Runs the same test against each broker, and against NATS with a Redis Cluster as the
+/// store.
 macro_rules! against_each_broker {
     ($($name:ident),* $(,)?) => {
         mod nats {
@@ -105,6 +140,15 @@ macro_rules! against_each_broker {
                 }
             )*
         }
+
+        mod nats_on_redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Broker::nats_on_redis_cluster().await).await;
+                }
+            )*
+        }
     };
 }
 
@@ -117,18 +161,21 @@ against_each_broker!(
     a_broker_outage_loses_nothing_the_store_kept,
 );
 
-/// A node of the cluster on `redis` whose publications go through `broker`.
-async fn node(redis: &RedisServer, broker: &Broker, name: &str) -> TestServer {
+/// A node of the cluster on `store` whose publications go through `broker`.
+async fn node(store: &Store, broker: &Broker, name: &str) -> TestServer {
     let (url, prefix) = (broker.url(), broker.prefix.clone());
-    let server = TestServer::cluster_node(redis, name, |s| {
+    let configure = |s: &mut switchboard::config::RawSettings| {
         s.node_ttl = Some("2s".parse().unwrap());
         s.rate_limit = Some(0);
         s.history_size = Some(1_000);
         s.allow_client_patterns = Some(true);
         s.redis_prefix = Some(prefix);
         s.broker_url = Some(url);
-    })
-    .await;
+    };
+    let server = match store {
+        Store::Redis(redis) => TestServer::cluster_node(redis, name, configure).await,
+        Store::RedisCluster(redis) => TestServer::redis_cluster_node(redis, name, configure).await,
+    };
     assert_eq!(server.hub.stats().broker, broker.name());
     server
 }
@@ -182,7 +229,7 @@ async fn no_more_messages(client: &mut Client) {
 }
 
 async fn room_messages_and_member_notices_cross_nodes(broker: Broker) {
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut alice = a.member("alice", "general").await;
@@ -226,7 +273,7 @@ async fn room_messages_and_member_notices_cross_nodes(broker: Broker) {
 }
 
 async fn a_pattern_subscription_gets_each_publication_once(broker: Broker) {
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut watcher = b.connect("watcher").await;
@@ -269,7 +316,7 @@ async fn a_pattern_subscription_gets_each_publication_once(broker: Broker) {
 }
 
 async fn presence_crosses_nodes(broker: Broker) {
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut watcher = b.connect("watcher").await;
@@ -314,7 +361,7 @@ async fn presence_crosses_nodes(broker: Broker) {
 }
 
 async fn a_client_recovers_on_another_node(broker: Broker) {
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut reader = a.connect("reader").await;
@@ -361,7 +408,7 @@ async fn a_client_recovers_on_another_node(broker: Broker) {
 /// does, possibly before the node's own earlier-numbered one; every reader still gets offsets
 /// 1..=40 once, in order, the same message at the same offset everywhere.
 async fn offsets_agree_when_two_nodes_write_at_once(broker: Broker) {
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut on_a = a.member("on-a", "general").await;
@@ -402,7 +449,7 @@ async fn offsets_agree_when_two_nodes_write_at_once(broker: Broker) {
 async fn a_broker_outage_loses_nothing_the_store_kept(broker: Broker) {
     const TOTAL: u64 = 60;
     let mut broker = broker.private().await;
-    let redis = RedisServer::start().await;
+    let redis = broker.store().await;
     let a = node(&redis, &broker, "a").await;
     let b = node(&redis, &broker, "b").await;
     let mut reader = b.member("reader", "feed").await;

@@ -930,9 +930,19 @@ fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do() {
         invalid_setting(from_args(&args))
     };
     assert_eq!(with_cluster(&["--redis-prefix", "{app}:"]), "redis_prefix");
-    assert_eq!(
-        with_cluster(&["--broker-url", "nats://n:4222"]),
-        "redis_cluster"
+    let with_nats = from_args(&[
+        "--redis-url",
+        "redis://r:7000",
+        "--redis-cluster",
+        "--broker-url",
+        "nats://n:4222",
+    ])
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert!(
+        with_nats.cluster && with_nats.broker.is_some(),
+        "the Redis Cluster as the state store, NATS as the broker"
     );
     let pki = switchboard_testkit::TestPki::generate();
     let ca = pki.cert.to_str().unwrap();

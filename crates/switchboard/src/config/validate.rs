@@ -385,7 +385,7 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
         .map_err(|reason| ConfigError::invalid("redis_prefix", reason))?;
     let cluster = raw.redis_cluster.unwrap_or(defaults::REDIS_CLUSTER);
     if cluster {
-        check_cluster(&prefix, raw)?;
+        check_cluster(&prefix)?;
     }
     let node_ttl = duration(raw.node_ttl, defaults::NODE_TTL);
     if node_ttl < Duration::from_secs(1) || node_ttl > Duration::from_secs(600) {
@@ -424,18 +424,12 @@ pub(super) fn cluster(raw: &RawSettings) -> Result<Option<RedisConfig>, ConfigEr
 }
 
 /// What `redis_cluster` does not support: braces in the prefix (a hash tag of its own would
-/// put every key in one slot), and another broker.
-fn check_cluster(prefix: &str, raw: &RawSettings) -> Result<(), ConfigError> {
+/// put every key in one slot).
+fn check_cluster(prefix: &str) -> Result<(), ConfigError> {
     if prefix.contains(['{', '}']) {
         return Err(ConfigError::invalid(
             "redis_prefix",
             "may not contain { or } with redis_cluster: keys carry their own hash tags",
-        ));
-    }
-    if raw.broker_url.as_ref().is_some_and(|url| !url.is_empty()) {
-        return Err(ConfigError::invalid(
-            "redis_cluster",
-            "cannot be set together with broker_url yet: publications go through the Redis Cluster",
         ));
     }
     Ok(())
