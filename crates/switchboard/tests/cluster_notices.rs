@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use onlookers::Onlookers;
 use serde_json::json;
 use switchboard::ids::UserId;
+use switchboard::presence::Status;
 use switchboard::protocol::ServerFrame;
-use switchboard_testkit::{Client, RedisServer, TestServer};
+use switchboard_testkit::{Client, RedisServer, TestServer, wait_until};
 
 /// Rounds of: a node starts with the same id as before, a user connects to it at once and
 /// joins a room, the node stops cleanly.
@@ -101,5 +102,59 @@ async fn a_restarted_node_s_user_is_announced_once_per_arrival() {
         );
         drop(kim);
         assert!(restarted.shutdown().await);
+    }
+}
+
+/// Rounds of: a user opens two tabs at once, one on each of two nodes, both join a room at
+/// once, then both close at once.
+const TAB_ROUNDS: u64 = 10;
+
+#[tokio::test]
+async fn two_tabs_on_two_nodes_at_once_are_one_arrival_and_one_departure() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::cluster_node(&redis, "a", |_| {}).await;
+    let b = TestServer::cluster_node(&redis, "b", |_| {}).await;
+    let c = TestServer::cluster_node(&redis, "c", |_| {}).await;
+    let mut onlookers = [Onlookers::on(&a).await, Onlookers::on(&c).await];
+    for round in 0..=TAB_ROUNDS {
+        let tabs = if round < TAB_ROUNDS {
+            let (mut on_a, mut on_b) = tokio::join!(a.connect("kim"), b.connect("kim"));
+            tokio::join!(on_a.join("general"), on_b.join("general"));
+            Some((on_a, on_b))
+        } else {
+            None
+        };
+        let (mut room, mut watched) = (Vec::new(), Vec::new());
+        if round > 0 {
+            room.extend([("presence offline", 1), ("user_left", 1)]);
+            watched.push(("presence offline", 1));
+        }
+        if tabs.is_some() {
+            room.push(("user_joined", 1));
+            watched.push(("presence online", 1));
+        }
+        // A marker from each node that had a tab follows everything that node announced.
+        mark(&a, &["alice", "watcher"], 2 * round);
+        mark(&b, &["alice", "watcher"], 2 * round + 1);
+        for Onlookers { alice, watcher } in &mut onlookers {
+            let mut seen = notices_until_marker(alice, 2 * round).await;
+            for (kind, n) in notices_until_marker(alice, 2 * round + 1).await {
+                *seen.entry(kind).or_default() += n;
+            }
+            assert_eq!(seen, counts(&room), "round {round}: the room's member");
+            let mut seen = notices_until_marker(watcher, 2 * round).await;
+            for (kind, n) in notices_until_marker(watcher, 2 * round + 1).await {
+                *seen.entry(kind).or_default() += n;
+            }
+            assert_eq!(seen, counts(&watched), "round {round}: kim's watcher");
+        }
+        drop(tabs);
+        let kim = UserId::from_trusted("kim");
+        for node in [&a, &b, &c] {
+            wait_until("kim's tabs are gone everywhere", || {
+                node.hub.presence().get(&kim).status == Status::Offline
+            })
+            .await;
+        }
     }
 }

@@ -118,7 +118,7 @@ pub enum Change {
         user: UserId,
     },
     /// A user's presence as another node reports it. An `offline` presence means the user has
-    /// no connection on any other node.
+    /// no connection on any other node, or chose to appear offline there.
     Presence {
         /// The presence.
         presence: Presence,
@@ -166,7 +166,11 @@ impl Replica {
     /// a [`Change`] when it differs (status or metadata) from the latest one this replica holds
     /// of the user, whichever brought that one: an `online` is shown once, although a node's
     /// snapshot may already hold the presence its next events announce (the node rewrites its
-    /// whole state after a reconnect, events still queued included). An `offline` always is.
+    /// whole state after a reconnect, events still queued included). An `offline` is, unless
+    /// it reports the origin's last connection of the user closing while another node still
+    /// has one (a node reports that whether or not it knows of the others: two tabs on two
+    /// nodes that close at once each think the other remains); one the user chose while
+    /// connected ("appear offline") always is.
     ///
     /// An event older than what the replica holds of `origin` (`version` covered) changes
     /// nothing; one from a new process under the same id first drops what the old one held.
@@ -213,10 +217,19 @@ impl Replica {
                 self.set_channel(node, channel, present);
             }
             Event::Presence(presence) => {
-                self.node(origin);
+                let node = self.node(origin);
                 let user = &presence.user_id;
                 if presence.status == Status::Offline {
-                    if self.user_connections(user) == 0 {
+                    let appears_offline = self
+                        .users
+                        .find(user)
+                        .is_some_and(|at| self.users.get(at).count_on(node) > 0);
+                    let connections = self.user_connections(user);
+                    if !appears_offline && connections > 0 {
+                        // The origin's last connection of the user closed; others remain.
+                        return Vec::new();
+                    }
+                    if connections == 0 {
                         self.take_presence(user);
                     }
                 } else {

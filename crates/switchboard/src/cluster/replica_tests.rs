@@ -503,3 +503,26 @@ fn the_others_stay_whole_when_a_dead_node_s_memory_is_given_back() {
     replica.apply(&node("c"), connected("b4", 2), None);
     assert_eq!(replica.user_connections(&user("b4")), 3);
 }
+
+#[test]
+fn an_offline_from_a_node_whose_last_tab_closed_shows_only_once_no_node_has_the_user() {
+    let mut replica = Replica::default();
+    replica.apply(&node("a"), connected("kim", 1), None);
+    replica.apply(&node("b"), connected("kim", 1), None);
+    // A's tab closes: A reports it, although B still has one.
+    replica.apply(&node("a"), connected("kim", 0), None);
+    let offline = Event::Presence(presence("kim", Status::Offline));
+    assert!(
+        replica.apply(&node("a"), offline.clone(), None).is_empty(),
+        "still connected on b"
+    );
+    // Chosen while connected ("appear offline"): shown.
+    assert_eq!(replica.apply(&node("b"), offline.clone(), None).len(), 1);
+    replica.apply(&node("b"), connected("kim", 0), None);
+    let changes = replica.apply(&node("b"), offline, None);
+    assert!(
+        matches!(&changes[..], [Change::Presence { presence, .. }] if presence.status == Status::Offline),
+        "{changes:?}"
+    );
+    assert_eq!(replica.user_connections(&user("kim")), 0);
+}

@@ -86,7 +86,10 @@ impl Hub {
 
     /// Removes a connection from the registry. Idempotent. When it was the user's last one in
     /// the cluster the user goes offline: their rooms and watchers get an `offline` presence.
-    /// Their last on this node is a [`HubEvent::Disconnected`].
+    /// Their last on this node is a [`HubEvent::Disconnected`], and is announced to the other
+    /// nodes as an `offline` even while this node's replica says others remain: they decide
+    /// from their own replicas, where another node's closing may already show (two tabs on two
+    /// nodes that close at once would otherwise both leave the user online everywhere).
     pub(crate) fn unregister(&self, handle: &ConnHandle) {
         let inner = &self.inner;
         let Some(removed) = inner.registry.remove(handle, &inner.cluster) else {
@@ -100,6 +103,8 @@ impl Hub {
         if self.user_connection_count(user) == 0 {
             inner.presence.went_offline(&presence);
             self.show_presence(&removed.state, &presence);
+        } else {
+            inner.cluster.presence_changed(&presence);
         }
         inner.events.emit(|| HubEvent::Disconnected { presence });
     }
