@@ -417,7 +417,16 @@ async fn peer_on(node: &TestServer, doc: &str) -> Peer {
     ignore = "needs redis-server: --features external"
 )]
 async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document() {
-    converge_across_nodes(None).await;
+    converge_across_nodes(None, false).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server and redis-cli: --features external"
+)]
+async fn documents_converge_across_nodes_on_a_redis_cluster() {
+    converge_across_nodes(None, true).await;
 }
 
 #[tokio::test]
@@ -427,7 +436,7 @@ async fn clients_on_different_nodes_converge_and_a_new_node_loads_the_document()
 )]
 async fn documents_converge_across_nodes_through_nats() {
     let nats = switchboard_testkit::NatsServer::start().await;
-    converge_across_nodes(Some(nats.url())).await;
+    converge_across_nodes(Some(nats.url()), false).await;
 }
 
 #[tokio::test]
@@ -437,16 +446,32 @@ async fn documents_converge_across_nodes_through_nats() {
 )]
 async fn documents_converge_across_nodes_through_rabbitmq() {
     let rabbit = switchboard_testkit::RabbitMqServer::start().await;
-    converge_across_nodes(Some(rabbit.url())).await;
+    converge_across_nodes(Some(rabbit.url()), false).await;
 }
 
-/// Two nodes edit one document, a third loads it, with Redis as the store and the updates
-/// crossing through Redis or through the broker at `broker_url`.
-async fn converge_across_nodes(broker_url: Option<String>) {
-    let redis = switchboard_testkit::RedisServer::start().await;
+/// Two nodes edit one document, a third loads it, with Redis (or a three-master Redis
+/// Cluster) as the store and the updates crossing through Redis or through the broker at
+/// `broker_url`.
+async fn converge_across_nodes(broker_url: Option<String>, on_redis_cluster: bool) {
+    let (redis, redis_cluster) = if on_redis_cluster {
+        let cluster = switchboard_testkit::RedisClusterServer::start().await;
+        (None, Some(cluster))
+    } else {
+        (Some(switchboard_testkit::RedisServer::start().await), None)
+    };
     let node = |name: &'static str| {
         let broker_url = broker_url.clone();
-        TestServer::cluster_node(&redis, name, move |s| s.broker_url = broker_url)
+        let configure = move |s: &mut switchboard::config::RawSettings| s.broker_url = broker_url;
+        let (redis, redis_cluster) = (redis.as_ref(), redis_cluster.as_ref());
+        async move {
+            match (redis, redis_cluster) {
+                (Some(redis), _) => TestServer::cluster_node(redis, name, configure).await,
+                (None, Some(cluster)) => {
+                    TestServer::redis_cluster_node(cluster, name, configure).await
+                }
+                (None, None) => unreachable!("one store or the other"),
+            }
+        }
     };
     let a = node("a").await;
     let b = node("b").await;
