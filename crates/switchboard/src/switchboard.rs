@@ -235,7 +235,10 @@ impl Builder {
         let relay_to = Arc::downgrade(&endpoint);
         let relay_tasks = tasks.clone();
         hub.set_relay_handler(Box::new(move |conn, post| {
-            if let Some(handling) = relay_to.upgrade().and_then(|e| e.sse.relayed(conn, post)) {
+            let Some(endpoint) = relay_to.upgrade() else {
+                return;
+            };
+            if let Some(handling) = endpoint.sse.relayed(&endpoint.hub, conn, post) {
                 relay_tasks.spawn(handling);
             }
         }));

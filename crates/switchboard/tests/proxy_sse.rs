@@ -6,9 +6,10 @@
 
 mod proxy_backend;
 
-use proxy_backend::{backend, next, server};
+use proxy_backend::{backend, next, proxied_by, server};
 use serde_json::json;
 use switchboard_testkit::sse::{SseClient, post_to};
+use switchboard_testkit::{RedisServer, TestServer, http_get, wait_until_async};
 use tokio::sync::oneshot;
 
 #[tokio::test]
@@ -136,4 +137,59 @@ async fn a_post_waits_for_the_backend_calls_of_the_one_before() {
     assert_eq!(alice.expect("pong").await["payload"]["after"], "held");
     assert_eq!(first.await.unwrap().0, 204);
     assert_eq!(second.await.unwrap().0, 204);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
+async fn posts_relayed_from_another_node_wait_for_the_backend_in_their_order_and_are_bounded() {
+    let (addr, mut received, backend) = backend().await;
+    let redis = RedisServer::start().await;
+    let node =
+        |name: &'static str| TestServer::cluster_node(&redis, name, move |s| proxied_by(s, addr));
+    let (holder, other) = (node("holder").await, node("other").await);
+    let (release, held) = oneshot::channel();
+    backend.held.lock().unwrap().push(held);
+    let mut alice = SseClient::open(holder.addr, "/sse?token=good-alice", &[]).await;
+    alice.read_connect().await;
+    next(&mut received).await;
+    holder.settled().await;
+    let (id, session) = (alice.connection_id(), alice.session());
+    let post = |frame: serde_json::Value| {
+        let (id, session) = (id.clone(), session.clone());
+        async move {
+            let (status, _) = post_to(
+                other.addr,
+                &id,
+                Some(&session),
+                &frame.to_string(),
+                "text/plain",
+            )
+            .await;
+            assert_eq!(status, 202, "relayed");
+        }
+    };
+
+    post(json!({"type": "held", "id": "h"})).await;
+    assert_eq!(next(&mut received).await.body["type"], "held");
+    // Sixteen relayed POSTs may wait behind it; the seventeenth is dropped and counted.
+    for n in 1..=17 {
+        post(json!({"type": "ping", "payload": {"n": n}})).await;
+    }
+    wait_until_async("the seventeenth relayed POST is refused", || async {
+        let (_, metrics) = http_get(holder.addr, "/metrics").await;
+        metrics.contains("switchboard_sse_posts_refused_total 1\n")
+    })
+    .await;
+    release.send(()).unwrap();
+    assert_eq!(alice.expect("held").await["id"], "h");
+    assert_eq!(alice.expect("ack").await["payload"]["id"], "h");
+    for n in 1..=16 {
+        assert_eq!(alice.expect("pong").await["payload"]["n"], n);
+    }
+    post(json!({"type": "sum", "payload": {"a": 1, "b": 2}, "id": "s"})).await;
+    assert_eq!(alice.expect("sum").await["payload"]["sum"], 3);
+    assert_eq!(next(&mut received).await.body["type"], "sum");
 }

@@ -25,7 +25,10 @@
 //! next frame after the answer. POSTs to one connection take turns (a fair async lock held
 //! while a POST's frames are handled), so a second POST waits for the first one's calls
 //! instead of handling frames while one is out; one abandoned by its client leaves its call
-//! for the next POST to wait for.
+//! for the next POST to wait for. POSTs relayed from other nodes arrive in order on the
+//! broker's delivery path, which cannot wait: they queue on the connection ([`RelayQueue`],
+//! at most [`MAX_RELAYED`]; beyond that a relayed POST is dropped and logged, its sender
+//! having had its 202) and one task handles them in that order.
 //!
 //! In a cluster a POST may reach another node than the stream's: that node relays it through
 //! the broker (`hub::relay`, [`relay`]) to the holder, which checks the session and handles the
@@ -54,6 +57,10 @@ use crate::sse;
 /// Bytes of randomness in a session secret (256 bits; the spec asks for at least 128).
 const SECRET_BYTES: usize = 32;
 
+/// Relayed POSTs that may wait for one connection. A client has one POST in flight at a time
+/// (the JS client does); more than this is a flood.
+const MAX_RELAYED: usize = 16;
+
 /// The open SSE connections of one instance, by id: what a POST needs to reach a session.
 #[derive(Default)]
 pub(crate) struct SseLinks {
@@ -68,6 +75,15 @@ struct Link {
     session: Mutex<Session>,
     /// Held by the POST whose frames are being handled, across the waits for the backend.
     turn: tokio::sync::Mutex<()>,
+    relayed: Mutex<RelayQueue>,
+}
+
+/// POSTs relayed from other nodes that wait to be handled, oldest first.
+#[derive(Default)]
+struct RelayQueue {
+    posts: VecDeque<Vec<String>>,
+    /// A task is handling the queue; it clears this when it finds the queue empty.
+    draining: bool,
 }
 
 /// Why a POST's frames were not handled.
@@ -91,30 +107,46 @@ impl SseLinks {
         Ok(SseTarget(link))
     }
 
-    /// Takes a POST another node relayed to `conn` (see [`relay`]) and returns the handling
-    /// of its frames, to be spawned (they may wait for the backend). Its sender has already
-    /// been answered 202, so a relayed POST that fails the checks is only logged.
+    /// Takes a POST another node relayed to `conn` (see [`relay`]) and queues its frames
+    /// behind those relayed before; returns the task that handles the queue, to be spawned,
+    /// when none is running. Its sender has already been answered 202, so a relayed POST that
+    /// fails the checks, or finds the queue full, is only logged and counted as refused.
     pub(crate) fn relayed(
         &self,
+        hub: &Hub,
         conn: ConnId,
         post: &[u8],
     ) -> Option<impl Future<Output = ()> + Send + use<>> {
+        let refused = |why: &dyn std::fmt::Display| {
+            tracing::debug!(%conn, %why, "relayed POST refused");
+            Counters::add(&hub.counters().sse_posts_refused, 1);
+        };
         let relayed: Relayed<'_> = match serde_json::from_slice(post) {
             Ok(relayed) => relayed,
             Err(error) => {
-                tracing::debug!(%conn, %error, "unreadable relayed POST");
+                refused(&error);
                 return None;
             }
         };
         let target = match self.find(&conn.to_string(), Some(relayed.session.as_bytes())) {
             Ok(target) => target,
             Err(error) => {
-                tracing::debug!(%conn, %error, "relayed POST refused");
+                refused(&error);
                 return None;
             }
         };
-        let frames: Vec<String> = relayed.frames.iter().map(|f| f.get().to_owned()).collect();
-        Some(async move { target.handle(&frames).await })
+        let frames = relayed.frames.iter().map(|f| f.get().to_owned()).collect();
+        let mut queue = target.0.relayed.lock();
+        if queue.posts.len() >= MAX_RELAYED {
+            refused(&format_args!("{MAX_RELAYED} relayed POSTs already wait"));
+            return None;
+        }
+        queue.posts.push_back(frames);
+        if std::mem::replace(&mut queue.draining, true) {
+            return None;
+        }
+        drop(queue);
+        Some(async move { target.drain_relayed().await })
     }
 
     fn insert(&self, id: ConnId, link: Arc<Link>) {
@@ -168,6 +200,21 @@ impl SseTarget {
         self.answered().await;
     }
 
+    /// Handles the relayed POSTs in their order until none waits.
+    async fn drain_relayed(&self) {
+        loop {
+            let frames = {
+                let mut queue = self.0.relayed.lock();
+                let Some(frames) = queue.posts.pop_front() else {
+                    queue.draining = false;
+                    return;
+                };
+                frames
+            };
+            self.handle(&frames).await;
+        }
+    }
+
     /// Waits until no call to the backend is out (at once when none is): the session's lock
     /// is taken for each poll, never held across the wait.
     async fn answered(&self) {
@@ -213,6 +260,7 @@ pub(crate) fn open<K: Send + 'static>(
         secret,
         session: Mutex::new(session),
         turn: tokio::sync::Mutex::new(()),
+        relayed: Mutex::default(),
     });
     endpoint.sse.insert(handle.id(), link.clone());
     endpoint.hub.relay_open(handle.id());

@@ -81,7 +81,7 @@ pub(crate) const EXPORTED_COUNTERS: &[ExportedCounter] = &[
     ExportedCounter { name: "webhook_events_failed_total", help: "Webhook events given up after every retry failed.", counter: |c| &c.webhook_events_failed },
     ExportedCounter { name: "webhook_requests_failed_total", help: "Webhook requests that failed (each retry counts).", counter: |c| &c.webhook_requests_failed },
     ExportedCounter { name: "sse_connections_opened_total", help: "SSE connections accepted (also counted in connections_opened_total).", counter: |c| &c.sse_connections_opened },
-    ExportedCounter { name: "sse_posts_refused_total", help: "POSTs of client frames to SSE connections refused (unknown connection, wrong session, bad or oversize body).", counter: |c| &c.sse_posts_refused },
+    ExportedCounter { name: "sse_posts_refused_total", help: "POSTs of client frames to SSE connections refused (unknown connection, wrong session, bad or oversize body; relayed ones refused by the holder).", counter: |c| &c.sse_posts_refused },
     ExportedCounter { name: "auth_failures_total", help: "Refused tokens: at the upgrade (401), in auth frames, or missed auth deadlines.", counter: |c| &c.auth_failures },
 ];
 

@@ -129,13 +129,18 @@ pub(crate) async fn server(
     configure: impl FnOnce(&mut RawSettings),
 ) -> TestServer {
     TestServer::with(move |s| {
-        s.proxy_connect_url = Some(format!("http://{backend}/proxy/connect"));
-        s.proxy_join_url = Some(format!("http://{backend}/proxy/join"));
-        s.proxy_subscribe_url = Some(format!("http://{backend}/proxy/subscribe"));
-        s.proxy_rpc_url = Some(format!("http://{backend}/proxy/rpc"));
+        proxied_by(s, backend);
         configure(s);
     })
     .await
+}
+
+/// Makes `backend` every proxy of the settings `s`.
+pub(crate) fn proxied_by(s: &mut RawSettings, backend: SocketAddr) {
+    s.proxy_connect_url = Some(format!("http://{backend}/proxy/connect"));
+    s.proxy_join_url = Some(format!("http://{backend}/proxy/join"));
+    s.proxy_subscribe_url = Some(format!("http://{backend}/proxy/subscribe"));
+    s.proxy_rpc_url = Some(format!("http://{backend}/proxy/rpc"));
 }
 
 /// The next request the backend received.
