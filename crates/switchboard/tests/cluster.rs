@@ -309,8 +309,10 @@ async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
         watcher.expect("presence").await["payload"]["status"],
         "away"
     );
-    // A second tab, on A: not news, and A's new state (online) is not what the watcher saw.
-    let _tab_a = a.connect("dave").await;
+    // A second tab, on A: not news, and A's new state takes over what the watcher saw.
+    let tab_a = a.connect("dave").await;
+    let dave = UserId::from_trusted("dave");
+    assert_eq!(a.hub.presence().get(&dave).status, Status::Away);
     watcher.expect_nothing_pending_across(&a, &b).await;
     tab_b
         .send_type("presence", json!({"status": "online"}))
@@ -319,6 +321,20 @@ async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
         watcher.expect("presence").await["payload"]["status"],
         "online"
     );
+
+    // Appearing offline on B holds for a new tab on A too.
+    tab_b
+        .send_type("presence", json!({"status": "offline"}))
+        .await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+    drop(tab_a);
+    wait_until("dave's tab on A is gone", || a.hub.stats().connections == 1).await;
+    let _tab_a = a.connect("dave").await;
+    assert_eq!(a.hub.presence().get(&dave).status, Status::Offline);
+    watcher.expect_nothing_pending_across(&a, &b).await;
 }
 
 #[tokio::test]

@@ -166,11 +166,11 @@ impl Replica {
     /// a [`Change`] when it differs (status or metadata) from the latest one this replica holds
     /// of the user, whichever brought that one: an `online` is shown once, although a node's
     /// snapshot may already hold the presence its next events announce (the node rewrites its
-    /// whole state after a reconnect, events still queued included). An `offline` is, unless
-    /// it reports the origin's last connection of the user closing while another node still
-    /// has one (a node reports that whether or not it knows of the others: two tabs on two
-    /// nodes that close at once each think the other remains); one the user chose while
-    /// connected ("appear offline") always is.
+    /// whole state after a reconnect, events still queued included); an `offline` the user
+    /// chose while connected there ("appear offline") is such a presence too. An `offline`
+    /// that reports the origin's last connection of the user closing is a [`Change`] unless
+    /// another node still has one (a node reports it whether or not it knows of the others:
+    /// two tabs on two nodes that close at once each think the other remains).
     ///
     /// An event older than what the replica holds of `origin` (`version` covered) changes
     /// nothing; one from a new process under the same id first drops what the old one held.
@@ -219,19 +219,19 @@ impl Replica {
             Event::Presence(presence) => {
                 let node = self.node(origin);
                 let user = &presence.user_id;
-                if presence.status == Status::Offline {
-                    let appears_offline = self
+                // Not a choice ("appear offline") while connected there: the origin's last
+                // connection of the user closed.
+                let gone_there = presence.status == Status::Offline
+                    && self
                         .users
                         .find(user)
-                        .is_some_and(|at| self.users.get(at).count_on(node) > 0);
-                    let connections = self.user_connections(user);
-                    if !appears_offline && connections > 0 {
-                        // The origin's last connection of the user closed; others remain.
+                        .is_none_or(|at| self.users.get(at).count_on(node) == 0);
+                if gone_there {
+                    if self.user_connections(user) > 0 {
+                        // Others remain.
                         return Vec::new();
                     }
-                    if connections == 0 {
-                        self.take_presence(user);
-                    }
+                    self.take_presence(user);
                 } else {
                     let shown = self
                         .presence(user)

@@ -70,14 +70,18 @@ impl Hub {
         let handle = admitted.handle;
         if admitted.first_here {
             let (user, state) = (handle.user(), handle.user_state());
+            // Not shown when the user is connected elsewhere: the new state takes over what
+            // this node's clients were shown, the other nodes' latest report.
+            if elsewhere > 0
+                && let Some(reported) = inner.cluster.presence(user)
+                && state.presence.lock().adopt(&reported)
+            {
+                state.mark_idle();
+            }
             let presence = state.presence.lock().view(user, now_ms());
             if elsewhere == 0 {
                 inner.presence.came_back(user);
                 self.show_presence(state, &presence);
-            } else if let Some(shown) = inner.cluster.presence(user) {
-                // Not shown: this node's clients saw the other nodes' latest report, which
-                // may differ from this new state's view.
-                state.presence.lock().reported_elsewhere(&shown);
             }
             inner.events.emit(|| HubEvent::Connected { presence });
         }

@@ -113,10 +113,14 @@ impl Hub {
             Change::Presence { presence, rooms } => {
                 let local = inner.registry.user_state(&presence.user_id);
                 if presence.status == Status::Offline {
-                    if local.is_some() {
-                        return;
+                    // Chosen ("appear offline") while connected there; else the user's last
+                    // connection on the other nodes closed.
+                    let chosen = inner.cluster.user_connections(&presence.user_id) > 0;
+                    match &local {
+                        Some(_) if !chosen => return,
+                        Some(_) => {}
+                        None => inner.presence.went_offline(&presence),
                     }
-                    inner.presence.went_offline(&presence);
                 }
                 if let Some(state) = &local
                     && !state.presence.lock().reported_elsewhere(&presence)

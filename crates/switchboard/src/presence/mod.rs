@@ -159,6 +159,20 @@ impl PresenceState {
         show
     }
 
+    /// A user's first connection on this node while they have others elsewhere: the state
+    /// takes over the presence the cluster last reported, which is what this node's clients
+    /// were shown. An `offline` while connected was chosen ("appear offline") and sticks, as
+    /// chosen statuses do; an `away` is taken for idleness (on one node, a new tab of an idle
+    /// user finds them away until a message); the metadata is kept. Returns whether the user
+    /// is now idle.
+    pub(crate) fn adopt(&mut self, reported: &Presence) -> bool {
+        self.chosen = (reported.status == Status::Offline).then_some(Status::Offline);
+        self.idle = reported.status == Status::Away;
+        self.metadata = reported.metadata.clone().map(Metadata);
+        self.elsewhere = false;
+        self.idle
+    }
+
     /// Passes `changed` through; when the hub is about to show this state's own view, what it
     /// shows no longer comes from elsewhere.
     fn shown_if(&mut self, changed: bool) -> bool {
@@ -256,6 +270,19 @@ mod tests {
             !state.reported_elsewhere(&report(Status::Online, None)),
             "shown by this node's own change"
         );
+    }
+
+    #[test]
+    fn a_state_adopts_what_another_node_reported() {
+        let user = UserId::from_trusted("u");
+        let mut state = PresenceState::connected();
+        assert!(!state.adopt(&report(Status::Offline, meta("{}"))));
+        assert_eq!(state.view(&user, 0).status, Status::Offline);
+        assert!(!state.active(), "a chosen offline sticks");
+        assert!(state.adopt(&report(Status::Away, None)), "idle");
+        assert!(state.view(&user, 0).metadata.is_none());
+        assert!(state.active(), "a message ends the idleness");
+        assert!(!state.reported_elsewhere(&report(Status::Online, None)));
     }
 
     #[test]
