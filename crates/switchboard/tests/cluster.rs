@@ -338,6 +338,50 @@ async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
 }
 
 #[tokio::test]
+async fn an_idle_tab_does_not_make_away_a_user_active_on_another_node() {
+    let redis = RedisServer::start().await;
+    let a = node_with(&redis, "a", |s| {
+        s.away_timeout = Some("300ms".parse().unwrap())
+    })
+    .await;
+    let b = node(&redis, "b").await;
+    let mut watchers = [a.connect("watcher").await, b.connect("watcher").await];
+    for watcher in &mut watchers {
+        watcher
+            .send_type("subscribe", json!({"channel": "presence:kim"}))
+            .await;
+        watcher.expect("subscribed").await;
+        watcher.expect("presence").await;
+    }
+    let _active = b.connect("kim").await;
+    for watcher in &mut watchers {
+        assert_eq!(
+            watcher.expect("presence").await["payload"]["status"],
+            "online"
+        );
+    }
+    let kim = UserId::from_trusted("kim");
+    wait_until("A sees kim online", || {
+        a.hub.presence().get(&kim).status == Status::Online
+    })
+    .await;
+    let _idle = a.connect("kim").await;
+
+    // A finds its tab idle and says so; B, where kim is active, says otherwise.
+    let [on_a, on_b] = &mut watchers;
+    assert_eq!(on_a.expect("presence").await["payload"]["status"], "away");
+    assert_eq!(on_a.expect("presence").await["payload"]["status"], "online");
+    on_b.expect_nothing_pending_across(&b, &a).await;
+    assert_eq!(
+        a.hub.presence().get(&kim).status,
+        Status::Online,
+        "as shown"
+    );
+    assert_eq!(b.hub.presence().get(&kim).status, Status::Online);
+    on_a.expect_nothing_pending_across(&a, &b).await;
+}
+
+#[tokio::test]
 async fn max_connections_per_user_holds_cluster_wide() {
     let redis = RedisServer::start().await;
     let a = node_with(&redis, "a", |s| s.max_connections_per_user = Some(2)).await;

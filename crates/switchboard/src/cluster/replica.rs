@@ -56,6 +56,10 @@ pub enum Event {
     },
     /// A user's presence changed on the node.
     Presence(Presence),
+    /// The user's connections on the node went idle: their presence there is now this `away`.
+    /// Another node where the user is active shows nothing and reports its own presence
+    /// again, since a user is away only once all of their connections are idle.
+    Idle(Presence),
     /// The node rewrote its whole state (after a reconnect): reload it.
     Reload,
     /// The node is gone: it stopped refreshing its liveness key (announced by its reaper), or
@@ -124,6 +128,8 @@ pub enum Change {
         presence: Presence,
         /// The user's rooms on other nodes.
         rooms: Vec<RoomId>,
+        /// The `away` of a node where the user's connections went idle ([`Event::Idle`]).
+        idle: bool,
     },
 }
 
@@ -216,38 +222,47 @@ impl Replica {
                 let node = self.node(origin);
                 self.set_channel(node, channel, present);
             }
-            Event::Presence(presence) => {
-                let node = self.node(origin);
-                let user = &presence.user_id;
-                // Not a choice ("appear offline") while connected there: the origin's last
-                // connection of the user closed.
-                let gone_there = presence.status == Status::Offline
-                    && self
-                        .users
-                        .find(user)
-                        .is_none_or(|at| self.users.get(at).count_on(node) == 0);
-                if gone_there {
-                    if self.user_connections(user) > 0 {
-                        // Others remain.
-                        return Vec::new();
-                    }
-                    self.take_presence(user);
-                } else {
-                    let shown = self
-                        .presence(user)
-                        .is_some_and(|held| held.shows_the_same(&presence));
-                    self.set_presence(user, &presence);
-                    if shown {
-                        return Vec::new();
-                    }
-                }
-                let rooms = self.user_rooms(user);
-                return vec![Change::Presence { presence, rooms }];
-            }
+            Event::Presence(presence) => return self.apply_presence(origin, presence, false),
+            Event::Idle(presence) => return self.apply_presence(origin, presence, true),
             Event::Reload => {}
             Event::Dead { node } => return self.replace(&node, None),
         }
         Vec::new()
+    }
+
+    /// Applies a presence `origin` reported ([`Event::Presence`], or [`Event::Idle`] when
+    /// `idle`).
+    fn apply_presence(&mut self, origin: &NodeId, presence: Presence, idle: bool) -> Vec<Change> {
+        let node = self.node(origin);
+        let user = &presence.user_id;
+        // Not a choice ("appear offline") while connected there: the origin's last connection
+        // of the user closed.
+        let gone_there = presence.status == Status::Offline
+            && self
+                .users
+                .find(user)
+                .is_none_or(|at| self.users.get(at).count_on(node) == 0);
+        if gone_there {
+            if self.user_connections(user) > 0 {
+                // Others remain.
+                return Vec::new();
+            }
+            self.take_presence(user);
+        } else {
+            let shown = self
+                .presence(user)
+                .is_some_and(|held| held.shows_the_same(&presence));
+            self.set_presence(user, &presence);
+            if shown {
+                return Vec::new();
+            }
+        }
+        let rooms = self.user_rooms(user);
+        vec![Change::Presence {
+            presence,
+            rooms,
+            idle,
+        }]
     }
 
     /// Replaces everything `node` holds (`None`: the node is gone) and says what changed for
@@ -293,6 +308,7 @@ impl Replica {
             if self.user_connections(user) == 0 {
                 let last = self.take_presence(user);
                 offline.push(Change::Presence {
+                    idle: false,
                     presence: Presence {
                         user_id: user.clone(),
                         status: Status::Offline,
@@ -367,6 +383,7 @@ impl Replica {
                     .is_none_or(|before| !before.shows_the_same(presence))
             })
             .map(|(user, presence)| Change::Presence {
+                idle: false,
                 presence: presence.clone(),
                 rooms: self.user_rooms(user),
             })
@@ -404,6 +421,15 @@ impl Replica {
             if *count == 0 {
                 self.channels.remove(&channel);
             }
+        }
+    }
+
+    /// Notes that this node showed `presence` to its clients, a change of its own connections
+    /// of a user whom other nodes connect too: another node's report is then news only when
+    /// it differs from that ([`Replica::apply`]). Nothing for a user no other node connects.
+    pub fn shown_here(&mut self, presence: &Presence) {
+        if self.user_connections(&presence.user_id) > 0 {
+            self.set_presence(&presence.user_id, presence);
         }
     }
 

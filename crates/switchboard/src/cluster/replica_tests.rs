@@ -95,7 +95,8 @@ fn a_member_arrives_and_leaves_once_and_presence_always_shows() {
         changes,
         vec![Change::Presence {
             presence: presence("u", Status::Away),
-            rooms: vec![room("r")]
+            rooms: vec![room("r")],
+            idle: false,
         }]
     );
     replica.apply(&node("b"), member("r", "u", 0), None);
@@ -174,7 +175,9 @@ fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere
     let changes = replica.apply(&node("alive"), Event::Dead { node: dead.clone() }, None);
     assert_eq!(changes.len(), 2, "{changes:?}");
     match &changes[0] {
-        Change::Presence { presence, rooms } => {
+        Change::Presence {
+            presence, rooms, ..
+        } => {
             assert_eq!(rooms, &[room("general")], "shown where the user was");
             assert_eq!(presence.user_id, user("only-there"));
             assert_eq!(presence.status, Status::Offline);
@@ -251,7 +254,8 @@ fn events_a_loaded_snapshot_holds_are_not_applied_again() {
         vec![
             Change::Presence {
                 presence: presence("kim", Status::Online),
-                rooms: vec![]
+                rooms: vec![],
+                idle: false,
             },
             Change::Joined {
                 room: room("general"),
@@ -347,6 +351,7 @@ fn a_snapshot_older_than_the_events_applied_changes_nothing() {
         vec![Change::Presence {
             presence: presence("kim", Status::Online),
             rooms: vec![],
+            idle: false,
         }],
         "online before the join: no room to tell"
     );
@@ -525,4 +530,39 @@ fn an_offline_from_a_node_whose_last_tab_closed_shows_only_once_no_node_has_the_
         "{changes:?}"
     );
     assert_eq!(replica.user_connections(&user("kim")), 0);
+}
+
+#[test]
+fn an_idle_away_is_marked_and_a_report_is_news_against_what_this_node_showed() {
+    let mut replica = Replica::default();
+    replica.apply(&node("a"), connected("kim", 1), None);
+    let online = presence("kim", Status::Online);
+    assert_eq!(
+        replica
+            .apply(&node("a"), Event::Presence(online.clone()), None)
+            .len(),
+        1
+    );
+    let changes = replica.apply(&node("a"), Event::Idle(presence("kim", Status::Away)), None);
+    assert!(
+        matches!(&changes[..], [Change::Presence { idle: true, .. }]),
+        "{changes:?}"
+    );
+    // What this node showed of its own tab decides: a's `online` is news after an `away`.
+    replica.shown_here(&online);
+    assert!(
+        replica
+            .apply(&node("a"), Event::Presence(online.clone()), None)
+            .is_empty()
+    );
+    replica.shown_here(&presence("kim", Status::Away));
+    assert_eq!(
+        replica
+            .apply(&node("a"), Event::Presence(online), None)
+            .len(),
+        1
+    );
+    // Not for a user no other node connects.
+    replica.shown_here(&presence("solo", Status::Away));
+    assert!(replica.presence(&user("solo")).is_none());
 }

@@ -78,6 +78,22 @@ impl Cluster {
         self.announce(|| Event::Presence(presence.clone()));
     }
 
+    /// Notes in the replica that this node showed its own `presence` of a user whom other
+    /// nodes may connect too (see `Replica::shown_here`).
+    pub(super) fn shown_here(&self, presence: &Presence) {
+        // Most users are on one node: the write lock only for those that are not.
+        if let Some(replica) = self.membership.replica()
+            && replica.read().user_connections(&presence.user_id) > 0
+        {
+            replica.write().shown_here(presence);
+        }
+    }
+
+    /// Tells the other nodes that a user's connections here went idle (`presence`, `away`).
+    pub(super) fn went_idle(&self, presence: &Presence) {
+        self.announce(|| Event::Idle(presence.clone()));
+    }
+
     /// Reads the replica of the other nodes; `None` on a lone node.
     fn read<T>(&self, read: impl FnOnce(&Replica) -> T) -> Option<T> {
         self.membership

@@ -85,10 +85,21 @@ impl Hub {
         self.inner.started_epoch_ms + hub_ms
     }
 
-    /// The current presence of a connected user.
+    /// The current presence of a connected user, as this node's state has it.
     pub(super) fn view(&self, user: &UserId, state: &UserState) -> Presence {
         let last_seen = self.epoch_ms(state.last_active());
         state.presence.lock().view(user, last_seen)
+    }
+
+    /// The presence of a user connected here as this node's clients were last shown it: its
+    /// own view, or another node's later report.
+    fn shown(&self, user: &UserId, state: &UserState) -> Presence {
+        if state.presence.lock().shows_elsewhere()
+            && let Some(reported) = self.inner.cluster.presence(user)
+        {
+            return reported;
+        }
+        self.view(user, state)
     }
 
     /// Records a message from one of `user`'s connections; an idle user is online again.
@@ -129,7 +140,13 @@ impl Hub {
         for (user, state) in went_away {
             if state.presence.lock().went_idle() {
                 changed += 1;
-                self.presence_changed(&state, self.view(&user, &state));
+                let presence = self.view(&user, &state);
+                // Announced as idleness: a node where the user is active says otherwise.
+                self.deliver_to_user_rooms(&state, &presence);
+                self.inner.cluster.went_idle(&presence);
+                self.inner
+                    .events
+                    .emit(|| super::HubEvent::PresenceChanged { presence });
             }
         }
         changed
@@ -148,6 +165,14 @@ impl Hub {
     /// Shows a presence change to this node's clients and announces it to the other nodes
     /// (see [`Hub::presence_changed`]), without a hub event.
     pub(super) fn show_presence(&self, state: &UserState, presence: &Presence) {
+        self.deliver_to_user_rooms(state, presence);
+        self.inner.cluster.presence_changed(presence);
+    }
+
+    /// Shows a presence change of this node's user to this node's clients: in the user's rooms
+    /// here and elsewhere, and watching the user.
+    fn deliver_to_user_rooms(&self, state: &UserState, presence: &Presence) {
+        self.inner.cluster.shown_here(presence);
         let mut rooms = state.rooms();
         for room in self.inner.cluster.user_rooms(&presence.user_id) {
             if !rooms.contains(&room) {
@@ -155,7 +180,6 @@ impl Hub {
             }
         }
         self.deliver_presence(presence, &rooms);
-        self.inner.cluster.presence_changed(presence);
     }
 
     /// Shows `presence` to this node's connections in `rooms` and watching the user (each
@@ -225,7 +249,7 @@ impl PresenceView<'_> {
     pub fn get(&self, user: &UserId) -> Presence {
         let inner = &self.hub.inner;
         if let Some(state) = inner.registry.user_state(user) {
-            return self.hub.view(user, &state);
+            return self.hub.shown(user, &state);
         }
         inner
             .cluster
@@ -248,7 +272,7 @@ impl PresenceView<'_> {
             .for_each_user(|user, state, _| states.push((user.clone(), state.clone())));
         let mut users: Vec<Presence> = states
             .iter()
-            .map(|(user, state)| self.hub.view(user, state))
+            .map(|(user, state)| self.hub.shown(user, state))
             .collect();
         let local: HashSet<UserId> = states.into_iter().map(|(user, _)| user).collect();
         users.extend(

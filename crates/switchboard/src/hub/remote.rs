@@ -8,11 +8,13 @@ use std::sync::Weak;
 use serde::Serialize;
 
 use super::top_rooms::TopRooms;
-use super::{Hub, HubInner, RoomMembers, StatsSnapshot, TOP_ROOMS, Target, member_frame};
+use super::{
+    Hub, HubInner, RoomMembers, StatsSnapshot, TOP_ROOMS, Target, UserState, member_frame,
+};
 use crate::broker::{BrokerSink, Envelope, StreamMessage, Topic};
 use crate::cluster::{Change, MembershipSink, Snapshot};
 use crate::ids::{RoomId, UserId};
-use crate::presence::Status;
+use crate::presence::{Presence, Status};
 use crate::protocol::ServerKind;
 
 /// The hub as the broker and the membership see it: a weak reference, so they do not keep a
@@ -110,8 +112,18 @@ impl Hub {
     fn apply_remote_change(&self, change: Change) {
         let inner = &self.inner;
         match change {
-            Change::Presence { presence, rooms } => {
+            Change::Presence {
+                presence,
+                rooms,
+                idle,
+            } => {
                 let local = inner.registry.user_state(&presence.user_id);
+                if idle
+                    && let Some(state) = &local
+                    && self.still_active_here(state, &presence)
+                {
+                    return;
+                }
                 if presence.status == Status::Offline {
                     // Chosen ("appear offline") while connected there; else the user's last
                     // connection on the other nodes closed.
@@ -142,6 +154,26 @@ impl Hub {
                 self.show_remote_member(ServerKind::UserJoined, &room, &user);
             }
         }
+    }
+
+    /// Another node found the user idle (`idle`, its `away`): when they are not idle here
+    /// (active, or set to a status), they are not away, so this node's clients keep what they
+    /// see and the other nodes hear this node's presence again. Returns whether it was so.
+    fn still_active_here(&self, state: &UserState, idle: &Presence) -> bool {
+        if state.presence.lock().idle_away() {
+            return false;
+        }
+        let view = self.view(&idle.user_id, state);
+        if view.shows_the_same(idle) {
+            return false;
+        }
+        if state.presence.lock().take_elsewhere() {
+            // Its clients last saw another node's report: this node's view is news here too.
+            self.show_presence(state, &view);
+        } else {
+            self.inner.cluster.presence_changed(&view);
+        }
+        true
     }
 
     /// Shows another node's `user_joined`/`user_left` to this node's members of `room`, unless

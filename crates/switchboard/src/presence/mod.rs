@@ -173,6 +173,23 @@ impl PresenceState {
         self.idle
     }
 
+    /// Whether the user is away for idleness (not by choice): another node's idleness then
+    /// agrees with this one.
+    pub(crate) fn idle_away(&self) -> bool {
+        self.chosen.is_none() && self.idle
+    }
+
+    /// Whether what this node last showed of the user was another node's report.
+    pub(crate) fn shows_elsewhere(&self) -> bool {
+        self.elsewhere
+    }
+
+    /// Whether what this node last showed of the user was another node's report; it is this
+    /// state's own view from now on.
+    pub(crate) fn take_elsewhere(&mut self) -> bool {
+        std::mem::take(&mut self.elsewhere)
+    }
+
     /// Passes `changed` through; when the hub is about to show this state's own view, what it
     /// shows no longer comes from elsewhere.
     fn shown_if(&mut self, changed: bool) -> bool {

@@ -63,7 +63,7 @@ pub(super) fn size_bound(event: &Event) -> usize {
         Event::User { user, .. } => user.as_str().len(),
         Event::Member { room, user, .. } => room.as_str().len() + user.as_str().len(),
         Event::Channel { channel, .. } => channel.len(),
-        Event::Presence(presence) => {
+        Event::Presence(presence) | Event::Idle(presence) => {
             let metadata = presence.metadata.as_ref().map_or(0, |raw| raw.get().len());
             return FIXED + 6 * presence.user_id.as_str().len() + metadata;
         }
@@ -163,7 +163,7 @@ fn field_change(event: &Event) -> Option<(String, Option<String>)> {
             keys::channel_field(channel),
             present.then(|| "1".to_owned()),
         )),
-        Event::Presence(presence) => {
+        Event::Presence(presence) | Event::Idle(presence) => {
             let json = serde_json::to_string(presence).ok();
             let value = json.filter(|_| presence.status != Status::Offline);
             Some((keys::presence_field(&presence.user_id), value))
