@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use switchboard::ids::{RoomId, UserId};
-use switchboard_testkit::{RedisClusterServer, TestPki, TestServer, wait_until, wait_until_async};
+use switchboard_testkit::{
+    Client, RedisClusterServer, TestPki, TestServer, wait_until, wait_until_async,
+};
 
 /// Room names whose slots fall on each of the three masters of `redis-cli --cluster create`
 /// (slots 0–5460, 5461–10922, 10923–16383), so every master carries some.
@@ -35,17 +37,15 @@ async fn sees_member(server: &TestServer, room: &str, user: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn rooms_spread_over_the_masters_and_messages_cross_nodes() {
-    let redis = RedisClusterServer::start().await;
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
+/// Alice on `a` and bob on `b` join every room of [`ROOMS`], each join seen on the other node,
+/// and alice's message in each reaches bob once. Returns them, still members.
+async fn rooms_and_messages_cross_nodes(a: &TestServer, b: &TestServer) -> (Client, Client) {
     let mut alice = a.connect("alice").await;
     let mut bob = b.connect("bob").await;
     for room in ROOMS {
         alice.join(room).await;
         a.settled().await;
-        sees_member(&b, room, "alice").await;
+        sees_member(b, room, "alice").await;
         let joined = bob.join(room).await;
         assert_eq!(joined["payload"]["memberCount"], 2, "{room}: alice counts");
         b.settled().await;
@@ -76,6 +76,15 @@ async fn rooms_spread_over_the_masters_and_messages_cross_nodes() {
     }
     let every: BTreeSet<String> = ROOMS.iter().map(|room| room.to_string()).collect();
     assert_eq!(received, every, "every room's message, once");
+    (alice, bob)
+}
+
+#[tokio::test]
+async fn rooms_spread_over_the_masters_and_messages_cross_nodes() {
+    let redis = RedisClusterServer::start().await;
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let _members = rooms_and_messages_cross_nodes(&a, &b).await;
 
     // Each master carries the sharded channels of the rooms of its slots.
     let per_master = redis.shard_channels().await;
@@ -228,26 +237,7 @@ async fn a_cluster_over_tls_with_a_private_ca_and_a_password_delivers_across_nod
         })
     };
     let (a, b) = (node("a").await, node("b").await);
-    let mut alice = a.connect("alice").await;
-    let mut bob = b.connect("bob").await;
-    for room in ROOMS {
-        alice.join(room).await;
-        a.settled().await;
-        sees_member(&b, room, "alice").await;
-        bob.join(room).await;
-        b.settled().await;
-        alice.expect("user_joined").await;
-    }
-    for room in ROOMS {
-        alice
-            .send_type("message", json!({"room": room, "content": room}))
-            .await;
-    }
-    let mut received = BTreeSet::new();
-    for _ in ROOMS {
-        received.insert(bob.expect("message").await["payload"]["content"].to_string());
-    }
-    assert_eq!(received.len(), ROOMS.len(), "every room's message, once");
+    let _members = rooms_and_messages_cross_nodes(&a, &b).await;
     let subscribed: usize = redis
         .shard_channels()
         .await
