@@ -9,9 +9,10 @@
 //! reach the others by different connections): each change is shown to clients once, and
 //! computed against the state that preceded it.
 //!
-//! A user's presence is kept once, the latest any node reported (not once per node): a
-//! reloaded node's snapshot shows a presence change when it differs from the latest presence
-//! of a user the node connected. The layout is sized for many remote members (issue 15:
+//! A user's presence is kept once, the latest any node reported (not once per node), or this
+//! node's own change of a user it connects too ([`Replica::shown_here`]): what this node's
+//! clients saw last. A reloaded node's snapshot shows a presence change when it differs from
+//! that. The layout is sized for many remote members (issue 15:
 //! ≈160 B of RSS each); `tests/replica_memory.rs` holds it to that.
 
 mod members;
