@@ -39,6 +39,20 @@ async fn sees_member(server: &TestServer, room: &str, user: &str) {
     .await;
 }
 
+/// A client on `server` watching `user`'s presence, who was shown them `offline` at first.
+async fn watcher_of(server: &TestServer, user: &str) -> Client {
+    let mut watcher = server.connect("watcher").await;
+    watcher
+        .send_type("subscribe", json!({"channel": format!("presence:{user}")}))
+        .await;
+    watcher.expect("subscribed").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+    watcher
+}
+
 #[tokio::test]
 async fn room_messages_and_member_notices_cross_nodes() {
     let redis = RedisServer::start().await;
@@ -146,15 +160,7 @@ async fn presence_and_member_lists_are_cluster_wide() {
     let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let mut watcher = b.connect("watcher").await;
-    watcher
-        .send_type("subscribe", json!({"channel": "presence:alice"}))
-        .await;
-    watcher.expect("subscribed").await;
-    assert_eq!(
-        watcher.expect("presence").await["payload"]["status"],
-        "offline"
-    );
+    let mut watcher = watcher_of(&b, "alice").await;
 
     let mut alice = a.member("alice", "general").await;
     assert_eq!(
@@ -235,15 +241,7 @@ async fn a_user_with_tabs_on_two_nodes_shows_each_presence_change_once() {
     let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let mut watcher = a.connect("watcher").await;
-    watcher
-        .send_type("subscribe", json!({"channel": "presence:carol"}))
-        .await;
-    watcher.expect("subscribed").await;
-    assert_eq!(
-        watcher.expect("presence").await["payload"]["status"],
-        "offline"
-    );
+    let mut watcher = watcher_of(&a, "carol").await;
     let mut tab_a = a.connect("carol").await;
     assert_eq!(
         watcher.expect("presence").await["payload"]["status"],
@@ -293,12 +291,7 @@ async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
     let redis = RedisServer::start().await;
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let mut watcher = a.connect("watcher").await;
-    watcher
-        .send_type("subscribe", json!({"channel": "presence:dave"}))
-        .await;
-    watcher.expect("subscribed").await;
-    watcher.expect("presence").await;
+    let mut watcher = watcher_of(&a, "dave").await;
     let mut tab_b = b.connect("dave").await;
     assert_eq!(
         watcher.expect("presence").await["payload"]["status"],
@@ -345,14 +338,7 @@ async fn an_idle_tab_does_not_make_away_a_user_active_on_another_node() {
     })
     .await;
     let b = node(&redis, "b").await;
-    let mut watchers = [a.connect("watcher").await, b.connect("watcher").await];
-    for watcher in &mut watchers {
-        watcher
-            .send_type("subscribe", json!({"channel": "presence:kim"}))
-            .await;
-        watcher.expect("subscribed").await;
-        watcher.expect("presence").await;
-    }
+    let mut watchers = [watcher_of(&a, "kim").await, watcher_of(&b, "kim").await];
     let _active = b.connect("kim").await;
     for watcher in &mut watchers {
         assert_eq!(

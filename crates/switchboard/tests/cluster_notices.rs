@@ -50,6 +50,17 @@ async fn notices_until_marker(client: &mut Client, round: u64) -> BTreeMap<Strin
     }
 }
 
+/// The notices `client` got before each of the markers of `rounds` (in that order), together.
+async fn notices_until_markers(client: &mut Client, rounds: [u64; 2]) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    for round in rounds {
+        for (kind, n) in notices_until_marker(client, round).await {
+            *seen.entry(kind).or_default() += n;
+        }
+    }
+    seen
+}
+
 fn counts(entries: &[(&str, u32)]) -> BTreeMap<String, u32> {
     entries.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
 }
@@ -136,17 +147,18 @@ async fn two_tabs_on_two_nodes_at_once_are_one_arrival_and_one_departure() {
         // A marker from each node that had a tab follows everything that node announced.
         mark(&a, &["alice", "watcher"], 2 * round);
         mark(&b, &["alice", "watcher"], 2 * round + 1);
+        let markers = [2 * round, 2 * round + 1];
         for Onlookers { alice, watcher } in &mut onlookers {
-            let mut seen = notices_until_marker(alice, 2 * round).await;
-            for (kind, n) in notices_until_marker(alice, 2 * round + 1).await {
-                *seen.entry(kind).or_default() += n;
-            }
-            assert_eq!(seen, counts(&room), "round {round}: the room's member");
-            let mut seen = notices_until_marker(watcher, 2 * round).await;
-            for (kind, n) in notices_until_marker(watcher, 2 * round + 1).await {
-                *seen.entry(kind).or_default() += n;
-            }
-            assert_eq!(seen, counts(&watched), "round {round}: kim's watcher");
+            assert_eq!(
+                notices_until_markers(alice, markers).await,
+                counts(&room),
+                "round {round}: the room's member"
+            );
+            assert_eq!(
+                notices_until_markers(watcher, markers).await,
+                counts(&watched),
+                "round {round}: kim's watcher"
+            );
         }
         drop(tabs);
         let kim = UserId::from_trusted("kim");

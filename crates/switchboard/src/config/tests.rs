@@ -924,40 +924,26 @@ fn redis_cluster_makes_the_url_a_seed_and_refuses_what_it_cannot_do() {
         "--redis-cluster",
         "false"
     ]));
-    let with_cluster = |extra: &[&str]| {
+    fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["--redis-url", "rediss://r:7000", "--redis-cluster"];
         args.extend_from_slice(extra);
-        invalid_setting(from_args(&args))
-    };
-    assert_eq!(with_cluster(&["--redis-prefix", "{app}:"]), "redis_prefix");
-    let with_nats = from_args(&[
-        "--redis-url",
-        "redis://r:7000",
-        "--redis-cluster",
-        "--broker-url",
-        "nats://n:4222",
-    ])
-    .unwrap()
-    .cluster
-    .unwrap();
+        args
+    }
+    assert_eq!(
+        invalid_setting(from_args(&args(&["--redis-prefix", "{app}:"]))),
+        "redis_prefix"
+    );
+    let redis = |extra: &[&str]| from_args(&args(extra)).unwrap().cluster.unwrap();
+    let with_nats = redis(&["--broker-url", "nats://n:4222"]);
     assert!(
         with_nats.cluster && with_nats.broker.is_some(),
         "the Redis Cluster as the state store, NATS as the broker"
     );
     let pki = switchboard_testkit::TestPki::generate();
     let ca = pki.cert.to_str().unwrap();
-    let config = from_args(&[
-        "--redis-url",
-        "rediss://r:7000",
-        "--redis-cluster",
-        "--redis-tls-ca",
-        ca,
-    ])
-    .unwrap()
-    .cluster
-    .unwrap();
+    let with_ca = redis(&["--redis-tls-ca", ca]);
     assert!(
-        config.cluster && config.tls_ca.is_some(),
+        with_ca.cluster && with_ca.tls_ca.is_some(),
         "a private CA for every master"
     );
 }
