@@ -18,6 +18,7 @@
 
 use futures_util::future::BoxFuture;
 
+use super::StateError;
 use crate::ids::{ChannelId, RoomId, UserId};
 
 /// Something the cluster counts the holders of.
@@ -45,17 +46,6 @@ pub struct Holding {
 /// Where the reaper sends what dead nodes were the last holders of.
 pub type OrphanSink = Box<dyn Fn(Vec<Held>) + Send + Sync>;
 
-/// Why the store could not decide.
-#[derive(Debug, thiserror::Error)]
-pub enum HoldersError {
-    /// The node has no connection to the store (yet, or any more).
-    #[error("the state store is not connected")]
-    NotConnected,
-    /// The store failed the request.
-    #[error("the state store failed the request")]
-    Store(#[source] redis::RedisError),
-}
-
 /// The cluster's holders of rooms, members, channels and users, kept in the state store.
 ///
 /// Guarantees: `apply` applies a node's changes in order, atomically each, and answers for
@@ -65,10 +55,10 @@ pub enum HoldersError {
 /// that is already in the store is not first or last).
 pub trait Holders: Send + Sync + 'static {
     /// Applies `changes` of this node, in order.
-    fn apply(&self, changes: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, HoldersError>>;
+    fn apply(&self, changes: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, StateError>>;
     /// Releases everything this node id holds in the store (its predecessor's holdings after
     /// a restart, or its own when it leaves). Returns what lost its last holder.
-    fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, HoldersError>>;
+    fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, StateError>>;
     /// Sets where the holdings of reaped nodes go. Only the first call counts.
     fn set_orphan_sink(&self, sink: OrphanSink);
 }

@@ -14,12 +14,36 @@ pub mod replica;
 
 use std::sync::Weak;
 
+use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 
-pub use holders::{Held, Holders, HoldersError, Holding, OrphanSink};
+pub use holders::{Held, Holders, Holding, OrphanSink};
 pub(crate) use redis::check_prefix;
 pub use redis::{ClusterError, RedisCluster, RedisConfig};
 pub use replica::{Change, Event, Replica, Snapshot, Version};
+
+use crate::ids::{NodeId, RoomId, UserId};
+
+/// Why the state store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The node has no connection to the store (yet, or any more).
+    #[error("the state store is not connected")]
+    NotConnected,
+    /// The store failed the request.
+    #[error("the state store failed the request")]
+    Store(#[source] ::redis::RedisError),
+}
+
+/// One room's members on every node, as the state store held them at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomLoad {
+    /// Each node with members in the room, at the version of its state the load read: the
+    /// members below are that node's as of its announcement with this version.
+    pub versions: Vec<(NodeId, Version)>,
+    /// Each member on each node: the node, the user, and their connections in the room there.
+    pub members: Vec<(NodeId, UserId, u32)>,
+}
 
 /// Cluster membership as the hub sees it.
 ///
@@ -37,6 +61,9 @@ pub trait Membership: Send + Sync + 'static {
     /// The latest statistics each other live node published (JSON objects as in `/stats`),
     /// for the nodes in the replica only.
     fn peer_stats(&self) -> Vec<serde_json::Value>;
+    /// Reads `room`'s members on every node, this one included, from the state store. A lone
+    /// node has no store: it answers an empty load.
+    fn load_room(&self, room: &RoomId) -> BoxFuture<'_, Result<RoomLoad, StateError>>;
 }
 
 /// Where membership changes from other nodes go (the hub).
@@ -64,5 +91,9 @@ impl Membership for NoPeers {
 
     fn peer_stats(&self) -> Vec<serde_json::Value> {
         Vec::new()
+    }
+
+    fn load_room(&self, _room: &RoomId) -> BoxFuture<'_, Result<RoomLoad, StateError>> {
+        Box::pin(std::future::ready(Ok(RoomLoad::default())))
     }
 }

@@ -27,6 +27,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{AppState, history};
+use crate::cluster::StateError;
 use crate::config::ApiConfig;
 use crate::hub::{Hub, PublishError};
 use crate::ids::{ChannelId, NameError, RoomId, UserId};
@@ -101,6 +102,9 @@ pub(super) enum ApiError {
     /// A history request while history is off.
     #[error("history is off on this server (--history-size 0)")]
     HistoryOff,
+    /// The cluster's state store could not answer (cluster mode: Redis is unreachable).
+    #[error("the cluster state store cannot answer right now")]
+    StateStore(#[source] StateError),
 }
 
 /// A name the API validates.
@@ -151,6 +155,7 @@ impl ApiError {
             Self::NotFound(_) | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            Self::StateStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         }
     }
 }
@@ -410,7 +415,10 @@ async fn rooms(State(state): State<AppState>) -> ApiResult {
 async fn room_members(State(state): State<AppState>, Path(room_name): Path<String>) -> ApiResult {
     let hub = &state.hub;
     let room = room(hub, &room_name)?;
-    let mut members = hub.room_members(&room);
+    let mut members = hub
+        .cluster_room_members(&room)
+        .await
+        .map_err(ApiError::StateStore)?;
     if members.is_empty() {
         return Err(ApiError::NotFound(room));
     }

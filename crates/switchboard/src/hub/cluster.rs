@@ -15,7 +15,7 @@ use super::channels::ChannelObserver;
 use super::registry::UserObserver;
 use super::rooms::RoomObserver;
 use crate::broker::{Broker, Envelope, Topic};
-use crate::cluster::{Event, Membership, Replica};
+use crate::cluster::{Event, Membership, Replica, StateError};
 use crate::ids::{ChannelSpec, NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
 use crate::store::StreamStore;
@@ -117,6 +117,27 @@ impl Cluster {
     pub(super) fn room_users(&self, room: &RoomId) -> Vec<UserId> {
         self.read(|replica| replica.room_users(room))
             .unwrap_or_default()
+    }
+
+    /// The users in `room` on other nodes (not `here`), as the state store holds them.
+    pub(super) async fn room_users_in_store(
+        &self,
+        room: &RoomId,
+        here: &NodeId,
+    ) -> Result<Vec<UserId>, StateError> {
+        if !self.clustered {
+            return Ok(Vec::new());
+        }
+        let load = self.membership.load_room(room).await?;
+        let mut users: Vec<UserId> = load
+            .members
+            .into_iter()
+            .filter(|(node, _, count)| node != here && *count > 0)
+            .map(|(_, user, _)| user)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        Ok(users)
     }
 
     /// The rooms `user` is in on other nodes.

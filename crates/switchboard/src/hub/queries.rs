@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::{CloseRequest, ConnInfo, Hub, RoomMembers, RoomSummary};
+use crate::cluster::StateError;
 use crate::ids::{ConnId, RoomId, UserId};
 use crate::protocol::CloseCode;
 
@@ -85,9 +86,23 @@ impl Hub {
         self.inner.rooms.top(n)
     }
 
-    /// The distinct users in `room`, on this node and (in a cluster) on every other node.
+    /// The distinct users in `room`, on this node and (in a cluster) on every other node as this
+    /// node knows them: from its replica, which the other nodes' announcements keep current.
     pub fn room_members(&self, room: &RoomId) -> Vec<UserId> {
         self.member_list(room, usize::MAX).users
+    }
+
+    /// The distinct users in `room` across the cluster, read from the state store: exact
+    /// whatever this node keeps of the others (a lone node answers from its own rooms, without
+    /// waiting). [`Hub::room_members`] answers at once from this node's view of the others, which
+    /// lags the store by the time announcements take to arrive.
+    pub async fn cluster_room_members(&self, room: &RoomId) -> Result<Vec<UserId>, StateError> {
+        let inner = &self.inner;
+        let others = inner
+            .cluster
+            .room_users_in_store(room, self.node_id())
+            .await?;
+        Ok(inner.rooms.member_list(room, others, usize::MAX).users)
     }
 
     /// The connections in `room` on this node.

@@ -205,7 +205,7 @@ impl Backoff {
     /// cancellation the caller makes no more attempts).
     async fn wait(
         &mut self,
-        error: &crate::cluster::HoldersError,
+        error: &crate::cluster::StateError,
         cancel: &CancellationToken,
     ) -> bool {
         let wait = match self.next {
@@ -232,18 +232,18 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::cluster::{Held, HoldersError, OrphanSink};
+    use crate::cluster::{Held, OrphanSink, StateError};
     use crate::ids::RoomId;
 
     /// A store that never answers (Redis away): nothing is decided.
     struct Unanswered;
 
     impl Holders for Unanswered {
-        fn apply(&self, _: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, HoldersError>> {
+        fn apply(&self, _: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, StateError>> {
             std::future::pending().boxed()
         }
 
-        fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, HoldersError>> {
+        fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, StateError>> {
             std::future::pending().boxed()
         }
 

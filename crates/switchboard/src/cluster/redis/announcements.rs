@@ -9,7 +9,9 @@
 //! deleted and the reverse ends set, as if the events had been written one by one. A run of
 //! one event costs no more than one announcement did before batching (five commands; four
 //! when it sets its field, which shares the version's `HSET`); a run of hundreds (a burst of
-//! connections) costs the same five at most (issue 15).
+//! connections) costs the same five at most (issue 15). Member changes also go to the room
+//! member index in the same transaction (`room_index.rs`): one `HSET` and one `HDEL` at most per
+//! room the run changes.
 //!
 //! A run is also bounded in bytes ([`Run`]): a publication goes to every node's subscribing
 //! connection at once, and Redis closes a subscriber whose output buffer passes 32 MiB (its
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, Shared, Version, keys};
+use super::{Event, Shared, Version, keys, room_index};
 use crate::ids::NodeId;
 use crate::presence::Status;
 
@@ -193,6 +195,7 @@ pub(super) fn add_run(shared: &Shared, pipe: &mut redis::Pipeline, events: Vec<E
     if !delete.is_empty() {
         pipe.hdel(&state, delete).ignore();
     }
+    room_index::add_changes(&shared.keys, pipe, &shared.node, &events);
     publish(shared, pipe, events, Some(version));
     pipe.cmd("EXEC").ignore();
 }

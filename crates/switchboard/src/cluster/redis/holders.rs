@@ -13,7 +13,8 @@
 use super::conn::Conn;
 use super::keys::Keys;
 use super::{RedisCluster, Shared};
-use crate::cluster::holders::{Held, Holders, HoldersError, Holding, OrphanSink};
+use crate::cluster::StateError;
+use crate::cluster::holders::{Held, Holders, Holding, OrphanSink};
 use crate::ids::{ChannelId, MAX_NAME_CHARS, NodeId, RoomId, UserId};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -108,10 +109,10 @@ pub(super) async fn release_reaped(
 }
 
 impl Holders for RedisCluster {
-    fn apply(&self, changes: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, HoldersError>> {
+    fn apply(&self, changes: Vec<Holding>) -> BoxFuture<'_, Result<Vec<bool>, StateError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.connection().ok_or(HoldersError::NotConnected)?;
+            let mut connection = shared.connection().ok_or(StateError::NotConnected)?;
             let mut invocation = shared.holder_scripts.apply.prepare_invoke();
             invocation
                 .key(shared.keys.holder_index(&shared.node))
@@ -124,7 +125,7 @@ impl Holders for RedisCluster {
             let decided: Vec<u8> = invocation
                 .invoke_async(&mut connection)
                 .await
-                .map_err(HoldersError::Store)?;
+                .map_err(StateError::Store)?;
             Ok(decided
                 .into_iter()
                 .map(|first_or_last| first_or_last == 1)
@@ -133,13 +134,13 @@ impl Holders for RedisCluster {
         .boxed()
     }
 
-    fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, HoldersError>> {
+    fn release_own(&self) -> BoxFuture<'_, Result<Vec<Held>, StateError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.connection().ok_or(HoldersError::NotConnected)?;
+            let mut connection = shared.connection().ok_or(StateError::NotConnected)?;
             release(shared, &mut connection, &shared.node)
                 .await
-                .map_err(HoldersError::Store)
+                .map_err(StateError::Store)
         }
         .boxed()
     }

@@ -216,7 +216,7 @@ pub(super) fn version_value(version: Version) -> String {
     format!("{}:{}", version.instance, version.seq)
 }
 
-fn parse_version(value: &str) -> Option<Version> {
+pub(super) fn parse_version(value: &str) -> Option<Version> {
     let (instance, seq) = value.split_once(':')?;
     Some(Version {
         instance: instance.parse().ok()?,

@@ -115,10 +115,8 @@ async fn reap(
         tracing::warn!(node = %node, "a node stopped refreshing its liveness: reaping it");
         super::holders::release_reaped(shared, connection, node).await?;
         let mut pipe = redis::pipe();
-        pipe.del(keys.state(node))
-            .ignore()
-            .srem(keys.nodes(), node.as_str())
-            .ignore();
+        super::room_index::add_drop(keys, &mut pipe, node);
+        pipe.srem(keys.nodes(), node.as_str()).ignore();
         // Unversioned: the version of this node's announcements is its publisher's.
         announcements::publish(
             shared,

@@ -40,6 +40,7 @@ mod holders;
 mod keys;
 mod liveness;
 mod pubsub;
+mod room_index;
 mod shards;
 mod streams;
 mod subscriber;
@@ -53,14 +54,16 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Event, Membership, MembershipSink, Replica, Version};
+use super::{Event, Membership, MembershipSink, Replica, RoomLoad, StateError, Version};
 use crate::broker::{BrokerSink, Topic};
-use crate::ids::{NodeId, StreamId};
+use crate::ids::{NodeId, RoomId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
 use conn::Conn;
 use keys::Keys;
@@ -214,6 +217,7 @@ struct Shared {
     history: HistoryConfig,
     /// The holder scripts (`holders.rs`), and where a reaped node's holdings go.
     holder_scripts: holders::HolderScripts,
+    index_scripts: room_index::IndexScripts,
     orphan_sink: OnceLock<crate::cluster::holders::OrphanSink>,
     /// Notified whenever `settled` becomes true.
     settled_changed: Notify,
@@ -279,6 +283,7 @@ impl RedisCluster {
                 scripts: streams::Scripts::new(),
                 history,
                 holder_scripts: holders::HolderScripts::new(),
+                index_scripts: room_index::IndexScripts::new(),
                 orphan_sink: OnceLock::new(),
                 settled_changed: Notify::new(),
                 reachable: Notify::new(),
@@ -466,6 +471,18 @@ impl Membership for RedisCluster {
             .filter(|stats| stats["nodeId"].as_str().is_some_and(|id| live.contains(id)))
             .cloned()
             .collect()
+    }
+
+    fn load_room(&self, room: &RoomId) -> BoxFuture<'_, Result<RoomLoad, StateError>> {
+        let room = room.clone();
+        async move {
+            let shared = &self.shared;
+            let mut connection = shared.connection().ok_or(StateError::NotConnected)?;
+            room_index::load(&shared.index_scripts, &shared.keys, &mut connection, &room)
+                .await
+                .map_err(StateError::Store)
+        }
+        .boxed()
     }
 }
 

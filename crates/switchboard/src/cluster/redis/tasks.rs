@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{Event, Outgoing, Shared, Write, announcements, streams};
+use super::{Event, Outgoing, Shared, Write, announcements, room_index, streams};
 use crate::store::Append;
 
 /// Most queued items written in one pipeline.
@@ -333,14 +333,16 @@ pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item:
             let Some(sink) = shared.membership_sink() else {
                 return;
             };
-            let fields = keys::snapshot_fields(&sink.snapshot());
+            let snapshot = sink.snapshot();
+            let fields = keys::snapshot_fields(&snapshot);
             let version = shared.next_version();
-            // One transaction: nobody reads the hash half rewritten.
+            // One transaction: nobody reads the hash or the room index half rewritten.
             pipe.cmd("MULTI").ignore();
-            pipe.del(&state).ignore();
+            room_index::add_drop(keys, pipe, &shared.node);
             for chunk in fields.chunks(1000) {
                 pipe.hset_multiple(&state, chunk).ignore();
             }
+            room_index::add_snapshot(keys, pipe, &shared.node, snapshot.members.iter());
             pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
                 .ignore();
             pipe.pexpire(&state, state_ttl_ms(shared)).ignore();
@@ -364,9 +366,8 @@ fn publish_on(keys: &keys::Keys, pipe: &mut redis::Pipeline, channel: &str, payl
 /// the others drop it from their replicas as they drop a reaped node.
 pub(super) fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
     let keys = &shared.keys;
-    pipe.del(keys.state(&shared.node))
-        .ignore()
-        .del(keys.alive(&shared.node))
+    room_index::add_drop(keys, pipe, &shared.node);
+    pipe.del(keys.alive(&shared.node))
         .ignore()
         .srem(keys.nodes(), shared.node.as_str())
         .ignore();

@@ -1,0 +1,32 @@
+-- Reads one room's members on every node (cluster/redis/room_index.rs), with the version of
+-- each of those nodes' state, in one atomic step: each node's members as of that version.
+-- Entries of a node that has no state hash (expired with nobody left to reap it) are removed.
+-- KEYS[1]: the room's index. ARGV[1]: the prefix of the state hashes ("PREFIX{cluster}state:").
+-- Returns {versions, members}: versions = {node, version, ...}; members = {node, user,
+-- count, ...}.
+local versions = {}
+local members = {}
+local known = {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local node, user = string.match(entries[i], '^([^\n]*)\n(.*)$')
+  if node then
+    local version = known[node]
+    if version == nil then
+      version = redis.call('HGET', ARGV[1] .. node, 'version')
+      known[node] = version
+      if version then
+        versions[#versions + 1] = node
+        versions[#versions + 1] = version
+      end
+    end
+    if version then
+      members[#members + 1] = node
+      members[#members + 1] = user
+      members[#members + 1] = entries[i + 1]
+    else
+      redis.call('HDEL', KEYS[1], entries[i])
+    end
+  end
+end
+return {versions, members}
