@@ -121,25 +121,40 @@ async fn the_index_follows_joins_leaves_departures_and_a_redis_restart() {
     );
 }
 
+/// Kim on the node `process`, joined to `general`.
+async fn kim_joins(process: &Running) -> Client {
+    let mut kim = Client::connect(&format!("ws://{}/?userId=kim", process.addr)).await;
+    kim.join("general").await;
+    kim
+}
+
+/// The in-process node `survivor` with alice in `general`, and a node process started with
+/// `args` (named `name`) with kim in `general`, both in the index.
+async fn alice_and_kim(
+    redis: &RedisServer,
+    args: &[&str],
+    name: &str,
+) -> (TestServer, Client, Running, Client) {
+    let survivor = TestServer::cluster_node(redis, "survivor", settings).await;
+    let process = Running::start(args, &[("REDIS_URL", &redis.url())]).await;
+    let alice = survivor.member("alice", "general").await;
+    let kim = kim_joins(&process).await;
+    let kim_there = format!("{name}/kim");
+    index_becomes(
+        &redis.url(),
+        "general",
+        &[("survivor/alice", "1"), (&kim_there, "1")],
+    )
+    .await;
+    (survivor, alice, process, kim)
+}
+
 #[tokio::test]
 async fn a_dead_node_s_members_leave_the_index_when_it_is_reaped_or_found_stale() {
     let redis = RedisServer::start().await;
     let url = redis.url();
-    let survivor = TestServer::cluster_node(&redis, "survivor", settings).await;
-    let doomed = Running::start(
-        &["--node-ttl", "2s", "--node-id", "doomed"],
-        &[("REDIS_URL", &url)],
-    )
-    .await;
-    let _alice = survivor.member("alice", "general").await;
-    let mut kim = Client::connect(&format!("ws://{}/?userId=kim", doomed.addr)).await;
-    kim.join("general").await;
-    index_becomes(
-        &url,
-        "general",
-        &[("survivor/alice", "1"), ("doomed/kim", "1")],
-    )
-    .await;
+    let args = ["--node-ttl", "2s", "--node-id", "doomed"];
+    let (survivor, _alice, doomed, _kim) = alice_and_kim(&redis, &args, "doomed").await;
 
     // SIGKILL: the reaper removes the node's members with its state.
     doomed.kill().await;
@@ -167,26 +182,14 @@ async fn a_dead_node_s_members_leave_the_index_when_it_is_reaped_or_found_stale(
 async fn a_node_restarted_under_its_id_drops_its_predecessor_s_members() {
     let redis = RedisServer::start().await;
     let url = redis.url();
-    let survivor = TestServer::cluster_node(&redis, "survivor", settings).await;
     // A TTL that outlasts the test: nothing is reaped, the successor's rewrite must do it.
     let args = ["--node-ttl", "60s", "--node-id", "phoenix"];
-    let env = [("REDIS_URL", url.as_str())];
-    let predecessor = Running::start(&args, &env).await;
-    let _alice = survivor.member("alice", "general").await;
-    let mut kim = Client::connect(&format!("ws://{}/?userId=kim", predecessor.addr)).await;
-    kim.join("general").await;
-    index_becomes(
-        &url,
-        "general",
-        &[("survivor/alice", "1"), ("phoenix/kim", "1")],
-    )
-    .await;
+    let (_survivor, _alice, predecessor, _kim) = alice_and_kim(&redis, &args, "phoenix").await;
 
     predecessor.kill().await;
-    let successor = Running::start(&args, &env).await;
+    let successor = Running::start(&args, &[("REDIS_URL", &url)]).await;
     index_becomes(&url, "general", &[("survivor/alice", "1")]).await;
-    let mut kim = Client::connect(&format!("ws://{}/?userId=kim", successor.addr)).await;
-    kim.join("general").await;
+    let _kim = kim_joins(&successor).await;
     index_becomes(
         &url,
         "general",
