@@ -68,15 +68,11 @@ pub(super) fn add_changes(
     node: &NodeId,
     events: &[Event],
 ) {
-    let mut rooms: HashMap<&RoomId, HashMap<&UserId, u32>> = HashMap::new();
-    for event in events {
-        if let Event::Member { room, user, count } = event {
-            rooms.entry(room).or_default().insert(user, *count);
-        }
-    }
-    for (room, users) in rooms {
-        add_room(keys, pipe, node, room, users.into_iter());
-    }
+    let members = events.iter().filter_map(|event| match event {
+        Event::Member { room, user, count } => Some((room, user, *count)),
+        _ => None,
+    });
+    add_members(keys, pipe, node, members);
 }
 
 /// Adds the members of a rewritten snapshot of `node` to `pipe`, after [`add_drop`] removed
@@ -87,37 +83,38 @@ pub(super) fn add_snapshot<'a>(
     node: &NodeId,
     members: impl Iterator<Item = (&'a (RoomId, UserId), &'a u32)>,
 ) {
-    let mut rooms: HashMap<&RoomId, Vec<(&UserId, u32)>> = HashMap::new();
-    for ((room, user), count) in members {
-        rooms.entry(room).or_default().push((user, *count));
-    }
-    for (room, users) in rooms {
-        add_room(keys, pipe, node, room, users.into_iter());
-    }
+    let members = members.map(|((room, user), count)| (room, user, *count));
+    add_members(keys, pipe, node, members);
 }
 
-/// One `HSET` of the members of `room` with connections, one `HDEL` of those without.
-fn add_room<'a>(
+/// Per room, one `HSET` of the members with connections and one `HDEL` of those without, each
+/// member at its last count in `members`.
+fn add_members<'a>(
     keys: &Keys,
     pipe: &mut redis::Pipeline,
     node: &NodeId,
-    room: &RoomId,
-    users: impl Iterator<Item = (&'a UserId, u32)>,
+    members: impl Iterator<Item = (&'a RoomId, &'a UserId, u32)>,
 ) {
-    let key = keys.room_index(room);
-    let (mut set, mut gone) = (Vec::new(), Vec::new());
-    for (user, count) in users {
-        if count > 0 {
-            set.push((field(node, user), count));
-        } else {
-            gone.push(field(node, user));
+    let mut rooms: HashMap<&RoomId, HashMap<&UserId, u32>> = HashMap::new();
+    for (room, user, count) in members {
+        rooms.entry(room).or_default().insert(user, count);
+    }
+    for (room, users) in rooms {
+        let key = keys.room_index(room);
+        let (mut set, mut gone) = (Vec::new(), Vec::new());
+        for (user, count) in users {
+            if count > 0 {
+                set.push((field(node, user), count));
+            } else {
+                gone.push(field(node, user));
+            }
         }
-    }
-    if !set.is_empty() {
-        pipe.hset_multiple(&key, &set).ignore();
-    }
-    if !gone.is_empty() {
-        pipe.hdel(&key, gone).ignore();
+        if !set.is_empty() {
+            pipe.hset_multiple(&key, &set).ignore();
+        }
+        if !gone.is_empty() {
+            pipe.hdel(&key, gone).ignore();
+        }
     }
 }
 
