@@ -7,7 +7,7 @@
 use futures_util::future::join_all;
 use serde_json::json;
 use switchboard::ids::RoomId;
-use switchboard_testkit::{Client, RedisServer, TestServer, wait_until};
+use switchboard_testkit::{Client, RedisServer, TestServer, wait_until_async};
 
 /// Connections in the burst.
 const CLIENTS: usize = 200;
@@ -59,8 +59,8 @@ async fn announcing_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 
 /// Waits until `server` sees, on the other nodes, `count` connections, each of its own user
 /// in a room of their own.
 async fn sees(server: &TestServer, count: usize) {
-    wait_until("the other nodes' connections are known", || {
-        let stats = server.hub.cluster_stats();
+    wait_until_async("the store counts the other nodes' connections", || async {
+        let stats = server.hub.cluster_stats().await.unwrap();
         stats.connections == count as u64 && stats.online_users == count && stats.rooms == count
     })
     .await;

@@ -160,7 +160,7 @@ async fn a_dead_node_s_members_leave_the_index_when_it_is_reaped_or_found_stale(
     doomed.kill().await;
     index_becomes(&url, "general", &[("survivor/alice", "1")]).await;
 
-    // An entry of a node whose state is gone (expired with no node left to reap it) is not a
+    // An entry of a node whose state is gone (deleted by hand: it has no TTL) is not a
     // member, and the read that finds it removes it.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();

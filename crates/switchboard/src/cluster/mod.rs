@@ -45,6 +45,21 @@ pub struct RoomLoad {
     pub members: Vec<(NodeId, UserId, u32)>,
 }
 
+/// What the state store counts over every node, read at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Open connections.
+    pub connections: u64,
+    /// Rooms with a member.
+    pub rooms: usize,
+    /// Users with a connection.
+    pub users: usize,
+    /// Channels and patterns with a subscriber.
+    pub channels: usize,
+    /// The rooms with the most distinct users, most first (ties by name), with those users.
+    pub top_rooms: Vec<(RoomId, usize)>,
+}
+
 /// Cluster membership as the hub sees it.
 ///
 /// Guarantees: `announce` never blocks; announcements of one node reach the others in order;
@@ -64,6 +79,9 @@ pub trait Membership: Send + Sync + 'static {
     /// Reads `room`'s members on every node, this one included, from the state store. A lone
     /// node has no store: it answers an empty load.
     fn load_room(&self, room: &RoomId) -> BoxFuture<'_, Result<RoomLoad, StateError>>;
+    /// Reads the counts over every node, this one included, with the `top` largest rooms,
+    /// from the state store. A lone node has no store: it answers zeros.
+    fn counts(&self, top: usize) -> BoxFuture<'_, Result<ClusterCounts, StateError>>;
 }
 
 /// Where membership changes from other nodes go (the hub).
@@ -95,5 +113,9 @@ impl Membership for NoPeers {
 
     fn load_room(&self, _room: &RoomId) -> BoxFuture<'_, Result<RoomLoad, StateError>> {
         Box::pin(std::future::ready(Ok(RoomLoad::default())))
+    }
+
+    fn counts(&self, _top: usize) -> BoxFuture<'_, Result<ClusterCounts, StateError>> {
+        Box::pin(std::future::ready(Ok(ClusterCounts::default())))
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::api::ApiError;
 use crate::broker::BrokerStatus;
 
 #[derive(Deserialize)]
@@ -22,7 +23,10 @@ pub(super) async fn stats(
 ) -> Response {
     match query.scope.as_deref() {
         None | Some("node") => Json(state.hub.stats()).into_response(),
-        Some("cluster") => Json(state.hub.cluster_stats()).into_response(),
+        Some("cluster") => match state.hub.cluster_stats().await {
+            Ok(stats) => Json(stats).into_response(),
+            Err(error) => ApiError::StateStore(error).into_response(),
+        },
         Some(other) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": {"code": "INVALID_REQUEST", "message": format!("unknown scope {other:?}: use node or cluster")}})),

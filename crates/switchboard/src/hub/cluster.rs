@@ -15,7 +15,7 @@ use super::channels::ChannelObserver;
 use super::registry::UserObserver;
 use super::rooms::RoomObserver;
 use crate::broker::{Broker, Envelope, Topic};
-use crate::cluster::{Event, Membership, Replica, StateError};
+use crate::cluster::{ClusterCounts, Event, Membership, Replica, StateError};
 use crate::ids::{ChannelSpec, NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
 use crate::store::StreamStore;
@@ -166,23 +166,6 @@ impl Cluster {
         self.read(Replica::users).unwrap_or_default()
     }
 
-    /// Every room with a member on another node, with those members.
-    pub(super) fn rooms(&self) -> Vec<(RoomId, Vec<UserId>)> {
-        self.read(|replica| {
-            replica
-                .rooms()
-                .map(|room| (room.clone(), replica.room_users(room)))
-                .collect()
-        })
-        .unwrap_or_default()
-    }
-
-    /// Channels and patterns with a subscriber on another node.
-    pub(super) fn channels(&self) -> Vec<String> {
-        self.read(|replica| replica.channels().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// The statistics each other live node last published. A node whose statistics cannot be
     /// read (another version, say) still counts, with zeros.
     pub(super) fn peer_stats(&self) -> Vec<StatsSnapshot> {
@@ -199,9 +182,13 @@ impl Cluster {
         self.membership.replica().is_some()
     }
 
-    /// Connections on the other nodes, from the replica.
-    pub(super) fn connections(&self) -> u64 {
-        self.read(Replica::connections).unwrap_or(0)
+    /// The counts over every node as the state store holds them, with the `top` largest
+    /// rooms; `None` on a lone node.
+    pub(super) async fn counts(&self, top: usize) -> Result<Option<ClusterCounts>, StateError> {
+        if !self.clustered {
+            return Ok(None);
+        }
+        self.membership.counts(top).await.map(Some)
     }
 
     /// How many live nodes the cluster has, this one included; `None` on a lone node.

@@ -2,17 +2,16 @@
 //! towards the broker and the membership ([`Sink`]), other nodes' changes shown to this node's
 //! clients, this node's snapshot, and statistics over the whole cluster.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Weak;
 
 use serde::Serialize;
 
-use super::top_rooms::TopRooms;
 use super::{
     Hub, HubInner, RoomMembers, StatsSnapshot, TOP_ROOMS, Target, UserState, member_frame,
 };
 use crate::broker::{BrokerSink, Envelope, StreamMessage, Topic};
-use crate::cluster::{Change, MembershipSink, Snapshot};
+use crate::cluster::{Change, ClusterCounts, MembershipSink, Snapshot, StateError};
 use crate::ids::{RoomId, UserId};
 use crate::presence::{Presence, Status};
 use crate::protocol::ServerKind;
@@ -75,11 +74,12 @@ impl MembershipSink for Sink {
     }
 }
 
-/// Cluster-wide statistics (`GET /stats?scope=cluster`).
+/// Cluster-wide statistics (`GET /stats?scope=cluster`): the counts as the state store holds
+/// them at one instant, the traffic as the nodes last published it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStats {
-    /// Open connections on every node (live: this node's and its replica of the others').
+    /// Open connections on every node.
     pub connections: u64,
     /// Distinct rooms with a member on any node.
     pub rooms: usize,
@@ -211,61 +211,43 @@ impl Hub {
         snapshot
     }
 
-    /// Statistics over every live node.
-    pub fn cluster_stats(&self) -> ClusterStats {
+    /// Statistics over every live node. The counts (connections, rooms, users, channels, top
+    /// rooms) are the state store's, read at one instant; the traffic figures add up what each
+    /// node last published with its liveness. A lone node answers its own.
+    pub async fn cluster_stats(&self) -> Result<ClusterStats, StateError> {
         let inner = &self.inner;
         let local = self.stats();
-        let local_connections = local.connections as u64;
-        let peers = inner.cluster.peer_stats();
-        let mut rooms: HashSet<RoomId> = HashSet::new();
-        inner.rooms.for_each(|room, _| {
-            rooms.insert(room.clone());
-        });
-        rooms.extend(inner.cluster.rooms().into_iter().map(|(room, _)| room));
-        let mut users: HashSet<UserId> = self.online_users().into_iter().collect();
-        users.extend(inner.cluster.users().into_iter().map(|p| p.user_id));
-        let mut channels: HashSet<String> = inner.channels.names().into_iter().collect();
-        channels.extend(inner.cluster.channels());
+        let counts = match inner.cluster.counts(TOP_ROOMS).await? {
+            Some(counts) => counts,
+            None => ClusterCounts {
+                connections: local.connections as u64,
+                rooms: local.rooms,
+                users: local.online_users,
+                channels: local.channels,
+                top_rooms: (local.top_rooms.iter())
+                    .map(|top| (top.room.clone(), top.members))
+                    .collect(),
+            },
+        };
         let mut nodes = vec![local];
-        nodes.extend(peers);
+        nodes.extend(inner.cluster.peer_stats());
         let sum = |field: fn(&StatsSnapshot) -> u64| nodes.iter().map(field).sum::<u64>();
         let rate = |field: fn(&StatsSnapshot) -> f64| nodes.iter().map(field).sum::<f64>();
-        ClusterStats {
-            // Live, like rooms, users and channels: this node's registry and its replica of
-            // the others (the per-node snapshots below are up to node_ttl/3 old).
-            connections: local_connections + inner.cluster.connections(),
-            rooms: rooms.len(),
-            online_users: users.len(),
-            channels: channels.len(),
+        Ok(ClusterStats {
+            connections: counts.connections,
+            rooms: counts.rooms,
+            online_users: counts.users,
+            channels: counts.channels,
             messages_in: sum(|node| node.messages_in),
             messages_out: sum(|node| node.messages_out),
             messages_in_per_sec: rate(|node| node.messages_in_per_sec),
             messages_out_per_sec: rate(|node| node.messages_out_per_sec),
             node_count: inner.cluster.node_count().unwrap_or(1),
-            top_rooms: self.cluster_top_rooms(TOP_ROOMS),
+            top_rooms: (counts.top_rooms.into_iter())
+                .map(|(room, members)| RoomMembers { room, members })
+                .collect(),
             nodes,
-        }
-    }
-
-    /// [`top_rooms`](Self::top_rooms) over the whole cluster: a user in a room on two nodes
-    /// counts once. On a lone node, the same as `top_rooms`.
-    pub fn cluster_top_rooms(&self, n: usize) -> Vec<RoomMembers> {
-        let inner = &self.inner;
-        let mut members: HashMap<RoomId, HashSet<UserId>> = HashMap::new();
-        inner.rooms.for_each(|room, users| {
-            members
-                .entry(room.clone())
-                .or_default()
-                .extend(users.map(|(user, _)| user.clone()));
-        });
-        for (room, users) in inner.cluster.rooms() {
-            members.entry(room).or_default().extend(users);
-        }
-        let mut top = TopRooms::new(n);
-        for (room, users) in &members {
-            top.offer(room, users.len());
-        }
-        top.into_sorted()
+        })
     }
 
     /// How many live nodes the cluster has, this one included; `None` on a lone node.

@@ -9,9 +9,9 @@
 //! deleted and the reverse ends set, as if the events had been written one by one. A run of
 //! one event costs no more than one announcement did before batching (five commands; four
 //! when it sets its field, which shares the version's `HSET`); a run of hundreds (a burst of
-//! connections) costs the same five at most (issue 15). Member changes also go to the room
-//! member index in the same transaction (`room_index.rs`): one `HSET` and one `HDEL` at most per
-//! room the run changes.
+//! connections) costs the same five at most (issue 15). What the store derives from the facts
+//! the run changes (`indexes.rs`: the room member index, the cluster counts) follows in the same
+//! transaction, one script before the hash's writes.
 //!
 //! A run is also bounded in bytes ([`Run`]): a publication goes to every node's subscribing
 //! connection at once, and Redis closes a subscriber whose output buffer passes 32 MiB (its
@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, Shared, Version, keys, room_index};
+use super::{Event, Shared, Version, indexes, keys};
 use crate::ids::NodeId;
 use crate::presence::Status;
 
@@ -184,6 +184,7 @@ pub(super) fn add_run(shared: &Shared, pipe: &mut redis::Pipeline, events: Vec<E
     let version = shared.take_versions(events.len());
     let FieldChanges { set, delete } = coalesce(&events);
     pipe.cmd("MULTI").ignore();
+    indexes::add_changes(&shared.keys, pipe, &shared.node, set.iter(), &delete);
     let mut hset = redis::cmd("HSET");
     hset.arg(&state);
     for (field, value) in &set {
@@ -195,7 +196,6 @@ pub(super) fn add_run(shared: &Shared, pipe: &mut redis::Pipeline, events: Vec<E
     if !delete.is_empty() {
         pipe.hdel(&state, delete).ignore();
     }
-    room_index::add_changes(&shared.keys, pipe, &shared.node, &events);
     publish(shared, pipe, events, Some(version));
     pipe.cmd("EXEC").ignore();
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::announcements;
 use super::subscriber::load_snapshot;
-use super::tasks::{register, state_ttl_ms};
+use super::tasks::register;
 use super::{Event, Shared};
 use crate::ids::NodeId;
 
@@ -34,8 +34,6 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         let mut pipe = redis::pipe();
         register(&shared, &mut pipe);
-        pipe.pexpire(shared.keys.state(&shared.node), state_ttl_ms(&shared))
-            .ignore();
         let heartbeat = pipe.query_async::<()>(&mut connection).await;
         drop(registration);
         if heartbeat.is_ok() {
@@ -115,7 +113,7 @@ async fn reap(
         tracing::warn!(node = %node, "a node stopped refreshing its liveness: reaping it");
         super::holders::release_reaped(shared, connection, node).await?;
         let mut pipe = redis::pipe();
-        super::room_index::add_drop(keys, &mut pipe, node);
+        super::indexes::add_drop(keys, &mut pipe, node);
         pipe.srem(keys.nodes(), node.as_str()).ignore();
         // Unversioned: the version of this node's announcements is its publisher's.
         announcements::publish(

@@ -37,10 +37,10 @@ mod conn;
 mod docs;
 mod external;
 mod holders;
+mod indexes;
 mod keys;
 mod liveness;
 mod pubsub;
-mod room_index;
 mod shards;
 mod streams;
 mod subscriber;
@@ -61,7 +61,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Event, Membership, MembershipSink, Replica, RoomLoad, StateError, Version};
+use super::{
+    ClusterCounts, Event, Membership, MembershipSink, Replica, RoomLoad, StateError, Version,
+};
 use crate::broker::{BrokerSink, Topic};
 use crate::ids::{NodeId, RoomId, StreamId};
 use crate::store::{Append, HistoryConfig, ReadDone, StoreError, StreamStore};
@@ -217,7 +219,7 @@ struct Shared {
     history: HistoryConfig,
     /// The holder scripts (`holders.rs`), and where a reaped node's holdings go.
     holder_scripts: holders::HolderScripts,
-    index_scripts: room_index::IndexScripts,
+    index_scripts: indexes::IndexScripts,
     orphan_sink: OnceLock<crate::cluster::holders::OrphanSink>,
     /// Notified whenever `settled` becomes true.
     settled_changed: Notify,
@@ -283,7 +285,7 @@ impl RedisCluster {
                 scripts: streams::Scripts::new(),
                 history,
                 holder_scripts: holders::HolderScripts::new(),
-                index_scripts: room_index::IndexScripts::new(),
+                index_scripts: indexes::IndexScripts::new(),
                 orphan_sink: OnceLock::new(),
                 settled_changed: Notify::new(),
                 reachable: Notify::new(),
@@ -478,7 +480,18 @@ impl Membership for RedisCluster {
         async move {
             let shared = &self.shared;
             let mut connection = shared.connection().ok_or(StateError::NotConnected)?;
-            room_index::load(&shared.index_scripts, &shared.keys, &mut connection, &room)
+            indexes::load(&shared.index_scripts, &shared.keys, &mut connection, &room)
+                .await
+                .map_err(StateError::Store)
+        }
+        .boxed()
+    }
+
+    fn counts(&self, top: usize) -> BoxFuture<'_, Result<ClusterCounts, StateError>> {
+        async move {
+            let shared = &self.shared;
+            let mut connection = shared.connection().ok_or(StateError::NotConnected)?;
+            indexes::counts(&shared.keys, &mut connection, top)
                 .await
                 .map_err(StateError::Store)
         }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{Event, Outgoing, Shared, Write, announcements, room_index, streams};
+use super::{Event, Outgoing, Shared, Write, announcements, indexes, streams};
 use crate::store::Append;
 
 /// Most queued items written in one pipeline.
@@ -338,14 +338,13 @@ pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item:
             let version = shared.next_version();
             // One transaction: nobody reads the hash or the room index half rewritten.
             pipe.cmd("MULTI").ignore();
-            room_index::add_drop(keys, pipe, &shared.node);
+            indexes::add_drop(keys, pipe, &shared.node);
+            indexes::add_snapshot(keys, pipe, &shared.node, &fields);
             for chunk in fields.chunks(1000) {
                 pipe.hset_multiple(&state, chunk).ignore();
             }
-            room_index::add_snapshot(keys, pipe, &shared.node, snapshot.members.iter());
             pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
                 .ignore();
-            pipe.pexpire(&state, state_ttl_ms(shared)).ignore();
             announcements::publish(shared, pipe, vec![Event::Reload], Some(version));
             pipe.cmd("EXEC").ignore();
         }
@@ -366,7 +365,7 @@ fn publish_on(keys: &keys::Keys, pipe: &mut redis::Pipeline, channel: &str, payl
 /// the others drop it from their replicas as they drop a reaped node.
 pub(super) fn add_departure(shared: &Shared, pipe: &mut redis::Pipeline) {
     let keys = &shared.keys;
-    room_index::add_drop(keys, pipe, &shared.node);
+    indexes::add_drop(keys, pipe, &shared.node);
     pipe.del(keys.alive(&shared.node))
         .ignore()
         .srem(keys.nodes(), shared.node.as_str())
@@ -391,12 +390,6 @@ pub(super) fn register(shared: &Shared, pipe: &mut redis::Pipeline) {
         .ignore()
         .sadd(keys.nodes(), shared.node.as_str())
         .ignore();
-}
-
-/// A node's state hash outlives its liveness key, so a reaper can still read it, but not
-/// forever if nobody is left to reap.
-pub(super) fn state_ttl_ms(shared: &Shared) -> i64 {
-    (shared.ttl.as_millis() * 4) as i64
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
--- Reads one room's members on every node (cluster/redis/room_index.rs), with the version of
--- each of those nodes' state, in one atomic step: each node's members as of that version.
--- Entries of a node that has no state hash (expired with nobody left to reap it) are removed.
--- KEYS[1]: the room's index. ARGV[1]: the prefix of the state hashes ("PREFIX{cluster}state:").
+-- Reads one room's members on every node (after facts.lua), with the version of each of those
+-- nodes' state, in one atomic step: each node's members as of that version. Entries of a node
+-- that has no state hash (its state was deleted by hand) are removed, with what they counted.
+-- KEYS[1]: the room's index. ARGV[1]: the control prefix; ARGV[2]: the room.
 -- Returns {versions, members}: versions = {node, version, ...}; members = {node, user,
 -- count, ...}.
+local control, room = ARGV[1], ARGV[2]
 local versions = {}
 local members = {}
 local known = {}
@@ -13,7 +14,7 @@ for i = 1, #entries, 2 do
   if node then
     local version = known[node]
     if version == nil then
-      version = redis.call('HGET', ARGV[1] .. node, 'version')
+      version = redis.call('HGET', control .. 'state:' .. node, 'version')
       known[node] = version
       if version then
         versions[#versions + 1] = node
@@ -25,7 +26,7 @@ for i = 1, #entries, 2 do
       members[#members + 1] = user
       members[#members + 1] = entries[i + 1]
     else
-      redis.call('HDEL', KEYS[1], entries[i])
+      member(control, node, room, user, tonumber(entries[i + 1]) or 0, 0)
     end
   end
 end
