@@ -331,6 +331,46 @@ async fn a_tab_opened_on_a_second_node_keeps_what_its_watchers_saw() {
 }
 
 #[tokio::test]
+async fn a_user_who_appears_offline_is_offline_on_a_node_that_starts_later() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut watcher = watcher_of(&b, "erin").await;
+    let mut erin = a.connect("erin").await;
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "online"
+    );
+    erin.send_type("presence", json!({"status": "offline"}))
+        .await;
+    // Announced in the transaction that wrote it to a's state.
+    assert_eq!(
+        watcher.expect("presence").await["payload"]["status"],
+        "offline"
+    );
+    // A node that starts now learns of erin from a's state: connected, and offline by choice.
+    let c = node(&redis, "c").await;
+    let erin_id = UserId::from_trusted("erin");
+    assert_eq!(c.hub.user_connection_count(&erin_id), 1);
+    assert_eq!(c.hub.presence().get(&erin_id).status, Status::Offline);
+    let _late_watcher = watcher_of(&c, "erin").await;
+
+    // Her last connection closes: nothing of her presence is left in a's state.
+    drop(erin);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = client.get_multiplexed_async_connection().await.unwrap();
+    wait_until_async("a's state holds nothing of erin", || async {
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg("switchboard:{cluster}state:a")
+            .query_async(&mut connection.clone())
+            .await
+            .unwrap();
+        fields == ["version"]
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_idle_tab_does_not_make_away_a_user_active_on_another_node() {
     let redis = RedisServer::start().await;
     let a = node_with(&redis, "a", |s| {

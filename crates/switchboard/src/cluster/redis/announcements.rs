@@ -18,12 +18,12 @@
 //! default `client-output-buffer-limit pubsub`); a batch of presence changes with large
 //! metadata (up to 64 KiB each) would otherwise make one publication of many MiB.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::{Event, Shared, Version, indexes, keys};
-use crate::ids::NodeId;
+use crate::ids::{NodeId, UserId};
 use crate::presence::Status;
 
 /// The most bytes a run's events take (by [`size_bound`]), but for one event that is larger
@@ -127,12 +127,23 @@ pub(super) struct FieldChanges {
     pub(super) delete: Vec<String>,
 }
 
+/// The users whose last connection on this node closed (an [`Event::User`] with count 0) and
+/// whose `offline`, which the hub announces next, is not written yet. That `offline` removes
+/// the user's presence from the node's hash; an `offline` a connected user chose ("appear
+/// offline") is kept there like any presence, so that a node that loads the hash shows them
+/// offline rather than online. Only the publisher task writes runs, so it is used in order.
+#[derive(Debug, Default)]
+pub(super) struct Closing(HashSet<UserId>);
+
 /// Coalesces `events` into the field changes that leave the hash as writing them one by one
 /// would. Events without a field (`Reload`, `Dead`) change none.
-pub(super) fn coalesce(events: &[Event]) -> FieldChanges {
+pub(super) fn coalesce(events: &[Event], closing: &mut Closing) -> FieldChanges {
     let mut last: Vec<(String, Option<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for (field, value) in events.iter().filter_map(field_change) {
+    for (field, value) in events
+        .iter()
+        .filter_map(|event| field_change(event, closing))
+    {
         match index.get(&field) {
             Some(&at) => last[at].1 = value,
             None => {
@@ -151,11 +162,19 @@ pub(super) fn coalesce(events: &[Event]) -> FieldChanges {
     changes
 }
 
-/// The field an event changes, and its new value (`None`: deleted).
-fn field_change(event: &Event) -> Option<(String, Option<String>)> {
+/// The field an event changes, and its new value (`None`: deleted); notes in `closing` the
+/// users whose last connection here closed.
+fn field_change(event: &Event, closing: &mut Closing) -> Option<(String, Option<String>)> {
     let count = |count: u32| (count > 0).then(|| count.to_string());
     match event {
-        Event::User { user, count: n } => Some((keys::user_field(user), count(*n))),
+        Event::User { user, count: n } => {
+            if *n == 0 {
+                closing.0.insert(user.clone());
+            } else {
+                closing.0.remove(user);
+            }
+            Some((keys::user_field(user), count(*n)))
+        }
         Event::Member {
             room,
             user,
@@ -166,8 +185,12 @@ fn field_change(event: &Event) -> Option<(String, Option<String>)> {
             present.then(|| "1".to_owned()),
         )),
         Event::Presence(presence) | Event::Idle(presence) => {
-            let json = serde_json::to_string(presence).ok();
-            let value = json.filter(|_| presence.status != Status::Offline);
+            let closed = presence.status == Status::Offline && closing.0.remove(&presence.user_id);
+            let value = if closed {
+                None
+            } else {
+                serde_json::to_string(presence).ok()
+            };
             Some((keys::presence_field(&presence.user_id), value))
         }
         Event::Reload | Event::Dead { .. } => None,
@@ -182,7 +205,7 @@ pub(super) fn add_run(shared: &Shared, pipe: &mut redis::Pipeline, events: Vec<E
     }
     let state = shared.keys.state(&shared.node);
     let version = shared.take_versions(events.len());
-    let FieldChanges { set, delete } = coalesce(&events);
+    let FieldChanges { set, delete } = coalesce(&events, &mut shared.closing.lock());
     pipe.cmd("MULTI").ignore();
     indexes::add_changes(&shared.keys, pipe, &shared.node, set.iter(), &delete);
     let mut hset = redis::cmd("HSET");

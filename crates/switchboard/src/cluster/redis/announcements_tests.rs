@@ -1,4 +1,4 @@
-use super::{Announcement, FieldChanges, RUN_BYTES, Run, coalesce, size_bound};
+use super::{Announcement, Closing, FieldChanges, RUN_BYTES, Run, size_bound};
 use crate::cluster::{Event, Version};
 use crate::ids::{NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
@@ -40,6 +40,11 @@ fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(field, value)| ((*field).to_owned(), (*value).to_owned()))
         .collect()
+}
+
+/// Coalesces one run on its own.
+fn coalesce(events: &[Event]) -> FieldChanges {
+    super::coalesce(events, &mut Closing::default())
 }
 
 fn fields(names: &[&str]) -> Vec<String> {
@@ -100,7 +105,7 @@ fn a_field_deleted_then_set_ends_set_to_its_last_value() {
 }
 
 #[test]
-fn presence_is_set_until_the_user_goes_offline() {
+fn presence_is_set_even_offline_by_choice_and_removed_when_the_user_leaves() {
     let online = coalesce(&[
         presence("alice", Status::Offline),
         presence("alice", Status::Away),
@@ -110,17 +115,40 @@ fn presence_is_set_until_the_user_goes_offline() {
     assert_eq!(online.set[0].0, "p:alice");
     assert!(online.set[0].1.contains("\"away\""), "{}", online.set[0].1);
 
-    let offline = coalesce(&[
+    // "Appear offline" while connected: kept, so a node that loads the hash shows it.
+    let chosen = coalesce(&[
+        user("alice", 1),
         presence("alice", Status::Online),
         presence("alice", Status::Offline),
     ]);
+    assert_eq!(chosen.delete, Vec::<String>::new());
+    assert_eq!(chosen.set[1].0, "p:alice");
+    assert!(
+        chosen.set[1].1.contains("\"offline\""),
+        "{}",
+        chosen.set[1].1
+    );
+
+    // The offline of the last connection closing removes it, in the same run or the next.
+    let closed = coalesce(&[user("alice", 0), presence("alice", Status::Offline)]);
     assert_eq!(
-        offline,
+        closed,
         FieldChanges {
             set: Vec::new(),
-            delete: fields(&["p:alice"]),
+            delete: fields(&["u:alice", "p:alice"]),
         }
     );
+    let mut closing = Closing::default();
+    let first = super::coalesce(&[user("bob", 2), user("bob", 0)], &mut closing);
+    assert_eq!(first.delete, fields(&["u:bob"]));
+    let next = super::coalesce(&[presence("bob", Status::Offline)], &mut closing);
+    assert_eq!(next.delete, fields(&["p:bob"]));
+    // Once: bob's next offline, connected again, is chosen.
+    let again = super::coalesce(
+        &[user("bob", 1), presence("bob", Status::Offline)],
+        &mut closing,
+    );
+    assert_eq!(again.set.len(), 2);
 }
 
 #[test]

@@ -235,6 +235,8 @@ struct Shared {
     /// Announcements versioned so far (only the publisher task takes the next one, so their
     /// order is the order Redis receives them in).
     announced: AtomicU64,
+    /// Users whose closing `offline` is still to be written (`announcements.rs`).
+    closing: Mutex<announcements::Closing>,
     /// Held by the liveness task while it refreshes the node's liveness, and by the publisher
     /// while it sends the departure, so a refresh never re-registers a node that left.
     registration: tokio::sync::Mutex<()>,
@@ -293,6 +295,7 @@ impl RedisCluster {
                 departed: AtomicBool::new(false),
                 instance: fastrand::u64(..),
                 announced: AtomicU64::new(0),
+                closing: Mutex::new(announcements::Closing::default()),
                 registration: tokio::sync::Mutex::new(()),
             }),
         })
