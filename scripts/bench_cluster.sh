@@ -12,7 +12,8 @@
 #   brokers one node alone, then the cross-node fan-out with each broker carrying the
 #           messages (Redis pub/sub, a Redis Cluster of 3 masters with sharded pub/sub, NATS,
 #           RabbitMQ; with the last two Redis stays the state store), history off so that
-#           only the broker is on the message path, interleaved rounds (ROUNDS, default 3).
+#           only the broker is on the message path, interleaved rounds (ROUNDS, default 3;
+#           BROKERS, default "local redis redis-cluster nats amqp", picks and orders them).
 #   costs   what one connection costs where: 3 nodes and one Redis holding 30 000 idle
 #           connections in 300 rooms with members on every node (each node's RSS, Redis's
 #           memory and commands), the numbers the 1 000 000-connection projection uses.
@@ -312,7 +313,7 @@ joins() {
 
 brokers() {
   for _ in $(seq "${ROUNDS:-3}"); do
-    for broker in local redis redis-cluster nats amqp; do broker_run "$broker"; done
+    for broker in ${BROKERS:-local redis redis-cluster nats amqp}; do broker_run "$broker"; done
   done
 }
 

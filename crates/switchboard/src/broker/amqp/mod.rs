@@ -51,7 +51,7 @@ use tokio_util::task::TaskTracker;
 use super::link::Link;
 use super::{Broker, BrokerSink, BrokerStatus, Envelope, Topic};
 use crate::ids::{ChannelPrefix, NodeId};
-use wire::{decode_header, encode, routing_key};
+use wire::{decode_origin, decode_topic, encode, routing_key};
 
 /// How many bytes of a channel's name its routing key spells out (3 characters each).
 const SPELLED: usize = 64;
@@ -212,13 +212,20 @@ impl Shared {
 
     /// Hands a delivery to the hub, unless it is this node's own or not wanted (any more).
     fn received(&self, body: Vec<u8>) {
-        let Some((origin, topic, start)) = decode_header(&body) else {
-            tracing::debug!("ignoring an undecodable AMQP message");
-            return;
+        let undecodable = || tracing::debug!("ignoring an undecodable AMQP message");
+        let Some((origin, rest)) = decode_origin(&body) else {
+            return undecodable();
         };
-        if origin == self.node.as_str() || !self.wants(&topic) {
+        if origin == self.node.as_str() {
             return;
         }
+        let Some((topic, start)) = decode_topic(rest) else {
+            return undecodable();
+        };
+        if !self.wants(&topic) {
+            return;
+        }
+        let start = body.len() - rest.len() + start;
         let origin = NodeId::from_trusted(origin);
         if let Some(sink) = self.link.sink() {
             sink.deliver(&Envelope {

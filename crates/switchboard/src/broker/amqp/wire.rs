@@ -80,11 +80,19 @@ fn topic_name(topic: &Topic) -> String {
     }
 }
 
-/// The origin, topic and frame's start of a body; `None` if it is not one of ours.
-pub(super) fn decode_header(body: &[u8]) -> Option<(&str, Topic, usize)> {
+/// The origin of a body, and the rest after it; `None` if it is not one of ours. Read before
+/// the topic, so that a node's own publications are dropped without parsing it.
+pub(super) fn decode_origin(body: &[u8]) -> Option<(&str, &[u8])> {
     let (&origin_len, rest) = body.split_first()?;
     let origin = rest.get(..usize::from(origin_len))?;
-    let rest = &rest[usize::from(origin_len)..];
+    Some((
+        std::str::from_utf8(origin).ok()?,
+        &rest[usize::from(origin_len)..],
+    ))
+}
+
+/// The topic after the origin ([`decode_origin`]'s rest), and the frame's start in that rest.
+pub(super) fn decode_topic(rest: &[u8]) -> Option<(Topic, usize)> {
     let topic_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
     let topic = std::str::from_utf8(rest.get(2..2 + topic_len)?).ok()?;
     let (kind, name) = topic.split_at_checked(1)?;
@@ -98,6 +106,5 @@ pub(super) fn decode_header(body: &[u8]) -> Option<(&str, Topic, usize)> {
         "k" => Topic::Connection(ConnId::parse(name)?),
         _ => return None,
     };
-    let start = 1 + usize::from(origin_len) + 2 + topic_len;
-    Some((std::str::from_utf8(origin).ok()?, topic, start))
+    Some((topic, 2 + topic_len))
 }
