@@ -82,8 +82,14 @@ impl RedisClusterServer {
             };
             let config = node_dir.join("nodes.conf").display().to_string();
             let node_dir = node_dir.display().to_string();
+            // The cluster bus's own free port: by default it is the port + 10 000, which
+            // nobody reserved (another test's `free_port` may hand it out), and which
+            // redis-server refuses past 65 535.
+            let bus = free_port().to_string();
             args.extend(
                 [
+                    "--cluster-port",
+                    &bus,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
