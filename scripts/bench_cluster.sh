@@ -150,8 +150,9 @@ bench() {
   commands_after=$(redis_info total_commands_processed)
   awk -v ra="$redis_after" -v rb="$redis_before" -v ba="$broker_after" -v bb="$broker_before" \
     -v ca="$commands_after" -v cb="$commands_before" -v mem="$(redis_info used_memory)" \
-    'BEGIN { printf "redis cpu: %.2f s, broker cpu: %.2f s, redis commands: %d, redis memory: %d B\n",
-             ra - rb, ba - bb, ca - cb, mem }'
+    -v peak="$(redis_info used_memory_peak)" \
+    'BEGIN { printf "redis cpu: %.2f s, broker cpu: %.2f s, redis commands: %d, redis memory: %d B (peak %d B)\n",
+             ra - rb, ba - bb, ca - cb, mem, peak }'
 }
 
 start_nats() {

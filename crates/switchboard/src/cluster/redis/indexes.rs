@@ -21,6 +21,8 @@
 //! membership state's hash tag, so each transaction and script stays on one slot of a Redis
 //! Cluster.
 
+use std::sync::LazyLock;
+
 use super::conn::Conn;
 use super::keys::{Keys, parse_version};
 use crate::cluster::{ClusterCounts, RoomLoad};
@@ -47,9 +49,23 @@ impl IndexScripts {
 }
 
 /// Changing facts runs inside transactions, where a script not yet cached could not be loaded
-/// first: these are sent whole.
-const SET_FACTS: &str = with_facts!("scripts/set_facts.lua");
-const DROP_FACTS: &str = with_facts!("scripts/drop_facts.lua");
+/// first: these are sent whole, without their comments (Redis hashes the text of every `EVAL`).
+static SET_FACTS: LazyLock<String> =
+    LazyLock::new(|| without_comments(with_facts!("scripts/set_facts.lua")));
+static DROP_FACTS: LazyLock<String> =
+    LazyLock::new(|| without_comments(with_facts!("scripts/drop_facts.lua")));
+
+/// `script` without its comment lines and blank lines.
+fn without_comments(script: &str) -> String {
+    script
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !line.is_empty() && !line.starts_with("--")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 impl Keys {
     /// The index of `room`'s members.
@@ -94,7 +110,7 @@ pub(super) fn add_changes<'a>(
         return;
     }
     let mut eval = redis::cmd("EVAL");
-    eval.arg(SET_FACTS)
+    eval.arg(SET_FACTS.as_str())
         .arg(1)
         .arg(keys.state(node))
         .arg(keys.control())
@@ -119,7 +135,7 @@ pub(super) fn add_snapshot(
 /// Adds the removal of `node`'s state to `pipe`: what its facts counted, then its state hash.
 pub(super) fn add_drop(keys: &Keys, pipe: &mut redis::Pipeline, node: &NodeId) {
     pipe.cmd("EVAL")
-        .arg(DROP_FACTS)
+        .arg(DROP_FACTS.as_str())
         .arg(1)
         .arg(keys.state(node))
         .arg(keys.control())

@@ -29,9 +29,8 @@ local function member(control, node, room, user, old, new)
   if new == old then
     return
   end
-  local totals = control .. 'ru:' .. room
-  local before = tonumber(redis.call('HGET', totals, user) or 0)
-  local after = add(totals, user, new - old)
+  local after = add(control .. 'ru:' .. room, user, new - old)
+  local before = after - (new - old)
   local rooms = control .. 'rooms'
   if before <= 0 and after > 0 then
     redis.call('ZINCRBY', rooms, -1, room)
