@@ -57,16 +57,24 @@ async fn announcing_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 
 }
 
 /// Waits until `server` sees, on the other nodes, `count` connections, each of its own user
-/// in a room of their own.
+/// in a room of their own: in the state store's counts, and in its own view of the others
+/// (which the announcements bring after the store has them).
 async fn sees(server: &TestServer, count: usize) {
-    wait_until_async("the store counts the other nodes' connections", || async {
-        let stats = server.hub.cluster_stats().await.unwrap();
-        stats.connections == count as u64 && stats.online_users == count && stats.rooms == count
-    })
-    .await;
     let last = RoomId::from_trusted(format!("room{}", CLIENTS - 1));
-    let members = server.hub.room_members(&last).len();
-    assert_eq!(members, usize::from(count > 0), "the last room's member");
+    let last = &last;
+    wait_until_async(
+        "the store and the node see the other nodes' connections",
+        || async move {
+            let stats = server.hub.cluster_stats().await.unwrap();
+            let stored = stats.connections == count as u64
+                && stats.online_users == count
+                && stats.rooms == count;
+            let seen = server.hub.presence().online_users().len() == count
+                && server.hub.room_members(last).len() == usize::from(count > 0);
+            stored && seen
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
