@@ -217,17 +217,23 @@ impl Hub {
     pub async fn cluster_stats(&self) -> Result<ClusterStats, StateError> {
         let inner = &self.inner;
         let local = self.stats();
-        let counts = match inner.cluster.counts(TOP_ROOMS).await? {
-            Some(counts) => counts,
-            None => ClusterCounts {
-                connections: local.connections as u64,
-                rooms: local.rooms,
-                users: local.online_users,
-                channels: local.channels,
-                top_rooms: (local.top_rooms.iter())
-                    .map(|top| (top.room.clone(), top.members))
-                    .collect(),
-            },
+        let (counts, top_rooms) = match inner.cluster.counts(TOP_ROOMS).await? {
+            Some(mut counts) => {
+                let top = (std::mem::take(&mut counts.top_rooms).into_iter())
+                    .map(|(room, members)| RoomMembers { room, members })
+                    .collect();
+                (counts, top)
+            }
+            None => {
+                let counts = ClusterCounts {
+                    connections: local.connections as u64,
+                    rooms: local.rooms,
+                    users: local.online_users,
+                    channels: local.channels,
+                    top_rooms: Vec::new(),
+                };
+                (counts, local.top_rooms.clone())
+            }
         };
         let mut nodes = vec![local];
         nodes.extend(inner.cluster.peer_stats());
@@ -243,9 +249,7 @@ impl Hub {
             messages_in_per_sec: rate(|node| node.messages_in_per_sec),
             messages_out_per_sec: rate(|node| node.messages_out_per_sec),
             node_count: inner.cluster.node_count().unwrap_or(1),
-            top_rooms: (counts.top_rooms.into_iter())
-                .map(|(room, members)| RoomMembers { room, members })
-                .collect(),
+            top_rooms,
             nodes,
         })
     }

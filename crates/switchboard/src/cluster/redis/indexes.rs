@@ -24,7 +24,7 @@
 use std::sync::LazyLock;
 
 use super::conn::Conn;
-use super::keys::{Keys, parse_version};
+use super::keys::{self, Keys, parse_version};
 use crate::cluster::{ClusterCounts, RoomLoad};
 use crate::ids::{MAX_NAME_CHARS, NodeId, RoomId, UserId};
 
@@ -79,13 +79,6 @@ impl Keys {
     }
 }
 
-/// Whether a state field is a fact, counted by `scripts/facts.lua`.
-fn is_fact(field: &str) -> bool {
-    ["u:", "m:", "c:"]
-        .iter()
-        .any(|kind| field.starts_with(kind))
-}
-
 /// Adds to `pipe` the changes of `node`'s facts among `set` (fields with their new values) and
 /// `deleted`, as a script that reads each one's old value from the state hash: part of a
 /// transaction, before the hash's own writes.
@@ -97,12 +90,12 @@ pub(super) fn add_changes<'a>(
     deleted: &[String],
 ) {
     let mut facts = set
-        .filter(|(field, _)| is_fact(field))
+        .filter(|(field, _)| keys::is_fact(field))
         .map(|(field, value)| (field.as_str(), value.as_str()))
         .chain(
             deleted
                 .iter()
-                .filter(|field| is_fact(field))
+                .filter(|field| keys::is_fact(field))
                 .map(|field| (field.as_str(), "0")),
         )
         .peekable();

@@ -169,22 +169,37 @@ pub(super) fn decode_envelope(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((origin, &rest[len..]))
 }
 
-/// State hash fields: `u:USER` (connections), `m:ROOM\nUSER` (connections in the room),
-/// `c:CHANNEL` (subscribed), `p:USER` (presence JSON). Names cannot contain a newline.
+/// The kinds of a node's state hash fields, each named by a prefix: `u:USER` (connections),
+/// `m:ROOM\nUSER` (connections in the room), `c:CHANNEL` (subscribed), `p:USER` (presence
+/// JSON). Names cannot contain a newline. The first three are the facts the store counts
+/// (`scripts/facts.lua`, which names the same prefixes).
+const USER: &str = "u:";
+const MEMBER: &str = "m:";
+const CHANNEL: &str = "c:";
+const PRESENCE: &str = "p:";
+
 pub(super) fn user_field(user: &UserId) -> String {
-    format!("u:{user}")
+    format!("{USER}{user}")
 }
 
 pub(super) fn member_field(room: &RoomId, user: &UserId) -> String {
-    format!("m:{room}\n{user}")
+    format!("{MEMBER}{room}\n{user}")
 }
 
 pub(super) fn channel_field(channel: &str) -> String {
-    format!("c:{channel}")
+    format!("{CHANNEL}{channel}")
 }
 
 pub(super) fn presence_field(user: &UserId) -> String {
-    format!("p:{user}")
+    format!("{PRESENCE}{user}")
+}
+
+/// Whether a state field is a fact the store counts: a user's, a member's or a channel's
+/// (not a presence, nor the version).
+pub(super) fn is_fact(field: &str) -> bool {
+    [USER, MEMBER, CHANNEL]
+        .iter()
+        .any(|kind| field.starts_with(kind))
 }
 
 /// Every field of a snapshot, for rewriting a node's hash.
@@ -232,37 +247,27 @@ pub(super) fn parse_snapshot(fields: HashMap<String, String>) -> Snapshot {
             snapshot.version = parse_version(&value);
             continue;
         }
-        let Some((kind, name)) = field.split_once(':') else {
-            continue;
-        };
-        match kind {
-            "u" => {
-                if let (Ok(user), Ok(count)) = (UserId::parse(name, MAX_NAME_CHARS), value.parse())
-                {
-                    snapshot.users.insert(user, count);
-                }
+        if let Some(name) = field.strip_prefix(USER) {
+            if let (Ok(user), Ok(count)) = (UserId::parse(name, MAX_NAME_CHARS), value.parse()) {
+                snapshot.users.insert(user, count);
             }
-            "m" => {
-                let Some((room, user)) = name.split_once('\n') else {
-                    continue;
-                };
-                if let (Ok(room), Ok(user), Ok(count)) = (
-                    RoomId::parse(room, MAX_NAME_CHARS),
-                    UserId::parse(user, MAX_NAME_CHARS),
-                    value.parse(),
-                ) {
-                    snapshot.members.insert((room, user), count);
-                }
+        } else if let Some(name) = field.strip_prefix(MEMBER) {
+            let Some((room, user)) = name.split_once('\n') else {
+                continue;
+            };
+            if let (Ok(room), Ok(user), Ok(count)) = (
+                RoomId::parse(room, MAX_NAME_CHARS),
+                UserId::parse(user, MAX_NAME_CHARS),
+                value.parse(),
+            ) {
+                snapshot.members.insert((room, user), count);
             }
-            "c" => {
-                snapshot.channels.insert(name.to_owned());
-            }
-            "p" => {
-                if let Ok(presence) = serde_json::from_str::<Presence>(&value) {
-                    snapshot.presence.insert(presence.user_id.clone(), presence);
-                }
-            }
-            _ => {}
+        } else if let Some(name) = field.strip_prefix(CHANNEL) {
+            snapshot.channels.insert(name.to_owned());
+        } else if field.starts_with(PRESENCE)
+            && let Ok(presence) = serde_json::from_str::<Presence>(&value)
+        {
+            snapshot.presence.insert(presence.user_id.clone(), presence);
         }
     }
     snapshot

@@ -1,7 +1,8 @@
 -- What the state store derives from the nodes' facts (cluster/redis/indexes.rs), shared by the
 -- scripts that change them: this text is put before each of their bodies. A fact is a field of
--- a node's state hash: `u:USER` (connections), `m:ROOM\nUSER` (connections in the room),
--- `c:CHANNEL` (1: subscribed); absent is 0. Under the control prefix C (`PREFIX{cluster}`):
+-- a node's state hash, named by the prefixes of keys.rs: `u:USER` (connections),
+-- `m:ROOM\nUSER` (connections in the room), `c:CHANNEL` (1: subscribed); absent is 0.
+-- Under the control prefix C (`PREFIX{cluster}`):
 --   C..'rm:'..ROOM    hash NODE\nUSER -> the node's connections of the user in the room
 --   C..'ru:'..ROOM    hash USER -> the user's connections in the room over every node
 --   C..'rooms'        sorted set ROOM scored minus its distinct users (most first, then by name)
