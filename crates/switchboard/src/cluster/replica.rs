@@ -1,6 +1,7 @@
 //! This node's copy of what the *other* nodes hold: their users (with connection counts), room
-//! memberships, channels and the latest presence of their users. Pure data: events and
-//! snapshots go in, the changes this node must announce to its own clients come out.
+//! memberships and the latest presence of their users (their channels only the state store
+//! counts). Pure data: events and snapshots go in, the changes this node must announce to its
+//! own clients come out.
 //!
 //! Every fact is keyed by node and carries an absolute count, so applying an event twice, or a
 //! snapshot after events, converges to the same state. Events and snapshots of a node also
@@ -153,15 +154,12 @@ pub struct Replica {
     /// The nodes past the membership bits (index `WIDE_BIT` and above) where a user is in a
     /// room; such a membership has `WIDE_BIT` set.
     wide: HashMap<(RoomId, u32), Vec<NodeIndex>>,
-    /// channel -> number of nodes subscribed.
-    channels: HashMap<String, u32>,
 }
 
 /// What a node held, derived before a `replace`.
 struct Held {
     users: HashSet<UserId>,
     members: Vec<(RoomId, UserId)>,
-    channels: HashSet<String>,
 }
 
 impl Replica {
@@ -219,9 +217,10 @@ impl Replica {
                 self.set_member(node, &room, &user, count, &mut changes);
                 return changes;
             }
-            Event::Channel { channel, present } => {
-                let node = self.node(origin);
-                self.set_channel(node, channel, present);
+            // The state store counts channels (`/stats?scope=cluster`); nothing here needs
+            // the others'.
+            Event::Channel { .. } => {
+                self.node(origin);
             }
             Event::Presence(presence) => return self.apply_presence(origin, presence, false),
             Event::Idle(presence) => return self.apply_presence(origin, presence, true),
@@ -321,17 +320,11 @@ impl Replica {
                 });
             }
         }
-        for channel in old.channels.difference(&new.channels) {
-            self.set_channel(node, channel.clone(), false);
-        }
         for (user, count) in &new.users {
             self.set_user(node, user, *count);
         }
         for ((room, user), count) in &new.members {
             self.set_member(node, room, user, *count, &mut changes);
-        }
-        for channel in new.channels {
-            self.set_channel(node, channel, true);
         }
         for (user, presence) in &new.presence {
             self.set_presence(user, presence);
@@ -347,7 +340,7 @@ impl Replica {
         offline
     }
 
-    /// What `node` holds: its users, its memberships and its channels.
+    /// What `node` holds: its users and its memberships.
     fn held(&self, node: NodeIndex) -> Held {
         let mut users = HashSet::new();
         let mut members = Vec::new();
@@ -361,15 +354,7 @@ impl Replica {
                 }
             }
         }
-        let channels = self.nodes[usize::from(node)]
-            .as_ref()
-            .map(|state| state.channels.clone())
-            .unwrap_or_default();
-        Held {
-            users,
-            members,
-            channels,
-        }
+        Held { users, members }
     }
 
     /// The presences `new` shows that this node does not show yet (a user who arrived, or whose
@@ -401,27 +386,6 @@ impl Replica {
         } else {
             let at = self.users.intern(user);
             self.users.get_mut(at).set_count(node, count);
-        }
-    }
-
-    fn set_channel(&mut self, node: NodeIndex, channel: String, present: bool) {
-        let state = self.node_mut(node);
-        let changed = if present {
-            state.channels.insert(channel.clone())
-        } else {
-            state.channels.remove(&channel)
-        };
-        if !changed {
-            return;
-        }
-        let count = self.channels.entry(channel.clone()).or_insert(0);
-        if present {
-            *count += 1;
-        } else {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.channels.remove(&channel);
-            }
         }
     }
 
@@ -525,11 +489,6 @@ impl Replica {
     /// Rooms with a member on another node.
     pub fn rooms(&self) -> impl Iterator<Item = &RoomId> {
         self.rooms.keys()
-    }
-
-    /// Channels and patterns with a subscriber on another node.
-    pub fn channels(&self) -> impl Iterator<Item = &String> {
-        self.channels.keys()
     }
 
     /// The other nodes this replica has heard of.

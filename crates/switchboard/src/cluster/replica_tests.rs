@@ -163,14 +163,6 @@ fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere
     replica.apply(&dead, member("general", "both", 1), None);
     replica.apply(&node("alive"), connected("both", 1), None);
     replica.apply(&node("alive"), member("general", "both", 1), None);
-    replica.apply(
-        &dead,
-        Event::Channel {
-            channel: "news".into(),
-            present: true,
-        },
-        None,
-    );
 
     let changes = replica.apply(&node("alive"), Event::Dead { node: dead.clone() }, None);
     assert_eq!(changes.len(), 2, "{changes:?}");
@@ -194,7 +186,6 @@ fn a_dead_node_takes_its_users_offline_and_out_of_rooms_unless_present_elsewhere
     );
     assert!(replica.in_room(&room("general"), &user("both")));
     assert_eq!(replica.user_connections(&user("both")), 1);
-    assert!(replica.channels().next().is_none());
     assert!(replica.nodes().all(|n| n != &dead));
 }
 
@@ -207,7 +198,6 @@ fn reloading_a_snapshot_reports_the_difference() {
     let mut snapshot = Snapshot::default();
     snapshot.users.insert(user("u"), 2);
     snapshot.members.insert((room("new"), user("u")), 1);
-    snapshot.channels.insert("c".into());
     let changes = replica.replace(&a, Some(snapshot.clone()));
     assert_eq!(
         changes,
@@ -227,7 +217,6 @@ fn reloading_a_snapshot_reports_the_difference() {
         replica.replace(&a, Some(snapshot)).is_empty(),
         "same snapshot, no change"
     );
-    assert_eq!(replica.channels().count(), 1);
 }
 
 fn version(instance: u64, seq: u64) -> Option<Version> {

@@ -1,7 +1,7 @@
 //! The replica's node table: each other node it has heard of, at a small index that the
-//! users' connection counts and room memberships refer to, with its version and channels.
+//! users' connection counts and room memberships refer to, with its version.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::users::NodeIndex;
 use super::{Replica, Version};
@@ -13,8 +13,6 @@ pub(super) struct Node {
     pub(super) id: NodeId,
     /// The last announcement applied.
     pub(super) version: Option<Version>,
-    /// Channels and patterns with a subscriber there.
-    pub(super) channels: HashSet<String>,
 }
 
 impl Replica {
@@ -26,7 +24,6 @@ impl Replica {
         let state = Some(Node {
             id: id.clone(),
             version: None,
-            channels: HashSet::new(),
         });
         let at = match self.nodes.iter().position(Option::is_none) {
             Some(at) => {
