@@ -14,8 +14,8 @@
 //! fact goes from the value the node's state hash holds to its new one, and everything derived
 //! from it follows in the same step. They are written where the state hash is, in the same
 //! transaction and before the hash's own writes, so the two never disagree: a run's changes
-//! ([`add_changes`], from `announcements.rs`), a rewrite's whole snapshot ([`add_snapshot`],
-//! after [`add_drop`]), and the removal of a node that leaves or is reaped ([`add_drop`]). The
+//! ([`add_changes`], from `announcements.rs`), a rewrite's difference (the same, from
+//! `rewrite.rs`), and the removal of a node that leaves or is reaped ([`add_drop`]). The
 //! state hashes carry no TTL, so what a node counted is taken back when it is reaped, however
 //! late (a node that starts reaps the dead ones left in the node set). The keys share the
 //! membership state's hash tag, so each transaction and script stays on one slot of a Redis
@@ -112,17 +112,6 @@ pub(super) fn add_changes<'a>(
         eval.arg(field).arg(value);
     }
     pipe.add_command(eval).ignore();
-}
-
-/// Adds the facts of a rewritten snapshot of `node` (`fields`, as its state hash holds them) to
-/// `pipe`, after [`add_drop`] removed what the store held of it.
-pub(super) fn add_snapshot(
-    keys: &Keys,
-    pipe: &mut redis::Pipeline,
-    node: &NodeId,
-    fields: &[(String, String)],
-) {
-    add_changes(keys, pipe, node, fields.iter(), &[]);
 }
 
 /// Adds the removal of `node`'s state to `pipe`: what its facts counted, then its state hash.

@@ -41,6 +41,7 @@ mod indexes;
 mod keys;
 mod liveness;
 mod pubsub;
+mod rewrite;
 mod shards;
 mod streams;
 mod subscriber;

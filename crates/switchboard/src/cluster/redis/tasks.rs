@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{Event, Outgoing, Shared, Write, announcements, indexes, streams};
+use super::{Event, Outgoing, Shared, Write, announcements, indexes, rewrite, streams};
 use crate::store::Append;
 
 /// Most queued items written in one pipeline.
@@ -130,11 +130,7 @@ pub(super) async fn publisher(
             retry(&shared, &receiver);
             continue;
         };
-        let (sent, leaving) = if connection.is_cluster() {
-            super::shards::send_each(&shared, &mut connection, fresh, &mut batch).await
-        } else {
-            send_pipelined(&shared, &mut connection, fresh, &mut batch).await
-        };
+        let (sent, leaving) = send(&shared, &mut connection, fresh, &mut batch).await;
         match sent {
             Ok(()) => {
                 if shared.publisher.up() {
@@ -158,6 +154,46 @@ pub(super) async fn publisher(
             }
         }
     }
+}
+
+/// Sends a batch in order. A rewrite is done on its own (`rewrite.rs`: it reads the store
+/// before it writes), between what came before it and what comes after; consecutive rewrites
+/// are one. Returns how that went and the senders of the departures sent.
+async fn send(
+    shared: &Shared,
+    connection: &mut Conn,
+    mut fresh: bool,
+    batch: &mut Vec<Outgoing>,
+) -> (redis::RedisResult<()>, Vec<oneshot::Sender<()>>) {
+    let is_rewrite = |item: &Outgoing| matches!(item, Outgoing::Write(Write::Rewrite));
+    let mut leaving = Vec::new();
+    while !batch.is_empty() {
+        let before = batch.iter().position(is_rewrite).unwrap_or(batch.len());
+        let mut segment: Vec<Outgoing> = batch.drain(..before).collect();
+        if !segment.is_empty() {
+            let (sent, mut left) = if connection.is_cluster() {
+                super::shards::send_each(shared, connection, fresh, &mut segment).await
+            } else {
+                send_pipelined(shared, connection, fresh, &mut segment).await
+            };
+            leaving.append(&mut left);
+            if let Err(error) = sent {
+                batch.drain(..).for_each(Outgoing::fail);
+                return (Err(error), leaving);
+            }
+            fresh = false;
+        }
+        let rewrites = batch.iter().take_while(|item| is_rewrite(item)).count();
+        if rewrites > 0 {
+            batch.drain(..rewrites);
+            if let Err(error) = rewrite::run(shared, connection, fresh).await {
+                batch.drain(..).for_each(Outgoing::fail);
+                return (Err(error), leaving);
+            }
+            fresh = false;
+        }
+    }
+    (Ok(()), leaving)
 }
 
 /// Sends a batch to one Redis in one pipeline; returns how that went and the senders of the
@@ -309,7 +345,6 @@ impl Filling {
 
 pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item: Write) {
     let keys = &shared.keys;
-    let state = keys.state(&shared.node);
     match item {
         Write::Publish { channel, payload } => publish_on(keys, pipe, &channel, &payload),
         Write::DocAppend {
@@ -328,26 +363,7 @@ pub(super) fn add_to_pipeline(shared: &Shared, pipe: &mut redis::Pipeline, item:
         // The publisher takes departures out first, to keep their senders; this arm is for
         // completeness.
         Write::Leave(_) => add_departure(shared, pipe),
-        Write::Rewrite => {
-            register(shared, pipe);
-            let Some(sink) = shared.membership_sink() else {
-                return;
-            };
-            let snapshot = sink.snapshot();
-            let fields = keys::snapshot_fields(&snapshot);
-            let version = shared.next_version();
-            // One transaction: nobody reads the hash or the room index half rewritten.
-            pipe.cmd("MULTI").ignore();
-            indexes::add_drop(keys, pipe, &shared.node);
-            indexes::add_snapshot(keys, pipe, &shared.node, &fields);
-            for chunk in fields.chunks(1000) {
-                pipe.hset_multiple(&state, chunk).ignore();
-            }
-            pipe.hset(&state, keys::VERSION_FIELD, keys::version_value(version))
-                .ignore();
-            announcements::publish(shared, pipe, vec![Event::Reload], Some(version));
-            pipe.cmd("EXEC").ignore();
-        }
+        Write::Rewrite => unreachable!("a rewrite is sent on its own (`send`)"),
     }
 }
 
