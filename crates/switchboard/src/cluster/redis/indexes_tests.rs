@@ -128,6 +128,7 @@ fn random_runs_rewrites_and_drops_keep_the_counts_and_the_index_exact() {
         let client = redis::Client::open(redis.url()).unwrap();
         let mut connection = Conn::Single(client.get_connection_manager().await.unwrap());
         let keys = Keys::new("t:", false);
+        let scripts = IndexScripts::new();
         let mut rng = fastrand::Rng::with_seed(15);
         let mut facts: Facts = NODES.iter().map(|node| (*node, BTreeMap::new())).collect();
         for step in 0..400 {
@@ -135,6 +136,16 @@ fn random_runs_rewrites_and_drops_keep_the_counts_and_the_index_exact() {
             let node = NodeId::from_trusted(name);
             let held = facts.get_mut(name).unwrap();
             match rng.u8(..20) {
+                0 if step % 2 == 0 => {
+                    // Reaped: page by page, then the rest.
+                    drop_pages(&scripts, &keys, &mut connection, &node)
+                        .await
+                        .unwrap();
+                    let mut pipe = redis::pipe();
+                    add_drop(&keys, &mut pipe, &node);
+                    pipe.query_async::<()>(&mut connection).await.unwrap();
+                    held.clear();
+                }
                 0 => {
                     let mut pipe = redis::pipe();
                     pipe.cmd("MULTI").ignore();
@@ -204,6 +215,61 @@ fn random_runs_rewrites_and_drops_keep_the_counts_and_the_index_exact() {
         }
         let left: Vec<String> = connection.keys("t:*").await.unwrap();
         assert_eq!(left, Vec::<String>::new());
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
+fn a_large_dead_node_is_dropped_page_by_page_to_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let redis = RedisServer::start().await;
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut connection = Conn::Single(client.get_connection_manager().await.unwrap());
+        let keys = Keys::new("t:", false);
+        let (dead, alive) = (NodeId::from_trusted("dead"), NodeId::from_trusted("alive"));
+        // Three pages and more of a hash Redis keeps as a table, not a list.
+        let run: Vec<(String, u32)> = (0..1_500)
+            .flat_map(|n| {
+                [
+                    (format!("u:user-{n}"), 1),
+                    (format!("m:room-{}\nuser-{n}", n % 10), 1),
+                ]
+            })
+            .collect();
+        write_run(&keys, &mut connection, &dead, &run).await;
+        write_run(
+            &keys,
+            &mut connection,
+            &alive,
+            &[("u:user-0".to_owned(), 2)],
+        )
+        .await;
+        let before = counts(&keys, &mut connection, 1).await.unwrap();
+        assert_eq!(
+            (before.connections, before.users, before.rooms),
+            (1_502, 1_500, 10)
+        );
+
+        drop_pages(&IndexScripts::new(), &keys, &mut connection, &dead)
+            .await
+            .unwrap();
+        let state: HashMap<String, String> = connection.hgetall(keys.state(&dead)).await.unwrap();
+        assert_eq!(
+            state,
+            HashMap::new(),
+            "every field is gone, the version too"
+        );
+        let after = counts(&keys, &mut connection, 1).await.unwrap();
+        let want = ClusterCounts {
+            connections: 2,
+            users: 1,
+            ..ClusterCounts::default()
+        };
+        assert_eq!(after, want, "the living node's user alone");
     });
 }
 

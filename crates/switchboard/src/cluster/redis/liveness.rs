@@ -112,6 +112,7 @@ async fn reap(
     if locked.is_some() {
         tracing::warn!(node = %node, "a node stopped refreshing its liveness: reaping it");
         super::holders::release_reaped(shared, connection, node).await?;
+        super::indexes::drop_pages(&shared.index_scripts, keys, connection, node).await?;
         let mut pipe = redis::pipe();
         super::indexes::add_drop(keys, &mut pipe, node);
         pipe.srem(keys.nodes(), node.as_str()).ignore();
