@@ -17,11 +17,14 @@
 #   costs   what one connection costs where: 3 nodes and one Redis holding 30 000 idle
 #           connections in 300 rooms with members on every node (each node's RSS, Redis's
 #           memory and commands), the numbers the 1 000 000-connection projection uses.
+#   rewrite how long one Redis command held Redis (its latency monitor) while a node of 19 000
+#           users rewrote its state: after its connections to Redis were cut (the state still
+#           there), and after Redis restarted empty; and how long the rewrite took.
 #   joins   a burst of joins to new rooms on a node of a Redis Cluster (3 masters): 2 000
 #           connections at concurrency 200, each in a room of its own, so each join adds a
 #           sharded subscription (the idle scenario's connections/s include the joins).
 #
-#   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|joins|all]
+#   scripts/bench_cluster.sh [cross|scale|history|brokers|costs|rewrite|joins|all]
 #
 # SERVER (default target/release/switchboard, built first) is the node binary, to compare two
 # builds: e.g. SERVER=/tmp/before scripts/bench_cluster.sh cross, then the same without it.
@@ -57,9 +60,10 @@ trap cleanup EXIT
 # shellcheck source=scripts/bench_lib.sh
 . "$ROOT/scripts/bench_lib.sh"
 
+# start_redis [extra redis-server flags...]
 start_redis() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --maxclients 1000 >>"$LOG" 2>&1 &
+    --maxclients 1000 "$@" >>"$LOG" 2>&1 &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
   REDIS_PIDS=("$REDIS_PID")
@@ -303,6 +307,61 @@ costs() {
   cleanup
 }
 
+# state_version NODE: the version field of the node's state hash (empty while it has none).
+state_version() {
+  redis-cli -p "$REDIS_PORT" hget "sb:{cluster}state:$1" version | tr -d '\r'
+}
+
+# rewritten NODE OLD: waits (up to 60 s) until the node's state version is set and not OLD,
+# then prints the seconds since START (date +%s.%N) and the slowest command Redis saw.
+rewritten() {
+  local version
+  for _ in $(seq 6000); do
+    version=$(state_version "$1")
+    [ -n "$version" ] && [ "$version" != "$2" ] && break
+    sleep 0.01
+  done
+  awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "rewritten after %.2f s; ", e - s }'
+  echo "slowest command: $(redis-cli -p "$REDIS_PORT" latency latest | tr '\n' ' ')"
+  echo "  the slow log's longest: $(redis-cli -p "$REDIS_PORT" --json slowlog get 128 |
+    python3 -c 'import json, sys
+slow = json.load(sys.stdin)
+top = max(slow, key=lambda entry: entry[2], default=None)
+print(f"{top[2]} µs, {top[3][0]}" if top else "none over 10 ms")')"
+  redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
+}
+
+rewrite() {
+  local users=19000 node=39441 bench_pid version
+  start_redis --latency-monitor-threshold 1
+  node "$node" --redis-url "redis://127.0.0.1:$REDIS_PORT" --redis-prefix sb:
+  "$BENCH" idle --connections "$users" --rooms $((users / 100)) --concurrency 200 --settle 1 \
+    --hold 60 --url "ws://127.0.0.1:$node/" >>"$LOG" 2>&1 &
+  bench_pid=$!
+  until [ "$(redis-cli -p "$REDIS_PORT" hget 'sb:{cluster}counts' connections)" = "$users" ]; do
+    sleep 0.2
+  done
+  sleep 2
+  echo "$users users on one node: $(redis-cli -p "$REDIS_PORT" hlen "sb:{cluster}state:n$node") state fields"
+  version=$(state_version "n$node")
+  redis-cli -p "$REDIS_PORT" latency reset >/dev/null
+  START=$(date +%s.%N)
+  redis-cli -p "$REDIS_PORT" client kill type pubsub >/dev/null
+  redis-cli -p "$REDIS_PORT" client kill type normal skipme yes >/dev/null
+  echo -n "connections cut, state kept: "
+  rewritten "n$node" "$version"
+  kill "$REDIS_PID"
+  wait "$REDIS_PID" 2>/dev/null || true
+  START=$(date +%s.%N)
+  start_redis --latency-monitor-threshold 1
+  echo -n "Redis restarted empty: "
+  rewritten "n$node" ""
+  echo "state fields after: $(redis-cli -p "$REDIS_PORT" hlen "sb:{cluster}state:n$node")"
+  kill "$bench_pid" 2>/dev/null || true
+  wait "$bench_pid" 2>/dev/null || true
+  cleanup
+}
+
 joins() {
   start_redis_cluster
   node 39431 --redis-cluster --redis-url "redis://127.0.0.1:$REDIS_PORT"
@@ -324,7 +383,8 @@ case "${1:-all}" in
   history) history ;;
   brokers) brokers ;;
   costs) costs ;;
+  rewrite) rewrite ;;
   joins) joins ;;
-  all) cross; scale; history; brokers; costs; joins ;;
-  *) echo "usage: $0 [cross|scale|history|brokers|costs|joins|all]" >&2; exit 2 ;;
+  all) cross; scale; history; brokers; costs; rewrite; joins ;;
+  *) echo "usage: $0 [cross|scale|history|brokers|costs|rewrite|joins|all]" >&2; exit 2 ;;
 esac
