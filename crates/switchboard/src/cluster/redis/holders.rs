@@ -1,14 +1,15 @@
 //! The Redis cluster as the [`Holders`] store: one set of node ids per held thing, and per
 //! node an index of the sets it is in, so that a dead node's holdings can be released without
-//! a scan. Both scripts (`scripts/holders*.lua`) run atomically, which is what makes exactly
-//! one node the first or the last.
+//! a scan. Each change of a holder set is atomic (`scripts/holders.lua` for a batch of a node's
+//! changes, `scripts/holders_release.lua` for a page of a release), which is what makes
+//! exactly one node the first or the last.
 //!
 //! Keys: `PREFIX{cluster}h:r:ROOM`, `PREFIX{cluster}h:m:ROOM USER` (names hold no spaces),
 //! `PREFIX{cluster}h:c:CHANNEL`, `PREFIX{cluster}h:u:USER`, and the index
 //! `PREFIX{cluster}hi:NODE`. They carry no TTL: a holder leaves by its own change, by its
 //! successor's release, or by the reaper's. They share the membership state's hash tag
-//! (`keys.rs`): a node's batch and a release span many holder sets and its index, and stay one
-//! atomic script on one slot of a Redis Cluster.
+//! (`keys.rs`): a node's batch and a page of a release span many holder sets and its index, and
+//! stay one atomic script on one slot of a Redis Cluster.
 
 use super::conn::Conn;
 use super::keys::Keys;
@@ -70,24 +71,37 @@ impl Keys {
     }
 }
 
-/// Releases everything `node` holds; returns what lost its last holder, members first, then
-/// rooms, channels and users (the order of [`Held`]).
+/// The holder sets one call of the release script goes through (a hint to `SSCAN`).
+const RELEASE_PAGE: usize = 1000;
+
+/// Releases everything `node` holds, a page of its holder sets per script (so that Redis
+/// serves other clients between pages of a large node); returns what lost its last holder,
+/// members first, then rooms, channels and users (the order of [`Held`]).
 pub(super) async fn release(
     shared: &Shared,
     connection: &mut Conn,
     node: &NodeId,
 ) -> redis::RedisResult<Vec<Held>> {
-    let keys: Vec<String> = shared
-        .holder_scripts
-        .release
-        .key(shared.keys.holder_index(node))
-        .arg(node.as_str())
-        .invoke_async(connection)
-        .await?;
-    let mut orphaned: Vec<Held> = keys
-        .iter()
-        .filter_map(|key| shared.keys.held(key))
-        .collect();
+    let mut orphaned = Vec::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let reply: Vec<String> = shared
+            .holder_scripts
+            .release
+            .key(shared.keys.holder_index(node))
+            .arg(node.as_str())
+            .arg(&cursor)
+            .arg(RELEASE_PAGE)
+            .invoke_async(connection)
+            .await?;
+        let mut reply = reply.into_iter();
+        let next = reply.next().unwrap_or_else(|| "0".to_owned());
+        orphaned.extend(reply.filter_map(|key| shared.keys.held(&key)));
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
     orphaned.sort();
     Ok(orphaned)
 }

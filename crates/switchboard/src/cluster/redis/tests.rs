@@ -174,3 +174,65 @@ async fn a_failed_write_is_retried_without_more_traffic() {
     status(BrokerStatus::Connected).await;
     cancel.cancel();
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "external"),
+    ignore = "needs redis-server: --features external"
+)]
+async fn a_large_node_s_holdings_are_released_page_by_page_each_last_holder_once() {
+    use crate::cluster::{Held, Holders, Holding};
+    use crate::ids::UserId;
+
+    let redis = RedisServer::start().await;
+    let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: "release:".into(),
+        node_ttl: Duration::from_secs(60),
+        tls_ca: None,
+        broker: None,
+        cluster: false,
+    };
+    let history = crate::store::HistoryConfig {
+        size: 100,
+        ttl: Duration::from_secs(600),
+    };
+    let sink: Arc<dyn BrokerSink> = Arc::new(Discard);
+    let mut nodes = Vec::new();
+    for name in ["big", "small"] {
+        let node = RedisCluster::new(&config, NodeId::from_trusted(name), history).unwrap();
+        node.spawn(&tasks, &cancel);
+        node.start(Arc::downgrade(&sink) as Weak<dyn BrokerSink>);
+        let connected = || node.status() == BrokerStatus::Connected;
+        wait_until("the node's connection", connected).await;
+        nodes.push(node);
+    }
+    let user = |n: usize| Held::User(UserId::from_trusted(format!("user-{n}")));
+    // Three pages and more of a set Redis keeps as a table; the small node shares one user.
+    let gained = |held| Holding { held, gained: true };
+    let big: Vec<Holding> = (0..2_500).map(|n| gained(user(n))).collect();
+    let firsts = nodes[0].apply(big).await.unwrap();
+    assert!(
+        firsts.iter().all(|&first| first),
+        "the big node is every user's first"
+    );
+    let firsts = nodes[1].apply(vec![gained(user(7))]).await.unwrap();
+    assert_eq!(firsts, [false]);
+
+    let orphaned = nodes[0].release_own().await.unwrap();
+    let mut want: Vec<Held> = (0..2_500).filter(|&n| n != 7).map(user).collect();
+    want.sort();
+    assert_eq!(orphaned.len(), 2_499);
+    assert_eq!(
+        orphaned, want,
+        "every user but the shared one lost its last holder"
+    );
+    assert_eq!(
+        nodes[0].release_own().await.unwrap(),
+        [],
+        "nothing is released twice"
+    );
+    assert_eq!(nodes[1].release_own().await.unwrap(), [user(7)]);
+    cancel.cancel();
+}
