@@ -9,9 +9,10 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
 use super::announcements;
+use super::keys;
 use super::subscriber::load_snapshot;
 use super::tasks::register;
-use super::{Event, Shared};
+use super::{Event, Shared, Version};
 use crate::ids::NodeId;
 
 /// Refreshes this node's liveness, reaps dead nodes and reconciles the replica, every third of
@@ -88,6 +89,41 @@ pub(super) async fn refresh_peers(
     for node in live.difference(&known) {
         let snapshot = load_snapshot(keys, connection, node).await?;
         let changes = shared.replica.write().replace(node, Some(snapshot));
+        shared.announce_changes(changes);
+    }
+    Ok(())
+}
+
+/// After this node subscribed again: it may have missed the others' announcements while it
+/// was not subscribed (its subscription alone may have been cut), and a node that rewrote its
+/// state meanwhile published its `Reload` then. Refreshes the node set as [`refresh_peers`]
+/// does, then reloads each known node whose stored version is not the one the replica holds
+/// (the others cost one `HGET` each). A reload the replica already covers changes nothing.
+pub(super) async fn resync_peers(
+    shared: &Shared,
+    connection: &mut super::conn::Conn,
+) -> redis::RedisResult<()> {
+    refresh_peers(shared, connection).await?;
+    let held: Vec<(NodeId, Option<Version>)> = {
+        let replica = shared.replica.read();
+        (replica.nodes())
+            .map(|node| (node.clone(), replica.version(node)))
+            .collect()
+    };
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (node, _) in &held {
+        pipe.hget(shared.keys.state(node), keys::VERSION_FIELD);
+    }
+    let stored: Vec<Option<String>> = pipe.query_async(connection).await?;
+    for ((node, version), stored) in held.into_iter().zip(stored) {
+        if stored.as_deref().and_then(keys::parse_version) == version {
+            continue;
+        }
+        let snapshot = load_snapshot(&shared.keys, connection, &node).await?;
+        let changes = shared.replica.write().replace(&node, Some(snapshot));
         shared.announce_changes(changes);
     }
     Ok(())

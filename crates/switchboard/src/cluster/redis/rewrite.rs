@@ -10,7 +10,9 @@
 //! rewrites after an outage. A reader between two transactions sees some of the rewrite and
 //! the node's old version; the `Reload` that ends the rewrite, with the new version, makes
 //! every replica read the state again. Each field's facts follow it in its own transaction,
-//! so the counts always agree with the state hashes.
+//! so the counts always agree with the state hashes. When there is no difference (a blip: the
+//! node's connections were cut and Redis kept its data) the rewrite writes nothing and
+//! publishes no `Reload`, so that the other nodes do not all read every node's whole state.
 
 use std::collections::HashMap;
 
@@ -27,8 +29,9 @@ pub(super) const CHUNK_FIELDS: usize = 1000;
 const SCAN_PAGE: usize = 1000;
 
 /// Rewrites this node's state: registers it, writes the difference between what the store
-/// holds and the node's snapshot, then its version and a `Reload`. On a fresh connection the
-/// scripts are loaded first, as before any write.
+/// holds and the node's snapshot, then its version and a `Reload`; with no difference (and a
+/// version stored) nothing more. On a fresh connection the scripts are loaded first, as before
+/// any write.
 pub(super) async fn run(
     shared: &Shared,
     connection: &mut Conn,
@@ -43,9 +46,16 @@ pub(super) async fn run(
     let Some(sink) = shared.membership_sink() else {
         return Ok(());
     };
-    let held = read_state(shared, connection).await?;
+    let mut held = read_state(shared, connection).await?;
+    let stored_version = held.remove(keys::VERSION_FIELD);
     let snapshot = sink.snapshot();
     let changes = difference(held, keys::snapshot_fields(&snapshot));
+    if changes == FieldChanges::default() && stored_version.is_some() {
+        // Every change reached the store, and was published with it: the others' replicas
+        // hold it (those that missed a publication compare versions when they subscribe
+        // again, `liveness::resync_peers`), so nothing makes them read the state again.
+        return Ok(());
+    }
     let mut pipe = redis::pipe();
     add_chunks(
         &shared.keys,
@@ -68,7 +78,7 @@ pub(super) async fn run(
     pipe.query_async::<()>(connection).await
 }
 
-/// Every field of this node's state hash but the version, read a page at a time.
+/// Every field of this node's state hash, read a page at a time.
 async fn read_state(
     shared: &Shared,
     connection: &mut Conn,
@@ -90,7 +100,6 @@ async fn read_state(
         }
         cursor = next;
     }
-    held.remove(keys::VERSION_FIELD);
     Ok(held)
 }
 

@@ -168,7 +168,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>, seed: Seed, cancel: Cancella
         backoff.reset();
         shared.queue(Outgoing::Write(Write::Rewrite));
         if let Some(mut publishing) = publishing_connection(&shared).await {
-            let _ = liveness::refresh_peers(&shared, &mut publishing).await;
+            let _ = liveness::resync_peers(&shared, &mut publishing).await;
         }
         loop {
             tokio::select! {

@@ -69,10 +69,10 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         backoff.reset();
         // Redis may have lost this node's state (a restart) and this node may have missed
-        // announcements: rewrite ours, reload everyone else's.
+        // announcements: rewrite ours, reload the others' that changed.
         shared.queue(Outgoing::Write(Write::Rewrite));
         if let Some(mut connection) = publishing_connection(&shared).await {
-            let _ = liveness::refresh_peers(&shared, &mut connection).await;
+            let _ = liveness::resync_peers(&shared, &mut connection).await;
         }
         loop {
             tokio::select! {

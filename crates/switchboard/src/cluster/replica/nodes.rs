@@ -47,7 +47,8 @@ impl Replica {
             .unwrap_or_else(|| unreachable!("a node index outlived its node"))
     }
 
-    pub(super) fn version(&self, id: &NodeId) -> Option<Version> {
+    /// The version of `id`'s state this replica holds: its last announcement applied.
+    pub(crate) fn version(&self, id: &NodeId) -> Option<Version> {
         let index = *self.node_index.get(id)?;
         self.nodes[usize::from(index)].as_ref()?.version
     }
