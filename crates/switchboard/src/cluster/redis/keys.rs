@@ -202,6 +202,20 @@ pub(super) fn is_fact(field: &str) -> bool {
         .any(|kind| field.starts_with(kind))
 }
 
+/// Whether two values of state field `field` say the same: equal, or two presences with the
+/// same status and metadata (a presence's `lastSeen` moves with activity that announces
+/// nothing, such as a join, so a node's view of it is later than what it stored).
+pub(super) fn same_value(field: &str, held: &str, wanted: &str) -> bool {
+    if held == wanted {
+        return true;
+    }
+    let presence = |json| serde_json::from_str::<Presence>(json).ok();
+    field.starts_with(PRESENCE)
+        && presence(held)
+            .zip(presence(wanted))
+            .is_some_and(|(held, wanted)| held.shows_the_same(&wanted))
+}
+
 /// Every field of a snapshot, for rewriting a node's hash.
 pub(super) fn snapshot_fields(snapshot: &Snapshot) -> Vec<(String, String)> {
     let mut fields = Vec::new();

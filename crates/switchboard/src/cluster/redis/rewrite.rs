@@ -104,14 +104,16 @@ async fn read_state(
 }
 
 /// What turns a state hash holding `held` into one holding `wanted` (the version aside):
-/// the fields to set (absent, or holding another value) and those to delete.
+/// the fields to set (absent, or holding a value that says something else: `keys::same_value`)
+/// and those to delete.
 pub(super) fn difference(
     mut held: HashMap<String, String>,
     wanted: Vec<(String, String)>,
 ) -> FieldChanges {
     let mut changes = FieldChanges::default();
     for (field, value) in wanted {
-        if held.remove(&field).as_ref() != Some(&value) {
+        let stored = held.remove(&field);
+        if !stored.is_some_and(|stored| keys::same_value(&field, &stored, &value)) {
             changes.set.push((field, value));
         }
     }

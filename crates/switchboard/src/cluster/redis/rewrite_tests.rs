@@ -34,6 +34,37 @@ fn the_difference_sets_what_is_absent_or_other_and_deletes_what_is_not_wanted() 
 }
 
 #[test]
+fn a_presence_seen_later_is_the_same_one_another_status_or_metadata_is_not() {
+    let online = |last_seen: u64, metadata: &str| {
+        format!(r#"{{"userId":"ann","status":"online","lastSeen":{last_seen}{metadata}}}"#)
+    };
+    let held: HashMap<String, String> = [("p:ann".to_owned(), online(1_000, ""))].into();
+    let later = vec![("p:ann".to_owned(), online(2_000, ""))];
+    assert_eq!(difference(held.clone(), later), FieldChanges::default());
+
+    let away = vec![(
+        "p:ann".to_owned(),
+        r#"{"userId":"ann","status":"away","lastSeen":2000}"#.to_owned(),
+    )];
+    assert_eq!(difference(held.clone(), away.clone()).set, away);
+    let typing = vec![(
+        "p:ann".to_owned(),
+        online(2_000, r#","metadata":{"typing":true}"#),
+    )];
+    assert_eq!(difference(held, typing.clone()).set, typing);
+    let still_typing = vec![(
+        "p:ann".to_owned(),
+        online(3_000, r#","metadata":{"typing":true}"#),
+    )];
+    let held: HashMap<String, String> = typing.into_iter().collect();
+    assert_eq!(difference(held, still_typing), FieldChanges::default());
+    // Only a presence is read that way: another field's value is compared as it is.
+    let held: HashMap<String, String> = [("u:ann".to_owned(), "1".to_owned())].into();
+    let wanted = vec![("u:ann".to_owned(), "01".to_owned())];
+    assert_eq!(difference(held, wanted.clone()).set, wanted);
+}
+
+#[test]
 fn a_large_difference_goes_in_transactions_of_bounded_size() {
     let keys = Keys::new("t:", false);
     let node = NodeId::from_trusted("n1");
