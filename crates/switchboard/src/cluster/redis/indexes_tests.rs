@@ -80,6 +80,14 @@ async fn rewrite(keys: &Keys, connection: &mut Conn, node: &NodeId, facts: &BTre
     pipe.query_async::<()>(connection).await.unwrap();
 }
 
+/// A Redis of its own, a connection to it, and the keys under the prefix `t:`.
+async fn store() -> (RedisServer, Conn, Keys) {
+    let redis = RedisServer::start().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = Conn::Single(client.get_connection_manager().await.unwrap());
+    (redis, connection, Keys::new("t:", false))
+}
+
 /// The counts and the room index the facts make.
 fn expected(facts: &Facts) -> (ClusterCounts, BTreeMap<String, BTreeMap<String, String>>) {
     let mut users: HashMap<&str, u32> = HashMap::new();
@@ -124,10 +132,7 @@ fn expected(facts: &Facts) -> (ClusterCounts, BTreeMap<String, BTreeMap<String, 
 fn random_runs_rewrites_and_drops_keep_the_counts_and_the_index_exact() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let redis = RedisServer::start().await;
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut connection = Conn::Single(client.get_connection_manager().await.unwrap());
-        let keys = Keys::new("t:", false);
+        let (_redis, mut connection, keys) = store().await;
         let scripts = IndexScripts::new();
         let mut rng = fastrand::Rng::with_seed(15);
         let mut facts: Facts = NODES.iter().map(|node| (*node, BTreeMap::new())).collect();
@@ -226,10 +231,7 @@ fn random_runs_rewrites_and_drops_keep_the_counts_and_the_index_exact() {
 fn a_large_dead_node_is_dropped_page_by_page_to_nothing() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let redis = RedisServer::start().await;
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut connection = Conn::Single(client.get_connection_manager().await.unwrap());
-        let keys = Keys::new("t:", false);
+        let (_redis, mut connection, keys) = store().await;
         let (dead, alive) = (NodeId::from_trusted("dead"), NodeId::from_trusted("alive"));
         // Three pages and more of a hash Redis keeps as a table, not a list.
         let run: Vec<(String, u32)> = (0..1_500)

@@ -111,6 +111,23 @@ fn the_redis_cluster_with_rabbitmq_conforms() {
     conforms_with(crate::broker::BrokerUrl::Amqp(rabbit.url()));
 }
 
+/// A node's configuration on `redis` under `prefix`, with a 60 s node TTL, and its history's.
+fn node_config(redis: &RedisServer, prefix: &str) -> (RedisConfig, crate::store::HistoryConfig) {
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: prefix.into(),
+        node_ttl: Duration::from_secs(60),
+        tls_ca: None,
+        broker: None,
+        cluster: false,
+    };
+    let history = crate::store::HistoryConfig {
+        size: 100,
+        ttl: Duration::from_secs(600),
+    };
+    (config, history)
+}
+
 /// A sink that takes everything and keeps nothing.
 struct Discard;
 
@@ -130,20 +147,9 @@ impl BrokerSink for Discard {
 async fn a_failed_write_is_retried_without_more_traffic() {
     let redis = RedisServer::start().await;
     let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-    let config = RedisConfig {
-        url: redis.url(),
-        prefix: "retry:".into(),
-        // Liveness refreshes come every 20 s, longer than any wait below: they cannot be
-        // what brings the publisher back.
-        node_ttl: Duration::from_secs(60),
-        tls_ca: None,
-        broker: None,
-        cluster: false,
-    };
-    let history = crate::store::HistoryConfig {
-        size: 100,
-        ttl: Duration::from_secs(600),
-    };
+    // Liveness refreshes come every 20 s, longer than any wait below: they cannot be what
+    // brings the publisher back.
+    let (config, history) = node_config(&redis, "retry:");
     let node = NodeId::random();
     let cluster = RedisCluster::new(&config, node.clone(), history).unwrap();
     cluster.spawn(&tasks, &cancel);
@@ -186,18 +192,7 @@ async fn a_large_node_s_holdings_are_released_page_by_page_each_last_holder_once
 
     let redis = RedisServer::start().await;
     let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-    let config = RedisConfig {
-        url: redis.url(),
-        prefix: "release:".into(),
-        node_ttl: Duration::from_secs(60),
-        tls_ca: None,
-        broker: None,
-        cluster: false,
-    };
-    let history = crate::store::HistoryConfig {
-        size: 100,
-        ttl: Duration::from_secs(600),
-    };
+    let (config, history) = node_config(&redis, "release:");
     let sink: Arc<dyn BrokerSink> = Arc::new(Discard);
     let mut nodes = Vec::new();
     for name in ["big", "small"] {
