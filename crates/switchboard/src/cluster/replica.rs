@@ -14,10 +14,11 @@
 //! node's own change of a user it connects too ([`Replica::shown_here`]): what this node's
 //! clients saw last. A reloaded node's snapshot shows a presence change when it differs from
 //! that. The layout is sized for many remote members (issue 15:
-//! ≈160 B of RSS each); `tests/replica_memory.rs` holds it to that.
+//! ≈100 B of RSS each); `tests/replica_memory.rs` holds it to that.
 
 mod members;
 mod nodes;
+mod rooms;
 mod users;
 
 use std::collections::{HashMap, HashSet};
@@ -27,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{NodeId, RoomId, UserId};
 use crate::presence::{Presence, Status};
 use nodes::Node;
-use users::{NodeIndex, User, Users};
+use rooms::Rooms;
+use users::{NodeIndex, RoomIndex, Users};
 
 /// A change one node announces to the others. Counts are absolute (the node's new total).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,21 +141,20 @@ pub enum Change {
 ///
 /// A remote user is one entry of a slab (its id, connection counts per node, latest presence
 /// and rooms, each room with the set of nodes where), found through a table of slab indices;
-/// a room is the set of its users' slab indices; a node is a small index into the node table.
-/// Ids are interned: one copy per distinct user or room, whichever event brought it. What one
-/// node holds is not kept apart: `replace` (a node's reload or death, rare) derives it by
-/// scanning the users.
+/// a room is an entry of the room table (its id and the set of its users' slab indices); a
+/// node is a small index into the node table. Ids are interned: one copy per distinct user or
+/// room, whichever event brought it. What one node holds is not kept apart: `replace` (a
+/// node's reload or death, rare) derives it by scanning the users.
 #[derive(Debug, Default)]
 pub struct Replica {
     /// The node table: a node's index is its place; free places are reused.
     nodes: Vec<Option<Node>>,
     node_index: HashMap<NodeId, NodeIndex>,
     users: Users,
-    /// room -> the users in it on other nodes (slab indices).
-    rooms: HashMap<RoomId, HashSet<u32>>,
-    /// The nodes past the membership bits (index `WIDE_BIT` and above) where a user is in a
-    /// room; such a membership has `WIDE_BIT` set.
-    wide: HashMap<(RoomId, u32), Vec<NodeIndex>>,
+    rooms: Rooms,
+    /// The nodes past the membership bits (index `WIDE_BIT` and above) where a user (slab
+    /// index) is in a room; such a membership has `WIDE_BIT` set.
+    wide: HashMap<(RoomIndex, u32), Vec<NodeIndex>>,
 }
 
 /// What a node held, derived before a `replace`.
@@ -241,7 +242,7 @@ impl Replica {
             && self
                 .users
                 .find(user)
-                .is_none_or(|at| self.users.get(at).count_on(node) == 0);
+                .is_none_or(|at| self.users.count_on(at, node) == 0);
         if gone_there {
             if self.user_connections(user) > 0 {
                 // Others remain.
@@ -344,13 +345,13 @@ impl Replica {
     fn held(&self, node: NodeIndex) -> Held {
         let mut users = HashSet::new();
         let mut members = Vec::new();
-        for (at, user) in self.users.iter() {
-            if user.count_on(node) > 0 {
-                users.insert(user.id.clone());
+        for at in self.users.indices() {
+            if self.users.count_on(at, node) > 0 {
+                users.insert(self.users.user_id(at));
             }
-            for (room, bits) in user.rooms.iter() {
-                if self.holds(*bits, room, at, node) {
-                    members.push((room.clone(), user.id.clone()));
+            for (room, bits) in self.users.rooms(at) {
+                if self.holds(bits, room, at, node) {
+                    members.push((self.rooms.id(room).clone(), self.users.user_id(at)));
                 }
             }
         }
@@ -380,12 +381,12 @@ impl Replica {
     fn set_user(&mut self, node: NodeIndex, user: &UserId, count: u32) {
         if count == 0 {
             if let Some(at) = self.users.find(user) {
-                self.users.get_mut(at).set_count(node, 0);
+                self.users.set_count(at, node, 0);
                 self.users.release(at);
             }
         } else {
             let at = self.users.intern(user);
-            self.users.get_mut(at).set_count(node, count);
+            self.users.set_count(at, node, count);
         }
     }
 
@@ -401,39 +402,39 @@ impl Replica {
     /// Keeps `presence` as `user`'s latest.
     fn set_presence(&mut self, user: &UserId, presence: &Presence) {
         let at = self.users.intern(user);
-        self.users.get_mut(at).set_presence(Some((
-            presence.status,
-            presence.metadata.clone(),
-            presence.last_seen,
-        )));
+        self.users.set_presence(
+            at,
+            Some((
+                presence.status,
+                presence.metadata.clone(),
+                presence.last_seen,
+            )),
+        );
     }
 
     /// Forgets `user`'s presence; returns it.
     fn take_presence(&mut self, user: &UserId) -> Option<Presence> {
         let at = self.users.find(user)?;
         let last = self.presence(user);
-        self.users.get_mut(at).set_presence(None);
+        self.users.set_presence(at, None);
         self.users.release(at);
         last
     }
 
     /// Whether `user` is in `room` on another node.
     pub fn in_room(&self, room: &RoomId, user: &UserId) -> bool {
-        self.users.find(user).is_some_and(|at| {
-            self.rooms
-                .get(room)
-                .is_some_and(|users| users.contains(&at))
-        })
+        let found = self.users.find(user).zip(self.rooms.find(room));
+        found.is_some_and(|(at, room)| self.users.room_bits(at, room).is_some())
     }
 
     /// The users in `room` on other nodes.
     pub fn room_users(&self, room: &RoomId) -> Vec<UserId> {
         self.rooms
-            .get(room)
-            .map(|users| {
-                users
-                    .iter()
-                    .map(|&at| self.users.get(at).id.clone())
+            .find(room)
+            .map(|room| {
+                self.rooms
+                    .users(room)
+                    .map(|at| self.users.user_id(at))
                     .collect()
             })
             .unwrap_or_default()
@@ -442,32 +443,39 @@ impl Replica {
     /// The rooms `user` is in on other nodes.
     pub fn user_rooms(&self, user: &UserId) -> Vec<RoomId> {
         self.users
-            .by_id(user)
-            .map(|user| user.rooms.iter().map(|(room, _)| room.clone()).collect())
+            .find(user)
+            .map(|at| {
+                self.users
+                    .rooms(at)
+                    .map(|(room, _)| self.rooms.id(room).clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// `user`'s connections on other nodes.
     pub fn user_connections(&self, user: &UserId) -> u32 {
-        self.users.by_id(user).map_or(0, User::connections)
+        self.users
+            .find(user)
+            .map_or(0, |at| self.users.connections(at))
     }
 
     /// Connections on the other nodes.
     pub fn connections(&self) -> u64 {
         self.users
-            .iter()
-            .map(|(_, user)| u64::from(user.connections()))
+            .indices()
+            .map(|at| u64::from(self.users.connections(at)))
             .sum()
     }
 
     /// The latest presence of a user connected to another node.
     pub fn presence(&self, user: &UserId) -> Option<Presence> {
-        let user = self.users.by_id(user)?;
+        let (status, metadata, last_seen) = self.users.presence(self.users.find(user)?)?;
         Some(Presence {
-            user_id: user.id.clone(),
-            status: user.status?,
-            metadata: user.metadata().cloned(),
-            last_seen: user.last_seen,
+            user_id: user.clone(),
+            status,
+            metadata,
+            last_seen,
         })
     }
 
@@ -475,20 +483,24 @@ impl Replica {
     /// was reported yet).
     pub fn users(&self) -> Vec<Presence> {
         self.users
-            .iter()
-            .filter(|(_, user)| user.connections() > 0)
-            .map(|(_, user)| Presence {
-                user_id: user.id.clone(),
-                status: user.status.unwrap_or(Status::Online),
-                metadata: user.metadata().cloned(),
-                last_seen: user.last_seen,
+            .indices()
+            .filter(|&at| self.users.connections(at) > 0)
+            .map(|at| {
+                let presence = self.users.presence(at);
+                let (metadata, last_seen) = presence.map_or((None, 0), |(_, m, seen)| (m, seen));
+                Presence {
+                    user_id: self.users.user_id(at),
+                    status: self.users.status(at).unwrap_or(Status::Online),
+                    metadata,
+                    last_seen,
+                }
             })
             .collect()
     }
 
     /// Rooms with a member on another node.
     pub fn rooms(&self) -> impl Iterator<Item = &RoomId> {
-        self.rooms.keys()
+        self.rooms.ids()
     }
 
     /// The other nodes this replica has heard of.

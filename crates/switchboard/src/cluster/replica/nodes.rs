@@ -62,17 +62,14 @@ impl Replica {
             self.nodes.pop();
         }
         if let Some(moved) = self.users.compact() {
-            let renumber = |at: &u32| moved[*at as usize];
-            for users in self.rooms.values_mut() {
-                *users = users.iter().map(renumber).collect();
-            }
+            self.rooms.renumber(&moved);
             self.wide = self
                 .wide
                 .drain()
-                .map(|((room, at), nodes)| ((room, renumber(&at)), nodes))
+                .map(|((room, at), nodes)| ((room, moved[at as usize]), nodes))
                 .collect();
         }
-        shrink(&mut self.rooms);
+        self.rooms.shrink();
         shrink(&mut self.node_index);
     }
 }
